@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/migrations"
+	"github.com/cardvault/cardvault/vault"
+)
+
+// app is an opened vault: its pool and service. Close releases the pool.
+type app struct {
+	pool *pgxpool.Pool
+	svc  *vault.Service
+}
+
+// openApp connects to the database, refuses an unmigrated schema, opens the
+// root KEK and proves it can unwrap the tenant keysets. Each failure comes
+// back as an error that says what to fix.
+func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	if err := checkSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	kek, err := crypto.OpenKEK(ctx, cfg.KEKURI)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("root KEK %s: %w", crypto.RedactKEKURI(cfg.KEKURI), err)
+	}
+	warnIfLocalKEK(log, cfg.KEKURI)
+	svc, err := vault.NewService(vault.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, Logger: log})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := svc.CheckKEK(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("root KEK %s cannot open the tenant keysets (wrong or unreachable KEK?): %w",
+			crypto.RedactKEKURI(cfg.KEKURI), err)
+	}
+	return &app{pool: pool, svc: svc}, nil
+}
+
+// checkSchema returns an error unless the schema is at this binary's version.
+func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer conn.Release()
+	return migrations.Check(ctx, conn.Conn())
+}
+
+// Close releases the database pool.
+func (a *app) Close() { a.pool.Close() }

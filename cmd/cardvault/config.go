@@ -1,0 +1,92 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/vault"
+)
+
+// config is everything the server needs, read once from the environment and
+// flags (flags win) and validated before anything starts.
+type config struct {
+	DatabaseURL string
+	KEKURI      string
+	Listen      string
+	CVCTTL      time.Duration
+	LogLevel    slog.Level
+}
+
+// rawConfig holds the unparsed values bound to flags.
+type rawConfig struct {
+	databaseURL, kekURI, listen, cvcTTL, logLevel string
+}
+
+// bindDatabase binds --database-url to VAULT_DATABASE_URL.
+func (r *rawConfig) bindDatabase(fs *pflag.FlagSet) {
+	fs.StringVar(&r.databaseURL, "database-url", os.Getenv("VAULT_DATABASE_URL"), "PostgreSQL URL (env VAULT_DATABASE_URL)")
+}
+
+// bindServer binds the server's flags, each defaulting to its env variable.
+func (r *rawConfig) bindServer(fs *pflag.FlagSet) {
+	r.bindDatabase(fs)
+	fs.StringVar(&r.kekURI, "kek-uri", os.Getenv("VAULT_KEK_URI"), "root KEK: local://PATH, aws-kms://…, gcp-kms://…, hcvault://… (env VAULT_KEK_URI)")
+	fs.StringVar(&r.listen, "listen", envOr("VAULT_LISTEN", ":8080"), "listen address (env VAULT_LISTEN)")
+	fs.StringVar(&r.cvcTTL, "cvc-ttl", envOr("VAULT_CVC_TTL", "1h"), "how long an unrevealed CVC is kept (env VAULT_CVC_TTL)")
+	fs.StringVar(&r.logLevel, "log-level", envOr("VAULT_LOG_LEVEL", "info"), "debug, info, warn or error (env VAULT_LOG_LEVEL)")
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// parse validates every value and returns all problems at once, so a bad
+// deployment stops at startup with one clear message.
+func (r *rawConfig) parse(needDB bool) (config, error) {
+	var cfg config
+	var errs []error
+	cfg.DatabaseURL, cfg.KEKURI, cfg.Listen = strings.TrimSpace(r.databaseURL), strings.TrimSpace(r.kekURI), r.listen
+	if needDB && cfg.DatabaseURL == "" {
+		errs = append(errs, errors.New("VAULT_DATABASE_URL (--database-url) is required"))
+	}
+	if cfg.KEKURI == "" {
+		errs = append(errs, errors.New("VAULT_KEK_URI (--kek-uri) is required, e.g. local:///abs/path/kek.json"))
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("VAULT_LISTEN %q is not host:port", cfg.Listen))
+	}
+	var err error
+	if cfg.CVCTTL, err = time.ParseDuration(r.cvcTTL); err != nil || cfg.CVCTTL <= 0 || cfg.CVCTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_CVC_TTL %q must be a duration between 1s and 24h, e.g. 1h", r.cvcTTL))
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("VAULT_LOG_LEVEL %q must be debug, info, warn or error", r.logLevel))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// newLogger returns the process logger: JSON on stderr, with every string
+// passed through the PAN mask as a last line of defence.
+func newLogger(level slog.Level) *slog.Logger {
+	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	return slog.New(vault.NewRedactingHandler(h))
+}
+
+// warnIfLocalKEK warns that a local KEK file is for development only.
+func warnIfLocalKEK(log *slog.Logger, uri string) {
+	if crypto.IsLocalKEK(uri) {
+		log.Warn("the root KEK is a local keyset file: fine for development and tests, not for production; use aws-kms://, gcp-kms:// or hcvault://",
+			"kek_uri", crypto.RedactKEKURI(uri))
+	}
+}

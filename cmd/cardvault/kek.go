@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cardvault/cardvault/crypto"
+)
+
+func newKEKCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "kek", Short: "Manage local root KEK files (development and tests only)"}
+	var out string
+	create := &cobra.Command{
+		Use:   "create --out FILE",
+		Short: "Write a fresh local Tink keyset to use as VAULT_KEK_URI=local://FILE",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			abs, err := filepath.Abs(out)
+			if err != nil {
+				return err
+			}
+			if err := crypto.CreateLocalKEK(abs); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "local://"+abs)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&out, "out", "", "file to write (must not exist)")
+	_ = create.MarkFlagRequired("out")
+	cmd.AddCommand(create)
+	return cmd
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cardvault/cardvault/httpapi"
+	"github.com/cardvault/cardvault/vault"
+)
+
+// shutdownGrace is how long in-flight requests get to finish on SIGTERM.
+const shutdownGrace = 20 * time.Second
+
+func newServeCmd() *cobra.Command {
+	var raw rawConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the vault's HTTP API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := raw.parse(true)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg.LogLevel)
+			a, err := openApp(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			ln, err := net.Listen("tcp", cfg.Listen)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), ln, a.svc, log)
+		},
+	}
+	raw.bindServer(cmd.Flags())
+	return cmd
+}
+
+// serve answers HTTP on ln and sweeps expired CVCs until ctx ends, then
+// drains in-flight requests for up to shutdownGrace.
+func serve(ctx context.Context, ln net.Listener, svc *vault.Service, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           httpapi.New(svc, log),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go svc.RunCVCSweeper(sweepCtx, time.Minute)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", shutdownGrace.String())
+	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

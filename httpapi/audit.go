@@ -1,0 +1,65 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// auditEventResponse is one audit row as the API shows it.
+type auditEventResponse struct {
+	ID         int64          `json:"id"`
+	OccurredAt string         `json:"occurred_at"`
+	TenantID   *uuid.UUID     `json:"tenant_id"`
+	APIKeyID   *uuid.UUID     `json:"api_key_id"`
+	Action     string         `json:"action"`
+	TokenID    *uuid.UUID     `json:"token_id"`
+	RequestID  string         `json:"request_id"`
+	ClientAddr string         `json:"client_addr"`
+	Outcome    string         `json:"outcome"`
+	Detail     map[string]any `json:"detail"`
+}
+
+func newAuditEventResponse(ev vault.AuditEvent) auditEventResponse {
+	return auditEventResponse{
+		ID: ev.ID, OccurredAt: ev.OccurredAt.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
+		TenantID: optionalID(ev.TenantID), APIKeyID: optionalID(ev.APIKeyID), Action: string(ev.Action),
+		TokenID: optionalID(ev.TokenID), RequestID: ev.RequestID, ClientAddr: ev.ClientAddr,
+		Outcome: string(ev.Outcome), Detail: ev.Detail,
+	}
+}
+
+func optionalID(id uuid.UUID) *uuid.UUID {
+	if id == uuid.Nil {
+		return nil
+	}
+	return &id
+}
+
+// listAuditEvents serves GET /audit-events?limit=&starting_after=<event id>.
+func (s *Server) listAuditEvents(c echo.Context) error {
+	limit, err := limitParam(c)
+	if err != nil {
+		return err
+	}
+	var after int64
+	if v := c.QueryParam("starting_after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 1 {
+			return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "starting_after",
+				Message: "starting_after must be an audit event id"}
+		}
+	}
+	page, err := s.svc.ListAuditEvents(c.Request().Context(), actor(c), limit, after)
+	if err != nil {
+		return err
+	}
+	out := listResponse[auditEventResponse]{Object: "list", Data: make([]auditEventResponse, 0, len(page.Events)), HasMore: page.HasMore}
+	for _, ev := range page.Events {
+		out.Data = append(out.Data, newAuditEventResponse(ev))
+	}
+	return c.JSON(http.StatusOK, out)
+}

@@ -1,0 +1,52 @@
+// Package httpapi is cardvault's HTTP interface: routing, authentication,
+// request and response types, and the one mapping of domain errors to HTTP.
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// Server serves the vault's HTTP API.
+type Server struct {
+	svc  *vault.Service
+	log  *slog.Logger
+	echo *echo.Echo
+}
+
+// New returns a Server for svc whose routes are all registered.
+func New(svc *vault.Service, log *slog.Logger) *Server {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.HTTPErrorHandler = errorHandler(log)
+	s := &Server{svc: svc, log: log, echo: e}
+	e.Use(withRequestID, withHeaders, withAccessLog(log))
+	s.routes()
+	return s
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.echo.ServeHTTP(w, r)
+}
+
+// routes registers every route with the scope it needs, in one place.
+func (s *Server) routes() {
+	e := s.echo
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	api := e.Group("", s.authenticate)
+	api.POST("/cde-import", s.createToken, s.require(vault.ScopeTokensCreate))
+	api.POST("/tokens", s.createToken, s.require(vault.ScopeTokensCreate))
+	api.GET("/tokens", s.listTokens, s.require(vault.ScopeTokensRead))
+	api.GET("/tokens/:id", s.getToken, s.require(vault.ScopeTokensRead))
+	api.POST("/tokens/:id/detokenize", s.detokenize, s.require(vault.ScopeTokensReveal))
+	api.DELETE("/tokens/:id", s.deleteToken, s.require(vault.ScopeTokensDelete))
+	api.GET("/audit-events", s.listAuditEvents, s.require(vault.ScopeAuditRead))
+}

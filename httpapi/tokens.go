@@ -1,0 +1,247 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// tokenizeRequest is the body Stripe's forward API sends to /cde-import (and
+// a merchant to /tokens): card fields as strings or numbers, and metadata
+// whose business_key is the idempotency key; other metadata keys are kept as
+// non-sensitive metadata.
+type tokenizeRequest struct {
+	Metadata map[string]string `json:"metadata" validate:"max=51"`
+	Card     *cardRequest      `json:"card" validate:"required"`
+}
+
+type cardRequest struct {
+	Number   flexString `json:"number"`
+	ExpMonth flexString `json:"exp_month"`
+	ExpYear  flexString `json:"exp_year"`
+	CVC      flexString `json:"cvc"`
+	Name     flexString `json:"name"`
+}
+
+// input splits business_key out of the metadata.
+func (r tokenizeRequest) input() vault.TokenizeInput {
+	in := vault.TokenizeInput{Card: vault.CardInput{
+		Number: string(r.Card.Number), ExpMonth: string(r.Card.ExpMonth), ExpYear: string(r.Card.ExpYear),
+		CVC: string(r.Card.CVC), Name: string(r.Card.Name),
+	}}
+	in.Metadata = make(map[string]string, len(r.Metadata))
+	for k, v := range r.Metadata {
+		if k == "business_key" {
+			in.BusinessKey = v
+			continue
+		}
+		in.Metadata[k] = v
+	}
+	return in
+}
+
+// tokenResponse is the masked token record: never a PAN or a CVC.
+type tokenResponse struct {
+	ID                  uuid.UUID         `json:"id"`
+	BusinessKey         *string           `json:"business_key"`
+	CardholderName      *string           `json:"cardholder_name"`
+	CreatedAt           string            `json:"created_at"`
+	ExpiryMonth         int               `json:"expiry_month"`
+	ExpiryYear          int               `json:"expiry_year"`
+	MaskedAccountNumber string            `json:"masked_account_number"`
+	Scheme              string            `json:"scheme"`
+	IIN                 string            `json:"issuer_identification_number"`
+	LastFour            string            `json:"account_number_last_four"`
+	Length              int               `json:"account_number_length"`
+	Fingerprint         string            `json:"fingerprint"`
+	Metadata            map[string]string `json:"metadata"`
+	CVCAvailable        bool              `json:"cvc_available"`
+	UpdatedAt           string            `json:"updated_at"`
+}
+
+func newTokenResponse(t vault.Token) tokenResponse {
+	return tokenResponse{
+		ID: t.ID, BusinessKey: optional(t.BusinessKey), CardholderName: optional(t.CardholderName),
+		CreatedAt: timestamp(t.CreatedAt), ExpiryMonth: t.ExpiryMonth, ExpiryYear: t.ExpiryYear,
+		MaskedAccountNumber: t.MaskedAccountNumber(), Scheme: string(t.Scheme), IIN: t.IIN,
+		LastFour: t.LastFour, Length: t.PANLength, Fingerprint: fingerprint(t.Fingerprint),
+		Metadata: t.Metadata, CVCAvailable: t.CVCAvailable, UpdatedAt: timestamp(t.UpdatedAt),
+	}
+}
+
+// listResponse is the envelope of every cursor-paginated list.
+type listResponse[T any] struct {
+	Object  string `json:"object"`
+	Data    []T    `json:"data"`
+	HasMore bool   `json:"has_more"`
+}
+
+// revealResponse is a detokenized card.
+type revealResponse struct {
+	ID          uuid.UUID    `json:"id"`
+	BusinessKey *string      `json:"business_key"`
+	Card        revealedCard `json:"card"`
+}
+
+type revealedCard struct {
+	Number   string  `json:"number"`
+	ExpMonth int     `json:"exp_month"`
+	ExpYear  int     `json:"exp_year"`
+	Name     *string `json:"name"`
+	CVC      *string `json:"cvc"`
+}
+
+type detokenizeRequest struct {
+	Reason string `json:"reason" validate:"max=500"`
+}
+
+// createToken serves POST /cde-import and POST /tokens: 201 for a new token,
+// 200 when the business key already had one.
+func (s *Server) createToken(c echo.Context) error {
+	var req tokenizeRequest
+	if err := decodeJSON(c, &req, false); err != nil {
+		return err
+	}
+	tok, created, err := s.svc.Tokenize(c.Request().Context(), actor(c), req.input())
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, newTokenResponse(tok))
+}
+
+// getToken serves GET /tokens/:id.
+func (s *Server) getToken(c echo.Context) error {
+	id, err := tokenID(c)
+	if err != nil {
+		return err
+	}
+	tok, err := s.svc.GetToken(c.Request().Context(), actor(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newTokenResponse(tok))
+}
+
+// listTokens serves GET /tokens?business_key=&limit=&starting_after=.
+func (s *Server) listTokens(c echo.Context) error {
+	p, err := listParams(c)
+	if err != nil {
+		return err
+	}
+	page, err := s.svc.ListTokens(c.Request().Context(), actor(c), p)
+	if err != nil {
+		return err
+	}
+	out := listResponse[tokenResponse]{Object: "list", Data: make([]tokenResponse, 0, len(page.Tokens)), HasMore: page.HasMore}
+	for _, t := range page.Tokens {
+		out.Data = append(out.Data, newTokenResponse(t))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// detokenize serves POST /tokens/:id/detokenize with an optional reason.
+func (s *Server) detokenize(c echo.Context) error {
+	id, err := tokenID(c)
+	if err != nil {
+		return err
+	}
+	var req detokenizeRequest
+	if err := decodeJSON(c, &req, true); err != nil {
+		return err
+	}
+	r, err := s.svc.Detokenize(c.Request().Context(), actor(c), id, req.Reason)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newRevealResponse(r))
+}
+
+func newRevealResponse(r vault.Revealed) revealResponse {
+	card := revealedCard{Number: r.Card.PAN.Reveal(), ExpMonth: r.Card.Expiry.Month,
+		ExpYear: r.Card.Expiry.Year, Name: optional(r.Card.Name)}
+	if !r.Card.CVC.IsZero() {
+		card.CVC = optional(r.Card.CVC.Reveal())
+	}
+	return revealResponse{ID: r.Token.ID, BusinessKey: optional(r.Token.BusinessKey), Card: card}
+}
+
+// deleteToken serves DELETE /tokens/:id.
+func (s *Server) deleteToken(c echo.Context) error {
+	id, err := tokenID(c)
+	if err != nil {
+		return err
+	}
+	if err := s.svc.DeleteToken(c.Request().Context(), actor(c), id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// tokenID parses the :id path parameter; a malformed id is as unknown as a
+// missing one (404), so ids cannot be probed by shape.
+func tokenID(c echo.Context) (uuid.UUID, error) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return uuid.Nil, vault.Errorf(vault.KindNotFound, "resource_missing", "no such token")
+	}
+	return id, nil
+}
+
+// listParams reads limit (default 10), starting_after and business_key.
+func listParams(c echo.Context) (vault.ListTokensParams, error) {
+	p := vault.ListTokensParams{BusinessKey: c.QueryParam("business_key")}
+	var err error
+	if p.Limit, err = limitParam(c); err != nil {
+		return p, err
+	}
+	if after := c.QueryParam("starting_after"); after != "" {
+		if p.StartingAfter, err = uuid.Parse(after); err != nil {
+			return p, &vault.Error{Kind: vault.KindBadRequest, Code: "resource_missing", Param: "starting_after",
+				Message: "starting_after names no token"}
+		}
+	}
+	return p, nil
+}
+
+// limitParam reads the limit query parameter, 10 when absent.
+func limitParam(c echo.Context) (int, error) {
+	v := c.QueryParam("limit")
+	if v == "" {
+		return 10, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "limit",
+			Message: "limit must be between 1 and 100"}
+	}
+	return n, nil
+}
+
+// optional maps "" to JSON null.
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// timestamp formats t as RFC 3339 in UTC with second precision, as the
+// Stripe-forward contract shows it.
+func timestamp(t time.Time) string {
+	return t.UTC().Format(time.RFC3339)
+}
+
+// fingerprint encodes a keyed card fingerprint for the API.
+func fingerprint(b []byte) string {
+	return base64.RawURLEncoding.EncodeToString(b)
+}

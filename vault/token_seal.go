@@ -1,0 +1,80 @@
+package vault
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cardvault/cardvault/crypto"
+)
+
+// The field names bound into each ciphertext's associated data.
+const (
+	fieldPAN  = "pan"
+	fieldName = "name"
+	fieldCVC  = "cvc"
+)
+
+// sealedCard is a card's ciphertexts for one token row, with the id of the
+// key that sealed them.
+type sealedCard struct {
+	keyID        uint32
+	pan          crypto.Ciphertext
+	name         crypto.Ciphertext // nil when the card has no name
+	cvc          crypto.Ciphertext // nil when the card has no CVC
+	cvcExpiresAt *time.Time
+}
+
+// seal encrypts the card's PAN, name and CVC separately under the tenant's
+// primary data key, each bound to tenant, token and field.
+func (s *Service) seal(tk *tenantKeys, tenantID, tokenID uuid.UUID, c Card) (sealedCard, error) {
+	out := sealedCard{keyID: tk.sealer.PrimaryKeyID()}
+	var err error
+	if out.pan, err = s.sealField(tk, tenantID, tokenID, fieldPAN, c.PAN.Reveal()); err != nil {
+		return sealedCard{}, err
+	}
+	if c.Name != "" {
+		if out.name, err = s.sealField(tk, tenantID, tokenID, fieldName, c.Name); err != nil {
+			return sealedCard{}, err
+		}
+	}
+	if !c.CVC.IsZero() {
+		if out.cvc, err = s.sealField(tk, tenantID, tokenID, fieldCVC, c.CVC.Reveal()); err != nil {
+			return sealedCard{}, err
+		}
+		exp := s.clock().Add(s.cvcTTL)
+		out.cvcExpiresAt = &exp
+	}
+	return out, nil
+}
+
+func (s *Service) sealField(tk *tenantKeys, tenantID, tokenID uuid.UUID, field, value string) (crypto.Ciphertext, error) {
+	ct, err := tk.sealer.Seal([]byte(value), crypto.FieldAD(tenantID.String(), tokenID.String(), field))
+	if err != nil {
+		return nil, Internal(err)
+	}
+	return ct, nil
+}
+
+// openField decrypts one sealed field of a token row. A ciphertext that does
+// not open (tampered, moved to another row, or its key destroyed) is an
+// internal error; the vault never returns partial card data.
+func (s *Service) openField(tk *tenantKeys, tenantID, tokenID uuid.UUID, field string, ct crypto.Ciphertext) (string, error) {
+	if ct == nil {
+		return "", nil
+	}
+	pt, err := tk.sealer.Open(ct, crypto.FieldAD(tenantID.String(), tokenID.String(), field))
+	if err != nil {
+		return "", Internal(err)
+	}
+	return string(pt), nil
+}
+
+// fingerprint returns the keyed fingerprint of a PAN and its key id.
+func (tk *tenantKeys) fingerprint(p PAN) ([]byte, uint32, error) {
+	sum, err := tk.fp.Sum([]byte(p.Reveal()))
+	if err != nil {
+		return nil, 0, Internal(err)
+	}
+	return sum, tk.fp.KeyID(), nil
+}

@@ -1,0 +1,486 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cardvault/cardvault/crypto"
+)
+
+// tokenColumns are the columns every token query reads, in scanToken order.
+const tokenColumns = `id, tenant_id, business_key, fingerprint, fingerprint_key_id, key_id,
+	pan_ct, name_ct, cvc_ct, cvc_expires_at, iin, last_four, pan_length, scheme,
+	exp_month, exp_year, metadata, created_at, updated_at`
+
+// tokenRow is a token as stored: the masked record plus its ciphertexts.
+type tokenRow struct {
+	Token
+	fpKeyID int64
+	sealed  sealedCard
+}
+
+func scanToken(row pgx.Row) (tokenRow, error) {
+	var r tokenRow
+	var businessKey *string
+	var keyID int64
+	var pan, name, cvc, metadata []byte
+	var scheme string
+	err := row.Scan(&r.ID, &r.TenantID, &businessKey, &r.Fingerprint, &r.fpKeyID, &keyID,
+		&pan, &name, &cvc, &r.sealed.cvcExpiresAt, &r.IIN, &r.LastFour, &r.PANLength, &scheme,
+		&r.ExpiryMonth, &r.ExpiryYear, &metadata, &r.CreatedAt, &r.UpdatedAt)
+	if err != nil {
+		return r, err
+	}
+	if businessKey != nil {
+		r.BusinessKey = *businessKey
+	}
+	r.Scheme = Scheme(scheme)
+	r.sealed.keyID = uint32(keyID)
+	r.sealed.pan, r.sealed.name, r.sealed.cvc = pan, name, cvc
+	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
+	return r, json.Unmarshal(metadata, &r.Metadata)
+}
+
+// masked completes the record with what needs the tenant keys (the name)
+// and the clock (whether the CVC is still available).
+func (s *Service) masked(tk *tenantKeys, r tokenRow) (Token, error) {
+	t := r.Token
+	name, err := s.openField(tk, t.TenantID, t.ID, fieldName, r.sealed.name)
+	if err != nil {
+		return Token{}, err
+	}
+	t.CardholderName = name
+	t.CVCAvailable = s.cvcLive(r.sealed)
+	if t.Metadata == nil {
+		t.Metadata = map[string]string{}
+	}
+	return t, nil
+}
+
+// cvcLive reports whether the row still holds a CVC within its TTL.
+func (s *Service) cvcLive(sc sealedCard) bool {
+	return sc.cvc != nil && sc.cvcExpiresAt != nil && s.clock().Before(*sc.cvcExpiresAt)
+}
+
+// nullString maps "" to SQL NULL.
+func nullString(v string) *string {
+	if v == "" {
+		return nil
+	}
+	return &v
+}
+
+// insertToken inserts r unless its business key is taken in the tenant. It
+// reports whether the row was inserted.
+func insertToken(ctx context.Context, q querier, r tokenRow) (bool, error) {
+	metadata, err := json.Marshal(r.Metadata)
+	if err != nil {
+		return false, err
+	}
+	tag, err := q.Exec(ctx, `
+		INSERT INTO tokens (`+tokenColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING`,
+		r.ID, r.TenantID, nullString(r.BusinessKey), r.Fingerprint, r.fpKeyID, int64(r.sealed.keyID),
+		[]byte(r.sealed.pan), nilIfEmpty(r.sealed.name), nilIfEmpty(r.sealed.cvc), r.sealed.cvcExpiresAt,
+		r.IIN, r.LastFour, r.PANLength, string(r.Scheme), r.ExpiryMonth, r.ExpiryYear,
+		metadata, r.CreatedAt, r.UpdatedAt)
+	return tag.RowsAffected() == 1, err
+}
+
+// nilIfEmpty keeps an absent ciphertext NULL in the database.
+func nilIfEmpty(c crypto.Ciphertext) []byte {
+	if len(c) == 0 {
+		return nil
+	}
+	return c
+}
+
+// updateCard replaces the card data, metadata and updated_at of row r.
+func updateCard(ctx context.Context, q querier, r tokenRow) error {
+	metadata, err := json.Marshal(r.Metadata)
+	if err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, `
+		UPDATE tokens SET fingerprint = $3, fingerprint_key_id = $4, key_id = $5, pan_ct = $6,
+		       name_ct = $7, cvc_ct = $8, cvc_expires_at = $9, iin = $10, last_four = $11,
+		       pan_length = $12, scheme = $13, exp_month = $14, exp_year = $15, metadata = $16,
+		       updated_at = $17
+		WHERE id = $1 AND tenant_id = $2`,
+		r.ID, r.TenantID, r.Fingerprint, r.fpKeyID, int64(r.sealed.keyID), []byte(r.sealed.pan),
+		nilIfEmpty(r.sealed.name), nilIfEmpty(r.sealed.cvc), r.sealed.cvcExpiresAt, r.IIN, r.LastFour,
+		r.PANLength, string(r.Scheme), r.ExpiryMonth, r.ExpiryYear, metadata, r.UpdatedAt)
+	return err
+}
+
+// selectToken reads one token of a tenant, locking it when forUpdate.
+func selectToken(ctx context.Context, q querier, tenantID, id uuid.UUID, forUpdate bool) (tokenRow, error) {
+	sql := `SELECT ` + tokenColumns + ` FROM tokens WHERE id = $1 AND tenant_id = $2`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
+	return scanToken(q.QueryRow(ctx, sql, id, tenantID))
+}
+
+// newTokenRow builds the row for a new token of card: a fresh id, the
+// card's ciphertexts bound to it, and the masked attributes.
+func (s *Service) newTokenRow(tk *tenantKeys, tenantID uuid.UUID, in TokenizeInput, c Card, fp []byte, fpKey uint32) (tokenRow, error) {
+	now := s.clock()
+	r := tokenRow{Token: Token{ID: uuid.New(), TenantID: tenantID, BusinessKey: in.BusinessKey,
+		Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now}}
+	if r.Metadata == nil {
+		r.Metadata = map[string]string{}
+	}
+	return s.withCard(tk, r, c, fp, fpKey)
+}
+
+// withCard returns r carrying card c: its masked attributes, fingerprint
+// and fresh ciphertexts bound to r's id.
+func (s *Service) withCard(tk *tenantKeys, r tokenRow, c Card, fp []byte, fpKey uint32) (tokenRow, error) {
+	sealed, err := s.seal(tk, r.TenantID, r.ID, c)
+	if err != nil {
+		return tokenRow{}, err
+	}
+	r.sealed, r.Fingerprint, r.fpKeyID = sealed, fp, int64(fpKey)
+	r.IIN, r.LastFour, r.PANLength, r.Scheme = c.PAN.IIN(), c.PAN.LastFour(), c.PAN.Len(), c.PAN.Scheme()
+	r.ExpiryMonth, r.ExpiryYear = c.Expiry.Month, c.Expiry.Year
+	r.CardholderName = c.Name
+	return r, nil
+}
+
+// errRaced means a concurrent delete removed the row a tokenization found
+// taken; the tokenization starts over.
+var errRaced = errors.New("token vanished between insert and select")
+
+// Tokenize stores a card and returns its masked record and whether a new
+// token was created. With a business key it is idempotent within the
+// tenant: the same card returns the existing token; changed card data
+// replaces the stored card under the same token id and is audited as an
+// update. Concurrent first calls with one business key make exactly one
+// token. It returns a KindInvalid error for invalid card data or attributes.
+func (s *Service) Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Token, bool, error) {
+	card, err := ParseCard(in.Card)
+	if err != nil {
+		return Token{}, false, err
+	}
+	if err := checkAttributes(in.BusinessKey, in.Metadata); err != nil {
+		return Token{}, false, err
+	}
+	tk, err := s.keys.get(ctx, a.TenantID)
+	if err != nil {
+		return Token{}, false, err
+	}
+	fp, fpKey, err := tk.fingerprint(card.PAN)
+	if err != nil {
+		return Token{}, false, err
+	}
+	row, err := s.newTokenRow(tk, a.TenantID, in, card, fp, fpKey)
+	if err != nil {
+		return Token{}, false, err
+	}
+	for {
+		tok, created, err := s.tokenizeOnce(ctx, a, tk, row, card)
+		if !errors.Is(err, errRaced) {
+			return tok, created, err
+		}
+	}
+}
+
+// tokenizeOnce inserts row, or, when its business key is taken, reconciles
+// the existing token with card, in one transaction with its audit event.
+func (s *Service) tokenizeOnce(ctx context.Context, a Actor, tk *tenantKeys, row tokenRow, card Card) (Token, bool, error) {
+	var out tokenRow
+	var created bool
+	err := s.inTx(ctx, "token", func(tx pgx.Tx) error {
+		inserted, err := insertToken(ctx, tx, row)
+		if err != nil {
+			return err
+		}
+		if inserted {
+			out, created = row, true
+			return insertAudit(ctx, tx, s.event(a, ActionTokenCreate, row.ID, nil))
+		}
+		out, err = s.reconcile(ctx, tx, a, tk, row, card)
+		return err
+	})
+	if err != nil {
+		return Token{}, false, err
+	}
+	tok, err := s.masked(tk, out)
+	return tok, created, err
+}
+
+// reconcile brings the token holding row's business key up to date with
+// card and returns it.
+func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, row tokenRow, card Card) (tokenRow, error) {
+	existing, err := scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens
+		WHERE tenant_id = $1 AND business_key = $2 FOR UPDATE`, a.TenantID, row.BusinessKey))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return tokenRow{}, errRaced
+	}
+	if err != nil {
+		return tokenRow{}, err
+	}
+	changed, err := s.changes(tk, existing, row, card)
+	if err != nil {
+		return tokenRow{}, err
+	}
+	if len(changed) == 0 {
+		return s.refreshCVC(ctx, tx, a, tk, existing, card)
+	}
+	updated, err := s.withCard(tk, existing, card, row.Fingerprint, uint32(row.fpKeyID))
+	if err != nil {
+		return tokenRow{}, err
+	}
+	updated.Metadata, updated.UpdatedAt = row.Metadata, s.clock()
+	if err := updateCard(ctx, tx, updated); err != nil {
+		return tokenRow{}, err
+	}
+	return updated, insertAudit(ctx, tx, s.event(a, ActionTokenUpdate, updated.ID, map[string]any{"changed": changed}))
+}
+
+// changes lists what differs between the stored token and the new card:
+// "number", "expiry", "name", "metadata". A changed CVC alone is no change.
+func (s *Service) changes(tk *tenantKeys, old, row tokenRow, card Card) ([]string, error) {
+	var changed []string
+	samePAN, err := s.samePAN(tk, old, row, card)
+	if err != nil {
+		return nil, err
+	}
+	if !samePAN {
+		changed = append(changed, "number")
+	}
+	if old.ExpiryMonth != card.Expiry.Month || old.ExpiryYear != card.Expiry.Year {
+		changed = append(changed, "expiry")
+	}
+	name, err := s.openField(tk, old.TenantID, old.ID, fieldName, old.sealed.name)
+	if err != nil {
+		return nil, err
+	}
+	if name != card.Name {
+		changed = append(changed, "name")
+	}
+	if !maps.Equal(old.Metadata, row.Metadata) {
+		changed = append(changed, "metadata")
+	}
+	return changed, nil
+}
+
+// samePAN compares by fingerprint when both were made with one key, and by
+// decrypting the stored PAN otherwise.
+func (s *Service) samePAN(tk *tenantKeys, old, row tokenRow, card Card) (bool, error) {
+	if old.fpKeyID == row.fpKeyID {
+		return bytes.Equal(old.Fingerprint, row.Fingerprint), nil
+	}
+	pan, err := s.openField(tk, old.TenantID, old.ID, fieldPAN, old.sealed.pan)
+	return pan == card.PAN.Reveal(), err
+}
+
+// refreshCVC stores a newly forwarded CVC on an unchanged token (Stripe
+// forwards one while it still has it) and audits the repeated import.
+func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, existing tokenRow, card Card) (tokenRow, error) {
+	detail := map[string]any{"existing": true}
+	if !card.CVC.IsZero() {
+		ct, err := s.sealField(tk, existing.TenantID, existing.ID, fieldCVC, card.CVC.Reveal())
+		if err != nil {
+			return tokenRow{}, err
+		}
+		exp := s.clock().Add(s.cvcTTL)
+		if _, err := tx.Exec(ctx, `UPDATE tokens SET cvc_ct = $2, cvc_expires_at = $3 WHERE id = $1`,
+			existing.ID, []byte(ct), exp); err != nil {
+			return tokenRow{}, err
+		}
+		existing.sealed.cvc, existing.sealed.cvcExpiresAt = ct, &exp
+		detail["cvc_refreshed"] = true
+	}
+	return existing, insertAudit(ctx, tx, s.event(a, ActionTokenCreate, existing.ID, detail))
+}
+
+// GetToken returns the masked record of the actor's tenant's token id and
+// audits the read. An unknown id and another tenant's id both return the
+// same KindNotFound error.
+func (s *Service) GetToken(ctx context.Context, a Actor, id uuid.UUID) (Token, error) {
+	tk, err := s.keys.get(ctx, a.TenantID)
+	if err != nil {
+		return Token{}, err
+	}
+	row, err := selectToken(ctx, s.db, a.TenantID, id, false)
+	if err != nil {
+		return Token{}, dbError(err, "token")
+	}
+	if err := insertAudit(ctx, s.db, s.event(a, ActionTokenRead, id, nil)); err != nil {
+		return Token{}, dbError(err, "audit event")
+	}
+	return s.masked(tk, row)
+}
+
+// Detokenize returns the card behind the actor's tenant's token id and
+// audits the reveal with reason. The CVC, if still held and within its TTL,
+// is returned once and destroyed in the same transaction. It returns
+// KindNotFound for an unknown or foreign id and KindInvalid for a bad reason.
+func (s *Service) Detokenize(ctx context.Context, a Actor, id uuid.UUID, reason string) (Revealed, error) {
+	if err := checkText(reason, MaxReasonLen, "reason"); err != nil {
+		return Revealed{}, err
+	}
+	tk, err := s.keys.get(ctx, a.TenantID)
+	if err != nil {
+		return Revealed{}, err
+	}
+	var out Revealed
+	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
+		row, err := selectToken(ctx, tx, a.TenantID, id, true)
+		if err != nil {
+			return err
+		}
+		if out, err = s.open(tk, row); err != nil {
+			return err
+		}
+		if row.sealed.cvc != nil {
+			if _, err := tx.Exec(ctx, `UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL WHERE id = $1`, id); err != nil {
+				return err
+			}
+		}
+		out.Token.CVCAvailable = false
+		detail := map[string]any{"cvc_revealed": !out.Card.CVC.IsZero()}
+		if reason != "" {
+			detail["reason"] = reason
+		}
+		return insertAudit(ctx, tx, s.event(a, ActionTokenReveal, id, detail))
+	})
+	return out, err
+}
+
+// open decrypts every field of row into a Revealed card.
+func (s *Service) open(tk *tenantKeys, row tokenRow) (Revealed, error) {
+	tok, err := s.masked(tk, row)
+	if err != nil {
+		return Revealed{}, err
+	}
+	digits, err := s.openField(tk, row.TenantID, row.ID, fieldPAN, row.sealed.pan)
+	if err != nil {
+		return Revealed{}, err
+	}
+	pan, err := ParsePAN(digits)
+	if err != nil {
+		return Revealed{}, Internal(errors.New("stored PAN does not parse"))
+	}
+	card := Card{PAN: pan, Expiry: Expiry{Month: row.ExpiryMonth, Year: row.ExpiryYear}, Name: tok.CardholderName}
+	if s.cvcLive(row.sealed) {
+		cvc, err := s.openField(tk, row.TenantID, row.ID, fieldCVC, row.sealed.cvc)
+		if err != nil {
+			return Revealed{}, err
+		}
+		if card.CVC, err = ParseCVC(cvc); err != nil {
+			return Revealed{}, Internal(errors.New("stored CVC does not parse"))
+		}
+	}
+	return Revealed{Token: tok, Card: card}, nil
+}
+
+// DeleteToken deletes the actor's tenant's token id with its ciphertexts and
+// audits it; the audit trail stays. It returns KindNotFound for an unknown
+// or foreign id.
+func (s *Service) DeleteToken(ctx context.Context, a Actor, id uuid.UUID) error {
+	return s.inTx(ctx, "token", func(tx pgx.Tx) error {
+		var got uuid.UUID
+		if err := tx.QueryRow(ctx, `DELETE FROM tokens WHERE id = $1 AND tenant_id = $2 RETURNING id`,
+			id, a.TenantID).Scan(&got); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, s.event(a, ActionTokenDelete, id, nil))
+	})
+}
+
+// ListTokensParams filters and pages a token listing.
+type ListTokensParams struct {
+	BusinessKey   string    // only tokens with this business key when set
+	Limit         int       // 1–100
+	StartingAfter uuid.UUID // the last id of the previous page, or uuid.Nil
+}
+
+// TokenPage is one page of masked tokens, newest first.
+type TokenPage struct {
+	Tokens  []Token
+	HasMore bool
+}
+
+// ListTokens returns the actor's tenant's tokens newest first and audits the
+// listing. It returns KindBadRequest for a bad limit or an unknown
+// starting_after id.
+func (s *Service) ListTokens(ctx context.Context, a Actor, p ListTokensParams) (TokenPage, error) {
+	if err := checkLimit(p.Limit); err != nil {
+		return TokenPage{}, err
+	}
+	tk, err := s.keys.get(ctx, a.TenantID)
+	if err != nil {
+		return TokenPage{}, err
+	}
+	after, err := s.cursor(ctx, a.TenantID, p.StartingAfter)
+	if err != nil {
+		return TokenPage{}, err
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
+		WHERE tenant_id = $1 AND ($2::text IS NULL OR business_key = $2)
+		  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+		ORDER BY created_at DESC, id DESC LIMIT $5`,
+		a.TenantID, nullString(p.BusinessKey), after.at, after.id, p.Limit+1)
+	if err != nil {
+		return TokenPage{}, dbError(err, "token")
+	}
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tokenRow, error) { return scanToken(r) })
+	if err != nil {
+		return TokenPage{}, dbError(err, "token")
+	}
+	return s.tokenPage(ctx, a, tk, found, p)
+}
+
+// tokenPage masks the rows found for a listing and audits it.
+func (s *Service) tokenPage(ctx context.Context, a Actor, tk *tenantKeys, found []tokenRow, p ListTokensParams) (TokenPage, error) {
+	var page TokenPage
+	if len(found) > p.Limit {
+		found, page.HasMore = found[:p.Limit], true
+	}
+	page.Tokens = make([]Token, 0, len(found))
+	for _, r := range found {
+		t, err := s.masked(tk, r)
+		if err != nil {
+			return TokenPage{}, err
+		}
+		page.Tokens = append(page.Tokens, t)
+	}
+	ev := s.event(a, ActionTokenList, uuid.Nil, map[string]any{"count": len(page.Tokens)})
+	if err := insertAudit(ctx, s.db, ev); err != nil {
+		return TokenPage{}, dbError(err, "audit event")
+	}
+	return page, nil
+}
+
+type listCursor struct {
+	at *time.Time
+	id uuid.UUID
+}
+
+// cursor resolves a starting_after id to its position in the listing order.
+func (s *Service) cursor(ctx context.Context, tenantID, id uuid.UUID) (listCursor, error) {
+	if id == uuid.Nil {
+		return listCursor{}, nil
+	}
+	var at time.Time
+	err := s.db.QueryRow(ctx, `SELECT created_at FROM tokens WHERE id = $1 AND tenant_id = $2`, id, tenantID).Scan(&at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return listCursor{}, &Error{Kind: KindBadRequest, Code: "resource_missing", Param: "starting_after",
+			Message: "starting_after names no token"}
+	}
+	if err != nil {
+		return listCursor{}, dbError(err, "token")
+	}
+	return listCursor{at: &at, id: id}, nil
+}
