@@ -1,0 +1,89 @@
+# cardvault developer tasks. Run `make` (or `make help`) for the list.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+
+# Where a private PostgreSQL server keeps its files in dev mode.
+DEV_DIR := .cardvault-dev
+
+# The command that installs the PostgreSQL server binaries on Debian/Ubuntu.
+PG_INSTALL := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
+
+# find_pg_bindir: a shell function printing the directory holding initdb and
+# postgres, searched like vault/pglocal.FindBinDir: $PATH, `pg_config
+# --bindir`, the highest /usr/lib/postgresql/*/bin, /usr/local/pgsql/bin.
+define FIND_PG_BINDIR
+find_pg_bindir() { \
+	local d; \
+	has() { [ -n "$$1" ] && [ -x "$$1/initdb" ] && [ -x "$$1/postgres" ]; }; \
+	if d=$$(command -v initdb 2>/dev/null); then \
+		d=$$(dirname "$$(readlink -f "$$d")"); if has "$$d"; then echo "$$d"; return 0; fi; \
+	fi; \
+	if d=$$(pg_config --bindir 2>/dev/null) && has "$$d"; then echo "$$d"; return 0; fi; \
+	for d in $$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5Vr) /usr/local/pgsql/bin; do \
+		if has "$$d"; then echo "$$d"; return 0; fi; \
+	done; \
+	return 1; \
+}
+endef
+
+.PHONY: help build test dev postgres-check fmt clean
+
+help: ## List the targets
+	@echo "Targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  %-16s %s\n", $$1, $$2 }'
+
+build: ## Build bin/cardvault
+	$(GO) build -o bin/cardvault ./cmd/cardvault
+
+test: postgres-check ## Vet and run all tests (needs PostgreSQL; see postgres-check)
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+dev: postgres-check ## Run cardvault in dev mode (private PostgreSQL under .cardvault-dev/)
+	$(GO) run ./cmd/cardvault dev
+
+postgres-check: ## Make sure tests can get PostgreSQL; installs the server binaries with apt-get if needed
+	@$(FIND_PG_BINDIR); \
+	if [ -n "$${VAULT_TEST_DATABASE_URL:-}$${VAULT_DATABASE_URL:-}" ]; then \
+		echo "postgres-check: ok, using VAULT_TEST_DATABASE_URL / VAULT_DATABASE_URL"; exit 0; \
+	fi; \
+	port_open() { if command -v timeout >/dev/null; then timeout 2 bash -c '</dev/tcp/127.0.0.1/5432'; \
+		else bash -c '</dev/tcp/127.0.0.1/5432'; fi; } 2>/dev/null; \
+	if port_open; then \
+		echo "postgres-check: ok, something answers on 127.0.0.1:5432"; exit 0; \
+	fi; \
+	if d=$$(find_pg_bindir); then \
+		echo "postgres-check: ok, server binaries in $$d (tests start a private server)"; exit 0; \
+	fi; \
+	echo "postgres-check: no PostgreSQL server binaries and nothing on 127.0.0.1:5432"; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "postgres-check: installing: $(PG_INSTALL)"; \
+		$(PG_INSTALL); \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		echo "postgres-check: installing with sudo: $(PG_INSTALL)"; \
+		sudo -n apt-get update && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+	else \
+		echo "postgres-check: install the server binaries, e.g.: sudo apt-get install postgresql" >&2; \
+		echo "postgres-check: (or set VAULT_TEST_DATABASE_URL to a server where you may create databases)" >&2; \
+		exit 1; \
+	fi; \
+	if d=$$(find_pg_bindir); then \
+		echo "postgres-check: ok, server binaries in $$d"; \
+	else \
+		echo "postgres-check: postgresql was installed but initdb/postgres are still not found" >&2; exit 1; \
+	fi
+
+fmt: ## Fail if any Go file needs gofmt
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+clean: ## Remove bin/ and the dev database (.cardvault-dev/, and its /tmp copy when run as root)
+	@if [ -f $(DEV_DIR)/relocated-to ]; then \
+		d=$$(cat $(DEV_DIR)/relocated-to); \
+		case "$$d" in /tmp/cardvault-[0-9a-f]*) case "$$d" in */..*) ;; *) rm -rf -- "$$d";; esac;; esac; \
+	fi
+	rm -rf bin $(DEV_DIR)
