@@ -41,12 +41,16 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 
-	api := e.Group("", s.authenticate)
-	api.POST("/cde-import", s.createToken, s.require(vault.ScopeTokensCreate))
-	api.POST("/tokens", s.createToken, s.require(vault.ScopeTokensCreate))
-	api.GET("/tokens", s.listTokens, s.require(vault.ScopeTokensRead))
-	api.GET("/tokens/:id", s.getToken, s.require(vault.ScopeTokensRead))
-	api.POST("/tokens/:id/detokenize", s.detokenize, s.require(vault.ScopeTokensReveal))
-	api.DELETE("/tokens/:id", s.deleteToken, s.require(vault.ScopeTokensDelete))
-	api.GET("/audit-events", s.listAuditEvents, s.require(vault.ScopeAuditRead))
+	e.POST("/cde-import", s.createToken, s.auth(vault.ScopeTokensCreate)...)
+	e.POST("/tokens", s.createToken, s.auth(vault.ScopeTokensCreate)...)
+	e.GET("/tokens", s.listTokens, s.auth(vault.ScopeTokensRead)...)
+	e.GET("/tokens/:id", s.getToken, s.auth(vault.ScopeTokensRead)...)
+	e.POST("/tokens/:id/detokenize", s.detokenize, s.auth(vault.ScopeTokensReveal)...)
+	e.DELETE("/tokens/:id", s.deleteToken, s.auth(vault.ScopeTokensDelete)...)
+	e.GET("/audit-events", s.listAuditEvents, s.auth(vault.ScopeAuditRead)...)
+}
+
+// auth is the middleware of an API route: a valid API key holding scope.
+func (s *Server) auth(scope vault.Scope) []echo.MiddlewareFunc {
+	return []echo.MiddlewareFunc{s.authenticate, s.require(scope)}
 }

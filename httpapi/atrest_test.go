@@ -1,0 +1,86 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardvault/cardvault/vault/vaulttest"
+)
+
+// dumpAll returns every row of every table in schema public as JSON text;
+// bytea values appear as hex.
+func dumpAll(t *testing.T) string {
+	t.Helper()
+	pool := vaulttest.Pool(t, dbURL)
+	ctx := context.Background()
+	rows, err := pool.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)
+	require.NoError(t, err)
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Contains(t, tables, "tokens")
+	var b strings.Builder
+	for _, table := range tables {
+		rows, err := pool.Query(ctx, `SELECT to_jsonb(t)::text FROM `+pgx.Identifier{table}.Sanitize()+` t`)
+		require.NoError(t, err)
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		fmt.Fprintf(&b, "%s\n%s\n", table, strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
+// forbidden lists the forms in which a secret must not appear: as text, as
+// the hex of its bytes (how bytea dumps) and, for short CVCs, as a JSON
+// string value.
+func forbidden(secret string, short bool) []string {
+	forms := []string{hex.EncodeToString([]byte(secret))}
+	if short {
+		return append(forms, `"`+secret+`"`)
+	}
+	return append(forms, secret)
+}
+
+func TestNoCardDataAtRestOrInLogs(t *testing.T) {
+	ts := newTestServer(t)
+	key := ts.key(t)
+	cvcs := []string{"7391", "846"}
+	const name = "Quentin Zyxwerth"
+	var secrets []string
+	for i, c := range vaulttest.Cards(t) {
+		cvc := cvcs[i%2]
+		body := fmt.Sprintf(`{"metadata":{"business_key":"pm_rest_%d"},"card":{"number":%q,"exp_month":"04","exp_year":"2033","cvc":%q,"name":%q}}`,
+			i, c.Number, cvc, name)
+		res := ts.do(t, http.MethodPost, "/cde-import", key, body, "User-Agent", "Stripe")
+		require.Equal(t, http.StatusCreated, res.status, "%s: %s", c.Description, res.body)
+		id := res.json(t)["id"].(string)
+		if i%3 == 0 {
+			require.Equal(t, http.StatusOK, ts.do(t, http.MethodPost, "/tokens/"+id+"/detokenize", key, "").status)
+		}
+		// Error paths carrying the same PAN: bad month, bad CVC, PAN in metadata.
+		ts.do(t, http.MethodPost, "/tokens", key, fmt.Sprintf(`{"card":{"number":%q,"exp_month":"13","exp_year":"2033"}}`, c.Number))
+		ts.do(t, http.MethodPost, "/tokens", key, fmt.Sprintf(`{"card":{"number":%q,"exp_month":"1","exp_year":"2033","cvc":"12a"}}`, c.Number))
+		ts.do(t, http.MethodPost, "/tokens", key, fmt.Sprintf(`{"metadata":{"x":%q},"card":{"number":%q,"exp_month":"1","exp_year":"2033"}}`, c.Number, c.Number))
+		ts.do(t, http.MethodPost, "/tokens", "cvk_"+c.Number, cardBody("pm_x", c.Number))
+		secrets = append(secrets, forbidden(c.Number, false)...)
+	}
+	for _, cvc := range cvcs {
+		secrets = append(secrets, forbidden(cvc, true)...)
+	}
+	secrets = append(secrets, forbidden(name, false)...)
+
+	dump, log := dumpAll(t), ts.log.String()
+	require.Contains(t, dump, "token.reveal", "the dump covers the audit trail")
+	require.Contains(t, log, `"status":422`, "the log covers the error paths")
+	for _, s := range secrets {
+		assert.NotContains(t, dump, s, "database dump")
+		assert.NotContains(t, log, s, "server log")
+	}
+}
