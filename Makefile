@@ -62,10 +62,11 @@ postgres-check: ## Make sure tests can get PostgreSQL; installs the server binar
 	echo "postgres-check: no PostgreSQL server binaries and nothing on 127.0.0.1:5432"; \
 	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "postgres-check: installing: $(PG_INSTALL)"; \
-		$(PG_INSTALL); \
+		{ $(PG_INSTALL); } || { echo "postgres-check: installing postgresql failed" >&2; exit 1; }; \
 	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
 		echo "postgres-check: installing with sudo: $(PG_INSTALL)"; \
-		sudo -n apt-get update && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+		{ sudo -n apt-get update && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; } \
+			|| { echo "postgres-check: installing postgresql failed" >&2; exit 1; }; \
 	else \
 		echo "postgres-check: install the server binaries, e.g.: sudo apt-get install postgresql" >&2; \
 		echo "postgres-check: (or set VAULT_TEST_DATABASE_URL to a server where you may create databases)" >&2; \
