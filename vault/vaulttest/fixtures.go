@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/cardvault/cardvault/crypto"
@@ -32,7 +34,17 @@ func KEK(tb testing.TB) (tink.AEAD, string) {
 	return kek, uri
 }
 
-// Options tune NewService; zero values mean a fresh KEK, the real clock,
+// sharedKEK is the root KEK of every service of a test package that brings
+// none: like a deployment, one package database has one KEK.
+var sharedKEK = sync.OnceValues(func() (tink.AEAD, error) {
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		return nil, err
+	}
+	return aead.New(h)
+})
+
+// Options tune NewService; zero values mean the package's shared KEK, the real clock,
 // the default CVC TTL and a discarded log.
 type Options struct {
 	KEK    tink.AEAD
@@ -46,7 +58,11 @@ type Options struct {
 func NewService(tb testing.TB, dbURL string, o Options) *vault.Service {
 	tb.Helper()
 	if o.KEK == nil {
-		o.KEK, _ = KEK(tb)
+		kek, err := sharedKEK()
+		if err != nil {
+			tb.Fatalf("vaulttest: kek: %v", err)
+		}
+		o.KEK = kek
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
