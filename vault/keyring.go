@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/cardvault/cardvault/crypto"
@@ -15,8 +16,10 @@ import (
 // tenantKeys is a tenant's unwrapped keysets, ready to seal, open and
 // fingerprint. It never leaves the vault package.
 type tenantKeys struct {
-	sealer *crypto.Sealer
-	fp     *crypto.Fingerprinter
+	sealer  *crypto.Sealer
+	fp      *crypto.Fingerprinter
+	data    *keyset.Handle // for status and rotation; never leaves the package
+	version int64          // sum of the keysets' versions when loaded
 }
 
 // keyring caches tenant keys in memory so the root KEK is called once per
@@ -52,6 +55,44 @@ func (k *keyring) get(ctx context.Context, tenantID uuid.UUID) (*tenantKeys, err
 	return tk, nil
 }
 
+// fresh returns the tenant's keys reloaded from the database, replacing the
+// cached ones: used when a ciphertext names a key the cache does not know.
+func (k *keyring) fresh(ctx context.Context, tenantID uuid.UUID) (*tenantKeys, error) {
+	k.forget(tenantID)
+	return k.get(ctx, tenantID)
+}
+
+// refresh drops every cached tenant whose keysets changed (or vanished)
+// since they were loaded, so that a rotation made by another process is
+// picked up within one refresh interval. It returns a domain error when the
+// database fails.
+func (k *keyring) refresh(ctx context.Context) error {
+	rows, err := k.db.Query(ctx, `SELECT tenant_id, sum(version)::bigint FROM tenant_keysets GROUP BY tenant_id`)
+	if err != nil {
+		return dbError(err, "tenant")
+	}
+	current := map[uuid.UUID]int64{}
+	for rows.Next() {
+		var id uuid.UUID
+		var v int64
+		if err := rows.Scan(&id, &v); err != nil {
+			return dbError(err, "tenant")
+		}
+		current[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		return dbError(err, "tenant")
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id, tk := range k.cache {
+		if v, ok := current[id]; !ok || v != tk.version {
+			delete(k.cache, id)
+		}
+	}
+	return nil
+}
+
 // forget drops a tenant's cached keys.
 func (k *keyring) forget(tenantID uuid.UUID) {
 	k.mu.Lock()
@@ -62,23 +103,30 @@ func (k *keyring) forget(tenantID uuid.UUID) {
 // load reads both wrapped keysets of a tenant and unwraps them with the KEK.
 func (k *keyring) load(ctx context.Context, tenantID uuid.UUID) (*tenantKeys, error) {
 	rows, err := k.db.Query(ctx,
-		`SELECT purpose, wrapped FROM tenant_keysets WHERE tenant_id = $1`, tenantID)
+		`SELECT purpose, wrapped, version FROM tenant_keysets WHERE tenant_id = $1`, tenantID)
 	if err != nil {
 		return nil, dbError(err, "tenant")
 	}
 	wrapped := map[crypto.Purpose][]byte{}
+	var version int64
 	for rows.Next() {
 		var purpose string
 		var w []byte
-		if err := rows.Scan(&purpose, &w); err != nil {
+		var v int64
+		if err := rows.Scan(&purpose, &w, &v); err != nil {
 			return nil, dbError(err, "tenant")
 		}
-		wrapped[crypto.Purpose(purpose)] = w
+		wrapped[crypto.Purpose(purpose)], version = w, version+v
 	}
 	if err := rows.Err(); err != nil {
 		return nil, dbError(err, "tenant")
 	}
-	return k.unwrap(tenantID, wrapped)
+	tk, err := k.unwrap(tenantID, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	tk.version = version
+	return tk, nil
 }
 
 // unwrap turns wrapped keysets into tenantKeys. A keyset the KEK cannot open
@@ -103,7 +151,7 @@ func (k *keyring) unwrap(tenantID uuid.UUID, wrapped map[crypto.Purpose][]byte) 
 	if err != nil {
 		return nil, keyError(tenantID, err)
 	}
-	return &tenantKeys{sealer: sealer, fp: fp}, nil
+	return &tenantKeys{sealer: sealer, fp: fp, data: dh}, nil
 }
 
 func keyError(tenantID uuid.UUID, err error) error {

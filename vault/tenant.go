@@ -42,7 +42,11 @@ func (s *Service) CreateTenant(ctx context.Context, name string) (Tenant, error)
 		for purpose, w := range wrapped {
 			if _, err := tx.Exec(ctx, `
 				INSERT INTO tenant_keysets (tenant_id, purpose, wrapped, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $4)`, t.ID, string(purpose), w, t.CreatedAt); err != nil {
+				VALUES ($1, $2, $3, $4, $4)`, t.ID, string(purpose), w.wrapped, t.CreatedAt); err != nil {
+				return err
+			}
+			ch := keyChange{keyID: w.primary, state: crypto.KeyPrimary}
+			if err := s.recordKeyState(ctx, tx, t.ID, purpose, ch); err != nil {
 				return err
 			}
 		}
@@ -56,14 +60,21 @@ func (s *Service) CreateTenant(ctx context.Context, name string) (Tenant, error)
 	return t, err
 }
 
+// wrappedKeyset is a new keyset wrapped by the root KEK, with its primary
+// key id.
+type wrappedKeyset struct {
+	wrapped []byte
+	primary uint32
+}
+
 // newWrappedKeysets makes a tenant's data and fingerprint keysets and wraps
 // each with the root KEK bound to the tenant id and purpose.
-func (s *Service) newWrappedKeysets(tenantID uuid.UUID) (map[crypto.Purpose][]byte, error) {
+func (s *Service) newWrappedKeysets(tenantID uuid.UUID) (map[crypto.Purpose]wrappedKeyset, error) {
 	makers := map[crypto.Purpose]func() (*keyset.Handle, error){
 		crypto.PurposeData:        crypto.NewDataKeyset,
 		crypto.PurposeFingerprint: crypto.NewFingerprintKeyset,
 	}
-	out := make(map[crypto.Purpose][]byte, len(makers))
+	out := make(map[crypto.Purpose]wrappedKeyset, len(makers))
 	for purpose, mk := range makers {
 		h, err := mk()
 		if err != nil {
@@ -73,7 +84,7 @@ func (s *Service) newWrappedKeysets(tenantID uuid.UUID) (map[crypto.Purpose][]by
 		if err != nil {
 			return nil, keyError(tenantID, err)
 		}
-		out[purpose] = w
+		out[purpose] = wrappedKeyset{wrapped: w, primary: h.KeysetInfo().GetPrimaryKeyId()}
 	}
 	return out, nil
 }
