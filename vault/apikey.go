@@ -139,7 +139,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, tenantID uuid.UUID, scopes [
 
 func (s *Service) getTenantTx(ctx context.Context, q querier, id uuid.UUID) (uuid.UUID, error) {
 	var got uuid.UUID
-	err := q.QueryRow(ctx, `SELECT id FROM tenants WHERE id = $1`, id).Scan(&got)
+	err := q.QueryRow(ctx, `SELECT id FROM tenants WHERE id = $1 AND destroyed_at IS NULL FOR UPDATE`, id).Scan(&got)
 	return got, dbError(err, "tenant")
 }
 

@@ -20,16 +20,24 @@ type Config struct {
 	Now    func() time.Time // the clock; time.Now when nil
 	CVCTTL time.Duration    // how long an unrevealed CVC is kept; DefaultCVCTTL when 0
 	Logger *slog.Logger     // slog.Default() when nil
+	// LeaseTTL is how long a key job's worker holds it without renewing;
+	// DefaultLeaseTTL when 0.
+	LeaseTTL time.Duration
 }
+
+// DefaultLeaseTTL is how long a key job lease lasts without renewal.
+const DefaultLeaseTTL = 30 * time.Second
 
 // Service is the vault: every operation on tenants, API keys, tokens and the
 // audit trail goes through it. It is safe for concurrent use.
 type Service struct {
-	db     *pgxpool.Pool
-	keys   *keyring
-	now    func() time.Time
-	cvcTTL time.Duration
-	log    *slog.Logger
+	db       *pgxpool.Pool
+	keys     *keyring
+	now      func() time.Time
+	cvcTTL   time.Duration
+	leaseTTL time.Duration
+	log      *slog.Logger
+	usage    keyUsage
 }
 
 // NewService returns a Service for cfg, or an error when a required part is
@@ -41,6 +49,9 @@ func NewService(cfg Config) (*Service, error) {
 	s := &Service{db: cfg.Pool, now: cfg.Now, cvcTTL: cfg.CVCTTL, log: cfg.Logger}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.leaseTTL = cfg.LeaseTTL; s.leaseTTL <= 0 {
+		s.leaseTTL = DefaultLeaseTTL
 	}
 	if s.cvcTTL <= 0 {
 		s.cvcTTL = DefaultCVCTTL

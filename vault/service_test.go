@@ -24,8 +24,9 @@ func TestMain(m *testing.M) { vaulttest.Main(m, "vault", &dbURL) }
 type env struct {
 	svc   *vault.Service
 	pool  *pgxpool.Pool
-	clock *vaulttest.Clock
-	actor vault.Actor
+	clock  *vaulttest.Clock
+	actor  vault.Actor
+	secret string
 }
 
 func newEnv(t *testing.T) *env {
@@ -33,7 +34,7 @@ func newEnv(t *testing.T) *env {
 	clock := vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
 	svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Now: clock.Now, CVCTTL: time.Hour})
 	_, secret := vaulttest.Tenant(t, svc)
-	return &env{svc: svc, pool: vaulttest.Pool(t, dbURL), clock: clock, actor: vaulttest.Actor(t, svc, secret)}
+	return &env{svc: svc, pool: vaulttest.Pool(t, dbURL), clock: clock, actor: vaulttest.Actor(t, svc, secret), secret: secret}
 }
 
 // otherActor returns an actor of another, fresh tenant.

@@ -30,16 +30,16 @@ type sealedCard struct {
 func (s *Service) seal(tk *tenantKeys, tenantID, tokenID uuid.UUID, c Card) (sealedCard, error) {
 	out := sealedCard{keyID: tk.sealer.PrimaryKeyID()}
 	var err error
-	if out.pan, err = s.sealField(tk, tenantID, tokenID, fieldPAN, c.PAN.Reveal()); err != nil {
+	if out.pan, err = s.sealField(tk, tenantID, tokenID, fieldPAN, []byte(c.PAN.Reveal())); err != nil {
 		return sealedCard{}, err
 	}
 	if c.Name != "" {
-		if out.name, err = s.sealField(tk, tenantID, tokenID, fieldName, c.Name); err != nil {
+		if out.name, err = s.sealField(tk, tenantID, tokenID, fieldName, []byte(c.Name)); err != nil {
 			return sealedCard{}, err
 		}
 	}
 	if !c.CVC.IsZero() {
-		if out.cvc, err = s.sealField(tk, tenantID, tokenID, fieldCVC, c.CVC.Reveal()); err != nil {
+		if out.cvc, err = s.sealField(tk, tenantID, tokenID, fieldCVC, []byte(c.CVC.Reveal())); err != nil {
 			return sealedCard{}, err
 		}
 		exp := s.clock().Add(s.cvcTTL)
@@ -48,26 +48,33 @@ func (s *Service) seal(tk *tenantKeys, tenantID, tokenID uuid.UUID, c Card) (sea
 	return out, nil
 }
 
-func (s *Service) sealField(tk *tenantKeys, tenantID, tokenID uuid.UUID, field, value string) (crypto.Ciphertext, error) {
-	ct, err := tk.sealer.Seal([]byte(value), crypto.FieldAD(tenantID.String(), tokenID.String(), field))
+func (s *Service) sealField(tk *tenantKeys, tenantID, tokenID uuid.UUID, field string, value []byte) (crypto.Ciphertext, error) {
+	ct, err := tk.sealer.Seal(value, crypto.FieldAD(tenantID.String(), tokenID.String(), field))
 	if err != nil {
 		return nil, Internal(err)
 	}
+	s.usage.add(tenantID, tk.sealer.PrimaryKeyID())
 	return ct, nil
 }
 
 // openField decrypts one sealed field of a token row. A ciphertext that does
 // not open (tampered, moved to another row, or its key destroyed) is an
 // internal error; the vault never returns partial card data.
-func (s *Service) openField(tk *tenantKeys, tenantID, tokenID uuid.UUID, field string, ct crypto.Ciphertext) (string, error) {
+func (s *Service) openField(tk *tenantKeys, tenantID, tokenID uuid.UUID, field string, ct crypto.Ciphertext) ([]byte, error) {
 	if ct == nil {
-		return "", nil
+		return nil, nil
 	}
 	pt, err := tk.sealer.Open(ct, crypto.FieldAD(tenantID.String(), tokenID.String(), field))
 	if err != nil {
-		return "", Internal(err)
+		return nil, Internal(err)
 	}
-	return string(pt), nil
+	return pt, nil
+}
+
+// openString opens a sealed text field.
+func (s *Service) openString(tk *tenantKeys, tenantID, tokenID uuid.UUID, field string, ct crypto.Ciphertext) (string, error) {
+	pt, err := s.openField(tk, tenantID, tokenID, field, ct)
+	return string(pt), err
 }
 
 // fingerprint returns the keyed fingerprint of a PAN and its key id.

@@ -52,7 +52,7 @@ func scanToken(row pgx.Row) (tokenRow, error) {
 // and the clock (whether the CVC is still available).
 func (s *Service) masked(tk *tenantKeys, r tokenRow) (Token, error) {
 	t := r.Token
-	name, err := s.openField(tk, t.TenantID, t.ID, fieldName, r.sealed.name)
+	name, err := s.openString(tk, t.TenantID, t.ID, fieldName, r.sealed.name)
 	if err != nil {
 		return Token{}, err
 	}
@@ -261,7 +261,7 @@ func (s *Service) changes(tk *tenantKeys, old, row tokenRow, card Card) ([]strin
 	if old.ExpiryMonth != card.Expiry.Month || old.ExpiryYear != card.Expiry.Year {
 		changed = append(changed, "expiry")
 	}
-	name, err := s.openField(tk, old.TenantID, old.ID, fieldName, old.sealed.name)
+	name, err := s.openString(tk, old.TenantID, old.ID, fieldName, old.sealed.name)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +280,7 @@ func (s *Service) samePAN(tk *tenantKeys, old, row tokenRow, card Card) (bool, e
 	if old.fpKeyID == row.fpKeyID {
 		return bytes.Equal(old.Fingerprint, row.Fingerprint), nil
 	}
-	pan, err := s.openField(tk, old.TenantID, old.ID, fieldPAN, old.sealed.pan)
+	pan, err := s.openString(tk, old.TenantID, old.ID, fieldPAN, old.sealed.pan)
 	return pan == card.PAN.Reveal(), err
 }
 
@@ -289,7 +289,7 @@ func (s *Service) samePAN(tk *tenantKeys, old, row tokenRow, card Card) (bool, e
 func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, existing tokenRow, card Card) (tokenRow, error) {
 	detail := map[string]any{"existing": true}
 	if !card.CVC.IsZero() {
-		ct, err := s.sealField(tk, existing.TenantID, existing.ID, fieldCVC, card.CVC.Reveal())
+		ct, err := s.sealField(tk, existing.TenantID, existing.ID, fieldCVC, []byte(card.CVC.Reveal()))
 		if err != nil {
 			return tokenRow{}, err
 		}
@@ -364,7 +364,7 @@ func (s *Service) open(tk *tenantKeys, row tokenRow) (Revealed, error) {
 	if err != nil {
 		return Revealed{}, err
 	}
-	digits, err := s.openField(tk, row.TenantID, row.ID, fieldPAN, row.sealed.pan)
+	digits, err := s.openString(tk, row.TenantID, row.ID, fieldPAN, row.sealed.pan)
 	if err != nil {
 		return Revealed{}, err
 	}
@@ -374,7 +374,7 @@ func (s *Service) open(tk *tenantKeys, row tokenRow) (Revealed, error) {
 	}
 	card := Card{PAN: pan, Expiry: Expiry{Month: row.ExpiryMonth, Year: row.ExpiryYear}, Name: tok.CardholderName}
 	if s.cvcLive(row.sealed) {
-		cvc, err := s.openField(tk, row.TenantID, row.ID, fieldCVC, row.sealed.cvc)
+		cvc, err := s.openString(tk, row.TenantID, row.ID, fieldCVC, row.sealed.cvc)
 		if err != nil {
 			return Revealed{}, err
 		}

@@ -3,6 +3,7 @@ package vaulttest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -167,4 +168,22 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
+}
+
+// LuhnNumber returns the i-th Luhn-valid number of length digits that starts
+// with prefix: distinct test numbers for bulk tests.
+func LuhnNumber(prefix string, length, i int) string {
+	body := fmt.Sprintf("%s%0*d", prefix, length-len(prefix)-1, i)
+	sum := 0
+	for j := len(body) - 1; j >= 0; j-- {
+		d := int(body[j] - '0')
+		if (len(body)-1-j)%2 == 0 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return body + string(rune('0'+(10-sum%10)%10))
 }
