@@ -263,9 +263,9 @@ func TestGCPKMSKEK(t *testing.T) {
 	})
 }
 
-// TestGCPKMSKEKWireFormat pins what Tink sends: the CryptoKey (not a
-// version) in the path, the associated data as additionalAuthenticatedData,
-// and CRC32C checksums of every input, which the fake verified.
+// TestGCPKMSKEKWireFormat pins what Tink sends: CRC32C checksums of every
+// input (the fake verified them), the associated data's among them. The
+// fake also only accepts a CryptoKey name (not a version) in the path.
 func TestGCPKMSKEKWireFormat(t *testing.T) {
 	fake := newFakeGCPKMS(t)
 	kek := openGCPKEK(t, startGCPKMS(t, fake), fakeKEKName)

@@ -5,6 +5,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -16,15 +17,22 @@ type Server struct {
 	svc  *vault.Service
 	log  *slog.Logger
 	echo *echo.Echo
+	keys KeyConfig
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
 // New returns a Server for svc whose routes are all registered.
-func New(svc *vault.Service, log *slog.Logger) *Server {
+func New(svc *vault.Service, log *slog.Logger, opts ...Option) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = errorHandler(log)
-	s := &Server{svc: svc, log: log, echo: e}
+	s := &Server{svc: svc, log: log, echo: e, keys: KeyConfig{Cryptoperiod: 365 * 24 * time.Hour}}
+	for _, o := range opts {
+		o(s)
+	}
 	e.Use(withRequestID, withHeaders, withAccessLog(log))
 	s.routes()
 	return s
@@ -48,6 +56,12 @@ func (s *Server) routes() {
 	e.POST("/tokens/:id/detokenize", s.detokenize, s.auth(vault.ScopeTokensReveal)...)
 	e.DELETE("/tokens/:id", s.deleteToken, s.auth(vault.ScopeTokensDelete)...)
 	e.GET("/audit-events", s.listAuditEvents, s.auth(vault.ScopeAuditRead)...)
+
+	e.GET("/keys", s.keyStatus, s.auth(vault.ScopeKeysManage)...)
+	e.POST("/keys/rotate", s.rotateKey, s.auth(vault.ScopeKeysManage)...)
+	e.POST("/keys/reencrypt", s.startReencrypt, s.auth(vault.ScopeKeysManage)...)
+	e.GET("/keys/jobs/:id", s.getKeyJob, s.auth(vault.ScopeKeysManage)...)
+	e.POST("/keys/retire", s.retireKey, s.auth(vault.ScopeKeysManage)...)
 }
 
 // auth is the middleware of an API route: a valid API key holding scope.

@@ -26,10 +26,11 @@ const (
 	ScopeTokensReveal Scope = "tokens:reveal"
 	ScopeTokensDelete Scope = "tokens:delete"
 	ScopeAuditRead    Scope = "audit:read"
+	ScopeKeysManage   Scope = "keys:manage"
 )
 
 // AllScopes lists every scope, in a stable order.
-var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRead, ScopeTokensReveal, ScopeTokensDelete, ScopeAuditRead}
+var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRead, ScopeTokensReveal, ScopeTokensDelete, ScopeAuditRead, ScopeKeysManage}
 
 // ParseScopes parses a comma-separated scope list. It returns a KindInvalid
 // error naming the first unknown scope, or when the list is empty.

@@ -186,21 +186,36 @@ func (s *Service) tokensUnderKey(ctx context.Context, tenantID uuid.UUID, keyID 
 	return n, dbError(err, "token")
 }
 
+// EncryptionWarning is the encryption count past which status warns about
+// a key: random-nonce AES-GCM must stay under 2^32 encryptions per key, and
+// this leaves a wide margin to rotate.
+const EncryptionWarning = 1 << 30
+
 // KeyVersion is one version of a tenant's data key as status reports it.
 type KeyVersion struct {
-	KeyID       uint32
-	State       string // primary, active, disabled or destroyed
-	Tokens      int64  // tokens it still protects, counted in the database
-	Encryptions int64  // encryptions it has done (flushed every few seconds)
-	CreatedAt   time.Time
-	Overdue     bool // older than the cryptoperiod and still primary or active
+	KeyID       uint32    `json:"key_id"`
+	State       string    `json:"state"`       // primary, active, disabled or destroyed
+	Tokens      int64     `json:"tokens"`      // tokens it still protects, counted in the database
+	Encryptions int64     `json:"encryptions"` // encryptions it has done (flushed every few seconds)
+	CreatedAt   time.Time `json:"created_at"`
+	AgeDays     int       `json:"age_days"`
+	Overdue     bool      `json:"overdue"`             // older than the cryptoperiod and still primary or active
+	NearLimit   bool      `json:"encryptions_warning"` // past EncryptionWarning: rotate now
 }
 
 // TenantKeyStatus is the key status of one tenant.
 type TenantKeyStatus struct {
-	TenantID         uuid.UUID
-	Keys             []KeyVersion
-	FingerprintKeyID uint32
+	TenantID         uuid.UUID    `json:"tenant_id"`
+	Keys             []KeyVersion `json:"keys"`
+	FingerprintKeyID uint32       `json:"fingerprint_key_id"`
+}
+
+// KeyReport is the status of every tenant's keys, as both `cardvault keys
+// status --json` and GET /keys print it. It never holds key material.
+type KeyReport struct {
+	Tenants          []TenantKeyStatus `json:"tenants"`
+	RootKEKURI       string            `json:"root_kek_uri"`
+	CryptoperiodDays int               `json:"cryptoperiod_days"`
 }
 
 // KeyStatus reports every data key version of the tenant with the tokens
@@ -225,7 +240,11 @@ func (s *Service) KeyStatus(ctx context.Context, tenantID uuid.UUID, cryptoperio
 		live[k.ID] = true
 		v := recorded[k.ID]
 		v.KeyID, v.State, v.Tokens = k.ID, string(k.State), counts[k.ID]
-		v.Overdue = k.State != crypto.KeyDisabled && !v.CreatedAt.IsZero() && s.clock().Sub(v.CreatedAt) > cryptoperiod
+		if !v.CreatedAt.IsZero() {
+			age := s.clock().Sub(v.CreatedAt)
+			v.AgeDays, v.Overdue = int(age.Hours()/24), k.State != crypto.KeyDisabled && age > cryptoperiod
+		}
+		v.NearLimit = v.Encryptions >= EncryptionWarning
 		st.Keys = append(st.Keys, v)
 	}
 	for id, v := range recorded {
@@ -235,6 +254,27 @@ func (s *Service) KeyStatus(ctx context.Context, tenantID uuid.UUID, cryptoperio
 		}
 	}
 	return st, nil
+}
+
+// KeyReport returns the key status of the given tenants (every tenant when
+// ids is empty) with the redacted root KEK URI. It returns a domain error
+// when a tenant's keys cannot be read.
+func (s *Service) KeyReport(ctx context.Context, ids []uuid.UUID, kekURI string, cryptoperiod time.Duration) (KeyReport, error) {
+	r := KeyReport{RootKEKURI: crypto.RedactKEKURI(kekURI), CryptoperiodDays: int(cryptoperiod.Hours() / 24), Tenants: []TenantKeyStatus{}}
+	if len(ids) == 0 {
+		var err error
+		if ids, err = s.TenantIDs(ctx); err != nil {
+			return r, err
+		}
+	}
+	for _, id := range ids {
+		st, err := s.KeyStatus(ctx, id, cryptoperiod)
+		if err != nil {
+			return r, err
+		}
+		r.Tenants = append(r.Tenants, st)
+	}
+	return r, nil
 }
 
 // keyVersions reads the recorded data key versions of a tenant.

@@ -16,12 +16,19 @@ import (
 type app struct {
 	pool *pgxpool.Pool
 	svc  *vault.Service
+	cfg  config
 }
 
 // openApp connects to the database, refuses an unmigrated schema, opens the
 // root KEK and proves it can unwrap the tenant keysets. Each failure comes
 // back as an error that says what to fix.
 func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
+	return open(ctx, cfg, log, true)
+}
+
+// open is openApp, with the KEK check optional for the one command that must
+// start while keysets are wrapped by two KEKs: a resumed rotate-root.
+func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*app, error) {
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -41,12 +48,15 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		pool.Close()
 		return nil, err
 	}
+	if !checkKEK {
+		return &app{pool: pool, svc: svc, cfg: cfg}, nil
+	}
 	if err := svc.CheckKEK(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("root KEK %s cannot open the tenant keysets (wrong or unreachable KEK?): %w",
 			crypto.RedactKEKURI(cfg.KEKURI), err)
 	}
-	return &app{pool: pool, svc: svc}, nil
+	return &app{pool: pool, svc: svc, cfg: cfg}, nil
 }
 
 // checkSchema returns an error unless the schema is at this binary's version.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,11 +24,19 @@ type config struct {
 	Listen      string
 	CVCTTL      time.Duration
 	LogLevel    slog.Level
+	// Cryptoperiod is how long a data key may stay in use (PCI DSS 3.6.4).
+	Cryptoperiod time.Duration
+	// KeyRefresh is how often a process looks for keysets rotated elsewhere.
+	KeyRefresh time.Duration
 }
+
+// propagation is how long a rotation waits so that every replica has
+// reloaded the keyset: two refresh intervals and a margin.
+func (c config) propagation() time.Duration { return 2*c.KeyRefresh + time.Second }
 
 // rawConfig holds the unparsed values bound to flags.
 type rawConfig struct {
-	databaseURL, kekURI, listen, cvcTTL, logLevel string
+	databaseURL, kekURI, listen, cvcTTL, logLevel, cryptoperiod, keyRefresh string
 }
 
 // bindDatabase binds --database-url to VAULT_DATABASE_URL.
@@ -42,6 +51,17 @@ func (r *rawConfig) bindServer(fs *pflag.FlagSet) {
 	fs.StringVar(&r.listen, "listen", envOr("VAULT_LISTEN", ":8080"), "listen address (env VAULT_LISTEN)")
 	fs.StringVar(&r.cvcTTL, "cvc-ttl", envOr("VAULT_CVC_TTL", "1h"), "how long an unrevealed CVC is kept (env VAULT_CVC_TTL)")
 	fs.StringVar(&r.logLevel, "log-level", envOr("VAULT_LOG_LEVEL", "info"), "debug, info, warn or error (env VAULT_LOG_LEVEL)")
+	fs.StringVar(&r.cryptoperiod, "key-cryptoperiod", envOr("VAULT_KEY_CRYPTOPERIOD", "365d"), "how long a data key may stay in use, e.g. 365d (env VAULT_KEY_CRYPTOPERIOD)")
+	fs.StringVar(&r.keyRefresh, "key-refresh", envOr("VAULT_KEY_REFRESH", "2s"), "how often to pick up keys rotated elsewhere (env VAULT_KEY_REFRESH)")
+}
+
+// parseDays parses a Go duration or a whole number of days such as "365d".
+func parseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		return time.Duration(days) * 24 * time.Hour, err
+	}
+	return time.ParseDuration(s)
 }
 
 func envOr(name, def string) string {
@@ -69,6 +89,12 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	var err error
 	if cfg.CVCTTL, err = time.ParseDuration(r.cvcTTL); err != nil || cfg.CVCTTL <= 0 || cfg.CVCTTL > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("VAULT_CVC_TTL %q must be a duration between 1s and 24h, e.g. 1h", r.cvcTTL))
+	}
+	if cfg.Cryptoperiod, err = parseDays(r.cryptoperiod); err != nil || cfg.Cryptoperiod < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_KEY_CRYPTOPERIOD %q must be at least 1d, e.g. 365d", r.cryptoperiod))
+	}
+	if cfg.KeyRefresh, err = time.ParseDuration(r.keyRefresh); err != nil || cfg.KeyRefresh < 100*time.Millisecond || cfg.KeyRefresh > time.Minute {
+		errs = append(errs, fmt.Errorf("VAULT_KEY_REFRESH %q must be a duration between 100ms and 1m", r.keyRefresh))
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_LOG_LEVEL %q must be debug, info, warn or error", r.logLevel))

@@ -86,7 +86,7 @@ func devServe(ctx context.Context, raw *rawConfig, out io.Writer) error {
 		return err
 	}
 	printWelcome(out, baseURL(ln.Addr()), secret)
-	return serve(ctx, ln, a.svc, log)
+	return serve(ctx, ln, a.svc, cfg, log)
 }
 
 // startDevPostgres starts (or restarts) the private server under dir and

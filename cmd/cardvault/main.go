@@ -31,6 +31,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newDevCmd(), newMigrateCmd(), newKEKCmd(), newTenantCmd(), newAPIKeyCmd())
+	root.AddCommand(newServeCmd(), newDevCmd(), newMigrateCmd(), newKEKCmd(), newTenantCmd(), newAPIKeyCmd(), newKeysCmd())
 	return root
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +15,12 @@ import (
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/vault"
 )
+
+// workerName names this process in key job leases.
+func workerName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}
 
 // shutdownGrace is how long in-flight requests get to finish on SIGTERM.
 const shutdownGrace = 20 * time.Second
@@ -38,27 +46,33 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), ln, a.svc, log)
+			return serve(cmd.Context(), ln, a.svc, cfg, log)
 		},
 	}
 	raw.bindServer(cmd.Flags())
 	return cmd
 }
 
-// serve answers HTTP on ln and sweeps expired CVCs until ctx ends, then
-// drains in-flight requests for up to shutdownGrace.
-func serve(ctx context.Context, ln net.Listener, svc *vault.Service, log *slog.Logger) error {
+// serve answers HTTP on ln and runs the background work (key refresh, CVC
+// sweep, key jobs) until ctx ends, then drains in-flight requests for up to
+// shutdownGrace.
+func serve(ctx context.Context, ln net.Listener, svc *vault.Service, cfg config, log *slog.Logger) error {
+	keys := httpapi.KeyConfig{RootKEKURI: cfg.KEKURI, Cryptoperiod: cfg.Cryptoperiod, Propagation: cfg.propagation()}
 	srv := &http.Server{
-		Handler:           httpapi.New(svc, log),
+		Handler:           httpapi.New(svc, log, httpapi.WithKeyConfig(keys)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	defer stopSweep()
-	go svc.RunCVCSweeper(sweepCtx, time.Minute)
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		svc.RunBackground(bgCtx, vault.Background{Owner: workerName(), KeyRefresh: cfg.KeyRefresh})
+	}()
+	defer func() { stopBackground(); <-bgDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "addr", ln.Addr().String())

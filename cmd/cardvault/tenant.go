@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/google/uuid"
 
 	"github.com/spf13/cobra"
 )
@@ -26,7 +29,36 @@ func newTenantCmd() *cobra.Command {
 		},
 	}
 	raw.bindServer(create.Flags())
-	cmd.AddCommand(create)
+	cmd.AddCommand(create, newTenantDestroyCmd())
+	return cmd
+}
+
+func newTenantDestroyCmd() *cobra.Command {
+	var raw rawConfig
+	var confirm bool
+	cmd := &cobra.Command{
+		Use:   "destroy ID --confirm",
+		Short: "Crypto-shred a tenant: delete its keysets and tokens for good, revoke its keys; the audit trail stays",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := uuid.Parse(args[0])
+			if err != nil {
+				return fmt.Errorf("%q is not a tenant id", args[0])
+			}
+			if !confirm {
+				return errors.New("this destroys every token of the tenant for good: add --confirm")
+			}
+			return withApp(cmd.Context(), &raw, func(a *app) error {
+				n, err := a.svc.DestroyTenant(cmd.Context(), id)
+				if err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "tenant %s destroyed: %d tokens are unreadable and deleted\n", id, n)
+				}
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&confirm, "confirm", false, "yes, destroy it")
+	raw.bindServer(cmd.Flags())
 	return cmd
 }
 

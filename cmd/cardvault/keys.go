@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/vault"
+)
+
+func newKeysCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Rotate, re-encrypt, retire and report the key hierarchy"}
+	cmd.AddCommand(newKeysStatusCmd(), newKeysRotateCmd(), newKeysReencryptCmd(), newKeysRetireCmd(), newKeysRotateRootCmd())
+	return cmd
+}
+
+// tenantFlags selects one tenant (--tenant) or every tenant (--all).
+type tenantFlags struct {
+	tenant string
+	all    bool
+}
+
+func (f *tenantFlags) bind(cmd *cobra.Command, allowNone bool) {
+	cmd.Flags().StringVar(&f.tenant, "tenant", "", "tenant id")
+	cmd.Flags().BoolVar(&f.all, "all", false, "every tenant")
+	if !allowNone {
+		cmd.MarkFlagsOneRequired("tenant", "all")
+	}
+	cmd.MarkFlagsMutuallyExclusive("tenant", "all")
+}
+
+// ids returns the selected tenant ids (nil meaning every tenant).
+func (f *tenantFlags) ids(ctx context.Context, svc *vault.Service) ([]uuid.UUID, error) {
+	if f.tenant == "" {
+		return svc.TenantIDs(ctx)
+	}
+	id, err := uuid.Parse(f.tenant)
+	if err != nil {
+		return nil, fmt.Errorf("--tenant %q is not a tenant id", f.tenant)
+	}
+	return []uuid.UUID{id}, nil
+}
+
+func newKeysStatusCmd() *cobra.Command {
+	var raw rawConfig
+	var sel tenantFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--tenant ID] [--json]",
+		Short: "Every key version, its state, age and the tokens it protects (counted in the database)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd.Context(), &raw, func(a *app) error {
+				ids, err := sel.ids(cmd.Context(), a.svc)
+				if err != nil {
+					return err
+				}
+				r, err := a.svc.KeyReport(cmd.Context(), ids, a.cfg.KEKURI, a.cfg.Cryptoperiod)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(r)
+				}
+				return printKeyReport(cmd.OutOrStdout(), r)
+			})
+		},
+	}
+	sel.bind(cmd, true)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (the shape of GET /keys)")
+	raw.bindServer(cmd.Flags())
+	return cmd
+}
+
+// printKeyReport writes the report as a table with overdue and
+// near-the-limit keys flagged.
+func printKeyReport(out io.Writer, r vault.KeyReport) error {
+	fmt.Fprintf(out, "root KEK: %s   cryptoperiod: %d days\n\n", r.RootKEKURI, r.CryptoperiodDays)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TENANT\tKEY ID\tSTATE\tTOKENS\tENCRYPTIONS\tCREATED\tAGE\tFLAGS")
+	for _, t := range r.Tenants {
+		for _, k := range t.Keys {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%d\t%s\t%dd\t%s\n", t.TenantID, k.KeyID, k.State, k.Tokens, k.Encryptions,
+				createdAt(k.CreatedAt), k.AgeDays, keyFlags(k))
+		}
+		fmt.Fprintf(w, "%s\t%d\tfingerprint\t\t\t\t\t\n", t.TenantID, t.FingerprintKeyID)
+	}
+	return w.Flush()
+}
+
+func createdAt(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}
+
+func keyFlags(k vault.KeyVersion) string {
+	flags := ""
+	if k.Overdue {
+		flags += "OVERDUE(rotate) "
+	}
+	if k.NearLimit {
+		flags += "NEAR-2^32-LIMIT(rotate) "
+	}
+	return flags
+}
+
+func newKeysRotateCmd() *cobra.Command {
+	var raw rawConfig
+	var sel tenantFlags
+	cmd := &cobra.Command{
+		Use:   "rotate --tenant ID | --all",
+		Short: "Add a fresh data key, let every replica load it, then make it primary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd.Context(), &raw, func(a *app) error {
+				ids, err := sel.ids(cmd.Context(), a.svc)
+				if err != nil {
+					return err
+				}
+				for _, id := range ids {
+					keyID, err := a.svc.RotateDataKey(cmd.Context(), vault.Operator(id), a.cfg.propagation())
+					if err != nil {
+						return fmt.Errorf("tenant %s: %w", id, err)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "tenant %s: key %d is primary\n", id, keyID)
+				}
+				return nil
+			})
+		},
+	}
+	sel.bind(cmd, false)
+	raw.bindServer(cmd.Flags())
+	return cmd
+}
+
+func newKeysReencryptCmd() *cobra.Command {
+	var raw rawConfig
+	var sel tenantFlags
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "reencrypt --tenant ID | --all [--wait]",
+		Short: "Re-seal every token under the primary key (online, resumable); --wait runs it here with a progress bar",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd.Context(), &raw, func(a *app) error {
+				ids, err := sel.ids(cmd.Context(), a.svc)
+				if err != nil {
+					return err
+				}
+				for _, id := range ids {
+					if err := reencrypt(cmd.Context(), a.svc, id, wait, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
+						return fmt.Errorf("tenant %s: %w", id, err)
+					}
+				}
+				return nil
+			})
+		},
+	}
+	sel.bind(cmd, false)
+	cmd.Flags().BoolVar(&wait, "wait", false, "run the job here (or follow the replica running it) and show progress")
+	raw.bindServer(cmd.Flags())
+	return cmd
+}
+
+// reencrypt starts a tenant's job and, with wait, works on it in this
+// process while a progress bar follows it to the end.
+func reencrypt(ctx context.Context, svc *vault.Service, tenant uuid.UUID, wait bool, out, errOut io.Writer) error {
+	job, _, err := svc.StartReencrypt(ctx, vault.Operator(tenant))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "tenant %s: re-encryption job %s (%d tokens)\n", tenant, job.ID, job.Total)
+	if !wait {
+		return nil
+	}
+	workCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _, _ = svc.RunOneKeyJob(workCtx, workerName(), job.ID) }()
+	return followKeyJob(ctx, svc, job, errOut)
+}
+
+// followKeyJob renders the job's progress with rate and ETA until it ends;
+// it returns an error when the job failed.
+func followKeyJob(ctx context.Context, svc *vault.Service, job vault.KeyJob, errOut io.Writer) error {
+	bar := progressbar.NewOptions64(max(job.Total, 1), progressbar.OptionSetWriter(errOut),
+		progressbar.OptionSetDescription("re-encrypting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("tokens"), progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond))
+	for {
+		j, err := svc.GetKeyJob(ctx, job.TenantID, job.ID)
+		if err != nil {
+			return err
+		}
+		if j.Total > bar.GetMax64() {
+			bar.ChangeMax64(j.Total)
+		}
+		_ = bar.Set64(j.Done)
+		switch j.Status {
+		case "finished":
+			_ = bar.Finish()
+			fmt.Fprintln(errOut)
+			return nil
+		case "failed":
+			return errors.New("re-encryption failed: " + j.Error)
+		}
+		if err := pause(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func newKeysRetireCmd() *cobra.Command {
+	var raw rawConfig
+	var tenant string
+	var keyID uint32
+	var destroy bool
+	cmd := &cobra.Command{
+		Use:   "retire --tenant ID --key KEY_ID [--destroy]",
+		Short: "Disable a non-primary data key no token needs; --destroy then deletes its material",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := uuid.Parse(tenant)
+			if err != nil {
+				return fmt.Errorf("--tenant %q is not a tenant id", tenant)
+			}
+			return withApp(cmd.Context(), &raw, func(a *app) error {
+				if err := a.svc.RetireDataKey(cmd.Context(), vault.Operator(id), keyID, destroy); err != nil {
+					return err
+				}
+				verb := "disabled"
+				if destroy {
+					verb = "destroyed"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "tenant %s: key %d %s\n", id, keyID, verb)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
+	cmd.Flags().Uint32Var(&keyID, "key", 0, "the key id (see keys status)")
+	cmd.Flags().BoolVar(&destroy, "destroy", false, "delete the disabled key's material for good")
+	_ = cmd.MarkFlagRequired("tenant")
+	_ = cmd.MarkFlagRequired("key")
+	raw.bindServer(cmd.Flags())
+	return cmd
+}
+
+func newKeysRotateRootCmd() *cobra.Command {
+	var raw rawConfig
+	var newURI string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "rotate-root --new-kek-uri URI [--dry-run]",
+		Short: "Re-wrap every tenant keyset under a new root KEK (resumable); then run with only the new URI",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := raw.parse(true)
+			if err != nil {
+				return err
+			}
+			newKEK, err := crypto.OpenKEK(cmd.Context(), newURI)
+			if err != nil {
+				return fmt.Errorf("new root KEK %s: %w", crypto.RedactKEKURI(newURI), err)
+			}
+			a, err := open(cmd.Context(), cfg, newLogger(cfg.LogLevel), false)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			r, err := a.svc.RotateRootKEK(cmd.Context(), newKEK, newURI, dryRun)
+			if err != nil {
+				return err
+			}
+			return printRootRotation(cmd.OutOrStdout(), r, newURI, dryRun)
+		},
+	}
+	cmd.Flags().StringVar(&newURI, "new-kek-uri", "", "the new root KEK")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check that every keyset opens and report what would change")
+	_ = cmd.MarkFlagRequired("new-kek-uri")
+	raw.bindServer(cmd.Flags())
+	return cmd
+}
+
+func printRootRotation(out io.Writer, r vault.RootRotation, newURI string, dryRun bool) error {
+	if dryRun {
+		_, err := fmt.Fprintf(out, "dry run: %d keysets of %d tenants would be re-wrapped under %s; %d already are\n",
+			r.Keysets, r.Tenants, crypto.RedactKEKURI(newURI), r.Already)
+		return err
+	}
+	_, err := fmt.Fprintf(out, "re-wrapped %d keysets of %d tenants under %s (%d already were)\nnow set VAULT_KEK_URI=%s and restart every replica\n",
+		r.Keysets, r.Tenants, crypto.RedactKEKURI(newURI), r.Already, crypto.RedactKEKURI(newURI))
+	return err
+}
