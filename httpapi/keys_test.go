@@ -37,3 +37,10 @@ func keyWithout(t *testing.T, ts *testServer, tenant uuid.UUID, scope vault.Scop
 	require.NoError(t, err)
 	return secret
 }
+
+func mustParse(t *testing.T, s string) uuid.UUID {
+	t.Helper()
+	id, err := uuid.Parse(s)
+	require.NoError(t, err)
+	return id
+}

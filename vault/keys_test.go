@@ -266,3 +266,70 @@ func TestKeyUsageIsCounted(t *testing.T) {
 	require.NoError(t, e.svc.FlushKeyUsage(context.Background()))
 	assert.Equal(t, int64(12), keyByState(e.keyStatus(t), "primary").Encryptions)
 }
+
+func TestEveryReplicaEncryptsWithTheNewKeyAfterRotation(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	replica := vaulttest.NewService(t, dbURL, vaulttest.Options{})
+	go replica.RunBackground(ctx, vault.Background{Owner: "replica-2", KeyRefresh: 50 * time.Millisecond})
+	before, _, err := replica.Tokenize(ctx, e.actor, visa("pm_replica_before"))
+	require.NoError(t, err)
+
+	newID, err := e.svc.RotateDataKey(ctx, e.actor, 150*time.Millisecond) // three refresh intervals
+	require.NoError(t, err)
+	after, _, err := replica.Tokenize(ctx, e.actor, visa("pm_replica_after"))
+	require.NoError(t, err)
+	var beforeKey, afterKey int64
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT (SELECT key_id FROM tokens WHERE id = $1), (SELECT key_id FROM tokens WHERE id = $2)`,
+		before.ID, after.ID).Scan(&beforeKey, &afterKey))
+	assert.NotEqual(t, int64(newID), beforeKey)
+	assert.Equal(t, int64(newID), afterKey, "the other replica picked up the rotation without a restart")
+	r, err := replica.Detokenize(ctx, e.actor, before.ID, "")
+	require.NoError(t, err, "old versions keep decrypting")
+	assert.Equal(t, "4242424242424242", r.Card.PAN.Reveal())
+}
+
+// BenchmarkReencrypt re-encrypts a table of 100,000 tokens (one rotation
+// and one full job per iteration) and reports tokens per second.
+func BenchmarkReencrypt(b *testing.B) {
+	const n = 100_000
+	svc := vaulttest.NewService(b, dbURL, vaulttest.Options{})
+	_, secret := vaulttest.Tenant(b, svc)
+	a := vaulttest.Actor(b, svc, secret)
+	ctx := context.Background()
+	seedConcurrently(b, svc, a, n)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		_, err := svc.RotateDataKey(ctx, a, 0)
+		require.NoError(b, err)
+		job, _, err := svc.StartReencrypt(ctx, a)
+		require.NoError(b, err)
+		b.StartTimer()
+		_, err = svc.RunOneKeyJob(ctx, "bench", job.ID)
+		require.NoError(b, err)
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+func seedConcurrently(b *testing.B, svc *vault.Service, a vault.Actor, n int) {
+	b.Helper()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
+				in := vault.TokenizeInput{Card: vault.CardInput{Number: vaulttest.LuhnNumber("400000", 16, i),
+					ExpMonth: "1", ExpYear: "2030", CVC: "123", Name: "Bench Holder"}}
+				if _, _, err := svc.Tokenize(context.Background(), a, in); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -156,3 +157,12 @@ func TestMigrateIsSafeFromSeveralReplicasAtOnce(t *testing.T) {
 	_, _, err := run(t, "tenant", "create", "after-migrate", "--database-url", url, "--kek-uri", kek)
 	assert.NoError(t, err, "the schema is complete after concurrent migrations")
 }
+
+func mustUUID(t *testing.T, s string) uuid.UUID {
+	t.Helper()
+	id, err := uuid.Parse(s)
+	require.NoError(t, err)
+	return id
+}
+
+func u32(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
