@@ -59,7 +59,7 @@ type rotateResponse struct {
 
 // keyStatus serves GET /keys: the caller's tenant's key versions.
 func (s *Server) keyStatus(c echo.Context) error {
-	r, err := s.svc.KeyReport(c.Request().Context(), []uuid.UUID{actor(c).TenantID}, s.keys.RootKEKURI, s.keys.Cryptoperiod)
+	r, err := s.svc.KeyReport(c.Request().Context(), actor(c), []uuid.UUID{actor(c).TenantID}, s.keys.RootKEKURI, s.keys.Cryptoperiod)
 	if err != nil {
 		return err
 	}

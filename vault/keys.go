@@ -13,6 +13,7 @@ import (
 
 // Key-management audit actions.
 const (
+	ActionKeyStatus   Action = "key.status"
 	ActionKeyAdd      Action = "key.add"
 	ActionKeyPromote  Action = "key.promote"
 	ActionKeyDisable  Action = "key.disable"
@@ -257,9 +258,10 @@ func (s *Service) KeyStatus(ctx context.Context, tenantID uuid.UUID, cryptoperio
 }
 
 // KeyReport returns the key status of the given tenants (every tenant when
-// ids is empty) with the redacted root KEK URI. It returns a domain error
-// when a tenant's keys cannot be read.
-func (s *Service) KeyReport(ctx context.Context, ids []uuid.UUID, kekURI string, cryptoperiod time.Duration) (KeyReport, error) {
+// ids is empty) with the redacted root KEK URI, and audits the read for
+// each tenant as by (whose TenantID is replaced by each tenant's). It
+// returns a domain error when a tenant's keys cannot be read.
+func (s *Service) KeyReport(ctx context.Context, by Actor, ids []uuid.UUID, kekURI string, cryptoperiod time.Duration) (KeyReport, error) {
 	r := KeyReport{RootKEKURI: crypto.RedactKEKURI(kekURI), CryptoperiodDays: int(cryptoperiod.Hours() / 24), Tenants: []TenantKeyStatus{}}
 	if len(ids) == 0 {
 		var err error
@@ -271,6 +273,10 @@ func (s *Service) KeyReport(ctx context.Context, ids []uuid.UUID, kekURI string,
 		st, err := s.KeyStatus(ctx, id, cryptoperiod)
 		if err != nil {
 			return r, err
+		}
+		by.TenantID = id
+		if err := insertAudit(ctx, s.db, s.event(by, ActionKeyStatus, uuid.Nil, nil)); err != nil {
+			return r, dbError(err, "audit event")
 		}
 		r.Tenants = append(r.Tenants, st)
 	}

@@ -156,13 +156,15 @@ func TestReencryptWithTwoWorkersAndConcurrentImports(t *testing.T) {
 	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
 	require.NoError(t, err)
 
+	// Two processes: two services with their own pools and key caches.
+	processes := map[string]*vault.Service{"worker-a": e.svc, "worker-b": vaulttest.NewService(t, dbURL, vaulttest.Options{})}
 	var wg sync.WaitGroup
 	var claimed atomic.Int32
-	for _, w := range []string{"worker-a", "worker-b"} {
+	for w, svc := range processes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ran, err := e.svc.RunOneKeyJob(ctx, w, job.ID)
+			ran, err := svc.RunOneKeyJob(ctx, w, job.ID)
 			assert.NoError(t, err)
 			if ran {
 				claimed.Add(1)

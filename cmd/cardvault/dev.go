@@ -86,6 +86,8 @@ func devServe(ctx context.Context, raw *rawConfig, out io.Writer) error {
 		return err
 	}
 	printWelcome(out, baseURL(ln.Addr()), secret)
+	fmt.Fprintf(out, "Operator commands (keys, tenant, apikey) in another shell:\n\nexport VAULT_DATABASE_URL='%s' VAULT_KEK_URI='%s'\n\n",
+		cfg.DatabaseURL, cfg.KEKURI)
 	return serve(ctx, ln, a.svc, cfg, log)
 }
 

@@ -64,7 +64,7 @@ func newKeysStatusCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				r, err := a.svc.KeyReport(cmd.Context(), ids, a.cfg.KEKURI, a.cfg.Cryptoperiod)
+				r, err := a.svc.KeyReport(cmd.Context(), vault.Operator(uuid.Nil), ids, a.cfg.KEKURI, a.cfg.Cryptoperiod)
 				if err != nil {
 					return err
 				}
