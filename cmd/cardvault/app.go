@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -69,5 +70,11 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	return migrations.Check(ctx, conn.Conn())
 }
 
-// Close releases the database pool.
-func (a *app) Close() { a.pool.Close() }
+// Close records the encryptions this process counted (a CLI re-encryption
+// seals too) and releases the database pool.
+func (a *app) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.svc.FlushKeyUsage(ctx) // best effort: the counts are advisory
+	a.pool.Close()
+}

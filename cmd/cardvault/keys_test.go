@@ -59,6 +59,7 @@ func TestRotatingKeysWalkthrough(t *testing.T) {
 	r := keyReport(t, flags...)
 	assert.Equal(t, int64(25), keyIn(r, "primary").Tokens)
 	assert.Equal(t, int64(0), keyIn(r, "active").Tokens)
+	assert.Equal(t, int64(25), keyIn(r, "primary").Encryptions, "the CLI's re-encryption is counted")
 
 	_, _, err = run(t, append([]string{"keys", "retire", "--tenant", tenant, "--key", u32(old.KeyID)}, flags...)...)
 	require.NoError(t, err)
