@@ -50,6 +50,23 @@ func (f *tenantFlags) ids(ctx context.Context, svc *vault.Service) ([]uuid.UUID,
 	return []uuid.UUID{id}, nil
 }
 
+// eachTenant opens the vault and runs fn for every selected tenant,
+// stopping at the first error, which names the tenant.
+func eachTenant(ctx context.Context, raw *rawConfig, sel *tenantFlags, fn func(a *app, id uuid.UUID) error) error {
+	return withApp(ctx, raw, func(a *app) error {
+		ids, err := sel.ids(ctx, a.svc)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := fn(a, id); err != nil {
+				return fmt.Errorf("tenant %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
 func newKeysStatusCmd() *cobra.Command {
 	var raw rawConfig
 	var sel tenantFlags
@@ -125,19 +142,12 @@ func newKeysRotateCmd() *cobra.Command {
 		Short: "Add a fresh data key, let every replica load it, then make it primary",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withApp(cmd.Context(), &raw, func(a *app) error {
-				ids, err := sel.ids(cmd.Context(), a.svc)
-				if err != nil {
-					return err
-				}
-				for _, id := range ids {
-					keyID, err := a.svc.RotateDataKey(cmd.Context(), vault.Operator(id), a.cfg.propagation())
-					if err != nil {
-						return fmt.Errorf("tenant %s: %w", id, err)
-					}
+			return eachTenant(cmd.Context(), &raw, &sel, func(a *app, id uuid.UUID) error {
+				keyID, err := a.svc.RotateDataKey(cmd.Context(), vault.Operator(id), a.cfg.propagation())
+				if err == nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "tenant %s: key %d is primary\n", id, keyID)
 				}
-				return nil
+				return err
 			})
 		},
 	}
@@ -155,17 +165,8 @@ func newKeysReencryptCmd() *cobra.Command {
 		Short: "Re-seal every token under the primary key (online, resumable); --wait runs it here with a progress bar",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withApp(cmd.Context(), &raw, func(a *app) error {
-				ids, err := sel.ids(cmd.Context(), a.svc)
-				if err != nil {
-					return err
-				}
-				for _, id := range ids {
-					if err := reencrypt(cmd.Context(), a.svc, id, wait, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
-						return fmt.Errorf("tenant %s: %w", id, err)
-					}
-				}
-				return nil
+			return eachTenant(cmd.Context(), &raw, &sel, func(a *app, id uuid.UUID) error {
+				return reencrypt(cmd.Context(), a.svc, id, wait, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
