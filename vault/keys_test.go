@@ -335,3 +335,30 @@ func seedConcurrently(b *testing.B, svc *vault.Service, a vault.Actor, n int) {
 	}
 	wg.Wait()
 }
+
+func TestAKilledWorkersJobIsResumedWhenItsLeaseRunsOut(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cards := e.seed(t, 30)
+	_, err := e.svc.RotateDataKey(ctx, e.actor, 0)
+	require.NoError(t, err)
+	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
+	require.NoError(t, err)
+	// A worker took the job and was SIGKILLed: its lease stays behind.
+	_, err = e.pool.Exec(ctx, `UPDATE key_jobs SET status = 'running', lease_owner = 'killed', lease_expires_at = $2 WHERE id = $1`,
+		job.ID, e.clock.Now().Add(vault.DefaultLeaseTTL))
+	require.NoError(t, err)
+
+	ran, err := e.svc.RunOneKeyJob(ctx, "survivor", job.ID)
+	require.NoError(t, err)
+	assert.False(t, ran, "a live lease is respected")
+	e.clock.Advance(vault.DefaultLeaseTTL + time.Second)
+	ran, err = e.svc.RunOneKeyJob(ctx, "survivor", job.ID)
+	require.NoError(t, err)
+	require.True(t, ran, "an expired lease is taken over")
+	done, err := e.svc.GetKeyJob(ctx, e.actor.TenantID, job.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "finished", done.Status)
+	assert.Equal(t, int64(30), done.Done)
+	e.assertAllReveal(t, cards)
+}
