@@ -85,6 +85,9 @@ func TestScopesAreEnforcedPerRoute(t *testing.T) {
 		{"POST", "/tokens/" + id + "/detokenize", "", vault.ScopeTokensReveal},
 		{"DELETE", "/tokens/" + id, "", vault.ScopeTokensDelete},
 		{"GET", "/audit-events", "", vault.ScopeAuditRead},
+		{"GET", "/keys", "", vault.ScopeKeysManage},
+		{"POST", "/keys/rotate", "", vault.ScopeKeysManage},
+		{"POST", "/keys/reencrypt", "", vault.ScopeKeysManage},
 	}
 	for _, r := range routes {
 		t.Run(r.method+" "+r.path+" needs "+string(r.scope), func(t *testing.T) {
