@@ -22,8 +22,8 @@ func TestMain(m *testing.M) { vaulttest.Main(m, "vault", &dbURL) }
 // env is one test's vault: a service on the package database, a settable
 // clock and an actor of a fresh tenant holding every scope.
 type env struct {
-	svc   *vault.Service
-	pool  *pgxpool.Pool
+	svc    *vault.Service
+	pool   *pgxpool.Pool
 	clock  *vaulttest.Clock
 	actor  vault.Actor
 	secret string
