@@ -91,15 +91,6 @@ func nullUUID(id uuid.UUID) *uuid.UUID {
 	return &id
 }
 
-// Record writes a stand-alone audit event, such as a denied request. It
-// returns a domain error when the row cannot be written.
-func (s *Service) Record(ctx context.Context, ev AuditEvent) error {
-	if ev.OccurredAt.IsZero() {
-		ev.OccurredAt = s.clock()
-	}
-	return dbError(insertAudit(ctx, s.db, ev), "audit event")
-}
-
 // AuditPage is one page of audit events, newest first.
 type AuditPage struct {
 	Events  []AuditEvent

@@ -6,7 +6,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/cardvault/cardvault/vault"
@@ -26,9 +25,9 @@ func newAPIKeyCreateCmd() *cobra.Command {
 		Short: "Create an API key; prints only the secret, which is shown once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tenantID, err := uuid.Parse(tenant)
+			tenantID, err := parseID("tenant", tenant)
 			if err != nil {
-				return fmt.Errorf("--tenant %q is not a tenant id", tenant)
+				return err
 			}
 			sc, err := vault.ParseScopes(scopes)
 			if err != nil {
@@ -68,9 +67,9 @@ func newAPIKeyListCmd() *cobra.Command {
 		Short: "List a tenant's API keys (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tenantID, err := uuid.Parse(tenant)
+			tenantID, err := parseID("tenant", tenant)
 			if err != nil {
-				return fmt.Errorf("--tenant %q is not a tenant id", tenant)
+				return err
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
 				keys, err := a.svc.ListAPIKeys(cmd.Context(), tenantID)
@@ -115,9 +114,9 @@ func newAPIKeyRevokeCmd() *cobra.Command {
 		Short: "Revoke an API key at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := uuid.Parse(args[0])
+			id, err := parseID("API key (see `cardvault apikey list`)", args[0])
 			if err != nil {
-				return fmt.Errorf("%q is not an API key id (see `cardvault apikey list`)", args[0])
+				return err
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
 				k, err := a.svc.RevokeAPIKey(cmd.Context(), id)

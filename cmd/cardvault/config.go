@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/pflag"
 
 	"github.com/cardvault/cardvault/crypto"
@@ -62,6 +63,16 @@ func parseDays(s string) (time.Duration, error) {
 		return time.Duration(days) * 24 * time.Hour, err
 	}
 	return time.ParseDuration(s)
+}
+
+// parseID parses an id given on the command line; the error names what the
+// id should have been so the operator knows which argument is wrong.
+func parseID(what, s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("%q is not a %s id", s, what)
+	}
+	return id, nil
 }
 
 func envOr(name, def string) string {

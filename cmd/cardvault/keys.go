@@ -43,11 +43,8 @@ func (f *tenantFlags) ids(ctx context.Context, svc *vault.Service) ([]uuid.UUID,
 	if f.tenant == "" {
 		return svc.TenantIDs(ctx)
 	}
-	id, err := uuid.Parse(f.tenant)
-	if err != nil {
-		return nil, fmt.Errorf("--tenant %q is not a tenant id", f.tenant)
-	}
-	return []uuid.UUID{id}, nil
+	id, err := parseID("tenant", f.tenant)
+	return []uuid.UUID{id}, err
 }
 
 // eachTenant opens the vault and runs fn for every selected tenant,
@@ -241,9 +238,9 @@ func newKeysRetireCmd() *cobra.Command {
 		Short: "Disable a non-primary data key no token needs; --destroy then deletes its material",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, err := uuid.Parse(tenant)
+			id, err := parseID("tenant", tenant)
 			if err != nil {
-				return fmt.Errorf("--tenant %q is not a tenant id", tenant)
+				return err
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
 				if err := a.svc.RetireDataKey(cmd.Context(), vault.Operator(id), keyID, destroy); err != nil {

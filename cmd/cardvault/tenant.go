@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/google/uuid"
-
 	"github.com/spf13/cobra"
 )
 
@@ -41,9 +39,9 @@ func newTenantDestroyCmd() *cobra.Command {
 		Short: "Crypto-shred a tenant: delete its keysets and tokens for good, revoke its keys; the audit trail stays",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := uuid.Parse(args[0])
+			id, err := parseID("tenant", args[0])
 			if err != nil {
-				return fmt.Errorf("%q is not a tenant id", args[0])
+				return err
 			}
 			if !confirm {
 				return errors.New("this destroys every token of the tenant for good: add --confirm")
