@@ -27,10 +27,15 @@ const (
 	ScopeTokensDelete Scope = "tokens:delete"
 	ScopeAuditRead    Scope = "audit:read"
 	ScopeKeysManage   Scope = "keys:manage"
+	ScopeImportsWrite Scope = "imports:write"
+	ScopeImportsRead  Scope = "imports:read"
+	// ScopeWebhooksManage sets, reads and deletes the tenant's webhook.
+	ScopeWebhooksManage Scope = "webhooks:manage"
 )
 
 // AllScopes lists every scope, in a stable order.
-var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRead, ScopeTokensReveal, ScopeTokensDelete, ScopeAuditRead, ScopeKeysManage}
+var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRead, ScopeTokensReveal, ScopeTokensDelete,
+	ScopeAuditRead, ScopeKeysManage, ScopeImportsWrite, ScopeImportsRead, ScopeWebhooksManage}
 
 // ParseScopes parses a comma-separated scope list. It returns a KindInvalid
 // error naming the first unknown scope, or when the list is empty.
