@@ -1,0 +1,2 @@
+-- reserved for this change; replaced by it
+SELECT 1;
