@@ -328,7 +328,7 @@ func (s *Service) endImport(ctx context.Context, tx pgx.Tx, a Actor, id uuid.UUI
 	if err := insertAudit(ctx, tx, ev); err != nil {
 		return ImportJob{}, err
 	}
-	return job, importEndedEvent(ctx, tx, job)
+	return job, enqueueEvent(ctx, tx, job.TenantID, endEvent(status), job.Record())
 }
 
 // endAction returns the audit action of a job's end.
@@ -342,9 +342,16 @@ func endAction(status ImportStatus) Action {
 	return ActionImportFinish
 }
 
-// importEndedEvent queues the webhook event of a job's end in tx.
-// TODO(webhooks): wire to enqueueEvent once the outbox lands.
-var importEndedEvent = func(ctx context.Context, tx pgx.Tx, job ImportJob) error { return nil }
+// endEvent returns the webhook event of a job's end.
+func endEvent(status ImportStatus) EventType {
+	switch status {
+	case ImportAborted:
+		return EventImportAborted
+	case ImportFailed:
+		return EventImportFailed
+	}
+	return EventImportFinished
+}
 
 // errJobEnded means the job was aborted, failed or finished meanwhile.
 var errJobEnded = &Error{Kind: KindConflict, Code: "import_ended", Message: "the import job has ended"}
