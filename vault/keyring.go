@@ -2,8 +2,11 @@ package vault
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -13,6 +16,14 @@ import (
 	"github.com/cardvault/cardvault/crypto"
 )
 
+// DefaultKeyCacheTTL is how long unwrapped tenant keys serve before they are
+// unwrapped again through the root KEK, when Config.KeyCacheTTL is 0.
+const DefaultKeyCacheTTL = time.Hour
+
+// keyLoadTimeout bounds one load of a tenant's keysets (database read and
+// KEK unwrap), which runs on behalf of every request waiting for it.
+const keyLoadTimeout = 10 * time.Second
+
 // tenantKeys is a tenant's unwrapped keysets, ready to seal, open and
 // fingerprint. It never leaves the vault package.
 type tenantKeys struct {
@@ -20,39 +31,99 @@ type tenantKeys struct {
 	fp      *crypto.Fingerprinter
 	data    *keyset.Handle // for status and rotation; never leaves the package
 	version int64          // sum of the keysets' versions when loaded
+	expires time.Time      // after this the keysets are unwrapped again
 }
 
 // keyring caches tenant keys in memory so the root KEK is called once per
-// tenant keyset load, never per card.
+// tenant keyset load and cache TTL, never per card. Once a tenant's keys
+// are older than the TTL they are dropped and unwrapped again; when the KEK
+// cannot unwrap them then, the tenant's requests fail as unavailable until
+// it can: the keys never outlive the TTL, so disabling the KEK in the KMS
+// takes effect within one TTL.
 type keyring struct {
 	db  *pgxpool.Pool
 	kek tink.AEAD
+	ttl time.Duration
+	now func() time.Time
 
-	mu    sync.RWMutex
-	cache map[uuid.UUID]*tenantKeys
+	mu      sync.RWMutex
+	cache   map[uuid.UUID]*tenantKeys
+	loading map[uuid.UUID]*keyLoad
+	gen     uint64 // bumped by forget: a load begun before it is not cached
 }
 
-func newKeyring(db *pgxpool.Pool, kek tink.AEAD) *keyring {
-	return &keyring{db: db, kek: kek, cache: make(map[uuid.UUID]*tenantKeys)}
+// keyLoad is one load of a tenant's keys that concurrent requests share,
+// so an expired entry costs one KEK call, not one per waiting request.
+type keyLoad struct {
+	done chan struct{}
+	gen  uint64
+	tk   *tenantKeys
+	err  error
 }
 
-// get returns the tenant's keys, loading and unwrapping them on first use.
-// It returns a KindNotFound error for a tenant without keysets.
+func newKeyring(db *pgxpool.Pool, kek tink.AEAD, ttl time.Duration, now func() time.Time) *keyring {
+	if ttl <= 0 {
+		ttl = DefaultKeyCacheTTL
+	}
+	return &keyring{db: db, kek: kek, ttl: ttl, now: now,
+		cache: make(map[uuid.UUID]*tenantKeys), loading: make(map[uuid.UUID]*keyLoad)}
+}
+
+// get returns the tenant's keys, loading and unwrapping them on first use
+// and again once they are older than the TTL. It returns a KindNotFound
+// error for a tenant without keysets and a KindUnavailable error
+// (kek_unavailable) when the root KEK cannot unwrap them.
 func (k *keyring) get(ctx context.Context, tenantID uuid.UUID) (*tenantKeys, error) {
 	k.mu.RLock()
 	tk, ok := k.cache[tenantID]
 	k.mu.RUnlock()
-	if ok {
+	if ok && k.now().Before(tk.expires) {
 		return tk, nil
 	}
-	tk, err := k.load(ctx, tenantID)
-	if err != nil {
-		return nil, err
-	}
+	return k.loadShared(ctx, tenantID)
+}
+
+// loadShared loads the tenant's keys, or waits for the load another request
+// already started. Expired keys are dropped first, so they never serve
+// again whatever the outcome.
+func (k *keyring) loadShared(ctx context.Context, tenantID uuid.UUID) (*tenantKeys, error) {
 	k.mu.Lock()
-	k.cache[tenantID] = tk
+	if tk, ok := k.cache[tenantID]; ok && k.now().Before(tk.expires) {
+		k.mu.Unlock()
+		return tk, nil
+	}
+	delete(k.cache, tenantID)
+	l, joined := k.loading[tenantID]
+	if !joined {
+		l = &keyLoad{done: make(chan struct{}), gen: k.gen}
+		k.loading[tenantID] = l
+	}
 	k.mu.Unlock()
-	return tk, nil
+	if joined {
+		select {
+		case <-l.done:
+			return l.tk, l.err
+		case <-ctx.Done():
+			return nil, dbError(ctx.Err(), "tenant")
+		}
+	}
+	// The load serves every request waiting for it, so no one request's
+	// cancellation may cut it short; it is bounded instead.
+	loadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keyLoadTimeout)
+	defer cancel()
+	expires := k.now().Add(k.ttl)
+	l.tk, l.err = k.load(loadCtx, tenantID)
+	k.mu.Lock()
+	if k.loading[tenantID] == l {
+		delete(k.loading, tenantID)
+	}
+	if l.err == nil && l.gen == k.gen {
+		l.tk.expires = expires
+		k.cache[tenantID] = l.tk
+	}
+	k.mu.Unlock()
+	close(l.done)
+	return l.tk, l.err
 }
 
 // fresh returns the tenant's keys reloaded from the database, replacing the
@@ -88,15 +159,19 @@ func (k *keyring) refresh(ctx context.Context) error {
 	for id, tk := range k.cache {
 		if v, ok := current[id]; !ok || v != tk.version {
 			delete(k.cache, id)
+			k.gen++
 		}
 	}
 	return nil
 }
 
-// forget drops a tenant's cached keys.
+// forget drops a tenant's cached keys; a load already under way is neither
+// cached nor shared with later callers, which load afresh.
 func (k *keyring) forget(tenantID uuid.UUID) {
 	k.mu.Lock()
 	delete(k.cache, tenantID)
+	delete(k.loading, tenantID)
+	k.gen++
 	k.mu.Unlock()
 }
 
@@ -129,6 +204,32 @@ func (k *keyring) load(ctx context.Context, tenantID uuid.UUID) (*tenantKeys, er
 	return tk, nil
 }
 
+// kekProbeAD is the associated data of the round trip that probe makes.
+const kekProbeAD = "cardvault root KEK probe"
+
+// probe encrypts and decrypts a random value with the root KEK: one round
+// trip that proves the KEK is reachable and usable even before any tenant
+// keyset exists. It returns a KindUnavailable error (kek_unavailable) when
+// it is not.
+func (k *keyring) probe() error {
+	msg := make([]byte, 32)
+	if _, err := rand.Read(msg); err != nil {
+		return Internal(err)
+	}
+	ct, err := k.kek.Encrypt(msg, []byte(kekProbeAD))
+	if err != nil {
+		return kekUnavailable(fmt.Errorf("root KEK probe: encrypt: %w", err))
+	}
+	pt, err := k.kek.Decrypt(ct, []byte(kekProbeAD))
+	if err != nil {
+		return kekUnavailable(fmt.Errorf("root KEK probe: decrypt: %w", err))
+	}
+	if string(pt) != string(msg) {
+		return kekUnavailable(errors.New("root KEK probe: decrypt returned another value"))
+	}
+	return nil
+}
+
 // unwrap turns wrapped keysets into tenantKeys. A keyset the KEK cannot open
 // is an internal error: the vault never falls back to anything weaker.
 func (k *keyring) unwrap(tenantID uuid.UUID, wrapped map[crypto.Purpose][]byte) (*tenantKeys, error) {
@@ -154,8 +255,16 @@ func (k *keyring) unwrap(tenantID uuid.UUID, wrapped map[crypto.Purpose][]byte) 
 	return &tenantKeys{sealer: sealer, fp: fp, data: dh}, nil
 }
 
+// keyError is the error of a tenant keyset the root KEK cannot unwrap (or
+// wrap): the KEK is unreachable, refuses, or is the wrong one.
 func keyError(tenantID uuid.UUID, err error) error {
-	return &Error{Kind: KindUnavailable, Code: "keys_unavailable",
-		Message: "the tenant's keys cannot be loaded; retry later",
-		Err:     fmt.Errorf("unwrap keysets of tenant %s: %w", tenantID, err)}
+	return kekUnavailable(fmt.Errorf("unwrap keysets of tenant %s: %w", tenantID, err))
+}
+
+// kekUnavailable returns the KindUnavailable error (code kek_unavailable)
+// of a failed root KEK call; err is kept for the log only.
+func kekUnavailable(err error) *Error {
+	return &Error{Kind: KindUnavailable, Code: "kek_unavailable",
+		Message: "the root key-encryption key is unavailable, so the tenant's keys cannot be loaded; retry later",
+		Err:     err}
 }

@@ -23,6 +23,9 @@ type Config struct {
 	// LeaseTTL is how long a key job's worker holds it without renewing;
 	// DefaultLeaseTTL when 0.
 	LeaseTTL time.Duration
+	// KeyCacheTTL is how long unwrapped tenant keys serve before they are
+	// unwrapped again through the KEK; DefaultKeyCacheTTL when 0.
+	KeyCacheTTL time.Duration
 }
 
 // DefaultLeaseTTL is how long a key job lease lasts without renewal.
@@ -59,7 +62,7 @@ func NewService(cfg Config) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.keys = newKeyring(cfg.Pool, cfg.KEK)
+	s.keys = newKeyring(cfg.Pool, cfg.KEK, cfg.KeyCacheTTL, s.clock)
 	return s, nil
 }
 

@@ -99,13 +99,14 @@ func (s *Service) GetTenant(ctx context.Context, id uuid.UUID) (Tenant, error) {
 }
 
 // CheckKEK loads one tenant's keysets with the configured root KEK, so that
-// a wrong or unreachable KEK stops startup instead of failing requests. It
-// returns nil when there is no tenant yet.
+// a wrong or unreachable KEK stops startup instead of failing requests; when
+// there is no tenant yet it makes one encrypt/decrypt round trip through the
+// KEK instead. It returns a KindUnavailable error when the KEK fails.
 func (s *Service) CheckKEK(ctx context.Context) error {
 	var id uuid.UUID
 	err := s.db.QueryRow(ctx, `SELECT tenant_id FROM tenant_keysets ORDER BY created_at LIMIT 1`).Scan(&id)
 	if err == pgx.ErrNoRows {
-		return nil
+		return s.keys.probe()
 	}
 	if err != nil {
 		return dbError(err, "tenant")
