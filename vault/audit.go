@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 )
 
 // Action names what an audit event records.
@@ -64,23 +65,49 @@ func (s *Service) event(a Actor, action Action, tokenID uuid.UUID, detail map[st
 	}
 }
 
-// insertAudit writes ev with q, inside the caller's transaction when q is
-// one, so that an action and its record commit together.
-func insertAudit(ctx context.Context, q querier, ev AuditEvent) error {
-	detail, err := json.Marshal(ev.Detail)
-	if err != nil {
-		return Internal(err)
-	}
-	if ev.Detail == nil {
-		detail = []byte("{}")
-	}
-	_, err = q.Exec(ctx, `
+// insertAuditSQL inserts one audit event. The chain columns stay NULL: the
+// background chainer links the row shortly after its transaction commits
+// (see auditchain.go), so that actions of one tenant never queue on a
+// chain lock.
+const insertAuditSQL = `
 		INSERT INTO audit_events (occurred_at, tenant_id, api_key_id, action, token_id,
 		                          request_id, client_addr, outcome, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		ev.OccurredAt, nullUUID(ev.TenantID), nullUUID(ev.APIKeyID), string(ev.Action),
-		nullUUID(ev.TokenID), ev.RequestID, ev.ClientAddr, string(ev.Outcome), detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+
+// auditArgs returns the arguments of insertAuditSQL for ev.
+func auditArgs(ev AuditEvent) ([]any, error) {
+	detail := []byte("{}")
+	if ev.Detail != nil {
+		var err error
+		if detail, err = json.Marshal(ev.Detail); err != nil {
+			return nil, Internal(err)
+		}
+	}
+	return []any{ev.OccurredAt, nullUUID(ev.TenantID), nullUUID(ev.APIKeyID), string(ev.Action),
+		nullUUID(ev.TokenID), ev.RequestID, ev.ClientAddr, string(ev.Outcome), detail}, nil
+}
+
+// insertAudit writes ev with q, inside the caller's transaction when q is
+// one, so that an action and its record commit together: when the audit
+// row cannot be written the action fails.
+func insertAudit(ctx context.Context, q querier, ev AuditEvent) error {
+	args, err := auditArgs(ev)
+	if err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, insertAuditSQL, args...)
 	return err
+}
+
+// insertAuditID is insertAudit returning the new row's id.
+func insertAuditID(ctx context.Context, q querier, ev AuditEvent) (int64, error) {
+	args, err := auditArgs(ev)
+	if err != nil {
+		return 0, err
+	}
+	var id int64
+	err = q.QueryRow(ctx, insertAuditSQL+` RETURNING id`, args...).Scan(&id)
+	return id, err
 }
 
 // nullUUID maps uuid.Nil to SQL NULL.
@@ -98,35 +125,35 @@ type AuditPage struct {
 }
 
 // ListAuditEvents returns the actor's tenant's audit events newest first,
-// after the event id startingAfter when it is non-zero. It returns a
-// KindBadRequest error for a limit outside 1–100.
+// after the event id startingAfter when it is non-zero, and audits the
+// listing in the same transaction (after reading, so a page never shows its
+// own audit row). It returns a KindBadRequest error for a limit outside
+// 1–100, and a domain error when the database fails.
 func (s *Service) ListAuditEvents(ctx context.Context, a Actor, limit int, startingAfter int64) (AuditPage, error) {
 	if err := checkLimit(limit); err != nil {
 		return AuditPage{}, err
 	}
-	rows, err := s.db.Query(ctx, `
-		SELECT id, occurred_at, tenant_id, api_key_id, action, token_id,
-		       request_id, client_addr, outcome, detail
-		FROM audit_events
-		WHERE tenant_id = $1 AND ($2 = 0 OR id < $2)
-		ORDER BY id DESC LIMIT $3`, a.TenantID, startingAfter, limit+1)
-	if err != nil {
-		return AuditPage{}, dbError(err, "audit event")
-	}
-	defer rows.Close()
 	var page AuditPage
-	for rows.Next() {
-		ev, err := scanAudit(rows)
+	err := s.inTx(ctx, "audit event", func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			SELECT id, occurred_at, tenant_id, api_key_id, action, token_id,
+			       request_id, client_addr, outcome, detail
+			FROM audit_events
+			WHERE tenant_id = $1 AND ($2 = 0 OR id < $2)
+			ORDER BY id DESC LIMIT $3`, a.TenantID, startingAfter, limit+1)
 		if err != nil {
-			return AuditPage{}, dbError(err, "audit event")
+			return err
 		}
-		page.Events = append(page.Events, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return AuditPage{}, dbError(err, "audit event")
-	}
-	if len(page.Events) > limit {
-		page.Events, page.HasMore = page.Events[:limit], true
+		if page.Events, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEvent, error) { return scanAudit(r) }); err != nil {
+			return err
+		}
+		if len(page.Events) > limit {
+			page.Events, page.HasMore = page.Events[:limit], true
+		}
+		return insertAudit(ctx, tx, s.event(a, ActionAuditList, uuid.Nil, map[string]any{"count": len(page.Events)}))
+	})
+	if err != nil {
+		return AuditPage{}, err
 	}
 	return page, nil
 }

@@ -11,6 +11,12 @@ type Background struct {
 	KeyRefresh time.Duration // reload rotated keysets and flush key usage (default 2s)
 	CVCSweep   time.Duration // destroy expired CVCs (default 1m)
 	KeyJobPoll time.Duration // look for key jobs to run (default 2s)
+	// AuditChain is how often new audit rows are linked into their chains
+	// (default 1s); AuditPrune how often rows older than AuditRetention
+	// (default DefaultAuditRetention) are pruned (default 1h).
+	AuditChain     time.Duration
+	AuditPrune     time.Duration
+	AuditRetention time.Duration
 }
 
 func (b *Background) defaults() {
@@ -23,17 +29,27 @@ func (b *Background) defaults() {
 	if b.KeyJobPoll <= 0 {
 		b.KeyJobPoll = 2 * time.Second
 	}
+	if b.AuditChain <= 0 {
+		b.AuditChain = time.Second
+	}
+	if b.AuditPrune <= 0 {
+		b.AuditPrune = time.Hour
+	}
+	if b.AuditRetention <= 0 {
+		b.AuditRetention = DefaultAuditRetention
+	}
 }
 
 // RunBackground runs a serving process's background work until ctx ends:
 // picking up keysets rotated by other processes, flushing encryption
-// counts, sweeping expired CVCs and running key jobs. Failures are logged
-// and retried on the next tick; the key usage is flushed once more on the
-// way out.
+// counts, sweeping expired CVCs, running key jobs, and chaining and pruning
+// the audit trail. Failures are logged and retried on the next tick; the
+// key usage is flushed once more on the way out.
 func (s *Service) RunBackground(ctx context.Context, b Background) {
 	b.defaults()
 	go s.RunKeyJobs(ctx, b.Owner, b.KeyJobPoll)
 	go s.RunCVCSweeper(ctx, b.CVCSweep)
+	go s.RunAuditChainer(ctx, b.AuditChain, b.AuditRetention, b.AuditPrune)
 	t := time.NewTicker(b.KeyRefresh)
 	defer t.Stop()
 	for {

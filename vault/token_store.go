@@ -305,21 +305,26 @@ func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a Actor, tk *tenant
 }
 
 // GetToken returns the masked record of the actor's tenant's token id and
-// audits the read. An unknown id and another tenant's id both return the
-// same KindNotFound error.
+// audits the read in the same transaction: no record is returned unless its
+// audit row committed. An unknown id and another tenant's id both return
+// the same KindNotFound error.
 func (s *Service) GetToken(ctx context.Context, a Actor, id uuid.UUID) (Token, error) {
 	tk, err := s.keys.get(ctx, a.TenantID)
 	if err != nil {
 		return Token{}, err
 	}
-	row, err := selectToken(ctx, s.db, a.TenantID, id, false)
-	if err != nil {
-		return Token{}, dbError(err, "token")
-	}
-	if err := insertAudit(ctx, s.db, s.event(a, ActionTokenRead, id, nil)); err != nil {
-		return Token{}, dbError(err, "audit event")
-	}
-	return s.masked(tk, row)
+	var tok Token
+	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
+		row, err := selectToken(ctx, tx, a.TenantID, id, false)
+		if err != nil {
+			return err
+		}
+		if tok, err = s.masked(tk, row); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, s.event(a, ActionTokenRead, id, nil))
+	})
+	return tok, err
 }
 
 // Detokenize returns the card behind the actor's tenant's token id and
@@ -427,23 +432,29 @@ func (s *Service) ListTokens(ctx context.Context, a Actor, p ListTokensParams) (
 	if err != nil {
 		return TokenPage{}, err
 	}
-	rows, err := s.db.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
-		WHERE tenant_id = $1 AND ($2::text IS NULL OR business_key = $2)
-		  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
-		ORDER BY created_at DESC, id DESC LIMIT $5`,
-		a.TenantID, nullString(p.BusinessKey), after.at, after.id, p.Limit+1)
-	if err != nil {
-		return TokenPage{}, dbError(err, "token")
-	}
-	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tokenRow, error) { return scanToken(r) })
-	if err != nil {
-		return TokenPage{}, dbError(err, "token")
-	}
-	return s.tokenPage(ctx, a, tk, found, p)
+	var page TokenPage
+	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
+			WHERE tenant_id = $1 AND ($2::text IS NULL OR business_key = $2)
+			  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+			ORDER BY created_at DESC, id DESC LIMIT $5`,
+			a.TenantID, nullString(p.BusinessKey), after.at, after.id, p.Limit+1)
+		if err != nil {
+			return err
+		}
+		found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tokenRow, error) { return scanToken(r) })
+		if err != nil {
+			return err
+		}
+		page, err = s.tokenPage(ctx, tx, a, tk, found, p)
+		return err
+	})
+	return page, err
 }
 
-// tokenPage masks the rows found for a listing and audits it.
-func (s *Service) tokenPage(ctx context.Context, a Actor, tk *tenantKeys, found []tokenRow, p ListTokensParams) (TokenPage, error) {
+// tokenPage masks the rows found for a listing and audits it with q, the
+// listing's transaction.
+func (s *Service) tokenPage(ctx context.Context, q querier, a Actor, tk *tenantKeys, found []tokenRow, p ListTokensParams) (TokenPage, error) {
 	var page TokenPage
 	if len(found) > p.Limit {
 		found, page.HasMore = found[:p.Limit], true
@@ -457,8 +468,8 @@ func (s *Service) tokenPage(ctx context.Context, a Actor, tk *tenantKeys, found 
 		page.Tokens = append(page.Tokens, t)
 	}
 	ev := s.event(a, ActionTokenList, uuid.Nil, map[string]any{"count": len(page.Tokens)})
-	if err := insertAudit(ctx, s.db, ev); err != nil {
-		return TokenPage{}, dbError(err, "audit event")
+	if err := insertAudit(ctx, q, ev); err != nil {
+		return TokenPage{}, err
 	}
 	return page, nil
 }

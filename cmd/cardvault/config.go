@@ -29,6 +29,8 @@ type config struct {
 	Cryptoperiod time.Duration
 	// KeyRefresh is how often a process looks for keysets rotated elsewhere.
 	KeyRefresh time.Duration
+	// AuditRetention is how long audit rows are kept before pruning.
+	AuditRetention time.Duration
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -38,6 +40,7 @@ func (c config) propagation() time.Duration { return 2*c.KeyRefresh + time.Secon
 // rawConfig holds the unparsed values bound to flags.
 type rawConfig struct {
 	databaseURL, kekURI, listen, cvcTTL, logLevel, cryptoperiod, keyRefresh string
+	auditRetention                                                          string
 }
 
 // bindDatabase binds --database-url to VAULT_DATABASE_URL.
@@ -53,6 +56,7 @@ func (r *rawConfig) bindServer(fs *pflag.FlagSet) {
 	fs.StringVar(&r.cvcTTL, "cvc-ttl", envOr("VAULT_CVC_TTL", "1h"), "how long an unrevealed CVC is kept (env VAULT_CVC_TTL)")
 	fs.StringVar(&r.logLevel, "log-level", envOr("VAULT_LOG_LEVEL", "info"), "debug, info, warn or error (env VAULT_LOG_LEVEL)")
 	fs.StringVar(&r.cryptoperiod, "key-cryptoperiod", envOr("VAULT_KEY_CRYPTOPERIOD", "365d"), "how long a data key may stay in use, e.g. 365d (env VAULT_KEY_CRYPTOPERIOD)")
+	fs.StringVar(&r.auditRetention, "audit-retention", envOr("VAULT_AUDIT_RETENTION", "400d"), "how long audit rows are kept, e.g. 400d (env VAULT_AUDIT_RETENTION)")
 	fs.StringVar(&r.keyRefresh, "key-refresh", envOr("VAULT_KEY_REFRESH", "2s"), "how often to pick up keys rotated elsewhere (env VAULT_KEY_REFRESH)")
 }
 
@@ -103,6 +107,9 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	}
 	if cfg.Cryptoperiod, err = parseDays(r.cryptoperiod); err != nil || cfg.Cryptoperiod < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("VAULT_KEY_CRYPTOPERIOD %q must be at least 1d, e.g. 365d", r.cryptoperiod))
+	}
+	if cfg.AuditRetention, err = parseDays(r.auditRetention); err != nil || cfg.AuditRetention < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_AUDIT_RETENTION %q must be at least 1d, e.g. 400d", r.auditRetention))
 	}
 	if cfg.KeyRefresh, err = time.ParseDuration(r.keyRefresh); err != nil || cfg.KeyRefresh < 100*time.Millisecond || cfg.KeyRefresh > time.Minute {
 		errs = append(errs, fmt.Errorf("VAULT_KEY_REFRESH %q must be a duration between 100ms and 1m", r.keyRefresh))

@@ -70,7 +70,7 @@ func serve(ctx context.Context, ln net.Listener, svc *vault.Service, cfg config,
 	bgDone := make(chan struct{})
 	go func() {
 		defer close(bgDone)
-		svc.RunBackground(bgCtx, vault.Background{Owner: workerName(), KeyRefresh: cfg.KeyRefresh})
+		svc.RunBackground(bgCtx, vault.Background{Owner: workerName(), KeyRefresh: cfg.KeyRefresh, AuditRetention: cfg.AuditRetention})
 	}()
 	defer func() { stopBackground(); <-bgDone }()
 	errc := make(chan error, 1)
