@@ -18,6 +18,11 @@ type Server struct {
 	log  *slog.Logger
 	echo *echo.Echo
 	keys KeyConfig
+	tls  TLSOptions // how the server is reached over TLS (WithTLS)
+	// safety holds the rate limits and the in-flight cap (see WithLimits).
+	safety requestSafety
+	// importWaker is woken when an import job is created (WithImportWaker).
+	importWaker Waker
 }
 
 // Option configures a Server.
@@ -33,7 +38,7 @@ func New(svc *vault.Service, log *slog.Logger, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	e.Use(withRequestID, withHeaders, withAccessLog(log))
+	e.Use(withRequestID, withHeaders, withAccessLog(log), s.recoverPanics, s.limitInflight)
 	s.routes()
 	return s
 }
@@ -57,14 +62,27 @@ func (s *Server) routes() {
 	e.DELETE("/tokens/:id", s.deleteToken, s.auth(vault.ScopeTokensDelete)...)
 	e.GET("/audit-events", s.listAuditEvents, s.auth(vault.ScopeAuditRead)...)
 
-	e.GET("/keys", s.keyStatus, s.auth(vault.ScopeKeysManage)...)
-	e.POST("/keys/rotate", s.rotateKey, s.auth(vault.ScopeKeysManage)...)
-	e.POST("/keys/reencrypt", s.startReencrypt, s.auth(vault.ScopeKeysManage)...)
-	e.GET("/keys/jobs/:id", s.getKeyJob, s.auth(vault.ScopeKeysManage)...)
-	e.POST("/keys/retire", s.retireKey, s.auth(vault.ScopeKeysManage)...)
+	e.POST("/tokens/imports", s.createImport, s.auth(vault.ScopeImportsWrite)...)
+	e.GET("/tokens/imports", s.listImports, s.auth(vault.ScopeImportsRead)...)
+	e.GET("/tokens/imports/:id", s.getImport, s.auth(vault.ScopeImportsRead)...)
+	e.GET("/tokens/imports/:id/items", s.listImportItems, s.auth(vault.ScopeImportsRead)...)
+	e.POST("/tokens/imports/:id/abort", s.abortImport, s.auth(vault.ScopeImportsWrite)...)
+
+	e.PUT("/webhook", s.putWebhook, s.auth(vault.ScopeWebhooksManage)...)
+	e.GET("/webhook", s.getWebhook, s.auth(vault.ScopeWebhooksManage)...)
+	e.DELETE("/webhook", s.deleteWebhook, s.auth(vault.ScopeWebhooksManage)...)
+	e.GET("/webhook/deliveries", s.listWebhookDeliveries, s.auth(vault.ScopeWebhooksManage)...)
+
+	e.GET("/keys", s.keyStatus, s.admin(vault.ScopeKeysManage)...)
+	e.POST("/keys/rotate", s.rotateKey, s.admin(vault.ScopeKeysManage)...)
+	e.POST("/keys/reencrypt", s.startReencrypt, s.admin(vault.ScopeKeysManage)...)
+	e.GET("/keys/jobs/:id", s.getKeyJob, s.admin(vault.ScopeKeysManage)...)
+	e.POST("/keys/retire", s.retireKey, s.admin(vault.ScopeKeysManage)...)
 }
 
-// auth is the middleware of an API route: a valid API key holding scope.
+// auth is the middleware of an API route: the client address's
+// failed-authentication budget, a valid API key within its rate limit,
+// holding scope; then Idempotency-Key handling for POSTs.
 func (s *Server) auth(scope vault.Scope) []echo.MiddlewareFunc {
-	return []echo.MiddlewareFunc{s.authenticate, s.require(scope)}
+	return []echo.MiddlewareFunc{s.limitAuthFailures, s.authenticate, s.limitKey, s.require(scope), s.idempotent(scope)}
 }

@@ -41,6 +41,7 @@ CREATE TABLE import_items (
     seq             bigint      GENERATED ALWAYS AS IDENTITY,
     status          text        NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed', 'skipped')),
     attempts        integer     NOT NULL DEFAULT 0,
+    throttled       integer     NOT NULL DEFAULT 0,        -- attempts Stripe rate-limited (429)
     last_error      text        NOT NULL DEFAULT '',
     token_id        uuid,
     next_attempt_at timestamptz NOT NULL,

@@ -183,6 +183,7 @@ type ItemWork struct {
 	JobID         uuid.UUID
 	PaymentMethod string
 	Attempts      int // attempts made before this one
+	Throttled     int // of which Stripe rate-limited
 }
 
 // ClaimItems leases up to n due pending items of running jobs for owner,
@@ -198,13 +199,13 @@ func (s *Service) ClaimItems(ctx context.Context, owner string, n int, ttl time.
 			ORDER BY i.next_attempt_at, i.seq LIMIT $2 FOR UPDATE OF i SKIP LOCKED)
 		UPDATE import_items i SET lease_owner = $3, lease_until = $4
 		FROM due WHERE i.job_id = due.job_id AND i.payment_method = due.payment_method
-		RETURNING i.job_id, i.payment_method, i.attempts`, now, n, owner, now.Add(ttl))
+		RETURNING i.job_id, i.payment_method, i.attempts, i.throttled`, now, n, owner, now.Add(ttl))
 	if err != nil {
 		return nil, dbError(err, "import item")
 	}
 	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ItemWork, error) {
 		var w ItemWork
-		return w, r.Scan(&w.JobID, &w.PaymentMethod, &w.Attempts)
+		return w, r.Scan(&w.JobID, &w.PaymentMethod, &w.Attempts, &w.Throttled)
 	})
 	return items, dbError(err, "import item")
 }
@@ -216,6 +217,9 @@ type Attempt struct {
 	Error   string     // destination status and error code, or the provider error; never card data
 	// RetryAfter is how long a pending item waits before its next attempt.
 	RetryAfter time.Duration
+	// Throttled marks an attempt Stripe rate-limited: it is counted, but
+	// apart from the attempts that decide when an item is given up.
+	Throttled bool
 }
 
 // RecordAttempt stores the outcome of owner's attempt on an item, releases
@@ -236,10 +240,11 @@ func (s *Service) RecordAttempt(ctx context.Context, owner string, w ItemWork, a
 	}
 	return s.inTx(ctx, "import item", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
-			UPDATE import_items SET attempts = attempts + 1, status = $4, token_id = $5, last_error = $6,
-			       next_attempt_at = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8
+			UPDATE import_items SET attempts = attempts + 1, throttled = throttled + $9::int, status = $4, token_id = $5,
+			       last_error = $6, next_attempt_at = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8
 			WHERE job_id = $1 AND payment_method = $2 AND lease_owner = $3 AND status = 'pending'`,
-			w.JobID, w.PaymentMethod, owner, string(at.Status), nullUUID(at.TokenID), MaskPANs(at.Error), retryAt, now)
+			w.JobID, w.PaymentMethod, owner, string(at.Status), nullUUID(at.TokenID), MaskPANs(at.Error), retryAt, now,
+			boolInt(at.Throttled))
 		if err != nil {
 			return err
 		}
@@ -251,6 +256,13 @@ func (s *Service) RecordAttempt(ctx context.Context, owner string, w ItemWork, a
 			WHERE id = $1`, w.JobID, success, failure, now)
 		return err
 	})
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ReleaseItem gives back owner's lease on an item without counting an

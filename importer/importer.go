@@ -1,0 +1,203 @@
+// Package importer runs import jobs: it enumerates a Stripe account's card
+// payment methods and drives Stripe's forward API into the vault's
+// /cde-import, through github.com/stripe/stripe-go. Jobs and their
+// per-payment-method ledger live in PostgreSQL behind vault.Service, so a
+// restarted process resumes and several replicas share the work through
+// leases.
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// DefaultStripeAPIBase is Stripe's API.
+const DefaultStripeAPIBase = "https://api.stripe.com"
+
+// Config says how a Runner drives Stripe. Service, Owner and PublicURL are
+// required; zero values of the rest take the defaults named on each field.
+type Config struct {
+	Service *vault.Service
+	Owner   string // names this process in leases
+	// PublicURL is the vault's public base URL (VAULT_PUBLIC_URL); Stripe
+	// forwards to PublicURL + "/cde-import".
+	PublicURL string
+	// StripeAPIBase is Stripe's API base URL (VAULT_STRIPE_API_BASE);
+	// DefaultStripeAPIBase when "".
+	StripeAPIBase string
+	// Rate is the Stripe requests per second of one job in this process
+	// (default 20); a negative rate turns throttling off.
+	Rate float64
+	// Concurrency is how many forwards run at once (default 4).
+	Concurrency int
+	// MaxAttempts is how many forwards an item gets before it is given up
+	// (default 5).
+	MaxAttempts int
+	// RetryBase and RetryCap bound the jittered exponential backoff between
+	// attempts of an item (defaults 2s and 5m).
+	RetryBase, RetryCap time.Duration
+	// Poll is how often idle workers look for work (default 1s).
+	Poll time.Duration
+	// LeaseTTL is how long a lease lasts without a heartbeat (default
+	// vault.DefaultImportLeaseTTL).
+	LeaseTTL time.Duration
+	// HTTPClient talks to Stripe; a client with a 60 s timeout when nil.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// validate fills the defaults and returns an error naming a missing or bad
+// required value.
+func (c *Config) validate() error {
+	if c.Service == nil || c.Owner == "" {
+		return errors.New("importer: Config.Service and Config.Owner are required")
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("importer: public URL %q must be an absolute http(s) URL", c.PublicURL)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.StripeAPIBase == "" {
+		c.StripeAPIBase = DefaultStripeAPIBase
+	}
+	c.StripeAPIBase = strings.TrimRight(c.StripeAPIBase, "/")
+	defaults(&c.Rate, 20)
+	defaults(&c.Concurrency, 4)
+	defaults(&c.MaxAttempts, 5)
+	defaults(&c.RetryBase, 2*time.Second)
+	defaults(&c.RetryCap, 5*time.Minute)
+	defaults(&c.Poll, time.Second)
+	defaults(&c.LeaseTTL, vault.DefaultImportLeaseTTL)
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func defaults[T int | float64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// Runner runs import jobs until its context ends.
+type Runner struct {
+	cfg Config
+	svc *vault.Service
+	log *slog.Logger
+
+	mu      sync.Mutex
+	wake    chan struct{} // closed and replaced by Wake
+	clients map[uuid.UUID]*jobClient
+}
+
+// New returns a Runner for cfg, or an error when cfg lacks a required value.
+func New(cfg Config) (*Runner, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Runner{cfg: cfg, svc: cfg.Service, log: cfg.Logger, wake: make(chan struct{}),
+		clients: map[uuid.UUID]*jobClient{}}, nil
+}
+
+// Wake makes every idle worker look for work now, e.g. right after a job
+// was created in this process.
+func (r *Runner) Wake() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	close(r.wake)
+	r.wake = make(chan struct{})
+}
+
+// woken returns the channel the next Wake closes.
+func (r *Runner) woken() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wake
+}
+
+// Run prepares jobs, forwards their items and ends finished jobs until ctx
+// ends, then gives back its leases so another process can resume at once.
+// Failures are logged and retried on the next poll.
+func (r *Runner) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	loops := []func(context.Context) bool{r.prepareOne, r.complete}
+	for range r.cfg.Concurrency {
+		loops = append(loops, r.forwardOne)
+	}
+	for _, loop := range loops {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.loop(ctx, loop) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); r.heartbeat(ctx) }()
+	wg.Wait()
+	releaseCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.svc.ReleaseImportLeases(releaseCtx, r.cfg.Owner); err != nil {
+		r.log.Error("releasing import leases", "error", err)
+	}
+}
+
+// loop calls step until ctx ends, waiting for a poll or a wake-up whenever a
+// step found nothing to do.
+func (r *Runner) loop(ctx context.Context, step func(context.Context) bool) {
+	t := time.NewTicker(r.cfg.Poll)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		woken := r.woken()
+		if step(ctx) {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-woken:
+		}
+	}
+}
+
+// heartbeat renews this process's leases until ctx ends.
+func (r *Runner) heartbeat(ctx context.Context) {
+	t := time.NewTicker(r.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.svc.RenewImportLeases(ctx, r.cfg.Owner, r.cfg.LeaseTTL); err != nil && ctx.Err() == nil {
+			r.log.Error("renewing import leases", "error", err)
+		}
+	}
+}
+
+// complete ends the jobs that have nothing pending; it reports whether it
+// ended any.
+func (r *Runner) complete(ctx context.Context) bool {
+	done, err := r.svc.CompleteImports(ctx)
+	if err != nil && ctx.Err() == nil {
+		r.log.Error("completing imports", "error", err)
+	}
+	for _, j := range done {
+		r.forget(j.ID)
+		r.log.Info("import finished", "import_id", j.ID, "total", j.Total, "successes", j.Successes,
+			"failures", j.Failures, "skipped", j.Skipped)
+	}
+	return len(done) > 0
+}

@@ -1,0 +1,139 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v85"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// pageSize is how many customers or payment methods one Stripe list call
+// asks for (Stripe's maximum).
+const pageSize = 100
+
+// flushEvery is how many customers are enumerated between two durable
+// cursor updates.
+const flushEvery = 25
+
+// prepareOne leases one preparing job and enumerates its payment methods;
+// it reports whether it found a job.
+func (r *Runner) prepareOne(ctx context.Context) bool {
+	p, ok, err := r.svc.ClaimPreparation(ctx, r.cfg.Owner, r.cfg.LeaseTTL)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("claiming an import to prepare", "error", err)
+		}
+		return false
+	}
+	if !ok {
+		return false
+	}
+	jc := r.remember(p.ImportCredentials)
+	r.finishPreparation(ctx, p, r.enumerate(ctx, jc, p.Cursor))
+	return true
+}
+
+// finishPreparation moves the job on after enumerate: to running, to
+// failed for a fatal Stripe error, or back to the queue to retry.
+func (r *Runner) finishPreparation(ctx context.Context, p vault.Preparation, err error) {
+	log := r.log.With("import_id", p.JobID)
+	if err == nil {
+		err = r.svc.FinishPreparation(ctx, r.cfg.Owner, p.JobID)
+	}
+	if err == nil {
+		log.Info("import prepared")
+		r.Wake()
+		return
+	}
+	if vault.IsImportEnded(err) || ctx.Err() != nil {
+		return
+	}
+	if reason, fatal, _ := stripeFailure(err); fatal || isPermanent(err) {
+		r.fail(p.JobID, reason)
+		return
+	}
+	log.Warn("preparing an import failed; it will be retried", "error", err)
+	if err := r.svc.ReleasePreparation(ctx, r.cfg.Owner, p.JobID); err != nil {
+		log.Error("releasing an import", "error", err)
+	}
+}
+
+// isPermanent reports a Stripe answer that no retry will change.
+func isPermanent(err error) bool {
+	var se *stripe.Error
+	return errors.As(err, &se) && !retryableStatus(se.HTTPStatusCode)
+}
+
+// fail ends a job as failed with reason.
+func (r *Runner) fail(jobID uuid.UUID, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.forget(jobID)
+	if err := r.svc.FailImport(ctx, jobID, reason); err != nil && !vault.IsImportEnded(err) {
+		r.log.Error("failing an import", "import_id", jobID, "error", err)
+		return
+	}
+	r.log.Warn("import failed", "import_id", jobID, "reason", reason)
+}
+
+// enumerate walks the account's customers after cursor and each one's
+// payment methods, recording them as items every flushEvery customers so
+// that a restart resumes after the last recorded customer. Listing the
+// first page is also the check that Stripe accepts the key.
+func (r *Runner) enumerate(ctx context.Context, jc *jobClient, cursor string) error {
+	params := &stripe.CustomerListParams{}
+	params.Limit = stripe.Int64(pageSize)
+	if cursor != "" {
+		params.StartingAfter = stripe.String(cursor)
+	}
+	var found []vault.FoundItem
+	n := 0
+	for cus, err := range jc.stripe.V1Customers.List(ctx, params).All(ctx) {
+		if err != nil {
+			return err
+		}
+		items, err := customerItems(ctx, jc.stripe, cus.ID)
+		if err != nil {
+			return err
+		}
+		found, cursor, n = append(found, items...), cus.ID, n+1
+		if n%flushEvery == 0 {
+			if err := r.svc.RecordFound(ctx, r.cfg.Owner, jc.creds.JobID, found, cursor, r.cfg.LeaseTTL); err != nil {
+				return err
+			}
+			found = nil
+		}
+	}
+	return r.svc.RecordFound(ctx, r.cfg.Owner, jc.creds.JobID, found, cursor, r.cfg.LeaseTTL)
+}
+
+// customerItems lists a customer's payment methods of every type: cards
+// become items to import, Link and other types are recorded as skipped.
+func customerItems(ctx context.Context, sc *stripe.Client, customer string) ([]vault.FoundItem, error) {
+	params := &stripe.CustomerListPaymentMethodsParams{Customer: stripe.String(customer)}
+	params.Limit = stripe.Int64(pageSize)
+	var items []vault.FoundItem
+	for pm, err := range sc.V1Customers.ListPaymentMethods(ctx, params).All(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, vault.FoundItem{PaymentMethod: pm.ID, Customer: customer, SkipReason: skipReason(pm)})
+	}
+	return items, nil
+}
+
+// skipReason says why a payment method cannot be imported, or "" for a card.
+func skipReason(pm *stripe.PaymentMethod) string {
+	switch pm.Type {
+	case stripe.PaymentMethodTypeCard:
+		return ""
+	case stripe.PaymentMethodTypeLink:
+		return "link payment methods cannot be forwarded"
+	}
+	return fmt.Sprintf("not a card (type %s)", pm.Type)
+}

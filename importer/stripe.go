@@ -1,0 +1,190 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v85"
+	"golang.org/x/time/rate"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// jobClient is a job's Stripe client with its credentials, throttled to the
+// job's request rate.
+type jobClient struct {
+	creds  vault.ImportCredentials
+	stripe *stripe.Client
+}
+
+// client returns the job's Stripe client, opening its credentials on first
+// use. It returns an error for which vault.IsImportEnded is true once the job
+// has ended.
+func (r *Runner) client(ctx context.Context, jobID uuid.UUID) (*jobClient, error) {
+	r.mu.Lock()
+	jc, ok := r.clients[jobID]
+	r.mu.Unlock()
+	if ok {
+		return jc, nil
+	}
+	creds, err := r.svc.Credentials(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	return r.remember(creds), nil
+}
+
+// remember caches a client for the job of creds and returns it.
+func (r *Runner) remember(creds vault.ImportCredentials) *jobClient {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if jc, ok := r.clients[creds.JobID]; ok {
+		return jc
+	}
+	jc := &jobClient{creds: creds, stripe: r.newStripe(creds.ProviderKey)}
+	r.clients[creds.JobID] = jc
+	return jc
+}
+
+// forget drops a job's cached client and credentials.
+func (r *Runner) forget(jobID uuid.UUID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.clients, jobID)
+}
+
+// newStripe returns a stripe-go client for key on the configured API base.
+// stripe-go's own retries are off: GETs are retried by retryGets, forwards
+// by the item's durable attempts, each with a fresh idempotency key.
+func (r *Runner) newStripe(key vault.Secret) *stripe.Client {
+	limit := rate.Limit(r.cfg.Rate)
+	if r.cfg.Rate < 0 {
+		limit = rate.Inf
+	}
+	base := r.cfg.HTTPClient.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	hc := *r.cfg.HTTPClient
+	hc.Transport = &retryGets{
+		next:  &throttle{next: base, limiter: rate.NewLimiter(limit, 1)},
+		tries: r.cfg.MaxAttempts, base: r.cfg.RetryBase, cap: r.cfg.RetryCap,
+	}
+	backends := stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+		URL:               stripe.String(r.cfg.StripeAPIBase),
+		HTTPClient:        &hc,
+		MaxNetworkRetries: stripe.Int64(0),
+		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
+	})
+	return stripe.NewClient(key.Reveal(), stripe.WithBackends(backends))
+}
+
+// throttle spaces requests to a job's Stripe rate.
+type throttle struct {
+	next    http.RoundTripper
+	limiter *rate.Limiter
+}
+
+// RoundTrip waits for the limiter, then sends req.
+func (t *throttle) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.limiter.Wait(req.Context()); err != nil {
+		return nil, err
+	}
+	return t.next.RoundTrip(req)
+}
+
+// retryGets retries GET requests (Stripe list calls, which are safe to
+// repeat) on 429, 5xx and network errors with jittered exponential backoff,
+// which stripe-go does not do for rate limits. Other methods pass through.
+type retryGets struct {
+	next      http.RoundTripper
+	tries     int
+	base, cap time.Duration
+}
+
+// RoundTrip sends req, retrying a GET that may succeed later.
+func (t *retryGets) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet {
+		return t.next.RoundTrip(req)
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = t.base, t.cap, 0
+	var resp *http.Response
+	op := func() error {
+		drain(resp) // an earlier answer we are retrying past
+		var err error
+		resp, err = t.next.RoundTrip(req)
+		if err != nil {
+			if req.Context().Err() != nil {
+				return backoff.Permanent(err)
+			}
+			return err
+		}
+		if !retryableStatus(resp.StatusCode) {
+			return nil
+		}
+		return errRetryableStatus
+	}
+	err := backoff.Retry(op, backoff.WithContext(backoff.WithMaxRetries(b, uint64(t.tries-1)), req.Context()))
+	if errors.Is(err, errRetryableStatus) {
+		return resp, nil // the last answer, for stripe-go to turn into its error
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+var errRetryableStatus = errors.New("retryable status")
+
+// retryableStatus reports the HTTP statuses worth retrying later.
+func retryableStatus(code int) bool {
+	return code == http.StatusTooManyRequests || code >= 500 || code == 0
+}
+
+// drain discards and closes a body so its connection can be reused.
+func drain(resp *http.Response) {
+	if resp != nil && resp.Body != nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+}
+
+// stripeFailure classifies an error from a Stripe call: fatal when no retry
+// can succeed for the whole job (the key was rejected or lacks permission),
+// retryable when a later attempt may succeed (rate limit, Stripe 5xx,
+// network, timeout). reason describes it without any secret.
+func stripeFailure(err error) (reason string, fatal, retryable bool) {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		reason = fmt.Sprintf("stripe %d %s", se.HTTPStatusCode, firstNonEmpty(string(se.Code), string(se.Type)))
+		switch {
+		case se.HTTPStatusCode == http.StatusUnauthorized:
+			return "Stripe rejected the API key (" + reason + ")", true, false
+		case se.HTTPStatusCode == http.StatusForbidden:
+			return "the Stripe API key lacks a permission the import needs (" + reason + ")", true, false
+		}
+		return reason, false, retryableStatus(se.HTTPStatusCode)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "stripe unreachable: network error or timeout", false, true
+	}
+	return "stripe call failed", false, true
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
