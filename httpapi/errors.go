@@ -27,6 +27,8 @@ var classes = map[vault.Kind]errorClass{
 	vault.KindConflict:        {http.StatusConflict, "invalid_request_error"},
 	vault.KindTooLarge:        {http.StatusRequestEntityTooLarge, "invalid_request_error"},
 	vault.KindUnsupportedType: {http.StatusUnsupportedMediaType, "invalid_request_error"},
+	vault.KindIdempotency:     {http.StatusBadRequest, "idempotency_error"},
+	vault.KindRateLimited:     {http.StatusTooManyRequests, "invalid_request_error"},
 	vault.KindUnavailable:     {http.StatusServiceUnavailable, "api_error"},
 	vault.KindInternal:        {http.StatusInternalServerError, "api_error"},
 }
@@ -55,7 +57,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if !ok {
 			cls = classes[vault.KindInternal]
 		}
-		if cls.status >= 500 {
+		if cls.status >= 500 && e.Code != codeOverloaded { // a refusal under load is not a failure to log
 			log.Error("request failed", "request_id", requestID(c), "code", e.Code,
 				"error", vault.MaskPANs(err.Error()))
 		}

@@ -21,6 +21,8 @@ const (
 	KindConflict        Kind = "conflict"         // state conflict, e.g. a unique key (409)
 	KindTooLarge        Kind = "too_large"        // request body over the limit (413)
 	KindUnsupportedType Kind = "unsupported_type" // request media type not accepted (415)
+	KindIdempotency     Kind = "idempotency"      // an Idempotency-Key reused for another request (400)
+	KindRateLimited     Kind = "rate_limited"     // over the caller's request budget; retry later (429)
 	KindUnavailable     Kind = "unavailable"      // a dependency is down; retryable (503)
 	KindInternal        Kind = "internal"         // a bug or an unexpected failure (500)
 )
