@@ -250,6 +250,13 @@ func (s *Service) GetImport(ctx context.Context, a Actor, id uuid.UUID) (ImportJ
 	return job, dbError(err, "import")
 }
 
+// FindImport returns import job id of any tenant, for operator commands.
+// It returns a KindNotFound error for an unknown id.
+func (s *Service) FindImport(ctx context.Context, id uuid.UUID) (ImportJob, error) {
+	job, err := scanImport(s.db.QueryRow(ctx, `SELECT `+importColumns+` FROM import_jobs WHERE id = $1`, id))
+	return job, dbError(err, "import")
+}
+
 // ImportPage is one page of import jobs, newest first.
 type ImportPage struct {
 	Jobs    []ImportJob

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -29,8 +30,18 @@ type config struct {
 	Cryptoperiod time.Duration
 	// KeyRefresh is how often a process looks for keysets rotated elsewhere.
 	KeyRefresh time.Duration
+	// KeyCacheTTL is how long unwrapped tenant keys serve before the root
+	// KEK must unwrap them again.
+	KeyCacheTTL time.Duration
+	// TLS names the certificate files of HTTPS (serve only); none means HTTP.
+	TLS tlsFiles
 	// AuditRetention is how long audit rows are kept before pruning.
 	AuditRetention time.Duration
+	// Import says how import jobs drive Stripe.
+	Import importSettings
+	// Limits are the request budgets: per-key rate, failed authentications
+	// per address, requests in flight.
+	Limits httpapi.Limits
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -40,7 +51,10 @@ func (c config) propagation() time.Duration { return 2*c.KeyRefresh + time.Secon
 // rawConfig holds the unparsed values bound to flags.
 type rawConfig struct {
 	databaseURL, kekURI, listen, cvcTTL, logLevel, cryptoperiod, keyRefresh string
+	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
 	auditRetention                                                          string
+	imp                                                                     rawImport
+	limits                                                                  rawLimits
 }
 
 // bindDatabase binds --database-url to VAULT_DATABASE_URL.
@@ -58,6 +72,9 @@ func (r *rawConfig) bindServer(fs *pflag.FlagSet) {
 	fs.StringVar(&r.cryptoperiod, "key-cryptoperiod", envOr("VAULT_KEY_CRYPTOPERIOD", "365d"), "how long a data key may stay in use, e.g. 365d (env VAULT_KEY_CRYPTOPERIOD)")
 	fs.StringVar(&r.auditRetention, "audit-retention", envOr("VAULT_AUDIT_RETENTION", "400d"), "how long audit rows are kept, e.g. 400d (env VAULT_AUDIT_RETENTION)")
 	fs.StringVar(&r.keyRefresh, "key-refresh", envOr("VAULT_KEY_REFRESH", "2s"), "how often to pick up keys rotated elsewhere (env VAULT_KEY_REFRESH)")
+	r.imp.bind(fs)
+	r.limits.bind(fs)
+	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", "1h"), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
 // parseDays parses a Go duration or a whole number of days such as "365d".
@@ -114,6 +131,18 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	if cfg.KeyRefresh, err = time.ParseDuration(r.keyRefresh); err != nil || cfg.KeyRefresh < 100*time.Millisecond || cfg.KeyRefresh > time.Minute {
 		errs = append(errs, fmt.Errorf("VAULT_KEY_REFRESH %q must be a duration between 100ms and 1m", r.keyRefresh))
 	}
+	if cfg.KeyCacheTTL, err = time.ParseDuration(r.keyCacheTTL); err != nil || cfg.KeyCacheTTL < time.Second || cfg.KeyCacheTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_KEY_CACHE_TTL %q must be a duration between 1s and 24h, e.g. 1h", r.keyCacheTTL))
+	}
+	var importErrs []error
+	cfg.Import, importErrs = r.imp.parse(cfg.Listen)
+	errs = append(errs, importErrs...)
+	var limitErrs []error
+	cfg.Limits, limitErrs = r.limits.parse()
+	errs = append(errs, limitErrs...)
+	var tlsErrs []error
+	cfg.TLS, tlsErrs = r.parseTLS()
+	errs = append(errs, tlsErrs...)
 	if err := cfg.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_LOG_LEVEL %q must be debug, info, warn or error", r.logLevel))
 	}

@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/importer/stripesim"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/pglocal"
 )
@@ -22,22 +24,27 @@ const devDatabase = "cardvault"
 func newDevCmd() *cobra.Command {
 	var raw rawConfig
 	var dir string
+	var simCards int
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the vault for development: private PostgreSQL, dev KEK, tenant `dev` and a key with every scope",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDev(cmd.Context(), &raw, dir, cmd.OutOrStdout())
+			if simCards < 0 || simCards > 1_000_000 {
+				return fmt.Errorf("--stripe-simulator %d must be between 0 and 1000000 cards", simCards)
+			}
+			return runDev(cmd.Context(), &raw, dir, simCards, cmd.OutOrStdout())
 		},
 	}
 	raw.bindServer(cmd.Flags())
 	cmd.Flags().StringVar(&dir, "dir", ".cardvault-dev", "where the private PostgreSQL and the dev KEK live")
+	cmd.Flags().IntVar(&simCards, "stripe-simulator", 0, "also run a simulated Stripe account holding N test cards, and point imports at it")
 	return cmd
 }
 
 // runDev prepares a complete development vault and serves it until ctx
 // ends; a private PostgreSQL it started is stopped on the way out.
-func runDev(ctx context.Context, raw *rawConfig, dir string, out io.Writer) error {
+func runDev(ctx context.Context, raw *rawConfig, dir string, simCards int, out io.Writer) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -58,12 +65,34 @@ func runDev(ctx context.Context, raw *rawConfig, dir string, out io.Writer) erro
 			return err
 		}
 	}
-	return devServe(ctx, raw, out)
+	if simCards > 0 {
+		sim, err := startDevStripe(simCards)
+		if err != nil {
+			return err
+		}
+		defer sim.Close() //nolint:errcheck // best effort on the way out
+		raw.imp.stripeAPIBase = sim.URL()
+	}
+	return devServe(ctx, raw, simCards > 0, out)
+}
+
+// devStripeKey is the secret key of the simulated Stripe account.
+const devStripeKey = "sk_test_cardvaultDevSimulator"
+
+// startDevStripe serves a simulated Stripe account of n test cards (every
+// 50th payment method a Link one, which imports skip) on loopback.
+func startDevStripe(n int) (*stripesim.Server, error) {
+	sim, err := stripesim.Start("127.0.0.1:0", stripesim.Config{APIKeys: []string{devStripeKey}})
+	if err != nil {
+		return nil, fmt.Errorf("stripe simulator: %w", err)
+	}
+	sim.Seed(stripesim.SeedSpec{Customers: max(1, n/10), PaymentMethods: n, LinkEvery: 50, Seed: 1})
+	return sim, nil
 }
 
 // devServe migrates, provisions tenant `dev` with a fresh all-scope key,
 // prints how to call the vault, and serves.
-func devServe(ctx context.Context, raw *rawConfig, out io.Writer) error {
+func devServe(ctx context.Context, raw *rawConfig, withSim bool, out io.Writer) error {
 	cfg, err := raw.parse(true)
 	if err != nil {
 		return err
@@ -77,7 +106,7 @@ func devServe(ctx context.Context, raw *rawConfig, out io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	secret, err := devKey(ctx, a.svc)
+	tenant, secret, err := devKey(ctx, a.svc)
 	if err != nil {
 		return err
 	}
@@ -86,8 +115,12 @@ func devServe(ctx context.Context, raw *rawConfig, out io.Writer) error {
 		return err
 	}
 	printWelcome(out, baseURL(ln.Addr()), secret)
-	fmt.Fprintf(out, "Operator commands (keys, tenant, apikey) in another shell:\n\nexport VAULT_DATABASE_URL='%s' VAULT_KEK_URI='%s'\n\n",
-		cfg.DatabaseURL, cfg.KEKURI)
+	fmt.Fprintf(out, "Operator commands (keys, tenant, apikey, import) in another shell:\n\nexport VAULT_DATABASE_URL='%s' VAULT_KEK_URI='%s' TENANT=%s\n\n",
+		cfg.DatabaseURL, cfg.KEKURI, tenant)
+	if withSim {
+		fmt.Fprintf(out, "A simulated Stripe account runs at %s. Sync all its cards:\n\ncardvault import stripe --tenant $TENANT --api-key %s --wait\n\n",
+			cfg.Import.StripeAPIBase, devStripeKey)
+	}
 	return serve(ctx, ln, a.svc, cfg, log)
 }
 
@@ -139,18 +172,18 @@ func devKEK(dir string) (string, error) {
 	return "local://" + path, nil
 }
 
-// devKey returns a fresh all-scope API key of tenant `dev`, creating the
-// tenant on first run.
-func devKey(ctx context.Context, svc *vault.Service) (string, error) {
+// devKey returns tenant `dev`, creating it on first run, and a fresh
+// all-scope API key of it.
+func devKey(ctx context.Context, svc *vault.Service) (uuid.UUID, string, error) {
 	t, err := svc.TenantByName(ctx, "dev")
 	if vault.ErrorKind(err) == vault.KindNotFound {
 		t, err = svc.CreateTenant(ctx, "dev")
 	}
 	if err != nil {
-		return "", err
+		return uuid.Nil, "", err
 	}
 	secret, _, err := svc.CreateAPIKey(ctx, t.ID, vault.AllScopes, "cardvault dev")
-	return secret, err
+	return t.ID, secret, err
 }
 
 // baseURL turns a listen address into a URL a local client can call.

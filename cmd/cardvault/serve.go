@@ -50,6 +50,7 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	raw.bindServer(cmd.Flags())
+	raw.bindTLS(cmd.Flags())
 	return cmd
 }
 
@@ -58,23 +59,36 @@ func newServeCmd() *cobra.Command {
 // shutdownGrace.
 func serve(ctx context.Context, ln net.Listener, svc *vault.Service, cfg config, log *slog.Logger) error {
 	keys := httpapi.KeyConfig{RootKEKURI: cfg.KEKURI, Cryptoperiod: cfg.Cryptoperiod, Propagation: cfg.propagation()}
+	imports, err := newImporter(svc, cfg.Import, log)
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           httpapi.New(svc, log, httpapi.WithKeyConfig(keys)),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		Handler:           httpapi.New(svc, log, httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits)),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	stopTLS, err := setupTLS(srv, cfg.TLS, log)
+	if err != nil {
+		return err
+	}
+	defer stopTLS()
+	defer startIdempotencySweeper(svc)()
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	bgDone := make(chan struct{})
 	go func() {
 		defer close(bgDone)
 		svc.RunBackground(bgCtx, vault.Background{Owner: workerName(), KeyRefresh: cfg.KeyRefresh, AuditRetention: cfg.AuditRetention})
 	}()
-	defer func() { stopBackground(); <-bgDone }()
+	importsDone := make(chan struct{})
+	go func() { defer close(importsDone); imports.Run(bgCtx) }()
+	defer func() { stopBackground(); <-bgDone; <-importsDone }()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- serveOn(srv, ln) }()
 	log.Info("serving", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:

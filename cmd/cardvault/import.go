@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cardvault/cardvault/importer"
+	"github.com/cardvault/cardvault/vault"
+)
+
+// importSettings says how serve's import workers drive Stripe.
+type importSettings struct {
+	PublicURL     string // the vault's public base URL; Stripe forwards to PublicURL/cde-import
+	StripeAPIBase string
+	Rate          float64 // Stripe requests per second per job; negative: unthrottled
+	Concurrency   int
+	MaxAttempts   int
+}
+
+// rawImport holds the unparsed import settings.
+type rawImport struct {
+	publicURL, stripeAPIBase, rate, concurrency, maxAttempts string
+}
+
+// bind binds the import flags, each defaulting to its env variable.
+func (r *rawImport) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&r.publicURL, "public-url", os.Getenv("VAULT_PUBLIC_URL"), "the vault's public base URL Stripe forwards to, https in production (env VAULT_PUBLIC_URL; default http://localhost:<port>)")
+	fs.StringVar(&r.stripeAPIBase, "stripe-api-base", envOr("VAULT_STRIPE_API_BASE", importer.DefaultStripeAPIBase), "Stripe's API base URL (env VAULT_STRIPE_API_BASE)")
+	fs.StringVar(&r.rate, "import-rate", envOr("VAULT_IMPORT_RATE", "20"), "Stripe requests per second per import job; 0 for unthrottled (env VAULT_IMPORT_RATE)")
+	fs.StringVar(&r.concurrency, "import-concurrency", envOr("VAULT_IMPORT_CONCURRENCY", "4"), "forwards in flight per process (env VAULT_IMPORT_CONCURRENCY)")
+	fs.StringVar(&r.maxAttempts, "import-max-attempts", envOr("VAULT_IMPORT_MAX_ATTEMPTS", "5"), "forward attempts before a payment method is given up (env VAULT_IMPORT_MAX_ATTEMPTS)")
+}
+
+// parse validates the import settings; listen gives the default public URL.
+func (r *rawImport) parse(listen string) (importSettings, []error) {
+	var s importSettings
+	var errs []error
+	s.PublicURL = r.publicURL
+	if s.PublicURL == "" {
+		_, port, _ := net.SplitHostPort(listen)
+		s.PublicURL = "http://localhost:" + port
+	}
+	if u, err := url.Parse(s.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("VAULT_PUBLIC_URL %q must be an absolute https:// URL", s.PublicURL))
+	}
+	s.StripeAPIBase = r.stripeAPIBase
+	if u, err := url.Parse(s.StripeAPIBase); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("VAULT_STRIPE_API_BASE %q must be an absolute URL", s.StripeAPIBase))
+	}
+	var err error
+	if s.Rate, err = strconv.ParseFloat(r.rate, 64); err != nil || s.Rate < 0 || s.Rate > 1000 {
+		errs = append(errs, fmt.Errorf("VAULT_IMPORT_RATE %q must be a number of requests per second between 0 (unthrottled) and 1000", r.rate))
+	} else if s.Rate == 0 {
+		s.Rate = -1
+	}
+	if s.Concurrency, err = strconv.Atoi(r.concurrency); err != nil || s.Concurrency < 1 || s.Concurrency > 256 {
+		errs = append(errs, fmt.Errorf("VAULT_IMPORT_CONCURRENCY %q must be between 1 and 256", r.concurrency))
+	}
+	if s.MaxAttempts, err = strconv.Atoi(r.maxAttempts); err != nil || s.MaxAttempts < 1 || s.MaxAttempts > 100 {
+		errs = append(errs, fmt.Errorf("VAULT_IMPORT_MAX_ATTEMPTS %q must be between 1 and 100", r.maxAttempts))
+	}
+	return s, errs
+}
+
+// newImporter returns serve's import runner.
+func newImporter(svc *vault.Service, s importSettings, log *slog.Logger) (*importer.Runner, error) {
+	return importer.New(importer.Config{
+		Service: svc, Owner: workerName(), PublicURL: s.PublicURL, StripeAPIBase: s.StripeAPIBase,
+		Rate: s.Rate, Concurrency: s.Concurrency, MaxAttempts: s.MaxAttempts, Logger: log,
+	})
+}
+
+func newImportCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "import", Short: "Copy a Stripe account's cards into the vault, and watch import jobs"}
+	cmd.AddCommand(newImportStripeCmd(), newImportWatchCmd())
+	return cmd
+}
+
+func newImportStripeCmd() *cobra.Command {
+	var raw rawConfig
+	var tenant, apiKey string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "stripe --tenant ID --api-key sk_… [--wait]",
+		Short: "Start a job importing every card payment method of a Stripe account (run by `cardvault serve`)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tenantID, err := parseID("tenant", tenant)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			return withApp(ctx, &raw, func(a *app) error {
+				job, err := a.svc.CreateImport(ctx, vault.Operator(tenantID),
+					vault.CreateImportInput{Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret(apiKey)})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), job.ID)
+				if !wait {
+					return nil
+				}
+				return watchImport(ctx, a.svc, job.ID, cmd.ErrOrStderr())
+			})
+		},
+	}
+	raw.bindServer(cmd.Flags())
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
+	cmd.Flags().StringVar(&apiKey, "api-key", os.Getenv("STRIPE_API_KEY"), "the Stripe secret or restricted key (env STRIPE_API_KEY keeps it out of shell history)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until the job ends; exit 1 unless it finished")
+	_ = cmd.MarkFlagRequired("tenant")
+	return cmd
+}
+
+func newImportWatchCmd() *cobra.Command {
+	var raw rawConfig
+	cmd := &cobra.Command{
+		Use:   "watch ID",
+		Short: "Show an import job's progress until it ends; exit 1 unless it finished",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("import", args[0])
+			if err != nil {
+				return err
+			}
+			return withApp(cmd.Context(), &raw, func(a *app) error {
+				return watchImport(cmd.Context(), a.svc, id, cmd.ErrOrStderr())
+			})
+		},
+	}
+	raw.bindServer(cmd.Flags())
+	return cmd
+}
+
+// watchImport draws the job's progress (counts, rate, ETA) until it ends.
+// It returns an error unless the job finished.
+func watchImport(ctx context.Context, svc *vault.Service, id uuid.UUID, out io.Writer) error {
+	bar := progressbar.NewOptions64(1, progressbar.OptionSetWriter(out),
+		progressbar.OptionSetDescription("preparing"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("cards"), progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetWidth(30))
+	hinted := false
+	for start := time.Now(); ; {
+		j, err := svc.FindImport(ctx, id)
+		if err != nil {
+			return err
+		}
+		if j.Total > bar.GetMax64() {
+			bar.ChangeMax64(j.Total)
+		}
+		bar.Describe(fmt.Sprintf("%-9s ok %d failed %d skipped %d", j.Status, j.Successes, j.Failures, j.Skipped))
+		_ = bar.Set64(j.Total - j.Pending())
+		if j.Ended() {
+			return importEnded(bar, j, out)
+		}
+		if !hinted && j.StartedAt == nil && time.Since(start) > 5*time.Second {
+			hinted = true
+			fmt.Fprintln(out, "\nno import worker has picked the job up yet: is a `cardvault serve` running on this database?")
+		}
+		if err := pause(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// importEnded closes the bar with the job's outcome.
+func importEnded(bar *progressbar.ProgressBar, j vault.ImportJob, out io.Writer) error {
+	_ = bar.Finish()
+	fmt.Fprintf(out, "\nimport %s %s: %d of %d imported, %d failed, %d skipped\n",
+		j.ID, j.Status, j.Successes, j.Total, j.Failures, j.Skipped)
+	switch j.Status {
+	case vault.ImportFinished:
+		if j.Failures > 0 {
+			fmt.Fprintf(out, "the failed payment methods: GET /tokens/imports/%s/items?status=failed\n", j.ID)
+		}
+		return nil
+	case vault.ImportFailed:
+		return errors.New("import failed: " + j.FailureReason)
+	}
+	return errors.New("import " + string(j.Status))
+}
