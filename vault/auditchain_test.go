@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ import (
 // package's server, dropped when the test ends: the audit tests verify,
 // tamper with and prune whole chains, which must not see or touch the rows
 // of the package's other tests.
-func auditDatabase(t *testing.T) string {
+func auditDatabase(t testing.TB) string {
 	t.Helper()
 	ctx := context.Background()
 	cfg, err := pgx.ParseConfig(dbURL)
@@ -58,7 +59,7 @@ func auditDatabase(t *testing.T) string {
 
 // withDatabase returns dsn (a URL or keyword/value string) naming database
 // name instead.
-func withDatabase(t *testing.T, dsn, name string) string {
+func withDatabase(t testing.TB, dsn, name string) string {
 	t.Helper()
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		u, err := url.Parse(dsn)
@@ -108,7 +109,7 @@ type auditEnv struct {
 	url   string
 }
 
-func newAuditEnv(t *testing.T) *auditEnv {
+func newAuditEnv(t testing.TB) *auditEnv {
 	t.Helper()
 	e := &auditEnv{url: auditDatabase(t), clock: vaulttest.NewClock(time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)), logs: &logBuffer{}}
 	e.svc = e.service(t)
@@ -117,13 +118,13 @@ func newAuditEnv(t *testing.T) *auditEnv {
 }
 
 // service returns another replica of the vault on the env's database.
-func (e *auditEnv) service(t *testing.T) *vault.Service {
+func (e *auditEnv) service(t testing.TB) *vault.Service {
 	t.Helper()
 	return vaulttest.NewService(t, e.url, vaulttest.Options{Now: e.clock.Now,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
 }
 
-func (e *auditEnv) actor(t *testing.T) vault.Actor {
+func (e *auditEnv) actor(t testing.TB) vault.Actor {
 	t.Helper()
 	_, secret := vaulttest.Tenant(t, e.svc)
 	return vaulttest.Actor(t, e.svc, secret)
@@ -525,4 +526,67 @@ func TestAuditInsertFailureFailsTheAction(t *testing.T) {
 	r, err := e.svc.Detokenize(ctx, a, tok.ID, "")
 	require.NoError(t, err)
 	assert.Equal(t, "123", r.Card.CVC.Reveal(), "the CVC is still there for the first successful reveal")
+}
+
+// BenchmarkAuditChain measures what the chain costs: tokenization at the
+// parallelism of issue 6 (32 goroutines) with and without a chainer
+// running every second beside it, and the chainer's and the verifier's
+// throughput per row. Run: go test ./vault -run '^$' -bench AuditChain.
+func BenchmarkAuditChain(b *testing.B) {
+	e := newAuditEnv(b)
+	a := e.actor(b)
+	var n atomic.Int64
+	tokenize := func(b *testing.B) {
+		_, err := e.svc.ChainAudit(context.Background()) // start every run from a chained table
+		require.NoError(b, err)
+		b.ResetTimer()
+		b.SetParallelism(16) // × GOMAXPROCS 2 = 32 goroutines
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, _, err := e.svc.Tokenize(context.Background(), a, cardNo(int(n.Add(1)))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	b.Run("tokenize", tokenize)
+	b.Run("tokenize-while-chaining", func(b *testing.B) {
+		_, err := e.svc.ChainAudit(context.Background())
+		require.NoError(b, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.service(b).RunAuditChainer(ctx, time.Second, vault.DefaultAuditRetention, time.Hour)
+		}()
+		tokenize(b)
+		cancel()
+		<-done
+	})
+	b.Run("chain-per-row", func(b *testing.B) {
+		_, err := e.svc.ChainAudit(context.Background())
+		require.NoError(b, err)
+		_, err = e.pool.Exec(context.Background(), `INSERT INTO audit_events (occurred_at, tenant_id, action, token_id, outcome, detail)
+			SELECT now(), $1, 'token.read', gen_random_uuid(), 'success', '{"count": 10}' FROM generate_series(1, $2)`, a.TenantID, b.N)
+		require.NoError(b, err)
+		b.ResetTimer()
+		got, err := e.svc.ChainAudit(context.Background())
+		require.NoError(b, err)
+		require.Equal(b, b.N, got)
+	})
+	b.Run("verify-per-row", func(b *testing.B) {
+		r, err := e.svc.VerifyAudit(context.Background(), &a.TenantID)
+		require.NoError(b, err)
+		require.True(b, r.OK)
+		b.ReportMetric(float64(r.Rows), "rows")
+		b.ResetTimer()
+		for range b.N {
+			if _, err := e.svc.VerifyAudit(context.Background(), &a.TenantID); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*r.Rows), "ns/row")
+	})
 }
