@@ -59,6 +59,9 @@ func newServeCmd() *cobra.Command {
 // shutdownGrace.
 func serve(ctx context.Context, ln net.Listener, svc *vault.Service, cfg config, log *slog.Logger) error {
 	keys := httpapi.KeyConfig{RootKEKURI: cfg.KEKURI, Cryptoperiod: cfg.Cryptoperiod, Propagation: cfg.propagation()}
+	if cfg.Import.PublicURL == "" {
+		cfg.Import.PublicURL = baseURL(ln.Addr())
+	}
 	imports, err := newImporter(svc, cfg.Import, log)
 	if err != nil {
 		return err
