@@ -14,9 +14,10 @@ import (
 
 // Idempotency keys follow Stripe's semantics: the first answer to a request
 // carrying a key is kept for IdempotencyTTL per tenant and key, and a retry
-// with the same key and the same request replays it. The request is known
-// only by a keyed fingerprint, never by its body (which carries card data),
-// and only answers free of card data are kept.
+// with the same key and the same request replays it. The key and the request
+// are known only by keyed hashes made with the tenant's PRF keyset, never in
+// the clear (the body carries card data, and a key might), and only answers
+// free of card data are kept.
 const (
 	// MaxIdempotencyKeyLen is the longest key accepted, in bytes.
 	MaxIdempotencyKeyLen = 255
@@ -31,13 +32,17 @@ const (
 	MaxStoredResponse = 64 << 10
 )
 
-// idempotencyPRFDomain separates idempotency fingerprints from PAN
-// fingerprints made with the same tenant PRF keyset: a PAN fingerprint's
-// input is digits only, this prefix is not.
-const idempotencyPRFDomain = "cardvault/idempotency/v1\x00"
+// The PRF inputs of idempotency hashes start with these, which separates
+// them from each other and from PAN fingerprints made with the same tenant
+// PRF keyset (a PAN fingerprint's input is digits only).
+const (
+	idempotencyKeyDomain     = "cardvault/idempotency-key/v1\x00"
+	idempotencyRequestDomain = "cardvault/idempotency-request/v1\x00"
+)
 
-// IdempotentRequest is a request carrying an Idempotency-Key. Body is hashed
-// with the tenant's PRF keyset and then forgotten; it is never stored.
+// IdempotentRequest is a request carrying an Idempotency-Key. Key and Body
+// are hashed with the tenant's PRF keyset and then forgotten; neither is
+// stored.
 type IdempotentRequest struct {
 	Key    string
 	Method string
@@ -55,12 +60,14 @@ type StoredResponse struct {
 // Its holder must end it with FinishIdempotent or ReleaseIdempotent.
 type IdempotencyClaim struct {
 	tenantID uuid.UUID
-	key      string
+	keyHash  []byte
 	lock     uuid.UUID
 }
 
 // CheckIdempotencyKey returns a KindBadRequest error unless key is 1 to 255
-// printable ASCII characters holding nothing that looks like a card number.
+// printable ASCII characters. Anything else is accepted: the key is never
+// stored in the clear, so a client's UUIDs or order numbers are never
+// mistaken for card numbers.
 func CheckIdempotencyKey(key string) error {
 	bad := func(msg string) error {
 		return &Error{Kind: KindBadRequest, Code: "idempotency_key_invalid", Param: "Idempotency-Key", Message: msg}
@@ -72,9 +79,6 @@ func CheckIdempotencyKey(key string) error {
 		if key[i] < 0x20 || key[i] > 0x7e {
 			return bad("the Idempotency-Key header must be printable ASCII")
 		}
-	}
-	if ContainsPAN(key) {
-		return bad("the Idempotency-Key header must not contain a card number")
 	}
 	return nil
 }
@@ -93,11 +97,15 @@ func (s *Service) BeginIdempotent(ctx context.Context, a Actor, r IdempotentRequ
 	if err != nil {
 		return IdempotencyClaim{}, nil, err
 	}
+	keyHash, err := tk.fp.Sum(append([]byte(idempotencyKeyDomain), r.Key...))
+	if err != nil {
+		return IdempotencyClaim{}, nil, Internal(err)
+	}
 	fp, err := tk.fp.Sum(idempotencyInput(r))
 	if err != nil {
 		return IdempotencyClaim{}, nil, Internal(err)
 	}
-	c := IdempotencyClaim{tenantID: a.TenantID, key: r.Key, lock: uuid.New()}
+	c := IdempotencyClaim{tenantID: a.TenantID, keyHash: keyHash, lock: uuid.New()}
 	// A row can vanish between the claim attempt and the read (released or
 	// swept); then the claim is simply tried again.
 	for range 3 {
@@ -116,8 +124,8 @@ func (s *Service) BeginIdempotent(ctx context.Context, a Actor, r IdempotentRequ
 // idempotencyInput is what the fingerprint covers: method, path and body,
 // the first two length-prefixed so that no two requests share an input.
 func idempotencyInput(r IdempotentRequest) []byte {
-	b := make([]byte, 0, len(idempotencyPRFDomain)+len(r.Method)+len(r.Path)+len(r.Body)+2*binary.MaxVarintLen64)
-	b = append(b, idempotencyPRFDomain...)
+	b := make([]byte, 0, len(idempotencyRequestDomain)+len(r.Method)+len(r.Path)+len(r.Body)+2*binary.MaxVarintLen64)
+	b = append(b, idempotencyRequestDomain...)
 	b = binary.AppendUvarint(b, uint64(len(r.Method)))
 	b = append(b, r.Method...)
 	b = binary.AppendUvarint(b, uint64(len(r.Path)))
@@ -131,10 +139,10 @@ func idempotencyInput(r IdempotentRequest) []byte {
 func (s *Service) claimIdempotencyKey(ctx context.Context, a Actor, c IdempotencyClaim, fp []byte, fpKeyID uint32) (bool, error) {
 	now := s.clock()
 	tag, err := s.db.Exec(ctx, `
-		INSERT INTO idempotency_keys AS k (tenant_id, idempotency_key, api_key_id, fingerprint, fingerprint_key_id,
+		INSERT INTO idempotency_keys AS k (tenant_id, key_hash, api_key_id, fingerprint, fingerprint_key_id,
 		                                   state, lock_id, locked_at, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $7, $8)
-		ON CONFLICT (tenant_id, idempotency_key) DO UPDATE SET
+		ON CONFLICT (tenant_id, key_hash) DO UPDATE SET
 			api_key_id = EXCLUDED.api_key_id, fingerprint = EXCLUDED.fingerprint,
 			fingerprint_key_id = EXCLUDED.fingerprint_key_id, state = 'running', lock_id = EXCLUDED.lock_id,
 			locked_at = EXCLUDED.locked_at, response_status = NULL, response_body = NULL,
@@ -142,7 +150,7 @@ func (s *Service) claimIdempotencyKey(ctx context.Context, a Actor, c Idempotenc
 		WHERE k.expires_at <= EXCLUDED.created_at
 		   OR (k.state = 'running' AND k.locked_at <= $9
 		       AND k.fingerprint = EXCLUDED.fingerprint AND k.fingerprint_key_id = EXCLUDED.fingerprint_key_id)`,
-		c.tenantID, c.key, nullUUID(a.APIKeyID), fp, int64(fpKeyID), c.lock, now, now.Add(IdempotencyTTL),
+		c.tenantID, c.keyHash, nullUUID(a.APIKeyID), fp, int64(fpKeyID), c.lock, now, now.Add(IdempotencyTTL),
 		now.Add(-IdempotencyLockTimeout))
 	if err != nil {
 		return false, dbError(err, "idempotency key")
@@ -160,8 +168,8 @@ func (s *Service) storedIdempotent(ctx context.Context, c IdempotencyClaim, fp [
 	var status *int16
 	err := s.db.QueryRow(ctx, `
 		SELECT fingerprint, fingerprint_key_id, state, response_status, response_body
-		FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2 AND expires_at > $3`,
-		c.tenantID, c.key, s.clock()).Scan(&gotFP, &gotKeyID, &state, &status, &body)
+		FROM idempotency_keys WHERE tenant_id = $1 AND key_hash = $2 AND expires_at > $3`,
+		c.tenantID, c.keyHash, s.clock()).Scan(&gotFP, &gotKeyID, &state, &status, &body)
 	switch {
 	case err != nil:
 		return nil, err
@@ -196,8 +204,8 @@ func (s *Service) HoldIdempotent(ctx context.Context, c IdempotencyClaim) (stop 
 			case <-t.C:
 			}
 			if _, err := s.db.Exec(ctx, `UPDATE idempotency_keys SET locked_at = $4
-				WHERE tenant_id = $1 AND idempotency_key = $2 AND lock_id = $3 AND state = 'running'`,
-				c.tenantID, c.key, c.lock, s.clock()); err != nil && ctx.Err() == nil {
+				WHERE tenant_id = $1 AND key_hash = $2 AND lock_id = $3 AND state = 'running'`,
+				c.tenantID, c.keyHash, c.lock, s.clock()); err != nil && ctx.Err() == nil {
 				s.log.Warn("renewing an idempotency key lock", "error", err)
 			}
 		}
@@ -224,8 +232,8 @@ func (s *Service) FinishIdempotent(ctx context.Context, c IdempotencyClaim, res 
 	}
 	tag, err := s.db.Exec(ctx, `
 		UPDATE idempotency_keys SET state = 'done', response_status = $4, response_body = $5
-		WHERE tenant_id = $1 AND idempotency_key = $2 AND lock_id = $3 AND state = 'running'`,
-		c.tenantID, c.key, c.lock, res.Status, body)
+		WHERE tenant_id = $1 AND key_hash = $2 AND lock_id = $3 AND state = 'running'`,
+		c.tenantID, c.keyHash, c.lock, res.Status, body)
 	if err != nil {
 		return false, dbError(err, "idempotency key")
 	}
@@ -253,8 +261,8 @@ func unstorable(res StoredResponse) string {
 // and a retry runs anew. It returns a domain error when the database fails.
 func (s *Service) ReleaseIdempotent(ctx context.Context, c IdempotencyClaim) error {
 	_, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys
-		WHERE tenant_id = $1 AND idempotency_key = $2 AND lock_id = $3 AND state = 'running'`,
-		c.tenantID, c.key, c.lock)
+		WHERE tenant_id = $1 AND key_hash = $2 AND lock_id = $3 AND state = 'running'`,
+		c.tenantID, c.keyHash, c.lock)
 	return dbError(err, "idempotency key")
 }
 
@@ -268,8 +276,8 @@ func (s *Service) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
 	var total int64
 	for {
 		tag, err := s.db.Exec(ctx, `
-			DELETE FROM idempotency_keys WHERE (tenant_id, idempotency_key) IN (
-				SELECT tenant_id, idempotency_key FROM idempotency_keys WHERE expires_at <= $1
+			DELETE FROM idempotency_keys WHERE (tenant_id, key_hash) IN (
+				SELECT tenant_id, key_hash FROM idempotency_keys WHERE expires_at <= $1
 				ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 			s.clock(), idempotencySweepBatch)
 		if err != nil {

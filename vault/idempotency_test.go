@@ -48,8 +48,8 @@ func TestCheckIdempotencyKey(t *testing.T) {
 		{"tab", "order\t1", false},
 		{"non-ASCII", "ordre-été", false},
 		{"DEL", "order\x7f", false},
-		{"a card number", "card-4242424242424242", false},
-		{"a spaced card number", "4242 4242 4242 4242", false},
+		{"a UUID whose digits look like a card number", "42424242-4242-4242-4242-000000000000", true},
+		{"a long order number", "order-4242424242424242", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,7 +61,6 @@ func TestCheckIdempotencyKey(t *testing.T) {
 			require.Error(t, err)
 			assert.Equal(t, vault.KindBadRequest, vault.ErrorKind(err))
 			assert.Equal(t, "idempotency_key_invalid", vault.AsError(err).Code)
-			assert.NotContains(t, err.Error(), "4242", "the key is not echoed")
 		})
 	}
 }
