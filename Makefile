@@ -30,7 +30,7 @@ find_pg_bindir() { \
 }
 endef
 
-.PHONY: help build test dev postgres-check fmt clean
+.PHONY: help build test dev postgres-check fmt clean bench
 
 help: ## List the targets
 	@echo "Targets:"
@@ -42,6 +42,9 @@ build: ## Build bin/cardvault
 test: postgres-check ## Vet and run all tests (needs PostgreSQL; see postgres-check)
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+
+bench: build postgres-check ## Benchmark the vault against PostgreSQL's own insert and select (~2 min; BENCH_FLAGS=… adds flags; results in bin/bench/)
+	bin/cardvault bench --out bin/bench $(BENCH_FLAGS)
 
 dev: postgres-check ## Run cardvault in dev mode (private PostgreSQL under .cardvault-dev/)
 	$(GO) run ./cmd/cardvault dev

@@ -42,6 +42,8 @@ type config struct {
 	// Limits are the request budgets: per-key rate, failed authentications
 	// per address, requests in flight.
 	Limits httpapi.Limits
+	// DebugListen is the loopback address of the pprof listener; "" is off.
+	DebugListen string
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -53,6 +55,7 @@ type rawConfig struct {
 	databaseURL, kekURI, listen, cvcTTL, logLevel, cryptoperiod, keyRefresh string
 	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
 	auditRetention                                                          string
+	debugListen                                                             string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 }
@@ -74,6 +77,7 @@ func (r *rawConfig) bindServer(fs *pflag.FlagSet) {
 	fs.StringVar(&r.keyRefresh, "key-refresh", envOr("VAULT_KEY_REFRESH", "2s"), "how often to pick up keys rotated elsewhere (env VAULT_KEY_REFRESH)")
 	r.imp.bind(fs)
 	r.limits.bind(fs)
+	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", "1h"), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
@@ -140,6 +144,9 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	var limitErrs []error
 	cfg.Limits, limitErrs = r.limits.parse()
 	errs = append(errs, limitErrs...)
+	if cfg.DebugListen, err = parseDebugListen(r.debugListen); err != nil {
+		errs = append(errs, err)
+	}
 	var tlsErrs []error
 	cfg.TLS, tlsErrs = r.parseTLS()
 	errs = append(errs, tlsErrs...)

@@ -80,6 +80,13 @@ func serve(ctx context.Context, ln net.Listener, svc *vault.Service, cfg config,
 		return err
 	}
 	defer stopTLS()
+	if cfg.DebugListen != "" {
+		stopDebug, err := startDebugListener(cfg.DebugListen, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	defer startIdempotencySweeper(svc)()
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	bgDone := make(chan struct{})

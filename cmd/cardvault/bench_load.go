@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// loadFunc performs one request of a phase as worker w; i numbers the
+// request across the phase, from 0.
+type loadFunc func(ctx context.Context, w, i int) error
+
+// loadResult is what a timed phase measured.
+type loadResult struct {
+	requests  int64
+	errors    int64
+	elapsed   time.Duration
+	latencies []time.Duration // every request's, sorted
+	firstErr  error
+}
+
+// runLoad calls do from concurrency workers until d has passed, drawing a
+// progress line on progress, and returns the counts and latencies.
+// Requests in flight at the deadline complete and count.
+func runLoad(ctx context.Context, name string, concurrency int, d time.Duration, progress io.Writer, do loadFunc) loadResult {
+	var next, done, failed atomic.Int64
+	var mu sync.Mutex
+	var res loadResult
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	stopProgress := startProgress(progress, name, start, &done, &failed)
+	for w := range concurrency {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 4096)
+			var firstErr error
+			var errs int64
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				i := int(next.Add(1) - 1)
+				t0 := time.Now()
+				err := do(ctx, w, i)
+				lat = append(lat, time.Since(t0))
+				done.Add(1)
+				if err != nil {
+					errs++
+					failed.Add(1)
+					if firstErr == nil {
+						firstErr = err
+					}
+				}
+			}
+			mu.Lock()
+			res.latencies = append(res.latencies, lat...)
+			res.errors += errs
+			if res.firstErr == nil {
+				res.firstErr = firstErr
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	stopProgress()
+	res.requests = int64(len(res.latencies))
+	slices.Sort(res.latencies)
+	return res
+}
+
+// startProgress redraws "\r<phase> <requests> requests <rps> rps" every
+// 250 ms until the returned stop is called, which draws the final line.
+func startProgress(w io.Writer, name string, start time.Time, done, failed *atomic.Int64) (stop func()) {
+	draw := func() {
+		n := done.Load()
+		secs := time.Since(start).Seconds()
+		fmt.Fprintf(w, "\r%-16s %9d requests %9.0f rps %6d errors", name, n, float64(n)/secs, failed.Load())
+	}
+	quit, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				draw()
+				fmt.Fprintln(w)
+				return
+			case <-t.C:
+				draw()
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
+}
+
+// percentile returns the q-quantile (0 < q ≤ 1) of sorted latencies by
+// nearest rank, or 0 when there are none.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(q*float64(len(sorted))+0.999999) - 1
+	return sorted[min(max(rank, 0), len(sorted)-1)]
+}

@@ -1,0 +1,420 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Phase names, in the order they run.
+const (
+	phaseBaselineInsert = "baseline-insert"
+	phaseTokenize       = "tokenize"
+	phaseBaselineSelect = "baseline-select"
+	phaseRead           = "read"
+	phaseDetokenize     = "detokenize"
+	phaseImport         = "import"
+)
+
+// benchRun holds one run's state: the environment, the HTTP client, and the
+// ids each phase leaves for the next, one slice per worker.
+type benchRun struct {
+	env      *benchEnv
+	o        benchOptions
+	client   *http.Client
+	runID    string
+	rowIDs   [][]uuid.UUID // bench_tokens rows from baseline-insert
+	tokenIDs [][]string    // tokens from tokenize
+	allRows  []uuid.UUID
+	allToks  []string
+}
+
+// runPhases runs the six phases and returns the report.
+func runPhases(ctx context.Context, env *benchEnv, o benchOptions, progress io.Writer) (*benchReport, error) {
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	tr := &http.Transport{MaxIdleConns: 2 * o.Concurrency, MaxIdleConnsPerHost: 2 * o.Concurrency,
+		IdleConnTimeout: time.Minute, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	b := &benchRun{env: env, o: o, client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		runID: hex.EncodeToString(id[:]), rowIDs: make([][]uuid.UUID, o.Concurrency), tokenIDs: make([][]string, o.Concurrency)}
+	rep := newBenchReport(env, o)
+	steps := []struct {
+		name  string
+		vault bool // the vault serves this phase: measure its CPU, profile it
+		run   func() loadResult
+	}{
+		{phaseBaselineInsert, false, func() loadResult { return b.timed(ctx, phaseBaselineInsert, progress, b.baselineInsert) }},
+		{phaseTokenize, true, func() loadResult { return b.timed(ctx, phaseTokenize, progress, b.tokenize) }},
+		{phaseBaselineSelect, false, func() loadResult { return b.timed(ctx, phaseBaselineSelect, progress, b.baselineSelect) }},
+		{phaseRead, true, func() loadResult { return b.timed(ctx, phaseRead, progress, b.read) }},
+		{phaseDetokenize, true, func() loadResult { return b.timed(ctx, phaseDetokenize, progress, b.detokenize) }},
+		{phaseImport, true, func() loadResult { return b.importJob(ctx, progress) }},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		switch s.name {
+		case phaseBaselineSelect:
+			b.allRows = flatten(b.rowIDs)
+		case phaseRead:
+			b.allToks = flatten(b.tokenIDs)
+		}
+		runtime.GC() // the bench's own garbage from the last phase, not this one's
+		rep.Phases = append(rep.Phases, b.measure(ctx, s.name, s.vault, s.run))
+	}
+	if b.o.Profile {
+		b.saveProfile(ctx, "heap", "heap.pprof")
+	}
+	rep.finish(env.child)
+	return rep, nil
+}
+
+// measure runs one phase and adds what the vault spent on it.
+func (b *benchRun) measure(ctx context.Context, name string, vault bool, run func() loadResult) benchPhase {
+	child := b.env.child
+	cpu0, cpuErr0 := child.cpuSeconds()
+	child.resetPeak()
+	var profiled chan struct{}
+	if vault && b.o.Profile && name != phaseImport {
+		profiled = make(chan struct{})
+		go func() { defer close(profiled); b.cpuProfile(ctx, name) }()
+	}
+	res := run()
+	cpu1, cpuErr1 := child.cpuSeconds()
+	p := newBenchPhase(name, res)
+	p.VaultRSSPeakMB = round1(child.resetPeak())
+	if vault && cpuErr0 == nil && cpuErr1 == nil && res.requests > 0 {
+		v := round3((cpu1 - cpu0) / float64(res.requests) * 1000)
+		p.VaultCPUPer1k = &v
+	}
+	if profiled != nil {
+		<-profiled
+	}
+	return p
+}
+
+// timed runs do for the configured duration and concurrency.
+func (b *benchRun) timed(ctx context.Context, name string, progress io.Writer, do loadFunc) loadResult {
+	return runLoad(ctx, name, b.o.Concurrency, b.o.Duration, progress, do)
+}
+
+// flatten concatenates per-worker id slices.
+func flatten[T any](parts [][]T) []T {
+	var out []T
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// Sizes of the token columns as the vault writes them for the bench's card
+// (Tink AES-256-GCM: 5-byte prefix + 12-byte nonce + plaintext + 16-byte
+// tag; the fingerprint is an HMAC-SHA256 PRF output).
+const (
+	fingerprintSize = 32
+	panCTSize       = 5 + 12 + 16 + 16 // a 16-digit PAN
+	nameCTSize      = 5 + 12 + 8 + 16  // "John Doe"
+	cvcCTSize       = 5 + 12 + 3 + 16  // a 3-digit CVC
+)
+
+// benchTokenColumns are the token columns, in the vault's order.
+const benchTokenColumns = `id, tenant_id, business_key, fingerprint, fingerprint_key_id, key_id,
+	pan_ct, name_ct, cvc_ct, cvc_expires_at, iin, last_four, pan_length, scheme,
+	exp_month, exp_year, metadata, created_at, updated_at`
+
+// baselineInsert inserts one token-shaped row into bench_tokens in its own
+// (durable) transaction.
+func (b *benchRun) baselineInsert(ctx context.Context, w, i int) error {
+	blob := make([]byte, fingerprintSize+panCTSize+nameCTSize+cvcCTSize)
+	_, _ = rand.Read(blob)
+	fp, rest := blob[:fingerprintSize], blob[fingerprintSize:]
+	pan, rest := rest[:panCTSize], rest[panCTSize:]
+	name, cvc := rest[:nameCTSize], rest[nameCTSize:]
+	id, now := uuid.New(), time.Now().UTC()
+	exp := now.Add(time.Hour)
+	_, err := b.env.pool.Exec(ctx, `INSERT INTO bench_tokens (`+benchTokenColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+		id, b.env.tenantID, b.businessKey(i), fp, int64(1), int64(1), pan, name, cvc, &exp,
+		"424242", "4242", 16, "VISA", 4, 2033, []byte("{}"), now, now)
+	if err != nil {
+		return err
+	}
+	b.rowIDs[w] = append(b.rowIDs[w], id)
+	return nil
+}
+
+// benchRow receives a bench_tokens row.
+type benchRow struct {
+	id, tenantID                      uuid.UUID
+	businessKey                       *string
+	fingerprint, pan, name, cvc, meta []byte
+	fpKeyID, keyID                    int64
+	cvcExpires                        *time.Time
+	iin, lastFour, scheme             string
+	panLen, expMonth, expYear         int16
+	created, updated                  time.Time
+}
+
+// baselineSelect reads one random bench_tokens row by primary key.
+func (b *benchRun) baselineSelect(ctx context.Context, _, _ int) error {
+	if len(b.allRows) == 0 {
+		return errors.New("baseline-insert left no rows to select")
+	}
+	var r benchRow
+	return b.env.pool.QueryRow(ctx, `SELECT `+benchTokenColumns+` FROM bench_tokens WHERE id = $1`,
+		b.allRows[mrand.IntN(len(b.allRows))]).Scan(&r.id, &r.tenantID, &r.businessKey, &r.fingerprint,
+		&r.fpKeyID, &r.keyID, &r.pan, &r.name, &r.cvc, &r.cvcExpires, &r.iin, &r.lastFour, &r.panLen,
+		&r.scheme, &r.expMonth, &r.expYear, &r.meta, &r.created, &r.updated)
+}
+
+// businessKey returns the i-th business key of this run, shaped like a
+// Stripe payment method id.
+func (b *benchRun) businessKey(i int) string {
+	return "pm_bench" + b.runID + "x" + strconv.Itoa(i)
+}
+
+// testBINs are public test-card prefixes and lengths (Visa, Mastercard,
+// Discover, American Express) the bench numbers its cards under.
+var testBINs = []struct {
+	prefix string
+	length int
+}{{"424242", 16}, {"555555", 16}, {"601111", 16}, {"378282", 15}}
+
+// benchCardNumber returns the i-th distinct Luhn-valid test card number.
+func benchCardNumber(i int) string {
+	bin := testBINs[i%len(testBINs)]
+	return luhnNumber(bin.prefix, bin.length, i/len(testBINs))
+}
+
+// luhnNumber returns the i-th Luhn-valid number of length digits starting
+// with prefix (vaulttest.LuhnNumber, which tests may use and the binary may
+// not).
+func luhnNumber(prefix string, length, i int) string {
+	body := fmt.Sprintf("%s%0*d", prefix, length-len(prefix)-1, i)
+	sum := 0
+	for j := len(body) - 1; j >= 0; j-- {
+		d := int(body[j] - '0')
+		if (len(body)-1-j)%2 == 0 {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return body + string(rune('0'+(10-sum%10)%10))
+}
+
+// forwardBody returns the body Stripe's forward API sends to /cde-import
+// (testdata/stripe/forward_body_template.json) with its replacements filled.
+func forwardBody(businessKey, number string) []byte {
+	return fmt.Appendf(nil, `{"metadata":{"business_key":%q},"card":{"number":%q,"exp_month":"04","exp_year":"2033","cvc":"123","name":"John Doe"}}`,
+		businessKey, number)
+}
+
+// call sends one request to the vault with the bench's API key and returns
+// the body of an answer with status want, or an error naming the status.
+func (b *benchRun) call(ctx context.Context, method, path string, body []byte, want int) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, b.env.child.baseURL+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-API-Key", b.env.apiKey)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != want {
+		// An error answer never holds card data; the cut keeps the line short.
+		return nil, fmt.Errorf("%s %s: HTTP %d %s", method, routeOf(path), resp.StatusCode, out[:min(len(out), 300)])
+	}
+	return out, nil
+}
+
+// routeOf hides the token id in a path, for error messages.
+func routeOf(path string) string {
+	if len(path) > len("/tokens/") && path[:len("/tokens/")] == "/tokens/" {
+		return "/tokens/{id}…"
+	}
+	return path
+}
+
+// tokenize forwards one new card under a new business key, as Stripe does.
+func (b *benchRun) tokenize(ctx context.Context, w, i int) error {
+	out, err := b.call(ctx, http.MethodPost, "/cde-import", forwardBody(b.businessKey(i), benchCardNumber(i)), http.StatusCreated)
+	if err != nil {
+		return err
+	}
+	var tok struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(out, &tok); err != nil || tok.ID == "" {
+		return fmt.Errorf("POST /cde-import: answer without an id")
+	}
+	b.tokenIDs[w] = append(b.tokenIDs[w], tok.ID)
+	return nil
+}
+
+// randomToken returns one of the tokens tokenize made.
+func (b *benchRun) randomToken() (string, error) {
+	if len(b.allToks) == 0 {
+		return "", errors.New("tokenize left no tokens to read")
+	}
+	return b.allToks[mrand.IntN(len(b.allToks))], nil
+}
+
+// read fetches the masked record of a random token.
+func (b *benchRun) read(ctx context.Context, _, _ int) error {
+	id, err := b.randomToken()
+	if err != nil {
+		return err
+	}
+	_, err = b.call(ctx, http.MethodGet, "/tokens/"+id, nil, http.StatusOK)
+	return err
+}
+
+// detokenizeBody is the optional body of a reveal: the reason audited.
+var detokenizeBody = []byte(`{"reason":"cardvault bench"}`)
+
+// detokenize reveals a random token.
+func (b *benchRun) detokenize(ctx context.Context, _, _ int) error {
+	id, err := b.randomToken()
+	if err != nil {
+		return err
+	}
+	_, err = b.call(ctx, http.MethodPost, "/tokens/"+id+"/detokenize", detokenizeBody, http.StatusOK)
+	return err
+}
+
+// importRecord is the part of an import job's record the bench reads.
+type importRecord struct {
+	ID            string  `json:"id"`
+	Status        string  `json:"status"`
+	FailureReason *string `json:"failure_reason"`
+	Counts        struct {
+		Total     int64 `json:"total"`
+		Successes int64 `json:"successes"`
+		Failures  int64 `json:"failures"`
+		Skipped   int64 `json:"skipped"`
+	} `json:"counts"`
+}
+
+// importTimeout bounds the import phase.
+const importTimeout = 10 * time.Minute
+
+// importJob starts an import of the simulator's payment methods and polls
+// it until it ends. Each imported payment method counts as a request; each
+// failed one, and a job that does not finish, as an error.
+func (b *benchRun) importJob(ctx context.Context, progress io.Writer) loadResult {
+	var res loadResult
+	start := time.Now()
+	body := fmt.Appendf(nil, `{"provider":"stripe","stripe":{"api_key":%q}}`, benchStripeKey)
+	out, err := b.call(ctx, http.MethodPost, "/tokens/imports", body, http.StatusAccepted)
+	var job importRecord
+	if err == nil {
+		err = json.Unmarshal(out, &job)
+	}
+	lastDraw := time.Time{}
+	for err == nil && job.Status != "finished" && job.Status != "failed" && job.Status != "aborted" {
+		if time.Since(lastDraw) >= 250*time.Millisecond {
+			lastDraw = time.Now()
+			fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors", phaseImport,
+				job.Counts.Successes, job.Counts.Total, float64(job.Counts.Successes)/time.Since(start).Seconds(), job.Counts.Failures)
+		}
+		if time.Since(start) > importTimeout {
+			err = fmt.Errorf("import did not end within %s", importTimeout)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+			if out, err = b.call(ctx, http.MethodGet, "/tokens/imports/"+job.ID, nil, http.StatusOK); err == nil {
+				err = json.Unmarshal(out, &job)
+			}
+		}
+	}
+	res.elapsed = time.Since(start)
+	res.requests, res.errors = job.Counts.Successes, job.Counts.Failures
+	fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors\n", phaseImport,
+		res.requests, job.Counts.Total, float64(res.requests)/res.elapsed.Seconds(), res.errors)
+	switch {
+	case err != nil:
+		res.errors++
+		res.firstErr = err
+	case job.Status != "finished":
+		res.errors++
+		reason := ""
+		if job.FailureReason != nil {
+			reason = ": " + *job.FailureReason
+		}
+		res.firstErr = fmt.Errorf("import %s%s", job.Status, reason)
+	case job.Counts.Failures > 0:
+		res.firstErr = fmt.Errorf("%d payment methods failed to import; GET /tokens/imports/%s/items?status=failed", job.Counts.Failures, job.ID)
+	}
+	return res
+}
+
+// cpuProfile saves a CPU profile of the vault over most of a phase.
+func (b *benchRun) cpuProfile(ctx context.Context, phase string) {
+	secs := max(1, int(b.o.Duration.Seconds())-1)
+	b.saveProfile(ctx, "profile?seconds="+strconv.Itoa(secs), phase+".cpu.pprof")
+}
+
+// saveProfile fetches /debug/pprof/<what> from the vault into file in Out.
+// Failures are reported on stderr: a profile is a diagnostic, not a result.
+func (b *benchRun) saveProfile(ctx context.Context, what, file string) {
+	err := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.env.child.debugAddr+"/debug/pprof/"+what, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		f, err := os.Create(filepath.Join(b.o.Out, file))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "\nbench: profile %s: %v\n", file, err)
+	}
+}

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// benchReport is a run's result, printed as a table and written as
+// bench.json and bench.csv.
+type benchReport struct {
+	Machine        benchMachine  `json:"machine"`
+	Config         benchConfig   `json:"config"`
+	Phases         []benchPhase  `json:"phases"`
+	Ratios         []benchRatio  `json:"ratios"`
+	Targets        []benchTarget `json:"targets"`
+	VaultRSSPeakMB float64       `json:"vault_rss_peak_mb"`
+	Time           string        `json:"time"`
+}
+
+// benchMachine describes where the run happened.
+type benchMachine struct {
+	CPUs       int     `json:"cpus"`
+	MemTotalGB float64 `json:"mem_total_gb"`
+	OS         string  `json:"os"`
+	Go         string  `json:"go"`
+	PostgreSQL string  `json:"postgresql"`
+	Durability string  `json:"durability"`
+}
+
+// benchConfig is how the run was made.
+type benchConfig struct {
+	Concurrency       int     `json:"concurrency"`
+	PhaseSeconds      float64 `json:"phase_seconds"`
+	ImportCards       int     `json:"import_cards"`
+	ImportConcurrency int     `json:"import_concurrency"`
+	VaultSettings     string  `json:"vault_settings"`
+}
+
+// benchPhase is one phase's measurements. Latencies are of whole requests
+// as the client saw them; the import phase has none (its unit is items).
+type benchPhase struct {
+	Name           string   `json:"phase"`
+	Unit           string   `json:"unit"`
+	Requests       int64    `json:"requests"`
+	Errors         int64    `json:"errors"`
+	Seconds        float64  `json:"seconds"`
+	RPS            float64  `json:"rps"`
+	P50Ms          float64  `json:"p50_ms"`
+	P95Ms          float64  `json:"p95_ms"`
+	P99Ms          float64  `json:"p99_ms"`
+	MaxMs          float64  `json:"max_ms"`
+	VaultCPUPer1k  *float64 `json:"vault_cpu_seconds_per_1k"`
+	VaultRSSPeakMB float64  `json:"vault_rss_peak_mb"`
+	FirstError     string   `json:"first_error,omitempty"`
+}
+
+// benchRatio compares a vault phase with its reference.
+type benchRatio struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+}
+
+// benchTarget is one target of issue 6 and whether the run met it.
+type benchTarget struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Pass bool   `json:"pass"`
+}
+
+func newBenchReport(env *benchEnv, o benchOptions) *benchReport {
+	return &benchReport{
+		Machine: benchMachine{CPUs: runtime.NumCPU(), MemTotalGB: round1(memTotalGB()), OS: runtime.GOOS + "/" + runtime.GOARCH,
+			Go: runtime.Version(), PostgreSQL: env.pgVersion, Durability: env.durability},
+		Config: benchConfig{Concurrency: o.Concurrency, PhaseSeconds: o.Duration.Seconds(), ImportCards: o.ImportCards,
+			ImportConcurrency: o.ImportConcurrency,
+			VaultSettings: "VAULT_RATE_LIMIT=0 (no per-key limit), VAULT_MAX_INFLIGHT above the bench's concurrency, " +
+				"VAULT_IMPORT_RATE=0 (unthrottled), VAULT_LOG_LEVEL=info (access log to vault.log)"},
+		Time: time.Now().UTC().Format(time.RFC3339),
+	}
+}
+
+func newBenchPhase(name string, r loadResult) benchPhase {
+	p := benchPhase{Name: name, Unit: "requests", Requests: r.requests, Errors: r.errors, Seconds: round3(r.elapsed.Seconds())}
+	if name == phaseImport {
+		p.Unit = "items"
+	}
+	if r.elapsed > 0 {
+		p.RPS = round1(float64(r.requests) / r.elapsed.Seconds())
+	}
+	ms := func(d time.Duration) float64 { return round3(float64(d) / float64(time.Millisecond)) }
+	p.P50Ms, p.P95Ms = ms(percentile(r.latencies, 0.50)), ms(percentile(r.latencies, 0.95))
+	p.P99Ms, p.MaxMs = ms(percentile(r.latencies, 0.99)), ms(percentile(r.latencies, 1))
+	if r.firstErr != nil {
+		p.FirstError = r.firstErr.Error()
+	}
+	return p
+}
+
+// phase returns the named phase, or a zero one.
+func (r *benchReport) phase(name string) benchPhase {
+	for _, p := range r.Phases {
+		if p.Name == name {
+			return p
+		}
+	}
+	return benchPhase{Name: name}
+}
+
+// totalErrors sums the errors of every phase.
+func (r *benchReport) totalErrors() int64 {
+	var n int64
+	for _, p := range r.Phases {
+		n += p.Errors
+	}
+	return n
+}
+
+// finish computes the ratios, the peak RSS and the targets.
+func (r *benchReport) finish(child *vaultChild) {
+	ratio := func(a, b string) float64 {
+		if d := r.phase(b).RPS; d > 0 {
+			return round3(r.phase(a).RPS / d)
+		}
+		return 0
+	}
+	r.Ratios = []benchRatio{
+		{"tokenize/baseline-insert", ratio(phaseTokenize, phaseBaselineInsert)},
+		{"read/baseline-select", ratio(phaseRead, phaseBaselineSelect)},
+		{"detokenize/baseline-select", ratio(phaseDetokenize, phaseBaselineSelect)},
+		{"import/tokenize", ratio(phaseImport, phaseTokenize)},
+	}
+	hwm, _ := child.peakRSS()
+	r.VaultRSSPeakMB = round1(hwm)
+	for _, p := range r.Phases {
+		r.VaultRSSPeakMB = max(r.VaultRSSPeakMB, p.VaultRSSPeakMB)
+	}
+	atLeast := func(name string, got, want float64) benchTarget {
+		return benchTarget{name, "≥ " + fmtNum(want), fmtNum(got), got >= want}
+	}
+	atMost := func(name string, got, want float64, unit string) benchTarget {
+		return benchTarget{name, "≤ " + fmtNum(want) + unit, fmtNum(got) + unit, got <= want}
+	}
+	errs := r.totalErrors()
+	r.Targets = []benchTarget{
+		atLeast("tokenize ≥ 0.6 × baseline-insert", ratio(phaseTokenize, phaseBaselineInsert), 0.6),
+		atMost("tokenize p99", r.phase(phaseTokenize).P99Ms, 25, " ms"),
+		atLeast("read ≥ 0.6 × baseline-select", ratio(phaseRead, phaseBaselineSelect), 0.6),
+		atLeast("detokenize ≥ 0.5 × baseline-select", ratio(phaseDetokenize, phaseBaselineSelect), 0.5),
+		atMost("read p99", r.phase(phaseRead).P99Ms, 10, " ms"),
+		atMost("detokenize p99", r.phase(phaseDetokenize).P99Ms, 10, " ms"),
+		{"zero errors in every phase", "0", strconv.FormatInt(errs, 10), errs == 0},
+		atMost("vault peak RSS", r.VaultRSSPeakMB, 150, " MB"),
+		atLeast("import ≥ 0.3 × tokenize", ratio(phaseImport, phaseTokenize), 0.3),
+	}
+}
+
+// printReport writes the table, the ratios and the targets.
+func printReport(w io.Writer, r *benchReport) {
+	m := r.Machine
+	fmt.Fprintf(w, "\ncardvault bench — %d CPUs, %.1f GB RAM, %s, %s, PostgreSQL %s (%s); concurrency %d, %gs per phase\n\n",
+		m.CPUs, m.MemTotalGB, m.OS, m.Go, m.PostgreSQL, m.Durability, r.Config.Concurrency, r.Config.PhaseSeconds)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\t")
+	for _, p := range r.Phases {
+		lat := []string{fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs)}
+		if p.Unit == "items" {
+			lat = []string{"-", "-", "-", "-"}
+		}
+		cpu := "-"
+		if p.VaultCPUPer1k != nil {
+			cpu = fmtNum(*p.VaultCPUPer1k)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", p.Name, p.Requests, fmtNum(p.RPS),
+			lat[0], lat[1], lat[2], lat[3], p.Errors, cpu, fmtNum(p.VaultRSSPeakMB))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\n(import: requests are payment methods imported end to end, rps is items per second)")
+	fmt.Fprintln(w, "\nratios:")
+	for _, q := range r.Ratios {
+		fmt.Fprintf(w, "  %-28s %s\n", q.Name, fmtNum(q.Value))
+	}
+	fmt.Fprintln(w, "\ntargets (issue 6):")
+	for _, t := range r.Targets {
+		verdict := "PASS"
+		if !t.Pass {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s  %-36s got %-10s want %s\n", verdict, t.Name, t.Got, t.Want)
+	}
+	for _, p := range r.Phases {
+		if p.FirstError != "" {
+			fmt.Fprintf(w, "\n%s: %d errors, the first: %s", p.Name, p.Errors, p.FirstError)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// writeReport writes bench.json and bench.csv into dir.
+func writeReport(dir string, r *benchReport) error {
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "bench.csv"))
+	if err != nil {
+		return err
+	}
+	cw := csv.NewWriter(f)
+	_ = cw.Write([]string{"kind", "name", "requests", "errors", "seconds", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms",
+		"vault_cpu_seconds_per_1k", "vault_rss_peak_mb", "value", "want", "pass"})
+	for _, p := range r.Phases {
+		cpu := ""
+		if p.VaultCPUPer1k != nil {
+			cpu = fmtNum(*p.VaultCPUPer1k)
+		}
+		_ = cw.Write([]string{"phase", p.Name, strconv.FormatInt(p.Requests, 10), strconv.FormatInt(p.Errors, 10),
+			fmtNum(p.Seconds), fmtNum(p.RPS), fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs),
+			cpu, fmtNum(p.VaultRSSPeakMB), "", "", ""})
+	}
+	for _, q := range r.Ratios {
+		_ = cw.Write([]string{"ratio", q.Name, "", "", "", "", "", "", "", "", "", "", fmtNum(q.Value), "", ""})
+	}
+	for _, t := range r.Targets {
+		_ = cw.Write([]string{"target", t.Name, "", "", "", "", "", "", "", "", "", "", t.Got, t.Want, strconv.FormatBool(t.Pass)})
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// fmtNum prints a measurement without trailing zeros.
+func fmtNum(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
