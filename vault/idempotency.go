@@ -110,8 +110,11 @@ func (s *Service) BeginIdempotent(ctx context.Context, a Actor, r IdempotentRequ
 	// swept); then the claim is simply tried again.
 	for range 3 {
 		claimed, err := s.claimIdempotencyKey(ctx, a, c, fp, tk.fp.KeyID())
-		if err != nil || claimed {
-			return c, nil, err
+		if err != nil {
+			return IdempotencyClaim{}, nil, err
+		}
+		if claimed {
+			return c, nil, nil
 		}
 		stored, err := s.storedIdempotent(ctx, c, fp, tk.fp.KeyID())
 		if !errors.Is(err, pgx.ErrNoRows) {
