@@ -1,0 +1,47 @@
+package vault_test
+
+import (
+	"testing"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// The card work on the tokenize and read paths, per call, beside
+// BenchmarkParseCard (card_test.go), BenchmarkParsePAN and BenchmarkMasked
+// (pan_test.go). The envelope seal and open and the fingerprint are measured
+// in crypto/bench_test.go (BenchmarkSeal, BenchmarkOpen,
+// BenchmarkFingerprint). Run:
+// go test ./vault ./crypto -run '^$' -bench 'Card|PAN|Mask|Seal|Open|Fingerprint' -benchmem
+
+func BenchmarkMaskedAccountNumber(b *testing.B) {
+	t := vault.Token{IIN: "424242", LastFour: "4242", PANLength: 16}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = t.MaskedAccountNumber()
+	}
+}
+
+// BenchmarkContainsPAN is the scan that keeps card numbers out of business
+// keys, metadata and reasons, run on each of them per request.
+func BenchmarkContainsPAN(b *testing.B) {
+	for _, s := range []string{"pm_1PgGJ2LkdIwHu7ixN3kRbQ7A", "merchant-initiated charge for order 12345"} {
+		b.Run(s[:8], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if vault.ContainsPAN(s) {
+					b.Fatal("no PAN in " + s)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMaskPANs is the last line of defence of the log handler, run on
+// every logged string.
+func BenchmarkMaskPANs(b *testing.B) {
+	s := `request POST /cde-import 201 req_0123456789abcdef01234567`
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = vault.MaskPANs(s)
+	}
+}
