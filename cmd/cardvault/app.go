@@ -30,7 +30,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 // open is openApp, with the KEK check optional for the one command that must
 // start while keysets are wrapped by two KEKs: a resumed rotate-root.
 func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*app, error) {
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	pool, err := newPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}

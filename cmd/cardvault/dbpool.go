@@ -1,0 +1,31 @@
+package main
+
+import (
+	"context"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// defaultPoolMaxConns is the size of the database pool when
+// VAULT_DATABASE_URL does not set pool_max_conns. pgxpool's own default,
+// max(4, CPUs), makes concurrent requests queue for a connection while
+// PostgreSQL idles between commits: `cardvault bench` at concurrency 32 on
+// 2 CPUs measured tokenize 398 → 521 rps and read 410 → 1257 rps going from
+// 4 to 32 connections (16 measured alike, 64 no better).
+const defaultPoolMaxConns = 32
+
+// newPool opens the vault's database pool: pool_max_conns and the other
+// pool_* settings of url win; without pool_max_conns the pool holds up to
+// defaultPoolMaxConns connections. It returns an error for a URL pgx
+// cannot parse.
+func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = defaultPoolMaxConns
+	}
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
