@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/base64"
 	"net/http"
 	"strconv"
 	"time"
@@ -46,35 +45,6 @@ func (r tokenizeRequest) input() vault.TokenizeInput {
 	return in
 }
 
-// tokenResponse is the masked token record: never a PAN or a CVC.
-type tokenResponse struct {
-	ID                  uuid.UUID         `json:"id"`
-	BusinessKey         *string           `json:"business_key"`
-	CardholderName      *string           `json:"cardholder_name"`
-	CreatedAt           string            `json:"created_at"`
-	ExpiryMonth         int               `json:"expiry_month"`
-	ExpiryYear          int               `json:"expiry_year"`
-	MaskedAccountNumber string            `json:"masked_account_number"`
-	Scheme              string            `json:"scheme"`
-	IIN                 string            `json:"issuer_identification_number"`
-	LastFour            string            `json:"account_number_last_four"`
-	Length              int               `json:"account_number_length"`
-	Fingerprint         string            `json:"fingerprint"`
-	Metadata            map[string]string `json:"metadata"`
-	CVCAvailable        bool              `json:"cvc_available"`
-	UpdatedAt           string            `json:"updated_at"`
-}
-
-func newTokenResponse(t vault.Token) tokenResponse {
-	return tokenResponse{
-		ID: t.ID, BusinessKey: optional(t.BusinessKey), CardholderName: optional(t.CardholderName),
-		CreatedAt: timestamp(t.CreatedAt), ExpiryMonth: t.ExpiryMonth, ExpiryYear: t.ExpiryYear,
-		MaskedAccountNumber: t.MaskedAccountNumber(), Scheme: string(t.Scheme), IIN: t.IIN,
-		LastFour: t.LastFour, Length: t.PANLength, Fingerprint: fingerprint(t.Fingerprint),
-		Metadata: t.Metadata, CVCAvailable: t.CVCAvailable, UpdatedAt: timestamp(t.UpdatedAt),
-	}
-}
-
 // listResponse is the envelope of every cursor-paginated list.
 type listResponse[T any] struct {
 	Object  string `json:"object"`
@@ -116,7 +86,7 @@ func (s *Server) createToken(c echo.Context) error {
 	if created {
 		status = http.StatusCreated
 	}
-	return c.JSON(status, newTokenResponse(tok))
+	return c.JSON(status, tok.Record())
 }
 
 // getToken serves GET /tokens/:id.
@@ -129,7 +99,7 @@ func (s *Server) getToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, newTokenResponse(tok))
+	return c.JSON(http.StatusOK, tok.Record())
 }
 
 // listTokens serves GET /tokens?business_key=&limit=&starting_after=.
@@ -142,9 +112,9 @@ func (s *Server) listTokens(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := listResponse[tokenResponse]{Object: "list", Data: make([]tokenResponse, 0, len(page.Tokens)), HasMore: page.HasMore}
+	out := listResponse[vault.TokenRecord]{Object: "list", Data: make([]vault.TokenRecord, 0, len(page.Tokens)), HasMore: page.HasMore}
 	for _, t := range page.Tokens {
-		out.Data = append(out.Data, newTokenResponse(t))
+		out.Data = append(out.Data, t.Record())
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -239,9 +209,4 @@ func optional(s string) *string {
 // Stripe-forward contract shows it.
 func timestamp(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
-}
-
-// fingerprint encodes a keyed card fingerprint for the API.
-func fingerprint(b []byte) string {
-	return base64.RawURLEncoding.EncodeToString(b)
 }

@@ -41,6 +41,7 @@ type Service struct {
 	leaseTTL time.Duration
 	log      *slog.Logger
 	usage    keyUsage
+	outbox   outboxSignal // wakes webhook deliverers (event.go)
 }
 
 // NewService returns a Service for cfg, or an error when a required part is

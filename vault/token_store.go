@@ -165,7 +165,9 @@ var errRaced = errors.New("token vanished between insert and select")
 // tenant: the same card returns the existing token; changed card data
 // replaces the stored card under the same token id and is audited as an
 // update. Concurrent first calls with one business key make exactly one
-// token. It returns a KindInvalid error for invalid card data or attributes.
+// token. A new or changed token enqueues a token.created or token.updated
+// webhook event in the same transaction. It returns a KindInvalid error for
+// invalid card data or attributes.
 func (s *Service) Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Token, bool, error) {
 	card, err := ParseCard(in.Card)
 	if err != nil {
@@ -198,7 +200,7 @@ func (s *Service) Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Toke
 // the existing token with card, in one transaction with its audit event.
 func (s *Service) tokenizeOnce(ctx context.Context, a Actor, tk *tenantKeys, row tokenRow, card Card) (Token, bool, error) {
 	var out tokenRow
-	var created bool
+	var created, enqueued bool
 	err := s.inTx(ctx, "token", func(tx pgx.Tx) error {
 		inserted, err := insertToken(ctx, tx, row)
 		if err != nil {
@@ -206,45 +208,53 @@ func (s *Service) tokenizeOnce(ctx context.Context, a Actor, tk *tenantKeys, row
 		}
 		if inserted {
 			out, created = row, true
-			return insertAudit(ctx, tx, s.event(a, ActionTokenCreate, row.ID, nil))
+			enqueued, err = s.auditTokenEvent(ctx, tx, tk, s.event(a, ActionTokenCreate, row.ID, nil), EventTokenCreated, row)
+			return err
 		}
-		out, err = s.reconcile(ctx, tx, a, tk, row, card)
+		out, enqueued, err = s.reconcile(ctx, tx, a, tk, row, card)
 		return err
 	})
 	if err != nil {
 		return Token{}, false, err
+	}
+	if enqueued {
+		s.wakeWebhooks()
 	}
 	tok, err := s.masked(tk, out)
 	return tok, created, err
 }
 
 // reconcile brings the token holding row's business key up to date with
-// card and returns it.
-func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, row tokenRow, card Card) (tokenRow, error) {
+// card and returns it, and whether a token.updated webhook event was
+// enqueued.
+func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, row tokenRow, card Card) (tokenRow, bool, error) {
 	existing, err := scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens
 		WHERE tenant_id = $1 AND business_key = $2 FOR UPDATE`, a.TenantID, row.BusinessKey))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return tokenRow{}, errRaced
+		return tokenRow{}, false, errRaced
 	}
 	if err != nil {
-		return tokenRow{}, err
+		return tokenRow{}, false, err
 	}
 	changed, err := s.changes(tk, existing, row, card)
 	if err != nil {
-		return tokenRow{}, err
+		return tokenRow{}, false, err
 	}
 	if len(changed) == 0 {
-		return s.refreshCVC(ctx, tx, a, tk, existing, card)
+		existing, err = s.refreshCVC(ctx, tx, a, tk, existing, card)
+		return existing, false, err
 	}
 	updated, err := s.withCard(tk, existing, card, row.Fingerprint, uint32(row.fpKeyID))
 	if err != nil {
-		return tokenRow{}, err
+		return tokenRow{}, false, err
 	}
 	updated.Metadata, updated.UpdatedAt = row.Metadata, s.clock()
 	if err := updateCard(ctx, tx, updated); err != nil {
-		return tokenRow{}, err
+		return tokenRow{}, false, err
 	}
-	return updated, insertAudit(ctx, tx, s.event(a, ActionTokenUpdate, updated.ID, map[string]any{"changed": changed}))
+	ev := s.event(a, ActionTokenUpdate, updated.ID, map[string]any{"changed": changed})
+	enqueued, err := s.auditTokenEvent(ctx, tx, tk, ev, EventTokenUpdated, updated)
+	return updated, enqueued, err
 }
 
 // changes lists what differs between the stored token and the new card:
@@ -391,17 +401,28 @@ func (s *Service) open(tk *tenantKeys, row tokenRow) (Revealed, error) {
 }
 
 // DeleteToken deletes the actor's tenant's token id with its ciphertexts and
-// audits it; the audit trail stays. It returns KindNotFound for an unknown
-// or foreign id.
+// audits it, with a token.deleted webhook event carrying its last masked
+// record in the same transaction; the audit trail stays. It returns
+// KindNotFound for an unknown or foreign id.
 func (s *Service) DeleteToken(ctx context.Context, a Actor, id uuid.UUID) error {
-	return s.inTx(ctx, "token", func(tx pgx.Tx) error {
-		var got uuid.UUID
-		if err := tx.QueryRow(ctx, `DELETE FROM tokens WHERE id = $1 AND tenant_id = $2 RETURNING id`,
-			id, a.TenantID).Scan(&got); err != nil {
+	tk, err := s.keys.get(ctx, a.TenantID)
+	if err != nil {
+		return err
+	}
+	var enqueued bool
+	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
+		row, err := scanToken(tx.QueryRow(ctx, `DELETE FROM tokens WHERE id = $1 AND tenant_id = $2 RETURNING `+tokenColumns,
+			id, a.TenantID))
+		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, ActionTokenDelete, id, nil))
+		enqueued, err = s.auditTokenEvent(ctx, tx, tk, s.event(a, ActionTokenDelete, id, nil), EventTokenDeleted, row)
+		return err
 	})
+	if err == nil && enqueued {
+		s.wakeWebhooks()
+	}
+	return err
 }
 
 // ListTokensParams filters and pages a token listing.

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardvault/cardvault/httpapi"
+	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -96,7 +97,9 @@ func serve(ctx context.Context, ln net.Listener, svc *vault.Service, cfg config,
 	}()
 	importsDone := make(chan struct{})
 	go func() { defer close(importsDone); imports.Run(bgCtx) }()
-	defer func() { stopBackground(); <-bgDone; <-importsDone }()
+	deliverer, webhooksDone := webhook.NewDeliverer(svc, webhook.NewHTTPClient(webhook.DefaultTimeout), log, workerName()), make(chan struct{})
+	go func() { defer close(webhooksDone); deliverer.Run(bgCtx) }()
+	defer func() { stopBackground(); <-bgDone; <-importsDone; <-webhooksDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- serveOn(srv, ln) }()
 	log.Info("serving", "addr", ln.Addr().String())

@@ -1,0 +1,102 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// webhookRequest is the body of PUT /webhook.
+type webhookRequest struct {
+	URL string `json:"url" validate:"required"`
+}
+
+// webhookResponse is the tenant's webhook; Secret only in the answer to PUT.
+type webhookResponse struct {
+	URL       string `json:"url"`
+	CreatedAt string `json:"created_at"`
+	Secret    string `json:"secret,omitempty"`
+}
+
+// webhookDeliveryResponse is one delivery attempt.
+type webhookDeliveryResponse struct {
+	ID          int64  `json:"id"`
+	EventID     string `json:"event_id"`
+	EventType   string `json:"event_type"`
+	Attempt     int    `json:"attempt"`
+	AttemptedAt string `json:"attempted_at"`
+	URL         string `json:"url"`
+	Status      *int   `json:"status"`
+	Error       string `json:"error"`
+	DurationMS  int64  `json:"duration_ms"`
+	Outcome     string `json:"outcome"`
+}
+
+func newWebhookDeliveryResponse(d vault.WebhookDelivery) webhookDeliveryResponse {
+	r := webhookDeliveryResponse{ID: d.ID, EventID: d.EventID, EventType: string(d.EventType), Attempt: d.Attempt,
+		AttemptedAt: timestamp(d.AttemptedAt), URL: d.URL, Error: d.Error,
+		DurationMS: d.Duration.Milliseconds(), Outcome: string(d.Outcome)}
+	if d.Status != 0 {
+		r.Status = &d.Status
+	}
+	return r
+}
+
+// putWebhook serves PUT /webhook {"url":…}: the webhook with its new signing
+// secret, shown only here.
+func (s *Server) putWebhook(c echo.Context) error {
+	var req webhookRequest
+	if err := decodeJSON(c, &req, false); err != nil {
+		return err
+	}
+	wh, secret, err := s.svc.SetWebhook(c.Request().Context(), actor(c), req.URL)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, webhookResponse{URL: wh.URL, CreatedAt: timestamp(wh.CreatedAt), Secret: secret})
+}
+
+// getWebhook serves GET /webhook.
+func (s *Server) getWebhook(c echo.Context) error {
+	wh, err := s.svc.GetWebhook(c.Request().Context(), actor(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, webhookResponse{URL: wh.URL, CreatedAt: timestamp(wh.CreatedAt)})
+}
+
+// deleteWebhook serves DELETE /webhook.
+func (s *Server) deleteWebhook(c echo.Context) error {
+	if err := s.svc.DeleteWebhook(c.Request().Context(), actor(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// listWebhookDeliveries serves GET /webhook/deliveries?limit=&starting_after=<attempt id>.
+func (s *Server) listWebhookDeliveries(c echo.Context) error {
+	limit, err := limitParam(c)
+	if err != nil {
+		return err
+	}
+	var after int64
+	if v := c.QueryParam("starting_after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 1 {
+			return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "starting_after",
+				Message: "starting_after must be a delivery id"}
+		}
+	}
+	page, err := s.svc.ListWebhookDeliveries(c.Request().Context(), actor(c), limit, after)
+	if err != nil {
+		return err
+	}
+	out := listResponse[webhookDeliveryResponse]{Object: "list",
+		Data: make([]webhookDeliveryResponse, 0, len(page.Deliveries)), HasMore: page.HasMore}
+	for _, d := range page.Deliveries {
+		out.Data = append(out.Data, newWebhookDeliveryResponse(d))
+	}
+	return c.JSON(http.StatusOK, out)
+}

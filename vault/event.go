@@ -1,0 +1,324 @@
+package vault
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cardvault/cardvault/crypto"
+)
+
+// This file is the webhook outbox seen from the deliverer's side: events
+// are claimed under a lease, sent by importer/webhook, and every attempt is
+// recorded here.
+
+// outboxSignal wakes this process's webhook deliverers after a transaction
+// that enqueued an event commits. The zero value is ready to use.
+type outboxSignal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed by the next notify.
+func (o *outboxSignal) wait() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ch == nil {
+		o.ch = make(chan struct{})
+	}
+	return o.ch
+}
+
+// notify wakes everyone waiting.
+func (o *outboxSignal) notify() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ch != nil {
+		close(o.ch)
+		o.ch = nil
+	}
+}
+
+// WebhookEnqueued returns a channel that is closed the next time this
+// service commits a webhook event. Take it before looking for due events,
+// so that an event committed during the look is not missed.
+func (s *Service) WebhookEnqueued() <-chan struct{} { return s.outbox.wait() }
+
+// wakeWebhooks wakes this process's deliverers: call it after committing a
+// transaction that enqueued an event.
+func (s *Service) wakeWebhooks() { s.outbox.notify() }
+
+// Now returns the service clock's reading, in UTC to the microsecond: the
+// time the vault stamps on what it records and schedules.
+func (s *Service) Now() time.Time { return s.clock() }
+
+// eventDataAD binds a sealed event's data to its tenant and event id.
+func eventDataAD(tenantID uuid.UUID, eventID string) []byte {
+	return crypto.FieldAD(tenantID.String(), eventID, "webhook_event_data")
+}
+
+// auditTokenEvent writes a token action's audit event and, when the tenant
+// has a webhook, the token event of type typ whose data is row's masked
+// record, in one round trip. The record holds the cardholder name, which
+// the vault keeps sealed at rest, so the event data is sealed too. It
+// reports whether an event was enqueued.
+func (s *Service) auditTokenEvent(ctx context.Context, tx pgx.Tx, tk *tenantKeys, ev AuditEvent, typ EventType, row tokenRow) (bool, error) {
+	tok, err := s.masked(tk, row)
+	if err != nil {
+		return false, err
+	}
+	data, err := json.Marshal(tok.Record())
+	if err != nil {
+		return false, Internal(err)
+	}
+	id, keyID := newEventID(), tk.sealer.PrimaryKeyID()
+	ct, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, id))
+	if err != nil {
+		return false, Internal(err)
+	}
+	var p pipeline
+	if err := insertAudit(ctx, &p, ev); err != nil {
+		return false, err
+	}
+	var enqueued bool
+	p.batch.Queue(enqueueEventSQL, id, row.TenantID, string(typ), nil, []byte(ct), int64(keyID)).
+		Exec(func(tag pgconn.CommandTag) error { enqueued = tag.RowsAffected() > 0; return nil })
+	if err := tx.SendBatch(ctx, &p.batch).Close(); err != nil {
+		return false, err
+	}
+	if enqueued {
+		s.usage.add(row.TenantID, keyID)
+	}
+	return enqueued, nil
+}
+
+// pipeline is a querier that queues Exec calls into a pgx.Batch instead of
+// running them, so that a statement written for a querier (insertAudit)
+// can share one round trip with others. It cannot read: Query and QueryRow
+// fail.
+type pipeline struct {
+	batch pgx.Batch
+}
+
+var errPipelineRead = errors.New("vault: a pipeline cannot read")
+
+// Exec queues sql; its outcome is known when the batch is sent.
+func (p *pipeline) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	p.batch.Queue(sql, args...)
+	return pgconn.CommandTag{}, nil
+}
+
+// Query fails: a pipeline cannot read.
+func (p *pipeline) Query(context.Context, string, ...any) (pgx.Rows, error) {
+	return nil, errPipelineRead
+}
+
+// QueryRow returns a row whose Scan fails: a pipeline cannot read.
+func (p *pipeline) QueryRow(context.Context, string, ...any) pgx.Row { return errRow{errPipelineRead} }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// ClaimedEvent is an outbox event claimed, under a lease, for one delivery
+// attempt.
+type ClaimedEvent struct {
+	ID       string
+	TenantID uuid.UUID
+	Type     EventType
+	URL      string // the tenant's webhook URL now
+	Secret   Secret // the tenant's signing secret; prints redacted
+	// Body is the JSON envelope to send and sign:
+	// {"id":"evt_…","type":…,"created_at":…,"data":{…}}.
+	Body []byte
+	// Attempt counts this attempt: 1 for the first.
+	Attempt int
+	// FirstAttemptAt is when the event was first attempted (this claim's
+	// time for a first attempt): the retry window runs from it.
+	FirstAttemptAt time.Time
+	// Err is set when the secret or the data could not be opened (keys
+	// unavailable, tampered rows); the attempt must fail without sending.
+	Err error
+	seq int64
+}
+
+// envelope is the JSON body of every webhook request.
+type envelope struct {
+	ID        string          `json:"id"`
+	Type      EventType       `json:"type"`
+	CreatedAt string          `json:"created_at"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// ClaimWebhookEvents claims up to limit due events, oldest first, for owner
+// until lease from now: events of tenants with a webhook, not delivered nor
+// given up, whose next attempt is due and which no live lease holds. Rows
+// are taken with FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this
+// process or other replicas) never claim the same attempt. It returns a
+// domain error when the database fails; an event whose secret or data does
+// not open comes back with Err set.
+func (s *Service) ClaimWebhookEvents(ctx context.Context, owner string, limit int, lease time.Duration) ([]ClaimedEvent, error) {
+	now := s.clock()
+	rows, err := s.db.Query(ctx, `
+		WITH due AS (
+			SELECT e.id FROM webhook_events e
+			WHERE e.delivered_at IS NULL AND e.given_up_at IS NULL AND e.next_attempt_at <= $2
+			  AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2)
+			  AND EXISTS (SELECT 1 FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
+			              WHERE w.tenant_id = e.tenant_id AND t.destroyed_at IS NULL)
+			ORDER BY e.seq LIMIT $4
+			FOR UPDATE OF e SKIP LOCKED)
+		UPDATE webhook_events e SET lease_owner = $1, lease_expires_at = $3
+		FROM due, webhooks w
+		WHERE e.id = due.id AND w.tenant_id = e.tenant_id
+		RETURNING e.id, e.seq, e.tenant_id, e.type, e.created_at, e.payload, e.payload_ct,
+		          e.attempts + 1, coalesce(e.first_attempt_at, $2), w.url, w.secret_ct`,
+		owner, now, now.Add(lease), limit)
+	if err != nil {
+		return nil, dbError(err, "webhook event")
+	}
+	var out []ClaimedEvent
+	for rows.Next() {
+		ev, err := s.scanClaimed(ctx, rows)
+		if err != nil {
+			rows.Close()
+			return nil, dbError(err, "webhook event")
+		}
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError(err, "webhook event")
+	}
+	slices.SortFunc(out, func(a, b ClaimedEvent) int { return cmp.Compare(a.seq, b.seq) })
+	return out, nil
+}
+
+// scanClaimed reads one claimed row and opens its secret and data. A
+// database error is returned; a crypto failure is put in the event's Err.
+func (s *Service) scanClaimed(ctx context.Context, row pgx.Row) (ClaimedEvent, error) {
+	var ev ClaimedEvent
+	var typ string
+	var created time.Time
+	var payload, payloadCT, secretCT []byte
+	if err := row.Scan(&ev.ID, &ev.seq, &ev.TenantID, &typ, &created, &payload, &payloadCT,
+		&ev.Attempt, &ev.FirstAttemptAt, &ev.URL, &secretCT); err != nil {
+		return ev, err
+	}
+	ev.Type, ev.FirstAttemptAt = EventType(typ), ev.FirstAttemptAt.UTC()
+	ev.Body, ev.Secret, ev.Err = s.openEvent(ctx, ev, created, payload, payloadCT, secretCT)
+	return ev, nil
+}
+
+// openEvent opens a claimed event's signing secret and data and returns the
+// envelope to send.
+func (s *Service) openEvent(ctx context.Context, ev ClaimedEvent, created time.Time, payload, payloadCT, secretCT []byte) ([]byte, Secret, error) {
+	tk, err := s.keys.get(ctx, ev.TenantID)
+	if err != nil {
+		return nil, Secret{}, err
+	}
+	secret, err := openWebhookSecret(tk, ev.TenantID, ev.URL, secretCT)
+	if err != nil {
+		return nil, Secret{}, err
+	}
+	if payloadCT != nil {
+		if payload, err = tk.sealer.Open(crypto.Ciphertext(payloadCT), eventDataAD(ev.TenantID, ev.ID)); err != nil {
+			return nil, Secret{}, Internal(errors.New("webhook event data does not open"))
+		}
+	}
+	body, err := json.Marshal(envelope{ID: ev.ID, Type: ev.Type, CreatedAt: recordTime(created), Data: payload})
+	if err != nil {
+		return nil, Secret{}, Internal(err)
+	}
+	return body, secret, nil
+}
+
+// AttemptResult is how one delivery attempt went.
+type AttemptResult struct {
+	At        time.Time     // when the request was sent, by the service clock
+	Status    int           // the receiver's HTTP status; 0 when no answer came
+	Error     string        // why no answer came, or why it did not count; client-safe
+	Duration  time.Duration // from sending to the end of the answer
+	Delivered bool          // a 2xx answer
+	// RetryAt is when to try again after a failure; the zero time gives
+	// the event up.
+	RetryAt time.Time
+}
+
+// maxDeliveryError is the longest error text kept with an attempt.
+const maxDeliveryError = 500
+
+// RecordWebhookAttempt records an attempt at ev by owner and moves the
+// event on: delivered, rescheduled at r.RetryAt, or given up (audited). The
+// attempt is recorded even when owner's lease was lost meanwhile; the event
+// is then left to the new owner. It returns a domain error when the
+// database fails.
+func (s *Service) RecordWebhookAttempt(ctx context.Context, owner string, ev ClaimedEvent, r AttemptResult) error {
+	outcome := OutcomeRetrying
+	switch {
+	case r.Delivered:
+		outcome = OutcomeDelivered
+	case r.RetryAt.IsZero():
+		outcome = OutcomeGaveUp
+	}
+	var status *int
+	if r.Status != 0 {
+		status = &r.Status
+	}
+	errText := MaskPANs(r.Error)
+	if len(errText) > maxDeliveryError {
+		errText = errText[:maxDeliveryError]
+	}
+	return s.inTx(ctx, "webhook event", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO webhook_deliveries (event_id, tenant_id, attempt, attempted_at, url, status, error, duration_ms, outcome)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			ev.ID, ev.TenantID, ev.Attempt, r.At, ev.URL, status, errText, r.Duration.Milliseconds(), string(outcome)); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE webhook_events SET attempts = $3, first_attempt_at = coalesce(first_attempt_at, $4),
+			       lease_owner = NULL, lease_expires_at = NULL,
+			       delivered_at = CASE WHEN $5 = 'delivered' THEN $4 END,
+			       given_up_at = CASE WHEN $5 = 'gave_up' THEN $4 END,
+			       next_attempt_at = CASE WHEN $5 = 'retrying' THEN $6 ELSE next_attempt_at END
+			WHERE id = $1 AND lease_owner = $2`,
+			ev.ID, owner, ev.Attempt, r.At, string(outcome), r.RetryAt)
+		if err != nil || tag.RowsAffected() == 0 || outcome != OutcomeGaveUp {
+			return err
+		}
+		return insertAudit(ctx, tx, s.event(Actor{TenantID: ev.TenantID, ClientAddr: "webhook-deliverer"}, ActionWebhookGiveUp,
+			uuid.Nil, map[string]any{"event_id": ev.ID, "type": string(ev.Type), "attempts": ev.Attempt}))
+	})
+}
+
+// ReleaseWebhookEvents gives up owner's leases on events it claimed but
+// did not attempt (the deliverer is stopping), so another deliverer can
+// send them at once. It returns a domain error when the database fails.
+func (s *Service) ReleaseWebhookEvents(ctx context.Context, owner string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.db.Exec(ctx, `UPDATE webhook_events SET lease_owner = NULL, lease_expires_at = NULL
+		WHERE id = ANY($1) AND lease_owner = $2`, ids, owner)
+	return dbError(err, "webhook event")
+}
+
+// webhookRowsUnderKey counts what a tenant's webhook rows still need data
+// key keyID for: the sealed signing secret and the sealed data of events
+// not yet delivered nor given up. Retiring a key must wait for zero.
+func webhookRowsUnderKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM webhooks WHERE tenant_id = $1 AND key_id = $2) +
+		(SELECT count(*) FROM webhook_events WHERE tenant_id = $1 AND key_id = $2
+		   AND delivered_at IS NULL AND given_up_at IS NULL)`, tenantID, int64(keyID)).Scan(&n)
+	return n, err
+}
