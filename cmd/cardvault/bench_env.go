@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,6 +30,7 @@ type benchEnv struct {
 	dbURL      string
 	pgVersion  string
 	durability string // the server's fsync and synchronous_commit settings
+	pgPID      int    // the postmaster when the server runs on this machine, else 0
 	tenantID   uuid.UUID
 	apiKey     string
 	pool       *pgxpool.Pool // the baselines' own pool, Concurrency connections
@@ -92,7 +94,34 @@ func (e *benchEnv) describeServer(ctx context.Context) error {
 	err = conn.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('fsync'),
 		current_setting('synchronous_commit')`).Scan(&e.pgVersion, &fsync, &syncCommit)
 	e.durability = "fsync=" + fsync + " synchronous_commit=" + syncCommit
-	return err
+	if err != nil {
+		return err
+	}
+	e.pgPID = localPostmaster(ctx, conn)
+	return nil
+}
+
+// localPostmaster returns the pid of the server's postmaster when conn's
+// server runs on this machine (its backend is a local postgres process),
+// and 0 otherwise.
+func localPostmaster(ctx context.Context, conn *pgx.Conn) int {
+	host := conn.Config().Host
+	if !strings.HasPrefix(host, "/") && !isLoopbackHost(host) {
+		return 0
+	}
+	var backend int
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend); err != nil {
+		return 0
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", backend))
+	if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+		return 0
+	}
+	parent, err := procParent(backend)
+	if err != nil {
+		return 0
+	}
+	return parent
 }
 
 // openPool opens the baselines' pool and creates bench_tokens, a copy of the

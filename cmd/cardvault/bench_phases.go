@@ -88,6 +88,7 @@ func runPhases(ctx context.Context, env *benchEnv, o benchOptions, progress io.W
 // measure runs one phase and adds what the vault spent on it.
 func (b *benchRun) measure(ctx context.Context, name string, vault bool, run func() loadResult) benchPhase {
 	child := b.env.child
+	pg0, pgErr0 := b.pgCPU()
 	cpu0, cpuErr0 := child.cpuSeconds()
 	child.resetPeak()
 	var profiled chan struct{}
@@ -97,7 +98,12 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 	}
 	res := run()
 	cpu1, cpuErr1 := child.cpuSeconds()
+	pg1, pgErr1 := b.pgCPU()
 	p := newBenchPhase(name, res)
+	if pgErr0 == nil && pgErr1 == nil && res.requests > 0 {
+		v := round3((pg1 - pg0) / float64(res.requests) * 1000)
+		p.PostgresCPUPer1k = &v
+	}
 	p.VaultRSSPeakMB = round1(child.resetPeak())
 	if vault && cpuErr0 == nil && cpuErr1 == nil && res.requests > 0 {
 		v := round3((cpu1 - cpu0) / float64(res.requests) * 1000)
@@ -107,6 +113,15 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 		<-profiled
 	}
 	return p
+}
+
+// pgCPU returns the CPU time of the PostgreSQL server so far, when it runs
+// on this machine.
+func (b *benchRun) pgCPU() (float64, error) {
+	if b.env.pgPID == 0 {
+		return 0, errors.New("the server is not local")
+	}
+	return procTreeCPUSeconds(b.env.pgPID)
 }
 
 // timed runs do for the configured duration and concurrency.

@@ -17,19 +17,9 @@ const clockTicks = 100
 
 // procCPUSeconds returns utime+stime of process pid from /proc/<pid>/stat.
 func procCPUSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := procStatFields(pid)
 	if err != nil {
 		return 0, err
-	}
-	// The command name (field 2) may hold spaces; fields after it start
-	// with the state (field 3); utime and stime are fields 14 and 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
@@ -76,4 +66,58 @@ func memTotalGB() float64 {
 		}
 	}
 	return 0
+}
+
+// procParent returns the parent pid of process pid.
+func procParent(pid int) (int, error) {
+	f, err := procStatFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(f[1])
+}
+
+// procStatFields returns the fields of /proc/<pid>/stat after the command
+// name: f[0] is the state (field 3), f[1] the parent pid, f[11] utime.
+func procStatFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return f, nil
+}
+
+// procTreeCPUSeconds returns the CPU time of process root and of its
+// living children: a PostgreSQL server's postmaster and backends.
+func procTreeCPUSeconds(root int) (float64, error) {
+	total, err := procCPUSeconds(root)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == root {
+			continue
+		}
+		f, err := procStatFields(pid)
+		if err != nil || f[1] != strconv.Itoa(root) {
+			continue
+		}
+		if s, err := procCPUSeconds(pid); err == nil {
+			total += s
+		}
+	}
+	return total, nil
 }

@@ -20,3 +20,9 @@ func setChildAttr(*exec.Cmd) {}
 
 // memTotalGB is unknown without /proc.
 func memTotalGB() float64 { return 0 }
+
+// procParent is unavailable without /proc.
+func procParent(int) (int, error) { return 0, errNoProc }
+
+// procTreeCPUSeconds is unavailable without /proc.
+func procTreeCPUSeconds(int) (float64, error) { return 0, errNoProc }

@@ -48,19 +48,22 @@ type benchConfig struct {
 // benchPhase is one phase's measurements. Latencies are of whole requests
 // as the client saw them; the import phase has none (its unit is items).
 type benchPhase struct {
-	Name           string   `json:"phase"`
-	Unit           string   `json:"unit"`
-	Requests       int64    `json:"requests"`
-	Errors         int64    `json:"errors"`
-	Seconds        float64  `json:"seconds"`
-	RPS            float64  `json:"rps"`
-	P50Ms          float64  `json:"p50_ms"`
-	P95Ms          float64  `json:"p95_ms"`
-	P99Ms          float64  `json:"p99_ms"`
-	MaxMs          float64  `json:"max_ms"`
-	VaultCPUPer1k  *float64 `json:"vault_cpu_seconds_per_1k"`
-	VaultRSSPeakMB float64  `json:"vault_rss_peak_mb"`
-	FirstError     string   `json:"first_error,omitempty"`
+	Name          string   `json:"phase"`
+	Unit          string   `json:"unit"`
+	Requests      int64    `json:"requests"`
+	Errors        int64    `json:"errors"`
+	Seconds       float64  `json:"seconds"`
+	RPS           float64  `json:"rps"`
+	P50Ms         float64  `json:"p50_ms"`
+	P95Ms         float64  `json:"p95_ms"`
+	P99Ms         float64  `json:"p99_ms"`
+	MaxMs         float64  `json:"max_ms"`
+	VaultCPUPer1k *float64 `json:"vault_cpu_seconds_per_1k"`
+	// PostgresCPUPer1k is the server's CPU per 1,000 requests, when it runs
+	// on this machine.
+	PostgresCPUPer1k *float64 `json:"postgres_cpu_seconds_per_1k"`
+	VaultRSSPeakMB   float64  `json:"vault_rss_peak_mb"`
+	FirstError       string   `json:"first_error,omitempty"`
 }
 
 // benchRatio compares a vault phase with its reference.
@@ -170,18 +173,15 @@ func printReport(w io.Writer, r *benchReport) {
 	fmt.Fprintf(w, "\ncardvault bench — %d CPUs, %.1f GB RAM, %s, %s, PostgreSQL %s (%s); concurrency %d, %gs per phase\n\n",
 		m.CPUs, m.MemTotalGB, m.OS, m.Go, m.PostgreSQL, m.Durability, r.Config.Concurrency, r.Config.PhaseSeconds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\t")
+	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\tPG CPU s/1k\t")
 	for _, p := range r.Phases {
 		lat := []string{fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs)}
 		if p.Unit == "items" {
 			lat = []string{"-", "-", "-", "-"}
 		}
-		cpu := "-"
-		if p.VaultCPUPer1k != nil {
-			cpu = fmtNum(*p.VaultCPUPer1k)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", p.Name, p.Requests, fmtNum(p.RPS),
-			lat[0], lat[1], lat[2], lat[3], p.Errors, cpu, fmtNum(p.VaultRSSPeakMB))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", p.Name, p.Requests, fmtNum(p.RPS),
+			lat[0], lat[1], lat[2], lat[3], p.Errors, fmtOpt(p.VaultCPUPer1k, "-"), fmtNum(p.VaultRSSPeakMB),
+			fmtOpt(p.PostgresCPUPer1k, "-"))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n(import: requests are payment methods imported end to end, rps is items per second)")
@@ -220,21 +220,18 @@ func writeReport(dir string, r *benchReport) error {
 	}
 	cw := csv.NewWriter(f)
 	_ = cw.Write([]string{"kind", "name", "requests", "errors", "seconds", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms",
-		"vault_cpu_seconds_per_1k", "vault_rss_peak_mb", "value", "want", "pass"})
+		"vault_cpu_seconds_per_1k", "vault_rss_peak_mb", "postgres_cpu_seconds_per_1k", "value", "want", "pass"})
 	for _, p := range r.Phases {
-		cpu := ""
-		if p.VaultCPUPer1k != nil {
-			cpu = fmtNum(*p.VaultCPUPer1k)
-		}
 		_ = cw.Write([]string{"phase", p.Name, strconv.FormatInt(p.Requests, 10), strconv.FormatInt(p.Errors, 10),
 			fmtNum(p.Seconds), fmtNum(p.RPS), fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs),
-			cpu, fmtNum(p.VaultRSSPeakMB), "", "", ""})
+			fmtOpt(p.VaultCPUPer1k, ""), fmtNum(p.VaultRSSPeakMB), fmtOpt(p.PostgresCPUPer1k, ""), "", "", ""})
 	}
+	blank := make([]string, 11)
 	for _, q := range r.Ratios {
-		_ = cw.Write([]string{"ratio", q.Name, "", "", "", "", "", "", "", "", "", "", fmtNum(q.Value), "", ""})
+		_ = cw.Write(append(append([]string{"ratio", q.Name}, blank...), fmtNum(q.Value), "", ""))
 	}
 	for _, t := range r.Targets {
-		_ = cw.Write([]string{"target", t.Name, "", "", "", "", "", "", "", "", "", "", t.Got, t.Want, strconv.FormatBool(t.Pass)})
+		_ = cw.Write(append(append([]string{"target", t.Name}, blank...), t.Got, t.Want, strconv.FormatBool(t.Pass)))
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
@@ -242,6 +239,14 @@ func writeReport(dir string, r *benchReport) error {
 		return err
 	}
 	return f.Close()
+}
+
+// fmtOpt prints an optional measurement, or none when it is missing.
+func fmtOpt(v *float64, none string) string {
+	if v == nil {
+		return none
+	}
+	return fmtNum(*v)
 }
 
 // fmtNum prints a measurement without trailing zeros.
