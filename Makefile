@@ -43,8 +43,24 @@ test: postgres-check ## Vet and run all tests (needs PostgreSQL; see postgres-ch
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
+# How long `make fuzz` runs each fuzz target, and the targets, as
+# package:FuzzName (go test allows one -fuzz target per run).
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./vault:FuzzParsePAN ./vault:FuzzParseExpiry ./vault:FuzzParseCard ./httpapi:FuzzDecodeCDEImport
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 10s), one at a time; needs no database
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
+
 bench: build postgres-check ## Benchmark the vault against PostgreSQL's own insert and select (~2 min; BENCH_FLAGS=… adds flags; results in bin/bench/)
 	bin/cardvault bench --out bin/bench $(BENCH_FLAGS)
+
+.PHONY: soak
+soak: postgres-check ## Soak: the real binary under mixed load for SOAK_DURATION (default 2m); fails on any error or RSS growth
+	$(GO) test -tags soak -count=1 -v -run '^TestSoak$$' -timeout 10m ./cmd/cardvault
 
 dev: postgres-check ## Run cardvault in dev mode (private PostgreSQL under .cardvault-dev/)
 	$(GO) run ./cmd/cardvault dev

@@ -1,0 +1,834 @@
+//go:build linux
+
+package main
+
+// Fault tests: the real binary (or the real serve()) against a real
+// PostgreSQL, under tokenization load, through the faults of issue 5. Each
+// proves one guarantee; README "Operating" names them.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+	"github.com/tink-crypto/tink-go/v2/tink"
+
+	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/pglocal"
+	"github.com/cardvault/cardvault/vault/vaulttest"
+)
+
+// faultCard is the i-th card number of the fault tests (public test range).
+func faultCard(i int64) string { return vaulttest.LuhnNumber("424242", 16, int(i)) }
+
+// faultBody is the tokenize body of card i, with its own business key.
+func faultBody(i int64) string {
+	return `{"metadata":{"business_key":"fault-` + strconv.FormatInt(i, 10) + `"},"card":{"number":"` +
+		faultCard(i) + `","exp_month":"04","exp_year":"2033","name":"Fault Test"}}`
+}
+
+// faultAnswer is the outcome of one request of a load.
+type faultAnswer struct {
+	at         time.Time // when it was sent
+	latency    time.Duration
+	status     int   // 0 when err is set
+	err        error // a transport error: no answer at all
+	errType    string
+	errCode    string
+	retryAfter string
+	tokenID    string // on a 2xx
+	card       int64
+}
+
+func (a faultAnswer) ok() bool { return a.status >= 200 && a.status < 300 }
+
+// tokenLoad is POST /tokens sent by several workers until stop.
+type tokenLoad struct {
+	url, key string
+	client   *http.Client
+	next     atomic.Int64
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	answers []faultAnswer
+}
+
+// startTokenLoad starts workers sending tokenize requests to url, each card
+// a new number and business key, from index first on.
+func startTokenLoad(t *testing.T, url, key string, workers int, first int64) *tokenLoad {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &tokenLoad{url: url, key: key, cancel: cancel, client: &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: workers}}}
+	l.next.Store(first)
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for ctx.Err() == nil {
+				l.record(l.tokenize(ctx, l.next.Add(1)))
+			}
+		}()
+	}
+	t.Cleanup(l.stop)
+	return l
+}
+
+// tokenize sends card i once and returns what came back.
+func (l *tokenLoad) tokenize(ctx context.Context, i int64) faultAnswer {
+	a := faultAnswer{at: time.Now(), card: i}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url+"/tokens", strings.NewReader(faultBody(i)))
+	if err != nil {
+		a.err = err
+		return a
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-API-Key", l.key)
+	res, err := l.client.Do(req)
+	a.latency = time.Since(a.at)
+	if err != nil {
+		a.err = err
+		return a
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		a.err = err
+		return a
+	}
+	a.status, a.retryAfter = res.StatusCode, res.Header.Get("Retry-After")
+	var body struct {
+		ID    string `json:"id"`
+		Error struct {
+			Type string `json:"type"`
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(b, &body)
+	a.tokenID, a.errType, a.errCode = body.ID, body.Error.Type, body.Error.Code
+	return a
+}
+
+func (l *tokenLoad) record(a faultAnswer) {
+	if errors.Is(a.err, context.Canceled) {
+		return // stopped by the test, not by the vault
+	}
+	l.mu.Lock()
+	l.answers = append(l.answers, a)
+	l.mu.Unlock()
+}
+
+// stop ends the load and waits for every worker.
+func (l *tokenLoad) stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// snapshot returns the answers so far.
+func (l *tokenLoad) snapshot() []faultAnswer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]faultAnswer(nil), l.answers...)
+}
+
+// count returns how many answers sent at or after since satisfy keep.
+func (l *tokenLoad) count(since time.Time, keep func(faultAnswer) bool) int {
+	n := 0
+	for _, a := range l.snapshot() {
+		if !a.at.Before(since) && keep(a) {
+			n++
+		}
+	}
+	return n
+}
+
+// acked returns every acknowledged tokenization: token id → card number.
+func (l *tokenLoad) acked() map[string]string {
+	out := map[string]string{}
+	for _, a := range l.snapshot() {
+		if a.ok() {
+			out[a.tokenID] = faultCard(a.card)
+		}
+	}
+	return out
+}
+
+// detokenizeAll reveals every token of the tenant found in the database
+// and checks that each acknowledged token is among them with its card.
+// Every row must open: a half-written row would not.
+func detokenizeAll(t *testing.T, url, key string, pool *pgxpool.Pool, tenantID string, acked map[string]string) {
+	t.Helper()
+	ids := tokenIDs(t, pool, tenantID)
+	client := &http.Client{Timeout: 10 * time.Second}
+	revealed := make(map[string]string, len(ids))
+	for _, id := range ids {
+		req, err := http.NewRequest(http.MethodPost, url+"/tokens/"+id+"/detokenize", strings.NewReader(`{"reason":"fault test"}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", key)
+		res, err := client.Do(req)
+		require.NoError(t, err)
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode, "token %s does not detokenize: %s", id, b)
+		var r struct {
+			Card struct {
+				Number string `json:"number"`
+			} `json:"card"`
+		}
+		require.NoError(t, json.Unmarshal(b, &r))
+		revealed[id] = r.Card.Number
+	}
+	for id, number := range acked {
+		got, ok := revealed[id]
+		if !assert.True(t, ok, "acknowledged token %s is missing", id) {
+			continue
+		}
+		assert.True(t, got == number, "acknowledged token %s holds another card", id) // never print card numbers
+	}
+}
+
+// tokenIDs returns the ids of the tenant's token rows.
+func tokenIDs(t *testing.T, pool *pgxpool.Pool, tenantID string) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT id::text FROM tokens WHERE tenant_id = $1`, tenantID)
+	require.NoError(t, err)
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		require.NoError(t, rows.Scan(&id))
+		ids = append(ids, id)
+	}
+	require.NoError(t, rows.Err())
+	return ids
+}
+
+// assertNoHalfWrittenTokens checks that a token row and its token.create
+// audit event exist together or not at all (one transaction).
+func assertNoHalfWrittenTokens(t *testing.T, pool *pgxpool.Pool, tenantID string) {
+	t.Helper()
+	var tokensWithoutEvent, eventsWithoutToken int
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM tokens t WHERE t.tenant_id = $1
+		AND NOT EXISTS (SELECT 1 FROM audit_events a WHERE a.token_id = t.id AND a.action = 'token.create')`, tenantID).Scan(&tokensWithoutEvent))
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events a WHERE a.tenant_id = $1
+		AND a.action = 'token.create' AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.id = a.token_id)`, tenantID).Scan(&eventsWithoutToken))
+	assert.Zero(t, tokensWithoutEvent, "token rows without their create event")
+	assert.Zero(t, eventsWithoutToken, "create events without their token row")
+}
+
+// faultTenant creates a tenant with an every-scope key through a service on
+// db with kek, and returns its id and key.
+func faultTenant(t *testing.T, db string, kek tink.AEAD) (string, string) {
+	t.Helper()
+	svc := vaulttest.NewService(t, db, vaulttest.Options{KEK: kek})
+	id, key := vaulttest.Tenant(t, svc)
+	return id.String(), key
+}
+
+// ---- the binary as a child process ----
+
+// buildVault builds cardvault into the test's temp dir and returns its path.
+func buildVault(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cardvault")
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = "go"
+	}
+	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// childVault is `cardvault serve` running as a child process.
+type childVault struct {
+	cmd  *exec.Cmd
+	addr string
+	url  string
+	log  *logTail
+	done chan struct{} // closed when it has exited
+}
+
+// logTail keeps the last 64 KiB of a log: a load logs a line per request.
+type logTail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const logTailSize = 64 << 10
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if len(l.buf) > logTailSize {
+		l.buf = append(l.buf[:0], l.buf[len(l.buf)-logTailSize:]...)
+	}
+	return len(p), nil
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
+}
+
+// startChildVault runs bin serve on a free loopback port with env (plus
+// this process's environment without VAULT_* variables) and returns once
+// it is serving. The child is killed when the test ends, and by the kernel
+// if the test process dies.
+func startChildVault(t *testing.T, bin string, env ...string) *childVault {
+	t.Helper()
+	c := &childVault{log: &logTail{}, done: make(chan struct{})}
+	c.cmd = exec.Command(bin, "serve")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "VAULT_") {
+			c.cmd.Env = append(c.cmd.Env, kv)
+		}
+	}
+	c.cmd.Env = append(c.cmd.Env, append([]string{"VAULT_LISTEN=127.0.0.1:0", "VAULT_RATE_LIMIT=0", "VAULT_LOG_LEVEL=info"}, env...)...)
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := c.cmd.StderrPipe()
+	require.NoError(t, err)
+	addrc := make(chan string, 1)
+	started := make(chan error, 1)
+	go func() {
+		// The parent-death signal fires when the starting thread ends: keep
+		// this goroutine on its thread until the child has exited.
+		runtime.LockOSThread()
+		if err := c.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		scanServingAddr(stderr, c.log, addrc)
+		_ = c.cmd.Wait()
+		close(c.done)
+	}()
+	require.NoError(t, <-started)
+	t.Cleanup(func() { c.kill(t) })
+	select {
+	case c.addr = <-addrc:
+	case <-c.done:
+		t.Fatalf("the vault exited before serving: %s", c.log)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the vault did not start serving within 20s: %s", c.log)
+	}
+	c.url = "http://" + c.addr
+	return c
+}
+
+// scanServingAddr copies the child's log into log and sends the address
+// of its "serving" line to addrc.
+func scanServingAddr(r io.Reader, log io.Writer, addrc chan<- string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sent := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		fmt.Fprintf(log, "%s\n", line)
+		if sent || !bytes.Contains(line, []byte(`"msg":"serving"`)) {
+			continue // the access log: a line per request
+		}
+		var rec struct {
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal(line, &rec) == nil {
+			addrc <- rec.Addr
+			sent = true
+		}
+	}
+}
+
+// signal sends sig to the child.
+func (c *childVault) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	require.NoError(t, c.cmd.Process.Signal(sig))
+}
+
+// wait waits up to within for the child to exit and returns its exit code.
+func (c *childVault) wait(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-c.done:
+		return c.cmd.ProcessState.ExitCode()
+	case <-time.After(within):
+		t.Fatalf("the vault did not exit within %s", within)
+		return -1
+	}
+}
+
+// kill SIGKILLs the child unless it has exited, and waits for it.
+func (c *childVault) kill(t *testing.T) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Kill()
+	c.wait(t, 10*time.Second)
+}
+
+// childSetup is a migrated database of its own, a local KEK, a tenant with
+// an every-scope key, the built binary and the environment that runs it.
+type childSetup struct {
+	bin, db, tenantID, key string
+	env                    []string
+	pool                   *pgxpool.Pool
+}
+
+func newChildSetup(t *testing.T, bin string) childSetup {
+	t.Helper()
+	kek, kekURI := vaulttest.KEK(t)
+	s := childSetup{bin: bin, db: migratedDatabase(t)}
+	s.tenantID, s.key = faultTenant(t, s.db, kek)
+	s.env = []string{"VAULT_DATABASE_URL=" + s.db, "VAULT_KEK_URI=" + kekURI}
+	s.pool = vaulttest.Pool(t, s.db)
+	return s
+}
+
+// waitAcked waits until n requests sent at or after since have been
+// acknowledged.
+func waitAcked(t *testing.T, l *tokenLoad, since time.Time, n int, within time.Duration) {
+	t.Helper()
+	waitFor(t, within, fmt.Sprintf("%d acknowledged tokens", n), func() bool {
+		return l.count(since, faultAnswer.ok) >= n
+	})
+}
+
+// TestTheBinaryUnderLoad builds cardvault once and runs it as a child
+// process through SIGKILL and SIGTERM under tokenization load.
+func TestTheBinaryUnderLoad(t *testing.T) {
+	bin := buildVault(t)
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s childSetup)
+	}{
+		{"SIGKILL loses no acknowledged token", sigkillUnderLoad},
+		{"SIGTERM finishes in-flight requests and exits 0", sigtermUnderLoad},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, newChildSetup(t, bin)) })
+	}
+}
+
+// sigkillUnderLoad kills the vault with SIGKILL while 8 workers tokenize,
+// restarts it, and checks that every acknowledged token is there and opens,
+// and that no token row lacks its audit event or the other way round.
+func sigkillUnderLoad(t *testing.T, s childSetup) {
+	child := startChildVault(t, s.bin, s.env...)
+	load := startTokenLoad(t, child.url, s.key, 8, 0)
+	waitAcked(t, load, time.Time{}, 200, 15*time.Second)
+
+	child.signal(t, syscall.SIGKILL)
+	child.wait(t, 10*time.Second)
+	load.stop()
+	acked := load.acked()
+	cut := load.count(time.Time{}, func(a faultAnswer) bool { return a.err != nil })
+	t.Logf("%d tokens acknowledged before SIGKILL; %d requests got no answer (in flight at the kill or sent after it)", len(acked), cut)
+
+	restarted := startChildVault(t, s.bin, s.env...)
+	assertNoHalfWrittenTokens(t, s.pool, s.tenantID)
+	detokenizeAll(t, restarted.url, s.key, s.pool, s.tenantID, acked)
+	for _, a := range load.snapshot() {
+		if a.err == nil {
+			assert.True(t, a.ok(), "before the kill every answer is a 2xx, got %d %s", a.status, a.errCode)
+		}
+	}
+}
+
+// holdRequest opens a connection, sends a tokenize request's headers with
+// Expect: 100-continue and waits for the 100 Continue that the server sends
+// when the handler starts reading the body: the request is then in flight.
+// send completes it and returns the answer.
+func holdRequest(t *testing.T, addr, key string, card int64) (send func() (*http.Response, error)) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	body := faultBody(card)
+	_, err = fmt.Fprintf(conn, "POST /tokens HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nX-API-Key: %s\r\n"+
+		"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n", addr, key, len(body))
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	line, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, "100 Continue")
+	_, err = br.ReadString('\n')
+	require.NoError(t, err)
+	return func() (*http.Response, error) {
+		if _, err := io.WriteString(conn, body); err != nil {
+			return nil, err
+		}
+		return http.ReadResponse(br, nil)
+	}
+}
+
+// waitRefused polls until a new connection to addr is refused.
+func waitRefused(t *testing.T, addr string, within time.Duration) {
+	t.Helper()
+	waitFor(t, within, "new connections to be refused", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	})
+}
+
+// sigtermUnderLoad sends SIGTERM while 4 workers tokenize and one request
+// is held in flight (its handler waiting for the body): new connections are
+// refused at once, the held request still completes with 201, every answer
+// is a 2xx, the exit code is 0 within the grace period, and every
+// acknowledged token is there after a restart.
+func sigtermUnderLoad(t *testing.T, s childSetup) {
+	child := startChildVault(t, s.bin, s.env...)
+	load := startTokenLoad(t, child.url, s.key, 4, 0)
+	waitAcked(t, load, time.Time{}, 100, 15*time.Second)
+	const heldCard = 900_000_000 // far from the load's cards
+	complete := holdRequest(t, child.addr, s.key, heldCard)
+
+	child.signal(t, syscall.SIGTERM)
+	termAt := time.Now()
+	waitRefused(t, child.addr, 5*time.Second)
+	res, err := complete()
+	require.NoError(t, err, "the request in flight at SIGTERM is answered")
+	b, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, res.StatusCode, "body: %s", b)
+	var held struct {
+		ID string `json:"id"`
+	}
+	require.NoError(t, json.Unmarshal(b, &held))
+	code := child.wait(t, shutdownGrace)
+	exitAfter := time.Since(termAt)
+	assert.Equal(t, 0, code, "exit code after SIGTERM; log: %s", child.log)
+	assert.Less(t, exitAfter, shutdownGrace)
+	load.stop()
+
+	acked := load.acked()
+	acked[held.ID] = faultCard(heldCard)
+	for _, a := range load.snapshot() {
+		if a.err == nil {
+			assert.True(t, a.ok(), "every answer, in flight at SIGTERM or not, is a 2xx: got %d %s", a.status, a.errCode)
+		}
+	}
+	t.Logf("exit 0 %s after SIGTERM; %d tokens acknowledged", exitAfter.Round(time.Millisecond), len(acked))
+	restarted := startChildVault(t, s.bin, s.env...)
+	assertNoHalfWrittenTokens(t, s.pool, s.tenantID)
+	detokenizeAll(t, restarted.url, s.key, s.pool, s.tenantID, acked)
+}
+
+// ---- PostgreSQL restarts, with serve() in this process ----
+
+// privatePostgres is a PostgreSQL server of this test alone, so restarting
+// it disturbs no other package's database.
+type privatePostgres struct {
+	dir string
+	srv *pglocal.Server
+}
+
+func startPrivatePostgres(t *testing.T) *privatePostgres {
+	t.Helper()
+	p := &privatePostgres{dir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, err := pglocal.Start(ctx, p.dir, pglocal.Options{})
+	if errors.Is(err, pglocal.ErrNoBinaries) {
+		t.Skip("no PostgreSQL server binaries to run a private server: apt-get install postgresql")
+	}
+	require.NoError(t, err)
+	p.srv = srv
+	t.Cleanup(func() {
+		_ = p.srv.Stop()
+		os.RemoveAll(p.srv.Dir) // a relocated directory (root); t.TempDir removes p.dir
+	})
+	return p
+}
+
+// restart starts the server again on the same files and port.
+func (p *privatePostgres) restart(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, err := pglocal.Start(ctx, p.dir, pglocal.Options{Port: p.srv.Port})
+	require.NoError(t, err)
+	p.srv = srv
+}
+
+// immediateShutdown stops the server the way a crash does: SIGQUIT to the
+// postmaster (no checkpoint; the next start replays the WAL).
+func (p *privatePostgres) immediateShutdown(t *testing.T) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.srv.DataDir, "postmaster.pid"))
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGQUIT))
+	_ = p.srv.Stop() // waits for the exit; reports the unclean exit
+}
+
+// faultServeConfig is serve's configuration for the fault tests; its zero
+// Limits mean no rate limit (one key drives all the load) and no cap.
+func faultServeConfig(db, kekURI string) config {
+	return config{DatabaseURL: db, KEKURI: kekURI, CVCTTL: time.Hour, Cryptoperiod: 365 * 24 * time.Hour,
+		KeyRefresh: time.Second, KeyCacheTTL: time.Hour}
+}
+
+func TestPostgresRestartDuringTokenizationFailsFastAndRecovers(t *testing.T) {
+	pg := startPrivatePostgres(t)
+	ctx := context.Background()
+	db := pg.srv.URL("cardvault")
+	require.NoError(t, ensureDatabase(ctx, pg.srv.URL("postgres"), "cardvault"))
+	require.NoError(t, migrate(ctx, db))
+	kek, kekURI := vaulttest.KEK(t)
+	tenantID, key := faultTenant(t, db, kek)
+	cfg := faultServeConfig(db, kekURI)
+	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler)) // the real pool and service of `serve`
+	require.NoError(t, err)
+	t.Cleanup(a.Close)
+	sv := startServe(t, a.svc, cfg)
+	load := startTokenLoad(t, sv.url, key, 8, 0)
+
+	restarts := []struct {
+		name string
+		stop func(t *testing.T)
+	}{
+		{"fast shutdown", func(t *testing.T) { require.NoError(t, pg.srv.Stop()) }},
+		{"crash (immediate shutdown, WAL replay)", pg.immediateShutdown},
+	}
+	for _, r := range restarts {
+		t.Run(r.name, func(t *testing.T) {
+			waitAcked(t, load, time.Now(), 50, 15*time.Second)
+			down := time.Now()
+			r.stop(t)
+			waitFor(t, 10*time.Second, "503s while PostgreSQL is down", func() bool {
+				return load.count(down, func(a faultAnswer) bool { return a.status == http.StatusServiceUnavailable }) >= 10
+			})
+			pg.restart(t)
+			outage := time.Since(down)
+			up := time.Now()
+			waitAcked(t, load, up, 50, 15*time.Second)
+			t.Logf("outage %s; recovered %s after the restart", outage.Round(time.Millisecond), time.Since(up).Round(time.Millisecond))
+		})
+	}
+	load.stop()
+
+	var failed int
+	var slowest time.Duration
+	for _, a := range load.snapshot() {
+		require.NoError(t, a.err, "the vault itself never stops answering")
+		if a.ok() {
+			continue
+		}
+		failed++
+		slowest = max(slowest, a.latency)
+		assert.Equal(t, http.StatusServiceUnavailable, a.status, "an outage answers 503, not %d (%s)", a.status, a.errCode)
+		assert.Equal(t, "api_error", a.errType)
+		assert.NotEmpty(t, a.retryAfter, "a 503 says when to retry")
+		assert.Less(t, a.latency, 3*time.Second, "a request during the outage fails fast")
+	}
+	acked := load.acked()
+	t.Logf("%d tokens acknowledged, %d requests answered 503 (slowest %s)", len(acked), failed, slowest.Round(time.Millisecond))
+	pool := vaulttest.Pool(t, db)
+	assertNoHalfWrittenTokens(t, pool, tenantID)
+	detokenizeAll(t, sv.url, key, pool, tenantID, acked)
+}
+
+// ---- the root KEK ----
+
+// switchableKEK is a root KEK a test can make unavailable, like a KMS that
+// stops answering.
+type switchableKEK struct {
+	aead tink.AEAD
+	down atomic.Bool
+}
+
+var errTestKMSDown = errors.New("test KMS: unavailable")
+
+func newSwitchableKEK(t *testing.T) *switchableKEK {
+	t.Helper()
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	require.NoError(t, err)
+	a, err := aead.New(h)
+	require.NoError(t, err)
+	return &switchableKEK{aead: a}
+}
+
+func (k *switchableKEK) Encrypt(pt, ad []byte) ([]byte, error) {
+	if k.down.Load() {
+		return nil, errTestKMSDown
+	}
+	return k.aead.Encrypt(pt, ad)
+}
+
+func (k *switchableKEK) Decrypt(ct, ad []byte) ([]byte, error) {
+	if k.down.Load() {
+		return nil, errTestKMSDown
+	}
+	return k.aead.Decrypt(ct, ad)
+}
+
+// call sends an API request and returns the status, the error code of an
+// error answer, the Retry-After header and the body.
+func call(t *testing.T, method, url, key, body string) (int, string, string, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(b, &e)
+	return res.StatusCode, e.Error.Code, res.Header.Get("Retry-After"), b
+}
+
+func TestKEKUnavailableLaterServesCachedKeysUntilTheirTTLThen503(t *testing.T) {
+	db := migratedDatabase(t)
+	kek := newSwitchableKEK(t)
+	clock := vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+	svc, err := vault.NewService(vault.Config{Pool: vaulttest.Pool(t, db), KEK: kek, Now: clock.Now,
+		KeyCacheTTL: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	_, key := vaulttest.Tenant(t, svc)
+	sv := startServe(t, svc, faultServeConfig(db, "local:///unused/kek.json"))
+	status, _, _, b := call(t, http.MethodPost, sv.url+"/tokens", key, faultBody(0))
+	require.Equal(t, http.StatusCreated, status, "%s", b)
+	var first struct {
+		ID string `json:"id"`
+	}
+	require.NoError(t, json.Unmarshal(b, &first))
+	pool := vaulttest.Pool(t, db)
+
+	steps := []struct {
+		name       string
+		advance    time.Duration
+		kekDown    bool
+		wantStatus int // of tokenize, read, detokenize and /readyz; 0: each one's success
+	}{
+		{"KEK down, keys cached: serving", 30 * time.Minute, true, 0},
+		{"KEK down past the cache TTL: 503 kek_unavailable", 31 * time.Minute, true, http.StatusServiceUnavailable},
+		{"KEK back: serving again", 0, false, 0},
+	}
+	for i, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			clock.Advance(st.advance)
+			kek.down.Store(st.kekDown)
+			card := int64(i + 1)
+			var rows int
+			require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM tokens`).Scan(&rows))
+			requests := []struct {
+				method, path, body string
+				ok                 int
+			}{
+				{http.MethodPost, "/tokens", faultBody(card), http.StatusCreated},
+				{http.MethodGet, "/tokens/" + first.ID, "", http.StatusOK},
+				{http.MethodPost, "/tokens/" + first.ID + "/detokenize", "{}", http.StatusOK},
+				{http.MethodGet, "/readyz", "", http.StatusOK},
+			}
+			for _, r := range requests {
+				status, code, retryAfter, body := call(t, r.method, sv.url+r.path, key, r.body)
+				if st.wantStatus == 0 {
+					assert.Equal(t, r.ok, status, "%s %s: %s", r.method, r.path, body)
+					continue
+				}
+				assert.Equal(t, st.wantStatus, status, "%s %s: %s", r.method, r.path, body)
+				if r.path != "/readyz" {
+					assert.Equal(t, "kek_unavailable", code, "%s %s", r.method, r.path)
+				}
+				assert.NotEmpty(t, retryAfter)
+				assert.False(t, bytes.Contains(body, []byte(faultCard(card))), "no card number in an error answer")
+			}
+			if st.wantStatus != 0 {
+				var after, plain int
+				require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM tokens`).Scan(&after))
+				assert.Equal(t, rows, after, "nothing is stored without the keys: no plaintext fallback")
+				require.NoError(t, pool.QueryRow(context.Background(),
+					`SELECT count(*) FROM tokens WHERE position(convert_to($1, 'UTF8') IN pan_ct) > 0`, faultCard(card)).Scan(&plain))
+				assert.Zero(t, plain)
+			}
+		})
+	}
+}
+
+// closedPort returns a loopback port nothing listens on (a moment ago).
+func closedPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	return port
+}
+
+func TestServeRefusesToStartWithoutItsRootKEK(t *testing.T) {
+	t.Setenv("VAULT_TOKEN", "test-token") // the HashiCorp Vault KEK needs one; the server is unreachable anyway
+	unreachable := "hcvault://127.0.0.1:" + strconv.Itoa(closedPort(t)) + "/transit/keys/cardvault"
+	withTenant := migratedDatabase(t)
+	_, localKEK := vaulttest.KEK(t)
+	_, _, err := run(t, "tenant", "create", "kek-check", "--database-url", withTenant, "--kek-uri", localKEK)
+	require.NoError(t, err)
+	tests := []struct {
+		name, db, kek string
+		want          []string
+	}{
+		{"KMS unreachable, no tenant yet", migratedDatabase(t), unreachable,
+			[]string{"root KEK hcvault://127.0.0.1:", "unreachable KEK", "kek_unavailable"}},
+		{"KMS unreachable, tenants to open", withTenant, unreachable,
+			[]string{"root KEK hcvault://127.0.0.1:", "cannot open the tenant keysets", "kek_unavailable"}},
+		{"local KEK file missing", withTenant, "local:///nonexistent/kek.json",
+			[]string{"root KEK local:///nonexistent/kek.json"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, _, err := run(t, "serve", "--database-url", tt.db, "--kek-uri", tt.kek, "--listen", "127.0.0.1:0")
+			require.Error(t, err)
+			for _, w := range tt.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			t.Logf("refused after %s: %v", time.Since(start).Round(time.Millisecond), err)
+		})
+	}
+}
