@@ -125,8 +125,9 @@ func ParseCard(in CardInput) (Card, error) {
 
 // parseCardName returns the cardholder name s with surrounding whitespace
 // removed ("" when absent), or an "invalid_name" *Error when s is not valid
-// UTF-8, is longer than 255 characters, or holds a control character or a
-// line or paragraph separator. Any Unicode letters are accepted.
+// UTF-8, is longer than 255 characters, holds a control character or a
+// line or paragraph separator, or holds something that looks like a card
+// number (ContainsPAN). Any Unicode letters are accepted.
 func parseCardName(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	n := 0
@@ -142,6 +143,9 @@ func parseCardName(s string) (string, error) {
 		if n++; n > maxCardNameLen {
 			return "", InvalidParam("invalid_name", paramName, "cardholder name must be at most 255 characters")
 		}
+	}
+	if ContainsPAN(s) { // the masked record shows the name: it must not carry a card number
+		return "", InvalidParam("invalid_name", paramName, "cardholder name must not contain a card number")
 	}
 	return s, nil
 }
