@@ -195,13 +195,18 @@ func (s *Service) RevokeAPIKey(ctx context.Context, id uuid.UUID) (APIKey, error
 		return insertAudit(ctx, tx, s.event(Operator(k.TenantID), ActionAPIKeyRevoke, uuid.Nil,
 			map[string]any{"api_key_id": k.ID}))
 	})
+	if err == nil {
+		s.apiKeys.forget(k.ID)
+	}
 	return k, err
 }
 
 // Authenticate returns the actor a presented API key stands for, with the
 // request's id and client address. A missing, malformed, unknown, revoked or
 // mismatching key returns a KindUnauthenticated error and is audited; the
-// presented key itself is never stored or logged.
+// presented key itself is never stored or logged. A valid key's row is
+// remembered for up to a second (apiKeyCacheTTL): a revocation made through
+// this Service applies at once, one made elsewhere within that second.
 func (s *Service) Authenticate(ctx context.Context, secret, requestID, clientAddr string) (Actor, error) {
 	a := Actor{RequestID: requestID, ClientAddr: clientAddr}
 	if secret == "" {
@@ -211,9 +216,15 @@ func (s *Service) Authenticate(ctx context.Context, secret, requestID, clientAdd
 	if !ok {
 		return a, s.authFailed(ctx, a, "malformed_key")
 	}
+	presented := hashSecret(secret)
+	if k, ok := s.apiKeys.lookup(prefix, presented); ok {
+		a.APIKeyID, a.TenantID, a.Scopes = k.id, k.tenantID, k.scopes
+		return a, nil
+	}
 	var hash []byte
 	var revoked *time.Time
 	var scopes []string
+	loaded := time.Now()
 	err := s.db.QueryRow(ctx, `SELECT id, tenant_id, secret_hash, scopes, revoked_at FROM api_keys WHERE prefix = $1`,
 		prefix).Scan(&a.APIKeyID, &a.TenantID, &hash, &scopes, &revoked)
 	if err == pgx.ErrNoRows {
@@ -222,7 +233,7 @@ func (s *Service) Authenticate(ctx context.Context, secret, requestID, clientAdd
 	if err != nil {
 		return a, dbError(err, "api key")
 	}
-	if subtle.ConstantTimeCompare(hash, hashSecret(secret)) != 1 {
+	if subtle.ConstantTimeCompare(hash, presented) != 1 {
 		return a, s.authFailed(ctx, a, "wrong_secret")
 	}
 	if revoked != nil {
@@ -231,6 +242,7 @@ func (s *Service) Authenticate(ctx context.Context, secret, requestID, clientAdd
 	for _, sc := range scopes {
 		a.Scopes = append(a.Scopes, Scope(sc))
 	}
+	s.apiKeys.store(prefix, cachedAPIKey{id: a.APIKeyID, tenantID: a.TenantID, hash: hash, scopes: a.Scopes, loaded: loaded})
 	return a, nil
 }
 

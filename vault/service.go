@@ -42,6 +42,7 @@ type Service struct {
 	log      *slog.Logger
 	usage    keyUsage
 	outbox   outboxSignal // wakes webhook deliverers (event.go)
+	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
 }
 
 // NewService returns a Service for cfg, or an error when a required part is
