@@ -76,7 +76,11 @@ func NewDatabase(ctx context.Context, name string) (string, func(), error) {
 // database with NewDatabase, stores its URL in *dbURL, runs the tests,
 // drops the database and exits with the tests' exit code. When no database
 // can be had it prints why, and how to get one, and exits with status 1.
+// A binary started only to fuzz (see fuzzingOnly) gets no database.
 func Main(m *testing.M, name string, dbURL *string) {
+	if fuzzingOnly() {
+		os.Exit(m.Run())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	u, cleanup, err := NewDatabase(ctx, name)
 	cancel()
