@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -92,4 +93,34 @@ func panRuns(s string) []string {
 		}
 	}
 	return out
+}
+
+// BenchmarkDecodeCDEImport measures decodeBody on a Stripe forward body, and
+// the encoding/json decode alone, to show what the structural scan costs.
+func BenchmarkDecodeCDEImport(b *testing.B) {
+	body := []byte(`{"metadata":{"business_key":"pm_1QbXyZ2eZvKYlo2C","order":"A-1"},"card":{"number":"4242424242424242","exp_month":"04","exp_year":"2033","cvc":"123","name":"Jane Doe"}}`)
+	b.Run("decodeBody", func(b *testing.B) {
+		for b.Loop() {
+			var req tokenizeRequest
+			if err := decodeBody(body, &req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("scanJSON only", func(b *testing.B) {
+		t := reflect.TypeFor[*tokenizeRequest]()
+		for b.Loop() {
+			if err := scanJSON(body, t); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("unmarshalStrict only", func(b *testing.B) {
+		for b.Loop() {
+			var req tokenizeRequest
+			if err := unmarshalStrict(body, &req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
