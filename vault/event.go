@@ -313,7 +313,8 @@ func (s *Service) ReleaseWebhookEvents(ctx context.Context, owner string, ids []
 
 // webhookRowsUnderKey counts what a tenant's webhook rows still need data
 // key keyID for: the sealed signing secret and the sealed data of events
-// not yet delivered nor given up. Retiring a key must wait for zero.
+// not yet delivered nor given up. Retiring a key must wait for zero (after
+// resealWebhookRows has run, only events enqueued meanwhile can be left).
 func webhookRowsUnderKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) (int64, error) {
 	var n int64
 	err := q.QueryRow(ctx, `SELECT
@@ -321,4 +322,76 @@ func webhookRowsUnderKey(ctx context.Context, q querier, tenantID uuid.UUID, key
 		(SELECT count(*) FROM webhook_events WHERE tenant_id = $1 AND key_id = $2
 		   AND delivered_at IS NULL AND given_up_at IS NULL)`, tenantID, int64(keyID)).Scan(&n)
 	return n, err
+}
+
+// resealWebhookRows re-seals under tk's primary data key what the tenant's
+// webhook rows still hold under another key — the signing secret, and the
+// data of events not yet delivered nor given up — so that old keys can be
+// retired; the re-encryption job is the place to call it. It returns how
+// many rows it re-sealed, or the error of a row that does not open.
+func (s *Service) resealWebhookRows(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys) (int, error) {
+	primary := tk.sealer.PrimaryKeyID()
+	n, err := s.resealWebhookSecret(ctx, tx, tenantID, tk)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, `SELECT id, payload_ct FROM webhook_events
+		WHERE tenant_id = $1 AND key_id <> $2 AND delivered_at IS NULL AND given_up_at IS NULL FOR UPDATE`,
+		tenantID, int64(primary))
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	var cts [][]byte
+	for rows.Next() {
+		var id string
+		var ct []byte
+		if err := rows.Scan(&id, &ct); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		pt, err := tk.sealer.Open(crypto.Ciphertext(ct), eventDataAD(tenantID, id))
+		if err != nil {
+			rows.Close()
+			return 0, Internal(errors.New("webhook event data does not open"))
+		}
+		if ct, err = tk.sealer.Seal(pt, eventDataAD(tenantID, id)); err != nil {
+			rows.Close()
+			return 0, Internal(err)
+		}
+		s.usage.add(tenantID, primary)
+		ids, cts = append(ids, id), append(cts, ct)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE webhook_events e SET payload_ct = v.ct, key_id = $2
+		FROM unnest($1::text[], $3::bytea[]) AS v(id, ct) WHERE e.id = v.id`, ids, int64(primary), cts)
+	return n + len(ids), err
+}
+
+// resealWebhookSecret re-seals the tenant's signing secret under tk's
+// primary key when another key sealed it, and reports whether it did.
+func (s *Service) resealWebhookSecret(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys) (int, error) {
+	var u string
+	var ct []byte
+	err := tx.QueryRow(ctx, `SELECT url, secret_ct FROM webhooks WHERE tenant_id = $1 AND key_id <> $2 FOR UPDATE`,
+		tenantID, int64(tk.sealer.PrimaryKeyID())).Scan(&u, &ct)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	secret, err := openWebhookSecret(tk, tenantID, u, ct)
+	if err != nil {
+		return 0, err
+	}
+	resealed, keyID, err := s.sealWebhookSecret(tk, tenantID, u, secret.Reveal())
+	if err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE webhooks SET secret_ct = $2, key_id = $3 WHERE tenant_id = $1`,
+		tenantID, []byte(resealed), int64(keyID))
+	return 1, err
 }

@@ -225,6 +225,38 @@ func TestAWebhookURLChangedInTheDatabaseNoLongerOpensItsSecret(t *testing.T) {
 	assert.Nil(t, claimed[0].Body)
 }
 
+func TestWebhookRowsAreResealedUnderANewPrimaryKey(t *testing.T) {
+	e := newWebhookEnv(t)
+	ctx := context.Background()
+	_, secret, err := e.svc.SetWebhook(ctx, e.actor, "https://hooks.example.com/a")
+	require.NoError(t, err)
+	e.tokenize(t, visa("pm_reseal"))
+	var old int64
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT key_id FROM webhooks WHERE tenant_id = $1`, e.actor.TenantID).Scan(&old))
+	primary, err := e.svc.RotateDataKey(ctx, e.actor, 0)
+	require.NoError(t, err)
+
+	n, err := vault.WebhookRowsUnderKey(ctx, e.pool, e.actor.TenantID, uint32(old))
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), n, "the secret and the pending event need the old key")
+	resealed, err := vault.ResealWebhookRows(ctx, e.svc, e.actor.TenantID)
+	require.NoError(t, err)
+	assert.Equal(t, 2, resealed)
+	n, err = vault.WebhookRowsUnderKey(ctx, e.pool, e.actor.TenantID, uint32(old))
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing needs the old key any more")
+	n, err = vault.WebhookRowsUnderKey(ctx, e.pool, e.actor.TenantID, primary)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), n)
+
+	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+	require.NoError(t, claimed[0].Err)
+	assert.Equal(t, secret, claimed[0].Secret.Reveal(), "the same secret, sealed anew")
+	assert.Contains(t, string(claimed[0].Body), `"token.created"`)
+}
+
 func TestDeleteWebhookGivesUpPendingEvents(t *testing.T) {
 	e := newWebhookEnv(t)
 	ctx := context.Background()
