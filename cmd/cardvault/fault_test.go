@@ -832,3 +832,21 @@ func TestServeRefusesToStartWithoutItsRootKEK(t *testing.T) {
 		})
 	}
 }
+
+func TestKeyCacheTTLIsValidatedUpFront(t *testing.T) {
+	_, kek := vaulttest.KEK(t)
+	tests := []struct {
+		name, value string
+	}{
+		{"not a duration", "forever"},
+		{"zero", "0s"},
+		{"under a second", "500ms"},
+		{"over a day", "25h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := run(t, "serve", "--database-url", dbURL, "--kek-uri", kek, "--listen", "127.0.0.1:0", "--key-cache-ttl", tt.value)
+			assert.ErrorContains(t, err, "VAULT_KEY_CACHE_TTL")
+		})
+	}
+}

@@ -186,10 +186,11 @@ func tlsOption(files tlsFiles) httpapi.Option {
 
 // setupTLS configures srv for HTTPS when files enable it and, until the
 // returned stop is called, reloads the certificate on SIGHUP. It returns an
-// error when the files cannot be loaded. Without TLS it does nothing.
+// error when the files cannot be loaded. Without TLS a SIGHUP is only
+// logged, so that a reload sent by habit never terminates the vault.
 func setupTLS(srv *http.Server, files tlsFiles, log *slog.Logger) (stop func(), err error) {
 	if !files.enabled() {
-		return func() {}, nil
+		return onSIGHUP(func() { log.Info("SIGHUP: nothing to reload, TLS is off") }), nil
 	}
 	h, err := newCertHolder(files, log)
 	if err != nil {
@@ -203,12 +204,12 @@ func setupTLS(srv *http.Server, files tlsFiles, log *slog.Logger) (stop func(), 
 	}
 	srv.TLSConfig = serverTLSConfig(h, clientCAs)
 	log.Info("serving HTTPS", "min_version", "TLS 1.2", "client_certificates", clientCAs != nil)
-	return reloadOnSIGHUP(h), nil
+	return onSIGHUP(func() { _ = h.reload() }), nil // a failed reload is logged; the old pair keeps serving
 }
 
-// reloadOnSIGHUP reloads h on every SIGHUP until the returned stop is
-// called; the handler is installed only in between.
-func reloadOnSIGHUP(h *certHolder) (stop func()) {
+// onSIGHUP runs fn on every SIGHUP until the returned stop is called; the
+// handler is installed only in between.
+func onSIGHUP(fn func()) (stop func()) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -220,7 +221,7 @@ func reloadOnSIGHUP(h *certHolder) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-sig:
-				_ = h.reload() // logged; the old certificate keeps serving
+				fn()
 			}
 		}
 	}()

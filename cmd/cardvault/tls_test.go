@@ -312,6 +312,19 @@ func TestPlainHTTPSendsNoHSTS(t *testing.T) {
 	assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
 }
 
+func TestSIGHUPWithoutTLSIsLoggedNotFatal(t *testing.T) {
+	sv := startServe(t, vaulttest.NewService(t, dbURL, vaulttest.Options{}), tlsServeConfig(tlsFiles{}))
+	// startServe saw /healthz answer, so serve's SIGHUP handler is installed.
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+	waitFor(t, 5*time.Second, "the SIGHUP in the log", func() bool {
+		return strings.Contains(sv.log.String(), "SIGHUP: nothing to reload")
+	})
+	res, err := http.Get(sv.url + "/healthz")
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusOK, res.StatusCode, "still serving")
+}
+
 // servedSerial handshakes with the server at addr and returns the serial
 // of the certificate it presents.
 func servedSerial(t *testing.T, addr string, roots *x509.CertPool) *big.Int {
