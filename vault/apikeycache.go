@@ -10,8 +10,9 @@ import (
 
 // apiKeyCacheTTL is how long an authenticated API key's row serves from
 // memory before the database is asked again. It bounds how long a key
-// revoked by another process (or by an import job ending) keeps working
-// here; a revocation through this Service takes effect at once.
+// revoked by another process keeps working here; a revocation through this
+// Service (RevokeAPIKey, DestroyTenant, an import job ending) takes effect
+// at once.
 const apiKeyCacheTTL = time.Second
 
 // apiKeyCacheMax bounds the cache; when full it starts over.
@@ -63,6 +64,17 @@ func (c *apiKeyCache) forget(id uuid.UUID) {
 	defer c.mu.Unlock()
 	for prefix, k := range c.keys {
 		if k.id == id {
+			delete(c.keys, prefix)
+		}
+	}
+}
+
+// forgetTenant drops every key of tenantID, after they were revoked in bulk.
+func (c *apiKeyCache) forgetTenant(tenantID uuid.UUID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for prefix, k := range c.keys {
+		if k.tenantID == tenantID {
 			delete(c.keys, prefix)
 		}
 	}

@@ -330,6 +330,7 @@ func (s *Service) endImport(ctx context.Context, tx pgx.Tx, a Actor, id uuid.UUI
 		AND revoked_at IS NULL`, id, now); err != nil {
 		return ImportJob{}, err
 	}
+	s.apiKeys.forgetTenant(job.TenantID) // the job's key among them
 	ev := s.event(a, endAction(status), uuid.Nil, map[string]any{"import_id": id, "total": job.Total,
 		"successes": job.Successes, "failures": job.Failures, "skipped": job.Skipped, "reason": reason})
 	if err := insertAudit(ctx, tx, ev); err != nil {

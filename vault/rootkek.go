@@ -138,6 +138,7 @@ func (s *Service) DestroyTenant(ctx context.Context, tenantID uuid.UUID) (int64,
 	})
 	if err == nil {
 		s.keys.forget(tenantID)
+		s.apiKeys.forgetTenant(tenantID)
 	}
 	return tokens, err
 }
