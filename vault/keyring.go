@@ -104,7 +104,7 @@ func (k *keyring) loadShared(ctx context.Context, tenantID uuid.UUID) (*tenantKe
 		case <-l.done:
 			return l.tk, l.err
 		case <-ctx.Done():
-			return nil, dbError(ctx.Err(), "tenant")
+			return nil, unavailable(ctx.Err())
 		}
 	}
 	// The load serves every request waiting for it, so no one request's
