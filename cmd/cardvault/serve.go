@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,6 +63,9 @@ func serve(ctx context.Context, ln net.Listener, svc *vault.Service, cfg config,
 	keys := httpapi.KeyConfig{RootKEKURI: cfg.KEKURI, Cryptoperiod: cfg.Cryptoperiod, Propagation: cfg.propagation()}
 	if cfg.Import.PublicURL == "" {
 		cfg.Import.PublicURL = baseURL(ln.Addr())
+		if cfg.TLS.enabled() {
+			cfg.Import.PublicURL = "https://" + strings.TrimPrefix(cfg.Import.PublicURL, "http://")
+		}
 	}
 	imports, err := newImporter(svc, cfg.Import, log)
 	if err != nil {
