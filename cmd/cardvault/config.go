@@ -139,7 +139,7 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 		errs = append(errs, fmt.Errorf("VAULT_KEY_CACHE_TTL %q must be a duration between 1s and 24h, e.g. 1h", r.keyCacheTTL))
 	}
 	var importErrs []error
-	cfg.Import, importErrs = r.imp.parse(cfg.Listen)
+	cfg.Import, importErrs = r.imp.parse()
 	errs = append(errs, importErrs...)
 	var limitErrs []error
 	cfg.Limits, limitErrs = r.limits.parse()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -44,16 +43,12 @@ func (r *rawImport) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&r.maxAttempts, "import-max-attempts", envOr("VAULT_IMPORT_MAX_ATTEMPTS", "5"), "forward attempts before a payment method is given up (env VAULT_IMPORT_MAX_ATTEMPTS)")
 }
 
-// parse validates the import settings; listen gives the default public URL.
-func (r *rawImport) parse(listen string) (importSettings, []error) {
+// parse validates the import settings.
+func (r *rawImport) parse() (importSettings, []error) {
 	var s importSettings
 	var errs []error
-	s.PublicURL = r.publicURL
-	if s.PublicURL == "" {
-		_, port, _ := net.SplitHostPort(listen)
-		s.PublicURL = "http://localhost:" + port
-	}
-	if u, err := url.Parse(s.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	s.PublicURL = r.publicURL // "" means serve's own address (see serve)
+	if u, err := url.Parse(s.PublicURL); s.PublicURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
 		errs = append(errs, fmt.Errorf("VAULT_PUBLIC_URL %q must be an absolute https:// URL", s.PublicURL))
 	}
 	s.StripeAPIBase = r.stripeAPIBase
