@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -40,6 +41,22 @@ func newRequestID() string {
 func requestID(c echo.Context) string {
 	id, _ := c.Get(ctxRequestID).(string)
 	return id
+}
+
+// RequestDeadline bounds the work of one request: past it, database calls
+// are cancelled and the request answers 503, so a database that stops
+// answering without closing its connections (a network partition) cannot
+// hold requests until the write timeout.
+const RequestDeadline = 15 * time.Second
+
+// withDeadline gives every request's context RequestDeadline.
+func withDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), RequestDeadline)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
 }
 
 // withHeaders sets the security headers every answer carries: nothing a

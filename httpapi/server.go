@@ -38,7 +38,7 @@ func New(svc *vault.Service, log *slog.Logger, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	e.Use(withRequestID, withHeaders, withAccessLog(log), s.recoverPanics, s.limitInflight)
+	e.Use(withRequestID, withHeaders, withAccessLog(log), s.recoverPanics, s.limitInflight, withDeadline)
 	s.routes()
 	return s
 }

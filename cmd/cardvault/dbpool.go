@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -15,6 +16,10 @@ import (
 // 4 to 32 connections (16 measured alike, 64 no better).
 const defaultPoolMaxConns = 32
 
+// defaultConnectTimeout bounds a new database connection when the URL sets
+// no connect_timeout, so an unreachable database fails requests fast (503).
+const defaultConnectTimeout = 5 * time.Second
+
 // newPool opens the vault's database pool: pool_max_conns and the other
 // pool_* settings of url win; without pool_max_conns the pool holds up to
 // defaultPoolMaxConns connections. It returns an error for a URL pgx
@@ -26,6 +31,9 @@ func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	}
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = defaultPoolMaxConns
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 { // no connect_timeout in the URL
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
