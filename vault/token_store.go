@@ -77,24 +77,6 @@ func nullString(v string) *string {
 	return &v
 }
 
-// insertToken inserts r unless its business key is taken in the tenant. It
-// reports whether the row was inserted.
-func insertToken(ctx context.Context, q querier, r tokenRow) (bool, error) {
-	metadata, err := json.Marshal(r.Metadata)
-	if err != nil {
-		return false, err
-	}
-	tag, err := q.Exec(ctx, `
-		INSERT INTO tokens (`+tokenColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING`,
-		r.ID, r.TenantID, nullString(r.BusinessKey), r.Fingerprint, r.fpKeyID, int64(r.sealed.keyID),
-		[]byte(r.sealed.pan), nilIfEmpty(r.sealed.name), nilIfEmpty(r.sealed.cvc), r.sealed.cvcExpiresAt,
-		r.IIN, r.LastFour, r.PANLength, string(r.Scheme), r.ExpiryMonth, r.ExpiryYear,
-		metadata, r.CreatedAt, r.UpdatedAt)
-	return tag.RowsAffected() == 1, err
-}
-
 // nilIfEmpty keeps an absent ciphertext NULL in the database.
 func nilIfEmpty(c crypto.Ciphertext) []byte {
 	if len(c) == 0 {
@@ -196,21 +178,28 @@ func (s *Service) Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Toke
 	}
 }
 
-// tokenizeOnce inserts row, or, when its business key is taken, reconciles
-// the existing token with card, in one transaction with its audit event.
+// tokenizeOnce inserts row with its audit and webhook events in one
+// statement (insertTokenAudited) or, when its business key is taken,
+// reconciles the existing token with card in a transaction with its audit
+// event.
 func (s *Service) tokenizeOnce(ctx context.Context, a Actor, tk *tenantKeys, row tokenRow, card Card) (Token, bool, error) {
+	tok, err := s.masked(tk, row)
+	if err != nil {
+		return Token{}, false, err
+	}
+	inserted, enqueued, err := s.insertTokenAudited(ctx, a, tk, row, tok)
+	if err != nil {
+		return Token{}, false, err
+	}
+	if inserted {
+		if enqueued {
+			s.wakeWebhooks()
+		}
+		return tok, true, nil
+	}
 	var out tokenRow
-	var created, enqueued bool
-	err := s.inTx(ctx, "token", func(tx pgx.Tx) error {
-		inserted, err := insertToken(ctx, tx, row)
-		if err != nil {
-			return err
-		}
-		if inserted {
-			out, created = row, true
-			enqueued, err = s.auditTokenEvent(ctx, tx, tk, s.event(a, ActionTokenCreate, row.ID, nil), EventTokenCreated, row)
-			return err
-		}
+	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
+		var err error
 		out, enqueued, err = s.reconcile(ctx, tx, a, tk, row, card)
 		return err
 	})
@@ -220,8 +209,8 @@ func (s *Service) tokenizeOnce(ctx context.Context, a Actor, tk *tenantKeys, row
 	if enqueued {
 		s.wakeWebhooks()
 	}
-	tok, err := s.masked(tk, out)
-	return tok, created, err
+	tok, err = s.masked(tk, out)
+	return tok, false, err
 }
 
 // reconcile brings the token holding row's business key up to date with
@@ -315,7 +304,7 @@ func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a Actor, tk *tenant
 }
 
 // GetToken returns the masked record of the actor's tenant's token id and
-// audits the read in the same transaction: no record is returned unless its
+// audits the read in the same statement: no record is returned unless its
 // audit row committed. An unknown id and another tenant's id both return
 // the same KindNotFound error.
 func (s *Service) GetToken(ctx context.Context, a Actor, id uuid.UUID) (Token, error) {
@@ -323,24 +312,19 @@ func (s *Service) GetToken(ctx context.Context, a Actor, id uuid.UUID) (Token, e
 	if err != nil {
 		return Token{}, err
 	}
-	var tok Token
-	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
-		row, err := selectToken(ctx, tx, a.TenantID, id, false)
-		if err != nil {
-			return err
-		}
-		if tok, err = s.masked(tk, row); err != nil {
-			return err
-		}
-		return insertAudit(ctx, tx, s.event(a, ActionTokenRead, id, nil))
-	})
-	return tok, err
+	row, err := s.selectTokenAudited(ctx, a, id, s.event(a, ActionTokenRead, id, nil))
+	if err != nil {
+		return Token{}, dbError(err, "token")
+	}
+	return s.masked(tk, row)
 }
 
 // Detokenize returns the card behind the actor's tenant's token id and
-// audits the reveal with reason. The CVC, if still held and within its TTL,
-// is returned once and destroyed in the same transaction. It returns
-// KindNotFound for an unknown or foreign id and KindInvalid for a bad reason.
+// audits the reveal with reason (and whether the CVC was revealed). The
+// CVC, if still held and within its TTL, is returned once and destroyed in
+// the same transaction, which rolls back if the card cannot be decrypted.
+// It returns KindNotFound for an unknown or foreign id and KindInvalid for
+// a bad reason.
 func (s *Service) Detokenize(ctx context.Context, a Actor, id uuid.UUID, reason string) (Revealed, error) {
 	if err := checkText(reason, MaxReasonLen, "reason"); err != nil {
 		return Revealed{}, err
@@ -349,27 +333,24 @@ func (s *Service) Detokenize(ctx context.Context, a Actor, id uuid.UUID, reason 
 	if err != nil {
 		return Revealed{}, err
 	}
+	var detail map[string]any
+	if reason != "" {
+		detail = map[string]any{"reason": reason}
+	}
+	audit, err := auditArgs(s.event(a, ActionTokenReveal, id, detail))
+	if err != nil {
+		return Revealed{}, err
+	}
 	var out Revealed
-	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
-		row, err := selectToken(ctx, tx, a.TenantID, id, true)
+	err = s.inPipelinedTx(ctx, "token", revealTokenSQL, append([]any{id, a.TenantID}, audit...), func(r pgx.Row) error {
+		row, err := scanToken(r)
 		if err != nil {
 			return err
 		}
-		if out, err = s.open(tk, row); err != nil {
-			return err
-		}
-		if row.sealed.cvc != nil {
-			if _, err := tx.Exec(ctx, `UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL WHERE id = $1`, id); err != nil {
-				return err
-			}
-		}
-		out.Token.CVCAvailable = false
-		detail := map[string]any{"cvc_revealed": !out.Card.CVC.IsZero()}
-		if reason != "" {
-			detail["reason"] = reason
-		}
-		return insertAudit(ctx, tx, s.event(a, ActionTokenReveal, id, detail))
+		out, err = s.open(tk, row)
+		return err
 	})
+	out.Token.CVCAvailable = false
 	return out, err
 }
 

@@ -1,0 +1,178 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// This file holds the hot paths of tokenize, read and detokenize written as
+// one statement each (data-modifying CTEs), so that a request costs one or
+// two round trips to PostgreSQL instead of four or five. Durability is
+// unchanged: synchronous_commit stays on, and the caller answers only after
+// PostgreSQL has reported the commit (ReadyForQuery follows the commit and
+// its WAL flush; pgx reads up to it before returning).
+
+// auditInsertColumns are the audit_events columns insertAuditSQL writes,
+// in auditArgs order.
+const auditInsertColumns = `occurred_at, tenant_id, api_key_id, action, token_id, request_id, client_addr, outcome, detail`
+
+// insertTokenAuditedSQL inserts a token row ($1–$19, tokenColumns order)
+// unless its business key is taken and, only when it inserted, its audit
+// event ($20–$28, auditArgs order) and, when the tenant has a webhook, its
+// sealed token event ($29 id, $30 type, $31 sealed data, $32 key id). It
+// answers whether it inserted and whether it enqueued.
+const insertTokenAuditedSQL = `
+	WITH ins AS (
+		INSERT INTO tokens (` + tokenColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING
+		RETURNING tenant_id
+	), audit AS (
+		INSERT INTO audit_events (` + auditInsertColumns + `)
+		SELECT $20::timestamptz, $21::uuid, $22::uuid, $23::text, $24::uuid, $25::text, $26::text, $27::text, $28::jsonb FROM ins
+	), event AS (
+		INSERT INTO webhook_events (id, tenant_id, type, payload, payload_ct, key_id)
+		SELECT $29::text, w.tenant_id, $30::text, NULL::jsonb, $31::bytea, $32::bigint
+		FROM webhooks w JOIN ins ON w.tenant_id = ins.tenant_id
+		RETURNING 1
+	)
+	SELECT EXISTS (SELECT FROM ins), EXISTS (SELECT FROM event)`
+
+// insertTokenAudited stores a new token with its token.create audit event
+// and (when the tenant has a webhook) its token.created event in one
+// statement, committed on its own. tok is row's masked record. It reports
+// whether the row was inserted (false: the business key is taken and
+// nothing was written) and whether an event was enqueued.
+func (s *Service) insertTokenAudited(ctx context.Context, a Actor, tk *tenantKeys, row tokenRow, tok Token) (bool, bool, error) {
+	metadata, err := json.Marshal(row.Metadata)
+	if err != nil {
+		return false, false, Internal(err)
+	}
+	audit, err := auditArgs(s.event(a, ActionTokenCreate, row.ID, nil))
+	if err != nil {
+		return false, false, err
+	}
+	data, err := json.Marshal(tok.Record())
+	if err != nil {
+		return false, false, Internal(err)
+	}
+	eventID, keyID := newEventID(), tk.sealer.PrimaryKeyID()
+	sealedData, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, eventID))
+	if err != nil {
+		return false, false, Internal(err)
+	}
+	args := append([]any{row.ID, row.TenantID, nullString(row.BusinessKey), row.Fingerprint, row.fpKeyID, int64(row.sealed.keyID),
+		[]byte(row.sealed.pan), nilIfEmpty(row.sealed.name), nilIfEmpty(row.sealed.cvc), row.sealed.cvcExpiresAt,
+		row.IIN, row.LastFour, row.PANLength, string(row.Scheme), row.ExpiryMonth, row.ExpiryYear,
+		metadata, row.CreatedAt, row.UpdatedAt}, audit...)
+	args = append(args, eventID, string(EventTokenCreated), []byte(sealedData), int64(keyID))
+	var inserted, enqueued bool
+	if err := s.db.QueryRow(ctx, insertTokenAuditedSQL, args...).Scan(&inserted, &enqueued); err != nil {
+		return false, false, dbError(err, "token")
+	}
+	if enqueued {
+		s.usage.add(row.TenantID, keyID)
+	}
+	return inserted, enqueued, nil
+}
+
+// readTokenAuditedSQL reads a tenant's token ($1 id, $2 tenant) and, when
+// it exists, writes the read's audit event ($3–$11, auditArgs order).
+const readTokenAuditedSQL = `
+	WITH t AS (
+		SELECT ` + tokenColumns + ` FROM tokens WHERE id = $1 AND tenant_id = $2
+	), audit AS (
+		INSERT INTO audit_events (` + auditInsertColumns + `)
+		SELECT $3::timestamptz, $4::uuid, $5::uuid, $6::text, $7::uuid, $8::text, $9::text, $10::text, $11::jsonb FROM t
+	)
+	SELECT ` + tokenColumns + ` FROM t`
+
+// selectTokenAudited returns the actor's tenant's token id and commits the
+// audit event ev of reading it in the same statement: the row comes back
+// only once its audit row is durable. An unknown or foreign id writes
+// nothing and returns pgx.ErrNoRows.
+func (s *Service) selectTokenAudited(ctx context.Context, a Actor, id uuid.UUID, ev AuditEvent) (tokenRow, error) {
+	audit, err := auditArgs(ev)
+	if err != nil {
+		return tokenRow{}, err
+	}
+	return scanToken(s.db.QueryRow(ctx, readTokenAuditedSQL, append([]any{id, a.TenantID}, audit...)...))
+}
+
+// revealTokenSQL locks a tenant's token ($1 id, $2 tenant), destroys its
+// CVC, and writes the reveal's audit event ($3–$10 and the detail $11, to
+// which it adds cvc_revealed: whether the CVC was still within its TTL at
+// $3). It answers the row as it was before the CVC was destroyed.
+const revealTokenSQL = `
+	WITH t AS (
+		SELECT ` + tokenColumns + ` FROM tokens WHERE id = $1 AND tenant_id = $2 FOR UPDATE
+	), cvc AS (
+		UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL
+		FROM t WHERE tokens.id = t.id AND t.cvc_ct IS NOT NULL
+	), audit AS (
+		INSERT INTO audit_events (` + auditInsertColumns + `)
+		SELECT $3::timestamptz, $4::uuid, $5::uuid, $6::text, $7::uuid, $8::text, $9::text, $10::text,
+		       jsonb_build_object('cvc_revealed', t.cvc_ct IS NOT NULL AND t.cvc_expires_at IS NOT NULL
+		                          AND $3::timestamptz < t.cvc_expires_at) || $11::jsonb
+		FROM t
+	)
+	SELECT ` + tokenColumns + ` FROM t`
+
+// inPipelinedTx begins a transaction and runs sql in it, both sent in one
+// round trip; read gets sql's row. When read returns nil the transaction
+// commits (a second round trip); otherwise it rolls back, so nothing sql
+// wrote survives a failure of what read does with the row. The error is
+// translated by dbError unless read returned a domain error.
+func (s *Service) inPipelinedTx(ctx context.Context, notFound, sql string, args []any, read func(pgx.Row) error) error {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return dbError(err, notFound)
+	}
+	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	b.Queue(sql, args...)
+	br := conn.SendBatch(ctx, &b)
+	_, err = br.Exec()
+	if err == nil {
+		err = read(br.QueryRow())
+	}
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		var tag []byte
+		tag, err = commit(ctx, conn)
+		if err == nil && string(tag) != "COMMIT" {
+			err = errors.New("vault: the transaction was rolled back")
+		}
+	}
+	if err != nil {
+		rollback(conn)
+		return dbError(err, notFound)
+	}
+	return nil
+}
+
+// commit sends COMMIT on conn and returns the command tag.
+func commit(ctx context.Context, conn *pgxpool.Conn) ([]byte, error) {
+	tag, err := conn.Exec(ctx, "COMMIT")
+	return []byte(tag.String()), err
+}
+
+// rollback ends conn's transaction, if any, best effort: a connection still
+// in one is destroyed on release anyway.
+func rollback(conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() == 'I' || conn.Conn().IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = conn.Exec(ctx, "ROLLBACK")
+}
