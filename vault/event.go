@@ -233,7 +233,7 @@ func (s *Service) openEvent(ctx context.Context, ev ClaimedEvent, created time.T
 			return nil, Secret{}, Internal(errors.New("webhook event data does not open"))
 		}
 	}
-	body, err := json.Marshal(envelope{ID: ev.ID, Type: ev.Type, CreatedAt: recordTime(created), Data: payload})
+	body, err := json.Marshal(envelope{ID: ev.ID, Type: ev.Type, CreatedAt: Timestamp(created), Data: payload})
 	if err != nil {
 		return nil, Secret{}, Internal(err)
 	}

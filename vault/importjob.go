@@ -306,6 +306,9 @@ func (s *Service) AbortImport(ctx context.Context, a Actor, id uuid.UUID) (Impor
 		job, err = s.endImport(ctx, tx, a, id, ImportAborted, "")
 		return err
 	})
+	if err == nil {
+		s.wakeWebhooks()
+	}
 	return job, err
 }
 
@@ -378,4 +381,86 @@ func (s *Service) openCredential(ctx context.Context, tenantID, jobID uuid.UUID,
 		return Secret{}, err
 	}
 	return NewSecret(string(pt)), nil
+}
+
+// resealImportCredentials re-seals, under tk's primary data key, the
+// credentials of the tenant's active import jobs still sealed with another
+// key, so that the old key can be retired. It returns how many jobs it
+// re-sealed.
+func (s *Service) resealImportCredentials(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys) (int, error) {
+	creds, err := activeCredentials(ctx, tx, tenantID, true)
+	if err != nil {
+		return 0, err
+	}
+	primary := tk.sealer.PrimaryKeyID()
+	n := 0
+	for _, c := range creds {
+		if c.keyID(0) == primary && c.keyID(1) == primary {
+			continue
+		}
+		var out [2][]byte
+		for i, field := range []string{fieldProviderKey, fieldForwardKey} {
+			pt, err := s.openField(tk, tenantID, c.id, field, crypto.Ciphertext(c.ct[i]))
+			if err != nil {
+				return n, err
+			}
+			ct, err := s.sealField(tk, tenantID, c.id, field, pt)
+			if err != nil {
+				return n, err
+			}
+			out[i] = ct
+		}
+		if _, err := tx.Exec(ctx, `UPDATE import_jobs SET provider_key_ct = $2, forward_key_ct = $3 WHERE id = $1`,
+			c.id, out[0], out[1]); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// importCredentialsUnderKey counts the tenant's active import jobs with a
+// credential sealed by keyID.
+func importCredentialsUnderKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) (int64, error) {
+	creds, err := activeCredentials(ctx, q, tenantID, false)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, c := range creds {
+		if c.keyID(0) == keyID || c.keyID(1) == keyID {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// sealedCredentials are an active job's two sealed credentials.
+type sealedCredentials struct {
+	id uuid.UUID
+	ct [2][]byte
+}
+
+// keyID returns the id of the key that sealed credential i, 0 when unreadable.
+func (c sealedCredentials) keyID(i int) uint32 {
+	id, _ := crypto.Ciphertext(c.ct[i]).KeyID()
+	return id
+}
+
+// activeCredentials returns the sealed credentials of the tenant's active
+// import jobs, locked for update when lock is set.
+func activeCredentials(ctx context.Context, q querier, tenantID uuid.UUID, lock bool) ([]sealedCredentials, error) {
+	sql := `SELECT id, provider_key_ct, forward_key_ct FROM import_jobs
+		WHERE tenant_id = $1 AND status IN ('preparing', 'running')`
+	if lock {
+		sql += ` FOR UPDATE`
+	}
+	rows, err := q.Query(ctx, sql, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (sealedCredentials, error) {
+		var c sealedCredentials
+		return c, r.Scan(&c.id, &c.ct[0], &c.ct[1])
+	})
 }

@@ -168,7 +168,7 @@ func (s *Service) ReleasePreparation(ctx context.Context, owner string, jobID uu
 // merchant that must hold no secret. It returns errJobEnded
 // (IsImportEnded) when the job had already ended.
 func (s *Service) FailImport(ctx context.Context, jobID uuid.UUID, reason string) error {
-	return s.inTx(ctx, "import", func(tx pgx.Tx) error {
+	err := s.inTx(ctx, "import", func(tx pgx.Tx) error {
 		var tenantID uuid.UUID
 		if err := tx.QueryRow(ctx, `SELECT tenant_id FROM import_jobs WHERE id = $1`, jobID).Scan(&tenantID); err != nil {
 			return err
@@ -176,6 +176,10 @@ func (s *Service) FailImport(ctx context.Context, jobID uuid.UUID, reason string
 		_, err := s.endImport(ctx, tx, Actor{TenantID: tenantID, ClientAddr: "importer"}, jobID, ImportFailed, MaskPANs(reason))
 		return err
 	})
+	if err == nil {
+		s.wakeWebhooks()
+	}
+	return err
 }
 
 // ItemWork is one leased payment method to forward.
@@ -335,6 +339,7 @@ func (s *Service) CompleteImports(ctx context.Context) ([]ImportJob, error) {
 			return done, err
 		}
 		done = append(done, job)
+		s.wakeWebhooks()
 	}
 	return done, nil
 }

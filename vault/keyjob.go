@@ -162,12 +162,28 @@ func (s *Service) runReencrypt(ctx context.Context, owner string, job KeyJob) er
 			return err
 		}
 		if left == 0 {
+			if err := s.resealSideRows(ctx, job.TenantID, tk); err != nil {
+				return err
+			}
 			return s.finishKeyJob(ctx, owner, job)
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil { // the rest is locked by requests
 			return err
 		}
 	}
+}
+
+// resealSideRows re-seals what besides tokens the tenant keeps under its
+// data keyset — the webhook secret and undelivered token events, active
+// import jobs' credentials — under the primary key, in one transaction.
+func (s *Service) resealSideRows(ctx context.Context, tenantID uuid.UUID, tk *tenantKeys) error {
+	return s.inTx(ctx, "key job", func(tx pgx.Tx) error {
+		if _, err := s.resealWebhookRows(ctx, tx, tenantID, tk); err != nil {
+			return err
+		}
+		_, err := s.resealImportCredentials(ctx, tx, tenantID, tk)
+		return err
+	})
 }
 
 // tokensOffKey counts the tenant's tokens not sealed with keyID.

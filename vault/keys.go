@@ -135,6 +135,17 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// sideRowsUnderKey counts the tenant's webhook rows and active import jobs
+// sealed with keyID.
+func (s *Service) sideRowsUnderKey(ctx context.Context, tenantID uuid.UUID, keyID uint32) (int64, error) {
+	hooks, err := webhookRowsUnderKey(ctx, s.db, tenantID, keyID)
+	if err != nil {
+		return 0, dbError(err, "webhook")
+	}
+	imports, err := importCredentialsUnderKey(ctx, s.db, tenantID, keyID)
+	return hooks + imports, dbError(err, "import")
+}
+
 // RetireDataKey disables a data key that is not primary; with destroy it
 // then deletes the disabled key's material for good. It refuses, with a
 // KindConflict error saying how many tokens still need the key, while any
@@ -147,6 +158,13 @@ func (s *Service) RetireDataKey(ctx context.Context, a Actor, keyID uint32, dest
 	if n > 0 {
 		return Errorf(KindConflict, "key_in_use",
 			"key %d still protects %d tokens: re-encrypt them first (cardvault keys reencrypt)", keyID, n)
+	}
+	if n, err = s.sideRowsUnderKey(ctx, a.TenantID, keyID); err != nil {
+		return err
+	}
+	if n > 0 {
+		return Errorf(KindConflict, "key_in_use",
+			"key %d still protects the webhook secret, %d pending events or an import's credentials: re-encrypt first (cardvault keys reencrypt)", keyID, n)
 	}
 	_, err = s.editKeyset(ctx, a, crypto.PurposeData, func(h *keyset.Handle) (*keyset.Handle, keyChange, error) {
 		state, ok := keyState(h, keyID)

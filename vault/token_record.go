@@ -2,7 +2,6 @@ package vault
 
 import (
 	"encoding/base64"
-	"time"
 
 	"github.com/google/uuid"
 )
@@ -35,10 +34,10 @@ type TokenRecord struct {
 func (t Token) Record() TokenRecord {
 	return TokenRecord{
 		ID: t.ID, BusinessKey: optionalString(t.BusinessKey), CardholderName: optionalString(t.CardholderName),
-		CreatedAt: recordTime(t.CreatedAt), ExpiryMonth: t.ExpiryMonth, ExpiryYear: t.ExpiryYear,
+		CreatedAt: Timestamp(t.CreatedAt), ExpiryMonth: t.ExpiryMonth, ExpiryYear: t.ExpiryYear,
 		MaskedAccountNumber: t.MaskedAccountNumber(), Scheme: string(t.Scheme), IIN: t.IIN,
 		LastFour: t.LastFour, Length: t.PANLength, Fingerprint: base64.RawURLEncoding.EncodeToString(t.Fingerprint),
-		Metadata: t.Metadata, CVCAvailable: t.CVCAvailable, UpdatedAt: recordTime(t.UpdatedAt),
+		Metadata: t.Metadata, CVCAvailable: t.CVCAvailable, UpdatedAt: Timestamp(t.UpdatedAt),
 	}
 }
 
@@ -48,9 +47,4 @@ func optionalString(s string) *string {
 		return nil
 	}
 	return &s
-}
-
-// recordTime formats t as RFC 3339 in UTC with second precision.
-func recordTime(t time.Time) string {
-	return t.UTC().Format(time.RFC3339)
 }
