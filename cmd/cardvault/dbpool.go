@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -22,7 +23,8 @@ const defaultConnectTimeout = 5 * time.Second
 
 // newPool opens the vault's database pool: pool_max_conns and the other
 // pool_* settings of url win; without pool_max_conns the pool holds up to
-// defaultPoolMaxConns connections. It returns an error for a URL pgx
+// defaultPoolMaxConns connections. Its connections encode and scan
+// uuid.UUID in binary (registerUUID). It returns an error for a URL pgx
 // cannot parse.
 func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
@@ -34,6 +36,10 @@ func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 { // no connect_timeout in the URL
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
+		registerUUID(conn.TypeMap())
+		return nil
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
