@@ -312,14 +312,15 @@ func (s *Service) AbortImport(ctx context.Context, a Actor, id uuid.UUID) (Impor
 	return job, err
 }
 
-// endImport moves an active job to status, wipes its credentials, revokes its
+// endImport moves an active job to status, recomputes its attempt counters
+// from its items (see importCounts), wipes its credentials, revokes its
 // API key, audits and queues the webhook event, in tx. It returns
 // errJobEnded when the job is no longer active.
 func (s *Service) endImport(ctx context.Context, tx pgx.Tx, a Actor, id uuid.UUID, status ImportStatus, reason string) (ImportJob, error) {
 	now := s.clock()
 	job, err := scanImport(tx.QueryRow(ctx, `
 		UPDATE import_jobs SET status = $2, failure_reason = $3, provider_key_ct = NULL, forward_key_ct = NULL,
-		       lease_owner = NULL, lease_until = NULL, finished_at = $4, updated_at = $4
+		       lease_owner = NULL, lease_until = NULL, finished_at = $4, updated_at = $4, `+recountImportSQL+`
 		WHERE id = $1 AND status IN ('preparing', 'running')
 		RETURNING `+importColumns, id, string(status), reason, now))
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -226,8 +226,9 @@ type Attempt struct {
 	Throttled bool
 }
 
-// RecordAttempt stores the outcome of owner's attempt on an item, releases
-// its lease and counts it on the job, in one transaction. It returns
+// RecordAttempt stores the outcome of owner's attempt on an item and
+// releases its lease in one statement, then counts it on the job together
+// with other attempts recorded meanwhile (importCounts). It returns
 // errJobEnded (IsImportEnded) when owner no longer holds the item.
 func (s *Service) RecordAttempt(ctx context.Context, owner string, w ItemWork, at Attempt) error {
 	now := s.clock()
@@ -242,24 +243,20 @@ func (s *Service) RecordAttempt(ctx context.Context, owner string, w ItemWork, a
 	case ItemFailed:
 		failure = 1
 	}
-	return s.inTx(ctx, "import item", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE import_items SET attempts = attempts + 1, throttled = throttled + $9::int, status = $4, token_id = $5,
-			       last_error = $6, next_attempt_at = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8
-			WHERE job_id = $1 AND payment_method = $2 AND lease_owner = $3 AND status = 'pending'`,
-			w.JobID, w.PaymentMethod, owner, string(at.Status), nullUUID(at.TokenID), MaskPANs(at.Error), retryAt, now,
-			boolInt(at.Throttled))
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return errJobEnded
-		}
-		_, err = tx.Exec(ctx, `
-			UPDATE import_jobs SET attempts = attempts + 1, successes = successes + $2, failures = failures + $3, updated_at = $4
-			WHERE id = $1`, w.JobID, success, failure, now)
-		return err
-	})
+	tag, err := s.db.Exec(ctx, `
+		UPDATE import_items SET attempts = attempts + 1, throttled = throttled + $9::int, status = $4, token_id = $5,
+		       last_error = $6, next_attempt_at = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8
+		WHERE job_id = $1 AND payment_method = $2 AND lease_owner = $3 AND status = 'pending'`,
+		w.JobID, w.PaymentMethod, owner, string(at.Status), nullUUID(at.TokenID), MaskPANs(at.Error), retryAt, now,
+		boolInt(at.Throttled))
+	if err != nil {
+		return dbError(err, "import item")
+	}
+	if tag.RowsAffected() == 0 {
+		return errJobEnded
+	}
+	return s.importCounts.add(ctx, w.JobID, countDelta{attempts: 1, successes: int64(success), failures: int64(failure)},
+		s.flushImportCounts)
 }
 
 func boolInt(b bool) int {

@@ -43,6 +43,8 @@ type Service struct {
 	usage    keyUsage
 	outbox   outboxSignal // wakes webhook deliverers (event.go)
 	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
+	// importCounts gathers import attempt counters (importcounts.go).
+	importCounts importCounts
 }
 
 // NewService returns a Service for cfg, or an error when a required part is
