@@ -62,20 +62,20 @@ func ForwardParams(jobID uuid.UUID, pm, url string, vaultKey vault.Secret, attem
 	return p
 }
 
-// forwardOne leases one due item and forwards it; it reports whether it
-// found one.
+// forwardOne takes one leased due item (see claimed) and forwards it; it
+// reports whether it found one.
 func (r *Runner) forwardOne(ctx context.Context) bool {
-	items, err := r.svc.ClaimItems(ctx, r.cfg.Owner, 1, r.cfg.LeaseTTL)
+	w, ok, err := r.claimed.next(ctx, r, r.cfg.Concurrency)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Error("claiming import items", "error", err)
 		}
 		return false
 	}
-	if len(items) == 0 {
+	if !ok {
 		return false
 	}
-	r.forward(ctx, items[0])
+	r.forward(ctx, w)
 	return true
 }
 

@@ -103,6 +103,7 @@ type Runner struct {
 	mu      sync.Mutex
 	wake    chan struct{} // closed and replaced by Wake
 	clients map[uuid.UUID]*jobClient
+	claimed claimed // items leased in batches, waiting for a forwarder (claim.go)
 }
 
 // New returns a Runner for cfg, or an error when cfg lacks a required value.
