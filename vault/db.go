@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 
 	"github.com/jackc/pgx/v5"
@@ -40,7 +41,11 @@ func dbError(err error, notFound string) error {
 		return &Error{Kind: KindConflict, Code: "conflict", Message: notFound + " already exists", Err: err}
 	case errors.As(err, &pgErr) && isUnavailableSQLState(pgErr.Code):
 		return unavailable(err)
-	case errors.As(err, &netErr), pgconn.SafeToRetry(err), errors.Is(err, context.DeadlineExceeded):
+	case errors.As(err, &netErr), pgconn.SafeToRetry(err), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		// the connection broke mid-statement (the server restarted or
+		// crashed): the client may retry; a commit's fate is unknown, and
+		// business_key idempotency makes the retry safe
 		return unavailable(err)
 	}
 	return Internal(err)
