@@ -62,8 +62,8 @@ bench: build postgres-check ## Benchmark the vault against PostgreSQL's own inse
 soak: postgres-check ## Soak: the real binary under mixed load for SOAK_DURATION (default 2m); fails on any error or RSS growth
 	$(GO) test -tags soak -count=1 -v -run '^TestSoak$$' -timeout 10m ./cmd/cardvault
 
-dev: postgres-check ## Run cardvault in dev mode (private PostgreSQL under .cardvault-dev/)
-	$(GO) run ./cmd/cardvault dev
+dev: postgres-check ## Run cardvault in dev mode (private PostgreSQL under .cardvault-dev/); ARGS='--stripe-simulator 1000' adds a simulated Stripe account
+	$(GO) run ./cmd/cardvault dev $(ARGS)
 
 postgres-check: ## Make sure tests can get PostgreSQL; installs the server binaries with apt-get if needed
 	@$(FIND_PG_BINDIR); \
