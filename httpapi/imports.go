@@ -126,7 +126,7 @@ func (s *Server) listImportItems(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	after, err := seqCursor(c)
+	after, err := int64Cursor(c, "a seq from a previous page")
 	if err != nil {
 		return err
 	}
@@ -165,16 +165,18 @@ func uuidCursor(c echo.Context) (uuid.UUID, error) {
 	return id, nil
 }
 
-// seqCursor reads starting_after as a ledger seq, 0 when absent.
-func seqCursor(c echo.Context) (int64, error) {
+// int64Cursor reads starting_after as a positive number id (an audit event,
+// a delivery attempt, a ledger seq), 0 when absent. It returns a
+// KindBadRequest error whose message names what the id should be.
+func int64Cursor(c echo.Context, what string) (int64, error) {
 	v := c.QueryParam("starting_after")
 	if v == "" {
 		return 0, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 1 {
 		return 0, &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "starting_after",
-			Message: "starting_after must be a seq from a previous page"}
+			Message: "starting_after must be " + what}
 	}
 	return n, nil
 }

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -82,12 +81,9 @@ func (s *Server) listWebhookDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var after int64
-	if v := c.QueryParam("starting_after"); v != "" {
-		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 1 {
-			return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "starting_after",
-				Message: "starting_after must be a delivery id"}
-		}
+	after, err := int64Cursor(c, "a delivery id")
+	if err != nil {
+		return err
 	}
 	page, err := s.svc.ListWebhookDeliveries(c.Request().Context(), actor(c), limit, after)
 	if err != nil {
