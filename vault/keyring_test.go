@@ -5,62 +5,23 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/keyset"
-	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
-
-// switchKEK is a root KEK that a test can make unavailable, like a KMS that
-// stops answering; it counts the calls that reach it.
-type switchKEK struct {
-	aead  tink.AEAD
-	down  atomic.Bool
-	calls atomic.Int64
-}
-
-var errKEKDown = errors.New("test KMS: unavailable")
-
-func newSwitchKEK(t *testing.T) *switchKEK {
-	t.Helper()
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	require.NoError(t, err)
-	a, err := aead.New(h)
-	require.NoError(t, err)
-	return &switchKEK{aead: a}
-}
-
-func (k *switchKEK) Encrypt(plaintext, ad []byte) ([]byte, error) {
-	k.calls.Add(1)
-	if k.down.Load() {
-		return nil, errKEKDown
-	}
-	return k.aead.Encrypt(plaintext, ad)
-}
-
-func (k *switchKEK) Decrypt(ciphertext, ad []byte) ([]byte, error) {
-	k.calls.Add(1)
-	if k.down.Load() {
-		return nil, errKEKDown
-	}
-	return k.aead.Decrypt(ciphertext, ad)
-}
 
 // kekEnv is a service whose root KEK the test switches, with a settable
 // clock and a one-hour key cache.
 type kekEnv struct {
 	svc   *vault.Service
 	pool  *pgxpool.Pool
-	kek   *switchKEK
+	kek   *vaulttest.SwitchableKEK
 	clock *vaulttest.Clock
 }
 
@@ -68,7 +29,7 @@ const testKeyCacheTTL = time.Hour
 
 func newKEKEnv(t *testing.T) *kekEnv {
 	t.Helper()
-	e := &kekEnv{kek: newSwitchKEK(t), clock: vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))}
+	e := &kekEnv{kek: vaulttest.NewSwitchableKEK(t), clock: vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))}
 	e.pool = vaulttest.Pool(t, dbURL)
 	svc, err := vault.NewService(vault.Config{Pool: e.pool, KEK: e.kek, Now: e.clock.Now,
 		KeyCacheTTL: testKeyCacheTTL, Logger: slog.New(slog.DiscardHandler)})
@@ -137,8 +98,8 @@ func TestKeyCacheServesWithinItsTTLAndNeverPastIt(t *testing.T) {
 	}
 	for i, st := range steps {
 		e.clock.Advance(st.advance)
-		e.kek.down.Store(st.kekDown)
-		before, tokens := e.kek.calls.Load(), e.countTokens(t, a)
+		e.kek.Down.Store(st.kekDown)
+		before, tokens := e.kek.Calls.Load(), e.countTokens(t, a)
 		err := e.use(ctx, a, i+1)
 		if st.wantCode == "" {
 			assert.NoError(t, err, st.name)
@@ -150,7 +111,7 @@ func TestKeyCacheServesWithinItsTTLAndNeverPastIt(t *testing.T) {
 			assert.NotContains(t, err.Error(), card(i+1).Card.Number, st.name)
 			assert.Equal(t, tokens, e.countTokens(t, a), "%s: nothing stored without the keys", st.name)
 		}
-		assert.Equal(t, st.wantCalls, e.kek.calls.Load()-before, "%s: KEK calls", st.name)
+		assert.Equal(t, st.wantCalls, e.kek.Calls.Load()-before, "%s: KEK calls", st.name)
 	}
 }
 
@@ -159,11 +120,11 @@ func TestATenantNotYetLoadedIsUnavailableWhileTheKEKIsDown(t *testing.T) {
 	loaded, cold := e.tenant(t), e.tenant(t)
 	ctx := context.Background()
 	require.NoError(t, e.use(ctx, loaded, 0))
-	e.kek.down.Store(true)
+	e.kek.Down.Store(true)
 	assert.NoError(t, e.use(ctx, loaded, 1), "a loaded tenant keeps serving")
 	err := e.use(ctx, cold, 2)
 	assert.Equal(t, "kek_unavailable", vault.AsError(err).Code)
-	e.kek.down.Store(false)
+	e.kek.Down.Store(false)
 	assert.NoError(t, e.use(ctx, cold, 3))
 }
 
@@ -173,7 +134,7 @@ func TestRequestsAtExpiryShareOneUnwrap(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, e.use(ctx, a, 0))
 	e.clock.Advance(testKeyCacheTTL + time.Second)
-	before := e.kek.calls.Load()
+	before := e.kek.Calls.Load()
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -188,7 +149,7 @@ func TestRequestsAtExpiryShareOneUnwrap(t *testing.T) {
 	for _, err := range errs {
 		require.NoError(t, err)
 	}
-	assert.Equal(t, int64(2), e.kek.calls.Load()-before, "one unwrap of the data and fingerprint keysets for all %d requests", n)
+	assert.Equal(t, int64(2), e.kek.Calls.Load()-before, "one unwrap of the data and fingerprint keysets for all %d requests", n)
 }
 
 // countTokens returns how many token rows the actor's tenant holds.

@@ -32,8 +32,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tink-crypto/tink-go/v2/aead"
-	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/cardvault/cardvault/vault"
@@ -666,38 +664,6 @@ func TestPostgresRestartDuringTokenizationFailsFastAndRecovers(t *testing.T) {
 
 // ---- the root KEK ----
 
-// switchableKEK is a root KEK a test can make unavailable, like a KMS that
-// stops answering.
-type switchableKEK struct {
-	aead tink.AEAD
-	down atomic.Bool
-}
-
-var errTestKMSDown = errors.New("test KMS: unavailable")
-
-func newSwitchableKEK(t *testing.T) *switchableKEK {
-	t.Helper()
-	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
-	require.NoError(t, err)
-	a, err := aead.New(h)
-	require.NoError(t, err)
-	return &switchableKEK{aead: a}
-}
-
-func (k *switchableKEK) Encrypt(pt, ad []byte) ([]byte, error) {
-	if k.down.Load() {
-		return nil, errTestKMSDown
-	}
-	return k.aead.Encrypt(pt, ad)
-}
-
-func (k *switchableKEK) Decrypt(ct, ad []byte) ([]byte, error) {
-	if k.down.Load() {
-		return nil, errTestKMSDown
-	}
-	return k.aead.Decrypt(ct, ad)
-}
-
 // call sends an API request and returns the status, the error code of an
 // error answer, the Retry-After header and the body.
 func call(t *testing.T, method, url, key, body string) (int, string, string, []byte) {
@@ -726,7 +692,7 @@ func call(t *testing.T, method, url, key, body string) (int, string, string, []b
 
 func TestKEKUnavailableLaterServesCachedKeysUntilTheirTTLThen503(t *testing.T) {
 	db := migratedDatabase(t)
-	kek := newSwitchableKEK(t)
+	kek := vaulttest.NewSwitchableKEK(t)
 	clock := vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
 	svc, err := vault.NewService(vault.Config{Pool: vaulttest.Pool(t, db), KEK: kek, Now: clock.Now,
 		KeyCacheTTL: time.Hour, Logger: slog.New(slog.DiscardHandler)})
@@ -754,7 +720,7 @@ func TestKEKUnavailableLaterServesCachedKeysUntilTheirTTLThen503(t *testing.T) {
 	for i, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			clock.Advance(st.advance)
-			kek.down.Store(st.kekDown)
+			kek.Down.Store(st.kekDown)
 			card := int64(i + 1)
 			var rows int
 			require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM tokens`).Scan(&rows))
