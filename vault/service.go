@@ -45,6 +45,8 @@ type Service struct {
 	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
 	// importCounts gathers import attempt counters (importcounts.go).
 	importCounts importCounts
+	// auditBatch commits concurrent reads' audit rows together (auditbatch.go).
+	auditBatch auditBatch
 }
 
 // NewService returns a Service for cfg, or an error when a required part is

@@ -6,14 +6,14 @@ import (
 	"errors"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// This file holds the hot paths of tokenize, read and detokenize written as
-// one statement each (data-modifying CTEs), so that a request costs one or
-// two round trips to PostgreSQL instead of four or five. Durability is
+// This file holds the hot paths of tokenize and detokenize written as one
+// statement each (data-modifying CTEs), so that a request costs one or two
+// round trips to PostgreSQL instead of four or five (reads batch their
+// audit rows instead, see auditbatch.go). Durability is
 // unchanged: synchronous_commit stays on, and the caller answers only after
 // PostgreSQL has reported the commit (ReadyForQuery follows the commit and
 // its WAL flush; pgx reads up to it before returning).
@@ -80,29 +80,6 @@ func (s *Service) insertTokenAudited(ctx context.Context, a Actor, tk *tenantKey
 		s.usage.add(row.TenantID, keyID)
 	}
 	return inserted, enqueued, nil
-}
-
-// readTokenAuditedSQL reads a tenant's token ($1 id, $2 tenant) and, when
-// it exists, writes the read's audit event ($3–$11, auditArgs order).
-const readTokenAuditedSQL = `
-	WITH t AS (
-		SELECT ` + tokenColumns + ` FROM tokens WHERE id = $1 AND tenant_id = $2
-	), audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT $3::timestamptz, $4::uuid, $5::uuid, $6::text, $7::uuid, $8::text, $9::text, $10::text, $11::jsonb FROM t
-	)
-	SELECT ` + tokenColumns + ` FROM t`
-
-// selectTokenAudited returns the actor's tenant's token id and commits the
-// audit event ev of reading it in the same statement: the row comes back
-// only once its audit row is durable. An unknown or foreign id writes
-// nothing and returns pgx.ErrNoRows.
-func (s *Service) selectTokenAudited(ctx context.Context, a Actor, id uuid.UUID, ev AuditEvent) (tokenRow, error) {
-	audit, err := auditArgs(ev)
-	if err != nil {
-		return tokenRow{}, err
-	}
-	return scanToken(s.db.QueryRow(ctx, readTokenAuditedSQL, append([]any{id, a.TenantID}, audit...)...))
 }
 
 // revealTokenSQL locks a tenant's token ($1 id, $2 tenant), destroys its

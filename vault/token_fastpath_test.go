@@ -3,6 +3,7 @@ package vault_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -33,9 +34,10 @@ func (e *env) revealDetails(t *testing.T, tokenID uuid.UUID) []map[string]any {
 	return out
 }
 
-// TestReadAuditedInTheSameStatement: a read of a token commits exactly one
-// token.read audit row with it; an unknown or foreign id writes none.
-func TestReadAuditedInTheSameStatement(t *testing.T) {
+// TestReadIsAuditedBeforeItReturns: a read of a token has committed exactly
+// one token.read audit row when it returns; an unknown or foreign id writes
+// none.
+func TestReadIsAuditedBeforeItReturns(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	tok, _ := e.tokenize(t, visa("pm_fast_read"))
@@ -124,4 +126,39 @@ func TestFailedRevealKeepsCVCAndWritesNoAudit(t *testing.T) {
 	// The pool is left healthy: the next reveal on it works.
 	_, err = e.svc.Detokenize(ctx, e.actor, b.ID, "")
 	require.NoError(t, err)
+}
+
+// TestConcurrentReadsEachAuditedOnce: reads in flight together share audit
+// batches (auditBatch); each has its own committed row when it returns,
+// and none waits forever.
+func TestConcurrentReadsEachAuditedOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tok, _ := e.tokenize(t, visa("pm_fast_concurrent"))
+	const readers = 64
+	errs := make(chan error, readers)
+	for i := range readers {
+		go func() {
+			a := e.actor
+			a.RequestID = fmt.Sprintf("req_concurrent_%d", i)
+			_, err := e.svc.GetToken(ctx, a, tok.ID)
+			if err == nil {
+				// This read's own row must already have committed.
+				var n int
+				err = e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE token_id = $1
+					AND action = 'token.read' AND request_id = $2`, tok.ID, a.RequestID).Scan(&n)
+				if err == nil && n != 1 {
+					err = fmt.Errorf("%s returned with %d audit rows", a.RequestID, n)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range readers {
+		require.NoError(t, <-errs)
+	}
+	var n int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE token_id = $1 AND action = 'token.read'`,
+		tok.ID).Scan(&n))
+	assert.Equal(t, readers, n)
 }
