@@ -47,6 +47,8 @@ type Service struct {
 	importCounts importCounts
 	// auditBatch commits concurrent reads' audit rows together (auditbatch.go).
 	auditBatch auditBatch
+	// newTokens commits concurrent new tokens together (token_batch.go).
+	newTokens newTokenBatch
 }
 
 // NewService returns a Service for cfg, or an error when a required part is

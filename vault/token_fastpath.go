@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -44,42 +45,81 @@ const insertTokenAuditedSQL = `
 	)
 	SELECT EXISTS (SELECT FROM ins), EXISTS (SELECT FROM event)`
 
-// insertTokenAudited stores a new token with its token.create audit event
-// and (when the tenant has a webhook) its token.created event in one
-// statement, committed on its own. tok is row's masked record. It reports
-// whether the row was inserted (false: the business key is taken and
-// nothing was written) and whether an event was enqueued.
-func (s *Service) insertTokenAudited(ctx context.Context, a Actor, tk *tenantKeys, row tokenRow, tok Token) (bool, bool, error) {
+// newToken is a new token row ready to be written with its audit event and
+// its sealed webhook event, and, once written, what happened to it.
+type newToken struct {
+	tenantID uuid.UUID
+	args     []any // insertTokenAuditedSQL's $1–$28, $31 and $32
+	eventID  string
+	keyID    uint32
+
+	inserted, enqueued bool
+	err                error // this token's own error when its batch fell back to one by one
+}
+
+// newTokenArgs indexes newToken.args.
+const (
+	newTokenColumns = 19 // the token row, tokenColumns order
+	newTokenAudit   = 9  // then the audit event, auditArgs order
+)
+
+// prepareNewToken seals the webhook event data (tok, row's masked record)
+// and lays out everything insertTokenAuditedSQL writes for row.
+func (s *Service) prepareNewToken(a Actor, tk *tenantKeys, row tokenRow, tok Token) (*newToken, error) {
 	metadata, err := json.Marshal(row.Metadata)
 	if err != nil {
-		return false, false, Internal(err)
+		return nil, Internal(err)
 	}
 	audit, err := auditArgs(s.event(a, ActionTokenCreate, row.ID, nil))
 	if err != nil {
-		return false, false, err
+		return nil, err
 	}
 	data, err := json.Marshal(tok.Record())
 	if err != nil {
-		return false, false, Internal(err)
+		return nil, Internal(err)
 	}
-	eventID, keyID := newEventID(), tk.sealer.PrimaryKeyID()
-	sealedData, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, eventID))
+	nt := &newToken{tenantID: row.TenantID, eventID: newEventID(), keyID: tk.sealer.PrimaryKeyID()}
+	sealedData, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, nt.eventID))
 	if err != nil {
-		return false, false, Internal(err)
+		return nil, Internal(err)
 	}
-	args := append([]any{row.ID, row.TenantID, nullString(row.BusinessKey), row.Fingerprint, row.fpKeyID, int64(row.sealed.keyID),
+	nt.args = append([]any{row.ID, row.TenantID, nullString(row.BusinessKey), row.Fingerprint, row.fpKeyID, int64(row.sealed.keyID),
 		[]byte(row.sealed.pan), nilIfEmpty(row.sealed.name), nilIfEmpty(row.sealed.cvc), row.sealed.cvcExpiresAt,
-		row.IIN, row.LastFour, row.PANLength, string(row.Scheme), row.ExpiryMonth, row.ExpiryYear,
+		row.IIN, row.LastFour, int16(row.PANLength), string(row.Scheme), int16(row.ExpiryMonth), int16(row.ExpiryYear),
 		metadata, row.CreatedAt, row.UpdatedAt}, audit...)
-	args = append(args, eventID, string(EventTokenCreated), []byte(sealedData), int64(keyID))
-	var inserted, enqueued bool
-	if err := s.db.QueryRow(ctx, insertTokenAuditedSQL, args...).Scan(&inserted, &enqueued); err != nil {
-		return false, false, dbError(err, "token")
+	nt.args = append(nt.args, []byte(sealedData), int64(nt.keyID))
+	return nt, nil
+}
+
+// insertTokenAudited stores a new token with its token.create audit event
+// and (when the tenant has a webhook) its token.created event, committed
+// together with the new tokens of concurrent requests (newTokenBatch). tok
+// is row's masked record. It reports whether the row was inserted (false:
+// the business key is taken and nothing was written for it) and whether an
+// event was enqueued.
+func (s *Service) insertTokenAudited(a Actor, tk *tenantKeys, row tokenRow, tok Token) (bool, bool, error) {
+	nt, err := s.prepareNewToken(a, tk, row, tok)
+	if err != nil {
+		return false, false, err
 	}
-	if enqueued {
-		s.usage.add(row.TenantID, keyID)
+	if err := s.newTokens.do(nt, s.writeNewTokens); err != nil {
+		return false, false, err
 	}
-	return inserted, enqueued, nil
+	if nt.err != nil {
+		return false, false, nt.err
+	}
+	if nt.enqueued {
+		s.usage.add(nt.tenantID, nt.keyID)
+	}
+	return nt.inserted, nt.enqueued, nil
+}
+
+// insertOneToken writes nt alone with insertTokenAuditedSQL.
+func (s *Service) insertOneToken(ctx context.Context, nt *newToken) error {
+	args := append(append([]any{}, nt.args[:newTokenColumns+newTokenAudit]...), nt.eventID, string(EventTokenCreated))
+	args = append(args, nt.args[newTokenColumns+newTokenAudit:]...)
+	err := s.db.QueryRow(ctx, insertTokenAuditedSQL, args...).Scan(&nt.inserted, &nt.enqueued)
+	return dbError(err, "token")
 }
 
 // revealTokenSQL locks a tenant's token ($1 id, $2 tenant), destroys its

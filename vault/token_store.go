@@ -187,7 +187,7 @@ func (s *Service) tokenizeOnce(ctx context.Context, a Actor, tk *tenantKeys, row
 	if err != nil {
 		return Token{}, false, err
 	}
-	inserted, enqueued, err := s.insertTokenAudited(ctx, a, tk, row, tok)
+	inserted, enqueued, err := s.insertTokenAudited(a, tk, row, tok)
 	if err != nil {
 		return Token{}, false, err
 	}
