@@ -35,6 +35,9 @@ type benchOptions struct {
 	// childCommand returns the command that runs `cardvault serve`; nil
 	// means this executable. Tests run the test binary instead.
 	childCommand func() (*exec.Cmd, error)
+	// skipSettle skips waiting for the vault and PostgreSQL to go idle
+	// after each phase (tests).
+	skipSettle bool
 }
 
 func newBenchCmd() *cobra.Command {

@@ -63,7 +63,10 @@ type benchPhase struct {
 	// on this machine.
 	PostgresCPUPer1k *float64 `json:"postgres_cpu_seconds_per_1k"`
 	VaultRSSPeakMB   float64  `json:"vault_rss_peak_mb"`
-	FirstError       string   `json:"first_error,omitempty"`
+	// SettleSeconds is how long the vault and PostgreSQL took after the
+	// phase to finish its background work (counted in the CPU figures).
+	SettleSeconds float64 `json:"settle_seconds"`
+	FirstError    string  `json:"first_error,omitempty"`
 }
 
 // benchRatio compares a vault phase with its reference.
