@@ -269,33 +269,13 @@ type childVault struct {
 	cmd  *exec.Cmd
 	addr string
 	url  string
-	log  *logTail
+	log  *pglocal.Tail
 	done chan struct{} // closed when it has exited
 }
 
-// logTail keeps the last 64 KiB of a log: a load logs a line per request.
-type logTail struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
+// logTailSize is how much of a child vault's log a test keeps: a load logs
+// a line per request.
 const logTailSize = 64 << 10
-
-func (l *logTail) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	if len(l.buf) > logTailSize {
-		l.buf = append(l.buf[:0], l.buf[len(l.buf)-logTailSize:]...)
-	}
-	return len(p), nil
-}
-
-func (l *logTail) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return string(l.buf)
-}
 
 // startChildVault runs bin serve on a free loopback port with env (plus
 // this process's environment without VAULT_* variables) and returns once
@@ -303,7 +283,7 @@ func (l *logTail) String() string {
 // if the test process dies.
 func startChildVault(t *testing.T, bin string, env ...string) *childVault {
 	t.Helper()
-	c := &childVault{log: &logTail{}, done: make(chan struct{})}
+	c := &childVault{log: pglocal.NewTail(logTailSize), done: make(chan struct{})}
 	c.cmd = exec.Command(bin, "serve")
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "VAULT_") {

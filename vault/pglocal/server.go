@@ -69,7 +69,7 @@ type Server struct {
 
 	layout  *layout
 	log     io.Writer
-	tail    *tailBuffer
+	tail    *Tail
 	proc    *os.Process
 	done    chan struct{} // closed when the postgres process has exited
 	waitErr error         // the process's exit status, valid once done is closed
@@ -337,27 +337,35 @@ func (s *Server) kill() {
 	}
 }
 
-// tailBuffer keeps the last few kilobytes written to it, for error messages.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
+// Tail keeps the last Size bytes written to it: a process's output for an
+// error message, or a busy log a test searches. It is safe for concurrent use.
+type Tail struct {
+	mu   sync.Mutex
+	buf  []byte
+	size int
 }
 
+// tailSize is how much of PostgreSQL's output a startup error shows.
 const tailSize = 4 << 10
 
-func newTailBuffer() *tailBuffer { return &tailBuffer{} }
+// NewTail returns a Tail keeping the last size bytes.
+func NewTail(size int) *Tail { return &Tail{size: size} }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func newTailBuffer() *Tail { return NewTail(tailSize) }
+
+// Write appends p, dropping what falls out of the window; it never fails.
+func (t *Tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, p...)
-	if len(t.buf) > tailSize {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
+	if len(t.buf) > t.size {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.size:]...)
 	}
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+// String returns what the window holds, without surrounding white space.
+func (t *Tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.TrimSpace(string(t.buf))
