@@ -103,7 +103,7 @@ func (o benchOptions) validate() error {
 var errBenchRequests = errors.New("bench: some requests failed (see the errors column and vault.log)")
 
 // runBench sets up the database, the vault child and the Stripe simulator,
-// runs the six phases, reports, and tears everything down. It returns an
+// runs the seven phases, reports, and tears everything down. It returns an
 // error when setup fails or any request failed.
 func runBench(ctx context.Context, o benchOptions, out, progress io.Writer) error {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {

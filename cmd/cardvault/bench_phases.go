@@ -25,6 +25,7 @@ const (
 	phaseBaselineInsert = "baseline-insert"
 	phaseTokenize       = "tokenize"
 	phaseBaselineSelect = "baseline-select"
+	phaseBaselineHTTP   = "baseline-http"
 	phaseRead           = "read"
 	phaseDetokenize     = "detokenize"
 	phaseImport         = "import"
@@ -43,7 +44,7 @@ type benchRun struct {
 	allToks  []string
 }
 
-// runPhases runs the six phases and returns the report.
+// runPhases runs the seven phases and returns the report.
 func runPhases(ctx context.Context, env *benchEnv, o benchOptions, progress io.Writer) (*benchReport, error) {
 	var id [4]byte
 	_, _ = rand.Read(id[:])
@@ -61,6 +62,7 @@ func runPhases(ctx context.Context, env *benchEnv, o benchOptions, progress io.W
 		{phaseBaselineInsert, false, func() loadResult { return b.timed(ctx, phaseBaselineInsert, progress, b.baselineInsert) }},
 		{phaseTokenize, true, func() loadResult { return b.timed(ctx, phaseTokenize, progress, b.tokenize) }},
 		{phaseBaselineSelect, false, func() loadResult { return b.timed(ctx, phaseBaselineSelect, progress, b.baselineSelect) }},
+		{phaseBaselineHTTP, true, func() loadResult { return b.timed(ctx, phaseBaselineHTTP, progress, b.baselineHTTP) }},
 		{phaseRead, true, func() loadResult { return b.timed(ctx, phaseRead, progress, b.read) }},
 		{phaseDetokenize, true, func() loadResult { return b.timed(ctx, phaseDetokenize, progress, b.detokenize) }},
 		{phaseImport, true, func() loadResult { return b.importJob(ctx, progress) }},
@@ -239,6 +241,15 @@ func (b *benchRun) baselineSelect(ctx context.Context, _, _ int) error {
 		b.allRows[mrand.IntN(len(b.allRows))]).Scan(&r.id, &r.tenantID, &r.businessKey, &r.fingerprint,
 		&r.fpKeyID, &r.keyID, &r.pan, &r.name, &r.cvc, &r.cvcExpires, &r.iin, &r.lastFour, &r.panLen,
 		&r.scheme, &r.expMonth, &r.expYear, &r.meta, &r.created, &r.updated)
+}
+
+// baselineHTTP asks the vault's GET /healthz: the same listener, HTTP
+// stack, middleware and access log as every request, and no database, no
+// authentication, no crypto. It is the floor of any answer over HTTP on
+// this machine, the reference that read and detokenize cannot pass.
+func (b *benchRun) baselineHTTP(ctx context.Context, _, _ int) error {
+	_, err := b.call(ctx, http.MethodGet, "/healthz", nil, http.StatusOK)
+	return err
 }
 
 // businessKey returns the i-th business key of this run, shaped like a

@@ -144,6 +144,9 @@ func (r *benchReport) finish(child *vaultChild) {
 		{"read/baseline-select", ratio(phaseRead, phaseBaselineSelect)},
 		{"detokenize/baseline-select", ratio(phaseDetokenize, phaseBaselineSelect)},
 		{"import/tokenize", ratio(phaseImport, phaseTokenize)},
+		{"baseline-http/baseline-select", ratio(phaseBaselineHTTP, phaseBaselineSelect)},
+		{"read/baseline-http", ratio(phaseRead, phaseBaselineHTTP)},
+		{"detokenize/baseline-http", ratio(phaseDetokenize, phaseBaselineHTTP)},
 	}
 	hwm, _ := child.peakRSS()
 	r.VaultRSSPeakMB = round1(hwm)

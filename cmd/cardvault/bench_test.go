@@ -39,8 +39,8 @@ func TestBenchChildServe(t *testing.T) {
 }
 
 // TestBenchRunsEveryPhase runs a tiny bench (a fraction of a second per
-// phase, 20 imported cards) with profiling on, and checks the report: six
-// phases in order, each with requests and no errors, the four ratios, the
+// phase, 20 imported cards) with profiling on, and checks the report: seven
+// phases in order, each with requests and no errors, the seven ratios, the
 // nine targets, the same in bench.csv, and a CPU profile per HTTP phase.
 func TestBenchRunsEveryPhase(t *testing.T) {
 	out := t.TempDir()
@@ -61,7 +61,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	js, err := os.ReadFile(filepath.Join(out, "bench.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(js, &rep))
-	want := []string{phaseBaselineInsert, phaseTokenize, phaseBaselineSelect, phaseRead, phaseDetokenize, phaseImport}
+	want := []string{phaseBaselineInsert, phaseTokenize, phaseBaselineSelect, phaseBaselineHTTP, phaseRead, phaseDetokenize, phaseImport}
 	var got []string
 	for _, p := range rep.Phases {
 		got = append(got, p.Name)
@@ -75,7 +75,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.NotNil(t, rep.phase(phaseTokenize).VaultCPUPer1k)
 	assert.Nil(t, rep.phase(phaseBaselineInsert).VaultCPUPer1k, "the vault does not serve the baselines")
 	assert.Positive(t, rep.VaultRSSPeakMB)
-	assert.Len(t, rep.Ratios, 4)
+	assert.Len(t, rep.Ratios, 7)
 	assert.Len(t, rep.Targets, 9)
 	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+$`, rep.Machine.Durability, "the server's durability is reported")
 	assert.Contains(t, table.String(), "targets (issue 6)")
@@ -85,7 +85,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	assert.Len(t, rows, 1+6+4+9)
+	assert.Len(t, rows, 1+7+7+9)
 
 	for _, p := range []string{phaseTokenize, phaseRead, phaseDetokenize} {
 		st, err := os.Stat(filepath.Join(out, p+".cpu.pprof"))
