@@ -83,3 +83,11 @@ func (s *Service) inTx(ctx context.Context, notFound string, fn func(tx pgx.Tx) 
 	}
 	return dbError(tx.Commit(ctx), notFound)
 }
+
+// isDeadlock reports whether err is PostgreSQL breaking a deadlock
+// (40P01) or a serialization failure (40001): the transaction rolled back
+// and may be retried.
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}

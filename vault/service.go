@@ -45,8 +45,9 @@ type Service struct {
 	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
 	// importCounts gathers import attempt counters (importcounts.go).
 	importCounts importCounts
-	// auditBatch commits concurrent reads' audit rows together (auditbatch.go).
-	auditBatch auditBatch
+	// reads and reveals look up the tokens of concurrent requests and
+	// commit their audit rows together (token_lookup.go).
+	reads, reveals lookupBatch
 	// newTokens commits concurrent new tokens together (token_batch.go).
 	newTokens newTokenBatch
 }

@@ -26,15 +26,17 @@ type tokenRow struct {
 	sealed  sealedCard
 }
 
-func scanToken(row pgx.Row) (tokenRow, error) {
+// scanToken reads a row of tokenColumns, after the leading columns lead
+// when given; it returns the driver's error (pgx.ErrNoRows for none).
+func scanToken(row pgx.Row, lead ...any) (tokenRow, error) {
 	var r tokenRow
 	var businessKey *string
 	var keyID int64
 	var pan, name, cvc, metadata []byte
 	var scheme string
-	err := row.Scan(&r.ID, &r.TenantID, &businessKey, &r.Fingerprint, &r.fpKeyID, &keyID,
+	err := row.Scan(append(lead, &r.ID, &r.TenantID, &businessKey, &r.Fingerprint, &r.fpKeyID, &keyID,
 		&pan, &name, &cvc, &r.sealed.cvcExpiresAt, &r.IIN, &r.LastFour, &r.PANLength, &scheme,
-		&r.ExpiryMonth, &r.ExpiryYear, &metadata, &r.CreatedAt, &r.UpdatedAt)
+		&r.ExpiryMonth, &r.ExpiryYear, &metadata, &r.CreatedAt, &r.UpdatedAt)...)
 	if err != nil {
 		return r, err
 	}
@@ -101,15 +103,6 @@ func updateCard(ctx context.Context, q querier, r tokenRow) error {
 		nilIfEmpty(r.sealed.name), nilIfEmpty(r.sealed.cvc), r.sealed.cvcExpiresAt, r.IIN, r.LastFour,
 		r.PANLength, string(r.Scheme), r.ExpiryMonth, r.ExpiryYear, metadata, r.UpdatedAt)
 	return err
-}
-
-// selectToken reads one token of a tenant, locking it when forUpdate.
-func selectToken(ctx context.Context, q querier, tenantID, id uuid.UUID, forUpdate bool) (tokenRow, error) {
-	sql := `SELECT ` + tokenColumns + ` FROM tokens WHERE id = $1 AND tenant_id = $2`
-	if forUpdate {
-		sql += ` FOR UPDATE`
-	}
-	return scanToken(q.QueryRow(ctx, sql, id, tenantID))
 }
 
 // newTokenRow builds the row for a new token of card: a fresh id, the
@@ -304,34 +297,29 @@ func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a Actor, tk *tenant
 }
 
 // GetToken returns the masked record of the actor's tenant's token id once
-// the read's audit row has committed (in a batch with other requests' rows,
-// see auditBatch): no record is returned unaudited. An unknown id and
-// another tenant's id both return the same KindNotFound error.
+// the read's audit row has committed (the token found and the row written
+// in one statement and one commit with concurrent reads, see lookupBatch):
+// no record is returned unaudited. An unknown id and another tenant's id
+// both return the same KindNotFound error.
 func (s *Service) GetToken(ctx context.Context, a Actor, id uuid.UUID) (Token, error) {
 	tk, err := s.keys.get(ctx, a.TenantID)
 	if err != nil {
 		return Token{}, err
 	}
-	row, err := selectToken(ctx, s.db, a.TenantID, id, false)
-	if err != nil {
-		return Token{}, dbError(err, "token")
-	}
-	tok, err := s.masked(tk, row)
+	row, err := s.readToken(&lookup{ev: s.event(a, ActionTokenRead, id, nil)})
 	if err != nil {
 		return Token{}, err
 	}
-	if err := s.auditDurably(s.event(a, ActionTokenRead, id, nil)); err != nil {
-		return Token{}, err
-	}
-	return tok, nil
+	return s.masked(tk, row)
 }
 
 // Detokenize returns the card behind the actor's tenant's token id and
 // audits the reveal with reason (and whether the CVC was revealed). The
 // CVC, if still held and within its TTL, is returned once and destroyed in
-// the same transaction, which rolls back if the card cannot be decrypted.
-// It returns KindNotFound for an unknown or foreign id and KindInvalid for
-// a bad reason.
+// the same transaction, which rolls back if the card cannot be decrypted;
+// of concurrent reveals of one token only one receives it. It returns
+// KindNotFound for an unknown or foreign id and KindInvalid for a bad
+// reason.
 func (s *Service) Detokenize(ctx context.Context, a Actor, id uuid.UUID, reason string) (Revealed, error) {
 	if err := checkText(reason, MaxReasonLen, "reason"); err != nil {
 		return Revealed{}, err
@@ -344,19 +332,7 @@ func (s *Service) Detokenize(ctx context.Context, a Actor, id uuid.UUID, reason 
 	if reason != "" {
 		detail = map[string]any{"reason": reason}
 	}
-	audit, err := auditArgs(s.event(a, ActionTokenReveal, id, detail))
-	if err != nil {
-		return Revealed{}, err
-	}
-	var out Revealed
-	err = s.inPipelinedTx(ctx, "token", revealTokenSQL, append([]any{id, a.TenantID}, audit...), func(r pgx.Row) error {
-		row, err := scanToken(r)
-		if err != nil {
-			return err
-		}
-		out, err = s.open(tk, row)
-		return err
-	})
+	out, err := s.revealToken(ctx, &lookup{ev: s.event(a, ActionTokenReveal, id, detail), tk: tk})
 	out.Token.CVCAvailable = false
 	return out, err
 }
