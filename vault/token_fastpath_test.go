@@ -111,13 +111,8 @@ func TestRevealOfExpiredCVCSaysNotRevealed(t *testing.T) {
 func TestFailedRevealKeepsCVCAndWritesNoAudit(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	a, _ := e.tokenize(t, visa("pm_fast_broken_a"))
-	in := visa("pm_fast_broken_b")
-	in.Card.Number = "5555555555554444"
-	b, _ := e.tokenize(t, in)
-	_, err := e.pool.Exec(ctx, `UPDATE tokens SET pan_ct = (SELECT pan_ct FROM tokens WHERE id = $2) WHERE id = $1`, a.ID, b.ID)
-	require.NoError(t, err)
-	_, err = e.svc.Detokenize(ctx, e.actor, a.ID, "")
+	a, b := e.brokenPair(t, "pm_fast_broken")
+	_, err := e.svc.Detokenize(ctx, e.actor, a.ID, "")
 	assert.Equal(t, vault.KindInternal, vault.ErrorKind(err))
 	var cvcKept bool
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT cvc_ct IS NOT NULL FROM tokens WHERE id = $1`, a.ID).Scan(&cvcKept))

@@ -21,6 +21,21 @@ func (e *env) auditCount(t *testing.T, id uuid.UUID, action vault.Action) int {
 	return n
 }
 
+// brokenPair tokenizes two cards and gives the first the second's PAN
+// ciphertext (bound to the other token's id, so it no longer decrypts). It
+// returns the broken token and the intact one.
+func (e *env) brokenPair(t *testing.T, prefix string) (bad, good vault.Token) {
+	t.Helper()
+	bad, _ = e.tokenize(t, visa(prefix+"_bad"))
+	in := visa(prefix + "_good")
+	in.Card.Number = "5555555555554444"
+	good, _ = e.tokenize(t, in)
+	_, err := e.pool.Exec(context.Background(), `UPDATE tokens SET pan_ct = (SELECT pan_ct FROM tokens WHERE id = $2)
+		WHERE id = $1`, bad.ID, good.ID)
+	require.NoError(t, err)
+	return bad, good
+}
+
 // TestReadBatchAuditsOnlyWhatItFound: one read batch mixing a found token,
 // the same token twice, an unknown id and another tenant's token finds
 // only the requests of the token's own tenant and audits exactly those.
@@ -66,14 +81,9 @@ func TestRevealBatchGivesTheCVCOnce(t *testing.T) {
 func TestRevealBatchRollsBackForOneBadCard(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	good, _ := e.tokenize(t, visa("pm_lookup_good"))
-	in := visa("pm_lookup_bad")
-	in.Card.Number = "5555555555554444"
-	bad, _ := e.tokenize(t, in)
-	_, err := e.pool.Exec(ctx, `UPDATE tokens SET pan_ct = (SELECT pan_ct FROM tokens WHERE id = $2) WHERE id = $1`, bad.ID, good.ID)
-	require.NoError(t, err)
+	bad, good := e.brokenPair(t, "pm_lookup")
 
-	_, _, err = vault.RevealBatch(ctx, e.svc, []vault.BatchLookup{{e.actor, good.ID}, {e.actor, bad.ID}})
+	_, _, err := vault.RevealBatch(ctx, e.svc, []vault.BatchLookup{{e.actor, good.ID}, {e.actor, bad.ID}})
 	require.ErrorIs(t, err, vault.ErrRevealBatch)
 	var cvcs int
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM tokens WHERE id IN ($1, $2) AND cvc_ct IS NOT NULL`,
@@ -85,6 +95,7 @@ func TestRevealBatchRollsBackForOneBadCard(t *testing.T) {
 	out, err := e.svc.Detokenize(ctx, e.actor, good.ID, "")
 	require.NoError(t, err)
 	assert.Equal(t, "123", out.Card.CVC.Reveal())
+	assert.Equal(t, "5555555555554444", out.Card.PAN.Reveal())
 	_, err = e.svc.Detokenize(ctx, e.actor, bad.ID, "")
 	assert.Equal(t, vault.KindInternal, vault.ErrorKind(err))
 }
