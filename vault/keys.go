@@ -2,10 +2,13 @@ package vault
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/cardvault/cardvault/crypto"
@@ -74,7 +77,10 @@ func (s *Service) editKeyset(ctx context.Context, a Actor, purpose crypto.Purpos
 }
 
 // recordKeyState upserts a key version's state and stamps the time of the
-// transition; a promotion demotes the previous primary to active.
+// transition; a promotion demotes the previous primary to active. A data
+// key that may seal (primary, active) gets its tenant_sealing_keys row; one
+// that may not any more loses it (releaseSealingKey), or the error says why
+// it cannot.
 func (s *Service) recordKeyState(ctx context.Context, q querier, tenantID uuid.UUID, purpose crypto.Purpose, ch keyChange) error {
 	now := s.clock()
 	if ch.state == crypto.KeyPrimary {
@@ -91,7 +97,65 @@ func (s *Service) recordKeyState(ctx context.Context, q querier, tenantID uuid.U
 			disabled_at  = CASE WHEN $4::text = 'disabled'  THEN $5::timestamptz ELSE tenant_key_versions.disabled_at END,
 			destroyed_at = CASE WHEN $4::text = 'destroyed' THEN $5::timestamptz ELSE tenant_key_versions.destroyed_at END`,
 		tenantID, string(purpose), int64(ch.keyID), string(ch.state), now)
-	return err
+	if err != nil || purpose != crypto.PurposeData {
+		return err
+	}
+	if ch.state == crypto.KeyPrimary || ch.state == crypto.KeyActive {
+		_, err = q.Exec(ctx, `INSERT INTO tenant_sealing_keys (tenant_id, key_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+			tenantID, int64(ch.keyID))
+		return err
+	}
+	return releaseSealingKey(ctx, q, tenantID, ch.keyID)
+}
+
+// releaseSealingKey stops keyID from sealing anything more of the tenant,
+// within the caller's transaction: it deletes the key's tenant_sealing_keys
+// row, which waits for the writers under way that hold it (every writer of a
+// sealed row locks that row in its own transaction, see migration
+// 008_sealing_keys.sql) and which the foreign keys refuse while a token or
+// the webhook secret still names the key; then, with no writer able to use
+// the key any more, it counts the webhook events and import credentials
+// still under it. It returns a KindConflict error (key_in_use) when any row
+// still needs the key, so the whole retire rolls back.
+func releaseSealingKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) error {
+	_, err := q.Exec(ctx, `DELETE FROM tenant_sealing_keys WHERE tenant_id = $1 AND key_id = $2`, tenantID, int64(keyID))
+	if isSealingKeyViolation(err) {
+		return keyInUse(keyID, "tokens or the webhook secret")
+	}
+	if err != nil {
+		return err
+	}
+	hooks, err := webhookRowsUnderKey(ctx, q, tenantID, keyID)
+	if err != nil {
+		return err
+	}
+	imports, err := importCredentialsUnderKey(ctx, q, tenantID, keyID)
+	if err != nil {
+		return err
+	}
+	if hooks+imports > 0 {
+		return keyInUse(keyID, "webhook events or an import's credentials")
+	}
+	return nil
+}
+
+// keyInUse is the conflict of a retire that found rows written under the key
+// after the re-encryption job had passed them (a request that sealed with
+// the key before the rotation and committed after it).
+func keyInUse(keyID uint32, what string) *Error {
+	return Errorf(KindConflict, "key_in_use",
+		"rows still under key %d (%s written since the last re-encryption): re-run reencrypt (cardvault keys reencrypt), then retire again",
+		keyID, what)
+}
+
+// isSealingKeyViolation reports whether err is PostgreSQL refusing a row
+// sealed under a data key that may no longer seal (a foreign key or trigger
+// named *_sealing_key, SQLSTATE 23503): on a write, the writer's keys are
+// stale and it must seal again with the current primary; on a retire, a row
+// still names the key.
+func isSealingKeyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23503" && strings.HasSuffix(pgErr.ConstraintName, "_sealing_key")
 }
 
 // RotateDataKey rotates the tenant's data key in Tink's order: add a fresh
@@ -149,7 +213,12 @@ func (s *Service) sideRowsUnderKey(ctx context.Context, tenantID uuid.UUID, keyI
 // RetireDataKey disables a data key that is not primary; with destroy it
 // then deletes the disabled key's material for good. It refuses, with a
 // KindConflict error saying how many tokens still need the key, while any
-// token is sealed with it; KindNotFound for an unknown key.
+// token is sealed with it; KindNotFound for an unknown key. The counts
+// first taken only word the common refusal: the guarantee is the disabling
+// transaction itself, which waits for the writers still sealing under the
+// key and refuses (KindConflict, key_in_use) when any row, committed
+// however late, still needs it (releaseSealingKey); writers that come after
+// it are refused by the database and seal again with the primary key.
 func (s *Service) RetireDataKey(ctx context.Context, a Actor, keyID uint32, destroy bool) error {
 	n, err := s.tokensUnderKey(ctx, a.TenantID, keyID)
 	if err != nil {
