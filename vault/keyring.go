@@ -133,6 +133,34 @@ func (k *keyring) fresh(ctx context.Context, tenantID uuid.UUID) (*tenantKeys, e
 	return k.get(ctx, tenantID)
 }
 
+// renew returns the tenant's keys reloaded from the database when its
+// keysets changed since stale was loaded (a write sealed with stale was
+// refused because its key was retired, or a ciphertext names a key stale
+// does not hold), and stale itself when they did not: one cheap query, so a
+// row under a key that is gone for good never costs a KEK call per request.
+// Only the first of the requests holding the same stale keys drops them;
+// the others share its load (or the keys it cached), so a rotation costs
+// each replica one root KEK call, not one per request. It returns a domain
+// error when the database fails, and get's errors.
+func (k *keyring) renew(ctx context.Context, tenantID uuid.UUID, stale *tenantKeys) (*tenantKeys, error) {
+	var version int64
+	if err := k.db.QueryRow(ctx, `SELECT coalesce(sum(version), 0)::bigint FROM tenant_keysets WHERE tenant_id = $1`,
+		tenantID).Scan(&version); err != nil {
+		return nil, dbError(err, "tenant")
+	}
+	if version == stale.version {
+		return stale, nil
+	}
+	k.mu.Lock()
+	if k.cache[tenantID] == stale {
+		delete(k.cache, tenantID)
+		delete(k.loading, tenantID)
+		k.gen++
+	}
+	k.mu.Unlock()
+	return k.get(ctx, tenantID)
+}
+
 // refresh drops every cached tenant whose keysets changed (or vanished)
 // since they were loaded, so that a rotation made by another process is
 // picked up within one refresh interval. It returns a domain error when the

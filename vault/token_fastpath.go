@@ -96,30 +96,73 @@ func (s *Service) prepareNewToken(a Actor, tk *tenantKeys, row tokenRow, tok Tok
 // together with the new tokens of concurrent requests (newTokenBatch). tok
 // is row's masked record. It reports whether the row was inserted (false:
 // the business key is taken and nothing was written for it) and whether an
-// event was enqueued.
+// event was enqueued. When the database refuses the row because the key
+// that sealed it was retired meanwhile (tk was loaded before the rotation),
+// it seals the row again with the tenant's current keys and retries; after
+// maxSealAttempts it returns a KindUnavailable error.
 func (s *Service) insertTokenAudited(a Actor, tk *tenantKeys, row tokenRow, tok Token) (bool, bool, error) {
-	nt, err := s.prepareNewToken(a, tk, row, tok)
+	for attempt := 1; ; attempt++ {
+		nt, err := s.prepareNewToken(a, tk, row, tok)
+		if err != nil {
+			return false, false, err
+		}
+		if err = s.newTokens.do(nt, s.writeNewTokens); err == nil {
+			err = nt.err
+		}
+		if err == nil {
+			if nt.enqueued {
+				s.usage.add(nt.tenantID, nt.keyID)
+			}
+			return nt.inserted, nt.enqueued, nil
+		}
+		if !isSealingKeyViolation(err) {
+			return false, false, err
+		}
+		if attempt == maxSealAttempts {
+			return false, false, keysChanging(err)
+		}
+		if tk, row, err = s.resealNewToken(tk, row); err != nil {
+			return false, false, err
+		}
+	}
+}
+
+// maxSealAttempts bounds how often one new row is sealed again because its
+// key was retired meanwhile: each attempt reloads the tenant's keys, so a
+// second refusal needs a second retire within one request.
+const maxSealAttempts = 3
+
+// keysChanging is the error of a write refused maxSealAttempts times because
+// the tenant's keys keep being retired under it.
+func keysChanging(err error) *Error {
+	return &Error{Kind: KindUnavailable, Code: "service_unavailable",
+		Message: "the tenant's data keys are being rotated; retry later", Err: err}
+}
+
+// resealNewToken returns the tenant's current keys and row sealed again with
+// their primary key (opened with stale, the keys that sealed it). It returns
+// a domain error when the keys cannot be loaded.
+func (s *Service) resealNewToken(stale *tenantKeys, row tokenRow) (*tenantKeys, tokenRow, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), keyLoadTimeout)
+	defer cancel()
+	tk, err := s.keys.renew(ctx, row.TenantID, stale)
 	if err != nil {
-		return false, false, err
+		return nil, row, err
 	}
-	if err := s.newTokens.do(nt, s.writeNewTokens); err != nil {
-		return false, false, err
-	}
-	if nt.err != nil {
-		return false, false, nt.err
-	}
-	if nt.enqueued {
-		s.usage.add(nt.tenantID, nt.keyID)
-	}
-	return nt.inserted, nt.enqueued, nil
+	row.sealed, err = s.resealCard(stale, tk, row.TenantID, row.ID, row.sealed)
+	return tk, row, err
 }
 
 // insertOneToken writes nt alone with insertTokenAuditedSQL.
 func (s *Service) insertOneToken(ctx context.Context, nt *newToken) error {
-	args := append(append([]any{}, nt.args[:newTokenColumns+newTokenAudit]...), nt.eventID, string(EventTokenCreated))
-	args = append(args, nt.args[newTokenColumns+newTokenAudit:]...)
-	err := s.db.QueryRow(ctx, insertTokenAuditedSQL, args...).Scan(&nt.inserted, &nt.enqueued)
+	err := s.db.QueryRow(ctx, insertTokenAuditedSQL, nt.oneArgs()...).Scan(&nt.inserted, &nt.enqueued)
 	return dbError(err, "token")
+}
+
+// oneArgs returns insertTokenAuditedSQL's arguments for nt.
+func (nt *newToken) oneArgs() []any {
+	args := append(append([]any{}, nt.args[:newTokenColumns+newTokenAudit]...), nt.eventID, string(EventTokenCreated))
+	return append(args, nt.args[newTokenColumns+newTokenAudit:]...)
 }
 
 // revealTokenSQL locks a tenant's token ($1 id, $2 tenant), destroys its
