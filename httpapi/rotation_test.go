@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,6 +39,7 @@ func (l *loadClient) run(t *testing.T, worker int, stop <-chan struct{}) {
 		res := l.ts.do(t, http.MethodPost, "/cde-import", l.key, cardBody(fmt.Sprintf("pm_load_%d_%d", worker, i), number))
 		l.requests.Add(1)
 		if res.status != http.StatusCreated {
+			t.Logf("tokenize answered %d: %s", res.status, res.body)
 			l.failures.Add(1)
 			continue
 		}
@@ -47,7 +49,11 @@ func (l *loadClient) run(t *testing.T, worker int, stop <-chan struct{}) {
 		l.mu.Unlock()
 		rev := l.ts.do(t, http.MethodPost, "/tokens/"+id+"/detokenize", l.key, "")
 		l.requests.Add(1)
-		if rev.status != http.StatusOK || rev.json(t)["card"].(map[string]any)["number"] != number {
+		if rev.status != http.StatusOK {
+			t.Logf("detokenize answered %d: %s", rev.status, rev.body)
+			l.failures.Add(1)
+		} else if rev.json(t)["card"].(map[string]any)["number"] != number {
+			t.Logf("detokenize answered another card")
 			l.failures.Add(1)
 		}
 	}
@@ -75,23 +81,25 @@ func TestRotationUnderLoad(t *testing.T) {
 	l.waitFor(t, 100)
 	rot := ts.do(t, http.MethodPost, "/keys/rotate", key, "")
 	require.Equal(t, http.StatusOK, rot.status, "body: %s", rot.body)
-	job := ts.do(t, http.MethodPost, "/keys/reencrypt", key, "")
-	require.Equal(t, http.StatusAccepted, job.status, "body: %s", job.body)
-	jobID := job.json(t)["id"].(string)
-	ran, err := ts.svc.RunOneKeyJob(ctx, "test-worker", mustParse(t, jobID))
-	require.NoError(t, err)
-	require.True(t, ran)
-	assert.Equal(t, "finished", ts.do(t, http.MethodGet, "/keys/jobs/"+jobID, key, "").json(t)["status"])
-
-	// Tokens made by the load since the rotation already use the new key;
-	// the retire succeeds once none is left on the old one.
-	retire := ts.do(t, http.MethodPost, "/keys/retire", key, fmt.Sprintf(`{"key_id":%d}`, oldID))
+	// A request that sealed with the old key before the promotion may
+	// commit after the re-encryption job passed (the test server waits no
+	// propagation delay): then the retire answers 409 key_in_use, and the
+	// operator re-runs the job. A request that commits after the retire is
+	// refused by the database and seals again with the new key, so no
+	// request fails either way.
+	retire := retireAfterReencrypt(t, ts, key, oldID)
 	require.Equal(t, http.StatusNoContent, retire.status, "body: %s", retire.body)
 	l.waitFor(t, l.requests.Load()+100)
 	close(stop)
 	wg.Wait()
 
-	assert.Zero(t, l.failures.Load(), "zero failed requests out of %d", l.requests.Load())
+	if !assert.Zero(t, l.failures.Load(), "zero failed requests out of %d", l.requests.Load()) {
+		for _, line := range strings.Split(ts.log.String(), "\n") {
+			if strings.Contains(line, "ERROR") {
+				t.Log(line)
+			}
+		}
+	}
 	assert.Positive(t, l.requests.Load())
 	for id, number := range l.cards {
 		r, err := ts.svc.Detokenize(ctx, actor, mustParse(t, id), "")
@@ -105,6 +113,30 @@ func TestRotationUnderLoad(t *testing.T) {
 			assert.Zero(t, k["tokens"], "no token references the retired version")
 		}
 	}
+}
+
+// retireAfterReencrypt runs a re-encryption job and retires keyID, again
+// while the retire answers 409 key_in_use (rows under the key committed
+// after the job passed), at most 5 times; it returns the last answer.
+func retireAfterReencrypt(t *testing.T, ts *testServer, key string, keyID uint32) response {
+	t.Helper()
+	var retire response
+	for range 5 {
+		job := ts.do(t, http.MethodPost, "/keys/reencrypt", key, "")
+		require.Equal(t, http.StatusAccepted, job.status, "body: %s", job.body)
+		jobID := job.json(t)["id"].(string)
+		ran, err := ts.svc.RunOneKeyJob(context.Background(), "test-worker", mustParse(t, jobID))
+		require.NoError(t, err)
+		require.True(t, ran)
+		assert.Equal(t, "finished", ts.do(t, http.MethodGet, "/keys/jobs/"+jobID, key, "").json(t)["status"])
+		retire = ts.do(t, http.MethodPost, "/keys/retire", key, fmt.Sprintf(`{"key_id":%d}`, keyID))
+		if retire.status != http.StatusConflict {
+			return retire
+		}
+		require.Contains(t, string(retire.body), "key_in_use", "body: %s", retire.body)
+		t.Logf("retire answered 409 (rows committed after the job passed), re-running the job: %s", retire.body)
+	}
+	return retire
 }
 
 // waitFor returns once the load has made n requests.
