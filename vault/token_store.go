@@ -163,10 +163,23 @@ func (s *Service) Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Toke
 	if err != nil {
 		return Token{}, false, err
 	}
-	for {
+	for attempt := 1; ; attempt++ {
 		tok, created, err := s.tokenizeOnce(ctx, a, tk, row, card)
-		if !errors.Is(err, errRaced) {
+		switch {
+		case errors.Is(err, errRaced):
+			continue
+		case !isSealingKeyViolation(err):
 			return tok, created, err
+		case attempt == maxSealAttempts:
+			return Token{}, false, keysChanging(err)
+		}
+		// An update of the existing token was refused: tk's primary key was
+		// retired meanwhile. Seal again with the current keys.
+		if tk, err = s.newerKeys(a.TenantID, tk); err != nil {
+			return Token{}, false, err
+		}
+		if row, err = s.withCard(tk, row, card, fp, fpKey); err != nil {
+			return Token{}, false, err
 		}
 	}
 }
@@ -277,20 +290,21 @@ func (s *Service) samePAN(tk *tenantKeys, old, row tokenRow, card Card) (bool, e
 }
 
 // refreshCVC stores a newly forwarded CVC on an unchanged token (Stripe
-// forwards one while it still has it) and audits the repeated import.
+// forwards one while it still has it) and audits the repeated import. The
+// whole card is sealed again with tk's primary key, so that the row's
+// key_id names the one key every field is under (a CVC sealed alone with a
+// newer or older key than the row's would escape a retire's checks).
 func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, existing tokenRow, card Card) (tokenRow, error) {
 	detail := map[string]any{"existing": true}
 	if !card.CVC.IsZero() {
-		ct, err := s.sealField(tk, existing.TenantID, existing.ID, fieldCVC, []byte(card.CVC.Reveal()))
+		refreshed, err := s.withCard(tk, existing, card, existing.Fingerprint, uint32(existing.fpKeyID))
 		if err != nil {
 			return tokenRow{}, err
 		}
-		exp := s.clock().Add(s.cvcTTL)
-		if _, err := tx.Exec(ctx, `UPDATE tokens SET cvc_ct = $2, cvc_expires_at = $3 WHERE id = $1`,
-			existing.ID, []byte(ct), exp); err != nil {
+		if err := updateCard(ctx, tx, refreshed); err != nil {
 			return tokenRow{}, err
 		}
-		existing.sealed.cvc, existing.sealed.cvcExpiresAt = ct, &exp
+		existing = refreshed
 		detail["cvc_refreshed"] = true
 	}
 	return existing, insertAudit(ctx, tx, s.event(a, ActionTokenCreate, existing.ID, detail))
