@@ -39,6 +39,11 @@ func dbError(err error, notFound string) error {
 		return &Error{Kind: KindNotFound, Code: "resource_missing", Message: "no such " + notFound, Err: err}
 	case errors.As(err, &pgErr) && pgErr.Code == "23505":
 		return &Error{Kind: KindConflict, Code: "conflict", Message: notFound + " already exists", Err: err}
+	case isSealingKeyViolation(err):
+		// the key that sealed the row was retired meanwhile (a replica's
+		// cached keys were stale); the retried request seals with the
+		// current keys
+		return keysChanging(err)
 	case errors.As(err, &pgErr) && isUnavailableSQLState(pgErr.Code):
 		return unavailable(err)
 	case errors.As(err, &netErr), pgconn.SafeToRetry(err), errors.Is(err, context.DeadlineExceeded),

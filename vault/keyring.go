@@ -296,3 +296,14 @@ func kekUnavailable(err error) *Error {
 		Message: "the root key-encryption key is unavailable, so the tenant's keys cannot be loaded; retry later",
 		Err:     err}
 }
+
+// sealRefused returns err, first dropping the tenant's cached keys when err
+// is the database refusing a row sealed with a retired key: this process's
+// keys are stale, and the client's retry (the error is KindUnavailable)
+// loads the current ones.
+func (s *Service) sealRefused(tenantID uuid.UUID, err error) error {
+	if isSealingKeyViolation(err) {
+		s.keys.forget(tenantID)
+	}
+	return err
+}

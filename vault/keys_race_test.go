@@ -222,8 +222,8 @@ func waitForLockWait(t *testing.T, pool *pgxpool.Pool, pattern string) {
 
 // TestAStaleReplicaCannotSealSideRowsUnderARetiredKey: the webhook secret
 // and an import's credentials written by a replica whose keys predate the
-// retire are refused (or, if the writer retries, sealed under the current
-// key): never stored under the retired key.
+// retire are refused as retryable (503), never stored under the retired
+// key; the refusal drops the replica's stale keys, so the retry succeeds.
 func TestAStaleReplicaCannotSealSideRowsUnderARetiredKey(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -234,11 +234,13 @@ func TestAStaleReplicaCannotSealSideRowsUnderARetiredKey(t *testing.T) {
 	old, _ := e.rotateAndReencrypt(t)
 	require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, old, false))
 
-	_, _, err = replica.SetWebhook(ctx, ra, "http://127.0.0.1:9/hooks")
-	t.Logf("stale SetWebhook: %v", err)
 	_, err = replica.CreateImport(ctx, ra, vault.CreateImportInput{
 		Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret("sk_test_staleReplica")})
-	t.Logf("stale CreateImport: %v", err)
+	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "a stale CreateImport is refused as retryable: %v", err)
+	_, _, err = replica.SetWebhook(ctx, ra, "http://127.0.0.1:9/hooks")
+	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "a stale SetWebhook is refused as retryable: %v", err)
+	_, _, err = replica.SetWebhook(ctx, ra, "http://127.0.0.1:9/hooks")
+	require.NoError(t, err, "the retry seals with the reloaded keys")
 	assert.Zero(t, e.rowsUnderKey(t, old), "no side row under the retired key")
 }
 

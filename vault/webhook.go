@@ -117,7 +117,7 @@ func (s *Service) SetWebhook(ctx context.Context, a Actor, rawURL string) (Webho
 		return insertAudit(ctx, tx, s.event(a, ActionWebhookSet, uuid.Nil, map[string]any{"url": wh.URL}))
 	})
 	if err != nil {
-		return Webhook{}, "", err
+		return Webhook{}, "", s.sealRefused(a.TenantID, err)
 	}
 	return wh, secret, nil
 }
