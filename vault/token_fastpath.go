@@ -3,19 +3,17 @@ package vault
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// This file holds the hot paths of tokenize and detokenize written as one
-// statement each (data-modifying CTEs), so that a request costs one or two
-// round trips to PostgreSQL instead of four or five (reads batch their
-// audit rows instead, see auditbatch.go). Durability is
-// unchanged: synchronous_commit stays on, and the caller answers only after
+// This file holds the hot path of tokenize written as one statement
+// (data-modifying CTEs), so that a request costs one round trip to
+// PostgreSQL instead of four (new tokens of concurrent requests also share
+// one statement, see token_batch.go; reads and reveals, token_lookup.go).
+// Durability is unchanged: synchronous_commit stays on, and the caller answers only after
 // PostgreSQL has reported the commit (ReadyForQuery follows the commit and
 // its WAL flush; pgx reads up to it before returning).
 
@@ -163,61 +161,6 @@ func (s *Service) insertOneToken(ctx context.Context, nt *newToken) error {
 func (nt *newToken) oneArgs() []any {
 	args := append(append([]any{}, nt.args[:newTokenColumns+newTokenAudit]...), nt.eventID, string(EventTokenCreated))
 	return append(args, nt.args[newTokenColumns+newTokenAudit:]...)
-}
-
-// revealTokenSQL locks a tenant's token ($1 id, $2 tenant), destroys its
-// CVC, and writes the reveal's audit event ($3–$10 and the detail $11, to
-// which it adds cvc_revealed: whether the CVC was still within its TTL at
-// $3). It answers the row as it was before the CVC was destroyed.
-const revealTokenSQL = `
-	WITH t AS (
-		SELECT ` + tokenColumns + ` FROM tokens WHERE id = $1 AND tenant_id = $2 FOR UPDATE
-	), cvc AS (
-		UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL
-		FROM t WHERE tokens.id = t.id AND t.cvc_ct IS NOT NULL
-	), audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT $3::timestamptz, $4::uuid, $5::uuid, $6::text, $7::uuid, $8::text, $9::text, $10::text,
-		       jsonb_build_object('cvc_revealed', t.cvc_ct IS NOT NULL AND t.cvc_expires_at IS NOT NULL
-		                          AND $3::timestamptz < t.cvc_expires_at) || $11::jsonb
-		FROM t
-	)
-	SELECT ` + tokenColumns + ` FROM t`
-
-// inPipelinedTx begins a transaction and runs sql in it, both sent in one
-// round trip; read gets sql's row. When read returns nil the transaction
-// commits (a second round trip); otherwise it rolls back, so nothing sql
-// wrote survives a failure of what read does with the row. The error is
-// translated by dbError unless read returned a domain error.
-func (s *Service) inPipelinedTx(ctx context.Context, notFound, sql string, args []any, read func(pgx.Row) error) error {
-	conn, err := s.db.Acquire(ctx)
-	if err != nil {
-		return dbError(err, notFound)
-	}
-	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
-	var b pgx.Batch
-	b.Queue("BEGIN")
-	b.Queue(sql, args...)
-	br := conn.SendBatch(ctx, &b)
-	_, err = br.Exec()
-	if err == nil {
-		err = read(br.QueryRow())
-	}
-	if closeErr := br.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		var tag []byte
-		tag, err = commit(ctx, conn)
-		if err == nil && string(tag) != "COMMIT" {
-			err = errors.New("vault: the transaction was rolled back")
-		}
-	}
-	if err != nil {
-		rollback(conn)
-		return dbError(err, notFound)
-	}
-	return nil
 }
 
 // commit sends COMMIT on conn and returns the command tag.

@@ -28,6 +28,7 @@ type lookup struct {
 	found bool
 	row   tokenRow // as stored before the reveal destroyed its CVC
 	out   Revealed // a reveal's card
+	err   error    // why a reveal's card did not decrypt
 }
 
 // lookupBatch is a group commit of lookups.
@@ -161,14 +162,14 @@ func (s *Service) readToken(l *lookup) (tokenRow, error) {
 	return l.row, nil
 }
 
-// errRevealBatch means a reveal batch rolled back for one request's sake
-// (a card that does not decrypt, a deadlock): each request of the batch
-// then reveals on its own, so that only the failing one fails.
+// errRevealBatch means a reveal batch rolled back because one of its cards
+// did not decrypt (that lookup's err says why).
 var errRevealBatch = errors.New("vault: reveal batch rolled back")
 
 // revealTokens runs a reveal batch in one transaction: the statement, then
 // the decryption of every card found, then the commit. Anything failing
-// after the statement rolls the whole batch back, CVCs included.
+// after the statement rolls the whole batch back, CVCs included. Errors are
+// returned untranslated.
 func (s *Service) revealTokens(batch []*lookup) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
@@ -176,59 +177,57 @@ func (s *Service) revealTokens(batch []*lookup) error {
 	if err != nil {
 		return err
 	}
-	err = s.inPipelinedTxRows(ctx, revealTokensSQL, args, func(rows pgx.Rows) error {
+	return s.inPipelinedTxRows(ctx, revealTokensSQL, args, func(rows pgx.Rows) error {
 		if err := scanLookups(rows, batch, true); err != nil {
 			return err
 		}
+		failed := false
 		for _, l := range batch {
-			if !l.found {
-				continue
+			if l.found {
+				l.out, l.err = s.open(l.tk, l.row)
+				failed = failed || l.err != nil
 			}
-			if l.out, err = s.open(l.tk, l.row); err != nil {
-				return errRevealBatch
-			}
+		}
+		if failed {
+			return errRevealBatch
 		}
 		return nil
 	})
-	if err != nil && (errors.Is(err, errRevealBatch) || isDeadlock(err)) {
-		return errRevealBatch
+}
+
+// errRevealAlone tells the requests of a batch that rolled back for one
+// request's sake (a card that does not decrypt, a deadlock) to reveal on
+// their own, so that only the failing one fails.
+var errRevealAlone = errors.New("vault: reveal alone")
+
+// revealBatch is the write of the reveals' group commit.
+func (s *Service) revealBatch(batch []*lookup) error {
+	err := s.revealTokens(batch)
+	if len(batch) > 1 && (errors.Is(err, errRevealBatch) || isDeadlock(err)) {
+		return errRevealAlone
 	}
-	return dbError(err, "token")
+	return err
 }
 
 // revealToken reveals the lookup's token in a batch with concurrent
 // reveals, or on its own when the batch rolled back for another request's
-// sake; it returns KindNotFound for a token it did not find.
-func (s *Service) revealToken(ctx context.Context, l *lookup) (Revealed, error) {
-	err := s.reveals.do(l, s.revealTokens)
-	if errors.Is(err, errRevealBatch) {
-		return s.revealOne(ctx, l)
+// sake. It returns KindNotFound for a token it did not find and a domain
+// error for a card that does not decrypt or a failing database.
+func (s *Service) revealToken(l *lookup) (Revealed, error) {
+	err := s.reveals.do(l, s.revealBatch)
+	if errors.Is(err, errRevealAlone) {
+		l.found, l.err = false, nil
+		err = s.revealTokens([]*lookup{l})
 	}
-	if err != nil {
-		return Revealed{}, err
-	}
-	if !l.found {
+	switch {
+	case errors.Is(err, errRevealBatch):
+		return Revealed{}, l.err
+	case err != nil:
+		return Revealed{}, dbError(err, "token")
+	case !l.found:
 		return Revealed{}, dbError(pgx.ErrNoRows, "token")
 	}
 	return l.out, nil
-}
-
-// revealOne reveals the lookup's token in its own transaction.
-func (s *Service) revealOne(ctx context.Context, l *lookup) (Revealed, error) {
-	audit, err := auditArgs(l.ev)
-	if err != nil {
-		return Revealed{}, err
-	}
-	var out Revealed
-	err = s.inPipelinedTx(ctx, "token", revealTokenSQL, append([]any{l.ev.TokenID, l.ev.TenantID}, audit...), func(r pgx.Row) error {
-		row, err := scanToken(r)
-		if err != nil {
-			return err
-		}
-		out, err = s.open(l.tk, row)
-		return err
-	})
-	return out, err
 }
 
 // inPipelinedTxRows is inPipelinedTx for a statement answering many rows:

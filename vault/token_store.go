@@ -346,7 +346,7 @@ func (s *Service) Detokenize(ctx context.Context, a Actor, id uuid.UUID, reason 
 	if reason != "" {
 		detail = map[string]any{"reason": reason}
 	}
-	out, err := s.revealToken(ctx, &lookup{ev: s.event(a, ActionTokenReveal, id, detail), tk: tk})
+	out, err := s.revealToken(&lookup{ev: s.event(a, ActionTokenReveal, id, detail), tk: tk})
 	out.Token.CVCAvailable = false
 	return out, err
 }
