@@ -55,6 +55,18 @@ func (e *env) rowsUnderKey(t *testing.T, keyID uint32) int64 {
 	return n
 }
 
+// staleReplica returns another vault process of the test's database (a
+// replica) whose cache holds the tenant's keys as they are now, and its
+// actor, and the token it made to load them.
+func (e *env) staleReplica(t *testing.T) (*vault.Service, vault.Actor, vault.Token) {
+	t.Helper()
+	replica := vaulttest.NewService(t, dbURL, vaulttest.Options{})
+	ra := vaulttest.Actor(t, replica, e.secret)
+	tok, _, err := replica.Tokenize(context.Background(), ra, visa("stale-1"))
+	require.NoError(t, err, "the replica loads the tenant's keys")
+	return replica, ra, tok
+}
+
 // assertReveals checks that the token opens to number through svc.
 func assertReveals(t *testing.T, svc *vault.Service, a vault.Actor, id uuid.UUID, number string) {
 	t.Helper()
@@ -97,10 +109,7 @@ func TestASealHeldAcrossRotationAndRetireCommitsUnderTheCurrentKey(t *testing.T)
 func TestAStaleReplicaTokenizesUnderTheCurrentKeyAfterARetire(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	replica := vaulttest.NewService(t, dbURL, vaulttest.Options{})
-	ra := vaulttest.Actor(t, replica, e.secret)
-	first, _, err := replica.Tokenize(ctx, ra, visa("stale-1"))
-	require.NoError(t, err, "the replica loads the tenant's keys")
+	replica, ra, first := e.staleReplica(t)
 	old, _ := e.rotateAndReencrypt(t)
 	require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, old, false))
 
@@ -227,14 +236,11 @@ func waitForLockWait(t *testing.T, pool *pgxpool.Pool, pattern string) {
 func TestAStaleReplicaCannotSealSideRowsUnderARetiredKey(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	replica := vaulttest.NewService(t, dbURL, vaulttest.Options{})
-	ra := vaulttest.Actor(t, replica, e.secret)
-	_, _, err := replica.Tokenize(ctx, ra, visa("stale-1"))
-	require.NoError(t, err, "the replica loads the tenant's keys")
+	replica, ra, _ := e.staleReplica(t)
 	old, _ := e.rotateAndReencrypt(t)
 	require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, old, false))
 
-	_, err = replica.CreateImport(ctx, ra, vault.CreateImportInput{
+	_, err := replica.CreateImport(ctx, ra, vault.CreateImportInput{
 		Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret("sk_test_staleReplica")})
 	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "a stale CreateImport is refused as retryable: %v", err)
 	_, _, err = replica.SetWebhook(ctx, ra, "http://127.0.0.1:9/hooks")
@@ -251,10 +257,7 @@ func TestAStaleReplicaCannotSealSideRowsUnderARetiredKey(t *testing.T) {
 func TestAStaleReplicaOpensATokenReencryptedUnderAKeyItHasNotLoaded(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	replica := vaulttest.NewService(t, dbURL, vaulttest.Options{})
-	ra := vaulttest.Actor(t, replica, e.secret)
-	tok, _, err := replica.Tokenize(ctx, ra, visa("stale-1"))
-	require.NoError(t, err, "the replica loads the tenant's keys")
+	replica, ra, tok := e.staleReplica(t)
 	_, added := e.rotateAndReencrypt(t)
 	var keyID int64
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT key_id FROM tokens WHERE id = $1`, tok.ID).Scan(&keyID))

@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
 // TestAStaleReplicaUpdatesAnExistingTokenUnderTheCurrentKey: a replica
@@ -30,12 +29,9 @@ func TestAStaleReplicaUpdatesAnExistingTokenUnderTheCurrentKey(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			ctx := context.Background()
-			replica := vaulttest.NewService(t, dbURL, vaulttest.Options{})
-			ra := vaulttest.Actor(t, replica, e.secret)
-			_, _, err := replica.Tokenize(ctx, ra, visa("pm_stale_load"))
-			require.NoError(t, err, "the replica loads the tenant's keys")
+			replica, ra, _ := e.staleReplica(t)
 			tok, _ := e.tokenize(t, visa("pm_stale_existing"))
-			_, err = e.svc.Detokenize(ctx, e.actor, tok.ID, "")
+			_, err := e.svc.Detokenize(ctx, e.actor, tok.ID, "")
 			require.NoError(t, err, "the first reveal destroys the CVC")
 			old, added := e.rotateAndReencrypt(t)
 			require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, old, false))
