@@ -2,85 +2,140 @@ package vault
 
 import (
 	"context"
-	"sync"
+	"errors"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// importCounts gathers the attempt counters of import jobs so that many
-// recorded attempts update a job's row together. Every worker used to
-// update the job's one row in its own transaction: they queued on that
-// row's lock, one commit (and WAL flush) after another. Now the first
-// recorder to find no flush running writes everything gathered so far in
-// one statement and keeps writing while more arrives; the others return at
-// once. The counters are derived data: endImport recomputes them from the
-// items, so counts a crash loses between flushes are exact again when the
-// job ends, and a flush never touches a job that has ended. The zero value
-// is ready to use.
+// importCounts writes the attempts that concurrent import forwarders record
+// together (groupCommit): each item's outcome, the release of its lease and
+// the job's attempt counters, for every attempt recorded while the previous
+// batch was being written, in one statement and one commit. One UPDATE and
+// one commit per item, plus a separate counter update, was where most of an
+// import's PostgreSQL time went after the claim. A forwarder returns only
+// once its attempt has committed, so an item is never left to look
+// unattempted after its forward was answered (the lease is what keeps it
+// from being forwarded again). The counters are exact; endImport still
+// recomputes them from the items, for the attempts recorded while a job
+// ends. The zero value is ready to use.
 type importCounts struct {
-	mu       sync.Mutex
-	pending  map[uuid.UUID]countDelta
-	flushing bool
+	batch groupCommit[*recordedAttempt]
 }
 
-// countDelta is what recorded attempts add to a job's counters.
-type countDelta struct {
-	attempts, successes, failures int64
+// recordedAttempt is one attempt waiting to be written, and whether the
+// write found the item still leased to its owner.
+type recordedAttempt struct {
+	owner     string
+	job       uuid.UUID
+	pm        string
+	status    ItemStatus
+	token     uuid.UUID // uuid.Nil unless succeeded
+	err       string    // masked
+	retryAt   time.Time
+	throttled int
+	written   bool
 }
 
-// add gathers d for job and, unless another caller is already flushing,
-// flushes everything gathered (including what arrives meanwhile) with
-// flush. On a flush error the unwritten deltas are kept for the next flush
-// and the error is returned.
-func (c *importCounts) add(ctx context.Context, job uuid.UUID, d countDelta,
-	flush func(context.Context, map[uuid.UUID]countDelta) error) error {
-	c.mu.Lock()
-	if c.pending == nil {
-		c.pending = make(map[uuid.UUID]countDelta)
-	}
-	c.pending[job] = c.pending[job].plus(d)
-	if c.flushing {
-		c.mu.Unlock()
-		return nil
-	}
-	c.flushing = true
-	defer func() { c.flushing = false; c.mu.Unlock() }()
-	for len(c.pending) > 0 {
-		batch := c.pending
-		c.pending = make(map[uuid.UUID]countDelta)
-		c.mu.Unlock()
-		err := flush(ctx, batch)
-		c.mu.Lock()
-		if err != nil {
-			for id, d := range batch {
-				c.pending[id] = c.pending[id].plus(d)
-			}
-			return err
+// maxAttemptWriteTries bounds the writes of one batch that PostgreSQL broke
+// off to end a deadlock (two replicas counting on the same jobs in another
+// order) or a serialization failure.
+const maxAttemptWriteTries = 3
+
+// writeAttempts writes a batch of attempts in one statement (see
+// importCounts), retrying one that PostgreSQL rolled back to break a
+// deadlock, and marks the attempts whose item was still leased to their
+// owner as written.
+func (s *Service) writeAttempts(ctx context.Context, batch []*recordedAttempt) error {
+	var err error
+	for range maxAttemptWriteTries {
+		if err = s.writeAttemptsOnce(ctx, batch); !rolledBackToRetry(err) {
+			break
 		}
 	}
+	return dbError(err, "import item")
+}
+
+// writeAttemptsSQL updates the batch's items ($1–$8, one element per
+// attempt) that are still pending and leased to the attempt's owner, adds
+// what was written to the counters of jobs still active (in job id order,
+// so that concurrent writers lock the jobs in the same order) and returns
+// the items written.
+const writeAttemptsSQL = `
+	WITH d AS (
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[],
+		                     $7::timestamptz[], $8::int[]) AS d(job_id, pm, owner, status, token_id, err, next_at, throttled)),
+	u AS (
+		UPDATE import_items i SET attempts = i.attempts + 1, throttled = i.throttled + d.throttled, status = d.status,
+		       token_id = NULLIF(d.token_id, '00000000-0000-0000-0000-000000000000'), last_error = d.err,
+		       next_attempt_at = d.next_at, lease_owner = NULL, lease_until = NULL, updated_at = $9
+		FROM d WHERE i.job_id = d.job_id AND i.payment_method = d.pm AND i.lease_owner = d.owner AND i.status = 'pending'
+		RETURNING i.job_id, i.payment_method, i.status),
+	n AS (
+		SELECT job_id, count(*) AS a, count(*) FILTER (WHERE status = 'succeeded') AS s,
+		       count(*) FILTER (WHERE status = 'failed') AS f
+		FROM u GROUP BY job_id ORDER BY job_id),
+	c AS (
+		UPDATE import_jobs j SET attempts = j.attempts + n.a, successes = j.successes + n.s, failures = j.failures + n.f,
+		       updated_at = $9
+		FROM n WHERE j.id = n.job_id AND j.status IN ('preparing', 'running'))
+	SELECT job_id, payment_method FROM u`
+
+// writeAttemptsOnce runs writeAttemptsSQL for batch.
+func (s *Service) writeAttemptsOnce(ctx context.Context, batch []*recordedAttempt) error {
+	n := len(batch)
+	jobs, pms, owners, statuses := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n)
+	tokens, errs, next, throttled := make([]uuid.UUID, n), make([]string, n), make([]time.Time, n), make([]int32, n)
+	for i, a := range batch {
+		jobs[i], pms[i], owners[i], statuses[i] = a.job, a.pm, a.owner, string(a.status)
+		tokens[i], errs[i], next[i], throttled[i] = a.token, a.err, a.retryAt, int32(a.throttled)
+	}
+	rows, err := s.db.Query(ctx, writeAttemptsSQL, jobs, pms, owners, statuses, tokens, errs, next, throttled, s.clock())
+	if err != nil {
+		return err
+	}
+	written, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (itemKey, error) {
+		var k itemKey
+		return k, r.Scan(&k.job, &k.pm)
+	})
+	if err != nil {
+		return err
+	}
+	markWritten(batch, written)
 	return nil
 }
 
-func (d countDelta) plus(o countDelta) countDelta {
-	return countDelta{d.attempts + o.attempts, d.successes + o.successes, d.failures + o.failures}
+// itemKey names an item.
+type itemKey struct {
+	job uuid.UUID
+	pm  string
 }
 
-// flushImportCounts adds gathered deltas to the counters of jobs that are
-// still preparing or running, in one statement.
-func (s *Service) flushImportCounts(ctx context.Context, batch map[uuid.UUID]countDelta) error {
-	ids := make([]uuid.UUID, 0, len(batch))
-	var attempts, successes, failures []int64
-	for id, d := range batch {
-		ids = append(ids, id)
-		attempts, successes, failures = append(attempts, d.attempts), append(successes, d.successes), append(failures, d.failures)
+// markWritten marks the attempts of batch whose item is in written.
+func markWritten(batch []*recordedAttempt, written []itemKey) {
+	slices.SortFunc(written, compareItemKeys)
+	for _, a := range batch {
+		_, a.written = slices.BinarySearchFunc(written, itemKey{a.job, a.pm}, compareItemKeys)
 	}
-	_, err := s.db.Exec(ctx, `
-		UPDATE import_jobs j SET attempts = j.attempts + d.a, successes = j.successes + d.s,
-		       failures = j.failures + d.f, updated_at = $5
-		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS d(id, a, s, f)
-		WHERE j.id = d.id AND j.status IN ('preparing', 'running')`,
-		ids, attempts, successes, failures, s.clock())
-	return dbError(err, "import")
+}
+
+func compareItemKeys(a, b itemKey) int {
+	if c := slices.Compare(a.job[:], b.job[:]); c != 0 {
+		return c
+	}
+	return strings.Compare(a.pm, b.pm)
+}
+
+// rolledBackToRetry reports PostgreSQL breaking a deadlock (40P01) or a
+// serialization failure (40001): the statement rolled back and may be
+// run again.
+func rolledBackToRetry(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // recountImportSQL is the SET list that recomputes a job's ($1) attempt

@@ -236,37 +236,26 @@ type Attempt struct {
 	Throttled bool
 }
 
-// RecordAttempt stores the outcome of owner's attempt on an item and
-// releases its lease in one statement, then counts it on the job together
-// with other attempts recorded meanwhile (importCounts). It returns
-// errJobEnded (IsImportEnded) when owner no longer holds the item.
+// RecordAttempt stores the outcome of owner's attempt on an item, releases
+// its lease and counts it on the job, in one statement and one commit
+// together with the attempts other forwarders record meanwhile
+// (importCounts); it returns once that commit is done. It returns
+// errJobEnded (IsImportEnded) when owner no longer holds the item, and a
+// domain error when the database fails.
 func (s *Service) RecordAttempt(ctx context.Context, owner string, w ItemWork, at Attempt) error {
-	now := s.clock()
-	retryAt := now
+	rec := &recordedAttempt{owner: owner, job: w.JobID, pm: w.PaymentMethod, status: at.Status,
+		token: at.TokenID, err: MaskPANs(at.Error), retryAt: s.clock(), throttled: boolInt(at.Throttled)}
 	if at.Status == ItemPending {
-		retryAt = now.Add(at.RetryAfter)
+		rec.retryAt = rec.retryAt.Add(at.RetryAfter)
 	}
-	var success, failure int
-	switch at.Status {
-	case ItemSucceeded:
-		success = 1
-	case ItemFailed:
-		failure = 1
-	}
-	tag, err := s.db.Exec(ctx, `
-		UPDATE import_items SET attempts = attempts + 1, throttled = throttled + $9::int, status = $4, token_id = $5,
-		       last_error = $6, next_attempt_at = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8
-		WHERE job_id = $1 AND payment_method = $2 AND lease_owner = $3 AND status = 'pending'`,
-		w.JobID, w.PaymentMethod, owner, string(at.Status), nullUUID(at.TokenID), MaskPANs(at.Error), retryAt, now,
-		boolInt(at.Throttled))
+	err := s.importCounts.batch.do(rec, func(batch []*recordedAttempt) error { return s.writeAttempts(ctx, batch) })
 	if err != nil {
-		return dbError(err, "import item")
+		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if !rec.written {
 		return errJobEnded
 	}
-	return s.importCounts.add(ctx, w.JobID, countDelta{attempts: 1, successes: int64(success), failures: int64(failure)},
-		s.flushImportCounts)
+	return nil
 }
 
 func boolInt(b bool) int {

@@ -47,3 +47,23 @@ func (p planNode) itemRowsRead() int {
 	}
 	return n
 }
+
+// WriteAttempts writes the attempts ats of owner on items ws as one batch,
+// as concurrent forwarders' RecordAttempt calls would be, and returns per
+// item whether it was still leased to owner and so written.
+func WriteAttempts(ctx context.Context, s *Service, owner string, ws []ItemWork, ats []Attempt) ([]bool, error) {
+	batch := make([]*recordedAttempt, len(ws))
+	for i, w := range ws {
+		batch[i] = &recordedAttempt{owner: owner, job: w.JobID, pm: w.PaymentMethod, status: ats[i].Status,
+			token: ats[i].TokenID, err: ats[i].Error, retryAt: s.clock().Add(ats[i].RetryAfter),
+			throttled: boolInt(ats[i].Throttled)}
+	}
+	if err := s.writeAttempts(ctx, batch); err != nil {
+		return nil, err
+	}
+	written := make([]bool, len(batch))
+	for i, a := range batch {
+		written[i] = a.written
+	}
+	return written, nil
+}
