@@ -21,8 +21,10 @@ type benchOptions struct {
 	DatabaseURL string
 	// Concurrency is how many requests are in flight in each phase.
 	Concurrency int
-	// Duration is how long each timed phase runs.
+	// Duration is how long each timed phase is measured.
 	Duration time.Duration
+	// Warmup is how long each timed phase runs before it is measured.
+	Warmup time.Duration
 	// Out is the folder bench.json, bench.csv, vault.log (and profiles) go to.
 	Out string
 	// ImportCards is how many payment methods the import phase imports.
@@ -47,14 +49,15 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure tokenize, read, detokenize and import against PostgreSQL's own durable insert and point select",
 		Long: `bench creates a fresh database (on a private PostgreSQL it starts, or on the
 server --database-url names), runs the vault as a child process on loopback
-and measures, each phase for --duration at --concurrency:
+and measures, each phase for --duration (after --warmup) at --concurrency:
 
   1. baseline-insert  plain pgx INSERT of a token-shaped row, one durable commit each
   2. tokenize         POST /cde-import with Stripe's forwarding body
   3. baseline-select  plain pgx point SELECT by primary key
-  4. read             GET /tokens/{id}
-  5. detokenize       POST /tokens/{id}/detokenize
-  6. import           an import job of --import-cards payment methods from a Stripe simulator
+  4. baseline-http    GET /healthz: the vault's HTTP floor, no database
+  5. read             GET /tokens/{id}
+  6. detokenize       POST /tokens/{id}/detokenize
+  7. import           an import job of --import-cards payment methods from a Stripe simulator
 
 It prints a table with the ratios to the baselines and PASS/FAIL per target,
 writes bench.json and bench.csv to --out, and exits non-zero if any request
@@ -70,7 +73,8 @@ failed. The database (and a private server) are removed afterwards.`,
 	f := cmd.Flags()
 	f.StringVar(&o.DatabaseURL, "database-url", "", "a postgres:// URL of a server to create the bench database on; default: a private server in a temporary directory")
 	f.IntVar(&o.Concurrency, "concurrency", 32, "requests in flight in each phase")
-	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long each phase runs")
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long each phase is measured")
+	f.DurationVar(&o.Warmup, "warmup", time.Second, "how long each timed phase runs before it is measured (its errors still count)")
 	f.StringVar(&o.Out, "out", "cardvault-bench", "folder for bench.json, bench.csv and vault.log")
 	f.IntVar(&o.ImportCards, "import-cards", 2000, "payment methods imported in the import phase")
 	f.IntVar(&o.ImportConcurrency, "import-concurrency", 16, "the vault's VAULT_IMPORT_CONCURRENCY during the import phase")
@@ -86,6 +90,9 @@ func (o benchOptions) validate() error {
 	}
 	if o.Duration < 100*time.Millisecond || o.Duration > time.Hour {
 		errs = append(errs, fmt.Errorf("--duration %s must be between 100ms and 1h", o.Duration))
+	}
+	if o.Warmup < 0 || o.Warmup > time.Hour {
+		errs = append(errs, fmt.Errorf("--warmup %s must be between 0 and 1h", o.Warmup))
 	}
 	if o.ImportCards < 1 || o.ImportCards > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--import-cards %d must be between 1 and 1000000", o.ImportCards))

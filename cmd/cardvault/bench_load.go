@@ -16,23 +16,27 @@ type loadFunc func(ctx context.Context, w, i int) error
 
 // loadResult is what a timed phase measured.
 type loadResult struct {
-	requests  int64
-	errors    int64
+	requests  int64 // counted: started after the warm-up
+	all       int64 // every request, the warm-up's too (for CPU per request)
+	errors    int64 // every failed request, the warm-up's too
 	elapsed   time.Duration
-	latencies []time.Duration // every request's, sorted
+	latencies []time.Duration // every counted request's, sorted
 	firstErr  error
 }
 
-// runLoad calls do from concurrency workers until d has passed, drawing a
-// progress line on progress, and returns the counts and latencies.
+// runLoad calls do from concurrency workers for warmup and then d, drawing
+// a progress line on progress, and returns the counts and latencies.
+// Requests started during the warm-up (connections opened, statements
+// prepared, caches filled) are not timed, but their errors count.
 // Requests in flight at the deadline complete and count.
-func runLoad(ctx context.Context, name string, concurrency int, d time.Duration, progress io.Writer, do loadFunc) loadResult {
+func runLoad(ctx context.Context, name string, concurrency int, warmup, d time.Duration, progress io.Writer, do loadFunc) loadResult {
 	var next, done, failed atomic.Int64
 	var mu sync.Mutex
 	var res loadResult
 	var wg sync.WaitGroup
 	start := time.Now()
-	deadline := start.Add(d)
+	measured := start.Add(warmup)
+	deadline := measured.Add(d)
 	stopProgress := startProgress(progress, name, start, &done, &failed)
 	for w := range concurrency {
 		wg.Go(func() {
@@ -43,7 +47,9 @@ func runLoad(ctx context.Context, name string, concurrency int, d time.Duration,
 				i := int(next.Add(1) - 1)
 				t0 := time.Now()
 				err := do(ctx, w, i)
-				lat = append(lat, time.Since(t0))
+				if !t0.Before(measured) {
+					lat = append(lat, time.Since(t0))
+				}
 				done.Add(1)
 				if err != nil {
 					errs++
@@ -63,9 +69,9 @@ func runLoad(ctx context.Context, name string, concurrency int, d time.Duration,
 		})
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
+	res.elapsed = time.Since(measured)
 	stopProgress()
-	res.requests = int64(len(res.latencies))
+	res.requests, res.all = int64(len(res.latencies)), done.Load()
 	slices.Sort(res.latencies)
 	return res
 }

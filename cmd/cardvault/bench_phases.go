@@ -110,13 +110,14 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 	pg1, pgErr1 := b.pgCPU()
 	p := newBenchPhase(name, res)
 	p.SettleSeconds = round3(settled.Seconds())
-	if pgErr0 == nil && pgErr1 == nil && res.requests > 0 {
-		v := round3((pg1 - pg0) / float64(res.requests) * 1000)
+	all := max(res.all, res.requests) // the CPU went to the warm-up's requests too
+	if pgErr0 == nil && pgErr1 == nil && all > 0 {
+		v := round3((pg1 - pg0) / float64(all) * 1000)
 		p.PostgresCPUPer1k = &v
 	}
 	p.VaultRSSPeakMB = round1(child.resetPeak())
-	if vault && cpuErr0 == nil && cpuErr1 == nil && res.requests > 0 {
-		v := round3((cpu1 - cpu0) / float64(res.requests) * 1000)
+	if vault && cpuErr0 == nil && cpuErr1 == nil && all > 0 {
+		v := round3((cpu1 - cpu0) / float64(all) * 1000)
 		p.VaultCPUPer1k = &v
 	}
 	return p
@@ -171,7 +172,7 @@ func (b *benchRun) pgCPU() (float64, error) {
 
 // timed runs do for the configured duration and concurrency.
 func (b *benchRun) timed(ctx context.Context, name string, progress io.Writer, do loadFunc) loadResult {
-	return runLoad(ctx, name, b.o.Concurrency, b.o.Duration, progress, do)
+	return runLoad(ctx, name, b.o.Concurrency, b.o.Warmup, b.o.Duration, progress, do)
 }
 
 // flatten concatenates per-worker id slices.

@@ -40,6 +40,7 @@ type benchMachine struct {
 type benchConfig struct {
 	Concurrency       int     `json:"concurrency"`
 	PhaseSeconds      float64 `json:"phase_seconds"`
+	WarmupSeconds     float64 `json:"warmup_seconds"`
 	ImportCards       int     `json:"import_cards"`
 	ImportConcurrency int     `json:"import_concurrency"`
 	VaultSettings     string  `json:"vault_settings"`
@@ -87,7 +88,7 @@ func newBenchReport(env *benchEnv, o benchOptions) *benchReport {
 	return &benchReport{
 		Machine: benchMachine{CPUs: runtime.NumCPU(), MemTotalGB: round1(memTotalGB()), OS: runtime.GOOS + "/" + runtime.GOARCH,
 			Go: runtime.Version(), PostgreSQL: env.pgVersion, Durability: env.durability},
-		Config: benchConfig{Concurrency: o.Concurrency, PhaseSeconds: o.Duration.Seconds(), ImportCards: o.ImportCards,
+		Config: benchConfig{Concurrency: o.Concurrency, PhaseSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(), ImportCards: o.ImportCards,
 			ImportConcurrency: o.ImportConcurrency,
 			VaultSettings: "VAULT_RATE_LIMIT=0 (no per-key limit), VAULT_MAX_INFLIGHT above the bench's concurrency, " +
 				"VAULT_IMPORT_RATE=0 (unthrottled), VAULT_LOG_LEVEL=info (access log to vault.log)"},
@@ -176,8 +177,8 @@ func (r *benchReport) finish(child *vaultChild) {
 // printReport writes the table, the ratios and the targets.
 func printReport(w io.Writer, r *benchReport) {
 	m := r.Machine
-	fmt.Fprintf(w, "\ncardvault bench — %d CPUs, %.1f GB RAM, %s, %s, PostgreSQL %s (%s); concurrency %d, %gs per phase\n\n",
-		m.CPUs, m.MemTotalGB, m.OS, m.Go, m.PostgreSQL, m.Durability, r.Config.Concurrency, r.Config.PhaseSeconds)
+	fmt.Fprintf(w, "\ncardvault bench — %d CPUs, %.1f GB RAM, %s, %s, PostgreSQL %s (%s); concurrency %d, %gs per phase after %gs of warm-up\n\n",
+		m.CPUs, m.MemTotalGB, m.OS, m.Go, m.PostgreSQL, m.Durability, r.Config.Concurrency, r.Config.PhaseSeconds, r.Config.WarmupSeconds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\tPG CPU s/1k\t")
 	for _, p := range r.Phases {

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -171,6 +174,7 @@ func TestBenchOptionsValidate(t *testing.T) {
 	}{
 		{"concurrency", func(o *benchOptions) { o.Concurrency = 0 }},
 		{"duration", func(o *benchOptions) { o.Duration = time.Millisecond }},
+		{"warmup", func(o *benchOptions) { o.Warmup = -time.Second }},
 		{"import-cards", func(o *benchOptions) { o.ImportCards = 0 }},
 		{"import-concurrency", func(o *benchOptions) { o.ImportConcurrency = 1000 }},
 		{"out", func(o *benchOptions) { o.Out = "" }},
@@ -213,4 +217,35 @@ func TestPercentile(t *testing.T) {
 			assert.Equal(t, tc.want, percentile(tc.sorted, tc.q))
 		})
 	}
+}
+
+// TestRunLoadLeavesTheWarmUpUntimed: requests started during the warm-up
+// are not timed or counted as measured requests, but their errors count.
+func TestRunLoadLeavesTheWarmUpUntimed(t *testing.T) {
+	warmup := 300 * time.Millisecond
+	var mu sync.Mutex
+	var started []time.Time
+	begin := time.Now()
+	res := runLoad(context.Background(), "test", 1, warmup, 100*time.Millisecond, io.Discard, func(_ context.Context, _, i int) error {
+		mu.Lock()
+		started = append(started, time.Now())
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond) // the request's own work
+		if i == 0 {
+			return errors.New("refused during the warm-up")
+		}
+		return nil
+	})
+	assert.Equal(t, int64(1), res.errors, "the warm-up's error counts")
+	assert.Equal(t, int64(len(started)), res.all)
+	assert.Positive(t, res.requests)
+	assert.Less(t, res.requests, res.all, "the warm-up's requests are not measured")
+	assert.Len(t, res.latencies, int(res.requests))
+	late := 0
+	for _, at := range started {
+		if at.Sub(begin) >= warmup {
+			late++
+		}
+	}
+	assert.LessOrEqual(t, int(res.requests), late, "only requests started after the warm-up are measured")
 }
