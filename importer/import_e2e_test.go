@@ -156,6 +156,18 @@ func TestTwoReplicasForwardEachItemOnce(t *testing.T) {
 	w.requireExactlyImported()
 }
 
+func TestForwardersKeepTheirConnectionsToStripe(t *testing.T) {
+	const concurrency = 8
+	w := newWorld(t, stripesim.SeedSpec{Customers: 30, PaymentMethods: 300, Seed: 9})
+	w.runner("r1", func(c *importer.Config) { c.Concurrency = concurrency })
+
+	got := w.await(w.start().ID, time.Minute)
+
+	require.Equal(t, "finished", got.Status)
+	require.LessOrEqual(t, w.stripeConns.Load(), int64(concurrency+4),
+		"connections to Stripe for 300 forwards and the listing")
+}
+
 func TestInvalidStripeKeyFailsTheJobWithAClearReason(t *testing.T) {
 	w := newWorld(t, stripesim.SeedSpec{Customers: 2, PaymentMethods: 4, Seed: 6})
 	w.runner("r1", nil)

@@ -53,6 +53,9 @@ type Config struct {
 	// vault.DefaultImportLeaseTTL).
 	LeaseTTL time.Duration
 	// HTTPClient talks to Stripe; a client with a 60 s timeout when nil.
+	// Without a Transport it gets one that keeps a connection per forwarder
+	// alive (http.DefaultTransport keeps two per host, so most forwards
+	// would open a new connection).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 }
@@ -82,10 +85,24 @@ func (c *Config) validate() error {
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}
+	if c.HTTPClient.Transport == nil {
+		hc := *c.HTTPClient
+		hc.Transport = keepAliveTransport(c.Concurrency + 2) // the forwarders, preparation, and one spare
+		c.HTTPClient = &hc
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return nil
+}
+
+// keepAliveTransport returns a transport like http.DefaultTransport that
+// keeps up to conns idle connections per host.
+func keepAliveTransport(conns int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = conns
+	t.MaxIdleConns = max(t.MaxIdleConns, conns)
+	return t
 }
 
 func defaults[T int | float64 | time.Duration](v *T, def T) {

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,12 +39,14 @@ type world struct {
 	vault  *httptest.Server
 	sim    *stripesim.Sim
 	stripe *httptest.Server
-	tenant uuid.UUID
-	key    string
-	actor  vault.Actor
-	log    *bytes.Buffer
-	logMu  *sync.Mutex
-	logger *slog.Logger
+	// stripeConns counts the connections the simulator accepted.
+	stripeConns *atomic.Int64
+	tenant      uuid.UUID
+	key         string
+	actor       vault.Actor
+	log         *bytes.Buffer
+	logMu       *sync.Mutex
+	logger      *slog.Logger
 }
 
 func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
@@ -55,11 +59,26 @@ func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
 	t.Cleanup(w.vault.Close)
 	w.sim = stripesim.New(stripesim.Config{APIKeys: []string{stripeKey}})
 	w.sim.Seed(spec)
-	w.stripe = httptest.NewServer(w.sim)
-	t.Cleanup(w.stripe.Close)
+	w.stripe, w.stripeConns = countingServer(t, w.sim)
 	w.tenant, w.key = vaulttest.Tenant(t, w.svc)
 	w.actor = vaulttest.Actor(t, w.svc, w.key)
 	return w
+}
+
+// countingServer serves h on loopback, closed when t ends, and counts the
+// connections it accepts.
+func countingServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &conns
 }
 
 type lockedWriter struct {

@@ -68,13 +68,9 @@ func (r *Runner) newStripe(key vault.Secret) *stripe.Client {
 	if r.cfg.Rate < 0 {
 		limit = rate.Inf
 	}
-	base := r.cfg.HTTPClient.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
 	hc := *r.cfg.HTTPClient
 	hc.Transport = &retryGets{
-		next:  &throttle{next: base, limiter: rate.NewLimiter(limit, 1)},
+		next:  &throttle{next: r.cfg.HTTPClient.Transport, limiter: rate.NewLimiter(limit, 1)},
 		tries: r.cfg.MaxAttempts, base: r.cfg.RetryBase, cap: r.cfg.RetryCap,
 	}
 	backends := stripe.NewBackendsWithConfig(&stripe.BackendConfig{

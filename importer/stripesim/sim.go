@@ -38,6 +38,10 @@ const DefaultAPIKey = "sk_test_cardvaultStripeSimulator0000"
 // nil (Stripe's own limit is "less than a minute").
 const defaultForwardTimeout = 30 * time.Second
 
+// maxIdleForwardConns is how many idle connections per destination host
+// the default forwarding client keeps.
+const maxIdleForwardConns = 128
+
 // maxRequestBody bounds the body of an API request to the simulator.
 const maxRequestBody = 1 << 20
 
@@ -56,7 +60,8 @@ type Config struct {
 	AllowInsecureHTTP bool
 	// Client performs the forwarded requests. Nil means a client with a 30 s
 	// timeout that does not follow redirects (a 3xx is reported as the
-	// destination's status).
+	// destination's status) and keeps up to 128 idle connections per
+	// destination host, so concurrent forwards reuse their connections.
 	Client *http.Client
 }
 
@@ -139,7 +144,10 @@ func New(cfg Config) *Sim {
 	}
 	if s.client == nil {
 		// Like Stripe, report a destination's redirect instead of following it.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = max(t.MaxIdleConns, maxIdleForwardConns), maxIdleForwardConns
 		s.client = &http.Client{
+			Transport:     t,
 			Timeout:       defaultForwardTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
