@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -83,7 +84,6 @@ func (r *Runner) forwardOne(ctx context.Context) bool {
 // error fails the whole job; a stop in the middle gives the item back
 // unrecorded.
 func (r *Runner) forward(ctx context.Context, w vault.ItemWork) {
-	log := r.log.With("import_id", w.JobID, "payment_method", w.PaymentMethod)
 	jc, err := r.client(ctx, w.JobID)
 	if err != nil {
 		r.giveBack(w, err)
@@ -104,11 +104,17 @@ func (r *Runner) forward(ctx context.Context, w vault.ItemWork) {
 	recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := r.svc.RecordAttempt(recCtx, r.cfg.Owner, w, at); err != nil && !vault.IsImportEnded(err) {
-		log.Error("recording an import attempt", "error", err)
+		r.itemLog(w).Error("recording an import attempt", "error", err)
 	}
 	if at.Status == vault.ItemFailed {
-		log.Warn("import item given up", "attempts", w.Attempts+1, "last_error", at.Error)
+		r.itemLog(w).Warn("import item given up", "attempts", w.Attempts+1, "last_error", at.Error)
 	}
+}
+
+// itemLog returns the logger for messages about item w. It is made only
+// when there is something to log: With renders its attributes at once.
+func (r *Runner) itemLog(w vault.ItemWork) *slog.Logger {
+	return r.log.With("import_id", w.JobID, "payment_method", w.PaymentMethod)
 }
 
 // giveBack releases an item without counting an attempt.

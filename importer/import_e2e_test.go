@@ -156,7 +156,7 @@ func TestTwoReplicasForwardEachItemOnce(t *testing.T) {
 	w.requireExactlyImported()
 }
 
-func TestForwardersKeepTheirConnectionsToStripe(t *testing.T) {
+func TestForwardersKeepTheirConnectionsToStripeAndSendNoTelemetry(t *testing.T) {
 	const concurrency = 8
 	w := newWorld(t, stripesim.SeedSpec{Customers: 30, PaymentMethods: 300, Seed: 9})
 	w.runner("r1", func(c *importer.Config) { c.Concurrency = concurrency })
@@ -166,6 +166,7 @@ func TestForwardersKeepTheirConnectionsToStripe(t *testing.T) {
 	require.Equal(t, "finished", got.Status)
 	require.LessOrEqual(t, w.stripeConns.Load(), int64(concurrency+4),
 		"connections to Stripe for 300 forwards and the listing")
+	require.Zero(t, w.stripeTelemetry.Load(), "requests with client telemetry")
 }
 
 func TestInvalidStripeKeyFailsTheJobWithAClearReason(t *testing.T) {

@@ -41,12 +41,15 @@ type world struct {
 	stripe *httptest.Server
 	// stripeConns counts the connections the simulator accepted.
 	stripeConns *atomic.Int64
-	tenant      uuid.UUID
-	key         string
-	actor       vault.Actor
-	log         *bytes.Buffer
-	logMu       *sync.Mutex
-	logger      *slog.Logger
+	// stripeTelemetry counts the requests to the simulator that carried
+	// stripe-go's client telemetry header.
+	stripeTelemetry *atomic.Int64
+	tenant          uuid.UUID
+	key             string
+	actor           vault.Actor
+	log             *bytes.Buffer
+	logMu           *sync.Mutex
+	logger          *slog.Logger
 }
 
 func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
@@ -59,7 +62,13 @@ func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
 	t.Cleanup(w.vault.Close)
 	w.sim = stripesim.New(stripesim.Config{APIKeys: []string{stripeKey}})
 	w.sim.Seed(spec)
-	w.stripe, w.stripeConns = countingServer(t, w.sim)
+	w.stripeTelemetry = &atomic.Int64{}
+	w.stripe, w.stripeConns = countingServer(t, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Stripe-Client-Telemetry") != "" {
+			w.stripeTelemetry.Add(1)
+		}
+		w.sim.ServeHTTP(rw, r)
+	}))
 	w.tenant, w.key = vaulttest.Tenant(t, w.svc)
 	w.actor = vaulttest.Actor(t, w.svc, w.key)
 	return w
