@@ -156,8 +156,11 @@ func TestReencryptWithTwoWorkersAndConcurrentImports(t *testing.T) {
 	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
 	require.NoError(t, err)
 
-	// Two processes: two services with their own pools and key caches.
-	processes := map[string]*vault.Service{"worker-a": e.svc, "worker-b": vaulttest.NewService(t, dbURL, vaulttest.Options{})}
+	// Two processes: two services with their own pools and key caches, and
+	// one clock (with its own, worker-b found worker-a's lease, set by the
+	// test clock weeks behind, expired and took the job too).
+	other := vaulttest.NewService(t, dbURL, vaulttest.Options{Now: e.clock.Now, CVCTTL: time.Hour})
+	processes := map[string]*vault.Service{"worker-a": e.svc, "worker-b": other}
 	var wg sync.WaitGroup
 	var claimed atomic.Int32
 	for w, svc := range processes {
