@@ -59,6 +59,7 @@ func NewService(cfg Config) (*Service, error) {
 		return nil, errors.New("vault: Config.Pool and Config.KEK are required")
 	}
 	s := &Service{db: cfg.Pool, now: cfg.Now, cvcTTL: cfg.CVCTTL, log: cfg.Logger}
+	s.reads.limit = readBatchesInFlight
 	if s.now == nil {
 		s.now = time.Now
 	}
