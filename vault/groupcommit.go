@@ -25,8 +25,8 @@ type groupCommit[T any] struct {
 // groupWaiter is one request's item and how it learns the outcome.
 type groupWaiter[T any] struct {
 	item  T
-	done  chan struct{}      // closed once the item's batch was written or failed
-	lead  chan struct{}      // closed when this request is to write batch
+	done  chan struct{}     // closed once the item's batch was written or failed
+	lead  chan struct{}     // closed when this request is to write batch
 	batch []*groupWaiter[T] // the batch handed to this request, its own item first
 	err   error
 }
