@@ -220,7 +220,7 @@ func (s *Service) CreateImport(ctx context.Context, a Actor, in CreateImportInpu
 			map[string]any{"import_id": job.ID, "provider": job.Provider, "api_key_id": keyID}))
 	})
 	if err != nil {
-		return ImportJob{}, err
+		return ImportJob{}, s.sealRefused(a.TenantID, err)
 	}
 	return job, nil
 }

@@ -237,15 +237,19 @@ func TestAStaleReplicaCannotSealSideRowsUnderARetiredKey(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	replica, ra, _ := e.staleReplica(t)
+	other, oa, _ := e.staleReplica(t)
 	old, _ := e.rotateAndReencrypt(t)
 	require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, old, false))
 
 	_, err := replica.CreateImport(ctx, ra, vault.CreateImportInput{
 		Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret("sk_test_staleReplica")})
 	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "a stale CreateImport is refused as retryable: %v", err)
-	_, _, err = replica.SetWebhook(ctx, ra, "http://127.0.0.1:9/hooks")
+	_, err = replica.CreateImport(ctx, ra, vault.CreateImportInput{
+		Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret("sk_test_staleReplica")})
+	require.NoError(t, err, "the retry seals with the reloaded keys")
+	_, _, err = other.SetWebhook(ctx, oa, "http://127.0.0.1:9/hooks")
 	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "a stale SetWebhook is refused as retryable: %v", err)
-	_, _, err = replica.SetWebhook(ctx, ra, "http://127.0.0.1:9/hooks")
+	_, _, err = other.SetWebhook(ctx, oa, "http://127.0.0.1:9/hooks")
 	require.NoError(t, err, "the retry seals with the reloaded keys")
 	assert.Zero(t, e.rowsUnderKey(t, old), "no side row under the retired key")
 }
