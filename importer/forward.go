@@ -80,7 +80,7 @@ func (r *Runner) forwardOne(ctx context.Context) bool {
 	return true
 }
 
-// forward makes one attempt at an item and records it. A fatal Stripe
+// forward makes one attempt at an item and has it recorded (record). A fatal Stripe
 // error fails the whole job; a stop in the middle gives the item back
 // unrecorded.
 func (r *Runner) forward(ctx context.Context, w vault.ItemWork) {
@@ -101,11 +101,7 @@ func (r *Runner) forward(ctx context.Context, w vault.ItemWork) {
 		r.fail(w.JobID, fatal)
 		return
 	}
-	recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := r.svc.RecordAttempt(recCtx, r.cfg.Owner, w, at); err != nil && !vault.IsImportEnded(err) {
-		r.itemLog(w).Error("recording an import attempt", "error", err)
-	}
+	r.record(ctx, w, at)
 	if at.Status == vault.ItemFailed {
 		r.itemLog(w).Warn("import item given up", "attempts", w.Attempts+1, "last_error", at.Error)
 	}

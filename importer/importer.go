@@ -117,10 +117,11 @@ type Runner struct {
 	svc *vault.Service
 	log *slog.Logger
 
-	mu      sync.Mutex
-	wake    chan struct{} // closed and replaced by Wake
-	clients map[uuid.UUID]*jobClient
-	claimed claimed // items leased in batches, waiting for a forwarder (claim.go)
+	mu       sync.Mutex
+	wake     chan struct{} // closed and replaced by Wake
+	clients  map[uuid.UUID]*jobClient
+	claimed  claimed   // items leased in batches, waiting for a forwarder (claim.go)
+	recorder *recorder // attempts being written (record.go)
 }
 
 // New returns a Runner for cfg, or an error when cfg lacks a required value.
@@ -129,7 +130,7 @@ func New(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	return &Runner{cfg: cfg, svc: cfg.Service, log: cfg.Logger, wake: make(chan struct{}),
-		clients: map[uuid.UUID]*jobClient{}}, nil
+		clients: map[uuid.UUID]*jobClient{}, recorder: newRecorder(cfg.Concurrency)}, nil
 }
 
 // Wake makes every idle worker look for work now, e.g. right after a job
@@ -149,7 +150,8 @@ func (r *Runner) woken() <-chan struct{} {
 }
 
 // Run prepares jobs, forwards their items and ends finished jobs until ctx
-// ends, then gives back its leases so another process can resume at once.
+// ends, then waits for the attempts being recorded and gives back its
+// leases so another process can resume at once.
 // Failures are logged and retried on the next poll.
 func (r *Runner) Run(ctx context.Context) {
 	var wg sync.WaitGroup
@@ -164,6 +166,7 @@ func (r *Runner) Run(ctx context.Context) {
 	wg.Add(1)
 	go func() { defer wg.Done(); r.heartbeat(ctx) }()
 	wg.Wait()
+	r.awaitRecords() // attempts first: a lease given back before its attempt is written would be forwarded again
 	releaseCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := r.svc.ReleaseImportLeases(releaseCtx, r.cfg.Owner); err != nil {

@@ -1,0 +1,50 @@
+package importer
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// recordTimeout bounds the write of one attempt.
+const recordTimeout = 10 * time.Second
+
+// recorder writes forwarders' attempts in the background, so that a
+// forwarder goes on to its next item while its attempt commits (with the
+// attempts of the other forwarders, see vault.RecordAttempt) instead of
+// adding that commit to every item's time. Until its attempt is written
+// the item stays pending and leased to this runner, so no one forwards it
+// again; Run waits for every attempt to be written before it gives its
+// leases back. At most one attempt per forwarder is being written at a
+// time beyond the forwarders' own: a forwarder waits when the database is
+// slower than the forwards.
+type recorder struct {
+	slots   chan struct{} // one per attempt being written
+	writing sync.WaitGroup
+}
+
+func newRecorder(concurrency int) *recorder {
+	return &recorder{slots: make(chan struct{}, concurrency)}
+}
+
+// record writes owner's attempt at on w in the background, waiting first
+// while every slot is taken.
+func (r *Runner) record(ctx context.Context, w vault.ItemWork, at vault.Attempt) {
+	rec := r.recorder
+	rec.slots <- struct{}{}
+	rec.writing.Add(1)
+	go func() {
+		defer func() { <-rec.slots; rec.writing.Done() }()
+		recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		if err := r.svc.RecordAttempt(recCtx, r.cfg.Owner, w, at); err != nil && !vault.IsImportEnded(err) {
+			r.itemLog(w).Error("recording an import attempt", "error", err)
+		}
+	}()
+}
+
+// awaitRecords returns once every attempt handed to record is written (or
+// failed).
+func (r *Runner) awaitRecords() { r.recorder.writing.Wait() }
