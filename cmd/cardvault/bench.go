@@ -29,7 +29,9 @@ type benchOptions struct {
 	Out string
 	// ImportCards is how many payment methods the import phase imports.
 	ImportCards int
-	// ImportConcurrency is the vault's VAULT_IMPORT_CONCURRENCY.
+	// ImportConcurrency is the vault's VAULT_IMPORT_CONCURRENCY; 0 means
+	// Concurrency (at most 256), so that the import has as many requests in
+	// flight as the tokenize phase it is compared with.
 	ImportConcurrency int
 	// Profile captures CPU profiles of the vault during the HTTP phases,
 	// through its --debug-listen pprof listener, into Out.
@@ -64,6 +66,9 @@ writes bench.json and bench.csv to --out, and exits non-zero if any request
 failed. The database (and a private server) are removed afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.ImportConcurrency == 0 {
+				o.ImportConcurrency = min(o.Concurrency, 256)
+			}
 			if err := o.validate(); err != nil {
 				return err
 			}
@@ -77,7 +82,7 @@ failed. The database (and a private server) are removed afterwards.`,
 	f.DurationVar(&o.Warmup, "warmup", time.Second, "how long each timed phase runs before it is measured (its errors still count)")
 	f.StringVar(&o.Out, "out", "cardvault-bench", "folder for bench.json, bench.csv and vault.log")
 	f.IntVar(&o.ImportCards, "import-cards", 2000, "payment methods imported in the import phase")
-	f.IntVar(&o.ImportConcurrency, "import-concurrency", 16, "the vault's VAULT_IMPORT_CONCURRENCY during the import phase")
+	f.IntVar(&o.ImportConcurrency, "import-concurrency", 0, "the vault's VAULT_IMPORT_CONCURRENCY during the import phase; default: --concurrency (at most 256)")
 	f.BoolVar(&o.Profile, "profile", false, "save CPU profiles of the vault for each HTTP phase (and a heap profile) to --out")
 	return cmd
 }

@@ -39,6 +39,7 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			log := newLogger(cfg.LogLevel)
+			tuneGC(os.Getenv, log)
 			a, err := openApp(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
