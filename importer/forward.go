@@ -73,6 +73,8 @@ func (r *Runner) forwardOne(ctx context.Context) bool {
 		}
 		return false
 	}
+
+	r.drained.Store(!ok)
 	if !ok {
 		return false
 	}

@@ -329,3 +329,18 @@ func (w *world) pool() *pgxpool.Pool {
 	w.t.Cleanup(p.Close)
 	return p
 }
+
+// TestImportFinishesWithoutWaitingForAPoll: with a poll far longer than
+// the test, a job is still prepared, forwarded and finished: the runner
+// wakes its forwarders as the listing finds items and when it ends, and the
+// completion loop as items end with nothing left to claim.
+func TestImportFinishesWithoutWaitingForAPoll(t *testing.T) {
+	w := newWorld(t, stripesim.SeedSpec{Customers: 60, PaymentMethods: 240, Seed: 8})
+	job := w.start()
+	w.runner("patient", func(c *importer.Config) { c.Poll = time.Hour })
+
+	got := w.await(job.ID, time.Minute)
+
+	require.Equal(t, "finished", got.Status)
+	w.requireExactlyImported()
+}

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -117,11 +118,15 @@ type Runner struct {
 	svc *vault.Service
 	log *slog.Logger
 
-	mu       sync.Mutex
-	wake     chan struct{} // closed and replaced by Wake
-	clients  map[uuid.UUID]*jobClient
-	claimed  claimed   // items leased in batches, waiting for a forwarder (claim.go)
-	recorder *recorder // attempts being written (record.go)
+	mu   sync.Mutex
+	wake chan struct{} // closed and replaced by Wake
+	// drained is whether the last claim found nothing due; itemsSettled
+	// (buffered, one) wakes the complete loop when an item ends then.
+	drained      atomic.Bool
+	itemsSettled chan struct{}
+	clients      map[uuid.UUID]*jobClient
+	claimed      claimed   // items leased in batches, waiting for a forwarder (claim.go)
+	recorder     *recorder // attempts being written (record.go)
 }
 
 // New returns a Runner for cfg, or an error when cfg lacks a required value.
@@ -129,7 +134,7 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, svc: cfg.Service, log: cfg.Logger, wake: make(chan struct{}),
+	return &Runner{cfg: cfg, svc: cfg.Service, log: cfg.Logger, wake: make(chan struct{}), itemsSettled: make(chan struct{}, 1),
 		clients: map[uuid.UUID]*jobClient{}, recorder: newRecorder(cfg.Concurrency)}, nil
 }
 
@@ -155,13 +160,17 @@ func (r *Runner) woken() <-chan struct{} {
 // Failures are logged and retried on the next poll.
 func (r *Runner) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	loops := []func(context.Context) bool{r.prepareOne, r.complete}
-	for range r.cfg.Concurrency {
-		loops = append(loops, r.forwardOne)
+	type loop struct {
+		step  func(context.Context) bool
+		nudge <-chan struct{} // besides Wake; nil for none
 	}
-	for _, loop := range loops {
+	loops := []loop{{r.prepareOne, nil}, {r.complete, r.itemsSettled}}
+	for range r.cfg.Concurrency {
+		loops = append(loops, loop{r.forwardOne, nil})
+	}
+	for _, l := range loops {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.loop(ctx, loop) }()
+		go func() { defer wg.Done(); r.loop(ctx, l.step, l.nudge) }()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); r.heartbeat(ctx) }()
@@ -174,9 +183,9 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// loop calls step until ctx ends, waiting for a poll or a wake-up whenever a
-// step found nothing to do.
-func (r *Runner) loop(ctx context.Context, step func(context.Context) bool) {
+// loop calls step until ctx ends, waiting for a poll, a wake-up or a nudge
+// whenever a step found nothing to do.
+func (r *Runner) loop(ctx context.Context, step func(context.Context) bool, nudge <-chan struct{}) {
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
 	for ctx.Err() == nil {
@@ -188,6 +197,7 @@ func (r *Runner) loop(ctx context.Context, step func(context.Context) bool) {
 		case <-ctx.Done():
 		case <-t.C:
 		case <-woken:
+		case <-nudge:
 		}
 	}
 }

@@ -106,6 +106,7 @@ func (r *Runner) enumerate(ctx context.Context, jc *jobClient, cursor string) er
 			if err := r.svc.RecordFound(ctx, r.cfg.Owner, jc.creds.JobID, found, cursor, r.cfg.LeaseTTL); err != nil {
 				return err
 			}
+			r.Wake() // the forwarders start on what was found while the listing goes on
 			found = nil
 		}
 	}

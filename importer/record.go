@@ -39,10 +39,23 @@ func (r *Runner) record(ctx context.Context, w vault.ItemWork, at vault.Attempt)
 		defer func() { <-rec.slots; rec.writing.Done() }()
 		recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 		defer cancel()
-		if err := r.svc.RecordAttempt(recCtx, r.cfg.Owner, w, at); err != nil && !vault.IsImportEnded(err) {
+		err := r.svc.RecordAttempt(recCtx, r.cfg.Owner, w, at)
+		if err != nil && !vault.IsImportEnded(err) {
 			r.itemLog(w).Error("recording an import attempt", "error", err)
 		}
+		if err == nil && at.Status != vault.ItemPending && r.drained.Load() {
+			r.settled() // perhaps the job's last item: let complete look now, not at its next poll
+		}
 	}()
+}
+
+// settled tells the complete loop that an item ended while nothing was left
+// to claim; signals while it runs collapse into one.
+func (r *Runner) settled() {
+	select {
+	case r.itemsSettled <- struct{}{}:
+	default:
+	}
 }
 
 // awaitRecords returns once every attempt handed to record is written (or

@@ -206,11 +206,12 @@ func (s *Service) ClaimItems(ctx context.Context, owner string, n int, ttl time.
 	return items, dbError(err, "import item")
 }
 
-// claimItemsSQL leases ($3 until $4) up to $2 items due at $1. Each running
-// job gives its first $2 due unleased items that no other claim has locked,
-// read in (next_attempt_at, seq) order from import_items_claim, so a claim
-// reads about $2 items per running job however many are pending; the
-// oldest due of those are leased.
+// claimItemsSQL leases ($3 until $4) up to $2 items due at $1. Each active
+// job (running, or still preparing: its items are forwarded as soon as they
+// are found) gives its first $2 due unleased items that no other claim has
+// locked, read in (next_attempt_at, seq) order from import_items_claim, so
+// a claim reads about $2 items per active job however many are pending;
+// the oldest due of those are leased.
 const claimItemsSQL = `
 	WITH due AS (
 		SELECT c.job_id, c.payment_method FROM import_jobs j CROSS JOIN LATERAL (
@@ -218,7 +219,7 @@ const claimItemsSQL = `
 			WHERE i.job_id = j.id AND i.status = 'pending' AND i.next_attempt_at <= $1
 			  AND (i.lease_until IS NULL OR i.lease_until < $1)
 			ORDER BY i.next_attempt_at, i.seq LIMIT $2 FOR UPDATE SKIP LOCKED) c
-		WHERE j.status = 'running'
+		WHERE j.status IN ('preparing', 'running')
 		ORDER BY c.next_attempt_at, c.seq LIMIT $2)
 	UPDATE import_items i SET lease_owner = $3, lease_until = $4
 	FROM due WHERE i.job_id = due.job_id AND i.payment_method = due.payment_method
