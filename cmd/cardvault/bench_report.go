@@ -194,7 +194,7 @@ func printReport(w io.Writer, r *benchReport) {
 	fmt.Fprintln(w, "\n(import: requests are payment methods imported end to end, rps is items per second)")
 	fmt.Fprintln(w, "\nratios:")
 	for _, q := range r.Ratios {
-		fmt.Fprintf(w, "  %-28s %s\n", q.Name, fmtNum(q.Value))
+		fmt.Fprintf(w, "  %-30s %s\n", q.Name, fmtNum(q.Value))
 	}
 	fmt.Fprintln(w, "\ntargets (issue 6):")
 	for _, t := range r.Targets {
