@@ -2,14 +2,12 @@ package vault
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // importCounts writes the attempts that concurrent import forwarders record
@@ -53,7 +51,7 @@ const maxAttemptWriteTries = 3
 func (s *Service) writeAttempts(ctx context.Context, batch []*recordedAttempt) error {
 	var err error
 	for range maxAttemptWriteTries {
-		if err = s.writeAttemptsOnce(ctx, batch); !rolledBackToRetry(err) {
+		if err = s.writeAttemptsOnce(ctx, batch); !isDeadlock(err) {
 			break
 		}
 	}
@@ -128,14 +126,6 @@ func compareItemKeys(a, b itemKey) int {
 		return c
 	}
 	return strings.Compare(a.pm, b.pm)
-}
-
-// rolledBackToRetry reports PostgreSQL breaking a deadlock (40P01) or a
-// serialization failure (40001): the statement rolled back and may be
-// run again.
-func rolledBackToRetry(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // recountImportSQL is the SET list that recomputes a job's ($1) attempt

@@ -151,13 +151,7 @@ func (k *keyring) renew(ctx context.Context, tenantID uuid.UUID, stale *tenantKe
 	if version == stale.version {
 		return stale, nil
 	}
-	k.mu.Lock()
-	if k.cache[tenantID] == stale {
-		delete(k.cache, tenantID)
-		delete(k.loading, tenantID)
-		k.gen++
-	}
-	k.mu.Unlock()
+	k.drop(tenantID, stale)
 	return k.get(ctx, tenantID)
 }
 
@@ -195,12 +189,20 @@ func (k *keyring) refresh(ctx context.Context) error {
 
 // forget drops a tenant's cached keys; a load already under way is neither
 // cached nor shared with later callers, which load afresh.
-func (k *keyring) forget(tenantID uuid.UUID) {
+func (k *keyring) forget(tenantID uuid.UUID) { k.drop(tenantID, nil) }
+
+// drop is forget, only while the cached keys are still only (when only is
+// not nil), so that of many requests holding the same stale keys the first
+// drops them and the rest share the reload.
+func (k *keyring) drop(tenantID uuid.UUID, only *tenantKeys) {
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	if only != nil && k.cache[tenantID] != only {
+		return
+	}
 	delete(k.cache, tenantID)
 	delete(k.loading, tenantID)
 	k.gen++
-	k.mu.Unlock()
 }
 
 // load reads both wrapped keysets of a tenant and unwraps them with the KEK.
