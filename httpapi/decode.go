@@ -188,7 +188,7 @@ func echoName(s string) string {
 
 // maskDigitRuns returns s with every run of 12 or more ASCII digits (single
 // spaces or dashes between digits allowed) masked as a PAN is: its first six
-// and last four digits kept, '*' for the others. Unlike vault.MaskPANs it
+// and last four digits kept, '*' for the others. Unlike card.MaskPANs it
 // asks for no Luhn check, so no card number inside a longer run slips
 // through; it is for echoing names a client chose, where nothing is lost.
 func maskDigitRuns(s string) string {

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"reflect"
 	"regexp"
 	"strings"
@@ -9,12 +8,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // FuzzDecodeCDEImport drives the /cde-import body through everything a
 // request passes before the database: decodeBody (UTF-8, depth, array
 // lengths, duplicate and unknown keys, types, validate tags) and
-// vault.ParseCard. It must never panic, every refusal must be a 400 or 422
+// card.ParseCard. It must never panic, every refusal must be a 400 or 422
 // domain error, and no error text may hold a card number of the input. Its
 // seed corpus is testdata/fuzz/FuzzDecodeCDEImport (Stripe forward bodies of
 // the public test cards) plus the bodies below.
@@ -47,13 +47,13 @@ func FuzzDecodeCDEImport(f *testing.F) {
 			if !utf8.Valid(body) {
 				t.Fatal("accepted a body that is not UTF-8")
 			}
-			_, err = vault.ParseCard(req.input().Card)
+			_, err = card.ParseCard(req.input().Card)
 		}
 		if err == nil {
 			return
 		}
-		var e *vault.Error
-		if !errors.As(err, &e) || (e.Kind != vault.KindBadRequest && e.Kind != vault.KindInvalid) {
+		e := vault.AsError(err)
+		if e.Kind == vault.KindInternal || (e.Kind != vault.KindBadRequest && e.Kind != vault.KindInvalid) {
 			t.Fatalf("refusal is not a 400 or 422 domain error: %T", err)
 		}
 		if e.Code == "" || e.Message == "" {
@@ -84,7 +84,7 @@ func panRuns(s string) []string {
 			for _, run := range digitRun.FindAllString(v, -1) {
 				for i := range run {
 					for n := 12; n <= 19 && i+n <= len(run); n++ {
-						if vault.Luhn(run[i : i+n]) {
+						if card.Luhn(run[i : i+n]) {
 							out = append(out, run[i:i+n])
 						}
 					}

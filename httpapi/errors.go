@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // errorClass is how one kind of domain error looks over HTTP.
@@ -59,7 +60,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		if cls.status >= 500 && e.Code != codeOverloaded { // a refusal under load is not a failure to log
 			log.Error("request failed", "request_id", requestID(c), "code", e.Code,
-				"error", vault.MaskPANs(err.Error()))
+				"error", card.MaskPANs(err.Error()))
 		}
 		if cls.status == http.StatusServiceUnavailable {
 			c.Response().Header().Set("Retry-After", "1")

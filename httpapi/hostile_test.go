@@ -18,6 +18,7 @@ import (
 
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/vault"
+	cardpkg "github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -137,7 +138,7 @@ func panLikeRuns(s string) []string {
 		for _, run := range regexp.MustCompile(`[0-9]{12,}`).FindAllString(text, -1) {
 			for i := range run {
 				for n := 12; n <= 19 && i+n <= len(run); n++ {
-					if vault.Luhn(run[i : i+n]) {
+					if cardpkg.Luhn(run[i : i+n]) {
 						out = append(out, run[i:i+n])
 					}
 				}

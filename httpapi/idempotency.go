@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // Idempotency headers (Stripe's names).
@@ -139,7 +140,7 @@ func (s *Server) endClaim(ctx context.Context, c echo.Context, claim vault.Idemp
 		s.log.Warn("idempotent answer not kept", "request_id", requestID(c), "status", keep.Status)
 	}
 	if err != nil {
-		s.log.Error("ending an idempotency key claim", "request_id", requestID(c), "error", vault.MaskPANs(err.Error()))
+		s.log.Error("ending an idempotency key claim", "request_id", requestID(c), "error", card.MaskPANs(err.Error()))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // Waker is told when an import job was created, so that idle import
@@ -58,7 +59,7 @@ func (s *Server) createImport(c echo.Context) error {
 		return err
 	}
 	job, err := s.svc.CreateImport(c.Request().Context(), actor(c),
-		vault.CreateImportInput{Provider: req.Provider, StripeAPIKey: vault.NewSecret(req.Stripe.APIKey)})
+		vault.CreateImportInput{Provider: req.Provider, StripeAPIKey: card.NewSecret(req.Stripe.APIKey)})
 	if err != nil {
 		return err
 	}

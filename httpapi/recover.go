@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // recoverPanics turns a panic in a handler into a 500 with the one error
@@ -27,7 +28,7 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			s.log.Error("panic serving a request", "request_id", requestID(c),
 				"method", c.Request().Method, "route", c.Path(),
-				"panic", vault.MaskPANs(fmt.Sprint(p)), "stack", vault.MaskPANs(string(debug.Stack())))
+				"panic", card.MaskPANs(fmt.Sprint(p)), "stack", card.MaskPANs(string(debug.Stack())))
 			err = vault.Internal(errPanic)
 		}()
 		return next(c)

@@ -12,12 +12,13 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cardvault/cardvault/vault"
+	cardpkg "github.com/cardvault/cardvault/vault/card"
 )
 
 // benchToken is a masked token as tokenize and read answer it.
 var benchToken = vault.Token{
 	ID: uuid.New(), TenantID: uuid.New(), BusinessKey: "pm_1PgGJ2LkdIwHu7ixN3kRbQ7A", CardholderName: "John Doe",
-	ExpiryMonth: 4, ExpiryYear: 2033, IIN: "424242", LastFour: "4242", PANLength: 16, Scheme: vault.Scheme("VISA"),
+	ExpiryMonth: 4, ExpiryYear: 2033, IIN: "424242", LastFour: "4242", PANLength: 16, Scheme: cardpkg.Scheme("VISA"),
 	Fingerprint: make([]byte, 32), Metadata: map[string]string{}, CVCAvailable: true,
 	CreatedAt: time.Date(2026, 11, 22, 15, 16, 55, 0, time.UTC), UpdatedAt: time.Date(2026, 11, 22, 15, 16, 55, 0, time.UTC),
 }

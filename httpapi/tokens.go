@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // tokenizeRequest is the body Stripe's forward API sends to /cde-import (and
@@ -30,7 +31,7 @@ type cardRequest struct {
 
 // input splits business_key out of the metadata.
 func (r tokenizeRequest) input() vault.TokenizeInput {
-	in := vault.TokenizeInput{Card: vault.CardInput{
+	in := vault.TokenizeInput{Card: card.CardInput{
 		Number: string(r.Card.Number), ExpMonth: string(r.Card.ExpMonth), ExpYear: string(r.Card.ExpYear),
 		CVC: string(r.Card.CVC), Name: string(r.Card.Name),
 	}}

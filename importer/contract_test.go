@@ -18,7 +18,7 @@ import (
 
 	"github.com/cardvault/cardvault/importer"
 	"github.com/cardvault/cardvault/importer/stripesim"
-	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // stripeMockModule is the stripe-mock release the contract test runs: it
@@ -89,7 +89,7 @@ func TestForwardRequestMatchesStripesContract(t *testing.T) {
 		URL: stripe.String(base), MaxNetworkRetries: stripe.Int64(0),
 		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
 	})))
-	params := importer.ForwardParams(uuid.UUID{7}, "pm_1Contract", "https://vault.example/cde-import", vault.NewSecret("cvk_contract"), 1)
+	params := importer.ForwardParams(uuid.UUID{7}, "pm_1Contract", "https://vault.example/cde-import", card.NewSecret("cvk_contract"), 1)
 
 	fr, err := sc.V1ForwardingRequests.Create(context.Background(), params)
 

@@ -14,6 +14,7 @@ import (
 	"github.com/stripe/stripe-go/v85"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // replacements are the card fields Stripe fills into the forwarded body.
@@ -47,7 +48,7 @@ func ForwardBody(pm string) string {
 // destination url, the guide's body, the four replacements, the job's own
 // vault API key as X-API-Key, and an idempotency key fresh for each attempt
 // (Stripe replays an old key's answer, errors included).
-func ForwardParams(jobID uuid.UUID, pm, url string, vaultKey vault.Secret, attempt int) *stripe.ForwardingRequestCreateParams {
+func ForwardParams(jobID uuid.UUID, pm, url string, vaultKey card.Secret, attempt int) *stripe.ForwardingRequestCreateParams {
 	p := &stripe.ForwardingRequestCreateParams{
 		PaymentMethod: stripe.String(pm),
 		URL:           stripe.String(url),
@@ -214,5 +215,5 @@ func errorCode(body string) string {
 	if json.Unmarshal([]byte(body), &e) != nil || e.Error.Code == "" {
 		return "(no error code)"
 	}
-	return vault.MaskPANs(e.Error.Code)
+	return card.MaskPANs(e.Error.Code)
 }

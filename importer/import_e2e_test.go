@@ -20,7 +20,7 @@ import (
 	"github.com/cardvault/cardvault/importer"
 	"github.com/cardvault/cardvault/importer/stripesim"
 	"github.com/cardvault/cardvault/importer/webhook"
-	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -229,7 +229,7 @@ func TestLedgerReportsEveryGivenUpPaymentMethod(t *testing.T) {
 		require.Equal(t, 2, it.Attempts)
 		require.NotNil(t, it.LastError)
 		require.Contains(t, *it.LastError, "gave up after 2 attempts")
-		require.False(t, vault.ContainsPAN(*it.LastError))
+		require.False(t, card.ContainsPAN(*it.LastError))
 	}
 	require.Equal(t, http.StatusOK, w.do(http.MethodGet, "/tokens/imports/"+got.ID.String()+"/items?status=skipped", nil, &page))
 	require.Len(t, page.Data, 3)
@@ -277,8 +277,8 @@ func TestForwardParamsFollowTheGuide(t *testing.T) {
 	want := strings.Replace(strings.TrimSpace(string(golden)), "STRIPE_PAYMENT_METHOD_ID", "pm_123", 1)
 	require.JSONEq(t, want, importer.ForwardBody("pm_123"))
 
-	first := importer.ForwardParams(uuid.UUID{1}, "pm_123", "https://vault.example/cde-import", vault.NewSecret("cvk_x"), 1)
-	second := importer.ForwardParams(uuid.UUID{1}, "pm_123", "https://vault.example/cde-import", vault.NewSecret("cvk_x"), 2)
+	first := importer.ForwardParams(uuid.UUID{1}, "pm_123", "https://vault.example/cde-import", card.NewSecret("cvk_x"), 1)
+	second := importer.ForwardParams(uuid.UUID{1}, "pm_123", "https://vault.example/cde-import", card.NewSecret("cvk_x"), 2)
 	require.NotEqual(t, *first.IdempotencyKey, *second.IdempotencyKey, "a fresh idempotency key per attempt")
 	require.Equal(t, []string{"card_number", "card_expiry", "card_cvc", "cardholder_name"}, derefAll(first.Replacements))
 	require.Equal(t, "X-API-Key", *first.Request.Headers[0].Name)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // jobClient is a job's Stripe client with its credentials, throttled to the
@@ -63,7 +64,7 @@ func (r *Runner) forget(jobID uuid.UUID) {
 // newStripe returns a stripe-go client for key on the configured API base,
 // without client telemetry. stripe-go's own retries are off: GETs are retried by retryGets, forwards
 // by the item's durable attempts, each with a fresh idempotency key.
-func (r *Runner) newStripe(key vault.Secret) *stripe.Client {
+func (r *Runner) newStripe(key card.Secret) *stripe.Client {
 	limit := rate.Limit(r.cfg.Rate)
 	if r.cfg.Rate < 0 {
 		limit = rate.Inf

@@ -23,6 +23,7 @@ import (
 
 	"github.com/cardvault/cardvault/migrations"
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -140,7 +141,7 @@ func (e *auditEnv) tokenize(t *testing.T, a vault.Actor, n int) {
 }
 
 func cardNo(i int) vault.TokenizeInput {
-	return vault.TokenizeInput{Card: vault.CardInput{
+	return vault.TokenizeInput{Card: card.CardInput{
 		Number: vaulttest.LuhnNumber("411111", 16, i), ExpMonth: "04", ExpYear: "2033", CVC: "123"}}
 }
 

@@ -6,6 +6,8 @@ package vault
 import (
 	"errors"
 	"fmt"
+
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // Kind classifies an error; the HTTP layer maps each kind to one status.
@@ -67,20 +69,18 @@ func Internal(err error) *Error {
 }
 
 // ErrorKind returns the kind of err: the Kind of the first *Error in its
-// chain, or KindInternal for any other non-nil error, or "" for nil.
+// chain (KindInvalid for a *card.FieldError), or KindInternal for any other
+// non-nil error, or "" for nil.
 func ErrorKind(err error) Kind {
 	if err == nil {
 		return ""
 	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return KindInternal
+	return AsError(err).Kind
 }
 
-// AsError returns the first *Error in err's chain, or Internal(err) when there
-// is none. It returns nil for a nil err.
+// AsError returns the first *Error in err's chain; a *card.FieldError becomes
+// the KindInvalid *Error naming its param; any other error is Internal(err).
+// It returns nil for a nil err.
 func AsError(err error) *Error {
 	if err == nil {
 		return nil
@@ -88,6 +88,10 @@ func AsError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	var fe *card.FieldError
+	if errors.As(err, &fe) {
+		return InvalidParam(fe.Code, fe.Param, fe.Message)
 	}
 	return Internal(err)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // This file is the webhook outbox seen from the deliverer's side: events
@@ -134,8 +135,8 @@ type ClaimedEvent struct {
 	ID       string
 	TenantID uuid.UUID
 	Type     EventType
-	URL      string // the tenant's webhook URL now
-	Secret   Secret // the tenant's signing secret; prints redacted
+	URL      string      // the tenant's webhook URL now
+	Secret   card.Secret // the tenant's signing secret; prints redacted
 	// Body is the JSON envelope to send and sign:
 	// {"id":"evt_…","type":…,"created_at":…,"data":{…}}.
 	Body []byte
@@ -219,23 +220,23 @@ func (s *Service) scanClaimed(ctx context.Context, row pgx.Row) (ClaimedEvent, e
 
 // openEvent opens a claimed event's signing secret and data and returns the
 // envelope to send.
-func (s *Service) openEvent(ctx context.Context, ev ClaimedEvent, created time.Time, payload, payloadCT, secretCT []byte) ([]byte, Secret, error) {
+func (s *Service) openEvent(ctx context.Context, ev ClaimedEvent, created time.Time, payload, payloadCT, secretCT []byte) ([]byte, card.Secret, error) {
 	tk, err := s.keys.get(ctx, ev.TenantID)
 	if err != nil {
-		return nil, Secret{}, err
+		return nil, card.Secret{}, err
 	}
 	secret, err := openWebhookSecret(tk, ev.TenantID, ev.URL, secretCT)
 	if err != nil {
-		return nil, Secret{}, err
+		return nil, card.Secret{}, err
 	}
 	if payloadCT != nil {
 		if payload, err = tk.sealer.Open(crypto.Ciphertext(payloadCT), eventDataAD(ev.TenantID, ev.ID)); err != nil {
-			return nil, Secret{}, Internal(errors.New("webhook event data does not open"))
+			return nil, card.Secret{}, Internal(errors.New("webhook event data does not open"))
 		}
 	}
 	body, err := json.Marshal(envelope{ID: ev.ID, Type: ev.Type, CreatedAt: Timestamp(created), Data: payload})
 	if err != nil {
-		return nil, Secret{}, Internal(err)
+		return nil, card.Secret{}, Internal(err)
 	}
 	return body, secret, nil
 }
@@ -272,7 +273,7 @@ func (s *Service) RecordWebhookAttempt(ctx context.Context, owner string, ev Cla
 	if r.Status != 0 {
 		status = &r.Status
 	}
-	errText := MaskPANs(r.Error)
+	errText := card.MaskPANs(r.Error)
 	if len(errText) > maxDeliveryError {
 		errText = errText[:maxDeliveryError]
 	}

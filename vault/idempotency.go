@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
@@ -262,7 +263,7 @@ func unstorable(res StoredResponse) string {
 		return "status"
 	case len(res.Body) > MaxStoredResponse:
 		return "size"
-	case ContainsPAN(uuidPattern.ReplaceAllLiteralString(string(res.Body), "uuid")):
+	case card.ContainsPAN(uuidPattern.ReplaceAllLiteralString(string(res.Body), "uuid")):
 		return "card_data"
 	}
 	return ""

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 func idemReq(key, body string) vault.IdempotentRequest {
@@ -142,7 +143,7 @@ func TestIdempotencyKeyReleaseAndTakeover(t *testing.T) {
 
 func TestFinishIdempotentKeepsNoCardData(t *testing.T) {
 	const panLikeUUID = "42424242-4242-4242-4242-000000000000"
-	require.True(t, vault.ContainsPAN(panLikeUUID), "the UUID exception is needed")
+	require.True(t, card.ContainsPAN(panLikeUUID), "the UUID exception is needed")
 	tests := []struct {
 		name string
 		res  vault.StoredResponse

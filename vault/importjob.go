@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // ImportStatus is where an import job is in its life:
@@ -124,7 +125,7 @@ func optionalTimestamp(t *time.Time) *string {
 // CreateImportInput is what a merchant gives to start an import.
 type CreateImportInput struct {
 	Provider     string
-	StripeAPIKey Secret
+	StripeAPIKey card.Secret
 }
 
 // stripeKeyPattern is the shape of a Stripe secret or restricted key.
@@ -372,16 +373,16 @@ var errJobEnded = &Error{Kind: KindConflict, Code: "import_ended", Message: "the
 func IsImportEnded(err error) bool { return errors.Is(err, errJobEnded) }
 
 // openCredential opens one of a job's sealed credentials.
-func (s *Service) openCredential(ctx context.Context, tenantID, jobID uuid.UUID, field string, ct []byte) (Secret, error) {
+func (s *Service) openCredential(ctx context.Context, tenantID, jobID uuid.UUID, field string, ct []byte) (card.Secret, error) {
 	tk, err := s.keys.get(ctx, tenantID)
 	if err != nil {
-		return Secret{}, err
+		return card.Secret{}, err
 	}
 	pt, err := s.openField(tk, tenantID, jobID, field, crypto.Ciphertext(ct))
 	if err != nil {
-		return Secret{}, err
+		return card.Secret{}, err
 	}
-	return NewSecret(string(pt)), nil
+	return card.NewSecret(string(pt)), nil
 }
 
 // resealImportCredentials re-seals, under tk's primary data key, the

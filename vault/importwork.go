@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
@@ -22,8 +23,8 @@ const DefaultImportLeaseTTL = time.Minute
 type ImportCredentials struct {
 	JobID       uuid.UUID
 	TenantID    uuid.UUID
-	ProviderKey Secret
-	ForwardKey  Secret
+	ProviderKey card.Secret
+	ForwardKey  card.Secret
 }
 
 // Preparation is a job a worker has leased to enumerate the provider's
@@ -173,7 +174,7 @@ func (s *Service) FailImport(ctx context.Context, jobID uuid.UUID, reason string
 		if err := tx.QueryRow(ctx, `SELECT tenant_id FROM import_jobs WHERE id = $1`, jobID).Scan(&tenantID); err != nil {
 			return err
 		}
-		_, err := s.endImport(ctx, tx, Actor{TenantID: tenantID, ClientAddr: "importer"}, jobID, ImportFailed, MaskPANs(reason))
+		_, err := s.endImport(ctx, tx, Actor{TenantID: tenantID, ClientAddr: "importer"}, jobID, ImportFailed, card.MaskPANs(reason))
 		return err
 	})
 	if err == nil {
@@ -245,7 +246,7 @@ type Attempt struct {
 // domain error when the database fails.
 func (s *Service) RecordAttempt(ctx context.Context, owner string, w ItemWork, at Attempt) error {
 	rec := &recordedAttempt{owner: owner, job: w.JobID, pm: w.PaymentMethod, status: at.Status,
-		token: at.TokenID, err: MaskPANs(at.Error), retryAt: s.clock(), throttled: boolInt(at.Throttled)}
+		token: at.TokenID, err: card.MaskPANs(at.Error), retryAt: s.clock(), throttled: boolInt(at.Throttled)}
 	if at.Status == ItemPending {
 		rec.retryAt = rec.retryAt.Add(at.RetryAfter)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -53,14 +54,14 @@ func (e *kekEnv) tenant(t *testing.T) vault.Actor {
 	return vaulttest.Actor(t, e.svc, secret)
 }
 
-func card(i int) vault.TokenizeInput {
-	return vault.TokenizeInput{Card: vault.CardInput{Number: vaulttest.LuhnNumber("424242", 16, i), ExpMonth: "04", ExpYear: "2033"}}
+func tokenInput(i int) vault.TokenizeInput {
+	return vault.TokenizeInput{Card: card.CardInput{Number: vaulttest.LuhnNumber("424242", 16, i), ExpMonth: "04", ExpYear: "2033"}}
 }
 
 // use tokenizes card i, reads and detokenizes it, and returns the first
 // error.
 func (e *kekEnv) use(ctx context.Context, a vault.Actor, i int) error {
-	tok, _, err := e.svc.Tokenize(ctx, a, card(i))
+	tok, _, err := e.svc.Tokenize(ctx, a, tokenInput(i))
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func (e *kekEnv) use(ctx context.Context, a vault.Actor, i int) error {
 	if err != nil {
 		return err
 	}
-	if r.Card.PAN.Reveal() != card(i).Card.Number {
+	if r.Card.PAN.Reveal() != tokenInput(i).Card.Number {
 		return errors.New("detokenize returned another card")
 	}
 	return nil
@@ -108,7 +109,7 @@ func TestKeyCacheServesWithinItsTTLAndNeverPastIt(t *testing.T) {
 			ve := vault.AsError(err)
 			assert.Equal(t, vault.KindUnavailable, ve.Kind, st.name)
 			assert.Equal(t, st.wantCode, ve.Code, st.name)
-			assert.NotContains(t, err.Error(), card(i+1).Card.Number, st.name)
+			assert.NotContains(t, err.Error(), tokenInput(i+1).Card.Number, st.name)
 			assert.Equal(t, tokens, e.countTokens(t, a), "%s: nothing stored without the keys", st.name)
 		}
 		assert.Equal(t, st.wantCalls, e.kek.Calls.Load()-before, "%s: KEK calls", st.name)
@@ -142,7 +143,7 @@ func TestRequestsAtExpiryShareOneUnwrap(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _, errs[i] = e.svc.Tokenize(ctx, a, card(100+i))
+			_, _, errs[i] = e.svc.Tokenize(ctx, a, tokenInput(100+i))
 		}()
 	}
 	wg.Wait()

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -23,7 +24,7 @@ func SealToken(ctx context.Context, s *Service, a Actor, in TokenizeInput) (*Pen
 	if err != nil {
 		return nil, err
 	}
-	card, err := ParseCard(in.Card)
+	card, err := card.ParseCard(in.Card)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -193,7 +194,7 @@ func staleToken(t *testing.T, e *env) (func(pgx.Tx), func()) {
 func staleImportCredentials(t *testing.T, e *env) (func(pgx.Tx), func()) {
 	ctx := context.Background()
 	job, err := e.svc.CreateImport(ctx, e.actor, vault.CreateImportInput{
-		Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret("sk_test_staleWriter")})
+		Provider: vault.ProviderStripe, StripeAPIKey: card.NewSecret("sk_test_staleWriter")})
 	require.NoError(t, err)
 	var ct []byte
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT provider_key_ct FROM import_jobs WHERE id = $1`, job.ID).Scan(&ct))
@@ -242,10 +243,10 @@ func TestAStaleReplicaCannotSealSideRowsUnderARetiredKey(t *testing.T) {
 	require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, old, false))
 
 	_, err := replica.CreateImport(ctx, ra, vault.CreateImportInput{
-		Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret("sk_test_staleReplica")})
+		Provider: vault.ProviderStripe, StripeAPIKey: card.NewSecret("sk_test_staleReplica")})
 	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "a stale CreateImport is refused as retryable: %v", err)
 	_, err = replica.CreateImport(ctx, ra, vault.CreateImportInput{
-		Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret("sk_test_staleReplica")})
+		Provider: vault.ProviderStripe, StripeAPIKey: card.NewSecret("sk_test_staleReplica")})
 	require.NoError(t, err, "the retry seals with the reloaded keys")
 	_, _, err = other.SetWebhook(ctx, oa, "http://127.0.0.1:9/hooks")
 	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "a stale SetWebhook is refused as retryable: %v", err)

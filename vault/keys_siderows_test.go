@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // TestRetiringAKeyWaitsForWebhookAndImportSecrets: the webhook secret and an
@@ -19,7 +20,7 @@ func TestRetiringAKeyWaitsForWebhookAndImportSecrets(t *testing.T) {
 	_, _, err := e.svc.SetWebhook(ctx, e.actor, "http://127.0.0.1:9/hooks")
 	require.NoError(t, err)
 	job, err := e.svc.CreateImport(ctx, e.actor, vault.CreateImportInput{
-		Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret("sk_test_sideRowsUnderAnOldKey")})
+		Provider: vault.ProviderStripe, StripeAPIKey: card.NewSecret("sk_test_sideRowsUnderAnOldKey")})
 	require.NoError(t, err)
 	old := keyByState(e.keyStatus(t), "primary")
 	_, err = e.svc.RotateDataKey(ctx, e.actor, 0)

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -327,7 +328,7 @@ func seedConcurrently(b *testing.B, svc *vault.Service, a vault.Actor, n int) {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
-				in := vault.TokenizeInput{Card: vault.CardInput{Number: vaulttest.LuhnNumber("400000", 16, i),
+				in := vault.TokenizeInput{Card: card.CardInput{Number: vaulttest.LuhnNumber("400000", 16, i),
 					ExpMonth: "1", ExpYear: "2030", CVC: "123", Name: "Bench Holder"}}
 				if _, _, err := svc.Tokenize(context.Background(), a, in); err != nil {
 					b.Error(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -45,7 +46,7 @@ func (e *env) otherActor(t *testing.T) vault.Actor {
 }
 
 func visa(businessKey string) vault.TokenizeInput {
-	return vault.TokenizeInput{BusinessKey: businessKey, Card: vault.CardInput{
+	return vault.TokenizeInput{BusinessKey: businessKey, Card: card.CardInput{
 		Number: "4242424242424242", ExpMonth: "04", ExpYear: "2033", CVC: "123", Name: "John Doe"}}
 }
 
@@ -77,7 +78,7 @@ func TestTokenizeReturnsMaskedRecord(t *testing.T) {
 	tok, created := e.tokenize(t, visa("pm_1"))
 	assert.True(t, created)
 	assert.Equal(t, "424242******4242", tok.MaskedAccountNumber())
-	assert.Equal(t, vault.SchemeVisa, tok.Scheme)
+	assert.Equal(t, card.SchemeVisa, tok.Scheme)
 	assert.Equal(t, "pm_1", tok.BusinessKey)
 	assert.Equal(t, "John Doe", tok.CardholderName)
 	assert.Equal(t, 4, tok.ExpiryMonth)
@@ -213,7 +214,7 @@ func TestDetokenizeRevealsCVCOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "4242424242424242", first.Card.PAN.Reveal())
 	assert.Equal(t, "123", first.Card.CVC.Reveal())
-	assert.Equal(t, vault.Expiry{Month: 4, Year: 2033}, first.Card.Expiry)
+	assert.Equal(t, card.Expiry{Month: 4, Year: 2033}, first.Card.Expiry)
 
 	second, err := e.svc.Detokenize(ctx, e.actor, tok.ID, "")
 	require.NoError(t, err)

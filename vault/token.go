@@ -6,6 +6,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/google/uuid"
 )
 
@@ -21,7 +22,7 @@ type Token struct {
 	IIN            string // first six digits
 	LastFour       string
 	PANLength      int
-	Scheme         Scheme
+	Scheme         card.Scheme
 	Fingerprint    []byte // keyed PRF of the PAN; equal cards of a tenant share it
 	Metadata       map[string]string
 	CVCAvailable   bool
@@ -43,12 +44,12 @@ func (t Token) MaskedAccountNumber() string {
 // Card.CVC print masked; only their Reveal methods give the digits.
 type Revealed struct {
 	Token Token
-	Card  Card
+	Card  card.Card
 }
 
 // TokenizeInput is a card to store with its non-sensitive attributes.
 type TokenizeInput struct {
-	Card        CardInput
+	Card        card.CardInput
 	BusinessKey string            // idempotency key within the tenant, e.g. Stripe's pm_…
 	Metadata    map[string]string // non-sensitive key/value pairs
 }
@@ -97,7 +98,7 @@ func checkText(s string, max int, param string) error {
 		return InvalidParam("string_too_long", param, param+" is too long")
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return InvalidParam("invalid_string", param, param+" must not contain control characters")
-	case ContainsPAN(s):
+	case card.ContainsPAN(s):
 		return InvalidParam("sensitive_data", param, param+" must not contain a card number")
 	}
 	return nil

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/google/uuid"
 )
 
@@ -17,7 +18,7 @@ func WriteTokenBatch(ctx context.Context, s *Service, a Actor, ins []TokenizeInp
 	}
 	var batch []*newToken
 	for i, in := range ins {
-		card, err := ParseCard(in.Card)
+		card, err := card.ParseCard(in.Card)
 		if err != nil {
 			return nil, nil, err
 		}

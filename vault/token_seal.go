@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // The field names bound into each ciphertext's associated data.
@@ -28,7 +29,7 @@ type sealedCard struct {
 
 // seal encrypts the card's PAN, name and CVC separately under the tenant's
 // primary data key, each bound to tenant, token and field.
-func (s *Service) seal(tk *tenantKeys, tenantID, tokenID uuid.UUID, c Card) (sealedCard, error) {
+func (s *Service) seal(tk *tenantKeys, tenantID, tokenID uuid.UUID, c card.Card) (sealedCard, error) {
 	out := sealedCard{keyID: tk.sealer.PrimaryKeyID()}
 	var err error
 	if out.pan, err = s.sealField(tk, tenantID, tokenID, fieldPAN, []byte(c.PAN.Reveal())); err != nil {
@@ -131,7 +132,7 @@ func (s *Service) openString(tk *tenantKeys, tenantID, tokenID uuid.UUID, field 
 }
 
 // fingerprint returns the keyed fingerprint of a PAN and its key id.
-func (tk *tenantKeys) fingerprint(p PAN) ([]byte, uint32, error) {
+func (tk *tenantKeys) fingerprint(p card.PAN) ([]byte, uint32, error) {
 	sum, err := tk.fp.Sum([]byte(p.Reveal()))
 	if err != nil {
 		return nil, 0, Internal(err)

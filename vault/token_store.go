@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // tokenColumns are the columns every token query reads, in scanToken order.
@@ -43,7 +44,7 @@ func scanToken(row pgx.Row, lead ...any) (tokenRow, error) {
 	if businessKey != nil {
 		r.BusinessKey = *businessKey
 	}
-	r.Scheme = Scheme(scheme)
+	r.Scheme = card.Scheme(scheme)
 	r.sealed.keyID = uint32(keyID)
 	r.sealed.pan, r.sealed.name, r.sealed.cvc = pan, name, cvc
 	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
@@ -107,7 +108,7 @@ func updateCard(ctx context.Context, q querier, r tokenRow) error {
 
 // newTokenRow builds the row for a new token of card: a fresh id, the
 // card's ciphertexts bound to it, and the masked attributes.
-func (s *Service) newTokenRow(tk *tenantKeys, tenantID uuid.UUID, in TokenizeInput, c Card, fp []byte, fpKey uint32) (tokenRow, error) {
+func (s *Service) newTokenRow(tk *tenantKeys, tenantID uuid.UUID, in TokenizeInput, c card.Card, fp []byte, fpKey uint32) (tokenRow, error) {
 	now := s.clock()
 	r := tokenRow{Token: Token{ID: uuid.New(), TenantID: tenantID, BusinessKey: in.BusinessKey,
 		Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now}}
@@ -119,7 +120,7 @@ func (s *Service) newTokenRow(tk *tenantKeys, tenantID uuid.UUID, in TokenizeInp
 
 // withCard returns r carrying card c: its masked attributes, fingerprint
 // and fresh ciphertexts bound to r's id.
-func (s *Service) withCard(tk *tenantKeys, r tokenRow, c Card, fp []byte, fpKey uint32) (tokenRow, error) {
+func (s *Service) withCard(tk *tenantKeys, r tokenRow, c card.Card, fp []byte, fpKey uint32) (tokenRow, error) {
 	sealed, err := s.seal(tk, r.TenantID, r.ID, c)
 	if err != nil {
 		return tokenRow{}, err
@@ -144,9 +145,9 @@ var errRaced = errors.New("token vanished between insert and select")
 // webhook event in the same transaction. It returns a KindInvalid error for
 // invalid card data or attributes.
 func (s *Service) Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Token, bool, error) {
-	card, err := ParseCard(in.Card)
+	c, err := card.ParseCard(in.Card)
 	if err != nil {
-		return Token{}, false, err
+		return Token{}, false, AsError(err)
 	}
 	if err := checkAttributes(in.BusinessKey, in.Metadata); err != nil {
 		return Token{}, false, err
@@ -155,16 +156,16 @@ func (s *Service) Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Toke
 	if err != nil {
 		return Token{}, false, err
 	}
-	fp, fpKey, err := tk.fingerprint(card.PAN)
+	fp, fpKey, err := tk.fingerprint(c.PAN)
 	if err != nil {
 		return Token{}, false, err
 	}
-	row, err := s.newTokenRow(tk, a.TenantID, in, card, fp, fpKey)
+	row, err := s.newTokenRow(tk, a.TenantID, in, c, fp, fpKey)
 	if err != nil {
 		return Token{}, false, err
 	}
 	for attempt := 1; ; attempt++ {
-		tok, created, err := s.tokenizeOnce(ctx, a, tk, row, card)
+		tok, created, err := s.tokenizeOnce(ctx, a, tk, row, c)
 		switch {
 		case errors.Is(err, errRaced):
 			continue
@@ -178,7 +179,7 @@ func (s *Service) Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Toke
 		if tk, err = s.newerKeys(a.TenantID, tk); err != nil {
 			return Token{}, false, err
 		}
-		if row, err = s.withCard(tk, row, card, fp, fpKey); err != nil {
+		if row, err = s.withCard(tk, row, c, fp, fpKey); err != nil {
 			return Token{}, false, err
 		}
 	}
@@ -188,7 +189,7 @@ func (s *Service) Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Toke
 // statement (insertTokenAudited) or, when its business key is taken,
 // reconciles the existing token with card in a transaction with its audit
 // event.
-func (s *Service) tokenizeOnce(ctx context.Context, a Actor, tk *tenantKeys, row tokenRow, card Card) (Token, bool, error) {
+func (s *Service) tokenizeOnce(ctx context.Context, a Actor, tk *tenantKeys, row tokenRow, card card.Card) (Token, bool, error) {
 	tok, err := s.masked(tk, row)
 	if err != nil {
 		return Token{}, false, err
@@ -222,7 +223,7 @@ func (s *Service) tokenizeOnce(ctx context.Context, a Actor, tk *tenantKeys, row
 // reconcile brings the token holding row's business key up to date with
 // card and returns it, and whether a token.updated webhook event was
 // enqueued.
-func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, row tokenRow, card Card) (tokenRow, bool, error) {
+func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, row tokenRow, card card.Card) (tokenRow, bool, error) {
 	existing, err := scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens
 		WHERE tenant_id = $1 AND business_key = $2 FOR UPDATE`, a.TenantID, row.BusinessKey))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -254,7 +255,7 @@ func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantK
 
 // changes lists what differs between the stored token and the new card:
 // "number", "expiry", "name", "metadata". A changed CVC alone is no change.
-func (s *Service) changes(tk *tenantKeys, old, row tokenRow, card Card) ([]string, error) {
+func (s *Service) changes(tk *tenantKeys, old, row tokenRow, card card.Card) ([]string, error) {
 	var changed []string
 	samePAN, err := s.samePAN(tk, old, row, card)
 	if err != nil {
@@ -281,7 +282,7 @@ func (s *Service) changes(tk *tenantKeys, old, row tokenRow, card Card) ([]strin
 
 // samePAN compares by fingerprint when both were made with one key, and by
 // decrypting the stored PAN otherwise.
-func (s *Service) samePAN(tk *tenantKeys, old, row tokenRow, card Card) (bool, error) {
+func (s *Service) samePAN(tk *tenantKeys, old, row tokenRow, card card.Card) (bool, error) {
 	if old.fpKeyID == row.fpKeyID {
 		return bytes.Equal(old.Fingerprint, row.Fingerprint), nil
 	}
@@ -294,7 +295,7 @@ func (s *Service) samePAN(tk *tenantKeys, old, row tokenRow, card Card) (bool, e
 // whole card is sealed again with tk's primary key, so that the row's
 // key_id names the one key every field is under (a CVC sealed alone with a
 // newer or older key than the row's would escape a retire's checks).
-func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, existing tokenRow, card Card) (tokenRow, error) {
+func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a Actor, tk *tenantKeys, existing tokenRow, card card.Card) (tokenRow, error) {
 	detail := map[string]any{"existing": true}
 	if !card.CVC.IsZero() {
 		refreshed, err := s.withCard(tk, existing, card, existing.Fingerprint, uint32(existing.fpKeyID))
@@ -361,21 +362,21 @@ func (s *Service) open(tk *tenantKeys, row tokenRow) (Revealed, error) {
 	if err != nil {
 		return Revealed{}, err
 	}
-	pan, err := ParsePAN(digits)
+	pan, err := card.ParsePAN(digits)
 	if err != nil {
 		return Revealed{}, Internal(errors.New("stored PAN does not parse"))
 	}
-	card := Card{PAN: pan, Expiry: Expiry{Month: row.ExpiryMonth, Year: row.ExpiryYear}, Name: tok.CardholderName}
+	c := card.Card{PAN: pan, Expiry: card.Expiry{Month: row.ExpiryMonth, Year: row.ExpiryYear}, Name: tok.CardholderName}
 	if s.cvcLive(row.sealed) {
 		cvc, err := s.openString(tk, row.TenantID, row.ID, fieldCVC, row.sealed.cvc)
 		if err != nil {
 			return Revealed{}, err
 		}
-		if card.CVC, err = ParseCVC(cvc); err != nil {
+		if c.CVC, err = card.ParseCVC(cvc); err != nil {
 			return Revealed{}, Internal(errors.New("stored CVC does not parse"))
 		}
 	}
-	return Revealed{Token: tok, Card: card}, nil
+	return Revealed{Token: tok, Card: c}, nil
 }
 
 // DeleteToken deletes the actor's tenant's token id with its ciphertexts and

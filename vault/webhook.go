@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // EventType names what a webhook event reports.
@@ -304,10 +305,10 @@ func (s *Service) sealWebhookSecret(tk *tenantKeys, tenantID uuid.UUID, rawURL, 
 }
 
 // openWebhookSecret opens a sealed signing secret.
-func openWebhookSecret(tk *tenantKeys, tenantID uuid.UUID, rawURL string, ct []byte) (Secret, error) {
+func openWebhookSecret(tk *tenantKeys, tenantID uuid.UUID, rawURL string, ct []byte) (card.Secret, error) {
 	pt, err := tk.sealer.Open(crypto.Ciphertext(ct), webhookSecretAD(tenantID, rawURL))
 	if err != nil {
-		return Secret{}, Internal(errors.New("webhook signing secret does not open"))
+		return card.Secret{}, Internal(errors.New("webhook signing secret does not open"))
 	}
-	return NewSecret(string(pt)), nil
+	return card.NewSecret(string(pt)), nil
 }

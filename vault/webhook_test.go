@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -391,7 +392,7 @@ func benchTokenize(b *testing.B, svc *vault.Service, a vault.Actor) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := int(n.Add(1))
-			in := vault.TokenizeInput{BusinessKey: fmt.Sprintf("pm_bench_%s_%d", a.TenantID, i), Card: vault.CardInput{
+			in := vault.TokenizeInput{BusinessKey: fmt.Sprintf("pm_bench_%s_%d", a.TenantID, i), Card: card.CardInput{
 				Number: vaulttest.LuhnNumber("424242", 16, i), ExpMonth: "04", ExpYear: "2033", CVC: "123", Name: "John Doe"}}
 			if _, _, err := svc.Tokenize(context.Background(), a, in); err != nil {
 				b.Error(err)

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -106,7 +106,7 @@ func TestBenchCardsAndBody(t *testing.T) {
 	seen := map[string]bool{}
 	for i := range 1000 {
 		n := benchCardNumber(i)
-		_, err := vault.ParsePAN(n)
+		_, err := card.ParsePAN(n)
 		require.NoError(t, err, "card %d", i)
 		assert.False(t, seen[n], "card %d repeats", i)
 		seen[n] = true

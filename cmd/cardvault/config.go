@@ -15,7 +15,7 @@ import (
 
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/httpapi"
-	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // config is everything the server needs, read once from the environment and
@@ -160,7 +160,7 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 // passed through the PAN mask as a last line of defence.
 func newLogger(level slog.Level) *slog.Logger {
 	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
-	return slog.New(vault.NewRedactingHandler(h))
+	return slog.New(card.NewRedactingHandler(h))
 }
 
 // warnIfLocalKEK warns that a local KEK file is for development only.

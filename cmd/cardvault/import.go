@@ -18,6 +18,7 @@ import (
 
 	"github.com/cardvault/cardvault/importer"
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // importSettings says how serve's import workers drive Stripe.
@@ -100,7 +101,7 @@ func newImportStripeCmd() *cobra.Command {
 			ctx := cmd.Context()
 			return withApp(ctx, &raw, func(a *app) error {
 				job, err := a.svc.CreateImport(ctx, vault.Operator(tenantID),
-					vault.CreateImportInput{Provider: vault.ProviderStripe, StripeAPIKey: vault.NewSecret(apiKey)})
+					vault.CreateImportInput{Provider: vault.ProviderStripe, StripeAPIKey: card.NewSecret(apiKey)})
 				if err != nil {
 					return err
 				}

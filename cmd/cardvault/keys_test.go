@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -44,7 +45,7 @@ func TestRotatingKeysWalkthrough(t *testing.T) {
 	require.NoError(t, err)
 	actor := vaulttest.Actor(t, svc, key)
 	for i := range 25 {
-		in := vault.TokenizeInput{Card: vault.CardInput{Number: vaulttest.LuhnNumber("424242", 16, i), ExpMonth: "1", ExpYear: "2030"}}
+		in := vault.TokenizeInput{Card: card.CardInput{Number: vaulttest.LuhnNumber("424242", 16, i), ExpMonth: "1", ExpYear: "2030"}}
 		_, _, err := svc.Tokenize(t.Context(), actor, in)
 		require.NoError(t, err)
 	}

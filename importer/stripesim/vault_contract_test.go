@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // TestForwardedCardsParseInTheVault forwards cards of every brand to a
@@ -16,15 +16,15 @@ import (
 // masked number.
 func TestForwardedCardsParseInTheVault(t *testing.T) {
 	sim, _, sc := startSim(t, Config{}, SeedSpec{Customers: 10, PaymentMethods: 80, Seed: 3})
-	schemes := map[string]vault.Scheme{"visa": vault.SchemeVisa, "mastercard": vault.SchemeMastercard,
-		"amex": vault.SchemeAmex, "discover": vault.SchemeDiscover}
+	schemes := map[string]card.Scheme{"visa": card.SchemeVisa, "mastercard": card.SchemeMastercard,
+		"amex": card.SchemeAmex, "discover": card.SchemeDiscover}
 	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var f forwarded
 		if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
 			http.Error(w, `{"error":"json"}`, http.StatusBadRequest)
 			return
 		}
-		card, err := vault.ParseCard(vault.CardInput{Number: f.Card.Number, ExpMonth: f.Card.ExpMonth,
+		card, err := card.ParseCard(card.CardInput{Number: f.Card.Number, ExpMonth: f.Card.ExpMonth,
 			ExpYear: f.Card.ExpYear, CVC: f.Card.CVC, Name: f.Card.Name})
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)

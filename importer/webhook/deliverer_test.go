@@ -20,6 +20,7 @@ import (
 
 	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/vaulttest"
 )
 
@@ -63,7 +64,7 @@ func (e *env) setWebhook(t *testing.T, u string) string {
 func (e *env) tokenize(t *testing.T, businessKey, number, month string) vault.Token {
 	t.Helper()
 	tok, _, err := e.svc.Tokenize(context.Background(), e.actor, vault.TokenizeInput{BusinessKey: businessKey,
-		Card: vault.CardInput{Number: number, ExpMonth: month, ExpYear: "2033", CVC: "123", Name: "John Doe"}})
+		Card: card.CardInput{Number: number, ExpMonth: month, ExpYear: "2033", CVC: "123", Name: "John Doe"}})
 	require.NoError(t, err)
 	return tok
 }

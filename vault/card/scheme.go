@@ -1,4 +1,4 @@
-package vault
+package card
 
 // Scheme is a card brand (payment network) as detected from a PAN's IIN.
 type Scheme string

@@ -1,4 +1,4 @@
-package vault
+package card
 
 import (
 	"fmt"
@@ -29,7 +29,7 @@ type PAN struct {
 
 // ParsePAN validates s as a card number and returns it as a PAN. ASCII
 // spaces and dashes are removed first. On error it returns the zero PAN and
-// a *Error of kind KindInvalid for param "card.number": code
+// a *FieldError for param "card.number": code
 // "invalid_number" when s is empty, holds any other character than digits,
 // spaces and dashes, or has fewer than 12 or more than 19 digits; code
 // "incorrect_number" when it fails the Luhn check. The error never quotes s.
@@ -41,7 +41,7 @@ func ParsePAN(s string) (PAN, error) {
 	}
 	digits := buf[:n]
 	if !luhn(digits) {
-		return PAN{}, InvalidParam("incorrect_number", paramNumber, "card number failed the Luhn check")
+		return PAN{}, invalid("incorrect_number", paramNumber, "card number failed the Luhn check")
 	}
 	scramble(digits)
 	return PAN{scrambled: string(digits)}, nil
@@ -49,7 +49,7 @@ func ParsePAN(s string) (PAN, error) {
 
 // panDigits copies the digits of s into buf, skipping ASCII spaces and
 // dashes, and returns how many there are. It returns an "invalid_number"
-// *Error when s has no digits, another character, or a digit count outside
+// *FieldError when s has no digits, another character, or a digit count outside
 // 12–19.
 func panDigits(buf *[panMaxLen]byte, s string) (int, error) {
 	n := 0
@@ -63,12 +63,12 @@ func panDigits(buf *[panMaxLen]byte, s string) (int, error) {
 			n++
 		case c == ' ' || c == '-':
 		default:
-			return 0, InvalidParam("invalid_number", paramNumber, "card number must contain only digits, spaces and dashes")
+			return 0, invalid("invalid_number", paramNumber, "card number must contain only digits, spaces and dashes")
 		}
 	}
 	switch {
 	case n == 0:
-		return 0, InvalidParam("invalid_number", paramNumber, "card number is required")
+		return 0, invalid("invalid_number", paramNumber, "card number is required")
 	case n < panMinLen:
 		return 0, errPANLength()
 	}
@@ -76,8 +76,8 @@ func panDigits(buf *[panMaxLen]byte, s string) (int, error) {
 }
 
 // errPANLength returns the error for a card number of the wrong length.
-func errPANLength() *Error {
-	return InvalidParam("invalid_number", paramNumber, "card number must be 12 to 19 digits")
+func errPANLength() *FieldError {
+	return invalid("invalid_number", paramNumber, "card number must be 12 to 19 digits")
 }
 
 // Luhn reports whether digits passes the Luhn (mod 10) check. It returns

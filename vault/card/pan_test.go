@@ -1,4 +1,4 @@
-package vault
+package card
 
 import (
 	"encoding/json"
@@ -25,7 +25,7 @@ type cardFixtures struct {
 
 func loadCardFixtures(t testing.TB) cardFixtures {
 	t.Helper()
-	raw, err := os.ReadFile("../testdata/cards.json")
+	raw, err := os.ReadFile("../../testdata/cards.json")
 	require.NoError(t, err)
 	var fx cardFixtures
 	require.NoError(t, json.Unmarshal(raw, &fx))
@@ -33,13 +33,12 @@ func loadCardFixtures(t testing.TB) cardFixtures {
 	return fx
 }
 
-// requireCardError asserts that err is a KindInvalid *Error with code and
+// requireCardError asserts that err is a *FieldError with code and
 // param, and that its text echoes no digits of input.
-func requireCardError(t *testing.T, err error, code, param, input string) *Error {
+func requireCardError(t *testing.T, err error, code, param, input string) *FieldError {
 	t.Helper()
-	var e *Error
-	require.True(t, errors.As(err, &e), "want *Error, got %T", err)
-	assert.Equal(t, KindInvalid, e.Kind)
+	var e *FieldError
+	require.True(t, errors.As(err, &e), "want *FieldError, got %T", err)
 	assert.Equal(t, code, e.Code)
 	assert.Equal(t, param, e.Param)
 	assertEchoesNoDigits(t, e.Error(), input)

@@ -1,4 +1,4 @@
-package vault
+package card
 
 // ContainsPAN reports whether s holds a run of 12 to 19 consecutive ASCII
 // digits (optionally split by single spaces or dashes) that passes the Luhn

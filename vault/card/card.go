@@ -1,4 +1,4 @@
-package vault
+package card
 
 import (
 	"fmt"
@@ -29,7 +29,7 @@ type CVC struct {
 
 // ParseCVC validates s as a CVC. Surrounding whitespace is ignored, and an
 // empty s gives the zero (absent) CVC and no error. On error it returns the
-// zero CVC and a *Error of kind KindInvalid, code "invalid_cvc", param
+// zero CVC and a *FieldError, code "invalid_cvc", param
 // "card.cvc": s is not 3 or 4 ASCII digits. The error never quotes s.
 func ParseCVC(s string) (CVC, error) {
 	s = strings.TrimSpace(s)
@@ -37,7 +37,7 @@ func ParseCVC(s string) (CVC, error) {
 		return CVC{}, nil
 	}
 	if _, ok := smallDecimal(s, cvcMaxLen); !ok || len(s) < cvcMinLen {
-		return CVC{}, InvalidParam("invalid_cvc", paramCVC, "card verification code must be 3 or 4 digits")
+		return CVC{}, invalid("invalid_cvc", paramCVC, "card verification code must be 3 or 4 digits")
 	}
 	var buf [cvcMaxLen]byte
 	n := copy(buf[:], s)
@@ -99,7 +99,7 @@ type Card struct {
 }
 
 // ParseCard validates every field of in and returns the card. On error it
-// returns the zero Card and the *Error (kind KindInvalid) of the first bad
+// returns the zero Card and the *FieldError of the first bad
 // field in the order number, exp_month, exp_year, cvc, name: see ParsePAN,
 // ParseExpiry and ParseCVC; the name gives code "invalid_name", param
 // "card.name". No error quotes the input.
@@ -124,7 +124,7 @@ func ParseCard(in CardInput) (Card, error) {
 }
 
 // parseCardName returns the cardholder name s with surrounding whitespace
-// removed ("" when absent), or an "invalid_name" *Error when s is not valid
+// removed ("" when absent), or an "invalid_name" *FieldError when s is not valid
 // UTF-8, is longer than 255 characters, holds a control character or a
 // line or paragraph separator, or holds something that looks like a card
 // number (ContainsPAN). Any Unicode letters are accepted.
@@ -134,18 +134,18 @@ func parseCardName(s string) (string, error) {
 	for i, r := range s {
 		if r == utf8.RuneError {
 			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
-				return "", InvalidParam("invalid_name", paramName, "cardholder name must be valid UTF-8")
+				return "", invalid("invalid_name", paramName, "cardholder name must be valid UTF-8")
 			}
 		}
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
-			return "", InvalidParam("invalid_name", paramName, "cardholder name must not contain control characters")
+			return "", invalid("invalid_name", paramName, "cardholder name must not contain control characters")
 		}
 		if n++; n > maxCardNameLen {
-			return "", InvalidParam("invalid_name", paramName, "cardholder name must be at most 255 characters")
+			return "", invalid("invalid_name", paramName, "cardholder name must be at most 255 characters")
 		}
 	}
 	if ContainsPAN(s) { // the masked record shows the name: it must not carry a card number
-		return "", InvalidParam("invalid_name", paramName, "cardholder name must not contain a card number")
+		return "", invalid("invalid_name", paramName, "cardholder name must not contain a card number")
 	}
 	return s, nil
 }

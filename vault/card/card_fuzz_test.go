@@ -1,4 +1,4 @@
-package vault
+package card
 
 import (
 	"encoding/json"
@@ -27,14 +27,14 @@ func luhnRuns(s string) []string {
 	return out
 }
 
-// checkFuzzError fails unless err is a KindInvalid *Error whose text is
+// checkFuzzError fails unless err is a *FieldError whose text is
 // valid UTF-8, has no digit run longer than four and holds no PAN-like run
 // of any input.
 func checkFuzzError(t *testing.T, err error, inputs ...string) {
 	t.Helper()
-	var e *Error
-	if !errors.As(err, &e) || e.Kind != KindInvalid || e.Code == "" || e.Param == "" {
-		t.Fatalf("want an invalid-param *Error, got %T %q", err, err)
+	var e *FieldError
+	if !errors.As(err, &e) || e.Code == "" || e.Param == "" {
+		t.Fatalf("want a *FieldError, got %T %q", err, err)
 	}
 	text := e.Error()
 	if !utf8.ValidString(text) || longestDigitRun(text) > 4 {

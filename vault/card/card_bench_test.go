@@ -1,9 +1,9 @@
-package vault_test
+package card_test
 
 import (
 	"testing"
 
-	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // The card work on the tokenize and read paths, per call, beside
@@ -11,15 +11,7 @@ import (
 // (pan_test.go). The envelope seal and open and the fingerprint are measured
 // in crypto/bench_test.go (BenchmarkSeal, BenchmarkOpen,
 // BenchmarkFingerprint). Run:
-// go test ./vault ./crypto -run '^$' -bench 'Card|PAN|Mask|Seal|Open|Fingerprint' -benchmem
-
-func BenchmarkMaskedAccountNumber(b *testing.B) {
-	t := vault.Token{IIN: "424242", LastFour: "4242", PANLength: 16}
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = t.MaskedAccountNumber()
-	}
-}
+// go test ./vault/card ./crypto -run '^$' -bench 'Card|PAN|Mask|Seal|Open|Fingerprint' -benchmem
 
 // BenchmarkContainsPAN is the scan that keeps card numbers out of business
 // keys, metadata and reasons, run on each of them per request.
@@ -28,7 +20,7 @@ func BenchmarkContainsPAN(b *testing.B) {
 		b.Run(s[:8], func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if vault.ContainsPAN(s) {
+				if card.ContainsPAN(s) {
 					b.Fatal("no PAN in " + s)
 				}
 			}
@@ -42,6 +34,6 @@ func BenchmarkMaskPANs(b *testing.B) {
 	s := `request POST /cde-import 201 req_0123456789abcdef01234567`
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = vault.MaskPANs(s)
+		_ = card.MaskPANs(s)
 	}
 }

@@ -1,4 +1,4 @@
-package vault
+package card
 
 import (
 	"fmt"
@@ -22,8 +22,8 @@ type Expiry struct {
 // decimal string with surrounding whitespace ignored. The month is one or
 // two digits, 1 to 12 ("4", "04"); the year is four digits, 2000 to 2099, or
 // two digits meaning 20xx ("33" is 2033). Past dates are accepted: a vault
-// keeps expired cards. On error it returns the zero Expiry and a *Error of
-// kind KindInvalid: code "invalid_expiry_month" for param "card.exp_month"
+// keeps expired cards. On error it returns the zero Expiry and a *FieldError:
+// code "invalid_expiry_month" for param "card.exp_month"
 // when the month is missing or invalid, else code "invalid_expiry_year" for
 // param "card.exp_year" when the year is. The error never quotes the input.
 func ParseExpiry(month, year string) (Expiry, error) {
@@ -39,32 +39,32 @@ func ParseExpiry(month, year string) (Expiry, error) {
 }
 
 // parseExpMonth returns the month s names, or an "invalid_expiry_month"
-// *Error.
+// *FieldError.
 func parseExpMonth(s string) (int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return 0, InvalidParam("invalid_expiry_month", paramExpMonth, "card expiry month is required")
+		return 0, invalid("invalid_expiry_month", paramExpMonth, "card expiry month is required")
 	}
 	m, ok := smallDecimal(s, 2)
 	if !ok || m < 1 || m > 12 {
-		return 0, InvalidParam("invalid_expiry_month", paramExpMonth, "card expiry month must be a number from 1 to 12")
+		return 0, invalid("invalid_expiry_month", paramExpMonth, "card expiry month must be a number from 1 to 12")
 	}
 	return m, nil
 }
 
 // parseExpYear returns the four-digit year s names, or an
-// "invalid_expiry_year" *Error.
+// "invalid_expiry_year" *FieldError.
 func parseExpYear(s string) (int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return 0, InvalidParam("invalid_expiry_year", paramExpYear, "card expiry year is required")
+		return 0, invalid("invalid_expiry_year", paramExpYear, "card expiry year is required")
 	}
 	y, ok := smallDecimal(s, 4)
 	if len(s) == 2 {
 		y += 2000
 	}
 	if !ok || (len(s) != 2 && len(s) != 4) || y < 2000 || y > 2099 {
-		return 0, InvalidParam("invalid_expiry_year", paramExpYear, "card expiry year must be 2 digits or 4 digits from 2000 to 2099")
+		return 0, invalid("invalid_expiry_year", paramExpYear, "card expiry year must be 2 digits or 4 digits from 2000 to 2099")
 	}
 	return y, nil
 }
