@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/httpapi"
-	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 func TestHealthAndReadiness(t *testing.T) {
@@ -27,7 +27,7 @@ func TestHealthAndReadiness(t *testing.T) {
 func TestReadinessFailsWhenTheDatabaseIsGone(t *testing.T) {
 	pool := vaulttest.Pool(t, dbURL)
 	kek, _ := vaulttest.KEK(t)
-	svc, err := vault.NewService(vault.Config{Pool: pool, KEK: kek})
+	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek})
 	require.NoError(t, err)
 	srv := httptest.NewServer(httpapi.New(svc, slog.New(slog.DiscardHandler)))
 	defer srv.Close()

@@ -19,7 +19,7 @@ import (
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/vault"
 	cardpkg "github.com/cardvault/cardvault/vault/card"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // hostilePAN is the public test card the hostile requests carry.

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/cardvault/cardvault/httpapi"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // BenchmarkCDEImportIdempotency measures POST /cde-import in process

@@ -23,7 +23,7 @@ import (
 
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // safetyServer is a test server built with options and test-only routes,

@@ -16,7 +16,8 @@ import (
 
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 var dbURL string
@@ -46,7 +47,7 @@ func (l *lockedBuffer) String() string {
 // so a leak would show).
 type testServer struct {
 	*httptest.Server
-	svc   *vault.Service
+	svc   *postgres.Service
 	clock *vaulttest.Clock
 	log   *lockedBuffer
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // requireRateLimited asserts a 429 rate_limited answer with Retry-After.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // panicky is a card-shaped value whose panic message would leak its number.

@@ -12,9 +12,22 @@ import (
 	"github.com/cardvault/cardvault/vault"
 )
 
+// Service is what the HTTP API needs of the vault: the role interfaces of
+// its resources. vault/postgres.Service implements it.
+type Service interface {
+	vault.Tokens
+	vault.Imports
+	vault.Webhooks
+	vault.Keys
+	vault.AuditLog
+	vault.APIKeys
+	vault.Idempotency
+	vault.Health
+}
+
 // Server serves the vault's HTTP API.
 type Server struct {
-	svc  *vault.Service
+	svc  Service
 	log  *slog.Logger
 	echo *echo.Echo
 	keys KeyConfig
@@ -29,7 +42,7 @@ type Server struct {
 type Option func(*Server)
 
 // New returns a Server for svc whose routes are all registered.
-func New(svc *vault.Service, log *slog.Logger, opts ...Option) *Server {
+func New(svc Service, log *slog.Logger, opts ...Option) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = echo.ExtractIPDirect()

@@ -15,7 +15,7 @@ import (
 
 	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 func TestWebhookEndpoints(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 	"github.com/cardvault/cardvault/importer/stripesim"
 	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/vault/card"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // receiver is a webhook endpoint on loopback that keeps what it got.

@@ -1,7 +1,7 @@
 // Package importer runs import jobs: it enumerates a Stripe account's card
 // payment methods and drives Stripe's forward API into the vault's
 // /cde-import, through github.com/stripe/stripe-go. Jobs and their
-// per-payment-method ledger live in PostgreSQL behind vault.Service, so a
+// per-payment-method ledger live in PostgreSQL behind vault.ImportQueue, so a
 // restarted process resumes and several replicas share the work through
 // leases.
 package importer
@@ -26,10 +26,13 @@ import (
 // DefaultStripeAPIBase is Stripe's API.
 const DefaultStripeAPIBase = "https://api.stripe.com"
 
+// DefaultLeaseTTL is how long an import lease lasts without renewal.
+const DefaultLeaseTTL = time.Minute
+
 // Config says how a Runner drives Stripe. Service, Owner and PublicURL are
 // required; zero values of the rest take the defaults named on each field.
 type Config struct {
-	Service *vault.Service
+	Service vault.ImportQueue
 	Owner   string // names this process in leases
 	// PublicURL is the vault's public base URL (VAULT_PUBLIC_URL); Stripe
 	// forwards to PublicURL + "/cde-import".
@@ -51,7 +54,7 @@ type Config struct {
 	// Poll is how often idle workers look for work (default 1s).
 	Poll time.Duration
 	// LeaseTTL is how long a lease lasts without a heartbeat (default
-	// vault.DefaultImportLeaseTTL).
+	// DefaultLeaseTTL).
 	LeaseTTL time.Duration
 	// HTTPClient talks to Stripe; a client with a 60 s timeout when nil.
 	// Without a Transport it gets one that keeps a connection per forwarder
@@ -82,7 +85,7 @@ func (c *Config) validate() error {
 	defaults(&c.RetryBase, 2*time.Second)
 	defaults(&c.RetryCap, 5*time.Minute)
 	defaults(&c.Poll, time.Second)
-	defaults(&c.LeaseTTL, vault.DefaultImportLeaseTTL)
+	defaults(&c.LeaseTTL, DefaultLeaseTTL)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}
@@ -115,7 +118,7 @@ func defaults[T int | float64 | time.Duration](v *T, def T) {
 // Runner runs import jobs until its context ends.
 type Runner struct {
 	cfg Config
-	svc *vault.Service
+	svc vault.ImportQueue
 	log *slog.Logger
 
 	mu   sync.Mutex

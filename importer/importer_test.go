@@ -21,7 +21,8 @@ import (
 	"github.com/cardvault/cardvault/importer"
 	"github.com/cardvault/cardvault/importer/stripesim"
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 var dbURL string
@@ -35,7 +36,7 @@ const stripeKey = "sk_test_cardvaultImporterTests0001"
 // all-scope API key, and a Stripe simulator that forwards into the vault.
 type world struct {
 	t      *testing.T
-	svc    *vault.Service
+	svc    *postgres.Service
 	vault  *httptest.Server
 	sim    *stripesim.Sim
 	stripe *httptest.Server

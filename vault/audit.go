@@ -1,12 +1,9 @@
 package vault
 
 import (
-	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 )
 
 // Action names what an audit event records.
@@ -56,136 +53,65 @@ type AuditEvent struct {
 	Detail     map[string]any
 }
 
-// event returns an audit event for the actor, stamped with the service clock.
-func (s *Service) event(a Actor, action Action, tokenID uuid.UUID, detail map[string]any) AuditEvent {
-	return AuditEvent{
-		OccurredAt: s.clock(), TenantID: a.TenantID, APIKeyID: a.APIKeyID,
-		Action: action, TokenID: tokenID, RequestID: a.RequestID,
-		ClientAddr: a.ClientAddr, Outcome: OutcomeSuccess, Detail: detail,
-	}
-}
-
-// insertAuditSQL inserts one audit event. The chain columns stay NULL: the
-// background chainer links the row shortly after its transaction commits
-// (see auditchain.go), so that actions of one tenant never queue on a
-// chain lock.
-const insertAuditSQL = `
-		INSERT INTO audit_events (occurred_at, tenant_id, api_key_id, action, token_id,
-		                          request_id, client_addr, outcome, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
-
-// auditArgs returns the arguments of insertAuditSQL for ev.
-func auditArgs(ev AuditEvent) ([]any, error) {
-	detail := []byte("{}")
-	if ev.Detail != nil {
-		var err error
-		if detail, err = json.Marshal(ev.Detail); err != nil {
-			return nil, Internal(err)
-		}
-	}
-	return []any{ev.OccurredAt, nullUUID(ev.TenantID), nullUUID(ev.APIKeyID), string(ev.Action),
-		nullUUID(ev.TokenID), ev.RequestID, ev.ClientAddr, string(ev.Outcome), detail}, nil
-}
-
-// insertAudit writes ev with q, inside the caller's transaction when q is
-// one, so that an action and its record commit together: when the audit
-// row cannot be written the action fails.
-func insertAudit(ctx context.Context, q querier, ev AuditEvent) error {
-	args, err := auditArgs(ev)
-	if err != nil {
-		return err
-	}
-	_, err = q.Exec(ctx, insertAuditSQL, args...)
-	return err
-}
-
-// insertAuditID is insertAudit returning the new row's id.
-func insertAuditID(ctx context.Context, q querier, ev AuditEvent) (int64, error) {
-	args, err := auditArgs(ev)
-	if err != nil {
-		return 0, err
-	}
-	var id int64
-	err = q.QueryRow(ctx, insertAuditSQL+` RETURNING id`, args...).Scan(&id)
-	return id, err
-}
-
-// nullUUID maps uuid.Nil to SQL NULL.
-func nullUUID(id uuid.UUID) *uuid.UUID {
-	if id == uuid.Nil {
-		return nil
-	}
-	return &id
-}
-
 // AuditPage is one page of audit events, newest first.
 type AuditPage struct {
 	Events  []AuditEvent
 	HasMore bool
 }
 
-// ListAuditEvents returns the actor's tenant's audit events newest first,
-// after the event id startingAfter when it is non-zero, and audits the
-// listing in the same transaction (after reading, so a page never shows its
-// own audit row). It returns a KindBadRequest error for a limit outside
-// 1–100, and a domain error when the database fails.
-func (s *Service) ListAuditEvents(ctx context.Context, a Actor, limit int, startingAfter int64) (AuditPage, error) {
-	if err := checkLimit(limit); err != nil {
-		return AuditPage{}, err
-	}
-	var page AuditPage
-	err := s.inTx(ctx, "audit event", func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			SELECT id, occurred_at, tenant_id, api_key_id, action, token_id,
-			       request_id, client_addr, outcome, detail
-			FROM audit_events
-			WHERE tenant_id = $1 AND ($2 = 0 OR id < $2)
-			ORDER BY id DESC LIMIT $3`, a.TenantID, startingAfter, limit+1)
-		if err != nil {
-			return err
-		}
-		if page.Events, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEvent, error) { return scanAudit(r) }); err != nil {
-			return err
-		}
-		if len(page.Events) > limit {
-			page.Events, page.HasMore = page.Events[:limit], true
-		}
-		return insertAudit(ctx, tx, s.event(a, ActionAuditList, uuid.Nil, map[string]any{"count": len(page.Events)}))
-	})
-	if err != nil {
-		return AuditPage{}, err
-	}
-	return page, nil
+// The audit chain's own actions.
+const (
+	// ActionAuditPrune records the retention pruning of one chain's oldest
+	// rows; its detail names the new checkpoint.
+	ActionAuditPrune Action = "audit.prune"
+)
+
+// DefaultAuditRetention is how long audit rows are kept when no retention
+// is configured.
+const DefaultAuditRetention = 400 * 24 * time.Hour
+
+// MinAuditRetention is the shortest retention PruneAudit accepts.
+const MinAuditRetention = 24 * time.Hour
+
+// SystemChain is the chain of audit rows without a tenant (failed
+// authentications); it is keyed by the nil UUID.
+var SystemChain = uuid.Nil
+
+// AuditBreakReason says why a chain does not verify.
+type AuditBreakReason string
+
+// The ways a chain can break.
+const (
+	// AuditChanged: the row's content no longer matches its hash.
+	AuditChanged AuditBreakReason = "changed"
+	// AuditMissing: a sequence number is missing (a row was deleted).
+	AuditMissing AuditBreakReason = "missing"
+	// AuditReordered: the row does not link to the row before it (rows
+	// were moved or swapped).
+	AuditReordered AuditBreakReason = "reordered"
+	// AuditHeadMismatch: the chain does not end where its recorded head
+	// says (rows were removed from or added to the end).
+	AuditHeadMismatch AuditBreakReason = "head_mismatch"
+	// AuditCheckpointMismatch: the retention checkpoint is not the one the
+	// newest audit.prune row of the chain recorded.
+	AuditCheckpointMismatch AuditBreakReason = "checkpoint_mismatch"
+)
+
+// AuditBreak is the first bad row of a chain.
+type AuditBreak struct {
+	Chain   string           `json:"chain"` // the tenant id, or "system"
+	ID      int64            `json:"id"`    // the row found where the bad one should be; 0 when there is none
+	Seq     int64            `json:"seq"`   // the sequence number at fault
+	Reason  AuditBreakReason `json:"reason"`
+	Message string           `json:"message"`
 }
 
-func scanAudit(row interface{ Scan(...any) error }) (AuditEvent, error) {
-	var ev AuditEvent
-	var tenant, key, token *uuid.UUID
-	var action, outcome string
-	var detail []byte
-	err := row.Scan(&ev.ID, &ev.OccurredAt, &tenant, &key, &action, &token,
-		&ev.RequestID, &ev.ClientAddr, &outcome, &detail)
-	if err != nil {
-		return ev, err
-	}
-	ev.Action, ev.Outcome = Action(action), Outcome(outcome)
-	ev.TenantID, ev.APIKeyID, ev.TokenID = derefUUID(tenant), derefUUID(key), derefUUID(token)
-	ev.OccurredAt = ev.OccurredAt.UTC()
-	return ev, json.Unmarshal(detail, &ev.Detail)
-}
-
-func derefUUID(id *uuid.UUID) uuid.UUID {
-	if id == nil {
-		return uuid.Nil
-	}
-	return *id
-}
-
-// checkLimit returns a KindBadRequest error unless 1 ≤ limit ≤ 100.
-func checkLimit(limit int) error {
-	if limit < 1 || limit > 100 {
-		return &Error{Kind: KindBadRequest, Code: "parameter_invalid", Param: "limit",
-			Message: "limit must be between 1 and 100"}
-	}
-	return nil
+// AuditReport is the result of verifying the audit chains.
+type AuditReport struct {
+	OK        bool         `json:"ok"`
+	Rows      int64        `json:"rows"`      // chained rows verified
+	Chains    int          `json:"chains"`    // chains verified
+	Unchained int64        `json:"unchained"` // rows not chained yet (written in the last second or so)
+	Pruned    int64        `json:"pruned"`    // rows removed under retention, covered by checkpoints
+	Breaks    []AuditBreak `json:"breaks"`    // the first bad row of every broken chain
 }

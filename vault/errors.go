@@ -1,6 +1,3 @@
-// Package vault is the domain of cardvault: cards, tokens, tenants, API keys
-// and audit events, and the service methods that orchestrate them over
-// PostgreSQL and the crypto package.
 package vault
 
 import (

@@ -1,16 +1,9 @@
 package vault
 
 import (
-	"bytes"
-	"context"
-	"encoding/binary"
-	"errors"
-	"regexp"
 	"time"
 
-	"github.com/cardvault/cardvault/vault/card"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 )
 
 // Idempotency keys follow Stripe's semantics: the first answer to a request
@@ -33,14 +26,6 @@ const (
 	MaxStoredResponse = 64 << 10
 )
 
-// The PRF inputs of idempotency hashes start with these, which separates
-// them from each other and from PAN fingerprints made with the same tenant
-// PRF keyset (a PAN fingerprint's input is digits only).
-const (
-	idempotencyKeyDomain     = "cardvault/idempotency-key/v1\x00"
-	idempotencyRequestDomain = "cardvault/idempotency-request/v1\x00"
-)
-
 // IdempotentRequest is a request carrying an Idempotency-Key. Key and Body
 // are hashed with the tenant's PRF keyset and then forgotten; neither is
 // stored.
@@ -60,9 +45,9 @@ type StoredResponse struct {
 // IdempotencyClaim is the right to run one request under an idempotency key.
 // Its holder must end it with FinishIdempotent or ReleaseIdempotent.
 type IdempotencyClaim struct {
-	tenantID uuid.UUID
-	keyHash  []byte
-	lock     uuid.UUID
+	TenantID uuid.UUID
+	KeyHash  []byte    // the keyed hash of the Idempotency-Key
+	Lock     uuid.UUID // proves the claim is this request's
 }
 
 // CheckIdempotencyKey returns a KindBadRequest error unless key is 1 to 255
@@ -82,241 +67,4 @@ func CheckIdempotencyKey(key string) error {
 		}
 	}
 	return nil
-}
-
-// BeginIdempotent claims r's key for the actor's tenant. It returns a claim
-// when the request should run (the key is new, expired, or held by a request
-// whose lock ran out), or the stored answer when it should be replayed.
-// Errors: KindBadRequest for a malformed key, KindIdempotency when the key
-// was used for a different request, KindConflict (idempotency_key_in_use)
-// while another request holds it, KindUnavailable when the database is down.
-func (s *Service) BeginIdempotent(ctx context.Context, a Actor, r IdempotentRequest) (IdempotencyClaim, *StoredResponse, error) {
-	if err := CheckIdempotencyKey(r.Key); err != nil {
-		return IdempotencyClaim{}, nil, err
-	}
-	tk, err := s.keys.get(ctx, a.TenantID)
-	if err != nil {
-		return IdempotencyClaim{}, nil, err
-	}
-	keyHash, err := tk.fp.Sum(append([]byte(idempotencyKeyDomain), r.Key...))
-	if err != nil {
-		return IdempotencyClaim{}, nil, Internal(err)
-	}
-	fp, err := tk.fp.Sum(idempotencyInput(r))
-	if err != nil {
-		return IdempotencyClaim{}, nil, Internal(err)
-	}
-	c := IdempotencyClaim{tenantID: a.TenantID, keyHash: keyHash, lock: uuid.New()}
-	// A row can vanish between the claim attempt and the read (released or
-	// swept); then the claim is simply tried again.
-	for range 3 {
-		claimed, err := s.claimIdempotencyKey(ctx, a, c, fp, tk.fp.KeyID())
-		if err != nil {
-			return IdempotencyClaim{}, nil, err
-		}
-		if claimed {
-			return c, nil, nil
-		}
-		stored, err := s.storedIdempotent(ctx, c, fp, tk.fp.KeyID())
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return IdempotencyClaim{}, stored, dbError(err, "idempotency key")
-		}
-	}
-	return IdempotencyClaim{}, nil, inUse()
-}
-
-// idempotencyInput is what the fingerprint covers: method, path and body,
-// the first two length-prefixed so that no two requests share an input.
-func idempotencyInput(r IdempotentRequest) []byte {
-	b := make([]byte, 0, len(idempotencyRequestDomain)+len(r.Method)+len(r.Path)+len(r.Body)+2*binary.MaxVarintLen64)
-	b = append(b, idempotencyRequestDomain...)
-	b = binary.AppendUvarint(b, uint64(len(r.Method)))
-	b = append(b, r.Method...)
-	b = binary.AppendUvarint(b, uint64(len(r.Path)))
-	b = append(b, r.Path...)
-	return append(b, r.Body...)
-}
-
-// claimIdempotencyKey inserts the key as running, or takes over a row that
-// expired or whose holder stopped renewing it (for the same request only).
-// It reports whether the claim is now c's.
-//
-// The claim commits without waiting for its WAL flush (synchronous_commit
-// off for this one statement): it is visible to other requests at once, and
-// whatever the request then commits durably, or FinishIdempotent, flushes
-// the WAL past it. A crash can lose only a claim nothing durable followed,
-// and a retry then rightly runs. This saves one disk flush per request.
-func (s *Service) claimIdempotencyKey(ctx context.Context, a Actor, c IdempotencyClaim, fp []byte, fpKeyID uint32) (bool, error) {
-	now := s.clock()
-	tag, err := s.db.Exec(ctx, `
-		INSERT INTO idempotency_keys AS k (tenant_id, key_hash, api_key_id, fingerprint, fingerprint_key_id,
-		                                   state, lock_id, locked_at, created_at, expires_at)
-		SELECT $1::uuid, $2::bytea, $3::uuid, $4::bytea, $5::bigint, 'running', $6::uuid,
-		       $7::timestamptz, $7::timestamptz, $8::timestamptz
-		FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-		ON CONFLICT (tenant_id, key_hash) DO UPDATE SET
-			api_key_id = EXCLUDED.api_key_id, fingerprint = EXCLUDED.fingerprint,
-			fingerprint_key_id = EXCLUDED.fingerprint_key_id, state = 'running', lock_id = EXCLUDED.lock_id,
-			locked_at = EXCLUDED.locked_at, response_status = NULL, response_body = NULL,
-			created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-		WHERE k.expires_at <= EXCLUDED.created_at
-		   OR (k.state = 'running' AND k.locked_at <= $9
-		       AND k.fingerprint = EXCLUDED.fingerprint AND k.fingerprint_key_id = EXCLUDED.fingerprint_key_id)`,
-		c.tenantID, c.keyHash, nullUUID(a.APIKeyID), fp, int64(fpKeyID), c.lock, now, now.Add(IdempotencyTTL),
-		now.Add(-IdempotencyLockTimeout))
-	if err != nil {
-		return false, dbError(err, "idempotency key")
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// storedIdempotent reads the row that kept c's key from being claimed and
-// decides: the stored answer, a mismatch, or a key in use. It returns
-// pgx.ErrNoRows when the row is gone.
-func (s *Service) storedIdempotent(ctx context.Context, c IdempotencyClaim, fp []byte, fpKeyID uint32) (*StoredResponse, error) {
-	var gotFP, body []byte
-	var gotKeyID int64
-	var state string
-	var status *int16
-	err := s.db.QueryRow(ctx, `
-		SELECT fingerprint, fingerprint_key_id, state, response_status, response_body
-		FROM idempotency_keys WHERE tenant_id = $1 AND key_hash = $2 AND expires_at > $3`,
-		c.tenantID, c.keyHash, s.clock()).Scan(&gotFP, &gotKeyID, &state, &status, &body)
-	switch {
-	case err != nil:
-		return nil, err
-	case !bytes.Equal(gotFP, fp) || gotKeyID != int64(fpKeyID):
-		return nil, &Error{Kind: KindIdempotency, Code: "idempotency_error", Param: "Idempotency-Key",
-			Message: "this Idempotency-Key was already used with a different request; use a new key for a new request"}
-	case state != "done" || status == nil:
-		return nil, inUse()
-	}
-	return &StoredResponse{Status: int(*status), Body: body}, nil
-}
-
-func inUse() *Error {
-	return &Error{Kind: KindConflict, Code: "idempotency_key_in_use", Param: "Idempotency-Key",
-		Message: "another request with this Idempotency-Key is still running; retry after it finishes"}
-}
-
-// HoldIdempotent renews c's lock every third of IdempotencyLockTimeout until
-// the returned stop is called, so that a long request keeps its key. Renewal
-// failures are logged; the lock then lapses as if the process had died.
-func (s *Service) HoldIdempotent(ctx context.Context, c IdempotencyClaim) (stop func()) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(IdempotencyLockTimeout / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if _, err := s.db.Exec(ctx, `UPDATE idempotency_keys SET locked_at = $4
-				WHERE tenant_id = $1 AND key_hash = $2 AND lock_id = $3 AND state = 'running'`,
-				c.tenantID, c.keyHash, c.lock, s.clock()); err != nil && ctx.Err() == nil {
-				s.log.Warn("renewing an idempotency key lock", "error", err)
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
-}
-
-// FinishIdempotent ends c by keeping res for replay, and reports whether it
-// was kept. An answer is not kept, and the key is released so that a retry
-// runs again, when it is a 5xx, larger than MaxStoredResponse, or holds
-// anything that looks like a card number (which no stored answer may). It
-// returns false without error when c's lock was taken over meanwhile, and a
-// domain error when the database fails.
-func (s *Service) FinishIdempotent(ctx context.Context, c IdempotencyClaim, res StoredResponse) (bool, error) {
-	if reason := unstorable(res); reason != "" {
-		if reason == "card_data" {
-			s.log.Warn("an answer holding card-like data was not stored for idempotent replay", "status", res.Status)
-		}
-		return false, s.ReleaseIdempotent(ctx, c)
-	}
-	body := res.Body
-	if body == nil {
-		body = []byte{}
-	}
-	tag, err := s.db.Exec(ctx, `
-		UPDATE idempotency_keys SET state = 'done', response_status = $4, response_body = $5
-		WHERE tenant_id = $1 AND key_hash = $2 AND lock_id = $3 AND state = 'running'`,
-		c.tenantID, c.keyHash, c.lock, res.Status, body)
-	if err != nil {
-		return false, dbError(err, "idempotency key")
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// uuidPattern matches canonical UUIDs, whose digit groups joined by '-' can
-// look like a card number to ContainsPAN.
-var uuidPattern = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
-
-// unstorable returns why res may not be kept, or "".
-func unstorable(res StoredResponse) string {
-	switch {
-	case res.Status < 100 || res.Status >= 500:
-		return "status"
-	case len(res.Body) > MaxStoredResponse:
-		return "size"
-	case card.ContainsPAN(uuidPattern.ReplaceAllLiteralString(string(res.Body), "uuid")):
-		return "card_data"
-	}
-	return ""
-}
-
-// ReleaseIdempotent ends c without keeping an answer: the key is free again
-// and a retry runs anew. It returns a domain error when the database fails.
-func (s *Service) ReleaseIdempotent(ctx context.Context, c IdempotencyClaim) error {
-	_, err := s.db.Exec(ctx, `DELETE FROM idempotency_keys
-		WHERE tenant_id = $1 AND key_hash = $2 AND lock_id = $3 AND state = 'running'`,
-		c.tenantID, c.keyHash, c.lock)
-	return dbError(err, "idempotency key")
-}
-
-// idempotencySweepBatch bounds how many rows one sweep statement deletes.
-const idempotencySweepBatch = 1000
-
-// PruneIdempotencyKeys deletes every idempotency key whose 24 hours have
-// passed and returns how many it deleted, or a domain error when the
-// database fails.
-func (s *Service) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
-	var total int64
-	for {
-		tag, err := s.db.Exec(ctx, `
-			DELETE FROM idempotency_keys WHERE (tenant_id, key_hash) IN (
-				SELECT tenant_id, key_hash FROM idempotency_keys WHERE expires_at <= $1
-				ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
-			s.clock(), idempotencySweepBatch)
-		if err != nil {
-			return total, dbError(err, "idempotency key")
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < idempotencySweepBatch {
-			return total, nil
-		}
-	}
-}
-
-// RunIdempotencySweeper prunes expired idempotency keys every interval until
-// ctx ends. Failures are logged and retried at the next tick.
-func (s *Service) RunIdempotencySweeper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if n, err := s.PruneIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("idempotency key sweep failed", "error", err)
-		} else if n > 0 {
-			s.log.Info("expired idempotency keys deleted", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

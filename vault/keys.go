@@ -1,17 +1,9 @@
 package vault
 
 import (
-	"context"
-	"errors"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/tink-crypto/tink-go/v2/keyset"
-
-	"github.com/cardvault/cardvault/crypto"
 )
 
 // Key-management audit actions.
@@ -25,254 +17,6 @@ const (
 	ActionReencrypt   Action = "key.reencrypt"
 	ActionTenantShred Action = "tenant.destroy"
 )
-
-// keysetEdit changes an unwrapped keyset and says what it did for the audit
-// trail and the key-version table.
-type keysetEdit func(h *keyset.Handle) (*keyset.Handle, keyChange, error)
-
-// keyChange is what one keyset edit did to one key version.
-type keyChange struct {
-	action Action
-	keyID  uint32
-	state  crypto.KeyState // the key's new state
-}
-
-// editKeyset applies edit to a tenant's keyset inside one transaction: lock
-// the row, unwrap, edit, re-wrap, bump the version (so every replica reloads
-// it), record the key version's new state and audit. It returns the new
-// key id's change.
-func (s *Service) editKeyset(ctx context.Context, a Actor, purpose crypto.Purpose, edit keysetEdit) (keyChange, error) {
-	var ch keyChange
-	err := s.inTx(ctx, "tenant", func(tx pgx.Tx) error {
-		var wrapped []byte
-		if err := tx.QueryRow(ctx, `SELECT wrapped FROM tenant_keysets WHERE tenant_id = $1 AND purpose = $2 FOR UPDATE`,
-			a.TenantID, string(purpose)).Scan(&wrapped); err != nil {
-			return err
-		}
-		h, err := crypto.UnwrapKeyset(wrapped, s.keys.kek, a.TenantID.String(), purpose)
-		if err != nil {
-			return keyError(a.TenantID, err)
-		}
-		h, ch, err = edit(h)
-		if err != nil {
-			return err
-		}
-		if wrapped, err = crypto.WrapKeyset(h, s.keys.kek, a.TenantID.String(), purpose); err != nil {
-			return keyError(a.TenantID, err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE tenant_keysets SET wrapped = $3, version = version + 1, updated_at = $4
-			WHERE tenant_id = $1 AND purpose = $2`, a.TenantID, string(purpose), wrapped, s.clock()); err != nil {
-			return err
-		}
-		if err := s.recordKeyState(ctx, tx, a.TenantID, purpose, ch); err != nil {
-			return err
-		}
-		return insertAudit(ctx, tx, s.event(a, ch.action, uuid.Nil,
-			map[string]any{"purpose": string(purpose), "key_id": ch.keyID, "state": string(ch.state)}))
-	})
-	if err == nil {
-		s.keys.forget(a.TenantID)
-	}
-	return ch, err
-}
-
-// recordKeyState upserts a key version's state and stamps the time of the
-// transition; a promotion demotes the previous primary to active. A data
-// key that may seal (primary, active) gets its tenant_sealing_keys row; one
-// that may not any more loses it (releaseSealingKey), or the error says why
-// it cannot.
-func (s *Service) recordKeyState(ctx context.Context, q querier, tenantID uuid.UUID, purpose crypto.Purpose, ch keyChange) error {
-	now := s.clock()
-	if ch.state == crypto.KeyPrimary {
-		if _, err := q.Exec(ctx, `UPDATE tenant_key_versions SET state = 'active'
-			WHERE tenant_id = $1 AND purpose = $2 AND state = 'primary'`, tenantID, string(purpose)); err != nil {
-			return err
-		}
-	}
-	_, err := q.Exec(ctx, `
-		INSERT INTO tenant_key_versions (tenant_id, purpose, key_id, state, created_at, promoted_at)
-		VALUES ($1, $2, $3, $4::text, $5::timestamptz, CASE WHEN $4::text = 'primary' THEN $5::timestamptz END)
-		ON CONFLICT (tenant_id, purpose, key_id) DO UPDATE SET state = $4::text,
-			promoted_at  = CASE WHEN $4::text = 'primary'   THEN $5::timestamptz ELSE tenant_key_versions.promoted_at END,
-			disabled_at  = CASE WHEN $4::text = 'disabled'  THEN $5::timestamptz ELSE tenant_key_versions.disabled_at END,
-			destroyed_at = CASE WHEN $4::text = 'destroyed' THEN $5::timestamptz ELSE tenant_key_versions.destroyed_at END`,
-		tenantID, string(purpose), int64(ch.keyID), string(ch.state), now)
-	if err != nil || purpose != crypto.PurposeData {
-		return err
-	}
-	if ch.state == crypto.KeyPrimary || ch.state == crypto.KeyActive {
-		_, err = q.Exec(ctx, `INSERT INTO tenant_sealing_keys (tenant_id, key_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-			tenantID, int64(ch.keyID))
-		return err
-	}
-	return releaseSealingKey(ctx, q, tenantID, ch.keyID)
-}
-
-// releaseSealingKey stops keyID from sealing anything more of the tenant,
-// within the caller's transaction: it deletes the key's tenant_sealing_keys
-// row, which waits for the writers under way that hold it (every writer of a
-// sealed row locks that row in its own transaction, see migration
-// 008_sealing_keys.sql) and which the foreign keys refuse while a token or
-// the webhook secret still names the key; then, with no writer able to use
-// the key any more, it counts the webhook events and import credentials
-// still under it. It returns a KindConflict error (key_in_use) when any row
-// still needs the key, so the whole retire rolls back.
-func releaseSealingKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) error {
-	_, err := q.Exec(ctx, `DELETE FROM tenant_sealing_keys WHERE tenant_id = $1 AND key_id = $2`, tenantID, int64(keyID))
-	if isSealingKeyViolation(err) {
-		return keyInUse(keyID, "tokens or the webhook secret")
-	}
-	if err != nil {
-		return err
-	}
-	hooks, err := webhookRowsUnderKey(ctx, q, tenantID, keyID)
-	if err != nil {
-		return err
-	}
-	imports, err := importCredentialsUnderKey(ctx, q, tenantID, keyID)
-	if err != nil {
-		return err
-	}
-	if hooks+imports > 0 {
-		return keyInUse(keyID, "webhook events or an import's credentials")
-	}
-	return nil
-}
-
-// keyInUse is the conflict of a retire that found rows written under the key
-// after the re-encryption job had passed them (a request that sealed with
-// the key before the rotation and committed after it).
-func keyInUse(keyID uint32, what string) *Error {
-	return Errorf(KindConflict, "key_in_use",
-		"rows still under key %d (%s written since the last re-encryption): re-run reencrypt (cardvault keys reencrypt), then retire again",
-		keyID, what)
-}
-
-// isSealingKeyViolation reports whether err is PostgreSQL refusing a row
-// sealed under a data key that may no longer seal (a foreign key or trigger
-// named *_sealing_key, SQLSTATE 23503): on a write, the writer's keys are
-// stale and it must seal again with the current primary; on a retire, a row
-// still names the key.
-func isSealingKeyViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23503" && strings.HasSuffix(pgErr.ConstraintName, "_sealing_key")
-}
-
-// RotateDataKey rotates the tenant's data key in Tink's order: add a fresh
-// AES-256-GCM key (every replica can then decrypt with it), wait propagate
-// for every replica to reload the keyset, promote it to primary, and wait
-// again so that every replica encrypts with it when this returns. Old keys
-// keep decrypting. It returns the new key id, or a domain error.
-func (s *Service) RotateDataKey(ctx context.Context, a Actor, propagate time.Duration) (uint32, error) {
-	added, err := s.editKeyset(ctx, a, crypto.PurposeData, func(h *keyset.Handle) (*keyset.Handle, keyChange, error) {
-		h, id, err := crypto.AddDataKey(h)
-		return h, keyChange{action: ActionKeyAdd, keyID: id, state: crypto.KeyActive}, err
-	})
-	if err != nil {
-		return 0, err
-	}
-	if err := sleep(ctx, propagate); err != nil {
-		return 0, err
-	}
-	_, err = s.editKeyset(ctx, a, crypto.PurposeData, func(h *keyset.Handle) (*keyset.Handle, keyChange, error) {
-		h, err := crypto.PromoteKey(h, added.keyID)
-		return h, keyChange{action: ActionKeyPromote, keyID: added.keyID, state: crypto.KeyPrimary}, err
-	})
-	if err != nil {
-		return 0, err
-	}
-	return added.keyID, sleep(ctx, propagate)
-}
-
-// sleep waits d or until ctx ends, returning ctx's error then.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// sideRowsUnderKey counts the tenant's webhook rows and active import jobs
-// sealed with keyID.
-func (s *Service) sideRowsUnderKey(ctx context.Context, tenantID uuid.UUID, keyID uint32) (int64, error) {
-	hooks, err := webhookRowsUnderKey(ctx, s.db, tenantID, keyID)
-	if err != nil {
-		return 0, dbError(err, "webhook")
-	}
-	imports, err := importCredentialsUnderKey(ctx, s.db, tenantID, keyID)
-	return hooks + imports, dbError(err, "import")
-}
-
-// RetireDataKey disables a data key that is not primary; with destroy it
-// then deletes the disabled key's material for good. It refuses, with a
-// KindConflict error saying how many tokens still need the key, while any
-// token is sealed with it; KindNotFound for an unknown key. The counts
-// first taken only word the common refusal: the guarantee is the disabling
-// transaction itself, which waits for the writers still sealing under the
-// key and refuses (KindConflict, key_in_use) when any row, committed
-// however late, still needs it (releaseSealingKey); writers that come after
-// it are refused by the database and seal again with the primary key.
-func (s *Service) RetireDataKey(ctx context.Context, a Actor, keyID uint32, destroy bool) error {
-	n, err := s.tokensUnderKey(ctx, a.TenantID, keyID)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		return Errorf(KindConflict, "key_in_use",
-			"key %d still protects %d tokens: re-encrypt them first (cardvault keys reencrypt)", keyID, n)
-	}
-	if n, err = s.sideRowsUnderKey(ctx, a.TenantID, keyID); err != nil {
-		return err
-	}
-	if n > 0 {
-		return Errorf(KindConflict, "key_in_use",
-			"key %d still protects the webhook secret, %d pending events or an import's credentials: re-encrypt first (cardvault keys reencrypt)", keyID, n)
-	}
-	_, err = s.editKeyset(ctx, a, crypto.PurposeData, func(h *keyset.Handle) (*keyset.Handle, keyChange, error) {
-		state, ok := keyState(h, keyID)
-		switch {
-		case !ok:
-			return nil, keyChange{}, Errorf(KindNotFound, "resource_missing", "no key %d in the tenant's data keyset", keyID)
-		case state == crypto.KeyPrimary:
-			return nil, keyChange{}, Errorf(KindConflict, "key_is_primary", "key %d is the primary: rotate first", keyID)
-		case destroy && state == crypto.KeyDisabled:
-			h, err := crypto.DestroyKey(h, keyID)
-			return h, keyChange{action: ActionKeyDestroy, keyID: keyID, state: "destroyed"}, err
-		case destroy:
-			return nil, keyChange{}, Errorf(KindConflict, "key_not_disabled", "key %d must be retired (disabled) before it is destroyed", keyID)
-		case state == crypto.KeyDisabled:
-			return nil, keyChange{}, Errorf(KindConflict, "key_already_disabled", "key %d is already disabled", keyID)
-		}
-		h, err := crypto.DisableKey(h, keyID)
-		return h, keyChange{action: ActionKeyDisable, keyID: keyID, state: crypto.KeyDisabled}, err
-	})
-	return err
-}
-
-// keyState returns the state of keyID in h and whether it is there.
-func keyState(h *keyset.Handle, keyID uint32) (crypto.KeyState, bool) {
-	for _, k := range crypto.Keys(h) {
-		if k.ID == keyID {
-			return k.State, true
-		}
-	}
-	return "", false
-}
-
-// tokensUnderKey counts the tenant's tokens sealed with keyID.
-func (s *Service) tokensUnderKey(ctx context.Context, tenantID uuid.UUID, keyID uint32) (int64, error) {
-	var n int64
-	err := s.db.QueryRow(ctx, `SELECT count(*) FROM tokens WHERE tenant_id = $1 AND key_id = $2`,
-		tenantID, int64(keyID)).Scan(&n)
-	return n, dbError(err, "token")
-}
 
 // EncryptionWarning is the encryption count past which status warns about
 // a key: random-nonce AES-GCM must stay under 2^32 encryptions per key, and
@@ -306,116 +50,25 @@ type KeyReport struct {
 	CryptoperiodDays int               `json:"cryptoperiod_days"`
 }
 
-// KeyStatus reports every data key version of the tenant with the tokens
-// it protects, against cryptoperiod. It returns a domain error when the
-// keys or the database cannot be read.
-func (s *Service) KeyStatus(ctx context.Context, tenantID uuid.UUID, cryptoperiod time.Duration) (TenantKeyStatus, error) {
-	tk, err := s.keys.fresh(ctx, tenantID)
-	if err != nil {
-		return TenantKeyStatus{}, err
-	}
-	st := TenantKeyStatus{TenantID: tenantID, FingerprintKeyID: tk.fp.KeyID()}
-	recorded, err := s.keyVersions(ctx, tenantID)
-	if err != nil {
-		return st, err
-	}
-	counts, err := s.tokenCountsByKey(ctx, tenantID)
-	if err != nil {
-		return st, err
-	}
-	live := map[uint32]bool{}
-	for _, k := range crypto.Keys(tk.data) {
-		live[k.ID] = true
-		v := recorded[k.ID]
-		v.KeyID, v.State, v.Tokens = k.ID, string(k.State), counts[k.ID]
-		if !v.CreatedAt.IsZero() {
-			age := s.clock().Sub(v.CreatedAt)
-			v.AgeDays, v.Overdue = int(age.Hours()/24), k.State != crypto.KeyDisabled && age > cryptoperiod
-		}
-		v.NearLimit = v.Encryptions >= EncryptionWarning
-		st.Keys = append(st.Keys, v)
-	}
-	for id, v := range recorded {
-		if !live[id] {
-			v.State = "destroyed"
-			st.Keys = append(st.Keys, v)
-		}
-	}
-	return st, nil
+// KeyJob is an online re-encryption job: it re-seals every token of a
+// tenant that is not yet under the primary data key.
+type KeyJob struct {
+	ID         uuid.UUID
+	TenantID   uuid.UUID
+	Kind       string // "reencrypt"
+	Status     string // pending, running, finished or failed
+	Total      int64  // tokens to re-seal when the job was made
+	Done       int64  // tokens re-sealed so far
+	Error      string
+	CreatedAt  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	UpdatedAt  time.Time
 }
 
-// KeyReport returns the key status of the given tenants (every tenant when
-// ids is empty) with the redacted root KEK URI, and audits the read for
-// each tenant as by (whose TenantID is replaced by each tenant's). It
-// returns a domain error when a tenant's keys cannot be read.
-func (s *Service) KeyReport(ctx context.Context, by Actor, ids []uuid.UUID, kekURI string, cryptoperiod time.Duration) (KeyReport, error) {
-	r := KeyReport{RootKEKURI: crypto.RedactKEKURI(kekURI), CryptoperiodDays: int(cryptoperiod.Hours() / 24), Tenants: []TenantKeyStatus{}}
-	if len(ids) == 0 {
-		var err error
-		if ids, err = s.TenantIDs(ctx); err != nil {
-			return r, err
-		}
-	}
-	for _, id := range ids {
-		st, err := s.KeyStatus(ctx, id, cryptoperiod)
-		if err != nil {
-			return r, err
-		}
-		by.TenantID = id
-		if err := insertAudit(ctx, s.db, s.event(by, ActionKeyStatus, uuid.Nil, nil)); err != nil {
-			return r, dbError(err, "audit event")
-		}
-		r.Tenants = append(r.Tenants, st)
-	}
-	return r, nil
-}
-
-// keyVersions reads the recorded data key versions of a tenant.
-func (s *Service) keyVersions(ctx context.Context, tenantID uuid.UUID) (map[uint32]KeyVersion, error) {
-	rows, err := s.db.Query(ctx, `SELECT key_id, created_at, encryptions FROM tenant_key_versions
-		WHERE tenant_id = $1 AND purpose = 'data'`, tenantID)
-	if err != nil {
-		return nil, dbError(err, "tenant")
-	}
-	defer rows.Close()
-	out := map[uint32]KeyVersion{}
-	for rows.Next() {
-		var id int64
-		var v KeyVersion
-		if err := rows.Scan(&id, &v.CreatedAt, &v.Encryptions); err != nil {
-			return nil, dbError(err, "tenant")
-		}
-		v.KeyID, v.CreatedAt = uint32(id), v.CreatedAt.UTC()
-		out[v.KeyID] = v
-	}
-	return out, dbError(rows.Err(), "tenant")
-}
-
-// tokenCountsByKey counts the tenant's tokens per sealing key.
-func (s *Service) tokenCountsByKey(ctx context.Context, tenantID uuid.UUID) (map[uint32]int64, error) {
-	rows, err := s.db.Query(ctx, `SELECT key_id, count(*) FROM tokens WHERE tenant_id = $1 GROUP BY key_id`, tenantID)
-	if err != nil {
-		return nil, dbError(err, "token")
-	}
-	defer rows.Close()
-	out := map[uint32]int64{}
-	for rows.Next() {
-		var id, n int64
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, dbError(err, "token")
-		}
-		out[uint32(id)] = n
-	}
-	return out, dbError(rows.Err(), "token")
-}
-
-// TenantIDs returns the ids of every tenant that has not been destroyed,
-// oldest first.
-func (s *Service) TenantIDs(ctx context.Context) ([]uuid.UUID, error) {
-	rows, err := s.db.Query(ctx, `SELECT id FROM tenants WHERE destroyed_at IS NULL ORDER BY created_at, id`)
-	if err != nil {
-		return nil, dbError(err, "tenant")
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	return ids, dbError(err, "tenant")
+// RootRotation reports what a root KEK rotation did or would do.
+type RootRotation struct {
+	Tenants int // tenants whose keysets were (or would be) re-wrapped
+	Keysets int // keysets re-wrapped (or to re-wrap)
+	Already int // keysets already under the new KEK (a resumed rotation)
 }

@@ -2,99 +2,279 @@ package vault
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/tink-crypto/tink-go/v2/tink"
+	"github.com/google/uuid"
 )
 
-// DefaultCVCTTL is how long an unrevealed CVC is kept when Config.CVCTTL is 0.
-const DefaultCVCTTL = time.Hour
+// The role interfaces: each caller declares what it uses of the vault,
+// and vault/postgres.Service implements them all.
 
-// Config holds what a Service needs. Pool and KEK are required.
-type Config struct {
-	Pool   *pgxpool.Pool
-	KEK    tink.AEAD        // the root key-encryption key
-	Now    func() time.Time // the clock; time.Now when nil
-	CVCTTL time.Duration    // how long an unrevealed CVC is kept; DefaultCVCTTL when 0
-	Logger *slog.Logger     // slog.Default() when nil
-	// LeaseTTL is how long a key job's worker holds it without renewing;
-	// DefaultLeaseTTL when 0.
-	LeaseTTL time.Duration
-	// KeyCacheTTL is how long unwrapped tenant keys serve before they are
-	// unwrapped again through the KEK; DefaultKeyCacheTTL when 0.
-	KeyCacheTTL time.Duration
+// Tokens is what the merchant API needs of tokens: create (idempotent per business key), read masked, reveal and delete.
+type Tokens interface {
+	// Tokenize stores a card and returns its masked record and whether a new
+	// token was created. With a business key it is idempotent within the
+	// tenant: the same card returns the existing token; changed card data
+	// replaces the stored card under the same token id and is audited as an
+	// update. Concurrent first calls with one business key make exactly one
+	// token. A new or changed token enqueues a token.created or token.updated
+	// webhook event in the same transaction. It returns a KindInvalid error for
+	// invalid card data or attributes.
+	Tokenize(ctx context.Context, a Actor, in TokenizeInput) (Token, bool, error)
+	// GetToken returns the masked record of the actor's tenant's token id once
+	// the read's audit row has committed (the token found and the row written
+	// in one statement and one commit with concurrent reads, see lookupBatch):
+	// no record is returned unaudited. An unknown id and another tenant's id
+	// both return the same KindNotFound error.
+	GetToken(ctx context.Context, a Actor, id uuid.UUID) (Token, error)
+	// ListTokens returns the actor's tenant's tokens newest first and audits the
+	// listing. It returns KindBadRequest for a bad limit or an unknown
+	// starting_after id.
+	ListTokens(ctx context.Context, a Actor, p ListTokensParams) (TokenPage, error)
+	// Detokenize returns the card behind the actor's tenant's token id and
+	// audits the reveal with reason (and whether the CVC was revealed). The
+	// CVC, if still held and within its TTL, is returned once and destroyed in
+	// the same transaction, which rolls back if the card cannot be decrypted;
+	// of concurrent reveals of one token only one receives it. It returns
+	// KindNotFound for an unknown or foreign id and KindInvalid for a bad
+	// reason.
+	Detokenize(ctx context.Context, a Actor, id uuid.UUID, reason string) (Revealed, error)
+	// DeleteToken deletes the actor's tenant's token id with its ciphertexts and
+	// audits it, with a token.deleted webhook event carrying its last masked
+	// record in the same transaction; the audit trail stays. It returns
+	// KindNotFound for an unknown or foreign id.
+	DeleteToken(ctx context.Context, a Actor, id uuid.UUID) error
 }
 
-// DefaultLeaseTTL is how long a key job lease lasts without renewal.
-const DefaultLeaseTTL = 30 * time.Second
-
-// Service is the vault: every operation on tenants, API keys, tokens and the
-// audit trail goes through it. It is safe for concurrent use.
-type Service struct {
-	db       *pgxpool.Pool
-	keys     *keyring
-	now      func() time.Time
-	cvcTTL   time.Duration
-	leaseTTL time.Duration
-	log      *slog.Logger
-	usage    keyUsage
-	outbox   outboxSignal // wakes webhook deliverers (event.go)
-	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
-	// importCounts gathers import attempt counters (importcounts.go).
-	importCounts importCounts
-	// reads and reveals look up the tokens of concurrent requests and
-	// commit their audit rows together (token_lookup.go).
-	reads, reveals lookupBatch
-	// newTokens commits concurrent new tokens together (token_batch.go).
-	newTokens newTokenBatch
+// Imports is what the merchant API needs of import jobs.
+type Imports interface {
+	// CreateImport starts an import job for the actor's tenant: it seals the
+	// provider key under the tenant data keyset, mints the job's own API key
+	// (tokens:create only, revoked when the job ends) and audits. It returns a
+	// KindInvalid error for a bad provider or key, and a KindConflict error
+	// naming the job when one is already preparing or running.
+	CreateImport(ctx context.Context, a Actor, in CreateImportInput) (ImportJob, error)
+	// GetImport returns the actor's tenant's import job id. It returns a
+	// KindNotFound error for an unknown id or another tenant's job.
+	GetImport(ctx context.Context, a Actor, id uuid.UUID) (ImportJob, error)
+	// ListImports returns the actor's tenant's import jobs newest first, after
+	// the job startingAfter when it is not uuid.Nil. It returns a KindBadRequest
+	// error for a limit outside 1–100; an unknown cursor gives an empty page.
+	ListImports(ctx context.Context, a Actor, limit int, startingAfter uuid.UUID) (ImportPage, error)
+	// ListImportItems returns the ledger of the actor's tenant's job id,
+	// optionally only items in status, after the item seq startingAfter. It
+	// returns KindNotFound for an unknown or foreign job, KindBadRequest for a
+	// limit outside 1–100 and KindInvalid for an unknown status.
+	ListImportItems(ctx context.Context, a Actor, id uuid.UUID, status ItemStatus, limit int, startingAfter int64) (ItemPage, error)
+	// AbortImport stops the actor's tenant's job id: no new forward starts, its
+	// credentials are wiped and its API key revoked. It returns KindNotFound for
+	// an unknown or foreign id and KindConflict when the job has already ended.
+	AbortImport(ctx context.Context, a Actor, id uuid.UUID) (ImportJob, error)
 }
 
-// NewService returns a Service for cfg, or an error when a required part is
-// missing.
-func NewService(cfg Config) (*Service, error) {
-	if cfg.Pool == nil || cfg.KEK == nil {
-		return nil, errors.New("vault: Config.Pool and Config.KEK are required")
-	}
-	s := &Service{db: cfg.Pool, now: cfg.Now, cvcTTL: cfg.CVCTTL, log: cfg.Logger}
-	s.reads.limit = readBatchesInFlight
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.leaseTTL = cfg.LeaseTTL; s.leaseTTL <= 0 {
-		s.leaseTTL = DefaultLeaseTTL
-	}
-	if s.cvcTTL <= 0 {
-		s.cvcTTL = DefaultCVCTTL
-	}
-	if s.log == nil {
-		s.log = slog.Default()
-	}
-	s.keys = newKeyring(cfg.Pool, cfg.KEK, cfg.KeyCacheTTL, s.clock)
-	return s, nil
+// Webhooks is what the merchant API needs of a tenant's webhook endpoint and its deliveries.
+type Webhooks interface {
+	// SetWebhook sets the actor's tenant's webhook URL and returns it with a new
+	// signing secret ("whsec_…"), which is shown only here: every call, and so
+	// every URL change, rotates the secret. The URL must be https (http only for
+	// 127.0.0.1, ::1 and localhost) without user information or a card number.
+	// It returns a KindInvalid error for a bad URL and a domain error when the
+	// keys or the database fail. The change is audited.
+	SetWebhook(ctx context.Context, a Actor, rawURL string) (Webhook, string, error)
+	// GetWebhook returns the actor's tenant's webhook (never its secret) and
+	// audits the read. It returns a KindNotFound error when there is none.
+	GetWebhook(ctx context.Context, a Actor) (Webhook, error)
+	// DeleteWebhook deletes the actor's tenant's webhook with its secret, gives
+	// up the events still waiting to go out, and audits it; the delivery record
+	// stays. It returns a KindNotFound error when there is none.
+	DeleteWebhook(ctx context.Context, a Actor) error
+	// ListWebhookDeliveries returns the actor's tenant's delivery attempts
+	// newest first, after the attempt id cursor when it is non-zero, and audits
+	// the listing. It returns a KindBadRequest error for a limit outside 1–100
+	// and a domain error when the database fails.
+	ListWebhookDeliveries(ctx context.Context, a Actor, limit int, cursor int64) (WebhookDeliveryPage, error)
 }
 
-// clock returns the current time in UTC, truncated to the microsecond
-// PostgreSQL stores.
-func (s *Service) clock() time.Time {
-	return s.now().UTC().Truncate(time.Microsecond)
+// Keys is what a key manager needs: the key report, rotation, re-encryption jobs and retirement.
+type Keys interface {
+	// KeyReport returns the key status of the given tenants (every tenant when
+	// ids is empty) with the redacted root KEK URI, and audits the read for
+	// each tenant as by (whose TenantID is replaced by each tenant's). It
+	// returns a domain error when a tenant's keys cannot be read.
+	KeyReport(ctx context.Context, by Actor, ids []uuid.UUID, kekURI string, cryptoperiod time.Duration) (KeyReport, error)
+	// RotateDataKey rotates the tenant's data key in Tink's order: add a fresh
+	// AES-256-GCM key (every replica can then decrypt with it), wait propagate
+	// for every replica to reload the keyset, promote it to primary, and wait
+	// again so that every replica encrypts with it when this returns. Old keys
+	// keep decrypting. It returns the new key id, or a domain error.
+	RotateDataKey(ctx context.Context, a Actor, propagate time.Duration) (uint32, error)
+	// StartReencrypt enqueues a re-encryption job for the actor's tenant and
+	// audits it. When one is already pending or running it returns that one and
+	// false. It returns a domain error when the database fails.
+	StartReencrypt(ctx context.Context, a Actor) (KeyJob, bool, error)
+	// GetKeyJob returns the tenant's key job id, or KindNotFound.
+	GetKeyJob(ctx context.Context, tenantID, id uuid.UUID) (KeyJob, error)
+	// RunOneKeyJob claims one claimable job (only job id when it is not
+	// uuid.Nil) and runs it to the end. It reports whether it claimed one. A
+	// job whose worker died is claimable once its lease runs out.
+	RunOneKeyJob(ctx context.Context, owner string, id uuid.UUID) (bool, error)
+	// RetireDataKey disables a data key that is not primary; with destroy it
+	// then deletes the disabled key's material for good. It refuses, with a
+	// KindConflict error saying how many tokens still need the key, while any
+	// token is sealed with it; KindNotFound for an unknown key. The counts
+	// first taken only word the common refusal: the guarantee is the disabling
+	// transaction itself, which waits for the writers still sealing under the
+	// key and refuses (KindConflict, key_in_use) when any row, committed
+	// however late, still needs it (releaseSealingKey); writers that come after
+	// it are refused by the database and seal again with the primary key.
+	RetireDataKey(ctx context.Context, a Actor, keyID uint32, destroy bool) error
 }
 
-// Ping returns nil when the database answers, or a KindUnavailable error.
-func (s *Service) Ping(ctx context.Context) error {
-	if err := s.db.Ping(ctx); err != nil {
-		return unavailable(err)
-	}
-	return nil
+// AuditLog is what an auditor reads.
+type AuditLog interface {
+	// ListAuditEvents returns the actor's tenant's audit events newest first,
+	// after the event id startingAfter when it is non-zero, and audits the
+	// listing in the same transaction (after reading, so a page never shows its
+	// own audit row). It returns a KindBadRequest error for a limit outside
+	// 1–100, and a domain error when the database fails.
+	ListAuditEvents(ctx context.Context, a Actor, limit int, startingAfter int64) (AuditPage, error)
 }
 
-// Ready returns nil when the database answers and the root KEK can open a
-// tenant keyset; otherwise a KindUnavailable error.
-func (s *Service) Ready(ctx context.Context) error {
-	if err := s.Ping(ctx); err != nil {
-		return err
-	}
-	return s.CheckKEK(ctx)
+// APIKeys authenticates requests and manages a tenant's keys.
+type APIKeys interface {
+	// Authenticate returns the actor a presented API key stands for, with the
+	// request's id and client address. A missing, malformed, unknown, revoked or
+	// mismatching key returns a KindUnauthenticated error and is audited; the
+	// presented key itself is never stored or logged. A valid key's row is
+	// remembered for up to a second (apiKeyCacheTTL): a revocation made through
+	// this Service applies at once, one made elsewhere within that second.
+	Authenticate(ctx context.Context, secret, requestID, clientAddr string) (Actor, error)
+	// Require returns nil when the actor holds scope, and otherwise audits the
+	// denial and returns a KindForbidden error naming the missing scope.
+	Require(ctx context.Context, a Actor, scope Scope) error
+	// CreateAPIKey makes an API key for tenantID with scopes and returns its
+	// secret, shown once, with its record. It returns a KindNotFound error for an
+	// unknown tenant and KindInvalid for no scopes.
+	CreateAPIKey(ctx context.Context, tenantID uuid.UUID, scopes []Scope, description string) (string, APIKey, error)
+	// RevokeAPIKey revokes the key with id at once and audits it. It returns a
+	// KindNotFound error for an unknown or already revoked key.
+	RevokeAPIKey(ctx context.Context, id uuid.UUID) (APIKey, error)
+}
+
+// Idempotency keeps Stripe-style Idempotency-Key semantics for POSTs.
+type Idempotency interface {
+	// BeginIdempotent claims r's key for the actor's tenant. It returns a claim
+	// when the request should run (the key is new, expired, or held by a request
+	// whose lock ran out), or the stored answer when it should be replayed.
+	// Errors: KindBadRequest for a malformed key, KindIdempotency when the key
+	// was used for a different request, KindConflict (idempotency_key_in_use)
+	// while another request holds it, KindUnavailable when the database is down.
+	BeginIdempotent(ctx context.Context, a Actor, r IdempotentRequest) (IdempotencyClaim, *StoredResponse, error)
+	// HoldIdempotent renews c's lock every third of IdempotencyLockTimeout until
+	// the returned stop is called, so that a long request keeps its key. Renewal
+	// failures are logged; the lock then lapses as if the process had died.
+	HoldIdempotent(ctx context.Context, c IdempotencyClaim) (stop func())
+	// FinishIdempotent ends c by keeping res for replay, and reports whether it
+	// was kept. An answer is not kept, and the key is released so that a retry
+	// runs again, when it is a 5xx, larger than MaxStoredResponse, or holds
+	// anything that looks like a card number (which no stored answer may). It
+	// returns false without error when c's lock was taken over meanwhile, and a
+	// domain error when the database fails.
+	FinishIdempotent(ctx context.Context, c IdempotencyClaim, res StoredResponse) (bool, error)
+	// ReleaseIdempotent ends c without keeping an answer: the key is free again
+	// and a retry runs anew. It returns a domain error when the database fails.
+	ReleaseIdempotent(ctx context.Context, c IdempotencyClaim) error
+	// PruneIdempotencyKeys deletes every idempotency key whose 24 hours have
+	// passed and returns how many it deleted, or a domain error when the
+	// database fails.
+	PruneIdempotencyKeys(ctx context.Context) (int64, error)
+}
+
+// Health answers readiness probes.
+type Health interface {
+	// Ready returns nil when the database answers and the root KEK can open a
+	// tenant keyset; otherwise a KindUnavailable error.
+	Ready(ctx context.Context) error
+}
+
+// ImportQueue is the import worker's side of import jobs: leases on preparations and items, the ledger, and completion.
+type ImportQueue interface {
+	// ClaimPreparation leases the oldest preparing job no live worker holds, for
+	// owner, and returns it with its credentials; false when there is none. It
+	// returns a domain error when the database fails or a credential does not
+	// open.
+	ClaimPreparation(ctx context.Context, owner string, ttl time.Duration) (Preparation, bool, error)
+	// RecordFound stores one page of found payment methods as items (pending, or
+	// skipped with their reason), advances the job's cursor to cursor and renews
+	// owner's lease, in one transaction, so preparation resumes after the last
+	// recorded page. Payment methods already recorded are left as they are. It
+	// returns vault.ErrImportEnded (IsImportEnded) when the job ended or owner lost it.
+	RecordFound(ctx context.Context, owner string, jobID uuid.UUID, items []FoundItem, cursor string, ttl time.Duration) error
+	// FinishPreparation moves owner's preparing job to running. It returns
+	// vault.ErrImportEnded (IsImportEnded) when the job ended or owner lost it.
+	FinishPreparation(ctx context.Context, owner string, jobID uuid.UUID) error
+	// ReleasePreparation gives back owner's lease on a preparing job, so that
+	// it is retried at the next poll.
+	ReleasePreparation(ctx context.Context, owner string, jobID uuid.UUID) error
+	// ClaimItems leases up to n due pending items of running jobs for owner,
+	// oldest due first, skipping items other workers hold. It returns a domain
+	// error when the database fails.
+	ClaimItems(ctx context.Context, owner string, n int, ttl time.Duration) ([]ItemWork, error)
+	// Credentials returns an active job's credentials. It returns vault.ErrImportEnded
+	// (see IsImportEnded) once the job has ended and its credentials are wiped.
+	Credentials(ctx context.Context, jobID uuid.UUID) (ImportCredentials, error)
+	// RecordAttempt stores the outcome of owner's attempt on an item, releases
+	// its lease and counts it on the job, in one statement and one commit
+	// together with the attempts other forwarders record meanwhile
+	// (importCounts); it returns once that commit is done. It returns
+	// vault.ErrImportEnded (IsImportEnded) when owner no longer holds the item, and a
+	// domain error when the database fails.
+	RecordAttempt(ctx context.Context, owner string, w ItemWork, at Attempt) error
+	// ReleaseItem gives back owner's lease on an item without counting an
+	// attempt, so another worker may take it at once.
+	ReleaseItem(ctx context.Context, owner string, w ItemWork) error
+	// RenewImportLeases extends every import lease owner holds, on jobs and
+	// items, by ttl: the worker's heartbeat. It returns a domain error when the
+	// database fails.
+	RenewImportLeases(ctx context.Context, owner string, ttl time.Duration) error
+	// ReleaseImportLeases gives back every import lease owner holds, for a
+	// worker that stops cleanly.
+	ReleaseImportLeases(ctx context.Context, owner string) error
+	// CompleteImports ends as finished every running job that has no pending
+	// item left, and returns them. It returns a domain error when the database
+	// fails.
+	CompleteImports(ctx context.Context) ([]ImportJob, error)
+	// FailImport ends an active job as failed with reason, a text for the
+	// merchant that must hold no secret. It returns vault.ErrImportEnded
+	// (IsImportEnded) when the job had already ended.
+	FailImport(ctx context.Context, jobID uuid.UUID, reason string) error
+}
+
+// WebhookOutbox is the webhook deliverer's side of the outbox: claim due events, record each attempt, give back unsent claims.
+type WebhookOutbox interface {
+	// ClaimWebhookEvents claims up to limit due events, oldest first, for owner
+	// until lease from now: events of tenants with a webhook, not delivered nor
+	// given up, whose next attempt is due and which no live lease holds. Rows
+	// are taken with FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this
+	// process or other replicas) never claim the same attempt. It returns a
+	// domain error when the database fails; an event whose secret or data does
+	// not open comes back with Err set.
+	ClaimWebhookEvents(ctx context.Context, owner string, limit int, lease time.Duration) ([]ClaimedEvent, error)
+	// RecordWebhookAttempt records an attempt at ev by owner and moves the
+	// event on: delivered, rescheduled at r.RetryAt, or given up (audited). The
+	// attempt is recorded even when owner's lease was lost meanwhile; the event
+	// is then left to the new owner. It returns a domain error when the
+	// database fails.
+	RecordWebhookAttempt(ctx context.Context, owner string, ev ClaimedEvent, r AttemptResult) error
+	// ReleaseWebhookEvents gives up owner's leases on events it claimed but
+	// did not attempt (the deliverer is stopping), so another deliverer can
+	// send them at once. It returns a domain error when the database fails.
+	ReleaseWebhookEvents(ctx context.Context, owner string, ids []string) error
+	// WebhookEnqueued returns a channel that is closed the next time this
+	// service commits a webhook event. Take it before looking for due events,
+	// so that an event committed during the look is not missed.
+	WebhookEnqueued() <-chan struct{}
+	// Now returns the service clock's reading, in UTC to the microsecond: the
+	// time the vault stamps on what it records and schedules.
+	Now() time.Time
 }

@@ -1,16 +1,9 @@
 package vault
 
 import (
-	"context"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/tink-crypto/tink-go/v2/keyset"
-
-	"github.com/cardvault/cardvault/crypto"
 )
 
 // Tenant is a merchant whose tokens, keys and audit trail are kept apart
@@ -19,108 +12,4 @@ type Tenant struct {
 	ID        uuid.UUID
 	Name      string
 	CreatedAt time.Time
-}
-
-// CreateTenant creates a tenant with fresh data and fingerprint keysets,
-// wrapped by the root KEK, and audits it, in one transaction. It returns a
-// KindInvalid error for an empty or over-long name.
-func (s *Service) CreateTenant(ctx context.Context, name string) (Tenant, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 200 {
-		return Tenant{}, InvalidParam("invalid_name", "name", "tenant name must be 1 to 200 characters")
-	}
-	t := Tenant{ID: uuid.New(), Name: name, CreatedAt: s.clock()}
-	wrapped, err := s.newWrappedKeysets(t.ID)
-	if err != nil {
-		return Tenant{}, err
-	}
-	err = s.inTx(ctx, "tenant", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)`,
-			t.ID, t.Name, t.CreatedAt); err != nil {
-			return err
-		}
-		for purpose, w := range wrapped {
-			if _, err := tx.Exec(ctx, `
-				INSERT INTO tenant_keysets (tenant_id, purpose, wrapped, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $4)`, t.ID, string(purpose), w.wrapped, t.CreatedAt); err != nil {
-				return err
-			}
-			ch := keyChange{keyID: w.primary, state: crypto.KeyPrimary}
-			if err := s.recordKeyState(ctx, tx, t.ID, purpose, ch); err != nil {
-				return err
-			}
-		}
-		op := Operator(t.ID)
-		if err := insertAudit(ctx, tx, s.event(op, ActionTenantCreate, uuid.Nil, map[string]any{"name": t.Name})); err != nil {
-			return err
-		}
-		return insertAudit(ctx, tx, s.event(op, ActionKeysetCreate, uuid.Nil,
-			map[string]any{"purposes": []string{string(crypto.PurposeData), string(crypto.PurposeFingerprint)}}))
-	})
-	return t, err
-}
-
-// wrappedKeyset is a new keyset wrapped by the root KEK, with its primary
-// key id.
-type wrappedKeyset struct {
-	wrapped []byte
-	primary uint32
-}
-
-// newWrappedKeysets makes a tenant's data and fingerprint keysets and wraps
-// each with the root KEK bound to the tenant id and purpose.
-func (s *Service) newWrappedKeysets(tenantID uuid.UUID) (map[crypto.Purpose]wrappedKeyset, error) {
-	makers := map[crypto.Purpose]func() (*keyset.Handle, error){
-		crypto.PurposeData:        crypto.NewDataKeyset,
-		crypto.PurposeFingerprint: crypto.NewFingerprintKeyset,
-	}
-	out := make(map[crypto.Purpose]wrappedKeyset, len(makers))
-	for purpose, mk := range makers {
-		h, err := mk()
-		if err != nil {
-			return nil, Internal(err)
-		}
-		w, err := crypto.WrapKeyset(h, s.keys.kek, tenantID.String(), purpose)
-		if err != nil {
-			return nil, keyError(tenantID, err)
-		}
-		out[purpose] = wrappedKeyset{wrapped: w, primary: h.KeysetInfo().GetPrimaryKeyId()}
-	}
-	return out, nil
-}
-
-// GetTenant returns the tenant with id, or a KindNotFound error.
-func (s *Service) GetTenant(ctx context.Context, id uuid.UUID) (Tenant, error) {
-	var t Tenant
-	err := s.db.QueryRow(ctx, `SELECT id, name, created_at FROM tenants WHERE id = $1`, id).
-		Scan(&t.ID, &t.Name, &t.CreatedAt)
-	t.CreatedAt = t.CreatedAt.UTC()
-	return t, dbError(err, "tenant")
-}
-
-// CheckKEK loads one tenant's keysets with the configured root KEK, so that
-// a wrong or unreachable KEK stops startup instead of failing requests; when
-// there is no tenant yet it makes one encrypt/decrypt round trip through the
-// KEK instead. It returns a KindUnavailable error when the KEK fails.
-func (s *Service) CheckKEK(ctx context.Context) error {
-	var id uuid.UUID
-	err := s.db.QueryRow(ctx, `SELECT tenant_id FROM tenant_keysets ORDER BY created_at LIMIT 1`).Scan(&id)
-	if err == pgx.ErrNoRows {
-		return s.keys.probe()
-	}
-	if err != nil {
-		return dbError(err, "tenant")
-	}
-	_, err = s.keys.get(ctx, id)
-	return err
-}
-
-// TenantByName returns the oldest tenant called name, or a KindNotFound
-// error.
-func (s *Service) TenantByName(ctx context.Context, name string) (Tenant, error) {
-	var t Tenant
-	err := s.db.QueryRow(ctx, `SELECT id, name, created_at FROM tenants WHERE name = $1
-		ORDER BY created_at LIMIT 1`, name).Scan(&t.ID, &t.Name, &t.CreatedAt)
-	t.CreatedAt = t.CreatedAt.UTC()
-	return t, dbError(err, "tenant")
 }

@@ -1,10 +1,9 @@
 package vault
 
 import (
+	"encoding/base64"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/cardvault/cardvault/vault/card"
 	"github.com/google/uuid"
@@ -63,43 +62,58 @@ const (
 	MaxReasonLen        = 500
 )
 
-// checkAttributes validates a business key and metadata. It returns a
-// KindInvalid error naming the field; values that look like a card number
-// are refused so that card data never lands in a plaintext column.
-func checkAttributes(businessKey string, metadata map[string]string) error {
-	if err := checkText(businessKey, MaxBusinessKeyLen, "metadata.business_key"); err != nil {
-		return err
-	}
-	if len(metadata) > MaxMetadataKeys {
-		return InvalidParam("invalid_metadata", "metadata", "metadata may have at most 50 keys")
-	}
-	for k, v := range metadata {
-		if k == "" || utf8.RuneCountInString(k) > MaxMetadataKeyLen {
-			return InvalidParam("invalid_metadata", "metadata", "metadata keys must be 1 to 40 characters")
-		}
-		if err := checkText(k, MaxMetadataKeyLen, "metadata"); err != nil {
-			return err
-		}
-		if err := checkText(v, MaxMetadataValueLen, "metadata."+k); err != nil {
-			return err
-		}
-	}
-	return nil
+// TokenRecord is the masked token record in its JSON shape: what the API
+// answers for a token and what token webhook events carry as their data, so
+// the two cannot drift apart. It never holds a PAN or a CVC.
+type TokenRecord struct {
+	ID                  uuid.UUID         `json:"id"`
+	BusinessKey         *string           `json:"business_key"`
+	CardholderName      *string           `json:"cardholder_name"`
+	CreatedAt           string            `json:"created_at"`
+	ExpiryMonth         int               `json:"expiry_month"`
+	ExpiryYear          int               `json:"expiry_year"`
+	MaskedAccountNumber string            `json:"masked_account_number"`
+	Scheme              string            `json:"scheme"`
+	IIN                 string            `json:"issuer_identification_number"`
+	LastFour            string            `json:"account_number_last_four"`
+	Length              int               `json:"account_number_length"`
+	Fingerprint         string            `json:"fingerprint"`
+	Metadata            map[string]string `json:"metadata"`
+	CVCAvailable        bool              `json:"cvc_available"`
+	UpdatedAt           string            `json:"updated_at"`
 }
 
-// checkText returns a KindInvalid error for param when s is not valid UTF-8,
-// is longer than max runes, holds a control character or holds something
-// that looks like a card number.
-func checkText(s string, max int, param string) error {
-	switch {
-	case !utf8.ValidString(s):
-		return InvalidParam("invalid_string", param, param+" must be valid UTF-8")
-	case utf8.RuneCountInString(s) > max:
-		return InvalidParam("string_too_long", param, param+" is too long")
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return InvalidParam("invalid_string", param, param+" must not contain control characters")
-	case card.ContainsPAN(s):
-		return InvalidParam("sensitive_data", param, param+" must not contain a card number")
+// Record returns the token's masked record: empty business key and name
+// become null, times are RFC 3339 UTC with second precision (as the
+// Stripe-forward contract shows them) and the fingerprint is unpadded
+// base64url.
+func (t Token) Record() TokenRecord {
+	return TokenRecord{
+		ID: t.ID, BusinessKey: optionalString(t.BusinessKey), CardholderName: optionalString(t.CardholderName),
+		CreatedAt: Timestamp(t.CreatedAt), ExpiryMonth: t.ExpiryMonth, ExpiryYear: t.ExpiryYear,
+		MaskedAccountNumber: t.MaskedAccountNumber(), Scheme: string(t.Scheme), IIN: t.IIN,
+		LastFour: t.LastFour, Length: t.PANLength, Fingerprint: base64.RawURLEncoding.EncodeToString(t.Fingerprint),
+		Metadata: t.Metadata, CVCAvailable: t.CVCAvailable, UpdatedAt: Timestamp(t.UpdatedAt),
 	}
-	return nil
+}
+
+// optionalString maps "" to JSON null.
+func optionalString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// ListTokensParams filters and pages a token listing.
+type ListTokensParams struct {
+	BusinessKey   string    // only tokens with this business key when set
+	Limit         int       // 1–100
+	StartingAfter uuid.UUID // the last id of the previous page, or uuid.Nil
+}
+
+// TokenPage is one page of masked tokens, newest first.
+type TokenPage struct {
+	Tokens  []Token
+	HasMore bool
 }

@@ -1,22 +1,12 @@
 package vault
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"net"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-
-	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/vault/card"
+	"github.com/google/uuid"
 )
 
 // EventType names what a webhook event reports.
@@ -44,117 +34,12 @@ const (
 // MaxWebhookURLLen is the longest webhook URL accepted.
 const MaxWebhookURLLen = 2048
 
-// webhookSecretPrefix starts every signing secret, as Stripe's whsec_ does.
-const webhookSecretPrefix = "whsec_"
-
 // Webhook is a tenant's webhook endpoint. Its signing secret is shown once,
 // when it is set, and kept sealed.
 type Webhook struct {
 	TenantID  uuid.UUID
 	URL       string
 	CreatedAt time.Time // when this URL and secret were set
-}
-
-// enqueueEventSQL adds an event to the tenant's outbox when, and only when,
-// the tenant has a webhook: one round trip and no row otherwise. The
-// created_at default is the transaction's time.
-const enqueueEventSQL = `
-	INSERT INTO webhook_events (id, tenant_id, type, payload, payload_ct, key_id)
-	SELECT $1::text, tenant_id, $3::text, $4::jsonb, $5::bytea, $6::bigint FROM webhooks WHERE tenant_id = $2`
-
-// enqueueEvent adds an event to the tenant's outbox inside q's transaction; it does nothing when
-// the tenant has no webhook. data is marshalled as the event's "data".
-//
-// data is stored as plain jsonb, so it must hold nothing sensitive (no card
-// data, no cardholder name: token events go through auditTokenEvent, which
-// seals them). After the transaction commits, call s.WakeWebhooks so that
-// this process's deliverer sends the event at once rather than at its next
-// poll.
-func enqueueEvent(ctx context.Context, q querier, tenantID uuid.UUID, typ EventType, data any) error {
-	payload, err := json.Marshal(data)
-	if err != nil {
-		return Internal(err)
-	}
-	_, err = q.Exec(ctx, enqueueEventSQL, newEventID(), tenantID, string(typ), payload, nil, nil)
-	return err
-}
-
-// newEventID returns "evt_" and 26 random base32 characters (130 bits).
-func newEventID() string {
-	return "evt_" + rand.Text()
-}
-
-// SetWebhook sets the actor's tenant's webhook URL and returns it with a new
-// signing secret ("whsec_…"), which is shown only here: every call, and so
-// every URL change, rotates the secret. The URL must be https (http only for
-// 127.0.0.1, ::1 and localhost) without user information or a card number.
-// It returns a KindInvalid error for a bad URL and a domain error when the
-// keys or the database fail. The change is audited.
-func (s *Service) SetWebhook(ctx context.Context, a Actor, rawURL string) (Webhook, string, error) {
-	if err := checkWebhookURL(rawURL); err != nil {
-		return Webhook{}, "", err
-	}
-	tk, err := s.keys.get(ctx, a.TenantID)
-	if err != nil {
-		return Webhook{}, "", err
-	}
-	secret, err := newWebhookSecret()
-	if err != nil {
-		return Webhook{}, "", Internal(err)
-	}
-	ct, keyID, err := s.sealWebhookSecret(tk, a.TenantID, rawURL, secret)
-	if err != nil {
-		return Webhook{}, "", err
-	}
-	wh := Webhook{TenantID: a.TenantID, URL: rawURL, CreatedAt: s.clock()}
-	err = s.inTx(ctx, "webhook", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO webhooks (tenant_id, url, secret_ct, key_id, created_at) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (tenant_id) DO UPDATE
-			SET url = excluded.url, secret_ct = excluded.secret_ct, key_id = excluded.key_id, created_at = excluded.created_at`,
-			wh.TenantID, wh.URL, []byte(ct), int64(keyID), wh.CreatedAt); err != nil {
-			return err
-		}
-		return insertAudit(ctx, tx, s.event(a, ActionWebhookSet, uuid.Nil, map[string]any{"url": wh.URL}))
-	})
-	if err != nil {
-		return Webhook{}, "", s.sealRefused(a.TenantID, err)
-	}
-	return wh, secret, nil
-}
-
-// GetWebhook returns the actor's tenant's webhook (never its secret) and
-// audits the read. It returns a KindNotFound error when there is none.
-func (s *Service) GetWebhook(ctx context.Context, a Actor) (Webhook, error) {
-	var wh Webhook
-	err := s.inTx(ctx, "webhook", func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT tenant_id, url, created_at FROM webhooks WHERE tenant_id = $1`,
-			a.TenantID).Scan(&wh.TenantID, &wh.URL, &wh.CreatedAt); err != nil {
-			return err
-		}
-		wh.CreatedAt = wh.CreatedAt.UTC()
-		return insertAudit(ctx, tx, s.event(a, ActionWebhookRead, uuid.Nil, nil))
-	})
-	return wh, err
-}
-
-// DeleteWebhook deletes the actor's tenant's webhook with its secret, gives
-// up the events still waiting to go out, and audits it; the delivery record
-// stays. It returns a KindNotFound error when there is none.
-func (s *Service) DeleteWebhook(ctx context.Context, a Actor) error {
-	return s.inTx(ctx, "webhook", func(tx pgx.Tx) error {
-		var u string
-		if err := tx.QueryRow(ctx, `DELETE FROM webhooks WHERE tenant_id = $1 RETURNING url`, a.TenantID).Scan(&u); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, `UPDATE webhook_events SET given_up_at = $2, lease_owner = NULL, lease_expires_at = NULL
-			WHERE tenant_id = $1 AND delivered_at IS NULL AND given_up_at IS NULL`, a.TenantID, s.clock())
-		if err != nil {
-			return err
-		}
-		return insertAudit(ctx, tx, s.event(a, ActionWebhookDelete, uuid.Nil,
-			map[string]any{"url": u, "pending_events_dropped": tag.RowsAffected()}))
-	})
 }
 
 // WebhookDelivery is one recorded attempt to deliver an event.
@@ -187,77 +72,6 @@ type WebhookDeliveryPage struct {
 	HasMore    bool
 }
 
-// ListWebhookDeliveries returns the actor's tenant's delivery attempts
-// newest first, after the attempt id cursor when it is non-zero, and audits
-// the listing. It returns a KindBadRequest error for a limit outside 1–100
-// and a domain error when the database fails.
-func (s *Service) ListWebhookDeliveries(ctx context.Context, a Actor, limit int, cursor int64) (WebhookDeliveryPage, error) {
-	if err := checkLimit(limit); err != nil {
-		return WebhookDeliveryPage{}, err
-	}
-	var page WebhookDeliveryPage
-	err := s.inTx(ctx, "webhook delivery", func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			SELECT d.id, d.event_id, e.type, d.attempt, d.attempted_at, d.url, coalesce(d.status, 0),
-			       d.error, d.duration_ms, d.outcome
-			FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-			WHERE d.tenant_id = $1 AND ($2 = 0 OR d.id < $2)
-			ORDER BY d.id DESC LIMIT $3`, a.TenantID, cursor, limit+1)
-		if err != nil {
-			return err
-		}
-		page.Deliveries, err = pgx.CollectRows(rows, scanDelivery)
-		if err != nil {
-			return err
-		}
-		if len(page.Deliveries) > limit {
-			page.Deliveries, page.HasMore = page.Deliveries[:limit], true
-		}
-		return insertAudit(ctx, tx, s.event(a, ActionWebhookDeliveriesList, uuid.Nil,
-			map[string]any{"count": len(page.Deliveries)}))
-	})
-	return page, err
-}
-
-func scanDelivery(row pgx.CollectableRow) (WebhookDelivery, error) {
-	var d WebhookDelivery
-	var typ, outcome string
-	var ms int64
-	err := row.Scan(&d.ID, &d.EventID, &typ, &d.Attempt, &d.AttemptedAt, &d.URL, &d.Status, &d.Error, &ms, &outcome)
-	d.EventType, d.Outcome = EventType(typ), DeliveryOutcome(outcome)
-	d.AttemptedAt, d.Duration = d.AttemptedAt.UTC(), time.Duration(ms)*time.Millisecond
-	return d, err
-}
-
-// checkWebhookURL returns a KindInvalid error for param "url" unless raw is
-// an absolute https URL (http is allowed for loopback hosts only, for tests
-// and `cardvault dev`) with a host, no user information, no fragment, no
-// whitespace and nothing that looks like a card number.
-func checkWebhookURL(raw string) error {
-	if raw == "" {
-		return InvalidParam("invalid_url", "url", "url is required")
-	}
-	if err := checkText(raw, MaxWebhookURLLen, "url"); err != nil {
-		return err
-	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || strings.ContainsAny(raw, " \t") || !u.IsAbs() || u.Opaque != "" || u.Hostname() == "":
-		return InvalidParam("invalid_url", "url", "url must be an absolute https URL with a host")
-	case u.User != nil:
-		return InvalidParam("invalid_url", "url", "url must not contain a user name or password")
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return InvalidParam("invalid_url", "url", "url must not contain a fragment")
-	case !validPort(u.Port()):
-		return InvalidParam("invalid_url", "url", "url has an invalid port")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && IsLoopbackHost(u.Hostname()):
-		return nil
-	}
-	return InvalidParam("invalid_url", "url", "url must use https (http is allowed only for 127.0.0.1, ::1 and localhost)")
-}
-
 // IsLoopbackHost reports whether host (without port or brackets) is
 // localhost or a loopback IP address.
 func IsLoopbackHost(host string) bool {
@@ -268,47 +82,37 @@ func IsLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func validPort(p string) bool {
-	if p == "" {
-		return true
-	}
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= 1 && n <= 65535
+// ClaimedEvent is an outbox event claimed, under a lease, for one delivery
+// attempt.
+type ClaimedEvent struct {
+	ID       string
+	TenantID uuid.UUID
+	Type     EventType
+	URL      string      // the tenant's webhook URL now
+	Secret   card.Secret // the tenant's signing secret; prints redacted
+	// Body is the JSON envelope to send and sign:
+	// {"id":"evt_…","type":…,"created_at":…,"data":{…}}.
+	Body []byte
+	// Attempt counts this attempt: 1 for the first.
+	Attempt int
+	// FirstAttemptAt is when the event was first attempted (this claim's
+	// time for a first attempt): the retry window runs from it.
+	FirstAttemptAt time.Time
+	// Err is set when the secret or the data could not be opened (keys
+	// unavailable, tampered rows); the attempt must fail without sending.
+	Err error
+	// Seq is the event's place in the outbox; claims come sorted by it.
+	Seq int64
 }
 
-// newWebhookSecret returns "whsec_" and 256 random bits in base64url.
-func newWebhookSecret() (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return webhookSecretPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
-}
-
-// webhookSecretAD binds a sealed signing secret to its tenant, to the
-// webhook and to the URL it signs for: a secret copied to another tenant,
-// or a URL changed in the database, no longer opens.
-func webhookSecretAD(tenantID uuid.UUID, rawURL string) []byte {
-	return crypto.FieldAD(tenantID.String(), "webhook", "signing_secret "+rawURL)
-}
-
-// sealWebhookSecret seals secret with the tenant's primary data key and
-// returns the ciphertext with that key's id.
-func (s *Service) sealWebhookSecret(tk *tenantKeys, tenantID uuid.UUID, rawURL, secret string) (crypto.Ciphertext, uint32, error) {
-	keyID := tk.sealer.PrimaryKeyID()
-	ct, err := tk.sealer.Seal([]byte(secret), webhookSecretAD(tenantID, rawURL))
-	if err != nil {
-		return nil, 0, Internal(err)
-	}
-	s.usage.add(tenantID, keyID)
-	return ct, keyID, nil
-}
-
-// openWebhookSecret opens a sealed signing secret.
-func openWebhookSecret(tk *tenantKeys, tenantID uuid.UUID, rawURL string, ct []byte) (card.Secret, error) {
-	pt, err := tk.sealer.Open(crypto.Ciphertext(ct), webhookSecretAD(tenantID, rawURL))
-	if err != nil {
-		return card.Secret{}, Internal(errors.New("webhook signing secret does not open"))
-	}
-	return card.NewSecret(string(pt)), nil
+// AttemptResult is how one delivery attempt went.
+type AttemptResult struct {
+	At        time.Time     // when the request was sent, by the service clock
+	Status    int           // the receiver's HTTP status; 0 when no answer came
+	Error     string        // why no answer came, or why it did not count; client-safe
+	Duration  time.Duration // from sending to the end of the answer
+	Delivered bool          // a 2xx answer
+	// RetryAt is when to try again after a failure; the zero time gives
+	// the event up.
+	RetryAt time.Time
 }

@@ -9,14 +9,24 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/migrations"
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/postgres"
+)
+
+// The one implementation serves every caller's role; the compiler checks it
+// here, where it is wired in.
+var (
+	_ httpapi.Service     = (*postgres.Service)(nil)
+	_ vault.ImportQueue   = (*postgres.Service)(nil)
+	_ vault.WebhookOutbox = (*postgres.Service)(nil)
 )
 
 // app is an opened vault: its pool and service. Close releases the pool.
 type app struct {
 	pool *pgxpool.Pool
-	svc  *vault.Service
+	svc  *postgres.Service
 	cfg  config
 }
 
@@ -44,7 +54,7 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 		return nil, fmt.Errorf("root KEK %s: %w", crypto.RedactKEKURI(cfg.KEKURI), err)
 	}
 	warnIfLocalKEK(log, cfg.KEKURI)
-	svc, err := vault.NewService(vault.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log})
+	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log})
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -19,7 +19,7 @@ import (
 
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/importer/stripesim"
-	"github.com/cardvault/cardvault/vault/pglocal"
+	"github.com/cardvault/cardvault/vault/postgres/pglocal"
 )
 
 // benchStripeKey is the secret key of the bench's simulated Stripe account.

@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault/card"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // benchChildEnv marks the test binary re-executed as the bench's vault.

@@ -15,7 +15,8 @@ import (
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/importer/stripesim"
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/pglocal"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/pglocal"
 )
 
 // devDatabase is the database `cardvault dev` uses on its private server.
@@ -174,7 +175,7 @@ func devKEK(dir string) (string, error) {
 
 // devKey returns tenant `dev`, creating it on first run, and a fresh
 // all-scope API key of it.
-func devKey(ctx context.Context, svc *vault.Service) (uuid.UUID, string, error) {
+func devKey(ctx context.Context, svc *postgres.Service) (uuid.UUID, string, error) {
 	t, err := svc.TenantByName(ctx, "dev")
 	if vault.ErrorKind(err) == vault.KindNotFound {
 		t, err = svc.CreateTenant(ctx, "dev")

@@ -34,9 +34,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
-	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/pglocal"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/pglocal"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // faultCard is the i-th card number of the fault tests (public test range).
@@ -674,7 +674,7 @@ func TestKEKUnavailableLaterServesCachedKeysUntilTheirTTLThen503(t *testing.T) {
 	db := migratedDatabase(t)
 	kek := vaulttest.NewSwitchableKEK(t)
 	clock := vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
-	svc, err := vault.NewService(vault.Config{Pool: vaulttest.Pool(t, db), KEK: kek, Now: clock.Now,
+	svc, err := postgres.NewService(postgres.Config{Pool: vaulttest.Pool(t, db), KEK: kek, Now: clock.Now,
 		KeyCacheTTL: time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	_, key := vaulttest.Tenant(t, svc)

@@ -19,6 +19,7 @@ import (
 	"github.com/cardvault/cardvault/importer"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
+	"github.com/cardvault/cardvault/vault/postgres"
 )
 
 // importSettings says how serve's import workers drive Stripe.
@@ -72,7 +73,7 @@ func (r *rawImport) parse() (importSettings, []error) {
 }
 
 // newImporter returns serve's import runner.
-func newImporter(svc *vault.Service, s importSettings, log *slog.Logger) (*importer.Runner, error) {
+func newImporter(svc *postgres.Service, s importSettings, log *slog.Logger) (*importer.Runner, error) {
 	return importer.New(importer.Config{
 		Service: svc, Owner: workerName(), PublicURL: s.PublicURL, StripeAPIBase: s.StripeAPIBase,
 		Rate: s.Rate, Concurrency: s.Concurrency, MaxAttempts: s.MaxAttempts, Logger: log,
@@ -143,7 +144,7 @@ func newImportWatchCmd() *cobra.Command {
 
 // watchImport draws the job's progress (counts, rate, ETA) until it ends.
 // It returns an error unless the job finished.
-func watchImport(ctx context.Context, svc *vault.Service, id uuid.UUID, out io.Writer) error {
+func watchImport(ctx context.Context, svc *postgres.Service, id uuid.UUID, out io.Writer) error {
 	bar := progressbar.NewOptions64(1, progressbar.OptionSetWriter(out),
 		progressbar.OptionSetDescription("preparing"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("cards"), progressbar.OptionSetPredictTime(true),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/postgres"
 )
 
 func newKeysCmd() *cobra.Command {
@@ -39,7 +40,7 @@ func (f *tenantFlags) bind(cmd *cobra.Command, allowNone bool) {
 }
 
 // ids returns the selected tenant ids (nil meaning every tenant).
-func (f *tenantFlags) ids(ctx context.Context, svc *vault.Service) ([]uuid.UUID, error) {
+func (f *tenantFlags) ids(ctx context.Context, svc *postgres.Service) ([]uuid.UUID, error) {
 	if f.tenant == "" {
 		return svc.TenantIDs(ctx)
 	}
@@ -175,7 +176,7 @@ func newKeysReencryptCmd() *cobra.Command {
 
 // reencrypt starts a tenant's job and, with wait, works on it in this
 // process while a progress bar follows it to the end.
-func reencrypt(ctx context.Context, svc *vault.Service, tenant uuid.UUID, wait bool, out, errOut io.Writer) error {
+func reencrypt(ctx context.Context, svc *postgres.Service, tenant uuid.UUID, wait bool, out, errOut io.Writer) error {
 	job, _, err := svc.StartReencrypt(ctx, vault.Operator(tenant))
 	if err != nil {
 		return err
@@ -192,7 +193,7 @@ func reencrypt(ctx context.Context, svc *vault.Service, tenant uuid.UUID, wait b
 
 // followKeyJob renders the job's progress with rate and ETA until it ends;
 // it returns an error when the job failed.
-func followKeyJob(ctx context.Context, svc *vault.Service, job vault.KeyJob, errOut io.Writer) error {
+func followKeyJob(ctx context.Context, svc *postgres.Service, job vault.KeyJob, errOut io.Writer) error {
 	bar := progressbar.NewOptions64(max(job.Total, 1), progressbar.OptionSetWriter(errOut),
 		progressbar.OptionSetDescription("re-encrypting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("tokens"), progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond))

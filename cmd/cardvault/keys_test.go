@@ -10,7 +10,7 @@ import (
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // keyReport runs keys status --json.

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cardvault/cardvault/httpapi"
-	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/postgres"
 )
 
 // HTTP server limits of `cardvault serve`. Slow or stuck clients are cut
@@ -70,7 +70,7 @@ func (r *rawLimits) parse() (httpapi.Limits, []error) {
 
 // startIdempotencySweeper deletes expired idempotency keys every
 // idempotencySweep until the returned stop is called; stop waits for it.
-func startIdempotencySweeper(svc *vault.Service) (stop func()) {
+func startIdempotencySweeper(svc *postgres.Service) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

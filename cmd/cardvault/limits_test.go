@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/httpapi"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 func TestRequestLimitsAreParsed(t *testing.T) {

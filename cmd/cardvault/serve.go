@@ -15,7 +15,7 @@ import (
 
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/importer/webhook"
-	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/postgres"
 )
 
 // workerName names this process in key job leases.
@@ -60,7 +60,7 @@ func newServeCmd() *cobra.Command {
 // serve answers HTTP on ln and runs the background work (key refresh, CVC
 // sweep, key jobs) until ctx ends, then drains in-flight requests for up to
 // shutdownGrace.
-func serve(ctx context.Context, ln net.Listener, svc *vault.Service, cfg config, log *slog.Logger) error {
+func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg config, log *slog.Logger) error {
 	keys := httpapi.KeyConfig{RootKEKURI: cfg.KEKURI, Cryptoperiod: cfg.Cryptoperiod, Propagation: cfg.propagation()}
 	if cfg.Import.PublicURL == "" {
 		cfg.Import.PublicURL = baseURL(ln.Addr())
@@ -98,7 +98,7 @@ func serve(ctx context.Context, ln net.Listener, svc *vault.Service, cfg config,
 	bgDone := make(chan struct{})
 	go func() {
 		defer close(bgDone)
-		svc.RunBackground(bgCtx, vault.Background{Owner: workerName(), KeyRefresh: cfg.KeyRefresh, AuditRetention: cfg.AuditRetention})
+		svc.RunBackground(bgCtx, postgres.Background{Owner: workerName(), KeyRefresh: cfg.KeyRefresh, AuditRetention: cfg.AuditRetention})
 	}()
 	importsDone := make(chan struct{})
 	go func() { defer close(importsDone); imports.Run(bgCtx) }()

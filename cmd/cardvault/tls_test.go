@@ -27,8 +27,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // syncBuffer collects a log across goroutines.
@@ -61,7 +61,7 @@ type servedVault struct {
 // startServe runs serve(svc, cfg) on 127.0.0.1 until the test ends (or
 // stop is called) and returns once it answers GET /healthz; it fails the
 // test if serve returns first.
-func startServe(t *testing.T, svc *vault.Service, cfg config) *servedVault {
+func startServe(t *testing.T, svc *postgres.Service, cfg config) *servedVault {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

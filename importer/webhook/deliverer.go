@@ -31,7 +31,7 @@ const maxAnswer = 64 << 10
 // that answers too late, or a deliverer that dies after sending, makes the
 // event go out again, so receivers de-duplicate by event id.
 type Deliverer struct {
-	svc         *vault.Service
+	svc         vault.WebhookOutbox
 	client      *http.Client
 	log         *slog.Logger
 	owner       string
@@ -62,7 +62,7 @@ func WithTimeout(d time.Duration) Option { return func(x *Deliverer) { x.timeout
 // (NewHTTPClient makes a suitable one), logs to log and names itself owner
 // in its leases (a process name such as host/pid; a random suffix keeps two
 // deliverers of one process apart).
-func NewDeliverer(svc *vault.Service, client *http.Client, log *slog.Logger, owner string, opts ...Option) *Deliverer {
+func NewDeliverer(svc vault.WebhookOutbox, client *http.Client, log *slog.Logger, owner string, opts ...Option) *Deliverer {
 	d := &Deliverer{svc: svc, client: client, log: log, owner: owner + "/" + uuid.NewString()[:8],
 		timeout: DefaultTimeout, poll: DefaultPoll, batch: DefaultBatch, concurrency: DefaultConcurrency,
 		lease: DefaultLease, retry: DefaultRetry, jitter: randFloat}

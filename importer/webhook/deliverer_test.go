@@ -21,7 +21,8 @@ import (
 	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
-	"github.com/cardvault/cardvault/vault/vaulttest"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 var dbURL string
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) { vaulttest.Main(m, "webhook", &dbURL) }
 // env is a vault on emptied tables (the outbox is shared by all tenants)
 // with a settable clock, and a tenant's actor.
 type env struct {
-	svc   *vault.Service
+	svc   *postgres.Service
 	pool  *pgxpool.Pool
 	clock *vaulttest.Clock
 	actor vault.Actor

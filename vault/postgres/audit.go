@@ -1,0 +1,138 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/cardvault/cardvault/vault"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// event returns an audit event for the actor, stamped with the service clock.
+func (s *Service) event(a vault.Actor, action vault.Action, tokenID uuid.UUID, detail map[string]any) vault.AuditEvent {
+	return vault.AuditEvent{
+		OccurredAt: s.clock(), TenantID: a.TenantID, APIKeyID: a.APIKeyID,
+		Action: action, TokenID: tokenID, RequestID: a.RequestID,
+		ClientAddr: a.ClientAddr, Outcome: vault.OutcomeSuccess, Detail: detail,
+	}
+}
+
+// insertAuditSQL inserts one audit event. The chain columns stay NULL: the
+// background chainer links the row shortly after its transaction commits
+// (see auditchain.go), so that actions of one tenant never queue on a
+// chain lock.
+const insertAuditSQL = `
+		INSERT INTO audit_events (occurred_at, tenant_id, api_key_id, action, token_id,
+		                          request_id, client_addr, outcome, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+
+// auditArgs returns the arguments of insertAuditSQL for ev.
+func auditArgs(ev vault.AuditEvent) ([]any, error) {
+	detail := []byte("{}")
+	if ev.Detail != nil {
+		var err error
+		if detail, err = json.Marshal(ev.Detail); err != nil {
+			return nil, vault.Internal(err)
+		}
+	}
+	return []any{ev.OccurredAt, nullUUID(ev.TenantID), nullUUID(ev.APIKeyID), string(ev.Action),
+		nullUUID(ev.TokenID), ev.RequestID, ev.ClientAddr, string(ev.Outcome), detail}, nil
+}
+
+// insertAudit writes ev with q, inside the caller's transaction when q is
+// one, so that an action and its record commit together: when the audit
+// row cannot be written the action fails.
+func insertAudit(ctx context.Context, q querier, ev vault.AuditEvent) error {
+	args, err := auditArgs(ev)
+	if err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, insertAuditSQL, args...)
+	return err
+}
+
+// insertAuditID is insertAudit returning the new row's id.
+func insertAuditID(ctx context.Context, q querier, ev vault.AuditEvent) (int64, error) {
+	args, err := auditArgs(ev)
+	if err != nil {
+		return 0, err
+	}
+	var id int64
+	err = q.QueryRow(ctx, insertAuditSQL+` RETURNING id`, args...).Scan(&id)
+	return id, err
+}
+
+// nullUUID maps uuid.Nil to SQL NULL.
+func nullUUID(id uuid.UUID) *uuid.UUID {
+	if id == uuid.Nil {
+		return nil
+	}
+	return &id
+}
+
+// ListAuditEvents returns the actor's tenant's audit events newest first,
+// after the event id startingAfter when it is non-zero, and audits the
+// listing in the same transaction (after reading, so a page never shows its
+// own audit row). It returns a KindBadRequest error for a limit outside
+// 1–100, and a domain error when the database fails.
+func (s *Service) ListAuditEvents(ctx context.Context, a vault.Actor, limit int, startingAfter int64) (vault.AuditPage, error) {
+	if err := checkLimit(limit); err != nil {
+		return vault.AuditPage{}, err
+	}
+	var page vault.AuditPage
+	err := s.inTx(ctx, "audit event", func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			SELECT id, occurred_at, tenant_id, api_key_id, action, token_id,
+			       request_id, client_addr, outcome, detail
+			FROM audit_events
+			WHERE tenant_id = $1 AND ($2 = 0 OR id < $2)
+			ORDER BY id DESC LIMIT $3`, a.TenantID, startingAfter, limit+1)
+		if err != nil {
+			return err
+		}
+		if page.Events, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (vault.AuditEvent, error) { return scanAudit(r) }); err != nil {
+			return err
+		}
+		if len(page.Events) > limit {
+			page.Events, page.HasMore = page.Events[:limit], true
+		}
+		return insertAudit(ctx, tx, s.event(a, vault.ActionAuditList, uuid.Nil, map[string]any{"count": len(page.Events)}))
+	})
+	if err != nil {
+		return vault.AuditPage{}, err
+	}
+	return page, nil
+}
+
+func scanAudit(row interface{ Scan(...any) error }) (vault.AuditEvent, error) {
+	var ev vault.AuditEvent
+	var tenant, key, token *uuid.UUID
+	var action, outcome string
+	var detail []byte
+	err := row.Scan(&ev.ID, &ev.OccurredAt, &tenant, &key, &action, &token,
+		&ev.RequestID, &ev.ClientAddr, &outcome, &detail)
+	if err != nil {
+		return ev, err
+	}
+	ev.Action, ev.Outcome = vault.Action(action), vault.Outcome(outcome)
+	ev.TenantID, ev.APIKeyID, ev.TokenID = derefUUID(tenant), derefUUID(key), derefUUID(token)
+	ev.OccurredAt = ev.OccurredAt.UTC()
+	return ev, json.Unmarshal(detail, &ev.Detail)
+}
+
+func derefUUID(id *uuid.UUID) uuid.UUID {
+	if id == nil {
+		return uuid.Nil
+	}
+	return *id
+}
+
+// checkLimit returns a KindBadRequest error unless 1 ≤ limit ≤ 100.
+func checkLimit(limit int) error {
+	if limit < 1 || limit > 100 {
+		return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "limit",
+			Message: "limit must be between 1 and 100"}
+	}
+	return nil
+}

@@ -1,0 +1,594 @@
+package postgres_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardvault/cardvault/migrations"
+	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
+)
+
+// auditDatabase returns a freshly migrated database of the test's own on the
+// package's server, dropped when the test ends: the audit tests verify,
+// tamper with and prune whole chains, which must not see or touch the rows
+// of the package's other tests.
+func auditDatabase(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(dbURL)
+	require.NoError(t, err)
+	cfg.Database = "postgres"
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	name := "cardvault_test_audit_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c, err := pgx.ConnectConfig(context.Background(), cfg)
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	})
+	u := withDatabase(t, dbURL, name)
+	conn, err := pgx.Connect(ctx, u)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	require.NoError(t, migrations.Migrate(ctx, conn))
+	return u
+}
+
+// withDatabase returns dsn (a URL or keyword/value string) naming database
+// name instead.
+func withDatabase(t testing.TB, dsn, name string) string {
+	t.Helper()
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		require.NoError(t, err)
+		u.Path = "/" + name
+		return u.String()
+	}
+	return dsn + " dbname=" + name
+}
+
+// logBuffer collects JSON log lines from several goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// records returns the logged records whose message is msg.
+func (b *logBuffer) records(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &rec))
+		if rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// auditEnv is a vault on a database of its own.
+type auditEnv struct {
+	svc   *postgres.Service
+	pool  *pgxpool.Pool
+	clock *vaulttest.Clock
+	logs  *logBuffer
+	url   string
+}
+
+func newAuditEnv(t testing.TB) *auditEnv {
+	t.Helper()
+	e := &auditEnv{url: auditDatabase(t), clock: vaulttest.NewClock(time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)), logs: &logBuffer{}}
+	e.svc = e.service(t)
+	e.pool = vaulttest.Pool(t, e.url)
+	return e
+}
+
+// service returns another replica of the vault on the env's database.
+func (e *auditEnv) service(t testing.TB) *postgres.Service {
+	t.Helper()
+	return vaulttest.NewService(t, e.url, vaulttest.Options{Now: e.clock.Now,
+		Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+}
+
+func (e *auditEnv) actor(t testing.TB) vault.Actor {
+	t.Helper()
+	_, secret := vaulttest.Tenant(t, e.svc)
+	return vaulttest.Actor(t, e.svc, secret)
+}
+
+// tokenize stores n distinct cards for a.
+func (e *auditEnv) tokenize(t *testing.T, a vault.Actor, n int) {
+	t.Helper()
+	for i := range n {
+		_, _, err := e.svc.Tokenize(context.Background(), a, cardNo(i))
+		require.NoError(t, err)
+	}
+}
+
+func cardNo(i int) vault.TokenizeInput {
+	return vault.TokenizeInput{Card: card.CardInput{
+		Number: vaulttest.LuhnNumber("411111", 16, i), ExpMonth: "04", ExpYear: "2033", CVC: "123"}}
+}
+
+// failAuth writes a row of the system chain.
+func (e *auditEnv) failAuth(t *testing.T) {
+	t.Helper()
+	_, err := e.svc.Authenticate(context.Background(), "cvk_nope", "req_bad", "192.0.2.1")
+	require.Equal(t, vault.KindUnauthenticated, vault.ErrorKind(err))
+}
+
+func (e *auditEnv) chain(t *testing.T) {
+	t.Helper()
+	_, err := e.svc.ChainAudit(context.Background())
+	require.NoError(t, err)
+}
+
+func (e *auditEnv) verify(t *testing.T, tenant *uuid.UUID) vault.AuditReport {
+	t.Helper()
+	r, err := e.svc.VerifyAudit(context.Background(), tenant)
+	require.NoError(t, err)
+	return r
+}
+
+// rowAt returns the id of the chain's row at seq.
+func (e *auditEnv) rowAt(t *testing.T, tenant uuid.UUID, seq int64) int64 {
+	t.Helper()
+	var id int64
+	require.NoError(t, e.pool.QueryRow(context.Background(),
+		`SELECT id FROM audit_events WHERE tenant_id = $1 AND chain_seq = $2`, tenant, seq).Scan(&id))
+	return id
+}
+
+func (e *auditEnv) exec(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	_, err := e.pool.Exec(context.Background(), sql, args...)
+	require.NoError(t, err)
+}
+
+func TestAuditChainVerifiesWithConcurrentWritersAndTwoChainers(t *testing.T) {
+	e := newAuditEnv(t)
+	actors := []vault.Actor{e.actor(t), e.actor(t), e.actor(t)}
+	replica := e.service(t)
+
+	// Replica two runs the background chainer (try-lock) while this one
+	// forces passes (waiting lock), both during the writes.
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		replica.RunAuditChainer(bgCtx, 5*time.Millisecond, vault.DefaultAuditRetention, time.Hour)
+	}()
+	writersDone := make(chan struct{})
+	forced := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-writersDone:
+				forced <- nil
+				return
+			default:
+			}
+			if _, err := e.svc.ChainAudit(context.Background()); err != nil {
+				forced <- err
+				return
+			}
+		}
+	}()
+	const writers, perWriter = 6, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*perWriter)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				a := actors[(w+i)%len(actors)]
+				if _, _, err := e.svc.Tokenize(context.Background(), a, cardNo(w*perWriter+i)); err != nil {
+					errs <- err
+				}
+				if i%5 == 0 {
+					_, _ = e.svc.Authenticate(context.Background(), "cvk_nope", "req_bad", "192.0.2.1")
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(writersDone)
+	require.NoError(t, <-forced)
+	stopBackground()
+	<-bgDone
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+
+	e.chain(t)
+	r := e.verify(t, nil)
+	require.True(t, r.OK, "breaks: %+v", r.Breaks)
+	var total int64
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events`).Scan(&total))
+	assert.Equal(t, total, r.Rows, "every row is chained and verified")
+	assert.Equal(t, 4, r.Chains, "three tenants and the system chain")
+	assert.Zero(t, r.Unchained)
+
+	rows, err := e.pool.Query(context.Background(), `SELECT coalesce(a.tenant_id::text, 'system'),
+		count(*), min(chain_seq), max(chain_seq), max(h.seq)
+		FROM audit_events a JOIN audit_chain_heads h ON h.tenant_id = coalesce(a.tenant_id, '00000000-0000-0000-0000-000000000000')
+		GROUP BY a.tenant_id`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var chain string
+		var n, lo, hi, head int64
+		require.NoError(t, rows.Scan(&chain, &n, &lo, &hi, &head))
+		assert.Equal(t, []int64{1, n, n}, []int64{lo, hi, head}, "chain %s: seq runs 1…n without gaps, head at n", chain)
+	}
+	require.NoError(t, rows.Err())
+
+	// Every head the chainers reached was logged, the final ones included.
+	logged := map[string]bool{}
+	for _, rec := range e.logs.records(t, "audit chain head") {
+		logged[fmt.Sprintf("%v/%v/%v", rec["chain"], rec["seq"], rec["hash"])] = true
+	}
+	heads, err := e.pool.Query(context.Background(), `SELECT tenant_id, seq, hash FROM audit_chain_heads`)
+	require.NoError(t, err)
+	for heads.Next() {
+		var id uuid.UUID
+		var seq int64
+		var hash []byte
+		require.NoError(t, heads.Scan(&id, &seq, &hash))
+		name := id.String()
+		if id == uuid.Nil {
+			name = "system"
+		}
+		assert.True(t, logged[fmt.Sprintf("%s/%d/%s", name, seq, hex.EncodeToString(hash))], "head of %s logged", name)
+	}
+	require.NoError(t, heads.Err())
+}
+
+func TestAuditVerifyNamesTheFirstBadRow(t *testing.T) {
+	type setup struct {
+		e      *auditEnv
+		tenant uuid.UUID
+	}
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, s setup)
+		reason vault.AuditBreakReason
+		seq    int64
+		rowAt  int64 // the seq of the row the break names; 0 when none
+	}{
+		{"detail changed", func(t *testing.T, s setup) {
+			s.e.exec(t, `UPDATE audit_events SET detail = '{"reason":"nothing to see"}' WHERE tenant_id = $1 AND chain_seq = 6`, s.tenant)
+		}, vault.AuditChanged, 6, 6},
+		{"time changed", func(t *testing.T, s setup) {
+			s.e.exec(t, `UPDATE audit_events SET occurred_at = occurred_at - interval '1 day' WHERE tenant_id = $1 AND chain_seq = 7`, s.tenant)
+		}, vault.AuditChanged, 7, 7},
+		{"actor changed", func(t *testing.T, s setup) {
+			s.e.exec(t, `UPDATE audit_events SET api_key_id = NULL WHERE tenant_id = $1 AND chain_seq = 8`, s.tenant)
+		}, vault.AuditChanged, 8, 8},
+		{"row deleted", func(t *testing.T, s setup) {
+			s.e.exec(t, `DELETE FROM audit_events WHERE tenant_id = $1 AND chain_seq = 6`, s.tenant)
+		}, vault.AuditMissing, 6, 7},
+		{"row unchained", func(t *testing.T, s setup) {
+			s.e.exec(t, `UPDATE audit_events SET chain_seq = NULL, prev_hash = NULL, row_hash = NULL
+				WHERE tenant_id = $1 AND chain_seq = 5`, s.tenant)
+		}, vault.AuditMissing, 5, 6},
+		{"two rows' contents swapped", func(t *testing.T, s setup) {
+			s.e.exec(t, `UPDATE audit_events a SET action = b.action, token_id = b.token_id, detail = b.detail,
+				occurred_at = b.occurred_at, request_id = b.request_id
+				FROM audit_events b
+				WHERE a.tenant_id = $1 AND b.tenant_id = $1 AND
+				      ((a.chain_seq = 6 AND b.chain_seq = 9) OR (a.chain_seq = 9 AND b.chain_seq = 6))`, s.tenant)
+		}, vault.AuditChanged, 6, 6},
+		{"two rows reordered", func(t *testing.T, s setup) {
+			s.e.exec(t, `UPDATE audit_events SET chain_seq = 1000000 WHERE tenant_id = $1 AND chain_seq = 6`, s.tenant)
+			s.e.exec(t, `UPDATE audit_events SET chain_seq = 6 WHERE tenant_id = $1 AND chain_seq = 7`, s.tenant)
+			s.e.exec(t, `UPDATE audit_events SET chain_seq = 7 WHERE tenant_id = $1 AND chain_seq = 1000000`, s.tenant)
+		}, vault.AuditReordered, 6, 7}, // the row that moved to seq 6
+		{"tail truncated", func(t *testing.T, s setup) {
+			s.e.exec(t, `DELETE FROM audit_events WHERE tenant_id = $1 AND chain_seq > 10`, s.tenant)
+		}, vault.AuditHeadMismatch, 11, 0},
+		{"head rewritten", func(t *testing.T, s setup) {
+			s.e.exec(t, `UPDATE audit_chain_heads SET hash = sha256(hash) WHERE tenant_id = $1`, s.tenant)
+		}, vault.AuditHeadMismatch, 13, 0},
+	}
+	e := newAuditEnv(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vaulttest.Truncate(t, e.pool)
+			a := e.actor(t) // seq 1–3: tenant.create, keyset.create, api_key.create
+			e.tokenize(t, a, 10)
+			bystander := e.actor(t)
+			e.tokenize(t, bystander, 2)
+			e.failAuth(t)
+			e.chain(t)
+			require.True(t, e.verify(t, nil).OK)
+			var want int64
+			if tt.rowAt > 0 {
+				want = e.rowAt(t, a.TenantID, tt.rowAt)
+			}
+
+			tt.tamper(t, setup{e, a.TenantID})
+
+			r := e.verify(t, nil)
+			assert.False(t, r.OK)
+			require.Len(t, r.Breaks, 1, "only the tampered chain breaks: %+v", r.Breaks)
+			b := r.Breaks[0]
+			assert.Equal(t, a.TenantID.String(), b.Chain)
+			assert.Equal(t, tt.reason, b.Reason, b.Message)
+			assert.Equal(t, tt.seq, b.Seq, b.Message)
+			assert.Equal(t, want, b.ID, b.Message)
+			assert.Equal(t, r.Breaks, e.verify(t, &a.TenantID).Breaks, "verifying the one tenant finds the same")
+			assert.True(t, e.verify(t, &bystander.TenantID).OK, "other tenants' chains still verify")
+			assert.True(t, e.verify(t, &vault.SystemChain).OK, "the system chain still verifies")
+		})
+	}
+}
+
+func TestAuditRowsCommittedLateAreChainedInCommitOrder(t *testing.T) {
+	e := newAuditEnv(t)
+	a := e.actor(t)
+	ctx := context.Background()
+	// A transaction that takes an audit id and commits after later rows
+	// have been chained: its row gets the next seq, not a gap.
+	late, err := e.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer late.Rollback(ctx) //nolint:errcheck
+	_, err = late.Exec(ctx, `INSERT INTO audit_events (occurred_at, tenant_id, action, outcome)
+		VALUES ($1, $2, 'token.read', 'success')`, e.clock.Now(), a.TenantID)
+	require.NoError(t, err)
+	e.tokenize(t, a, 3)
+	e.chain(t)
+	require.NoError(t, late.Commit(ctx))
+	e.chain(t)
+
+	r := e.verify(t, &a.TenantID)
+	require.True(t, r.OK, "breaks: %+v", r.Breaks)
+	assert.Equal(t, int64(7), r.Rows)
+	var seq int64
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT chain_seq FROM audit_events WHERE tenant_id = $1 AND action = 'token.read'`,
+		a.TenantID).Scan(&seq))
+	assert.Equal(t, int64(7), seq, "the late row is chained last although its id is lower")
+}
+
+func TestAuditPruningKeepsVerifyGreen(t *testing.T) {
+	e := newAuditEnv(t)
+	ctx := context.Background()
+	a := e.actor(t)
+	e.tokenize(t, a, 20) // seq 1–23 at day 0
+	e.failAuth(t)
+	e.chain(t)
+	e.clock.Advance(300 * 24 * time.Hour)
+	e.tokenize(t, a, 2) // seq 24–25 at day 300
+	e.chain(t)
+	// A row stamped day 1 that is chained after the day-300 rows (it
+	// committed late): pruning stops before the day-300 rows, so it stays.
+	e.clock.Advance(-299 * 24 * time.Hour)
+	e.tokenize(t, a, 1) // seq 26 at day 1
+	e.chain(t)
+	e.clock.Advance(299 * 24 * time.Hour)
+
+	n, err := e.svc.PruneAudit(ctx, vault.DefaultAuditRetention)
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing is older than 400 days yet")
+
+	e.clock.Advance(150 * 24 * time.Hour) // day 450
+	n, err = e.svc.PruneAudit(ctx, vault.DefaultAuditRetention)
+	require.NoError(t, err)
+	assert.Equal(t, int64(23+1), n, "the tenant's day-0 rows and the system chain's row")
+
+	r := e.verify(t, nil)
+	require.True(t, r.OK, "breaks: %+v", r.Breaks)
+	assert.Equal(t, int64(24), r.Pruned)
+	var left []string
+	rows, err := e.pool.Query(ctx, `SELECT action FROM audit_events WHERE tenant_id = $1 ORDER BY chain_seq`, a.TenantID)
+	require.NoError(t, err)
+	left, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	assert.Equal(t, []string{"token.create", "token.create", "token.create", "audit.prune"}, left)
+	var detail map[string]any
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT detail FROM audit_events WHERE tenant_id = $1 AND action = 'audit.prune'`,
+		a.TenantID).Scan(&detail))
+	assert.Equal(t, 23.0, detail["pruned"])
+	assert.Equal(t, 23.0, detail["through_seq"])
+	assert.Len(t, e.logs.records(t, "audit events pruned"), 2, "one per pruned chain")
+
+	// New rows chain on after the pruned ones, and a second pass prunes nothing new.
+	e.tokenize(t, a, 2)
+	e.chain(t)
+	n, err = e.svc.PruneAudit(ctx, vault.DefaultAuditRetention)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.True(t, e.verify(t, nil).OK)
+
+	// Moving the checkpoint forward to hide the oldest rows is detected.
+	e.exec(t, `UPDATE audit_chain_heads h SET pruned_seq = 24, pruned_hash = a.row_hash
+		FROM audit_events a WHERE a.tenant_id = h.tenant_id AND a.chain_seq = 24 AND h.tenant_id = $1`, a.TenantID)
+	e.exec(t, `DELETE FROM audit_events WHERE tenant_id = $1 AND chain_seq = 24`, a.TenantID)
+	r = e.verify(t, &a.TenantID)
+	require.Len(t, r.Breaks, 1)
+	assert.Equal(t, vault.AuditCheckpointMismatch, r.Breaks[0].Reason, r.Breaks[0].Message)
+
+	_, err = e.svc.PruneAudit(ctx, time.Hour)
+	assert.Equal(t, vault.KindInvalid, vault.ErrorKind(err), "a retention under a day is refused")
+}
+
+func TestAuditPruningStopsAtATamperedRow(t *testing.T) {
+	e := newAuditEnv(t)
+	ctx := context.Background()
+	a := e.actor(t)
+	e.tokenize(t, a, 10) // seq 1–13 at day 0
+	e.chain(t)
+	bad := e.rowAt(t, a.TenantID, 8)
+	e.exec(t, `UPDATE audit_events SET detail = '{"edited":true}' WHERE id = $1`, bad)
+	e.clock.Advance(401 * 24 * time.Hour)
+
+	n, err := e.svc.PruneAudit(ctx, vault.DefaultAuditRetention)
+	require.NoError(t, err, "the good rows before the edit are pruned")
+	assert.Equal(t, int64(7), n)
+	_, err = e.svc.PruneAudit(ctx, vault.DefaultAuditRetention)
+	assert.ErrorContains(t, err, "broken at seq 8", "pruning never erases the evidence")
+
+	r := e.verify(t, &a.TenantID)
+	require.Len(t, r.Breaks, 1)
+	assert.Equal(t, vault.AuditChanged, r.Breaks[0].Reason)
+	assert.Equal(t, bad, r.Breaks[0].ID)
+}
+
+func TestAuditInsertFailureFailsTheAction(t *testing.T) {
+	e := newAuditEnv(t)
+	ctx := context.Background()
+	a := e.actor(t)
+	tok, _, err := e.svc.Tokenize(ctx, a, vault.TokenizeInput{BusinessKey: "pm_kept", Card: cardNo(1).Card})
+	require.NoError(t, err)
+
+	// From here on, every audit insert of this tenant fails.
+	e.exec(t, `CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
+		$$ BEGIN RAISE EXCEPTION 'audit insert refused by test'; END $$`)
+	e.exec(t, fmt.Sprintf(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW
+		WHEN (NEW.tenant_id = '%s') EXECUTE FUNCTION refuse_audit()`, a.TenantID))
+
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"tokenize", func() error {
+			_, _, err := e.svc.Tokenize(ctx, a, vault.TokenizeInput{BusinessKey: "pm_new", Card: cardNo(2).Card})
+			return err
+		}},
+		{"tokenize update", func() error {
+			in := vault.TokenizeInput{BusinessKey: "pm_kept", Card: cardNo(1).Card}
+			in.Card.ExpYear = "2035"
+			_, _, err := e.svc.Tokenize(ctx, a, in)
+			return err
+		}},
+		{"read", func() error { _, err := e.svc.GetToken(ctx, a, tok.ID); return err }},
+		{"list", func() error {
+			_, err := e.svc.ListTokens(ctx, a, vault.ListTokensParams{Limit: 10})
+			return err
+		}},
+		{"detokenize", func() error { _, err := e.svc.Detokenize(ctx, a, tok.ID, "charge"); return err }},
+		{"delete", func() error { return e.svc.DeleteToken(ctx, a, tok.ID) }},
+		{"list audit events", func() error { _, err := e.svc.ListAuditEvents(ctx, a, 10, 0); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			require.Error(t, err)
+			assert.Equal(t, vault.KindInternal, vault.ErrorKind(err), "%v", err)
+		})
+	}
+
+	var tokens int
+	var expYear int
+	var cvcKept bool
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*), max(exp_year), bool_and(cvc_ct IS NOT NULL) FROM tokens
+		WHERE tenant_id = $1`, a.TenantID).Scan(&tokens, &expYear, &cvcKept))
+	assert.Equal(t, 1, tokens, "no token was created and none deleted")
+	assert.Equal(t, 2033, expYear, "the update was not applied")
+	assert.True(t, cvcKept, "the failed reveal did not consume the CVC")
+
+	e.exec(t, `DROP TRIGGER refuse_audit ON audit_events`)
+	r, err := e.svc.Detokenize(ctx, a, tok.ID, "")
+	require.NoError(t, err)
+	assert.Equal(t, "123", r.Card.CVC.Reveal(), "the CVC is still there for the first successful reveal")
+}
+
+// BenchmarkAuditChain measures what the chain costs: tokenization at the
+// parallelism of issue 6 (32 goroutines) with and without a chainer
+// running every second beside it, and the chainer's and the verifier's
+// throughput per row. Run: go test ./vault -run '^$' -bench AuditChain.
+func BenchmarkAuditChain(b *testing.B) {
+	e := newAuditEnv(b)
+	a := e.actor(b)
+	var n atomic.Int64
+	tokenize := func(b *testing.B) {
+		_, err := e.svc.ChainAudit(context.Background()) // start every run from a chained table
+		require.NoError(b, err)
+		b.ResetTimer()
+		b.SetParallelism(16) // × GOMAXPROCS 2 = 32 goroutines
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, _, err := e.svc.Tokenize(context.Background(), a, cardNo(int(n.Add(1)))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	b.Run("tokenize", tokenize)
+	b.Run("tokenize-while-chaining", func(b *testing.B) {
+		_, err := e.svc.ChainAudit(context.Background())
+		require.NoError(b, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.service(b).RunAuditChainer(ctx, time.Second, vault.DefaultAuditRetention, time.Hour)
+		}()
+		tokenize(b)
+		cancel()
+		<-done
+	})
+	b.Run("chain-per-row", func(b *testing.B) {
+		_, err := e.svc.ChainAudit(context.Background())
+		require.NoError(b, err)
+		_, err = e.pool.Exec(context.Background(), `INSERT INTO audit_events (occurred_at, tenant_id, action, token_id, outcome, detail)
+			SELECT now(), $1, 'token.read', gen_random_uuid(), 'success', '{"count": 10}' FROM generate_series(1, $2)`, a.TenantID, b.N)
+		require.NoError(b, err)
+		b.ResetTimer()
+		got, err := e.svc.ChainAudit(context.Background())
+		require.NoError(b, err)
+		require.Equal(b, b.N, got)
+	})
+	b.Run("verify-per-row", func(b *testing.B) {
+		r, err := e.svc.VerifyAudit(context.Background(), &a.TenantID)
+		require.NoError(b, err)
+		require.True(b, r.OK)
+		b.ReportMetric(float64(r.Rows), "rows")
+		b.ResetTimer()
+		for range b.N {
+			if _, err := e.svc.VerifyAudit(context.Background(), &a.TenantID); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*r.Rows), "ns/row")
+	})
+}

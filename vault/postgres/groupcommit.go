@@ -1,0 +1,81 @@
+package postgres
+
+import "sync"
+
+// groupCommit writes the items of concurrent requests together: one
+// statement and one commit for every request that arrived while earlier
+// batches were being written (group commit done by the vault rather than
+// left to PostgreSQL's WAL writer alone). A request returns only once its
+// batch has committed, so what it answers is durable. A request that finds
+// fewer than limit batches in flight writes one with everything pending;
+// when a batch is done, its writer hands everything that arrived meanwhile
+// to the first of those requests, which writes it as the next batch. So no
+// request waits for more than the batch before its own and its own. The
+// zero value writes one batch at a time.
+type groupCommit[T any] struct {
+	mu       sync.Mutex
+	pending  []*groupWaiter[T]
+	flushing int // batches being written
+	// limit is how many batches may be written at once (0 means 1): more
+	// than one lets a batch start while the last one waits for its commit
+	// to reach the disk.
+	limit int
+}
+
+// groupWaiter is one request's item and how it learns the outcome.
+type groupWaiter[T any] struct {
+	item  T
+	done  chan struct{}     // closed once the item's batch was written or failed
+	lead  chan struct{}     // closed when this request is to write batch
+	batch []*groupWaiter[T] // the batch handed to this request, its own item first
+	err   error
+}
+
+// do adds item to the next batch and returns once that batch was written
+// by write (here or by another request), with write's error. write gets the
+// batch in arrival order and may record per-item results in the items.
+func (g *groupCommit[T]) do(item T, write func([]T) error) error {
+	w := &groupWaiter[T]{item: item, done: make(chan struct{}), lead: make(chan struct{})}
+	g.mu.Lock()
+	g.pending = append(g.pending, w)
+	var batch []*groupWaiter[T]
+	if g.flushing < max(g.limit, 1) {
+		g.flushing++
+		batch, g.pending = g.pending, nil
+	}
+	g.mu.Unlock()
+	if batch == nil {
+		// A waiter never gives up: the one that is handed a batch must write it.
+		select {
+		case <-w.done:
+			return w.err
+		case <-w.lead:
+			batch = w.batch
+		}
+	}
+	g.write(batch, write)
+	g.mu.Lock()
+	if len(g.pending) > 0 {
+		next := g.pending
+		g.pending = nil
+		next[0].batch = next
+		close(next[0].lead)
+	} else {
+		g.flushing--
+	}
+	g.mu.Unlock()
+	return w.err
+}
+
+// write writes batch with write and tells each of its requests the outcome.
+func (g *groupCommit[T]) write(batch []*groupWaiter[T], write func([]T) error) {
+	items := make([]T, len(batch))
+	for i, x := range batch {
+		items[i] = x.item
+	}
+	err := write(items)
+	for _, x := range batch {
+		x.err = err
+		close(x.done)
+	}
+}

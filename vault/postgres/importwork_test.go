@@ -1,0 +1,228 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
+)
+
+// importJob inserts a job of a new tenant in status with n pending items
+// pm_<prefix>_<i>, due at e's clock plus i seconds, and returns its id. The
+// job is ended when the test ends, so that later tests' claims (which take
+// any tenant's items) do not see its items.
+func (e *env) importJob(t *testing.T, status vault.ImportStatus, prefix string, n int) uuid.UUID {
+	t.Helper()
+	ctx := context.Background()
+	id, now := uuid.New(), e.clock.Now()
+	tenant, _ := vaulttest.Tenant(t, e.svc) // one active job per tenant
+	_, err := e.pool.Exec(ctx, `INSERT INTO import_jobs (id, tenant_id, provider, status, total, created_at, updated_at)
+		VALUES ($1, $2, 'stripe', $3, $4, $5, $5)`, id, tenant, string(status), n, now)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := e.pool.Exec(context.Background(), `UPDATE import_jobs SET status = 'aborted' WHERE id = $1`, id)
+		require.NoError(t, err)
+	})
+	_, err = e.pool.Exec(ctx, `INSERT INTO import_items (job_id, payment_method, status, next_attempt_at, updated_at)
+		SELECT $1, 'pm_' || $2 || '_' || g, 'pending', $3::timestamptz + make_interval(secs => g), $3
+		FROM generate_series(0, $4 - 1) AS g ORDER BY g`, id, prefix, now, n)
+	require.NoError(t, err)
+	return id
+}
+
+// pms returns the payment methods of items.
+func pms(items []vault.ItemWork) []string {
+	out := make([]string, len(items))
+	for i, w := range items {
+		out[i] = w.PaymentMethod
+	}
+	return out
+}
+
+func TestClaimReadsAboutTheBatchNotTheWholeJob(t *testing.T) {
+	e := newEnv(t)
+	e.importJob(t, vault.ImportRunning, "big", 3000)
+	e.clock.Advance(time.Hour) // every item is due
+
+	read, err := postgres.ClaimRowsRead(context.Background(), e.svc, 16, e.clock.Now())
+
+	require.NoError(t, err)
+	require.LessOrEqual(t, read, 3*16, "rows of import_items read to claim 16 of 3,000 due items")
+}
+
+func TestClaimItemsLeasesTheOldestDueOfActiveJobs(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		advance time.Duration // clock move after the jobs were made
+		n       int
+		want    []string
+	}{
+		{"only what is due", 1500 * time.Millisecond, 10, []string{"pm_a_0", "pm_b_0", "pm_preparing_0", "pm_a_1", "pm_b_1", "pm_preparing_1"}},
+		{"oldest due first across jobs", time.Minute, 3, []string{"pm_a_0", "pm_b_0", "pm_preparing_0"}},
+		{"nothing due yet", -time.Second, 10, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.importJob(t, vault.ImportRunning, "a", 3)
+			e.clock.Advance(time.Millisecond) // b's items come due just after a's
+			e.importJob(t, vault.ImportRunning, "b", 3)
+			e.clock.Advance(time.Millisecond)
+			e.importJob(t, vault.ImportPreparing, "preparing", 3) // forwarded while the listing goes on
+			e.importJob(t, vault.ImportAborted, "aborted", 3)
+			e.clock.Advance(tt.advance)
+
+			got, err := e.svc.ClaimItems(ctx, "me", tt.n, time.Minute)
+
+			require.NoError(t, err)
+			require.ElementsMatch(t, tt.want, pms(got), "which items are leased (in no particular order)")
+		})
+	}
+}
+
+func TestClaimItemsSkipsLeasedItemsUntilTheirLeaseRunsOut(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.importJob(t, vault.ImportRunning, "a", 4)
+	e.clock.Advance(time.Hour)
+	first, err := e.svc.ClaimItems(ctx, "other", 2, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []string{"pm_a_0", "pm_a_1"}, pms(first))
+
+	mine, err := e.svc.ClaimItems(ctx, "me", 10, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []string{"pm_a_2", "pm_a_3"}, pms(mine), "other's leases hold")
+
+	e.clock.Advance(time.Minute + time.Second)
+	again, err := e.svc.ClaimItems(ctx, "me", 10, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprint([]string{"pm_a_0", "pm_a_1", "pm_a_2", "pm_a_3"}), fmt.Sprint(pms(again)),
+		"every lease ran out")
+}
+
+// itemRow is the stored state of one import item.
+type itemRow struct {
+	Status              string
+	Attempts, Throttled int
+	LastError           string
+	Token               *uuid.UUID
+	LeaseOwner          *string
+	NextAttemptAt       time.Time
+}
+
+func (e *env) item(t *testing.T, job uuid.UUID, pm string) itemRow {
+	t.Helper()
+	var r itemRow
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT status, attempts, throttled, last_error, token_id,
+		lease_owner, next_attempt_at FROM import_items WHERE job_id = $1 AND payment_method = $2`, job, pm).
+		Scan(&r.Status, &r.Attempts, &r.Throttled, &r.LastError, &r.Token, &r.LeaseOwner, &r.NextAttemptAt))
+	return r
+}
+
+// jobCounts returns a job's attempts, successes and failures counters.
+func (e *env) jobCounts(t *testing.T, job uuid.UUID) [3]int64 {
+	t.Helper()
+	var c [3]int64
+	require.NoError(t, e.pool.QueryRow(context.Background(),
+		`SELECT attempts, successes, failures FROM import_jobs WHERE id = $1`, job).Scan(&c[0], &c[1], &c[2]))
+	return c
+}
+
+func TestABatchOfAttemptsWritesEachItemAndTheJobCounters(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	job := e.importJob(t, vault.ImportRunning, "a", 5)
+	e.clock.Advance(time.Hour)
+	mine, err := e.svc.ClaimItems(ctx, "me", 4, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, mine, 4)
+	theirs, err := e.svc.ClaimItems(ctx, "other", 1, time.Minute)
+	require.NoError(t, err)
+	token := uuid.New()
+	ats := []vault.Attempt{
+		{Status: vault.ItemSucceeded, TokenID: token},
+		{Status: vault.ItemFailed, Error: "destination 422 card_declined"},
+		{Status: vault.ItemPending, Error: "destination 503 service_unavailable", RetryAfter: time.Minute},
+		{Status: vault.ItemPending, Error: "stripe 429 rate_limit", RetryAfter: time.Second, Throttled: true},
+		{Status: vault.ItemSucceeded, TokenID: uuid.New()}, // not leased to me
+	}
+
+	written, err := postgres.WriteAttempts(ctx, e.svc, "me", append(mine, theirs...), ats)
+
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true, true, true, false}, written)
+	now := e.clock.Now()
+	tests := []struct {
+		pm   string
+		want itemRow
+	}{
+		{"pm_a_0", itemRow{Status: "succeeded", Attempts: 1, Token: &token, NextAttemptAt: now}},
+		{"pm_a_1", itemRow{Status: "failed", Attempts: 1, LastError: "destination 422 card_declined", NextAttemptAt: now}},
+		{"pm_a_2", itemRow{Status: "pending", Attempts: 1, LastError: "destination 503 service_unavailable",
+			NextAttemptAt: now.Add(time.Minute)}},
+		{"pm_a_3", itemRow{Status: "pending", Attempts: 1, Throttled: 1, LastError: "stripe 429 rate_limit",
+			NextAttemptAt: now.Add(time.Second)}},
+	}
+	for _, tt := range tests {
+		got := e.item(t, job, tt.pm)
+		got.NextAttemptAt = got.NextAttemptAt.UTC()
+		require.Equal(t, tt.want, got, tt.pm)
+	}
+	other := "other"
+	require.Equal(t, itemRow{Status: "pending", LeaseOwner: &other, NextAttemptAt: now.Add(-time.Hour + 4*time.Second)},
+		func() itemRow { r := e.item(t, job, "pm_a_4"); r.NextAttemptAt = r.NextAttemptAt.UTC(); return r }(),
+		"another owner's item is left alone")
+	require.Equal(t, [3]int64{4, 1, 1}, e.jobCounts(t, job))
+}
+
+func TestConcurrentRecordedAttemptsAreAllCounted(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	const n = 40
+	job := e.importJob(t, vault.ImportRunning, "a", n)
+	e.clock.Advance(time.Hour)
+	items, err := e.svc.ClaimItems(ctx, "me", n, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, items, n)
+
+	errs := make(chan error, n)
+	for i, w := range items {
+		at := vault.Attempt{Status: vault.ItemSucceeded, TokenID: uuid.New()}
+		if i%4 == 0 {
+			at = vault.Attempt{Status: vault.ItemFailed, Error: "destination 422 card_declined"}
+		}
+		go func() { errs <- e.svc.RecordAttempt(ctx, "me", w, at) }()
+	}
+	for range n {
+		require.NoError(t, <-errs)
+	}
+
+	require.Equal(t, [3]int64{n, n * 3 / 4, n / 4}, e.jobCounts(t, job))
+	again, err := e.svc.ClaimItems(ctx, "me", n, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, again, "nothing is left pending")
+}
+
+func TestRecordAttemptOnAnItemNoLongerHeldSaysTheImportEnded(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	job := e.importJob(t, vault.ImportRunning, "a", 1)
+	e.clock.Advance(time.Hour)
+	items, err := e.svc.ClaimItems(ctx, "me", 1, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, e.svc.ReleaseItem(ctx, "me", items[0]))
+
+	err = e.svc.RecordAttempt(ctx, "me", items[0], vault.Attempt{Status: vault.ItemSucceeded, TokenID: uuid.New()})
+
+	require.True(t, vault.IsImportEnded(err), "got %v", err)
+	require.Equal(t, "pending", e.item(t, job, "pm_a_0").Status)
+	require.Equal(t, [3]int64{0, 0, 0}, e.jobCounts(t, job))
+}

@@ -1,0 +1,51 @@
+package postgres
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
+)
+
+// checkAttributes validates a business key and metadata. It returns a
+// KindInvalid error naming the field; values that look like a card number
+// are refused so that card data never lands in a plaintext column.
+func checkAttributes(businessKey string, metadata map[string]string) error {
+	if err := checkText(businessKey, vault.MaxBusinessKeyLen, "metadata.business_key"); err != nil {
+		return err
+	}
+	if len(metadata) > vault.MaxMetadataKeys {
+		return vault.InvalidParam("invalid_metadata", "metadata", "metadata may have at most 50 keys")
+	}
+	for k, v := range metadata {
+		if k == "" || utf8.RuneCountInString(k) > vault.MaxMetadataKeyLen {
+			return vault.InvalidParam("invalid_metadata", "metadata", "metadata keys must be 1 to 40 characters")
+		}
+		if err := checkText(k, vault.MaxMetadataKeyLen, "metadata"); err != nil {
+			return err
+		}
+		if err := checkText(v, vault.MaxMetadataValueLen, "metadata."+k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkText returns a KindInvalid error for param when s is not valid UTF-8,
+// is longer than max runes, holds a control character or holds something
+// that looks like a card number.
+func checkText(s string, max int, param string) error {
+	switch {
+	case !utf8.ValidString(s):
+		return vault.InvalidParam("invalid_string", param, param+" must be valid UTF-8")
+	case utf8.RuneCountInString(s) > max:
+		return vault.InvalidParam("string_too_long", param, param+" is too long")
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return vault.InvalidParam("invalid_string", param, param+" must not contain control characters")
+	case card.ContainsPAN(s):
+		return vault.InvalidParam("sensitive_data", param, param+" must not contain a card number")
+	}
+	return nil
+}

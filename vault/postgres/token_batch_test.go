@@ -1,0 +1,83 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
+)
+
+// TestConcurrentTokenizeBatches: concurrent tokenizations share batches
+// (newTokenBatch); each new card gets one token, one token.create audit row
+// and, the tenant having a webhook, one token.created event, and repeats of
+// one business key inside the burst still make exactly one token.
+func TestConcurrentTokenizeBatches(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	_, _, err := e.svc.SetWebhook(ctx, e.actor, "https://hooks.example.com/batch")
+	require.NoError(t, err)
+	const distinct, repeats = 48, 16
+	type result struct {
+		tok     vault.Token
+		created bool
+		err     error
+	}
+	results := make(chan result, distinct+repeats)
+	for i := range distinct + repeats {
+		go func() {
+			in := visa(fmt.Sprintf("pm_batch_%d", i))
+			if i >= distinct {
+				in = visa("pm_batch_same")
+			}
+			in.Card.Number = vaulttest.LuhnNumber("424242", 16, i%distinct)
+			tok, created, err := e.svc.Tokenize(ctx, e.actor, in)
+			results <- result{tok, created, err}
+		}()
+	}
+	created := map[string]int{}
+	for range distinct + repeats {
+		r := <-results
+		require.NoError(t, r.err)
+		if r.created {
+			created[r.tok.BusinessKey]++
+		}
+	}
+	assert.Len(t, created, distinct+1, "one new token per business key")
+	for key, n := range created {
+		assert.Equal(t, 1, n, key)
+	}
+	var tokens, audits, events int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM tokens WHERE tenant_id = $1 AND business_key LIKE 'pm_batch_%'),
+		(SELECT count(*) FROM audit_events a JOIN tokens t ON t.id = a.token_id
+		  WHERE t.tenant_id = $1 AND t.business_key LIKE 'pm_batch_%' AND a.action = 'token.create' AND a.detail = '{}'),
+		(SELECT count(*) FROM webhook_events WHERE tenant_id = $1 AND type = 'token.created')`,
+		e.actor.TenantID).Scan(&tokens, &audits, &events))
+	assert.Equal(t, distinct+1, tokens)
+	assert.Equal(t, distinct+1, audits, "one token.create row per new token")
+	assert.Equal(t, distinct+1, events, "one token.created event per new token")
+}
+
+// TestTokenBatchFailureFailsOnlyTheBadRow: a batch that PostgreSQL refuses
+// (here one row breaks a foreign key) is written again one row at a time,
+// so only the bad row's request fails.
+func TestTokenBatchFailureFailsOnlyTheBadRow(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ins := []vault.TokenizeInput{visa("pm_batchfail_a"), visa("pm_batchfail_b"), visa("pm_batchfail_bad")}
+	inserted, errs, err := postgres.WriteTokenBatch(ctx, e.svc, e.actor, ins, true)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{true, true, false}, inserted)
+	assert.NoError(t, errs[0])
+	assert.NoError(t, errs[1])
+	assert.Error(t, errs[2])
+	var n int
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM tokens WHERE business_key LIKE 'pm_batchfail_%'`).Scan(&n))
+	assert.Equal(t, 2, n)
+}

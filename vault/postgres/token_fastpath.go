@@ -1,0 +1,182 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/cardvault/cardvault/vault"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// This file holds the hot path of tokenize written as one statement
+// (data-modifying CTEs), so that a request costs one round trip to
+// PostgreSQL instead of four (new tokens of concurrent requests also share
+// one statement, see token_batch.go; reads and reveals, token_lookup.go).
+// Durability is unchanged: synchronous_commit stays on, and the caller answers only after
+// PostgreSQL has reported the commit (ReadyForQuery follows the commit and
+// its WAL flush; pgx reads up to it before returning).
+
+// auditInsertColumns are the audit_events columns insertAuditSQL writes,
+// in auditArgs order.
+const auditInsertColumns = `occurred_at, tenant_id, api_key_id, action, token_id, request_id, client_addr, outcome, detail`
+
+// insertTokenAuditedSQL inserts a token row ($1–$19, tokenColumns order)
+// unless its business key is taken and, only when it inserted, its audit
+// event ($20–$28, auditArgs order) and, when the tenant has a webhook, its
+// sealed token event ($29 id, $30 type, $31 sealed data, $32 key id). It
+// answers whether it inserted and whether it enqueued.
+const insertTokenAuditedSQL = `
+	WITH ins AS (
+		INSERT INTO tokens (` + tokenColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING
+		RETURNING tenant_id
+	), audit AS (
+		INSERT INTO audit_events (` + auditInsertColumns + `)
+		SELECT $20::timestamptz, $21::uuid, $22::uuid, $23::text, $24::uuid, $25::text, $26::text, $27::text, $28::jsonb FROM ins
+	), event AS (
+		INSERT INTO webhook_events (id, tenant_id, type, payload, payload_ct, key_id)
+		SELECT $29::text, w.tenant_id, $30::text, NULL::jsonb, $31::bytea, $32::bigint
+		FROM webhooks w JOIN ins ON w.tenant_id = ins.tenant_id
+		RETURNING 1
+	)
+	SELECT EXISTS (SELECT FROM ins), EXISTS (SELECT FROM event)`
+
+// newToken is a new token row ready to be written with its audit event and
+// its sealed webhook event, and, once written, what happened to it.
+type newToken struct {
+	tenantID uuid.UUID
+	args     []any // insertTokenAuditedSQL's $1–$28, $31 and $32
+	eventID  string
+	keyID    uint32
+
+	inserted, enqueued bool
+	err                error // this token's own error when its batch fell back to one by one
+}
+
+// newTokenArgs indexes newToken.args.
+const (
+	newTokenColumns = 19 // the token row, tokenColumns order
+	newTokenAudit   = 9  // then the audit event, auditArgs order
+)
+
+// prepareNewToken seals the webhook event data (tok, row's masked record)
+// and lays out everything insertTokenAuditedSQL writes for row.
+func (s *Service) prepareNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, tok vault.Token) (*newToken, error) {
+	metadata, err := json.Marshal(row.Metadata)
+	if err != nil {
+		return nil, vault.Internal(err)
+	}
+	audit, err := auditArgs(s.event(a, vault.ActionTokenCreate, row.ID, nil))
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(tok.Record())
+	if err != nil {
+		return nil, vault.Internal(err)
+	}
+	nt := &newToken{tenantID: row.TenantID, eventID: newEventID(), keyID: tk.sealer.PrimaryKeyID()}
+	sealedData, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, nt.eventID))
+	if err != nil {
+		return nil, vault.Internal(err)
+	}
+	nt.args = append([]any{row.ID, row.TenantID, nullString(row.BusinessKey), row.Fingerprint, row.fpKeyID, int64(row.sealed.keyID),
+		[]byte(row.sealed.pan), nilIfEmpty(row.sealed.name), nilIfEmpty(row.sealed.cvc), row.sealed.cvcExpiresAt,
+		row.IIN, row.LastFour, int16(row.PANLength), string(row.Scheme), int16(row.ExpiryMonth), int16(row.ExpiryYear),
+		metadata, row.CreatedAt, row.UpdatedAt}, audit...)
+	nt.args = append(nt.args, []byte(sealedData), int64(nt.keyID))
+	return nt, nil
+}
+
+// insertTokenAudited stores a new token with its token.create audit event
+// and (when the tenant has a webhook) its token.created event, committed
+// together with the new tokens of concurrent requests (newTokenBatch). tok
+// is row's masked record. It reports whether the row was inserted (false:
+// the business key is taken and nothing was written for it) and whether an
+// event was enqueued. When the database refuses the row because the key
+// that sealed it was retired meanwhile (tk was loaded before the rotation),
+// it seals the row again with the tenant's current keys and retries; after
+// maxSealAttempts it returns a KindUnavailable error.
+func (s *Service) insertTokenAudited(a vault.Actor, tk *tenantKeys, row tokenRow, tok vault.Token) (bool, bool, error) {
+	for attempt := 1; ; attempt++ {
+		nt, err := s.prepareNewToken(a, tk, row, tok)
+		if err != nil {
+			return false, false, err
+		}
+		if err = s.newTokens.do(nt, s.writeNewTokens); err == nil {
+			err = nt.err
+		}
+		if err == nil {
+			if nt.enqueued {
+				s.usage.add(nt.tenantID, nt.keyID)
+			}
+			return nt.inserted, nt.enqueued, nil
+		}
+		if !isSealingKeyViolation(err) {
+			return false, false, err
+		}
+		if attempt == maxSealAttempts {
+			return false, false, keysChanging(err)
+		}
+		if tk, row, err = s.resealNewToken(tk, row); err != nil {
+			return false, false, err
+		}
+	}
+}
+
+// maxSealAttempts bounds how often one new row is sealed again because its
+// key was retired meanwhile: each attempt reloads the tenant's keys, so a
+// second refusal needs a second retire within one request.
+const maxSealAttempts = 3
+
+// keysChanging is the error of a write refused maxSealAttempts times because
+// the tenant's keys keep being retired under it.
+func keysChanging(err error) *vault.Error {
+	return &vault.Error{Kind: vault.KindUnavailable, Code: "service_unavailable",
+		Message: "the tenant's data keys are being rotated; retry later", Err: err}
+}
+
+// resealNewToken returns the tenant's current keys and row sealed again with
+// their primary key (opened with stale, the keys that sealed it). It returns
+// a domain error when the keys cannot be loaded.
+func (s *Service) resealNewToken(stale *tenantKeys, row tokenRow) (*tenantKeys, tokenRow, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), keyLoadTimeout)
+	defer cancel()
+	tk, err := s.keys.renew(ctx, row.TenantID, stale)
+	if err != nil {
+		return nil, row, err
+	}
+	row.sealed, err = s.resealCard(stale, tk, row.TenantID, row.ID, row.sealed)
+	return tk, row, err
+}
+
+// insertOneToken writes nt alone with insertTokenAuditedSQL.
+func (s *Service) insertOneToken(ctx context.Context, nt *newToken) error {
+	err := s.db.QueryRow(ctx, insertTokenAuditedSQL, nt.oneArgs()...).Scan(&nt.inserted, &nt.enqueued)
+	return dbError(err, "token")
+}
+
+// oneArgs returns insertTokenAuditedSQL's arguments for nt.
+func (nt *newToken) oneArgs() []any {
+	args := append(append([]any{}, nt.args[:newTokenColumns+newTokenAudit]...), nt.eventID, string(vault.EventTokenCreated))
+	return append(args, nt.args[newTokenColumns+newTokenAudit:]...)
+}
+
+// commit sends COMMIT on conn and returns the command tag.
+func commit(ctx context.Context, conn *pgxpool.Conn) ([]byte, error) {
+	tag, err := conn.Exec(ctx, "COMMIT")
+	return []byte(tag.String()), err
+}
+
+// rollback ends conn's transaction, if any, best effort: a connection still
+// in one is destroyed on release anyway.
+func rollback(conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() == 'I' || conn.Conn().IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = conn.Exec(ctx, "ROLLBACK")
+}

@@ -1,0 +1,276 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/cardvault/cardvault/vault"
+	"github.com/jackc/pgx/v5"
+)
+
+// Reads and reveals of concurrent requests are group-committed (see
+// groupCommit): one statement finds every token of the batch and writes
+// every audit row, and one commit makes them durable, instead of a query
+// and a commit per request. A request still answers only once its own
+// audit row has committed, and only for a token of its own tenant.
+
+// lookupBatchTimeout bounds one read or reveal batch, which runs on behalf
+// of every request waiting for it.
+const lookupBatchTimeout = 10 * time.Second
+
+// readBatchesInFlight is how many read batches may be written at once:
+// while one waits for its commit to reach the disk, the next can run its
+// statement (measured: read 2,700-3,150 -> 5,000-5,600 rps, p99 45-51 ->
+// 18-23 ms, the same CPU per read). Reveals stay one batch at a time: a
+// reveal batch is a transaction of two round trips, and two at once made
+// smaller batches and cost more CPU per reveal (0.13 -> 0.16-0.20 ms in the
+// vault, 0.14-0.18 -> 0.21-0.27 ms in PostgreSQL) for no more reveals.
+const readBatchesInFlight = 2
+
+// lookup is one request of a read or reveal batch: the audit event says
+// which token (TokenID) of which tenant (TenantID); the batch fills in what
+// it found.
+type lookup struct {
+	ev    vault.AuditEvent
+	tk    *tenantKeys // the tenant's keys (reveals decrypt inside the batch)
+	found bool
+	row   tokenRow       // as stored before the reveal destroyed its CVC
+	out   vault.Revealed // a reveal's card
+	err   error          // why a reveal's card did not decrypt
+}
+
+// lookupBatch is a group commit of lookups.
+type lookupBatch = groupCommit[*lookup]
+
+// lookupRequestsSQL unnests the batch's audit events ($1–$9, the columns
+// of auditColumns) into the rows of req, numbered by ord.
+const lookupRequestsSQL = `req AS (
+		SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[],
+		                     $6::text[], $7::text[], $8::text[], $9::jsonb[]) WITH ORDINALITY
+		AS r(occurred_at, tenant_id, api_key_id, action, token_id, request_id, client_addr, outcome, detail, ord)
+	)`
+
+// readTokensSQL finds the tokens of a read batch and writes an audit row
+// for each request whose token it found. It answers ord and the token
+// columns of each found request.
+var readTokensSQL = `
+	WITH ` + lookupRequestsSQL + `, t AS (
+		SELECT r.ord, ` + qualified("k", tokenColumns) + `
+		FROM req r JOIN tokens k ON k.id = r.token_id AND k.tenant_id = r.tenant_id
+	), audit AS (
+		INSERT INTO audit_events (` + auditInsertColumns + `)
+		SELECT r.occurred_at, r.tenant_id, r.api_key_id, r.action, r.token_id, r.request_id,
+		       r.client_addr, r.outcome, r.detail
+		FROM req r JOIN t ON t.ord = r.ord
+	)
+	SELECT ord, ` + tokenColumns + ` FROM t`
+
+// revealTokensSQL locks the tokens of a reveal batch in id order (so that
+// concurrent batches cannot deadlock), destroys their CVCs, and writes an
+// audit row for each request whose token it found, with cvc_revealed added
+// to its detail. Only the first request of the batch for a token (first)
+// may receive its CVC. It answers ord, first and the token columns as they
+// were before the CVC was destroyed.
+var revealTokensSQL = `
+	WITH ` + lookupRequestsSQL + `, t AS (
+		SELECT ` + tokenColumns + ` FROM tokens
+		WHERE (id, tenant_id) IN (SELECT token_id, tenant_id FROM req)
+		ORDER BY id FOR UPDATE
+	), cvc AS (
+		UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL
+		FROM t WHERE tokens.id = t.id AND t.cvc_ct IS NOT NULL
+	), hit AS (
+		SELECT r.*, r.ord = min(r.ord) OVER (PARTITION BY r.token_id) AS first
+		FROM req r JOIN t ON t.id = r.token_id AND t.tenant_id = r.tenant_id
+	), audit AS (
+		INSERT INTO audit_events (` + auditInsertColumns + `)
+		SELECT h.occurred_at, h.tenant_id, h.api_key_id, h.action, h.token_id, h.request_id,
+		       h.client_addr, h.outcome,
+		       jsonb_build_object('cvc_revealed', coalesce(h.first AND t.cvc_ct IS NOT NULL
+		                          AND h.occurred_at < t.cvc_expires_at, false)) || h.detail
+		FROM hit h JOIN t ON t.id = h.token_id
+	)
+	SELECT h.ord, h.first, ` + qualified("t", tokenColumns) + ` FROM hit h JOIN t ON t.id = h.token_id`
+
+// qualified prefixes every column of the comma-separated list cols with
+// alias.
+func qualified(alias, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, c := range parts {
+		parts[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// readTokens runs a read batch: it marks each lookup whose token it found
+// and commits the audit rows of those.
+func (s *Service) readTokens(batch []*lookup) error {
+	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
+	defer cancel()
+	args, err := lookupArgs(batch)
+	if err != nil {
+		return err
+	}
+	rows, err := s.db.Query(ctx, readTokensSQL, args...)
+	if err != nil {
+		return dbError(err, "token")
+	}
+	return dbError(scanLookups(rows, batch, false), "token")
+}
+
+// lookupArgs returns the audit columns of the batch's events.
+func lookupArgs(batch []*lookup) ([]any, error) {
+	events := make([]vault.AuditEvent, len(batch))
+	for i, l := range batch {
+		events[i] = l.ev
+	}
+	return auditColumns(events)
+}
+
+// scanLookups reads the rows of a batch statement into the lookups they
+// answer (by ord, 1-based), with the first column when withFirst, and
+// returns the rows' error once they are all read (a failed commit too).
+// A request that is not its token's first in a reveal batch gets the row
+// without its CVC.
+func scanLookups(rows pgx.Rows, batch []*lookup, withFirst bool) error {
+	defer rows.Close()
+	for rows.Next() {
+		var ord int64
+		var first bool
+		lead := []any{&ord}
+		if withFirst {
+			lead = append(lead, &first)
+		}
+		row, err := scanToken(rows, lead...)
+		if err != nil {
+			return err
+		}
+		if ord < 1 || ord > int64(len(batch)) {
+			return errors.New("vault: batch answered an unknown request")
+		}
+		if withFirst && !first {
+			row.sealed.cvc, row.sealed.cvcExpiresAt = nil, nil
+		}
+		l := batch[ord-1]
+		l.found, l.row = true, row
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+// readToken returns the stored row of the lookup's token once its read's
+// audit row has committed with the batch, or KindNotFound.
+func (s *Service) readToken(l *lookup) (tokenRow, error) {
+	if err := s.reads.do(l, s.readTokens); err != nil {
+		return tokenRow{}, err
+	}
+	if !l.found {
+		return tokenRow{}, dbError(pgx.ErrNoRows, "token")
+	}
+	return l.row, nil
+}
+
+// errRevealBatch means a reveal batch rolled back because one of its cards
+// did not decrypt (that lookup's err says why).
+var errRevealBatch = errors.New("vault: reveal batch rolled back")
+
+// revealTokens runs a reveal batch in one transaction: the statement, then
+// the decryption of every card found, then the commit. Anything failing
+// after the statement rolls the whole batch back, CVCs included. Errors are
+// returned untranslated.
+func (s *Service) revealTokens(batch []*lookup) error {
+	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
+	defer cancel()
+	args, err := lookupArgs(batch)
+	if err != nil {
+		return err
+	}
+	return s.inPipelinedTxRows(ctx, revealTokensSQL, args, func(rows pgx.Rows) error {
+		if err := scanLookups(rows, batch, true); err != nil {
+			return err
+		}
+		failed := false
+		for _, l := range batch {
+			if l.found {
+				l.out, l.err = s.open(l.tk, l.row)
+				failed = failed || l.err != nil
+			}
+		}
+		if failed {
+			return errRevealBatch
+		}
+		return nil
+	})
+}
+
+// errRevealAlone tells the requests of a batch that rolled back for one
+// request's sake (a card that does not decrypt, a deadlock) to reveal on
+// their own, so that only the failing one fails.
+var errRevealAlone = errors.New("vault: reveal alone")
+
+// revealBatch is the write of the reveals' group commit.
+func (s *Service) revealBatch(batch []*lookup) error {
+	err := s.revealTokens(batch)
+	if len(batch) > 1 && (errors.Is(err, errRevealBatch) || isDeadlock(err)) {
+		return errRevealAlone
+	}
+	return err
+}
+
+// revealToken reveals the lookup's token in a batch with concurrent
+// reveals, or on its own when the batch rolled back for another request's
+// sake. It returns KindNotFound for a token it did not find and a domain
+// error for a card that does not decrypt or a failing database.
+func (s *Service) revealToken(l *lookup) (vault.Revealed, error) {
+	err := s.reveals.do(l, s.revealBatch)
+	if errors.Is(err, errRevealAlone) {
+		l.found, l.err = false, nil
+		err = s.revealTokens([]*lookup{l})
+	}
+	switch {
+	case errors.Is(err, errRevealBatch):
+		return vault.Revealed{}, l.err
+	case err != nil:
+		return vault.Revealed{}, dbError(err, "token")
+	case !l.found:
+		return vault.Revealed{}, dbError(pgx.ErrNoRows, "token")
+	}
+	return l.out, nil
+}
+
+// inPipelinedTxRows is inPipelinedTx for a statement answering many rows:
+// read gets them all, and the transaction commits only when read returns
+// nil. Errors are returned untranslated.
+func (s *Service) inPipelinedTxRows(ctx context.Context, sql string, args []any, read func(pgx.Rows) error) error {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	b.Queue(sql, args...)
+	br := conn.SendBatch(ctx, &b)
+	_, err = br.Exec()
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			err = read(rows)
+		}
+	}
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		var tag []byte
+		if tag, err = commit(ctx, conn); err == nil && string(tag) != "COMMIT" {
+			err = errors.New("vault: the transaction was rolled back")
+		}
+	}
+	if err != nil {
+		rollback(conn)
+	}
+	return err
+}
