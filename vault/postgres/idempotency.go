@@ -239,22 +239,3 @@ func (s *Service) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
 		}
 	}
 }
-
-// RunIdempotencySweeper prunes expired idempotency keys every interval until
-// ctx ends. Failures are logged and retried at the next tick.
-func (s *Service) RunIdempotencySweeper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if n, err := s.PruneIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("idempotency key sweep failed", "error", err)
-		} else if n > 0 {
-			s.log.Info("expired idempotency keys deleted", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}

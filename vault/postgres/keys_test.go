@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/postgres"
@@ -279,7 +281,7 @@ func TestEveryReplicaEncryptsWithTheNewKeyAfterRotation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	replica := vaulttest.NewService(t, dbURL, vaulttest.Options{})
-	go replica.RunBackground(ctx, postgres.Background{Owner: "replica-2", KeyRefresh: 50 * time.Millisecond})
+	defer loop.Start(loop.Every(slog.New(slog.DiscardHandler), "key refresh", 50*time.Millisecond, replica.RefreshKeys))()
 	before, _, err := replica.Tokenize(ctx, e.actor, visa("pm_replica_before"))
 	require.NoError(t, err)
 
