@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/cardvault/cardvault/importer"
-	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/webhook"
 )
 
 // How often the background loops of a serving process run (the key refresh
