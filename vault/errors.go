@@ -26,6 +26,56 @@ const (
 	KindInternal        Kind = "internal"         // a bug or an unexpected failure (500)
 )
 
+// The error codes: the machine-readable "code" of every error the API answers.
+// Each names its usual HTTP status; httpapi/errors.go maps kinds to statuses.
+const (
+	CodeInvalidNumber             = card.CodeInvalidNumber        // card number malformed or of the wrong length (422)
+	CodeIncorrectNumber           = card.CodeIncorrectNumber      // card number fails the Luhn check (422)
+	CodeInvalidCVC                = card.CodeInvalidCVC           // card verification code not 3 or 4 digits (422)
+	CodeInvalidExpiryMonth        = card.CodeInvalidExpiryMonth   // expiry month missing or not 1-12 (422)
+	CodeInvalidExpiryYear         = card.CodeInvalidExpiryYear    // expiry year missing or out of range (422)
+	CodeInvalidName               = card.CodeInvalidName          // cardholder name unacceptable (422)
+	CodeInvalidMetadata           = "invalid_metadata"            // metadata over its limits (422)
+	CodeInvalidString             = "invalid_string"              // a text field with control characters or invalid UTF-8 (422)
+	CodeStringTooLong             = "string_too_long"             // a text field over its length limit (422)
+	CodeSensitiveData             = "sensitive_data"              // a card number where none may stand (422)
+	CodeInvalidURL                = "invalid_url"                 // an unacceptable URL (422)
+	CodeInvalidScope              = "invalid_scope"               // an unknown API key scope (422)
+	CodeInvalidStatus             = "invalid_status"              // an unknown status filter (422)
+	CodeInvalidProvider           = "invalid_provider"            // an unknown import provider (422)
+	CodeInvalidRetention          = "invalid_retention"           // a retention below the minimum (422)
+	CodeInvalidJSON               = "invalid_json"                // the body is not valid JSON (400)
+	CodeBodyUnreadable            = "body_unreadable"             // the body could not be read (400)
+	CodeNestingTooDeep            = "nesting_too_deep"            // JSON nested deeper than allowed (400)
+	CodeArrayTooLong              = "array_too_long"              // a JSON array over its limit (400)
+	CodeParameterDuplicate        = "parameter_duplicate"         // a JSON name given twice (400)
+	CodeParameterUnknown          = "parameter_unknown"           // a field or parameter the route does not take (400)
+	CodeParameterInvalid          = "parameter_invalid"           // a parameter with an unacceptable value (400)
+	CodeParameterInvalidType      = "parameter_invalid_type"      // a field of the wrong JSON type (400)
+	CodeMethodNotAllowed          = "method_not_allowed"          // the route does not take this method
+	CodeIdempotencyKeyInvalid     = "idempotency_key_invalid"     // an Idempotency-Key that is not 1-255 printable ASCII characters (400)
+	CodeIdempotencyKeyInUse       = "idempotency_key_in_use"      // the same Idempotency-Key is being processed (409)
+	CodeIdempotencyError          = "idempotency_error"           // an Idempotency-Key reused with another request (400)
+	CodeInvalidAPIKey             = "invalid_api_key"             // no or unknown API key (401), or a Stripe key of the wrong form (422)
+	CodeMissingScope              = "missing_scope"               // the API key lacks the scope (403)
+	CodeClientCertificateRequired = "client_certificate_required" // the route needs a client certificate (403)
+	CodeResourceMissing           = "resource_missing"            // no such resource for this tenant (404)
+	CodeRouteNotFound             = "route_not_found"             // no such route (404)
+	CodeConflict                  = "conflict"                    // a unique key already exists (409)
+	CodeKeyInUse                  = "key_in_use"                  // the key still protects rows (409)
+	CodeKeyIsPrimary              = "key_is_primary"              // the primary key cannot be retired; rotate first (409)
+	CodeKeyAlreadyDisabled        = "key_already_disabled"        // the key is already retired (409)
+	CodeKeyNotDisabled            = "key_not_disabled"            // the key must be retired before it is destroyed (409)
+	CodeImportInProgress          = "import_in_progress"          // the tenant already has an active import (409)
+	CodeImportEnded               = "import_ended"                // the import job has ended (409)
+	CodeBodyTooLarge              = "body_too_large"              // the body is over the limit (413)
+	CodeUnsupportedMediaType      = "unsupported_media_type"      // the body is not JSON (415)
+	CodeRateLimited               = "rate_limited"                // over the request budget; retry later (429)
+	CodeInternalError             = "internal_error"              // a bug or an unexpected failure (500)
+	CodeKEKUnavailable            = "kek_unavailable"             // the root KEK cannot be reached; retry later (503)
+	CodeServiceUnavailable        = "service_unavailable"         // a dependency is down; retry later (503)
+)
+
 // Error is the error the domain returns to its callers. Message and Param are
 // safe to show to an API client: they never contain card data. Err keeps the
 // underlying cause for logs only.
@@ -62,7 +112,7 @@ func InvalidParam(code, param, message string) *Error {
 // Internal wraps an unexpected cause as a KindInternal error whose message is
 // generic; the cause is kept for the log.
 func Internal(err error) *Error {
-	return &Error{Kind: KindInternal, Code: "internal_error", Message: "an internal error occurred", Err: err}
+	return &Error{Kind: KindInternal, Code: CodeInternalError, Message: "an internal error occurred", Err: err}
 }
 
 // ErrorKind returns the kind of err: the Kind of the first *Error in its

@@ -1,38 +1,43 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"time"
 
 	"github.com/cardvault/cardvault/importer"
 	"github.com/cardvault/cardvault/internal/loop"
+	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres"
 	"github.com/cardvault/cardvault/webhook"
 )
 
-// How often the background loops of a serving process run (the key refresh
-// interval is configured: VAULT_KEY_REFRESH).
+// How often the background loops of a serving process run; the key refresh
+// interval is configured (VAULT_KEY_REFRESH, defaultKeyRefresh when unset).
 const (
-	cvcSweep         = time.Minute      // destroy expired CVCs
-	keyJobPoll       = 2 * time.Second  // look for key jobs (re-encryption) to run
-	auditChain       = time.Second      // link new audit rows into their chains
-	auditPrune       = time.Hour        // prune audit rows past the retention
-	idempotencySweep = 10 * time.Minute // delete expired idempotency keys
+	defaultKeyRefresh = 2 * time.Second
+	cvcSweep          = time.Minute      // destroy expired CVCs
+	keyJobPoll        = 2 * time.Second  // look for key jobs (re-encryption) to run
+	auditChain        = time.Second      // link new audit rows into their chains
+	auditPrune        = time.Hour        // prune audit rows past the retention
+	idempotencySweep  = 10 * time.Minute // delete expired idempotency keys
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
 // HTTP. runBackground starts them.
 func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger) []loop.Loop {
 	owner := workerName()
+	keyRefresh := cmp.Or(cfg.KeyRefresh, defaultKeyRefresh)
+	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
 	deliverer := webhook.NewDeliverer(svc, webhook.NewHTTPClient(webhook.DefaultTimeout), log, owner)
 	return []loop.Loop{
-		loop.Every(log, "key refresh", cfg.KeyRefresh, svc.RefreshKeys),
+		loop.Every(log, "key refresh", keyRefresh, svc.RefreshKeys),
 		loop.Every(log, "cvc sweep", cvcSweep, count(log, "expired CVCs destroyed", svc.PurgeExpiredCVCs)),
 		loop.Every(log, "key jobs", keyJobPoll, func(ctx context.Context) error { return svc.RunKeyJobs(ctx, owner) }),
 		loop.Every(log, "audit chain", auditChain, func(ctx context.Context) error { _, err := svc.TryChainAudit(ctx); return err }),
 		loop.Every(log, "audit prune", auditPrune, func(ctx context.Context) error {
-			_, err := svc.PruneAudit(ctx, cfg.AuditRetention)
+			_, err := svc.PruneAudit(ctx, retention)
 			return err
 		}),
 		loop.Every(log, "idempotency sweep", idempotencySweep, count(log, "expired idempotency keys deleted", svc.PruneIdempotencyKeys)),

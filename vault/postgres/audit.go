@@ -131,7 +131,7 @@ func derefUUID(id *uuid.UUID) uuid.UUID {
 // checkLimit returns a KindBadRequest error unless 1 ≤ limit ≤ 100.
 func checkLimit(limit int) error {
 	if limit < 1 || limit > 100 {
-		return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "limit",
+		return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterInvalid, Param: "limit",
 			Message: "limit must be between 1 and 100"}
 	}
 	return nil

@@ -108,7 +108,7 @@ func activeImportConflict(ctx context.Context, q querier, tenantID uuid.UUID) er
 	if err != nil {
 		return err
 	}
-	return &vault.Error{Kind: vault.KindConflict, Code: "import_in_progress",
+	return &vault.Error{Kind: vault.KindConflict, Code: vault.CodeImportInProgress,
 		Message: fmt.Sprintf("import %s is already %s; wait for it to end or abort it", id, status)}
 }
 
@@ -165,7 +165,7 @@ func (s *Service) AbortImport(ctx context.Context, a vault.Actor, id uuid.UUID) 
 			return err
 		}
 		if cur.Ended() {
-			return &vault.Error{Kind: vault.KindConflict, Code: "import_ended", Message: "import " + id.String() + " has already " + string(cur.Status)}
+			return &vault.Error{Kind: vault.KindConflict, Code: vault.CodeImportEnded, Message: "import " + id.String() + " has already " + string(cur.Status)}
 		}
 		job, err = s.endImport(ctx, tx, a, id, vault.ImportAborted, "")
 		return err

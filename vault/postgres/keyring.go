@@ -265,7 +265,7 @@ func (k *keyring) probe() error {
 // is an internal error: the vault never falls back to anything weaker.
 func (k *keyring) unwrap(tenantID uuid.UUID, wrapped map[crypto.Purpose][]byte) (*tenantKeys, error) {
 	if wrapped[crypto.PurposeData] == nil || wrapped[crypto.PurposeFingerprint] == nil {
-		return nil, vault.Errorf(vault.KindNotFound, "resource_missing", "no such tenant")
+		return nil, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no such tenant")
 	}
 	dh, err := crypto.UnwrapKeyset(wrapped[crypto.PurposeData], k.kek, tenantID.String(), crypto.PurposeData)
 	if err != nil {
@@ -295,7 +295,7 @@ func keyError(tenantID uuid.UUID, err error) error {
 // kekUnavailable returns the KindUnavailable error (code kek_unavailable)
 // of a failed root KEK call; err is kept for the log only.
 func kekUnavailable(err error) *vault.Error {
-	return &vault.Error{Kind: vault.KindUnavailable, Code: "kek_unavailable",
+	return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeKEKUnavailable,
 		Message: "the root key-encryption key is unavailable, so the tenant's keys cannot be loaded; retry later",
 		Err:     err}
 }

@@ -19,7 +19,7 @@ import (
 func (s *Service) CreateTenant(ctx context.Context, name string) (vault.Tenant, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || utf8.RuneCountInString(name) > 200 {
-		return vault.Tenant{}, vault.InvalidParam("invalid_name", "name", "tenant name must be 1 to 200 characters")
+		return vault.Tenant{}, vault.InvalidParam(vault.CodeInvalidName, "name", "tenant name must be 1 to 200 characters")
 	}
 	t := vault.Tenant{ID: uuid.New(), Name: name, CreatedAt: s.clock()}
 	wrapped, err := s.newWrappedKeysets(t.ID)

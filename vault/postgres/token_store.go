@@ -475,7 +475,7 @@ func (s *Service) cursor(ctx context.Context, tenantID, id uuid.UUID) (listCurso
 	var at time.Time
 	err := s.db.QueryRow(ctx, `SELECT created_at FROM tokens WHERE id = $1 AND tenant_id = $2`, id, tenantID).Scan(&at)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return listCursor{}, &vault.Error{Kind: vault.KindBadRequest, Code: "resource_missing", Param: "starting_after",
+		return listCursor{}, &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeResourceMissing, Param: "starting_after",
 			Message: "starting_after names no token"}
 	}
 	if err != nil {
