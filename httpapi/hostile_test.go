@@ -292,7 +292,7 @@ func hostileRequests(k hostileKeys) []hostileRequest {
 		{name: "SQL injection as a metadata key, PAN value", method: post, path: "/cde-import", key: k.all, body: good(`{"' OR 1=1--":"` + pan + `"}`), status: 422, code: "sensitive_data"},
 		{name: "SQL injection in the business_key filter", method: get, path: "/tokens?limit=101&business_key=" + url.QueryEscape("' OR '1'='1"), key: k.all, status: 400, code: "parameter_invalid", param: "limit"},
 		{name: "SQL injection as a token id", method: get, path: "/tokens/" + url.PathEscape("' OR '1'='1"), key: k.all, status: 404, code: "resource_missing"},
-		{name: "SQL injection as starting_after", method: get, path: "/tokens?starting_after=" + url.QueryEscape("1; DROP TABLE tokens"), key: k.all, status: 400, code: "resource_missing", param: "starting_after"},
+		{name: "SQL injection as starting_after", method: get, path: "/tokens?starting_after=" + url.QueryEscape("1; DROP TABLE tokens"), key: k.all, status: 400, code: "parameter_invalid", param: "starting_after"},
 		// Card numbers and expiries.
 		{name: "25-digit number", method: post, path: "/cde-import", key: k.all, body: card(`{}`, q("4242424242424242424242424"), `"04"`, `"2033"`, `""`, `""`), status: 422, code: "invalid_number", param: "card.number"},
 		{name: "11-digit number", method: post, path: "/cde-import", key: k.all, body: card(`{}`, q("42424242424"), `"04"`, `"2033"`, `""`, `""`), status: 422, code: "invalid_number", param: "card.number"},
@@ -353,7 +353,7 @@ func hostileRequests(k hostileKeys) []hostileRequest {
 		{name: "foreign id delete", method: del, path: foreign, key: k.all, status: 404, code: "resource_missing"},
 		{name: "foreign id, upper case", method: get, path: "/tokens/" + strings.ToUpper(k.foreign), key: k.all, status: 404, code: "resource_missing"},
 		{name: "foreign id as a URN", method: get, path: "/tokens/urn:uuid:" + k.foreign, key: k.all, status: 404, code: "resource_missing"},
-		{name: "foreign id as starting_after", method: get, path: "/tokens?starting_after=" + k.foreign, key: k.all, status: 400, code: "resource_missing", param: "starting_after"},
+		{name: "foreign id as starting_after", method: get, path: "/tokens?starting_after=" + k.foreign, key: k.all, status: 400, code: "parameter_invalid", param: "starting_after"},
 		{name: "own id with another tenant's key", method: post, path: mine + "/detokenize", key: k.other, status: 404, code: "resource_missing"},
 		{name: "nil id", method: get, path: "/tokens/" + uuid.Nil.String(), key: k.all, status: 404, code: "resource_missing"},
 		{name: "numeric id", method: get, path: "/tokens/123", key: k.all, status: 404, code: "resource_missing"},

@@ -136,7 +136,7 @@ func leakPaths(k hostileKeys, primaryKeyID uint32) []leakPath {
 			return hostileRequest{method: get, path: "/tokens/imports/" + p, key: k.all, status: 404, code: "resource_missing"}
 		}},
 		{"PAN as starting_after", func(p string) hostileRequest {
-			return hostileRequest{method: get, path: "/tokens?starting_after=" + p, key: k.all, status: 400, code: "resource_missing"}
+			return hostileRequest{method: get, path: "/tokens?starting_after=" + p, key: k.all, status: 400, code: "parameter_invalid"}
 		}},
 		{"PAN as limit", func(p string) hostileRequest {
 			return hostileRequest{method: get, path: "/tokens?limit=" + p + "&business_key=" + p, key: k.all, status: 400, code: "parameter_invalid"}

@@ -27,6 +27,28 @@ const (
 	KindInternal        Kind = "internal"         // a bug or an unexpected failure (500)
 )
 
+// Error codes that callers compare against, and that more than one place
+// returns.
+const (
+	// CodeParameterInvalid: a query parameter's value is not acceptable.
+	CodeParameterInvalid = "parameter_invalid"
+)
+
+// InvalidCursor returns the KindBadRequest error (parameter_invalid, param
+// starting_after) of a cursor that is malformed or names no object of the
+// list: the one answer every list gives.
+func InvalidCursor() *Error {
+	return &Error{Kind: KindBadRequest, Code: CodeParameterInvalid, Param: "starting_after",
+		Message: "starting_after must name an object of this list, such as the last one of the previous page"}
+}
+
+// InvalidLimit returns the KindBadRequest error (parameter_invalid, param
+// limit) of a page size that is not a whole number from 1 to 100.
+func InvalidLimit() *Error {
+	return &Error{Kind: KindBadRequest, Code: CodeParameterInvalid, Param: "limit",
+		Message: "limit must be a whole number from 1 to 100"}
+}
+
 // Error is the error the domain returns to its callers. Message and Param are
 // safe to show to an API client: they never contain card data. Err keeps the
 // underlying cause for logs only.
