@@ -111,6 +111,8 @@ func TestEveryListAnswersOneShapeAndRefusesBadPagingAlike(t *testing.T) {
 		{"limit 101", "limit=101", "limit"},
 		{"limit a word", "limit=ten", "limit"},
 		{"limit a fraction", "limit=1.5", "limit"},
+		{"limit twice", "limit=1&limit=2", "limit"},
+		{"starting_after twice", "starting_after=1&starting_after=2", "starting_after"},
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {
@@ -134,4 +136,12 @@ func TestEveryListAnswersOneShapeAndRefusesBadPagingAlike(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ending_before is not taken", func(t *testing.T) {
+		for _, l := range f.lists() {
+			res := ts.do(t, http.MethodGet, l.path+"?ending_before="+l.cursor, f.key, "")
+			require.Equal(t, http.StatusBadRequest, res.status, "%s: %s", l.path, res.body)
+			assert.Equal(t, "parameter_unknown", errorOf(t, res)["code"], l.path)
+			assert.Equal(t, "ending_before", errorOf(t, res)["param"], l.path)
+		}
+	})
 }
