@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -48,6 +49,7 @@ var classes = map[vault.Kind]errorClass{
 	vault.KindIdempotency:     {http.StatusBadRequest, "idempotency_error", false},
 	vault.KindRateLimited:     {http.StatusTooManyRequests, "invalid_request_error", false}, // Retry-After set by the limiter
 	vault.KindUnavailable:     {http.StatusServiceUnavailable, "api_error", true},
+	vault.KindMisconfigured:   {http.StatusServiceUnavailable, "api_error", false},
 	vault.KindInternal:        {http.StatusInternalServerError, "api_error", false},
 }
 
@@ -75,8 +77,8 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		cls = classes[vault.KindInternal]
 	}
 	if cls.status >= 500 && e.Code != codeOverloaded { // a refusal under load is not a failure to log
-		s.log.Error("request failed", "request_id", requestID(c), "code", e.Code,
-			"error", vault.MaskPANs(err.Error()))
+		s.log.Error("request failed", append([]any{"request_id", requestID(c), "code", e.Code,
+			"error", vault.MaskPANs(err.Error())}, s.operatorHint(e)...)...)
 	}
 	if cls.retry {
 		c.Response().Header().Set("Retry-After", "1")
@@ -85,6 +87,18 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if err := c.JSON(cls.status, body); err != nil {
 		s.log.Error("writing error response", "request_id", requestID(c), "error", err)
 	}
+}
+
+// operatorHint returns the log attributes that tell an operator how to fix
+// a configuration error: for kek_mismatch, the configured root KEK URI
+// (redacted: no credentials) and what to do.
+func (s *Server) operatorHint(e *vault.Error) []any {
+	if e.Code != vault.CodeKEKMismatch {
+		return nil
+	}
+	return []any{"kek_uri", crypto.RedactKEKURI(s.keys.RootKEKURI),
+		"fix", "the configured root KEK cannot decrypt these tenant keysets; if `cardvault keys rotate-root` moved them " +
+			"to another KEK, restart this process with VAULT_KEK_URI set to that KEK's URI"}
 }
 
 // domainError turns echo's own errors (unknown route, wrong method) into

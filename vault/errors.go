@@ -24,6 +24,7 @@ const (
 	KindIdempotency     Kind = "idempotency"      // an Idempotency-Key reused for another request (400)
 	KindRateLimited     Kind = "rate_limited"     // over the caller's request budget; retry later (429)
 	KindUnavailable     Kind = "unavailable"      // a dependency is down; retryable (503)
+	KindMisconfigured   Kind = "misconfigured"    // the server's configuration cannot serve it; an operator must act, a retry will not help (503)
 	KindInternal        Kind = "internal"         // a bug or an unexpected failure (500)
 )
 
@@ -32,6 +33,11 @@ const (
 const (
 	// CodeParameterInvalid: a query parameter's value is not acceptable.
 	CodeParameterInvalid = "parameter_invalid"
+	// CodeKEKUnavailable: the root KEK did not answer or refused; retry later.
+	CodeKEKUnavailable = "kek_unavailable"
+	// CodeKEKMismatch: the root KEK answers but cannot decrypt a tenant's
+	// keysets: they are wrapped by another KEK (after keys rotate-root).
+	CodeKEKMismatch = "kek_mismatch"
 )
 
 // InvalidCursor returns the KindBadRequest error (parameter_invalid, param
