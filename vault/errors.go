@@ -23,6 +23,7 @@ const (
 	KindIdempotency     Kind = "idempotency"      // an Idempotency-Key reused for another request (400)
 	KindRateLimited     Kind = "rate_limited"     // over the caller's request budget; retry later (429)
 	KindUnavailable     Kind = "unavailable"      // a dependency is down; retryable (503)
+	KindMisconfigured   Kind = "misconfigured"    // the server's configuration cannot serve it; an operator must act, a retry will not help (503)
 	KindInternal        Kind = "internal"         // a bug or an unexpected failure (500)
 )
 
@@ -72,9 +73,25 @@ const (
 	CodeUnsupportedMediaType      = "unsupported_media_type"      // the body is not JSON (415)
 	CodeRateLimited               = "rate_limited"                // over the request budget; retry later (429)
 	CodeInternalError             = "internal_error"              // a bug or an unexpected failure (500)
+	CodeKEKMismatch               = "kek_mismatch"                // the root KEK answers but cannot open a tenant's keysets: they are wrapped by another KEK (503, no retry)
 	CodeKEKUnavailable            = "kek_unavailable"             // the root KEK cannot be reached; retry later (503)
 	CodeServiceUnavailable        = "service_unavailable"         // a dependency is down; retry later (503)
 )
+
+// InvalidCursor returns the KindBadRequest error (parameter_invalid, param
+// starting_after) of a cursor that is malformed or names no object of the
+// list: the one answer every list gives.
+func InvalidCursor() *Error {
+	return &Error{Kind: KindBadRequest, Code: CodeParameterInvalid, Param: "starting_after",
+		Message: "starting_after must name an object of this list, such as the last one of the previous page"}
+}
+
+// InvalidLimit returns the KindBadRequest error (parameter_invalid, param
+// limit) of a page size that is not a whole number from 1 to 100.
+func InvalidLimit() *Error {
+	return &Error{Kind: KindBadRequest, Code: CodeParameterInvalid, Param: "limit",
+		Message: "limit must be a whole number from 1 to 100"}
+}
 
 // Error is the error the domain returns to its callers. Message and Param are
 // safe to show to an API client: they never contain card data. Err keeps the

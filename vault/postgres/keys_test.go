@@ -226,7 +226,8 @@ func TestRotateRootKEK(t *testing.T) {
 	}
 	withOld := vaulttest.NewService(t, dbURL, vaulttest.Options{})
 	_, err = withOld.GetToken(ctx, e.actor, keysOf(cards)[0])
-	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "the old KEK no longer opens the keysets")
+	assert.Equal(t, vault.KindMisconfigured, vault.ErrorKind(err), "the old KEK no longer opens the keysets")
+	assert.Equal(t, vault.CodeKEKMismatch, vault.AsError(err).Code, "a working KEK that cannot decrypt is a mismatch, not an outage")
 }
 
 func keysOf(m map[uuid.UUID]string) []uuid.UUID {

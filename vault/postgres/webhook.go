@@ -138,7 +138,7 @@ func (s *Service) ListWebhookDeliveries(ctx context.Context, a vault.Actor, limi
 			SELECT d.id, d.event_id, e.type, d.attempt, d.attempted_at, d.url, coalesce(d.status, 0),
 			       d.error, d.duration_ms, d.outcome
 			FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-			WHERE d.tenant_id = $1 AND ($2 = 0 OR d.id < $2)
+			WHERE d.tenant_id = $1 AND ($2::bigint = 0 OR d.id < $2)
 			ORDER BY d.id DESC LIMIT $3`, a.TenantID, cursor, limit+1)
 		if err != nil {
 			return err
