@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -10,29 +10,29 @@ import (
 	"time"
 )
 
-// loadFunc performs one request of a phase as worker w; i numbers the
-// request across the phase, from 0.
-type loadFunc func(ctx context.Context, w, i int) error
+// Op performs one request of a load as worker w; i numbers the request
+// across the load, from 0. It returns the request's error.
+type Op func(ctx context.Context, w, i int) error
 
-// loadResult is what a timed phase measured.
-type loadResult struct {
-	requests  int64 // counted: started after the warm-up
-	all       int64 // every request, the warm-up's too (for CPU per request)
-	errors    int64 // every failed request, the warm-up's too
-	elapsed   time.Duration
-	latencies []time.Duration // every counted request's, sorted
-	firstErr  error
+// Result is what a load measured.
+type Result struct {
+	Requests  int64 // counted: started after the warm-up
+	All       int64 // every request, the warm-up's too (for CPU per request)
+	Errors    int64 // every failed request, the warm-up's too
+	Elapsed   time.Duration
+	Latencies []time.Duration // every counted request's, sorted
+	FirstErr  error
 }
 
-// runLoad calls do from concurrency workers for warmup and then d, drawing
+// Run calls do from concurrency workers for warmup and then d, drawing
 // a progress line on progress, and returns the counts and latencies.
 // Requests started during the warm-up (connections opened, statements
 // prepared, caches filled) are not timed, but their errors count.
 // Requests in flight at the deadline complete and count.
-func runLoad(ctx context.Context, name string, concurrency int, warmup, d time.Duration, progress io.Writer, do loadFunc) loadResult {
+func Run(ctx context.Context, name string, concurrency int, warmup, d time.Duration, progress io.Writer, do Op) Result {
 	var next, done, failed atomic.Int64
 	var mu sync.Mutex
-	var res loadResult
+	var res Result
 	var wg sync.WaitGroup
 	start := time.Now()
 	measured := start.Add(warmup)
@@ -60,19 +60,19 @@ func runLoad(ctx context.Context, name string, concurrency int, warmup, d time.D
 				}
 			}
 			mu.Lock()
-			res.latencies = append(res.latencies, lat...)
-			res.errors += errs
-			if res.firstErr == nil {
-				res.firstErr = firstErr
+			res.Latencies = append(res.Latencies, lat...)
+			res.Errors += errs
+			if res.FirstErr == nil {
+				res.FirstErr = firstErr
 			}
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	res.elapsed = time.Since(measured)
+	res.Elapsed = time.Since(measured)
 	stopProgress()
-	res.requests, res.all = int64(len(res.latencies)), done.Load()
-	slices.Sort(res.latencies)
+	res.Requests, res.All = int64(len(res.Latencies)), done.Load()
+	slices.Sort(res.Latencies)
 	return res
 }
 
@@ -103,9 +103,9 @@ func startProgress(w io.Writer, name string, start time.Time, done, failed *atom
 	return func() { close(quit); <-finished }
 }
 
-// percentile returns the q-quantile (0 < q ≤ 1) of sorted latencies by
+// Percentile returns the q-quantile (0 < q ≤ 1) of sorted latencies by
 // nearest rank, or 0 when there are none.
-func percentile(sorted []time.Duration, q float64) time.Duration {
+func Percentile(sorted []time.Duration, q float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}

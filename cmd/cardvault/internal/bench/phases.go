@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -18,24 +18,26 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cardvault/cardvault/cmd/cardvault/internal/e2e"
 )
 
 // Phase names, in the order they run.
 const (
-	phaseBaselineInsert = "baseline-insert"
-	phaseTokenize       = "tokenize"
-	phaseBaselineSelect = "baseline-select"
-	phaseBaselineHTTP   = "baseline-http"
-	phaseRead           = "read"
-	phaseDetokenize     = "detokenize"
-	phaseImport         = "import"
+	PhaseBaselineInsert = "baseline-insert"
+	PhaseTokenize       = "tokenize"
+	PhaseBaselineSelect = "baseline-select"
+	PhaseBaselineHTTP   = "baseline-http"
+	PhaseRead           = "read"
+	PhaseDetokenize     = "detokenize"
+	PhaseImport         = "import"
 )
 
 // benchRun holds one run's state: the environment, the HTTP client, and the
 // ids each phase leaves for the next, one slice per worker.
 type benchRun struct {
-	env      *benchEnv
-	o        benchOptions
+	env      *environment
+	o        Options
 	client   *http.Client
 	runID    string
 	rowIDs   [][]uuid.UUID // bench_tokens rows from baseline-insert
@@ -45,7 +47,8 @@ type benchRun struct {
 }
 
 // runPhases runs the seven phases and returns the report.
-func runPhases(ctx context.Context, env *benchEnv, o benchOptions, progress io.Writer) (*benchReport, error) {
+func runPhases(ctx context.Context, env *environment, o Options) (*Report, error) {
+	progress := o.Progress
 	var id [4]byte
 	_, _ = rand.Read(id[:])
 	tr := &http.Transport{MaxIdleConns: 2 * o.Concurrency, MaxIdleConnsPerHost: 2 * o.Concurrency,
@@ -53,28 +56,28 @@ func runPhases(ctx context.Context, env *benchEnv, o benchOptions, progress io.W
 	defer tr.CloseIdleConnections()
 	b := &benchRun{env: env, o: o, client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
 		runID: hex.EncodeToString(id[:]), rowIDs: make([][]uuid.UUID, o.Concurrency), tokenIDs: make([][]string, o.Concurrency)}
-	rep := newBenchReport(env, o)
+	rep := newReport(env, o)
 	steps := []struct {
 		name  string
 		vault bool // the vault serves this phase: measure its CPU, profile it
-		run   func() loadResult
+		run   func() e2e.Result
 	}{
-		{phaseBaselineInsert, false, func() loadResult { return b.timed(ctx, phaseBaselineInsert, progress, b.baselineInsert) }},
-		{phaseTokenize, true, func() loadResult { return b.timed(ctx, phaseTokenize, progress, b.tokenize) }},
-		{phaseBaselineSelect, false, func() loadResult { return b.timed(ctx, phaseBaselineSelect, progress, b.baselineSelect) }},
-		{phaseBaselineHTTP, true, func() loadResult { return b.timed(ctx, phaseBaselineHTTP, progress, b.baselineHTTP) }},
-		{phaseRead, true, func() loadResult { return b.timed(ctx, phaseRead, progress, b.read) }},
-		{phaseDetokenize, true, func() loadResult { return b.timed(ctx, phaseDetokenize, progress, b.detokenize) }},
-		{phaseImport, true, func() loadResult { return b.importJob(ctx, progress) }},
+		{PhaseBaselineInsert, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineInsert, progress, b.baselineInsert) }},
+		{PhaseTokenize, true, func() e2e.Result { return b.timed(ctx, PhaseTokenize, progress, b.tokenize) }},
+		{PhaseBaselineSelect, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineSelect, progress, b.baselineSelect) }},
+		{PhaseBaselineHTTP, true, func() e2e.Result { return b.timed(ctx, PhaseBaselineHTTP, progress, b.baselineHTTP) }},
+		{PhaseRead, true, func() e2e.Result { return b.timed(ctx, PhaseRead, progress, b.read) }},
+		{PhaseDetokenize, true, func() e2e.Result { return b.timed(ctx, PhaseDetokenize, progress, b.detokenize) }},
+		{PhaseImport, true, func() e2e.Result { return b.importJob(ctx, progress) }},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		switch s.name {
-		case phaseBaselineSelect:
+		case PhaseBaselineSelect:
 			b.allRows = flatten(b.rowIDs)
-		case phaseRead:
+		case PhaseRead:
 			b.allToks = flatten(b.tokenIDs)
 		}
 		runtime.GC() // the bench's own garbage from the last phase, not this one's
@@ -88,13 +91,13 @@ func runPhases(ctx context.Context, env *benchEnv, o benchOptions, progress io.W
 }
 
 // measure runs one phase and adds what the vault spent on it.
-func (b *benchRun) measure(ctx context.Context, name string, vault bool, run func() loadResult) benchPhase {
+func (b *benchRun) measure(ctx context.Context, name string, vault bool, run func() e2e.Result) PhaseResult {
 	child := b.env.child
 	pg0, pgErr0 := b.pgCPU()
-	cpu0, cpuErr0 := child.cpuSeconds()
-	child.resetPeak()
+	cpu0, cpuErr0 := child.CPUSeconds()
+	child.ResetPeakRSS()
 	var profiled chan struct{}
-	if vault && b.o.Profile && name != phaseImport {
+	if vault && b.o.Profile && name != PhaseImport {
 		profiled = make(chan struct{})
 		go func() { defer close(profiled); b.cpuProfile(ctx, name) }()
 	}
@@ -103,19 +106,19 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 		<-profiled
 	}
 	var settled time.Duration
-	if !b.o.skipSettle {
+	if !b.o.SkipSettle {
 		settled = b.settle(ctx)
 	}
-	cpu1, cpuErr1 := child.cpuSeconds()
+	cpu1, cpuErr1 := child.CPUSeconds()
 	pg1, pgErr1 := b.pgCPU()
-	p := newBenchPhase(name, res)
+	p := newPhaseResult(name, res)
 	p.SettleSeconds = round3(settled.Seconds())
-	all := max(res.all, res.requests) // the CPU went to the warm-up's requests too
+	all := max(res.All, res.Requests) // the CPU went to the warm-up's requests too
 	if pgErr0 == nil && pgErr1 == nil && all > 0 {
 		v := round3((pg1 - pg0) / float64(all) * 1000)
 		p.PostgresCPUPer1k = &v
 	}
-	p.VaultRSSPeakMB = round1(child.resetPeak())
+	p.VaultRSSPeakMB = round1(child.ResetPeakRSS())
 	if vault && cpuErr0 == nil && cpuErr1 == nil && all > 0 {
 		v := round3((cpu1 - cpu0) / float64(all) * 1000)
 		p.VaultCPUPer1k = &v
@@ -141,7 +144,7 @@ const (
 func (b *benchRun) settle(ctx context.Context) time.Duration {
 	start := time.Now()
 	busy := func() float64 {
-		v, _ := b.env.child.cpuSeconds()
+		v, _ := b.env.child.CPUSeconds()
 		p, _ := b.pgCPU()
 		return v + p
 	}
@@ -167,12 +170,12 @@ func (b *benchRun) pgCPU() (float64, error) {
 	if b.env.pgPID == 0 {
 		return 0, errors.New("the server is not local")
 	}
-	return procTreeCPUSeconds(b.env.pgPID)
+	return e2e.TreeCPUSeconds(b.env.pgPID)
 }
 
 // timed runs do for the configured duration and concurrency.
-func (b *benchRun) timed(ctx context.Context, name string, progress io.Writer, do loadFunc) loadResult {
-	return runLoad(ctx, name, b.o.Concurrency, b.o.Warmup, b.o.Duration, progress, do)
+func (b *benchRun) timed(ctx context.Context, name string, progress io.Writer, do e2e.Op) e2e.Result {
+	return e2e.Run(ctx, name, b.o.Concurrency, b.o.Warmup, b.o.Duration, progress, do)
 }
 
 // flatten concatenates per-worker id slices.
@@ -304,7 +307,7 @@ func (b *benchRun) call(ctx context.Context, method, path string, body []byte, w
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, b.env.child.baseURL+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, b.env.child.URL()+path, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -402,10 +405,10 @@ const importTimeout = 10 * time.Minute
 // importJob starts an import of the simulator's payment methods and polls
 // it until it ends. Each imported payment method counts as a request; each
 // failed one, and a job that does not finish, as an error.
-func (b *benchRun) importJob(ctx context.Context, progress io.Writer) loadResult {
-	var res loadResult
+func (b *benchRun) importJob(ctx context.Context, progress io.Writer) e2e.Result {
+	var res e2e.Result
 	start := time.Now()
-	body := fmt.Appendf(nil, `{"provider":"stripe","stripe":{"api_key":%q}}`, benchStripeKey)
+	body := fmt.Appendf(nil, `{"provider":"stripe","stripe":{"api_key":%q}}`, stripeKey)
 	out, err := b.call(ctx, http.MethodPost, "/tokens/imports", body, http.StatusAccepted)
 	var job importRecord
 	if err == nil {
@@ -415,7 +418,7 @@ func (b *benchRun) importJob(ctx context.Context, progress io.Writer) loadResult
 	for err == nil && job.Status != "finished" && job.Status != "failed" && job.Status != "aborted" {
 		if time.Since(lastDraw) >= 250*time.Millisecond {
 			lastDraw = time.Now()
-			fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors", phaseImport,
+			fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors", PhaseImport,
 				job.Counts.Successes, job.Counts.Total, float64(job.Counts.Successes)/time.Since(start).Seconds(), job.Counts.Failures)
 		}
 		if time.Since(start) > importTimeout {
@@ -431,23 +434,23 @@ func (b *benchRun) importJob(ctx context.Context, progress io.Writer) loadResult
 			}
 		}
 	}
-	res.elapsed = time.Since(start)
-	res.requests, res.errors = job.Counts.Successes, job.Counts.Failures
-	fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors\n", phaseImport,
-		res.requests, job.Counts.Total, float64(res.requests)/res.elapsed.Seconds(), res.errors)
+	res.Elapsed = time.Since(start)
+	res.Requests, res.Errors = job.Counts.Successes, job.Counts.Failures
+	fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors\n", PhaseImport,
+		res.Requests, job.Counts.Total, float64(res.Requests)/res.Elapsed.Seconds(), res.Errors)
 	switch {
 	case err != nil:
-		res.errors++
-		res.firstErr = err
+		res.Errors++
+		res.FirstErr = err
 	case job.Status != "finished":
-		res.errors++
+		res.Errors++
 		reason := ""
 		if job.FailureReason != nil {
 			reason = ": " + *job.FailureReason
 		}
-		res.firstErr = fmt.Errorf("import %s%s", job.Status, reason)
+		res.FirstErr = fmt.Errorf("import %s%s", job.Status, reason)
 	case job.Counts.Failures > 0:
-		res.firstErr = fmt.Errorf("%d payment methods failed to import; GET /tokens/imports/%s/items?status=failed", job.Counts.Failures, job.ID)
+		res.FirstErr = fmt.Errorf("%d payment methods failed to import; GET /tokens/imports/%s/items?status=failed", job.Counts.Failures, job.ID)
 	}
 	return res
 }
@@ -462,7 +465,7 @@ func (b *benchRun) cpuProfile(ctx context.Context, phase string) {
 // Failures are reported on stderr: a profile is a diagnostic, not a result.
 func (b *benchRun) saveProfile(ctx context.Context, what, file string) {
 	err := func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.env.child.debugAddr+"/debug/pprof/"+what, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.env.debugAddr+"/debug/pprof/"+what, nil)
 		if err != nil {
 			return err
 		}
