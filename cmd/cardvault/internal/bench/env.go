@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -82,10 +83,12 @@ func setup(ctx context.Context, o Options, tmp string) (*environment, error) {
 	return e, e.startVault(ctx, o, kekURI)
 }
 
-// startVault runs `cardvault serve` and waits until it is ready. The child
-// is configured only through its environment: the bench's database and
-// KEK, imports unthrottled against the simulator, no per-key rate limit,
-// and an in-flight cap above what the bench sends.
+// startVault runs `cardvault serve` on a loopback port and waits until it
+// is ready. The child is configured only through its environment: the
+// bench's database and KEK, imports unthrottled against the simulator, no
+// per-key rate limit, and an in-flight cap above what the bench sends; its
+// public URL is its own address. The kernel sends it SIGTERM if the bench
+// dies.
 func (e *environment) startVault(ctx context.Context, o Options, kekURI string) error {
 	env := []string{
 		"VAULT_DATABASE_URL=" + e.dbURL,
@@ -109,8 +112,8 @@ func (e *environment) startVault(ctx context.Context, o Options, kekURI string) 
 	if err != nil {
 		return err
 	}
-	e.child, err = e2e.Start(ctx, e2e.Options{Command: cmd, Env: env, LogPath: filepath.Join(o.Out, "vault.log"),
-		StopGrace: o.StopGrace + 5*time.Second})
+	e.child, err = e2e.StartVault(ctx, e2e.VaultOptions{Command: cmd, Env: env, LogPath: filepath.Join(o.Out, "vault.log"),
+		ParentDeathSignal: syscall.SIGTERM, StopGrace: o.StopGrace + 5*time.Second})
 	if e.child != nil {
 		e.closers = append(e.closers, e.child.Stop)
 	}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -38,7 +37,7 @@ const (
 type benchRun struct {
 	env      *environment
 	o        Options
-	client   *http.Client
+	client   *e2e.Client
 	runID    string
 	rowIDs   [][]uuid.UUID // bench_tokens rows from baseline-insert
 	tokenIDs [][]string    // tokens from tokenize
@@ -51,11 +50,9 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 	progress := o.Progress
 	var id [4]byte
 	_, _ = rand.Read(id[:])
-	tr := &http.Transport{MaxIdleConns: 2 * o.Concurrency, MaxIdleConnsPerHost: 2 * o.Concurrency,
-		IdleConnTimeout: time.Minute, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	b := &benchRun{env: env, o: o, client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+	b := &benchRun{env: env, o: o, client: e2e.NewClient(env.child.URL(), env.apiKey, 2*o.Concurrency, 30*time.Second),
 		runID: hex.EncodeToString(id[:]), rowIDs: make([][]uuid.UUID, o.Concurrency), tokenIDs: make([][]string, o.Concurrency)}
+	defer b.client.Close()
 	rep := newReport(env, o)
 	steps := []struct {
 		name  string
@@ -175,7 +172,8 @@ func (b *benchRun) pgCPU() (float64, error) {
 
 // timed runs do for the configured duration and concurrency.
 func (b *benchRun) timed(ctx context.Context, name string, progress io.Writer, do e2e.Op) e2e.Result {
-	return e2e.Run(ctx, name, b.o.Concurrency, b.o.Warmup, b.o.Duration, progress, do)
+	return e2e.RunLoad(ctx, e2e.LoadOptions{Name: name, Workers: b.o.Concurrency, Warmup: b.o.Warmup,
+		Duration: b.o.Duration, Progress: progress}, do)
 }
 
 // flatten concatenates per-worker id slices.
@@ -252,7 +250,7 @@ func (b *benchRun) baselineSelect(ctx context.Context, _, _ int) error {
 // authentication, no crypto. It is the floor of any answer over HTTP on
 // this machine, the reference that read and detokenize cannot pass.
 func (b *benchRun) baselineHTTP(ctx context.Context, _, _ int) error {
-	_, err := b.call(ctx, http.MethodGet, "/healthz", nil, http.StatusOK)
+	_, err := b.client.Call(ctx, http.MethodGet, "/healthz", nil, http.StatusOK)
 	return err
 }
 
@@ -262,96 +260,17 @@ func (b *benchRun) businessKey(i int) string {
 	return "pm_bench" + b.runID + "x" + strconv.Itoa(i)
 }
 
-// testBINs are public test-card prefixes and lengths (Visa, Mastercard,
-// Discover, American Express) the bench numbers its cards under.
-var testBINs = []struct {
-	prefix string
-	length int
-}{{"424242", 16}, {"555555", 16}, {"601111", 16}, {"378282", 15}}
-
-// benchCardNumber returns the i-th distinct Luhn-valid test card number.
-func benchCardNumber(i int) string {
-	bin := testBINs[i%len(testBINs)]
-	return luhnNumber(bin.prefix, bin.length, i/len(testBINs))
-}
-
-// luhnNumber returns the i-th Luhn-valid number of length digits starting
-// with prefix (vaulttest.LuhnNumber, which tests may use and the binary may
-// not).
-func luhnNumber(prefix string, length, i int) string {
-	body := fmt.Sprintf("%s%0*d", prefix, length-len(prefix)-1, i)
-	sum := 0
-	for j := len(body) - 1; j >= 0; j-- {
-		d := int(body[j] - '0')
-		if (len(body)-1-j)%2 == 0 {
-			if d *= 2; d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-	}
-	return body + string(rune('0'+(10-sum%10)%10))
-}
-
-// forwardBody returns the body Stripe's forward API sends to /cde-import
-// (testdata/stripe/forward_body_template.json) with its replacements filled.
-func forwardBody(businessKey, number string) []byte {
-	return fmt.Appendf(nil, `{"metadata":{"business_key":%q},"card":{"number":%q,"exp_month":"04","exp_year":"2033","cvc":"123","name":"John Doe"}}`,
-		businessKey, number)
-}
-
-// call sends one request to the vault with the bench's API key and returns
-// the body of an answer with status want, or an error naming the status.
-func (b *benchRun) call(ctx context.Context, method, path string, body []byte, want int) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, b.env.child.URL()+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("X-API-Key", b.env.apiKey)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != want {
-		// An error answer never holds card data; the cut keeps the line short.
-		return nil, fmt.Errorf("%s %s: HTTP %d %s", method, routeOf(path), resp.StatusCode, out[:min(len(out), 300)])
-	}
-	return out, nil
-}
-
-// routeOf hides the token id in a path, for error messages.
-func routeOf(path string) string {
-	if len(path) > len("/tokens/") && path[:len("/tokens/")] == "/tokens/" {
-		return "/tokens/{id}…"
-	}
-	return path
-}
-
 // tokenize forwards one new card under a new business key, as Stripe does.
 func (b *benchRun) tokenize(ctx context.Context, w, i int) error {
-	out, err := b.call(ctx, http.MethodPost, "/cde-import", forwardBody(b.businessKey(i), benchCardNumber(i)), http.StatusCreated)
+	out, err := b.client.Call(ctx, http.MethodPost, "/cde-import", e2e.ForwardBody(b.businessKey(i), e2e.CardNumber(i)), http.StatusCreated)
 	if err != nil {
 		return err
 	}
-	var tok struct {
-		ID string `json:"id"`
+	id, err := e2e.TokenID(out)
+	if err != nil {
+		return fmt.Errorf("POST /cde-import: %w", err)
 	}
-	if err := json.Unmarshal(out, &tok); err != nil || tok.ID == "" {
-		return fmt.Errorf("POST /cde-import: answer without an id")
-	}
-	b.tokenIDs[w] = append(b.tokenIDs[w], tok.ID)
+	b.tokenIDs[w] = append(b.tokenIDs[w], id)
 	return nil
 }
 
@@ -369,7 +288,7 @@ func (b *benchRun) read(ctx context.Context, _, _ int) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.call(ctx, http.MethodGet, "/tokens/"+id, nil, http.StatusOK)
+	_, err = b.client.Call(ctx, http.MethodGet, "/tokens/"+id, nil, http.StatusOK)
 	return err
 }
 
@@ -382,7 +301,7 @@ func (b *benchRun) detokenize(ctx context.Context, _, _ int) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.call(ctx, http.MethodPost, "/tokens/"+id+"/detokenize", detokenizeBody, http.StatusOK)
+	_, err = b.client.Call(ctx, http.MethodPost, "/tokens/"+id+"/detokenize", detokenizeBody, http.StatusOK)
 	return err
 }
 
@@ -409,7 +328,7 @@ func (b *benchRun) importJob(ctx context.Context, progress io.Writer) e2e.Result
 	var res e2e.Result
 	start := time.Now()
 	body := fmt.Appendf(nil, `{"provider":"stripe","stripe":{"api_key":%q}}`, stripeKey)
-	out, err := b.call(ctx, http.MethodPost, "/tokens/imports", body, http.StatusAccepted)
+	out, err := b.client.Call(ctx, http.MethodPost, "/tokens/imports", body, http.StatusAccepted)
 	var job importRecord
 	if err == nil {
 		err = json.Unmarshal(out, &job)
@@ -429,7 +348,7 @@ func (b *benchRun) importJob(ctx context.Context, progress io.Writer) e2e.Result
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-time.After(25 * time.Millisecond):
-			if out, err = b.call(ctx, http.MethodGet, "/tokens/imports/"+job.ID, nil, http.StatusOK); err == nil {
+			if out, err = b.client.Call(ctx, http.MethodGet, "/tokens/imports/"+job.ID, nil, http.StatusOK); err == nil {
 				err = json.Unmarshal(out, &job)
 			}
 		}

@@ -14,6 +14,25 @@ import (
 // across the load, from 0. It returns the request's error.
 type Op func(ctx context.Context, w, i int) error
 
+// LoadOptions say how to drive a load.
+type LoadOptions struct {
+	// Name labels the progress line.
+	Name string
+	// Workers is how many requests are in flight at once.
+	Workers int
+	// Warmup is how long requests run before they are timed: requests
+	// started during it (connections opened, statements prepared, caches
+	// filled) are not in the latencies, but their errors count.
+	Warmup time.Duration
+	// Duration is how long requests are timed after Warmup; 0 runs until
+	// Stop or the context's end. Requests in flight at the deadline complete
+	// and count.
+	Duration time.Duration
+	// Progress receives "\r<name> <requests> requests <rps> rps <errors>
+	// errors" every 250 ms; nil draws nothing.
+	Progress io.Writer
+}
+
 // Result is what a load measured.
 type Result struct {
 	Requests  int64 // counted: started after the warm-up
@@ -24,59 +43,140 @@ type Result struct {
 	FirstErr  error
 }
 
-// Run calls do from concurrency workers for warmup and then d, drawing
-// a progress line on progress, and returns the counts and latencies.
-// Requests started during the warm-up (connections opened, statements
-// prepared, caches filled) are not timed, but their errors count.
-// Requests in flight at the deadline complete and count.
-func Run(ctx context.Context, name string, concurrency int, warmup, d time.Duration, progress io.Writer, do Op) Result {
-	var next, done, failed atomic.Int64
-	var mu sync.Mutex
-	var res Result
-	var wg sync.WaitGroup
-	start := time.Now()
-	measured := start.Add(warmup)
-	deadline := measured.Add(d)
-	stopProgress := startProgress(progress, name, start, &done, &failed)
-	for w := range concurrency {
-		wg.Go(func() {
-			lat := make([]time.Duration, 0, 4096)
-			var firstErr error
-			var errs int64
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				i := int(next.Add(1) - 1)
-				t0 := time.Now()
-				err := do(ctx, w, i)
-				if !t0.Before(measured) {
-					lat = append(lat, time.Since(t0))
-				}
-				done.Add(1)
-				if err != nil {
-					errs++
-					failed.Add(1)
-					if firstErr == nil {
-						firstErr = err
-					}
-				}
-			}
-			mu.Lock()
-			res.Latencies = append(res.Latencies, lat...)
-			res.Errors += errs
-			if res.FirstErr == nil {
-				res.FirstErr = firstErr
-			}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	res.Elapsed = time.Since(measured)
-	stopProgress()
-	res.Requests, res.All = int64(len(res.Latencies)), done.Load()
-	slices.Sort(res.Latencies)
-	return res
+// Window is a load's progress since the previous Window.
+type Window struct {
+	Latencies []time.Duration // the requests counted since the previous Window, sorted
+	Requests  int64           // counted so far
+	Errors    int64           // failed so far
 }
 
-// startProgress redraws "\r<phase> <requests> requests <rps> rps" every
+// Load is a running load.
+type Load struct {
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	next, done   atomic.Int64
+	failed       atomic.Int64
+	measured     time.Time
+	workers      []*worker
+	stopProgress func()
+	finished     chan struct{}
+	once         sync.Once
+	res          Result
+}
+
+// worker is one worker's tally.
+type worker struct {
+	mu       sync.Mutex
+	lat      []time.Duration
+	mark     int // where the current Window starts in lat
+	errs     int64
+	firstErr error
+}
+
+// RunLoad runs do for o.Warmup and then o.Duration and returns the result.
+func RunLoad(ctx context.Context, o LoadOptions, do Op) Result {
+	return StartLoad(ctx, o, do).Wait()
+}
+
+// StartLoad calls do from o.Workers goroutines until o's deadline, Stop, or
+// ctx's end. A request cut off by Stop or ctx's end (it fails once they
+// ended) does not count.
+func StartLoad(ctx context.Context, o LoadOptions, do Op) *Load {
+	ctx, cancel := context.WithCancel(ctx)
+	start := time.Now()
+	l := &Load{cancel: cancel, measured: start.Add(o.Warmup), finished: make(chan struct{})}
+	var deadline time.Time
+	if o.Duration > 0 {
+		deadline = l.measured.Add(o.Duration)
+	}
+	l.stopProgress = func() {}
+	if o.Progress != nil {
+		l.stopProgress = startProgress(o.Progress, o.Name, start, &l.done, &l.failed)
+	}
+	for w := range o.Workers {
+		wk := &worker{lat: make([]time.Duration, 0, 4096)}
+		l.workers = append(l.workers, wk)
+		l.wg.Go(func() { l.work(ctx, w, wk, deadline, do) })
+	}
+	go func() { l.wg.Wait(); close(l.finished) }()
+	return l
+}
+
+// work runs requests as worker w until the deadline or ctx's end.
+func (l *Load) work(ctx context.Context, w int, wk *worker, deadline time.Time, do Op) {
+	for ctx.Err() == nil && (deadline.IsZero() || time.Now().Before(deadline)) {
+		i := int(l.next.Add(1) - 1)
+		t0 := time.Now()
+		err := do(ctx, w, i)
+		d := time.Since(t0)
+		if err != nil && ctx.Err() != nil {
+			return // cut off by the end of the load, not by the vault
+		}
+		wk.mu.Lock()
+		if !t0.Before(l.measured) {
+			wk.lat = append(wk.lat, d)
+		}
+		if err != nil {
+			wk.errs++
+			if wk.firstErr == nil {
+				wk.firstErr = err
+			}
+		}
+		wk.mu.Unlock()
+		l.done.Add(1)
+		if err != nil {
+			l.failed.Add(1)
+		}
+	}
+}
+
+// Finished is closed once every worker has stopped.
+func (l *Load) Finished() <-chan struct{} { return l.finished }
+
+// Window returns the latencies counted since the previous call and the
+// totals so far.
+func (l *Load) Window() Window {
+	var win Window
+	for _, wk := range l.workers {
+		wk.mu.Lock()
+		win.Latencies = append(win.Latencies, wk.lat[wk.mark:]...)
+		wk.mark = len(wk.lat)
+		win.Requests += int64(len(wk.lat))
+		win.Errors += wk.errs
+		wk.mu.Unlock()
+	}
+	slices.Sort(win.Latencies)
+	return win
+}
+
+// Stop ends the load, cutting off the requests in flight, and returns the
+// result.
+func (l *Load) Stop() Result {
+	l.cancel()
+	return l.Wait()
+}
+
+// Wait waits for every worker to stop and returns the result.
+func (l *Load) Wait() Result {
+	<-l.finished
+	l.once.Do(func() {
+		l.res.Elapsed = time.Since(l.measured)
+		l.cancel()
+		l.stopProgress()
+		for _, wk := range l.workers {
+			l.res.Latencies = append(l.res.Latencies, wk.lat...)
+			l.res.Errors += wk.errs
+			if l.res.FirstErr == nil {
+				l.res.FirstErr = wk.firstErr
+			}
+		}
+		l.res.Requests, l.res.All = int64(len(l.res.Latencies)), l.done.Load()
+		slices.Sort(l.res.Latencies)
+	})
+	return l.res
+}
+
+// startProgress redraws "\r<name> <requests> requests <rps> rps" every
 // 250 ms until the returned stop is called, which draws the final line.
 func startProgress(w io.Writer, name string, start time.Time, done, failed *atomic.Int64) (stop func()) {
 	draw := func() {

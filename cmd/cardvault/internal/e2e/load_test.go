@@ -1,14 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestPercentile(t *testing.T) {
@@ -49,7 +51,9 @@ func TestRunLoadLeavesTheWarmUpUntimed(t *testing.T) {
 	var mu sync.Mutex
 	var started []time.Time
 	begin := time.Now()
-	res := Run(context.Background(), "test", 1, warmup, 100*time.Millisecond, io.Discard, func(_ context.Context, _, i int) error {
+	var progress bytes.Buffer
+	o := LoadOptions{Name: "warm", Workers: 1, Warmup: warmup, Duration: 100 * time.Millisecond, Progress: &progress}
+	res := RunLoad(context.Background(), o, func(_ context.Context, _, i int) error {
 		mu.Lock()
 		started = append(started, time.Now())
 		mu.Unlock()
@@ -71,4 +75,38 @@ func TestRunLoadLeavesTheWarmUpUntimed(t *testing.T) {
 		}
 	}
 	assert.LessOrEqual(t, int(res.Requests), late, "only requests started after the warm-up are measured")
+	assert.Contains(t, progress.String(), "warm ", "the progress line names the load")
+}
+
+// TestStopCutsOffRequestsWithoutCountingThem: a load without a duration
+// runs until Stop; the requests Stop cuts off are neither errors nor
+// requests, and each Window holds only the requests since the previous one.
+func TestStopCutsOffRequestsWithoutCountingThem(t *testing.T) {
+	l := StartLoad(context.Background(), LoadOptions{Workers: 3}, func(ctx context.Context, _, i int) error {
+		if i < 6 {
+			return nil
+		}
+		<-ctx.Done() // the later requests hang until cut off
+		return ctx.Err()
+	})
+	waitUntil(t, func() bool { return l.Window().Requests == 6 })
+	assert.Empty(t, l.Window().Latencies, "a second window holds nothing new")
+	res := l.Stop()
+	<-l.Finished()
+	assert.Equal(t, int64(6), res.Requests)
+	assert.Equal(t, int64(6), res.All)
+	assert.Zero(t, res.Errors, "requests cut off by Stop are not errors")
+	assert.NoError(t, res.FirstErr)
+	assert.Len(t, res.Latencies, 6)
+	assert.True(t, slices.IsSorted(res.Latencies))
+}
+
+// waitUntil polls cond until it holds, failing the test after 10 s.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		require.True(t, time.Now().Before(deadline), "timed out")
+		time.Sleep(5 * time.Millisecond)
+	}
 }
