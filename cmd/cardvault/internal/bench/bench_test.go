@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -29,4 +30,25 @@ func TestOptionsValidate(t *testing.T) {
 			assert.ErrorContains(t, o.Validate(), "--"+tc.name)
 		})
 	}
+}
+
+// TestPrintReportSpeaksOfTargets checks the table's sections: every phase
+// (the import without latencies), the ratios, and the targets with their
+// verdicts under a plain "targets:" heading.
+func TestPrintReportSpeaksOfTargets(t *testing.T) {
+	rep := &Report{
+		Phases: []PhaseResult{{Name: PhaseTokenize, Unit: "requests", Requests: 10, RPS: 5, P99Ms: 12.5},
+			{Name: PhaseImport, Unit: "items", Requests: 20, RPS: 2, P99Ms: 777.25}},
+		Ratios:  []Ratio{{"import/tokenize", 0.4}},
+		Targets: []Target{{"tokenize p99", "≤ 25 ms", "12.5 ms", true}, {"import ≥ 0.3 × tokenize", "≥ 0.3", "0.2", false}},
+	}
+	var out bytes.Buffer
+	printReport(&out, rep)
+	table := out.String()
+	for _, want := range []string{"tokenize", "12.5", "import", "ratios:\n  import/tokenize", "\ntargets:\n",
+		"PASS  tokenize p99", "FAIL  import ≥ 0.3 × tokenize"} {
+		assert.Contains(t, table, want)
+	}
+	assert.NotContains(t, table, "777.25", "the import phase prints no latencies")
+	assert.NotContains(t, table, "issue")
 }

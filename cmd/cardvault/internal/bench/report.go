@@ -78,7 +78,8 @@ type Ratio struct {
 	Value float64 `json:"value"`
 }
 
-// Target is one target of issue 6 and whether the run met it.
+// Target is one of the vault's performance targets and whether the run
+// met it.
 type Target struct {
 	Name string `json:"name"`
 	Want string `json:"want"`
@@ -200,7 +201,7 @@ func printReport(w io.Writer, r *Report) {
 	for _, q := range r.Ratios {
 		fmt.Fprintf(w, "  %-30s %s\n", q.Name, fmtNum(q.Value))
 	}
-	fmt.Fprintln(w, "\ntargets (issue 6):")
+	fmt.Fprintln(w, "\ntargets:")
 	for _, t := range r.Targets {
 		verdict := "PASS"
 		if !t.Pass {
