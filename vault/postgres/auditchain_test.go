@@ -527,9 +527,9 @@ func TestAuditInsertFailureFailsTheAction(t *testing.T) {
 }
 
 // BenchmarkAuditChain measures what the chain costs: tokenization at the
-// parallelism of issue 6 (32 goroutines) with and without a chainer
+// the bench's parallelism (32 goroutines) with and without a chainer
 // running every second beside it, and the chainer's and the verifier's
-// throughput per row. Run: go test ./vault -run '^$' -bench AuditChain.
+// throughput per row. Run: go test ./vault/postgres -run '^$' -bench AuditChain.
 func BenchmarkAuditChain(b *testing.B) {
 	e := newAuditEnv(b)
 	a := e.actor(b)

@@ -345,7 +345,7 @@ func tenantActions(t *testing.T, e *env, prefix string) []string {
 }
 
 // BenchmarkTokenize compares a tokenization with a plain INSERT of a
-// token-shaped row (one commit each), at the parallelism of issue 6 (32
+// token-shaped row (one commit each), at the bench's parallelism (32
 // goroutines): the round trips the vault adds on its hot path show in the
 // ratio of the two. "tokenize-webhook" is a tenant with a webhook, whose
 // every tokenization also writes a sealed token.created event. Run:
