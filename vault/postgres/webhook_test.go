@@ -349,7 +349,7 @@ func tenantActions(t *testing.T, e *env, prefix string) []string {
 // goroutines): the round trips the vault adds on its hot path show in the
 // ratio of the two. "tokenize-webhook" is a tenant with a webhook, whose
 // every tokenization also writes a sealed token.created event. Run:
-// go test ./vault -run '^$' -bench Tokenize.
+// go test ./vault/postgres -run '^$' -bench Tokenize.
 func BenchmarkTokenize(b *testing.B) {
 	svc := vaulttest.NewService(b, dbURL, vaulttest.Options{})
 	pool := vaulttest.Pool(b, dbURL)
