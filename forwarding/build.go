@@ -75,7 +75,9 @@ type target struct {
 // unknown replacement or request_signature without a signature rule, or
 // with param "request[body]" when body does not parse in dest's format;
 // code "cvc_unavailable" (param "replacements") when card_cvc is asked for,
-// the body has a CVC field, and card has no CVC. No error holds card data.
+// the body has a CVC field, and card has no CVC. A dest or card that would
+// not pass validation (a bad path, no number, no expiry) gives a
+// KindInternal error. No error holds card data.
 func Build(dest Destination, body []byte, replacements []string, card vault.Card) (Built, error) {
 	want, err := requested(replacements)
 	if err != nil {
@@ -142,10 +144,12 @@ func cardTargets(dest Destination, want map[Replacement]bool, card vault.Card) (
 	return targets, nil
 }
 
-// errCVCUnavailable is the error of a body with a CVC field to fill when
-// the vault no longer holds the card's CVC.
-var errCVCUnavailable = vault.InvalidParam(CodeCVCUnavailable, "replacements",
-	"the card's CVC is no longer held (used or expired): collect it again or leave card_cvc out")
+// errCVCUnavailable returns the error of a body with a CVC field to fill
+// when the vault no longer holds the card's CVC.
+func errCVCUnavailable() error {
+	return vault.InvalidParam(CodeCVCUnavailable, "replacements",
+		"the card's CVC is no longer held (used or expired): collect it again or leave card_cvc out")
+}
 
 // cardTarget returns what replacement r writes into field f (its path not
 // yet set); ok is false when there is nothing to write (no cardholder
@@ -163,7 +167,7 @@ func cardTarget(r Replacement, f Field, card vault.Card) (t target, ok bool, err
 		return target{edit: e}, err == nil, err
 	case CardCVC:
 		if card.CVC.IsZero() {
-			return target{missing: errCVCUnavailable}, true, nil
+			return target{missing: errCVCUnavailable()}, true, nil
 		}
 		return target{edit: numberEdit(card.CVC.Reveal())}, true, nil
 	}

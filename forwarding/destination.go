@@ -206,13 +206,14 @@ func (d Destination) validateReplacement(r Replacement, fields []Field) error {
 	return nil
 }
 
-// validateExpiryParts accepts one combined layout, or a month and a year.
+// validateExpiryParts accepts one combined layout, or a month layout and a
+// year layout.
 func validateExpiryParts(fields []Field, param string) error {
-	if len(fields) == 1 && expiryLayouts[fields[0].Expiry].combined {
-		return nil
+	parts := map[expiryPart]int{}
+	for _, f := range fields {
+		parts[expiryLayouts[f.Expiry].part]++
 	}
-	if len(fields) == 2 && expiryLayouts[fields[0].Expiry].part+expiryLayouts[fields[1].Expiry].part == partMonth+partYear &&
-		!expiryLayouts[fields[0].Expiry].combined && !expiryLayouts[fields[1].Expiry].combined {
+	if parts[partBoth] == 1 && len(fields) == 1 || parts[partMonth] == 1 && parts[partYear] == 1 {
 		return nil
 	}
 	return invalidDest(param, "card_expiry takes one combined field (such as MM/YY) or a month field and a year field")

@@ -33,6 +33,9 @@ func parsePattern(raw string, allowLoopback bool) (pattern, error) {
 	if u.RawQuery != "" || u.ForceQuery {
 		return pattern{}, errors.New("url must not have a query")
 	}
+	if strings.Contains(u.EscapedPath(), "*") {
+		return pattern{}, errors.New("url may hold * only at the end of its path")
+	}
 	return newPattern(u, prefix), nil
 }
 

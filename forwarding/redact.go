@@ -94,11 +94,13 @@ func redactHeaders(h http.Header, secret []string, card vault.Card) http.Header 
 // RedactResponse returns the destination's answer as it may be stored.
 // Every PAN-like digit run and every spelling of card's number is masked as
 // in RedactRequest. Echoes of the CVC are masked too, by this rule: in a
-// JSON body, a number equal to the CVC, and in strings (JSON, XML text and
-// attribute values, header values, and any body that does not parse) a run
-// of digits equal to the CVC that is bounded by non-digits and is not part
-// of a decimal such as 123.45, becomes "***". Object keys, tag names and
-// digits inside longer numbers are never touched.
+// JSON body, a number equal to the CVC, and in text (JSON strings, the text
+// of XML elements without child elements, XML attribute values, header
+// values, and the whole of a body that is neither JSON nor XML) a run of
+// digits equal to the CVC that is bounded by non-digits and is not part of
+// a decimal such as 123.45, becomes "***". Object keys, tag names and
+// digits inside longer numbers are never touched; neither are XML comments
+// nor text beside child elements.
 //
 // Why this rule: an echoed CVC may stand under any key (cvc, cvv, cvc2,
 // securityCode, card_code …) or inside a message ("CVC 123 invalid"), so
@@ -206,8 +208,9 @@ func scrubPAN(b []byte, pan vault.PAN) []byte {
 		return out
 	}
 	src := bytes.Clone(out)
+	buf := make([]int, 0, len(digits))
 	for i := range src {
-		if pos := matchPANAt(src, i, digits); pos != nil {
+		if pos := matchPANAt(src, i, digits, buf); pos != nil {
 			for k := 6; k < len(pos)-4; k++ {
 				out[pos[k]] = '*'
 			}
@@ -223,8 +226,9 @@ func containsKnownPAN(s string, pan vault.PAN) bool {
 	if digits == "" {
 		return false
 	}
-	for i := range len(s) {
-		if matchPANAt([]byte(s), i, digits) != nil {
+	b, buf := []byte(s), make([]int, 0, len(digits))
+	for i := range b {
+		if matchPANAt(b, i, digits, buf) != nil {
 			return true
 		}
 	}
@@ -233,11 +237,12 @@ func containsKnownPAN(s string, pan vault.PAN) bool {
 
 // matchPANAt returns the positions of digits' characters when b holds them
 // from i on, allowing one space or dash between two digits; nil otherwise.
-func matchPANAt(b []byte, i int, digits string) []int {
+// The positions are appended to buf[:0].
+func matchPANAt(b []byte, i int, digits string, buf []int) []int {
 	if b[i] != digits[0] {
 		return nil
 	}
-	pos := make([]int, 0, len(digits))
+	pos := buf[:0]
 	j := i
 	for k := 0; k < len(digits); k++ {
 		if k > 0 && j+1 < len(b) && (b[j] == ' ' || b[j] == '-') && b[j+1] == digits[k] {

@@ -27,7 +27,8 @@ const (
 	kindText
 )
 
-// slot is one scalar place in a body.
+// slot is one scalar place in a body. A visitor must not keep path: the
+// walker reuses it.
 type slot struct {
 	path  []string // where it is (see parsePath for the segments)
 	kind  slotKind
@@ -90,42 +91,50 @@ func (s *splicer) bytes() []byte {
 // jsonFrame is an open JSON object or array.
 type jsonFrame struct {
 	object  bool
-	key     string // the current key of an object
-	index   int    // the current index of an array
-	wantKey bool   // an object expects a key next
+	index   int  // the current index of an array
+	wantKey bool // an object expects a key next
 }
 
-// jsonWalker tracks where a JSON token stream is.
+// jsonWalker tracks where a JSON token stream is. segs is the path of the
+// current value, kept up to date as tokens arrive (one segment per open
+// container) so that visiting a value costs nothing more.
 type jsonWalker struct {
 	frames []jsonFrame
+	segs   []string
 	values int // top-level values seen
 }
 
-// path returns the location of the current value.
-func (w *jsonWalker) path() []string {
-	p := make([]string, len(w.frames))
-	for i, f := range w.frames {
-		if f.object {
-			p[i] = f.key
-		} else {
-			p[i] = strconv.Itoa(f.index)
-		}
+// push opens a container.
+func (w *jsonWalker) push(object bool) {
+	w.frames = append(w.frames, jsonFrame{object: object, wantKey: object})
+	seg := "0"
+	if object {
+		seg = ""
 	}
-	return p
+	w.segs = append(w.segs, seg)
+}
+
+// pop closes the innermost container, which is a value of its parent.
+func (w *jsonWalker) pop() {
+	w.frames = w.frames[:len(w.frames)-1]
+	w.segs = w.segs[:len(w.segs)-1]
+	w.valueDone()
 }
 
 // valueDone records that a value ended at the current level.
 func (w *jsonWalker) valueDone() {
-	if len(w.frames) == 0 {
+	n := len(w.frames)
+	if n == 0 {
 		w.values++
 		return
 	}
-	f := &w.frames[len(w.frames)-1]
+	f := &w.frames[n-1]
 	if f.object {
 		f.wantKey = true
-	} else {
-		f.index++
+		return
 	}
+	f.index++
+	w.segs[n-1] = strconv.Itoa(f.index)
 }
 
 // wantsKey reports whether the next string is an object key.
@@ -135,8 +144,9 @@ func (w *jsonWalker) wantsKey() bool {
 
 // setKey records an object key.
 func (w *jsonWalker) setKey(k string) {
-	f := &w.frames[len(w.frames)-1]
-	f.key, f.wantKey = k, false
+	n := len(w.frames)
+	w.frames[n-1].wantKey = false
+	w.segs[n-1] = k
 }
 
 // rewriteJSON walks body with encoding/json's tokenizer. Its offsets locate
@@ -172,10 +182,9 @@ func (w *jsonWalker) token(tok json.Token, body []byte, prev, end int, sp *splic
 	switch v := tok.(type) {
 	case json.Delim:
 		if v == '{' || v == '[' {
-			w.frames = append(w.frames, jsonFrame{object: v == '{', wantKey: v == '{'})
+			w.push(v == '{')
 		} else {
-			w.frames = w.frames[:len(w.frames)-1]
-			w.valueDone()
+			w.pop()
 		}
 		return
 	case string:
@@ -191,7 +200,7 @@ func (w *jsonWalker) token(tok json.Token, body []byte, prev, end int, sp *splic
 	case nil:
 		s = slot{kind: kindNull}
 	}
-	s.path = w.path()
+	s.path = w.segs
 	if e, ok := visit(s); ok {
 		sp.replace(valueStart(body, prev), end, jsonValue(e, s.kind))
 	}

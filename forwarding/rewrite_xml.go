@@ -17,10 +17,12 @@ type xmlElem struct {
 	text         strings.Builder
 }
 
-// xmlWalker tracks the open elements of an XML token stream.
+// xmlWalker tracks the open elements of an XML token stream; names are
+// their local names, the path of the current element.
 type xmlWalker struct {
 	body  []byte
 	stack []*xmlElem
+	names []string
 	sp    *splicer
 	visit visitor
 	roots int
@@ -81,12 +83,13 @@ func (w *xmlWalker) startElement(t xml.StartElement, start, end int) error {
 	raw := w.body[start:end]
 	el := &xmlElem{name: t.Name.Local, rawName: rawTagName(raw), contentStart: end, selfClosing: bytes.HasSuffix(raw, []byte("/>"))}
 	w.stack = append(w.stack, el)
+	w.names = append(w.names, el.name)
 	spans := scanAttrs(raw)
 	if len(spans) != len(t.Attr) {
 		return errInvalidBody
 	}
 	for i, a := range t.Attr {
-		path := append(w.path(), "@"+a.Name.Local)
+		path := append(w.names, "@"+a.Name.Local) // past len(names): reused scratch
 		if e, ok := w.visit(slot{path: path, kind: kindText, value: a.Value}); ok {
 			w.sp.replace(start+spans[i][0], start+spans[i][1], xmlEscape(e.text))
 		}
@@ -99,11 +102,12 @@ func (w *xmlWalker) startElement(t xml.StartElement, start, end int) error {
 func (w *xmlWalker) endElement(start int) {
 	el := w.stack[len(w.stack)-1]
 	if !el.hasChild {
-		if e, ok := w.visit(slot{path: w.path(), kind: kindText, value: el.text.String()}); ok {
+		if e, ok := w.visit(slot{path: w.names, kind: kindText, value: el.text.String()}); ok {
 			w.writeText(el, start, xmlEscape(e.text))
 		}
 	}
 	w.stack = w.stack[:len(w.stack)-1]
+	w.names = w.names[:len(w.names)-1]
 }
 
 // writeText replaces el's content with text.
@@ -115,15 +119,6 @@ func (w *xmlWalker) writeText(el *xmlElem, endTag int, text []byte) {
 	repl := append([]byte(">"), text...)
 	repl = append(append(append(repl, "</"...), el.rawName...), '>')
 	w.sp.replace(el.contentStart-2, el.contentStart, repl)
-}
-
-// path returns the local names of the open elements.
-func (w *xmlWalker) path() []string {
-	p := make([]string, len(w.stack))
-	for i, el := range w.stack {
-		p[i] = el.name
-	}
-	return p
 }
 
 // rawTagName returns the element name of a raw start tag, as written.
