@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // expiryPart says which part of an expiry a layout writes.
@@ -25,7 +26,7 @@ const (
 type expiryLayout struct {
 	part     expiryPart
 	combined bool
-	format   func(vault.Expiry) string
+	format   func(card.Expiry) string
 }
 
 // expiryLayouts are the layouts a card_expiry field may take. A layout of
@@ -33,15 +34,15 @@ type expiryLayout struct {
 // as 3); a combined one is written as a string unless it is a number without
 // a leading zero.
 var expiryLayouts = map[string]expiryLayout{
-	"MM":      {partMonth, false, func(e vault.Expiry) string { return fmt.Sprintf("%02d", e.Month) }},
-	"M":       {partMonth, false, func(e vault.Expiry) string { return strconv.Itoa(e.Month) }},
-	"YY":      {partYear, false, func(e vault.Expiry) string { return fmt.Sprintf("%02d", e.Year%100) }},
-	"YYYY":    {partYear, false, func(e vault.Expiry) string { return fmt.Sprintf("%04d", e.Year) }},
-	"MM/YY":   {partBoth, true, func(e vault.Expiry) string { return fmt.Sprintf("%02d/%02d", e.Month, e.Year%100) }},
-	"MM/YYYY": {partBoth, true, func(e vault.Expiry) string { return fmt.Sprintf("%02d/%04d", e.Month, e.Year) }},
-	"MMYY":    {partBoth, true, func(e vault.Expiry) string { return fmt.Sprintf("%02d%02d", e.Month, e.Year%100) }},
-	"YYMM":    {partBoth, true, func(e vault.Expiry) string { return fmt.Sprintf("%02d%02d", e.Year%100, e.Month) }},
-	"YYYY-MM": {partBoth, true, func(e vault.Expiry) string { return fmt.Sprintf("%04d-%02d", e.Year, e.Month) }},
+	"MM":      {partMonth, false, func(e card.Expiry) string { return fmt.Sprintf("%02d", e.Month) }},
+	"M":       {partMonth, false, func(e card.Expiry) string { return strconv.Itoa(e.Month) }},
+	"YY":      {partYear, false, func(e card.Expiry) string { return fmt.Sprintf("%02d", e.Year%100) }},
+	"YYYY":    {partYear, false, func(e card.Expiry) string { return fmt.Sprintf("%04d", e.Year) }},
+	"MM/YY":   {partBoth, true, func(e card.Expiry) string { return fmt.Sprintf("%02d/%02d", e.Month, e.Year%100) }},
+	"MM/YYYY": {partBoth, true, func(e card.Expiry) string { return fmt.Sprintf("%02d/%04d", e.Month, e.Year) }},
+	"MMYY":    {partBoth, true, func(e card.Expiry) string { return fmt.Sprintf("%02d%02d", e.Month, e.Year%100) }},
+	"YYMM":    {partBoth, true, func(e card.Expiry) string { return fmt.Sprintf("%02d%02d", e.Year%100, e.Month) }},
+	"YYYY-MM": {partBoth, true, func(e card.Expiry) string { return fmt.Sprintf("%04d-%02d", e.Year, e.Month) }},
 }
 
 // Built is a forward's outbound request body, and the headers Build adds to
@@ -78,12 +79,12 @@ type target struct {
 // the body has a CVC field, and card has no CVC. A dest or card that would
 // not pass validation (a bad path, no number, no expiry) gives a
 // KindInternal error. No error holds card data.
-func Build(dest Destination, body []byte, replacements []string, card vault.Card) (Built, error) {
+func Build(dest Destination, body []byte, replacements []string, cd card.Card) (Built, error) {
 	want, err := requested(replacements)
 	if err != nil {
 		return Built{}, err
 	}
-	targets, err := cardTargets(dest, want, card)
+	targets, err := cardTargets(dest, want, cd)
 	if err != nil {
 		return Built{}, err
 	}
@@ -119,7 +120,7 @@ func requested(names []string) (map[Replacement]bool, error) {
 
 // cardTargets returns the values to write for the wanted card replacements
 // dest locates.
-func cardTargets(dest Destination, want map[Replacement]bool, card vault.Card) ([]target, error) {
+func cardTargets(dest Destination, want map[Replacement]bool, cd card.Card) ([]target, error) {
 	var targets []target
 	for _, r := range []Replacement{CardNumber, CardExpiry, CardCVC, CardholderName} {
 		fields := dest.Fields[r]
@@ -131,7 +132,7 @@ func cardTargets(dest Destination, want map[Replacement]bool, card vault.Card) (
 			if err != nil {
 				return nil, vault.Internal(fmt.Errorf("destination field path: %w", err))
 			}
-			t, ok, err := cardTarget(r, f, card)
+			t, ok, err := cardTarget(r, f, cd)
 			if err != nil {
 				return nil, err
 			}
@@ -155,27 +156,27 @@ func errCVCUnavailable() error {
 // yet set); ok is false when there is nothing to write (no cardholder
 // name). A card without a CVC gives a target that fails only if the body
 // has the CVC field.
-func cardTarget(r Replacement, f Field, card vault.Card) (t target, ok bool, err error) {
+func cardTarget(r Replacement, f Field, cd card.Card) (t target, ok bool, err error) {
 	switch r {
 	case CardNumber:
-		if card.PAN.IsZero() {
+		if cd.PAN.IsZero() {
 			return target{}, false, vault.Internal(fmt.Errorf("forward of a card without a number"))
 		}
-		return target{edit: numberEdit(card.PAN.Reveal())}, true, nil
+		return target{edit: numberEdit(cd.PAN.Reveal())}, true, nil
 	case CardExpiry:
-		e, err := expiryValue(f, card.Expiry)
+		e, err := expiryValue(f, cd.Expiry)
 		return target{edit: e}, err == nil, err
 	case CardCVC:
-		if card.CVC.IsZero() {
+		if cd.CVC.IsZero() {
 			return target{missing: errCVCUnavailable()}, true, nil
 		}
-		return target{edit: numberEdit(card.CVC.Reveal())}, true, nil
+		return target{edit: numberEdit(cd.CVC.Reveal())}, true, nil
 	}
-	return target{edit: edit{text: card.Name}}, card.Name != "", nil
+	return target{edit: edit{text: cd.Name}}, cd.Name != "", nil
 }
 
 // expiryValue formats the expiry for field f.
-func expiryValue(f Field, exp vault.Expiry) (edit, error) {
+func expiryValue(f Field, exp card.Expiry) (edit, error) {
 	layout, ok := expiryLayouts[f.Expiry]
 	if !ok {
 		return edit{}, vault.Internal(fmt.Errorf("destination expiry layout %q", f.Expiry))

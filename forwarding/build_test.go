@@ -10,10 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/cardvault/cardvault/vault"
 )
 
 // TestBuildKeepsBlankTypes fills blanks of each JSON type: a string stays a
@@ -22,7 +21,7 @@ import (
 func TestBuildKeepsBlankTypes(t *testing.T) {
 	tests := []struct {
 		name   string
-		card   vault.Card
+		card   card.Card
 		fields map[Replacement][]Field
 		body   string
 		want   string
@@ -36,7 +35,7 @@ func TestBuildKeepsBlankTypes(t *testing.T) {
 		{"nulls", visa(t), nil,
 			`{"card":{"number":null,"exp_month":null,"exp_year":null,"cvc":null,"name":null}}`,
 			`{"card":{"number":"4242424242424242","exp_month":"03","exp_year":"2030","cvc":"123","name":"First Last"}}`},
-		{"leading zero CVC stays whole as a string", card(t, amexPAN, "11", "2031", "0123", "A"), nil,
+		{"leading zero CVC stays whole as a string", testCard(t, amexPAN, "11", "2031", "0123", "A"), nil,
 			`{"card":{"number":0,"cvc":0}}`,
 			`{"card":{"number":378282246310005,"cvc":"0123"}}`},
 		{"non-blank values are replaced too", visa(t), nil,
@@ -105,7 +104,7 @@ func TestBuildFillsOnlyWhatIsAskedAndPresent(t *testing.T) {
 func TestBuildKeepsTheRestByteForByte(t *testing.T) {
 	body := "{ \"z\" : 1.50e2,\n\t\"card\" : { \"name\" : \"\" , \"number\":\"\"},\"a\":\"caf\\u00e9 <&>\", \"list\":[1, {\"n\": null}] }\n"
 	want := strings.Replace(strings.Replace(body, `"name" : ""`, `"name" : "Zoë <&> \"Q\""`, 1), `"number":""`, `"number":"4242424242424242"`, 1)
-	built, err := Build(jsonDest(), []byte(body), allCard, card(t, visaPAN, "03", "2030", "123", `Zoë <&> "Q"`))
+	built, err := Build(jsonDest(), []byte(body), allCard, testCard(t, visaPAN, "03", "2030", "123", `Zoë <&> "Q"`))
 	require.NoError(t, err)
 	assert.Equal(t, want, string(built.Body))
 }
@@ -132,7 +131,7 @@ func TestBuildForm(t *testing.T) {
 		CardholderName: {{Path: "name"}},
 	}}
 	body := "amount=10%2E00&card%5Bnumber%5D=&card[exp]&name=x&card[cvc]=&&note=a+b%26c"
-	built, err := Build(dest, []byte(body), allCard, card(t, visaPAN, "03", "2030", "123", "Zoë & Co"))
+	built, err := Build(dest, []byte(body), allCard, testCard(t, visaPAN, "03", "2030", "123", "Zoë & Co"))
 	require.NoError(t, err)
 	assert.Equal(t, "amount=10%2E00&card%5Bnumber%5D=4242424242424242&card[exp]=03%2F30&name=Zo%C3%AB+%26+Co&card[cvc]=123&&note=a+b%26c", string(built.Body))
 	q, err := url.ParseQuery(string(built.Body))
@@ -164,7 +163,7 @@ func TestBuildXML(t *testing.T) {
 			`<req><card><exp/></card></req>`},
 	}
 	for _, tt := range tests {
-		built, err := Build(dest, []byte(tt.body), allCard, card(t, visaPAN, "03", "2030", "123", "A & B"))
+		built, err := Build(dest, []byte(tt.body), allCard, testCard(t, visaPAN, "03", "2030", "123", "A & B"))
 		require.NoError(t, err, tt.name)
 		assert.Equal(t, tt.want, string(built.Body), tt.name)
 	}
@@ -173,7 +172,7 @@ func TestBuildXML(t *testing.T) {
 // TestBuildErrors checks the error of each bad input, and that none holds
 // card data.
 func TestBuildErrors(t *testing.T) {
-	noCVC := card(t, visaPAN, "03", "2030", "", "")
+	noCVC := testCard(t, visaPAN, "03", "2030", "", "")
 	xmlDest := Destination{Format: FormatXML, Fields: map[Replacement][]Field{CardNumber: {{Path: "a/b"}}}}
 	formDest := Destination{Format: FormatForm, Fields: map[Replacement][]Field{CardNumber: {{Path: "n"}}}}
 	tests := []struct {
@@ -181,7 +180,7 @@ func TestBuildErrors(t *testing.T) {
 		dest         Destination
 		body         string
 		replacements []string
-		card         vault.Card
+		card         card.Card
 		code, param  string
 	}{
 		{"unknown replacement", jsonDest(), `{}`, []string{"card_number", "card_pin"}, visa(t), CodeInvalidParameter, "replacements"},
@@ -215,7 +214,7 @@ func TestBuildErrors(t *testing.T) {
 // TestBuildSignature signs into a header (hex) and into a body field
 // (base64) and checks each signature as a receiver would.
 func TestBuildSignature(t *testing.T) {
-	secret := vault.NewSecret("whsec_test_secret")
+	secret := card.NewSecret("whsec_test_secret")
 	mac := func(body string) []byte {
 		m := hmac.New(sha256.New, []byte("whsec_test_secret"))
 		m.Write([]byte(body))

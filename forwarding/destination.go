@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // Format is the encoding of a destination's request body.
@@ -109,7 +110,7 @@ type Field struct {
 type Signature struct {
 	// Secret is the HMAC key. It is never serialised: the caller keeps it
 	// sealed and sets it before use.
-	Secret vault.Secret `json:"-"`
+	Secret card.Secret `json:"-"`
 	// Encoding of the MAC: "hex" (lower case) or "base64" (standard,
 	// padded).
 	Encoding string `json:"encoding"`

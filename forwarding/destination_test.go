@@ -4,13 +4,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/stretchr/testify/assert"
-
-	"github.com/cardvault/cardvault/vault"
 )
 
 func TestValidate(t *testing.T) {
-	secret := vault.NewSecret("k")
+	secret := card.NewSecret("k")
 	tests := []struct {
 		name   string
 		change func(d *Destination)

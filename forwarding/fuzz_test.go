@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/stretchr/testify/require"
-
-	"github.com/cardvault/cardvault/vault"
 )
 
 // fuzzURLs give the presets without a fixed URL one.
@@ -33,7 +32,7 @@ func FuzzBuildRedact(f *testing.F) {
 	f.Add([]byte(`{"card":{"number":"","cvc":"","name":null}}`), uint8(0), uint8(0))
 
 	presets := Presets()
-	cards := []vault.Card{visa(f), card(f, amexPAN, "11", "2031", "1234", "Ann")}
+	cards := []card.Card{visa(f), testCard(f, amexPAN, "11", "2031", "1234", "Ann")}
 	f.Fuzz(func(t *testing.T, body []byte, preset, mask uint8) {
 		p := presets[int(preset)%len(presets)]
 		dest := p.DestinationFor(fuzzURLs[p.Name])
@@ -55,7 +54,7 @@ func FuzzBuildRedact(f *testing.F) {
 }
 
 // checkBuild builds body and checks the invariants of the result.
-func checkBuild(t *testing.T, dest Destination, body []byte, repl []string, c vault.Card) {
+func checkBuild(t *testing.T, dest Destination, body []byte, repl []string, c card.Card) {
 	built, err := Build(dest, body, repl, c)
 	if err != nil {
 		require.NotContains(t, err.Error(), c.PAN.Reveal())
@@ -73,7 +72,7 @@ func checkBuild(t *testing.T, dest Destination, body []byte, repl []string, c va
 
 // requireNoPAN fails when b holds the card's digits, plain or with
 // separators.
-func requireNoPAN(t *testing.T, b []byte, c vault.Card) {
+func requireNoPAN(t *testing.T, b []byte, c card.Card) {
 	t.Helper()
 	require.NotContains(t, string(b), c.PAN.Reveal())
 	require.False(t, containsKnownPAN(string(b), c.PAN), "the PAN with separators")
@@ -81,7 +80,7 @@ func requireNoPAN(t *testing.T, b []byte, c vault.Card) {
 
 // requireNoCVCValue fails when a JSON document holds a string or number
 // equal to the card's CVC.
-func requireNoCVCValue(t *testing.T, b []byte, c vault.Card) {
+func requireNoCVCValue(t *testing.T, b []byte, c card.Card) {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()

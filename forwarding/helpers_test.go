@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // Public test cards (testdata/cards.json).
@@ -17,16 +18,16 @@ const (
 	mcPAN   = "5555555555554444"
 )
 
-// card returns a parsed test card.
-func card(t testing.TB, number, month, year, cvc, name string) vault.Card {
+// testCard returns a parsed test card.
+func testCard(t testing.TB, number, month, year, cvc, name string) card.Card {
 	t.Helper()
-	c, err := vault.ParseCard(vault.CardInput{Number: number, ExpMonth: month, ExpYear: year, CVC: cvc, Name: name})
+	c, err := card.ParseCard(card.CardInput{Number: number, ExpMonth: month, ExpYear: year, CVC: cvc, Name: name})
 	require.NoError(t, err)
 	return c
 }
 
 // visa is the card of Stripe's forwarding guide: 03/2030, CVC 123.
-func visa(t testing.TB) vault.Card { return card(t, visaPAN, "03", "2030", "123", "First Last") }
+func visa(t testing.TB) card.Card { return testCard(t, visaPAN, "03", "2030", "123", "First Last") }
 
 // allCard are the four card replacements.
 var allCard = []string{"card_number", "card_expiry", "card_cvc", "cardholder_name"}

@@ -176,7 +176,7 @@ func TestWorldpayBrandElement(t *testing.T) {
 	body := `<paymentService version="1.4"><submit><order orderCode="o"><paymentDetails><VISA-SSL>` +
 		`<cardNumber/><expiryDate><date month='' year=''/></expiryDate><cardHolderName></cardHolderName>` +
 		`</VISA-SSL></paymentDetails></order></submit></paymentService>`
-	c := card(t, visaPAN, "3", "2030", "", `O'Brien & "Co" <x>`)
+	c := testCard(t, visaPAN, "3", "2030", "", `O'Brien & "Co" <x>`)
 	built, err := Build(p.DestinationFor(""), []byte(body), allCard, c)
 	require.NoError(t, err, "card_cvc asked, but the body has no cvc element: nothing to miss")
 	var o worldpayOrder

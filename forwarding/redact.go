@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // Redacted forms in stored records.
@@ -25,18 +25,18 @@ var alwaysSecret = []string{"Authorization", "Proxy-Authorization"}
 // (both as strings, whatever their JSON type was), and
 // the values of dest's secret headers (and Authorization,
 // Proxy-Authorization) become "[REDACTED]". Then, anywhere in the body and
-// the header values, every PAN-like digit run (vault.MaskPANs) and every
+// the header values, every PAN-like digit run (card.MaskPANs) and every
 // spelling of card's number, even inside a longer digit run or split by
 // spaces or dashes, is masked. Expiry and cardholder name are kept, as
 // Stripe keeps them. It never fails: a body that does not parse in dest's
 // format gets the PAN masking only.
-func RedactRequest(body []byte, header http.Header, dest Destination, card vault.Card) ([]byte, http.Header) {
+func RedactRequest(body []byte, header http.Header, dest Destination, cd card.Card) ([]byte, http.Header) {
 	numbers, cvcs := fieldPaths(dest, CardNumber), fieldPaths(dest, CardCVC)
-	cvc := card.CVC.Reveal()
+	cvc := cd.CVC.Reveal()
 	out, err := rewrite(dest.Format, body, func(s slot) (edit, bool) {
 		switch {
-		case anyMatch(numbers, s.path) && containsKnownPAN(s.value, card.PAN):
-			return edit{text: card.PAN.Masked()}, true
+		case anyMatch(numbers, s.path) && containsKnownPAN(s.value, cd.PAN):
+			return edit{text: cd.PAN.Masked()}, true
 		case anyMatch(cvcs, s.path) && cvc != "" && s.value == cvc:
 			return edit{text: cvcMask}, true
 		}
@@ -45,7 +45,7 @@ func RedactRequest(body []byte, header http.Header, dest Destination, card vault
 	if err != nil {
 		out = bytes.Clone(body)
 	}
-	return scrubPAN(out, card.PAN), redactHeaders(header, dest.SecretHeaders, card)
+	return scrubPAN(out, cd.PAN), redactHeaders(header, dest.SecretHeaders, cd)
 }
 
 // fieldPaths returns the parsed paths of dest's fields for r.
@@ -71,7 +71,7 @@ func anyMatch(patterns [][]string, path []string) bool {
 
 // redactHeaders returns a copy of h with the secret headers' values
 // replaced and card data masked in the others.
-func redactHeaders(h http.Header, secret []string, card vault.Card) http.Header {
+func redactHeaders(h http.Header, secret []string, cd card.Card) http.Header {
 	out := make(http.Header, len(h))
 	isSecret := map[string]bool{}
 	for _, name := range append(append([]string(nil), alwaysSecret...), secret...) {
@@ -83,7 +83,7 @@ func redactHeaders(h http.Header, secret []string, card vault.Card) http.Header 
 			if isSecret[http.CanonicalHeaderKey(name)] {
 				red[i] = secretMask
 			} else {
-				red[i] = string(scrubPAN([]byte(maskCVCRuns(v, card.CVC)), card.PAN))
+				red[i] = string(scrubPAN([]byte(maskCVCRuns(v, cd.CVC)), cd.PAN))
 			}
 		}
 		out[name] = red
@@ -110,15 +110,15 @@ func redactHeaders(h http.Header, secret []string, card vault.Card) http.Header 
 // sensitive authentication data, which PCI DSS forbids. Digits inside a
 // longer number (41234, 1.123) are never the CVC standing alone and are
 // left as they are.
-func RedactResponse(body []byte, header http.Header, card vault.Card) ([]byte, http.Header) {
-	out := redactStructured(body, card)
-	return scrubPAN(out, card.PAN), redactHeaders(header, nil, card)
+func RedactResponse(body []byte, header http.Header, cd card.Card) ([]byte, http.Header) {
+	out := redactStructured(body, cd)
+	return scrubPAN(out, cd.PAN), redactHeaders(header, nil, cd)
 }
 
 // redactStructured masks CVC echoes (and PANs inside encoded strings) in a
 // JSON or XML body, or in raw text when the body is neither.
-func redactStructured(body []byte, card vault.Card) []byte {
-	visit := responseVisitor(card)
+func redactStructured(body []byte, cd card.Card) []byte {
+	visit := responseVisitor(cd)
 	if json.Valid(body) {
 		if out, err := rewriteJSON(body, visit); err == nil {
 			return out
@@ -129,23 +129,23 @@ func redactStructured(body []byte, card vault.Card) []byte {
 			return out
 		}
 	}
-	return []byte(maskCVCRuns(string(body), card.CVC))
+	return []byte(maskCVCRuns(string(body), cd.CVC))
 }
 
 // responseVisitor masks CVC echoes and PANs in decoded values.
-func responseVisitor(card vault.Card) visitor {
-	cvc := card.CVC.Reveal()
+func responseVisitor(cd card.Card) visitor {
+	cvc := cd.CVC.Reveal()
 	return func(s slot) (edit, bool) {
 		switch s.kind {
 		case kindNumber:
 			if cvc != "" && s.value == cvc {
 				return edit{text: cvcMask}, true
 			}
-			if vault.ContainsPAN(s.value) || containsKnownPAN(s.value, card.PAN) {
-				return edit{text: string(scrubPAN([]byte(s.value), card.PAN))}, true
+			if card.ContainsPAN(s.value) || containsKnownPAN(s.value, cd.PAN) {
+				return edit{text: string(scrubPAN([]byte(s.value), cd.PAN))}, true
 			}
 		case kindString, kindText:
-			red := string(scrubPAN([]byte(maskCVCRuns(s.value, card.CVC)), card.PAN))
+			red := string(scrubPAN([]byte(maskCVCRuns(s.value, cd.CVC)), cd.PAN))
 			if red != s.value {
 				return edit{text: red}, true
 			}
@@ -156,7 +156,7 @@ func responseVisitor(card vault.Card) visitor {
 
 // maskCVCRuns replaces each run of digits in s that equals cvc, is bounded
 // by non-digits and is not part of a decimal number, with "***".
-func maskCVCRuns(s string, cvc vault.CVC) string {
+func maskCVCRuns(s string, cvc card.CVC) string {
 	digits := cvc.Reveal()
 	if digits == "" || !strings.Contains(s, digits) {
 		return s
@@ -197,12 +197,12 @@ func decimalNeighbour(s string, i, j int) bool {
 	return before || after
 }
 
-// scrubPAN masks every PAN-like run (vault.MaskPANs) and then every
+// scrubPAN masks every PAN-like run (card.MaskPANs) and then every
 // occurrence of pan's digits — overlapping ones too, inside longer digit
 // runs, and with single spaces or dashes between digits — keeping the
 // first six and last four of each. The result never holds pan's digits.
-func scrubPAN(b []byte, pan vault.PAN) []byte {
-	out := []byte(vault.MaskPANs(string(b)))
+func scrubPAN(b []byte, pan card.PAN) []byte {
+	out := []byte(card.MaskPANs(string(b)))
 	digits := pan.Reveal()
 	if digits == "" {
 		return out
@@ -221,7 +221,7 @@ func scrubPAN(b []byte, pan vault.PAN) []byte {
 
 // containsKnownPAN reports whether s holds pan's digits as scrubPAN finds
 // them.
-func containsKnownPAN(s string, pan vault.PAN) bool {
+func containsKnownPAN(s string, pan card.PAN) bool {
 	digits := pan.Reveal()
 	if digits == "" {
 		return false

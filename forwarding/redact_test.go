@@ -39,7 +39,7 @@ func TestRedactRequest(t *testing.T) {
 	}, red)
 	assert.Equal(t, "adyen_key_secret", header.Get("X-Api-Key"), "the caller's headers are not changed")
 
-	amex := card(t, amexPAN, "11", "2031", "1234", "")
+	amex := testCard(t, amexPAN, "11", "2031", "1234", "")
 	built, err = Build(jsonDest(), []byte(`{"card":{"number":0,"cvc":0},"note":"1234"}`), allCard, amex)
 	require.NoError(t, err)
 	body, _ = RedactRequest(built.Body, nil, jsonDest(), amex)
@@ -120,7 +120,7 @@ func TestRedactResponse(t *testing.T) {
 	_, h := RedactResponse(nil, http.Header{"X-Echo": {"4242424242424242"}, "X-Cvc": {"123"}, "Set-Cookie": {"a=1"}}, c)
 	assert.Equal(t, http.Header{"X-Echo": {"424242******4242"}, "X-Cvc": {"***"}, "Set-Cookie": {"a=1"}}, h)
 
-	noCVC := card(t, visaPAN, "03", "2030", "", "")
+	noCVC := testCard(t, visaPAN, "03", "2030", "", "")
 	got, _ := RedactResponse([]byte(`{"cvc":123}`), nil, noCVC)
 	assert.Equal(t, `{"cvc":123}`, string(got), "no CVC held: nothing to look for")
 }
