@@ -26,18 +26,18 @@ func requestTypes() map[string]func() any {
 	}
 }
 
-// requireSameDecode decodes body with decodeBody and with decodeBodyStrict
+// requireSameDecode decodes body with decodeBodyFast and with decodeBodyStrict
 // into fresh values from newDst and fails unless both give the same error
 // (kind, code, message, param) and the same value.
 func requireSameDecode(t *testing.T, newDst func() any, body []byte) {
 	t.Helper()
 	fast, strict := newDst(), newDst()
-	fastErr, strictErr := decodeBody(body, fast), decodeBodyStrict(body, strict)
+	fastErr, strictErr := decodeBodyFast(body, fast), decodeBodyStrict(body, strict)
 	if !sameError(fastErr, strictErr) {
-		t.Fatalf("decodeBody error %v, decodeBodyStrict error %v", errCode(fastErr), errCode(strictErr))
+		t.Fatalf("decodeBodyFast error %v, decodeBodyStrict error %v", errCode(fastErr), errCode(strictErr))
 	}
 	if fastErr == nil && !reflect.DeepEqual(fast, strict) {
-		t.Fatalf("decodeBody and decodeBodyStrict decoded %T differently", fast)
+		t.Fatalf("decodeBodyFast and decodeBodyStrict decoded %T differently", fast)
 	}
 }
 
@@ -177,7 +177,7 @@ func TestFastDecodeNeedsAZeroStructPointer(t *testing.T) {
 	}
 }
 
-// FuzzDecodeFastMatchesStrict checks that the one-pass decodeBody gives
+// FuzzDecodeFastMatchesStrict checks that the one-pass decodeBodyFast gives
 // exactly what the three-pass decodeBodyStrict gives, error or value, for
 // every request type. Its seeds include FuzzDecodeCDEImport's corpus.
 func FuzzDecodeFastMatchesStrict(f *testing.F) {
