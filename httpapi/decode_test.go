@@ -12,6 +12,20 @@ import (
 	"github.com/cardvault/cardvault/vault"
 )
 
+// forwardBody is Stripe's forward body as /cde-import receives it.
+const forwardBody = `{"metadata":{"business_key":"pm_1QbXyZ2eZvKYlo2C","order":"A-1"},"card":{"number":"4242424242424242","exp_month":"04","exp_year":"2033","cvc":"123","name":"Jane Doe"}}`
+
+// requestTypes returns a fresh pointer to each type a handler decodes.
+func requestTypes() map[string]func() any {
+	return map[string]func() any{
+		"tokenize":     func() any { return new(tokenizeRequest) },
+		"detokenize":   func() any { return new(detokenizeRequest) },
+		"createImport": func() any { return new(createImportRequest) },
+		"retire":       func() any { return new(retireRequest) },
+		"webhook":      func() any { return new(webhookRequest) },
+	}
+}
+
 // requireRefusal decodes body into dst and requires the one 400 refusal
 // with code, param and message.
 func requireRefusal(t *testing.T, body string, dst any, code, param, message string) {
