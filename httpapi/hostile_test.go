@@ -31,17 +31,18 @@ const noContentType = "-"
 // hostileRequest is one request of the hostile suite and the one error
 // answer it must get.
 type hostileRequest struct {
-	name   string
-	method string
-	path   string // escaped as it goes on the wire
-	key    string // X-API-Key; none when ""
-	body   string
-	ctype  string            // Content-Type; application/json for a body when "", none when noContentType
-	header map[string]string // more headers
-	status int
-	code   string
-	param  string // checked when set
-	typ    string // error type; derived from status when ""
+	name    string
+	method  string
+	path    string // escaped as it goes on the wire
+	key     string // X-API-Key; none when ""
+	body    string
+	ctype   string            // Content-Type; application/json for a body when "", none when noContentType
+	header  map[string]string // more headers
+	status  int
+	code    string
+	param   string // checked when set
+	message string // checked when set
+	typ     string // error type; derived from status when ""
 }
 
 // send makes the request on the real server and reads the whole answer.
@@ -228,8 +229,8 @@ func hostileRequests(k hostileKeys) []hostileRequest {
 		{name: "NUL between tokens", method: post, path: "/tokens", key: k.all, body: "{\"card\":\x00{}}", status: 400, code: "invalid_json"},
 		{name: "two JSON values", method: post, path: "/cde-import", key: k.all, body: good(`{}`) + `{}`, status: 400, code: "invalid_json"},
 		{name: "value then garbage", method: post, path: "/cde-import", key: k.all, body: good(`{}`) + `x`, status: 400, code: "invalid_json"},
-		{name: "empty body", method: post, path: "/tokens", key: k.all, body: "", ctype: "application/json", status: 400, code: "invalid_json"},
-		{name: "whitespace body", method: post, path: "/tokens", key: k.all, body: " \n\t ", status: 400, code: "invalid_json"},
+		{name: "empty body", method: post, path: "/tokens", key: k.all, body: "", ctype: "application/json", status: 400, code: "invalid_json", message: "the body is empty"},
+		{name: "whitespace body", method: post, path: "/tokens", key: k.all, body: " \n\t ", status: 400, code: "invalid_json", message: "the body is empty"},
 		{name: "unquoted key", method: post, path: "/tokens", key: k.all, body: `{card:{}}`, status: 400, code: "invalid_json"},
 		{name: "number with leading zeros", method: post, path: "/tokens", key: k.all, body: card(`{}`, "0"+pan, `4`, `2033`, `123`, `null`), status: 400, code: "invalid_json"},
 		// Wrong types.
@@ -435,7 +436,10 @@ func TestHostileRequests(t *testing.T) {
 		names[r.name] = true
 		t.Run(r.name, func(t *testing.T) {
 			res := ts.send(t, r)
-			requireErrorAnswer(t, res, r.status, r.typ, r.code, r.param, hostilePAN, "4000056655665556")
+			e := requireErrorAnswer(t, res, r.status, r.typ, r.code, r.param, hostilePAN, "4000056655665556")
+			if r.message != "" {
+				assert.Equal(t, r.message, e.Error.Message)
+			}
 		})
 	}
 
