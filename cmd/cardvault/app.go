@@ -43,7 +43,7 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 		pool.Close()
 		return nil, fmt.Errorf("root KEK %s: %w", crypto.RedactKEKURI(cfg.KEKURI), err)
 	}
-	warnIfLocalKEK(log, cfg.KEKURI)
+	kekNoticeFrom(ctx).warn(log, cfg.KEKURI)
 	svc, err := vault.NewService(vault.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log})
 	if err != nil {
 		pool.Close()
