@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,7 +75,7 @@ func runDev(ctx context.Context, raw *rawConfig, dir string, simCards int, out i
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if raw.databaseURL == "" {
+	if raw.databaseURL == "" || isOwnPostgres(dir, raw.databaseURL) {
 		srv, err := startDevPostgres(ctx, dir, out)
 		if err != nil {
 			return err
@@ -193,6 +194,15 @@ func readDevPort(dir string) int {
 		return 0
 	}
 	return port
+}
+
+// isOwnPostgres reports whether url names dev's private server under dir,
+// as the export line dev printed does: pasted into the shell that restarts
+// dev, it must not stop dev from starting that server.
+func isOwnPostgres(dir, url string) bool {
+	port := readDevPort(dir)
+	u, err := neturl.Parse(url)
+	return err == nil && port != 0 && u.Host == net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) && u.Path == "/"+devDatabase
 }
 
 // writeDevFile writes value to dir/name, readable by its owner only.

@@ -235,3 +235,26 @@ func TestDevPrintsCommandsThatRunAsPrinted(t *testing.T) {
 		"alias cardvault='/x/bin/cardvault'\n"+
 		"cardvault keys status --tenant $TENANT\n\n", out.String())
 }
+
+// TestDevStartsItsOwnPostgresWhenItsURLIsExported: the export line dev
+// prints, pasted into the shell that restarts dev, names dev's own server,
+// which dev must then start rather than connect to.
+func TestDevStartsItsOwnPostgresWhenItsURLIsExported(t *testing.T) {
+	dir := t.TempDir()
+	own := "postgres://postgres@127.0.0.1:54321/cardvault?sslmode=disable"
+	assert.False(t, isOwnPostgres(dir, own), "no port remembered yet")
+	require.NoError(t, writeDevFile(dir, devPortFile, "54321"))
+	tests := []struct {
+		url  string
+		want bool
+	}{
+		{own, true},
+		{"postgres://postgres@127.0.0.1:54321/cardvault", true},
+		{"postgres://postgres@127.0.0.1:54322/cardvault?sslmode=disable", false},
+		{"postgres://postgres@127.0.0.1:54321/other?sslmode=disable", false},
+		{"postgres://vault@db.internal:5432/cardvault", false},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, isOwnPostgres(dir, tt.url), tt.url)
+	}
+}
