@@ -176,8 +176,9 @@ func TestCLIErrorsNameTheObjectAndTheNextCommand(t *testing.T) {
 		require.NotEmpty(t, line, "%v must fail", args)
 		writeCase(&b, f.placeholders(strings.Join(args, " ")), f.placeholders(line))
 	}
-	writeCase(&b, "migrate", runLine(t, "migrate"))
-	writeCase(&b, "tenant list --database-url URL", runLine(t, "tenant", "list", "--database-url", f.flags[1]))
+	for _, c := range f.setupCases(t) {
+		writeCase(&b, c.shown, f.placeholders(runLine(t, c.args...)))
+	}
 	got := b.String()
 	assert.NotContains(t, got, "no rows in result set")
 	assert.NotContains(t, got, "resource_missing")
@@ -185,6 +186,36 @@ func TestCLIErrorsNameTheObjectAndTheNextCommand(t *testing.T) {
 		assert.Regexp(t, regexp.MustCompile("`cardvault [^`]+`|--[a-z]"), block, "names the next command or flag")
 	}
 	golden(t, "cli-errors.golden", got)
+}
+
+// setupCase is a command line whose arguments the golden file shows
+// shortened.
+type setupCase struct {
+	shown string
+	args  []string
+}
+
+// setupCases are the errors of a first setup: no database, no KEK, a
+// database that does not answer or has no schema, a KEK that is missing or
+// would be overwritten.
+func (f *errorFixture) setupCases(t *testing.T) []setupCase {
+	t.Helper()
+	kekFile := filepath.Join(t.TempDir(), "kek.json")
+	_, _, err := run(t, "kek", "create", "--out", kekFile)
+	require.NoError(t, err)
+	port := strconv.Itoa(closedPort(t))
+	empty := emptyDatabase(t)
+	f.names[filepath.Dir(kekFile)], f.names["127.0.0.1:"+port], f.names[empty] = "DIR", "127.0.0.1:PORT", "EMPTY_DATABASE_URL"
+	return []setupCase{
+		{"migrate", []string{"migrate"}},
+		{"tenant list --database-url URL", []string{"tenant", "list", "--database-url", f.flags[1]}},
+		{"tenant list --database-url postgres://postgres:secret@127.0.0.1:PORT/x --kek-uri KEK",
+			[]string{"tenant", "list", "--database-url", "postgres://postgres:secret@127.0.0.1:" + port + "/x", "--kek-uri", f.flags[3]}},
+		{"tenant list --database-url EMPTY_DATABASE_URL --kek-uri KEK", []string{"tenant", "list", "--database-url", empty, "--kek-uri", f.flags[3]}},
+		{"tenant list --database-url URL --kek-uri local:///nonexistent/kek.json",
+			[]string{"tenant", "list", "--database-url", f.flags[1], "--kek-uri", "local:///nonexistent/kek.json"}},
+		{"kek create --out DIR/kek.json", []string{"kek", "create", "--out", kekFile}},
+	}
 }
 
 func writeCase(b *strings.Builder, args, line string) {

@@ -322,7 +322,7 @@ func newKeysRotateRootCmd() *cobra.Command {
 			}
 			newKEK, err := crypto.OpenKEK(cmd.Context(), newURI)
 			if err != nil {
-				return fmt.Errorf("new root KEK %s: %w", crypto.RedactKEKURI(newURI), err)
+				return errOpenKEK("new root KEK", "--new-kek-uri", newURI, err)
 			}
 			a, err := open(cmd.Context(), cfg, newLogger(cfg.LogLevel), false)
 			if err != nil {
