@@ -30,14 +30,27 @@ find_pg_bindir() { \
 }
 endef
 
-.PHONY: help build test dev postgres-check fmt clean bench
+.PHONY: help build install test dev postgres-check fmt clean bench
 
 help: ## List the targets
 	@echo "Targets:"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  %-16s %s\n", $$1, $$2 }'
 
 build: ## Build bin/cardvault
+	@echo "building cardvault (first run takes a few minutes)…"
 	$(GO) build -o bin/cardvault ./cmd/cardvault
+
+# GO_BIN_DIR: where `go install` puts binaries: GOBIN, else the first GOPATH entry's bin.
+install: ## Install cardvault into $(go env GOBIN) or $(go env GOPATH)/bin, so `cardvault …` runs from any shell
+	@echo "building cardvault (first run takes a few minutes)…"
+	$(GO) install -buildvcs=auto ./cmd/cardvault
+	@dir=$$($(GO) env GOBIN); \
+	if [ -z "$$dir" ]; then gopath=$$($(GO) env GOPATH); dir="$${gopath%%:*}/bin"; fi; \
+	echo "installed $$dir/cardvault"; \
+	case ":$$PATH:" in \
+		*":$$dir:"*) ;; \
+		*) echo "$$dir is not on your PATH; add it: export PATH=\"\$$PATH:$$dir\"";; \
+	esac
 
 test: postgres-check ## Vet and run all tests (needs PostgreSQL; see postgres-check)
 	$(GO) vet ./...
@@ -62,8 +75,8 @@ bench: build postgres-check ## Benchmark the vault against PostgreSQL's own inse
 soak: postgres-check ## Soak: the real binary under mixed load for SOAK_DURATION (default 2m); fails on any error or RSS growth
 	$(GO) test -tags soak -count=1 -v -run '^TestSoak$$' -timeout 10m ./cmd/cardvault
 
-dev: postgres-check ## Run cardvault in dev mode (private PostgreSQL under .cardvault-dev/); ARGS='--stripe-simulator 1000' adds a simulated Stripe account
-	$(GO) run ./cmd/cardvault dev $(ARGS)
+dev: postgres-check build ## Build bin/cardvault and run it in dev mode on 127.0.0.1:8080 (private PostgreSQL under .cardvault-dev/); ARGS='--stripe-simulator 1000' adds a simulated Stripe account
+	bin/cardvault dev $(ARGS)
 
 postgres-check: ## Make sure tests can get PostgreSQL; installs the server binaries with apt-get if needed
 	@$(FIND_PG_BINDIR); \

@@ -43,6 +43,7 @@ const (
 	CodeInvalidURL                = "invalid_url"                 // an unacceptable URL (422)
 	CodeInvalidScope              = "invalid_scope"               // an unknown API key scope (422)
 	CodeInvalidStatus             = "invalid_status"              // an unknown status filter (422)
+	CodeInvalidPrefix             = "invalid_prefix"              // an API key prefix that is not 1-16 hex digits (422)
 	CodeInvalidProvider           = "invalid_provider"            // an unknown import provider (422)
 	CodeInvalidRetention          = "invalid_retention"           // a retention below the minimum (422)
 	CodeInvalidJSON               = "invalid_json"                // the body is not valid JSON (400)

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/postgres"
 )
 
 func newAPIKeyCmd() *cobra.Command {
@@ -25,20 +28,21 @@ func newAPIKeyCreateCmd() *cobra.Command {
 		Short: "Create an API key; prints only the secret, which is shown once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tenantID, err := parseID("tenant", tenant)
+			tenantID, err := parseTenantID(tenant)
 			if err != nil {
 				return err
 			}
 			sc, err := vault.ParseScopes(scopes)
 			if err != nil {
-				return err
+				return actionf(err, "%s; the scopes are %s, e.g. --scopes tokens:create,tokens:read", vault.AsError(err).Message, scopeList())
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
 				secret, _, err := a.svc.CreateAPIKey(cmd.Context(), tenantID, sc, description)
-				if err == nil {
-					fmt.Fprintln(cmd.OutOrStdout(), secret)
+				if err != nil {
+					return ifNotFound(err, errNoTenant(tenantID, err))
 				}
-				return err
+				fmt.Fprintln(cmd.OutOrStdout(), secret)
+				return nil
 			})
 		},
 	}
@@ -47,7 +51,7 @@ func newAPIKeyCreateCmd() *cobra.Command {
 	cmd.Flags().StringVar(&description, "description", "", "what the key is for")
 	_ = cmd.MarkFlagRequired("tenant")
 	_ = cmd.MarkFlagRequired("scopes")
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	return cmd
 }
 
@@ -67,11 +71,14 @@ func newAPIKeyListCmd() *cobra.Command {
 		Short: "List a tenant's API keys (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tenantID, err := parseID("tenant", tenant)
+			tenantID, err := parseTenantID(tenant)
 			if err != nil {
 				return err
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
+				if err := requireTenant(cmd.Context(), a.svc, tenantID); err != nil {
+					return err
+				}
 				keys, err := a.svc.ListAPIKeys(cmd.Context(), tenantID)
 				if err != nil {
 					return err
@@ -88,7 +95,7 @@ func newAPIKeyListCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	_ = cmd.MarkFlagRequired("tenant")
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	return cmd
 }
 
@@ -110,23 +117,91 @@ func revokedAt(t *time.Time) string {
 func newAPIKeyRevokeCmd() *cobra.Command {
 	var raw rawConfig
 	cmd := &cobra.Command{
-		Use:   "revoke KEY_ID",
-		Short: "Revoke an API key at once",
+		Use:   "revoke KEY_ID|PREFIX",
+		Short: "Revoke an API key at once, named by its id or by the prefix `apikey list` shows (cvk_0123abcd…)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID("API key (see `cardvault apikey list`)", args[0])
-			if err != nil {
-				return err
-			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				k, err := a.svc.RevokeAPIKey(cmd.Context(), id)
+				k, err := revokeAPIKey(cmd.Context(), a.svc, args[0])
 				if err == nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "revoked API key %s of tenant %s\n", k.ID, k.TenantID)
+					fmt.Fprintf(cmd.ErrOrStderr(), "revoked API key %s (%s) of tenant %s\n", k.ID, shownPrefix(k.Prefix), k.TenantID)
 				}
 				return err
 			})
 		},
 	}
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	return cmd
+}
+
+// listKeysHint is the command that shows API key ids and prefixes.
+const listKeysHint = "list them with `cardvault apikey list --tenant TENANT_ID` (tenant ids: `cardvault tenant list`)"
+
+// shownPrefix is how listings show a key's prefix.
+func shownPrefix(p string) string { return "cvk_" + p + "_…" }
+
+// revokeAPIKey revokes the live key ref names (an id or a prefix) and
+// returns it; the error says when ref names no key, several keys or a key
+// revoked already.
+func revokeAPIKey(ctx context.Context, svc *postgres.Service, ref string) (vault.APIKey, error) {
+	k, err := findAPIKey(ctx, svc, ref)
+	if err != nil {
+		return k, err
+	}
+	if k.RevokedAt == nil {
+		k, err = svc.RevokeAPIKey(ctx, k.ID)
+		if vault.ErrorKind(err) != vault.KindNotFound {
+			return k, err
+		}
+		k, _ = svc.APIKeyByID(ctx, k.ID) // revoked meanwhile
+	}
+	return k, actionf(nil, "API key %s (%s) of tenant %s was revoked already; nothing to do (`cardvault apikey list --tenant %s` shows its live keys)",
+		k.ID, shownPrefix(k.Prefix), k.TenantID, k.TenantID)
+}
+
+// findAPIKey returns the key ref names: a key id, or a prefix of the
+// non-secret key prefix with or without "cvk_" and the trailing "_…".
+func findAPIKey(ctx context.Context, svc *postgres.Service, ref string) (vault.APIKey, error) {
+	if id, err := uuid.Parse(ref); err == nil {
+		k, err := svc.APIKeyByID(ctx, id)
+		return k, ifNotFound(err, actionf(err, "no API key %s; %s", id, listKeysHint))
+	}
+	prefix := keyPrefixOf(ref)
+	keys, err := svc.APIKeysByPrefix(ctx, prefix, maxPrefixMatches)
+	switch {
+	case vault.ErrorKind(err) == vault.KindInvalid:
+		return vault.APIKey{}, actionf(err, "%q is neither an API key id nor a key prefix such as cvk_0123abcd; %s", ref, listKeysHint)
+	case err != nil:
+		return vault.APIKey{}, err
+	case len(keys) == 0:
+		return vault.APIKey{}, actionf(nil, "no API key with prefix cvk_%s…; %s", prefix, listKeysHint)
+	case len(keys) > 1:
+		return vault.APIKey{}, errAmbiguousPrefix(prefix, keys)
+	}
+	return keys[0], nil
+}
+
+// maxPrefixMatches is how many of the keys an ambiguous prefix matches the
+// refusal names.
+const maxPrefixMatches = 5
+
+// keyPrefixOf strips what listings add around a key prefix: "cvk_", the
+// trailing "_…" (or "_", "…", "...") and surrounding space.
+func keyPrefixOf(ref string) string {
+	p := strings.ToLower(strings.TrimSpace(ref))
+	p = strings.TrimPrefix(p, "cvk_")
+	for _, suffix := range []string{"...", "…", "_"} {
+		p = strings.TrimSuffix(p, suffix)
+	}
+	return p
+}
+
+// errAmbiguousPrefix refuses a prefix that several keys share, naming them.
+func errAmbiguousPrefix(prefix string, keys []vault.APIKey) error {
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = fmt.Sprintf("%s (%s)", k.ID, shownPrefix(k.Prefix))
+	}
+	return actionf(nil, "prefix cvk_%s… matches %d API keys: %s; give more of the prefix, or the key id, from `cardvault apikey list --tenant TENANT_ID`",
+		prefix, len(keys), strings.Join(names, ", "))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,18 +43,18 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*app, error) {
 	pool, err := newPool(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("database: %w", err)
+		return nil, actionf(err, "VAULT_DATABASE_URL (--database-url) is not a PostgreSQL URL: %v; it looks like postgres://USER@HOST:5432/DB", err)
 	}
-	if err := checkSchema(ctx, pool); err != nil {
+	if err := checkSchema(ctx, pool, cfg.DatabaseURL); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	kek, err := crypto.OpenKEK(ctx, cfg.KEKURI)
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("root KEK %s: %w", crypto.RedactKEKURI(cfg.KEKURI), err)
+		return nil, errOpenKEK("root KEK", "VAULT_KEK_URI (--kek-uri)", cfg.KEKURI, err)
 	}
-	warnIfLocalKEK(log, cfg.KEKURI)
+	kekNoticeFrom(ctx).warn(log, cfg.KEKURI)
 	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log})
 	if err != nil {
 		pool.Close()
@@ -64,17 +65,36 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 	}
 	if err := svc.CheckKEK(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("root KEK %s cannot open the tenant keysets (wrong or unreachable KEK?): %w",
-			crypto.RedactKEKURI(cfg.KEKURI), err)
+		return nil, fmt.Errorf("root KEK %s cannot open the tenant keysets (wrong or unreachable KEK?): %w; "+
+			"after `cardvault keys rotate-root`, set VAULT_KEK_URI to the new KEK", crypto.RedactKEKURI(cfg.KEKURI), err)
 	}
 	return &app{pool: pool, svc: svc, cfg: cfg}, nil
 }
 
-// checkSchema returns an error unless the schema is at this binary's version.
-func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
+// errDatabase says the database at rawURL cannot be reached, without its
+// password, and what to check.
+func errDatabase(rawURL string, err error) error {
+	shown := "VAULT_DATABASE_URL"
+	if u, perr := neturl.Parse(rawURL); perr == nil && u.Host != "" {
+		shown = u.Redacted()
+	}
+	return actionf(err, "database: cannot connect to %s: %v\nis PostgreSQL running there, and is VAULT_DATABASE_URL (--database-url) right? "+
+		"(`make dev` prints the URL of its own)", shown, err)
+}
+
+// errOpenKEK says a KEK named by uri (the setting named by setting) cannot
+// be opened, and how a local one is made.
+func errOpenKEK(what, setting, uri string, err error) error {
+	return actionf(err, "%s %s cannot be opened: %v; check %s (`cardvault kek create --out FILE` makes a local one for development)",
+		what, crypto.RedactKEKURI(uri), err, setting)
+}
+
+// checkSchema returns an error unless the schema is at this binary's
+// version; url names the database when it cannot be reached.
+func checkSchema(ctx context.Context, pool *pgxpool.Pool, url string) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return errDatabase(url, err)
 	}
 	defer conn.Release()
 	return migrations.Check(ctx, conn.Conn())

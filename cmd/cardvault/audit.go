@@ -35,13 +35,18 @@ func newAuditVerifyCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var sel *uuid.UUID
 			if tenant != "" {
-				id, err := parseID("tenant", tenant)
+				id, err := parseTenantID(tenant)
 				if err != nil {
 					return err
 				}
 				sel = &id
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
+				if sel != nil {
+					if err := requireTenant(cmd.Context(), a.svc, *sel); err != nil {
+						return err
+					}
+				}
 				if _, err := a.svc.ChainAudit(cmd.Context()); err != nil {
 					return err
 				}
@@ -61,7 +66,7 @@ func newAuditVerifyCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "verify only this tenant's chain")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	return cmd
 }
 

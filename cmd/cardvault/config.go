@@ -1,17 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/httpapi"
@@ -50,7 +53,9 @@ type config struct {
 // reloaded the keyset: two refresh intervals and a margin.
 func (c config) propagation() time.Duration { return 2*c.KeyRefresh + time.Second }
 
-// rawConfig holds the unparsed values bound to flags.
+// rawConfig holds the unparsed values bound to flags. Each command binds
+// only the flags it reads; parse takes the default of every value left
+// unbound, so `--help` lists what matters to that command.
 type rawConfig struct {
 	databaseURL, kekURI, listen, cvcTTL, logLevel, cryptoperiod, keyRefresh string
 	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
@@ -58,27 +63,65 @@ type rawConfig struct {
 	debugListen                                                             string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
+	// serving is set by bindServer: the import, limit and debug settings
+	// are bound, so parse checks them.
+	serving bool
 }
+
+// The defaults of the settings, used by a flag's default and by parse for a
+// value the command did not bind.
+const (
+	defaultListen         = ":8080"
+	defaultDevListen      = "127.0.0.1:8080"
+	defaultCVCTTL         = "1h"
+	defaultLogLevel       = "info"
+	defaultCryptoperiod   = "365d"
+	defaultAuditRetention = "400d"
+	defaultKeyRefresh     = "2s"
+	defaultKeyCacheTTL    = "1h"
+)
 
 // bindDatabase binds --database-url to VAULT_DATABASE_URL.
 func (r *rawConfig) bindDatabase(fs *pflag.FlagSet) {
 	fs.StringVar(&r.databaseURL, "database-url", os.Getenv("VAULT_DATABASE_URL"), "PostgreSQL URL (env VAULT_DATABASE_URL)")
 }
 
-// bindServer binds the server's flags, each defaulting to its env variable.
-func (r *rawConfig) bindServer(fs *pflag.FlagSet) {
+// bindVault binds what every command that opens the vault reads: the
+// database, the root KEK and the log level.
+func (r *rawConfig) bindVault(fs *pflag.FlagSet) {
 	r.bindDatabase(fs)
 	fs.StringVar(&r.kekURI, "kek-uri", os.Getenv("VAULT_KEK_URI"), "root KEK: local://PATH, aws-kms://…, gcp-kms://…, hcvault://… (env VAULT_KEK_URI)")
-	fs.StringVar(&r.listen, "listen", envOr("VAULT_LISTEN", ":8080"), "listen address (env VAULT_LISTEN)")
-	fs.StringVar(&r.cvcTTL, "cvc-ttl", envOr("VAULT_CVC_TTL", "1h"), "how long an unrevealed CVC is kept (env VAULT_CVC_TTL)")
-	fs.StringVar(&r.logLevel, "log-level", envOr("VAULT_LOG_LEVEL", "info"), "debug, info, warn or error (env VAULT_LOG_LEVEL)")
-	fs.StringVar(&r.cryptoperiod, "key-cryptoperiod", envOr("VAULT_KEY_CRYPTOPERIOD", "365d"), "how long a data key may stay in use, e.g. 365d (env VAULT_KEY_CRYPTOPERIOD)")
-	fs.StringVar(&r.auditRetention, "audit-retention", envOr("VAULT_AUDIT_RETENTION", "400d"), "how long audit rows are kept, e.g. 400d (env VAULT_AUDIT_RETENTION)")
-	fs.StringVar(&r.keyRefresh, "key-refresh", envOr("VAULT_KEY_REFRESH", "2s"), "how often to pick up keys rotated elsewhere (env VAULT_KEY_REFRESH)")
+	fs.StringVar(&r.logLevel, "log-level", envOr("VAULT_LOG_LEVEL", defaultLogLevel), "debug, info, warn or error (env VAULT_LOG_LEVEL)")
+}
+
+// bindCryptoperiod binds --key-cryptoperiod, which flags overdue keys.
+func (r *rawConfig) bindCryptoperiod(fs *pflag.FlagSet) {
+	fs.StringVar(&r.cryptoperiod, "key-cryptoperiod", envOr("VAULT_KEY_CRYPTOPERIOD", defaultCryptoperiod), "how long a data key may stay in use, e.g. 365d (env VAULT_KEY_CRYPTOPERIOD)")
+}
+
+// bindKeyRefresh binds --key-refresh, which sets how long a rotation waits
+// for the replicas.
+func (r *rawConfig) bindKeyRefresh(fs *pflag.FlagSet) {
+	fs.StringVar(&r.keyRefresh, "key-refresh", envOr("VAULT_KEY_REFRESH", defaultKeyRefresh), "how often to pick up keys rotated elsewhere (env VAULT_KEY_REFRESH)")
+}
+
+// bindServer binds every flag of a serving process (serve), each
+// defaulting to its env variable.
+func (r *rawConfig) bindServer(fs *pflag.FlagSet) { r.bindServing(fs, defaultListen) }
+
+// bindServing binds the serving flags with listen as the default address.
+func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
+	r.serving = true
+	r.bindVault(fs)
+	fs.StringVar(&r.listen, "listen", envOr("VAULT_LISTEN", listen), "listen address (env VAULT_LISTEN)")
+	fs.StringVar(&r.cvcTTL, "cvc-ttl", envOr("VAULT_CVC_TTL", defaultCVCTTL), "how long an unrevealed CVC is kept (env VAULT_CVC_TTL)")
+	r.bindCryptoperiod(fs)
+	fs.StringVar(&r.auditRetention, "audit-retention", envOr("VAULT_AUDIT_RETENTION", defaultAuditRetention), "how long audit rows are kept, e.g. 400d (env VAULT_AUDIT_RETENTION)")
+	r.bindKeyRefresh(fs)
 	r.imp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
-	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", "1h"), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
+	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", defaultKeyCacheTTL), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
 // parseDays parses a Go duration or a whole number of days such as "365d".
@@ -90,16 +133,7 @@ func parseDays(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
-// parseID parses an id given on the command line; the error names what the
-// id should have been so the operator knows which argument is wrong.
-func parseID(what, s string) (uuid.UUID, error) {
-	id, err := uuid.Parse(s)
-	if err != nil {
-		return uuid.Nil, fmt.Errorf("%q is not a %s id", s, what)
-	}
-	return id, nil
-}
-
+// envOr returns the environment variable name, or def when it is empty.
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -107,53 +141,85 @@ func envOr(name, def string) string {
 	return def
 }
 
+// orDefault returns v, or def when v is empty (a setting the command did
+// not bind).
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// errNoDatabase says that the database URL is missing and how to get one.
+func errNoDatabase() error {
+	return errors.New("VAULT_DATABASE_URL (--database-url) is required: export VAULT_DATABASE_URL=postgres://USER@HOST/DB " +
+		"(`make dev` prints one for its private PostgreSQL)")
+}
+
 // parse validates every value and returns all problems at once, so a bad
 // deployment stops at startup with one clear message.
 func (r *rawConfig) parse(needDB bool) (config, error) {
-	var cfg config
+	cfg := config{DatabaseURL: strings.TrimSpace(r.databaseURL), KEKURI: strings.TrimSpace(r.kekURI), Listen: orDefault(r.listen, defaultListen)}
 	var errs []error
-	cfg.DatabaseURL, cfg.KEKURI, cfg.Listen = strings.TrimSpace(r.databaseURL), strings.TrimSpace(r.kekURI), r.listen
 	if needDB && cfg.DatabaseURL == "" {
-		errs = append(errs, errors.New("VAULT_DATABASE_URL (--database-url) is required"))
+		errs = append(errs, errNoDatabase())
 	}
 	if cfg.KEKURI == "" {
-		errs = append(errs, errors.New("VAULT_KEK_URI (--kek-uri) is required, e.g. local:///abs/path/kek.json"))
+		errs = append(errs, errors.New("VAULT_KEK_URI (--kek-uri) is required, e.g. local:///abs/path/kek.json "+
+			"(`cardvault kek create --out kek.json` makes one for development)"))
 	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_LISTEN %q is not host:port", cfg.Listen))
 	}
-	var err error
-	if cfg.CVCTTL, err = time.ParseDuration(r.cvcTTL); err != nil || cfg.CVCTTL <= 0 || cfg.CVCTTL > 24*time.Hour {
-		errs = append(errs, fmt.Errorf("VAULT_CVC_TTL %q must be a duration between 1s and 24h, e.g. 1h", r.cvcTTL))
-	}
-	if cfg.Cryptoperiod, err = parseDays(r.cryptoperiod); err != nil || cfg.Cryptoperiod < 24*time.Hour {
-		errs = append(errs, fmt.Errorf("VAULT_KEY_CRYPTOPERIOD %q must be at least 1d, e.g. 365d", r.cryptoperiod))
-	}
-	if cfg.AuditRetention, err = parseDays(r.auditRetention); err != nil || cfg.AuditRetention < 24*time.Hour {
-		errs = append(errs, fmt.Errorf("VAULT_AUDIT_RETENTION %q must be at least 1d, e.g. 400d", r.auditRetention))
-	}
-	if cfg.KeyRefresh, err = time.ParseDuration(r.keyRefresh); err != nil || cfg.KeyRefresh < 100*time.Millisecond || cfg.KeyRefresh > time.Minute {
-		errs = append(errs, fmt.Errorf("VAULT_KEY_REFRESH %q must be a duration between 100ms and 1m", r.keyRefresh))
-	}
-	if cfg.KeyCacheTTL, err = time.ParseDuration(r.keyCacheTTL); err != nil || cfg.KeyCacheTTL < time.Second || cfg.KeyCacheTTL > 24*time.Hour {
-		errs = append(errs, fmt.Errorf("VAULT_KEY_CACHE_TTL %q must be a duration between 1s and 24h, e.g. 1h", r.keyCacheTTL))
-	}
-	var importErrs []error
-	cfg.Import, importErrs = r.imp.parse()
-	errs = append(errs, importErrs...)
-	var limitErrs []error
-	cfg.Limits, limitErrs = r.limits.parse()
-	errs = append(errs, limitErrs...)
-	if cfg.DebugListen, err = parseDebugListen(r.debugListen); err != nil {
-		errs = append(errs, err)
+	errs = append(errs, r.parseDurations(&cfg)...)
+	if r.serving {
+		errs = append(errs, r.parseServing(&cfg)...)
 	}
 	var tlsErrs []error
 	cfg.TLS, tlsErrs = r.parseTLS()
 	errs = append(errs, tlsErrs...)
-	if err := cfg.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
+	if err := cfg.LogLevel.UnmarshalText([]byte(orDefault(r.logLevel, defaultLogLevel))); err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_LOG_LEVEL %q must be debug, info, warn or error", r.logLevel))
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// parseDurations sets cfg's durations and returns every problem with them.
+func (r *rawConfig) parseDurations(cfg *config) []error {
+	var errs []error
+	var err error
+	cvcTTL, cryptoperiod, retention := orDefault(r.cvcTTL, defaultCVCTTL), orDefault(r.cryptoperiod, defaultCryptoperiod), orDefault(r.auditRetention, defaultAuditRetention)
+	keyRefresh, keyCacheTTL := orDefault(r.keyRefresh, defaultKeyRefresh), orDefault(r.keyCacheTTL, defaultKeyCacheTTL)
+	if cfg.CVCTTL, err = time.ParseDuration(cvcTTL); err != nil || cfg.CVCTTL <= 0 || cfg.CVCTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_CVC_TTL %q must be a duration between 1s and 24h, e.g. 1h", cvcTTL))
+	}
+	if cfg.Cryptoperiod, err = parseDays(cryptoperiod); err != nil || cfg.Cryptoperiod < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_KEY_CRYPTOPERIOD %q must be at least 1d, e.g. 365d", cryptoperiod))
+	}
+	if cfg.AuditRetention, err = parseDays(retention); err != nil || cfg.AuditRetention < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_AUDIT_RETENTION %q must be at least 1d, e.g. 400d", retention))
+	}
+	if cfg.KeyRefresh, err = time.ParseDuration(keyRefresh); err != nil || cfg.KeyRefresh < 100*time.Millisecond || cfg.KeyRefresh > time.Minute {
+		errs = append(errs, fmt.Errorf("VAULT_KEY_REFRESH %q must be a duration between 100ms and 1m", keyRefresh))
+	}
+	if cfg.KeyCacheTTL, err = time.ParseDuration(keyCacheTTL); err != nil || cfg.KeyCacheTTL < time.Second || cfg.KeyCacheTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_KEY_CACHE_TTL %q must be a duration between 1s and 24h, e.g. 1h", keyCacheTTL))
+	}
+	return errs
+}
+
+// parseServing sets the import, limit and debug settings of a serving
+// process and returns every problem with them.
+func (r *rawConfig) parseServing(cfg *config) []error {
+	var errs, more []error
+	cfg.Import, errs = r.imp.parse()
+	cfg.Limits, more = r.limits.parse()
+	errs = append(errs, more...)
+	var err error
+	if cfg.DebugListen, err = parseDebugListen(r.debugListen); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 // newLogger returns the process logger: JSON on stderr, with every string
@@ -163,10 +229,58 @@ func newLogger(level slog.Level) *slog.Logger {
 	return slog.New(card.NewRedactingHandler(h))
 }
 
-// warnIfLocalKEK warns that a local KEK file is for development only.
-func warnIfLocalKEK(log *slog.Logger, uri string) {
-	if crypto.IsLocalKEK(uri) {
+// kekNotice warns, once per process, that the root KEK is a local keyset
+// file: in words on a terminal, as a structured log line otherwise.
+type kekNotice struct {
+	once  sync.Once
+	human io.Writer // the terminal to write to; nil: log instead
+}
+
+// newKEKNotice returns a notice that writes words to w when w is a
+// terminal.
+func newKEKNotice(w io.Writer) *kekNotice {
+	if isTerminal(w) {
+		return &kekNotice{human: w}
+	}
+	return &kekNotice{}
+}
+
+// warn says that uri is a local keyset file, the first time only; other
+// URIs need no warning.
+func (n *kekNotice) warn(log *slog.Logger, uri string) {
+	if !crypto.IsLocalKEK(uri) {
+		return
+	}
+	n.once.Do(func() {
+		if n.human != nil {
+			fmt.Fprintf(n.human, "warning: the root KEK is a local key file (%s): fine for development and tests, "+
+				"not for production, where VAULT_KEK_URI names a KMS key (aws-kms://, gcp-kms:// or hcvault://)\n", crypto.RedactKEKURI(uri))
+			return
+		}
 		log.Warn("the root KEK is a local keyset file: fine for development and tests, not for production; use aws-kms://, gcp-kms:// or hcvault://",
 			"kek_uri", crypto.RedactKEKURI(uri))
+	})
+}
+
+// kekNoticeKey is the context key of the process's kekNotice.
+type kekNoticeKey struct{}
+
+// withKEKNotice returns ctx carrying n.
+func withKEKNotice(ctx context.Context, n *kekNotice) context.Context {
+	return context.WithValue(ctx, kekNoticeKey{}, n)
+}
+
+// kekNoticeFrom returns the notice ctx carries, or a fresh one that logs
+// (a caller outside the command tree, such as the benchmark).
+func kekNoticeFrom(ctx context.Context) *kekNotice {
+	if n, ok := ctx.Value(kekNoticeKey{}).(*kekNotice); ok {
+		return n
 	}
+	return &kekNotice{}
+}
+
+// isTerminal reports whether w is a terminal (a person is reading).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

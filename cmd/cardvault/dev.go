@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	neturl "net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -22,6 +28,18 @@ import (
 // devDatabase is the database `cardvault dev` uses on its private server.
 const devDatabase = "cardvault"
 
+// Files `cardvault dev` keeps in its directory besides PostgreSQL's, so
+// that a restart prints the same URL, KEK and API key as the last run.
+const (
+	devPortFile   = "postgres-port" // the private server's TCP port
+	devKEKFile    = "kek.json"      // the dev root KEK, made on first run
+	devKEKURIFile = "kek-uri"       // the root KEK of the last run that opened the vault
+	devKeyFile    = "api-key"       // the secret of the dev API key
+)
+
+// devKeyDescription marks the API keys `cardvault dev` makes.
+const devKeyDescription = "cardvault dev"
+
 func newDevCmd() *cobra.Command {
 	var raw rawConfig
 	var dir string
@@ -29,7 +47,11 @@ func newDevCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the vault for development: private PostgreSQL, dev KEK, tenant `dev` and a key with every scope",
-		Args:  cobra.NoArgs,
+		Long: "Runs the vault on 127.0.0.1:8080 with a private PostgreSQL, a local root KEK and tenant `dev` holding\n" +
+			"one API key with every scope, all kept under --dir so that a restart prints the same database URL,\n" +
+			"KEK and key. VAULT_DATABASE_URL and VAULT_KEK_URI (or the flags) replace the private server and the\n" +
+			"dev KEK; a KEK given once is remembered for the next runs.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if simCards < 0 || simCards > 1_000_000 {
 				return fmt.Errorf("--stripe-simulator %d must be between 0 and 1000000 cards", simCards)
@@ -37,8 +59,9 @@ func newDevCmd() *cobra.Command {
 			return runDev(cmd.Context(), &raw, dir, simCards, cmd.OutOrStdout())
 		},
 	}
-	raw.bindServer(cmd.Flags())
-	cmd.Flags().StringVar(&dir, "dir", ".cardvault-dev", "where the private PostgreSQL and the dev KEK live")
+	raw.bindServing(cmd.Flags(), defaultDevListen)
+	cmd.Flags().Lookup("listen").Usage = "listen address; loopback only unless you name another host, e.g. 0.0.0.0:8080 (env VAULT_LISTEN)"
+	cmd.Flags().StringVar(&dir, "dir", ".cardvault-dev", "where the private PostgreSQL, the dev KEK and the dev API key live")
 	cmd.Flags().IntVar(&simCards, "stripe-simulator", 0, "also run a simulated Stripe account holding N test cards, and point imports at it")
 	return cmd
 }
@@ -53,8 +76,8 @@ func runDev(ctx context.Context, raw *rawConfig, dir string, simCards int, out i
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if raw.databaseURL == "" {
-		srv, err := startDevPostgres(ctx, dir)
+	if raw.databaseURL == "" || isOwnPostgres(dir, raw.databaseURL) {
+		srv, err := startDevPostgres(ctx, dir, out)
 		if err != nil {
 			return err
 		}
@@ -62,7 +85,7 @@ func runDev(ctx context.Context, raw *rawConfig, dir string, simCards int, out i
 		raw.databaseURL = srv.URL(devDatabase)
 	}
 	if raw.kekURI == "" {
-		if raw.kekURI, err = devKEK(dir); err != nil {
+		if raw.kekURI, err = devKEK(dir, out); err != nil {
 			return err
 		}
 	}
@@ -74,7 +97,7 @@ func runDev(ctx context.Context, raw *rawConfig, dir string, simCards int, out i
 		defer sim.Close() //nolint:errcheck // best effort on the way out
 		raw.imp.stripeAPIBase = sim.URL()
 	}
-	return devServe(ctx, raw, simCards > 0, out)
+	return devServe(ctx, raw, dir, simCards > 0, out)
 }
 
 // devStripeKey is the secret key of the simulated Stripe account.
@@ -91,9 +114,9 @@ func startDevStripe(n int) (*stripesim.Server, error) {
 	return sim, nil
 }
 
-// devServe migrates, provisions tenant `dev` with a fresh all-scope key,
+// devServe migrates, provisions tenant `dev` and its one all-scope key,
 // prints how to call the vault, and serves.
-func devServe(ctx context.Context, raw *rawConfig, withSim bool, out io.Writer) error {
+func devServe(ctx context.Context, raw *rawConfig, dir string, withSim bool, out io.Writer) error {
 	cfg, err := raw.parse(true)
 	if err != nil {
 		return err
@@ -107,17 +130,20 @@ func devServe(ctx context.Context, raw *rawConfig, withSim bool, out io.Writer) 
 		return err
 	}
 	defer a.Close()
-	tenant, secret, err := devKey(ctx, a.svc)
+	if err := writeDevFile(dir, devKEKURIFile, cfg.KEKURI); err != nil {
+		return err
+	}
+	tenant, secret, err := devTenantKey(ctx, a.svc, dir)
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return err
+		return actionf(err, "cannot listen on %s (%v): is another `cardvault dev` running? Pick another address: `cardvault dev --listen 127.0.0.1:8081`",
+			cfg.Listen, err)
 	}
 	printWelcome(out, baseURL(ln.Addr()), secret)
-	fmt.Fprintf(out, "Operator commands (keys, tenant, apikey, import) in another shell:\n\nexport VAULT_DATABASE_URL='%s' VAULT_KEK_URI='%s' TENANT=%s\n\n",
-		cfg.DatabaseURL, cfg.KEKURI, tenant)
+	printOperatorSetup(out, cfg, tenant, cliAlias())
 	if withSim {
 		fmt.Fprintf(out, "A simulated Stripe account runs at %s. Sync all its cards:\n\ncardvault import stripe --tenant $TENANT --api-key %s --wait\n\n",
 			cfg.Import.StripeAPIBase, devStripeKey)
@@ -125,22 +151,64 @@ func devServe(ctx context.Context, raw *rawConfig, withSim bool, out io.Writer) 
 	return serve(ctx, ln, a.svc, cfg, log)
 }
 
-// startDevPostgres starts (or restarts) the private server under dir and
+// startDevPostgres starts (or restarts) the private server under dir on
+// the port it had last time, so the printed VAULT_DATABASE_URL stays valid;
+// only when that port is taken does it pick a new one, and it says so. It
 // makes sure the dev database exists.
-func startDevPostgres(ctx context.Context, dir string) (*pglocal.Server, error) {
+func startDevPostgres(ctx context.Context, dir string, out io.Writer) (*pglocal.Server, error) {
 	logf, err := os.OpenFile(filepath.Join(dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := pglocal.Start(ctx, dir, pglocal.Options{Log: logf})
+	port := readDevPort(dir)
+	srv, err := pglocal.Start(ctx, dir, pglocal.Options{Log: logf, Port: port})
+	if port != 0 && errors.Is(err, pglocal.ErrPortTaken) {
+		srv, err = pglocal.Start(ctx, dir, pglocal.Options{Log: logf})
+		if err == nil {
+			fmt.Fprintf(out, "port %d of the private PostgreSQL is taken by another program; it listens on %d now, "+
+				"so re-run the export line printed below in your other shells\n\n", port, srv.Port)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("private PostgreSQL: %w", err)
+	}
+	if err := writeDevFile(dir, devPortFile, strconv.Itoa(srv.Port)); err != nil {
+		srv.Stop() //nolint:errcheck
+		return nil, err
 	}
 	if err := ensureDatabase(ctx, srv.URL("postgres"), devDatabase); err != nil {
 		srv.Stop() //nolint:errcheck
 		return nil, err
 	}
 	return srv, nil
+}
+
+// readDevPort returns the port remembered under dir, or 0 (any free port)
+// when there is none.
+func readDevPort(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, devPortFile))
+	if err != nil {
+		return 0
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || port <= 0 || port > 65535 {
+		return 0
+	}
+	return port
+}
+
+// isOwnPostgres reports whether url names dev's private server under dir,
+// as the export line dev printed does: pasted into the shell that restarts
+// dev, it must not stop dev from starting that server.
+func isOwnPostgres(dir, url string) bool {
+	port := readDevPort(dir)
+	u, err := neturl.Parse(url)
+	return err == nil && port != 0 && u.Host == net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) && u.Path == "/"+devDatabase
+}
+
+// writeDevFile writes value to dir/name, readable by its owner only.
+func writeDevFile(dir, name, value string) error {
+	return os.WriteFile(filepath.Join(dir, name), []byte(value+"\n"), 0o600)
 }
 
 // ensureDatabase creates database name through the server at adminURL
@@ -162,9 +230,18 @@ func ensureDatabase(ctx context.Context, adminURL, name string) error {
 	return err
 }
 
-// devKEK returns the URI of the dev KEK under dir, creating it once.
-func devKEK(dir string) (string, error) {
-	path := filepath.Join(dir, "kek.json")
+// devKEK returns the root KEK of a run given none: the one the last run
+// opened the vault with (after `keys rotate-root` that is the new one, once
+// dev was started on it), else the dev KEK file under dir, created once.
+func devKEK(dir string, out io.Writer) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(dir, devKEKURIFile)); err == nil {
+		uri := strings.TrimSpace(string(b))
+		if uri != "local://"+filepath.Join(dir, devKEKFile) {
+			fmt.Fprintf(out, "root KEK: %s, which the last run used (VAULT_KEK_URI or --kek-uri picks another)\n\n", crypto.RedactKEKURI(uri))
+		}
+		return uri, nil
+	}
+	path := filepath.Join(dir, devKEKFile)
 	if _, err := os.Stat(path); os.IsNotExist(err) {
 		if err := crypto.CreateLocalKEK(path); err != nil {
 			return "", err
@@ -173,18 +250,101 @@ func devKEK(dir string) (string, error) {
 	return "local://" + path, nil
 }
 
-// devKey returns tenant `dev`, creating it on first run, and a fresh
-// all-scope API key of it.
+// devKey returns the live tenant `dev`, creating it when there is none,
+// and a fresh all-scope API key of it (the benchmark's fresh database).
 func devKey(ctx context.Context, svc *postgres.Service) (uuid.UUID, string, error) {
-	t, err := svc.TenantByName(ctx, "dev")
-	if vault.ErrorKind(err) == vault.KindNotFound {
-		t, err = svc.CreateTenant(ctx, "dev")
-	}
+	tenant, err := devTenant(ctx, svc)
 	if err != nil {
 		return uuid.Nil, "", err
 	}
-	secret, _, err := svc.CreateAPIKey(ctx, t.ID, vault.AllScopes, "cardvault dev")
-	return t.ID, secret, err
+	secret, _, err := svc.CreateAPIKey(ctx, tenant, vault.AllScopes, devKeyDescription)
+	return tenant, secret, err
+}
+
+// devTenantKey returns the live tenant `dev` (creating it on first run, or
+// after it was destroyed) and its one dev API key: the key kept under dir
+// while it still works, else a fresh one. Other keys dev made are revoked,
+// so restarts never leave several live all-scope keys.
+func devTenantKey(ctx context.Context, svc *postgres.Service, dir string) (uuid.UUID, string, error) {
+	tenant, err := devTenant(ctx, svc)
+	if err != nil {
+		return uuid.Nil, "", err
+	}
+	secret, keyID := reusableDevKey(ctx, svc, dir, tenant)
+	if secret == "" {
+		var k vault.APIKey
+		if secret, k, err = svc.CreateAPIKey(ctx, tenant, vault.AllScopes, devKeyDescription); err != nil {
+			return uuid.Nil, "", err
+		}
+		keyID = k.ID
+		if err := writeDevFile(dir, devKeyFile, secret); err != nil {
+			return uuid.Nil, "", err
+		}
+	}
+	return tenant, secret, revokeOtherDevKeys(ctx, svc, tenant, keyID)
+}
+
+// devTenant returns the id of the live tenant named dev, creating one when
+// there is none.
+func devTenant(ctx context.Context, svc *postgres.Service) (uuid.UUID, error) {
+	ids, err := svc.TenantIDs(ctx)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	for _, id := range ids {
+		t, err := svc.GetTenant(ctx, id)
+		if err != nil {
+			return uuid.Nil, err
+		}
+		if t.Name == "dev" {
+			return id, nil
+		}
+	}
+	t, err := svc.CreateTenant(ctx, "dev")
+	return t.ID, err
+}
+
+// reusableDevKey returns the secret kept under dir and its key id when it
+// still authenticates as tenant with every scope, and "" otherwise.
+func reusableDevKey(ctx context.Context, svc *postgres.Service, dir string, tenant uuid.UUID) (string, uuid.UUID) {
+	b, err := os.ReadFile(filepath.Join(dir, devKeyFile))
+	if err != nil {
+		return "", uuid.Nil
+	}
+	secret := strings.TrimSpace(string(b))
+	actor, err := svc.Authenticate(ctx, secret, "cardvault-dev-start", "127.0.0.1")
+	if err != nil || actor.TenantID != tenant || !hasEveryScope(actor.Scopes) {
+		return "", uuid.Nil
+	}
+	return secret, actor.APIKeyID
+}
+
+// hasEveryScope reports whether scopes holds every scope there is.
+func hasEveryScope(scopes []vault.Scope) bool {
+	for _, s := range vault.AllScopes {
+		if !slices.Contains(scopes, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// revokeOtherDevKeys revokes the tenant's live keys made by dev, except
+// keep; keys made with `cardvault apikey create` stay.
+func revokeOtherDevKeys(ctx context.Context, svc *postgres.Service, tenant, keep uuid.UUID) error {
+	keys, err := svc.ListAPIKeys(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.ID == keep || k.RevokedAt != nil || k.Description != devKeyDescription {
+			continue
+		}
+		if _, err := svc.RevokeAPIKey(ctx, k.ID); err != nil && vault.ErrorKind(err) != vault.KindNotFound {
+			return err
+		}
+	}
+	return nil
 }
 
 // baseURL turns a listen address into a URL a local client can call.
@@ -201,7 +361,7 @@ func baseURL(addr net.Addr) string {
 func printWelcome(out io.Writer, base, secret string) {
 	fmt.Fprintf(out, `cardvault dev is running at %[1]s (Ctrl-C stops it and its PostgreSQL)
 
-API key (tenant "dev", every scope): %[2]s
+API key (tenant "dev", every scope; the same after a restart): %[2]s
 
 Replay what Stripe forwards to /cde-import:
 
@@ -211,4 +371,41 @@ curl -sS %[1]s/cde-import \
   -d '{"metadata":{"business_key":"pm_1DevExample"},"card":{"number":"4242424242424242","exp_month":"04","exp_year":"2033","cvc":"123","name":"John Doe"}}'
 
 `, base, secret)
+}
+
+// printOperatorSetup prints the lines that set up another shell for the
+// operator commands: the settings, and alias when `cardvault` on the PATH
+// is not this binary.
+func printOperatorSetup(out io.Writer, cfg config, tenant uuid.UUID, alias string) {
+	fmt.Fprintf(out, "Operator commands (keys, tenant, apikey, import) in another shell: paste\n\nexport VAULT_DATABASE_URL=%s VAULT_KEK_URI=%s TENANT=%s\n",
+		shellQuote(cfg.DatabaseURL), shellQuote(cfg.KEKURI), tenant)
+	if alias != "" {
+		fmt.Fprintln(out, alias)
+	}
+	fmt.Fprint(out, "cardvault keys status --tenant $TENANT\n\n")
+}
+
+// cliAlias returns the shell alias that makes `cardvault` run this binary,
+// or "" when the `cardvault` on the PATH already is this binary.
+func cliAlias() string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if onPath, err := exec.LookPath("cardvault"); err == nil && sameFile(onPath, self) {
+		return ""
+	}
+	return "alias cardvault=" + shellQuote(self) + "   # `make install` puts cardvault on your PATH instead"
+}
+
+// sameFile reports whether paths a and b name the same file.
+func sameFile(a, b string) bool {
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

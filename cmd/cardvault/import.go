@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -95,12 +93,15 @@ func newImportStripeCmd() *cobra.Command {
 		Short: "Start a job importing every card payment method of a Stripe account (run by `cardvault serve`)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tenantID, err := parseID("tenant", tenant)
+			tenantID, err := parseTenantID(tenant)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
 			return withApp(ctx, &raw, func(a *app) error {
+				if err := requireTenant(ctx, a.svc, tenantID); err != nil {
+					return err
+				}
 				job, err := a.svc.CreateImport(ctx, vault.Operator(tenantID),
 					vault.CreateImportInput{Provider: vault.ProviderStripe, StripeAPIKey: card.NewSecret(apiKey)})
 				if err != nil {
@@ -114,7 +115,7 @@ func newImportStripeCmd() *cobra.Command {
 			})
 		},
 	}
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&apiKey, "api-key", os.Getenv("STRIPE_API_KEY"), "the Stripe secret or restricted key (env STRIPE_API_KEY keeps it out of shell history)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until the job ends; exit 1 unless it finished")
@@ -129,43 +130,42 @@ func newImportWatchCmd() *cobra.Command {
 		Short: "Show an import job's progress until it ends; exit 1 unless it finished",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID("import", args[0])
+			id, err := uuid.Parse(args[0])
 			if err != nil {
-				return err
+				return actionf(nil, "%q is not an import job id; it is what `cardvault import stripe` printed (or GET /tokens/imports lists)", args[0])
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
 				return watchImport(cmd.Context(), a.svc, id, cmd.ErrOrStderr())
 			})
 		},
 	}
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	return cmd
 }
 
-// watchImport draws the job's progress (counts, rate, ETA) until it ends.
-// It returns an error unless the job finished.
+// importHintAfter is how long a watch waits for a worker to pick the job
+// up before it asks whether a `cardvault serve` is running.
+const importHintAfter = 5 * time.Second
+
+// watchImport shows the job's progress (counts, rate, time left) until it
+// ends. It returns an error unless the job finished.
 func watchImport(ctx context.Context, svc *postgres.Service, id uuid.UUID, out io.Writer) error {
-	bar := progressbar.NewOptions64(1, progressbar.OptionSetWriter(out),
-		progressbar.OptionSetDescription("preparing"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("cards"), progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetWidth(30))
+	p := newProgress(out, "cards")
 	hinted := false
 	for start := time.Now(); ; {
 		j, err := svc.FindImport(ctx, id)
 		if err != nil {
-			return err
+			return ifNotFound(err, actionf(err, "no import job %s; the id is what `cardvault import stripe` printed (GET /tokens/imports lists them)", id))
 		}
-		if j.Total > bar.GetMax64() {
-			bar.ChangeMax64(j.Total)
-		}
-		bar.Describe(fmt.Sprintf("%-9s ok %d failed %d skipped %d", j.Status, j.Successes, j.Failures, j.Skipped))
-		_ = bar.Set64(j.Total - j.Pending())
+		desc := fmt.Sprintf("%-9s ok %d failed %d skipped %d", j.Status, j.Successes, j.Failures, j.Skipped)
 		if j.Ended() {
-			return importEnded(bar, j, out)
+			p.finish(desc, j.Total-j.Pending(), j.Total)
+			return importEnded(j, out)
 		}
-		if !hinted && j.StartedAt == nil && time.Since(start) > 5*time.Second {
+		p.update(desc, j.Total-j.Pending(), j.Total)
+		if !hinted && j.StartedAt == nil && time.Since(start) > importHintAfter {
 			hinted = true
-			fmt.Fprintln(out, "\nno import worker has picked the job up yet: is a `cardvault serve` running on this database?")
+			p.note("no import worker has picked the job up yet: is a `cardvault serve` (or `cardvault dev`) running on this database?")
 		}
 		if err := pause(ctx, 250*time.Millisecond); err != nil {
 			return err
@@ -173,10 +173,9 @@ func watchImport(ctx context.Context, svc *postgres.Service, id uuid.UUID, out i
 	}
 }
 
-// importEnded closes the bar with the job's outcome.
-func importEnded(bar *progressbar.ProgressBar, j vault.ImportJob, out io.Writer) error {
-	_ = bar.Finish()
-	fmt.Fprintf(out, "\nimport %s %s: %d of %d imported, %d failed, %d skipped\n",
+// importEnded prints the job's outcome.
+func importEnded(j vault.ImportJob, out io.Writer) error {
+	fmt.Fprintf(out, "import %s %s: %d of %d imported, %d failed, %d skipped\n",
 		j.ID, j.Status, j.Successes, j.Total, j.Failures, j.Skipped)
 	switch j.Status {
 	case vault.ImportFinished:
@@ -185,7 +184,7 @@ func importEnded(bar *progressbar.ProgressBar, j vault.ImportJob, out io.Writer)
 		}
 		return nil
 	case vault.ImportFailed:
-		return errors.New("import failed: " + j.FailureReason)
+		return actionf(nil, "import failed: %s; fix that, then start a new job: `cardvault import stripe --tenant %s --wait`", j.FailureReason, j.TenantID)
 	}
-	return errors.New("import " + string(j.Status))
+	return actionf(nil, "import %s %s; start a new job with `cardvault import stripe --tenant %s --wait`", j.ID, j.Status, j.TenantID)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,10 @@ func newKEKCmd() *cobra.Command {
 			abs, err := filepath.Abs(out)
 			if err != nil {
 				return err
+			}
+			if _, err := os.Stat(abs); err == nil {
+				return actionf(nil, "%s exists and kek create never overwrites a key: choose another file, e.g. `cardvault kek create --out %s`",
+					abs, filepath.Join(filepath.Dir(abs), "kek-2.json"))
 			}
 			if err := crypto.CreateLocalKEK(abs); err != nil {
 				return err

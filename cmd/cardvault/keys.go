@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/cardvault/cardvault/crypto"
@@ -39,13 +39,17 @@ func (f *tenantFlags) bind(cmd *cobra.Command, allowNone bool) {
 	cmd.MarkFlagsMutuallyExclusive("tenant", "all")
 }
 
-// ids returns the selected tenant ids (nil meaning every tenant).
+// ids returns the selected tenant ids (nil meaning every tenant); the
+// error names a tenant that does not exist.
 func (f *tenantFlags) ids(ctx context.Context, svc *postgres.Service) ([]uuid.UUID, error) {
 	if f.tenant == "" {
 		return svc.TenantIDs(ctx)
 	}
-	id, err := parseID("tenant", f.tenant)
-	return []uuid.UUID{id}, err
+	id, err := parseTenantID(f.tenant)
+	if err != nil {
+		return nil, err
+	}
+	return []uuid.UUID{id}, requireTenant(ctx, svc, id)
 }
 
 // eachTenant opens the vault and runs fn for every selected tenant,
@@ -58,11 +62,20 @@ func eachTenant(ctx context.Context, raw *rawConfig, sel *tenantFlags, fn func(a
 		}
 		for _, id := range ids {
 			if err := fn(a, id); err != nil {
-				return fmt.Errorf("tenant %s: %w", id, err)
+				return tenantError(id, err)
 			}
 		}
 		return nil
 	})
+}
+
+// tenantError prefixes err with the tenant it concerns, unless it is an
+// actionError, which names the tenant itself.
+func tenantError(id uuid.UUID, err error) error {
+	if errors.As(err, new(*actionError)) {
+		return err
+	}
+	return fmt.Errorf("tenant %s: %w", id, err)
 }
 
 func newKeysStatusCmd() *cobra.Command {
@@ -94,7 +107,8 @@ func newKeysStatusCmd() *cobra.Command {
 	}
 	sel.bind(cmd, true)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (the shape of GET /keys)")
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
+	raw.bindCryptoperiod(cmd.Flags())
 	return cmd
 }
 
@@ -141,6 +155,7 @@ func newKeysRotateCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return eachTenant(cmd.Context(), &raw, &sel, func(a *app, id uuid.UUID) error {
+				sayRotationWait(cmd.ErrOrStderr(), id, a.cfg)
 				keyID, err := a.svc.RotateDataKey(cmd.Context(), vault.Operator(id), a.cfg.propagation())
 				if err == nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "tenant %s: key %d is primary\n", id, keyID)
@@ -150,8 +165,17 @@ func newKeysRotateCmd() *cobra.Command {
 		},
 	}
 	sel.bind(cmd, false)
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
+	raw.bindKeyRefresh(cmd.Flags())
 	return cmd
+}
+
+// sayRotationWait tells the operator what a rotation waits for, since it
+// is silent for two propagation delays.
+func sayRotationWait(w io.Writer, tenant uuid.UUID, cfg config) {
+	fmt.Fprintf(w, "tenant %s: adding a data key, then waiting %s (2 × --key-refresh %s + 1s) for every replica to load it, "+
+		"promoting it to primary and waiting %s again so every replica encrypts with it…\n",
+		tenant, cfg.propagation(), cfg.KeyRefresh, cfg.propagation())
 }
 
 func newKeysReencryptCmd() *cobra.Command {
@@ -170,7 +194,7 @@ func newKeysReencryptCmd() *cobra.Command {
 	}
 	sel.bind(cmd, false)
 	cmd.Flags().BoolVar(&wait, "wait", false, "run the job here (or follow the replica running it) and show progress")
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	return cmd
 }
 
@@ -191,29 +215,25 @@ func reencrypt(ctx context.Context, svc *postgres.Service, tenant uuid.UUID, wai
 	return followKeyJob(ctx, svc, job, errOut)
 }
 
-// followKeyJob renders the job's progress with rate and ETA until it ends;
-// it returns an error when the job failed.
+// followKeyJob shows the job's progress with rate and time left until it
+// ends; it returns an error when the job failed.
 func followKeyJob(ctx context.Context, svc *postgres.Service, job vault.KeyJob, errOut io.Writer) error {
-	bar := progressbar.NewOptions64(max(job.Total, 1), progressbar.OptionSetWriter(errOut),
-		progressbar.OptionSetDescription("re-encrypting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("tokens"), progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond))
+	p := newProgress(errOut, "tokens")
 	for {
 		j, err := svc.GetKeyJob(ctx, job.TenantID, job.ID)
 		if err != nil {
 			return err
 		}
-		if j.Total > bar.GetMax64() {
-			bar.ChangeMax64(j.Total)
-		}
-		_ = bar.Set64(j.Done)
 		switch j.Status {
 		case "finished":
-			_ = bar.Finish()
-			fmt.Fprintln(errOut)
+			p.finish("re-encrypted", j.Done, j.Total)
 			return nil
 		case "failed":
-			return errors.New("re-encryption failed: " + j.Error)
+			p.finish("re-encryption failed", j.Done, j.Total)
+			return actionf(nil, "re-encryption job %s of tenant %s failed: %s; run `cardvault keys reencrypt --tenant %s --wait` again to resume it",
+				j.ID, j.TenantID, j.Error, j.TenantID)
 		}
+		p.update("re-encrypting", j.Done, j.Total)
 		if err := pause(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
@@ -239,13 +259,16 @@ func newKeysRetireCmd() *cobra.Command {
 		Short: "Disable a non-primary data key no token needs; --destroy then deletes its material",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, err := parseID("tenant", tenant)
+			id, err := parseTenantID(tenant)
 			if err != nil {
 				return err
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				if err := a.svc.RetireDataKey(cmd.Context(), vault.Operator(id), keyID, destroy); err != nil {
+				if err := requireTenant(cmd.Context(), a.svc, id); err != nil {
 					return err
+				}
+				if err := a.svc.RetireDataKey(cmd.Context(), vault.Operator(id), keyID, destroy); err != nil {
+					return retireError(id, keyID, err)
 				}
 				verb := "disabled"
 				if destroy {
@@ -261,8 +284,28 @@ func newKeysRetireCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&destroy, "destroy", false, "delete the disabled key's material for good")
 	_ = cmd.MarkFlagRequired("tenant")
 	_ = cmd.MarkFlagRequired("key")
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	return cmd
+}
+
+// retireError words the refusals of a retire with the command that clears
+// them; other errors pass through.
+func retireError(tenant uuid.UUID, keyID uint32, err error) error {
+	e := vault.AsError(err)
+	switch {
+	case e.Code == "key_is_primary":
+		return actionf(err, "key %d is the primary key of tenant %s: rotate first (`cardvault keys rotate --tenant %s`), "+
+			"re-encrypt (`cardvault keys reencrypt --tenant %s --wait`), then retire it", keyID, tenant, tenant, tenant)
+	case e.Code == "key_in_use":
+		return actionf(err, "tenant %s: %s; re-encrypt (`cardvault keys reencrypt --tenant %s --wait`), then retire again",
+			tenant, strings.SplitN(e.Message, ":", 2)[0], tenant)
+	case e.Code == "key_not_disabled":
+		return actionf(err, "key %d of tenant %s is still enabled: retire it first (`cardvault keys retire --tenant %s --key %d`), then destroy it",
+			keyID, tenant, tenant, keyID)
+	case e.Kind == vault.KindNotFound:
+		return actionf(err, "no key %d in the data keyset of tenant %s; list them with `cardvault keys status --tenant %s`", keyID, tenant, tenant)
+	}
+	return err
 }
 
 func newKeysRotateRootCmd() *cobra.Command {
@@ -280,7 +323,7 @@ func newKeysRotateRootCmd() *cobra.Command {
 			}
 			newKEK, err := crypto.OpenKEK(cmd.Context(), newURI)
 			if err != nil {
-				return fmt.Errorf("new root KEK %s: %w", crypto.RedactKEKURI(newURI), err)
+				return errOpenKEK("new root KEK", "--new-kek-uri", newURI, err)
 			}
 			a, err := open(cmd.Context(), cfg, newLogger(cfg.LogLevel), false)
 			if err != nil {
@@ -297,7 +340,7 @@ func newKeysRotateRootCmd() *cobra.Command {
 	cmd.Flags().StringVar(&newURI, "new-kek-uri", "", "the new root KEK")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check that every keyset opens and report what would change")
 	_ = cmd.MarkFlagRequired("new-kek-uri")
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	return cmd
 }
 
@@ -307,7 +350,9 @@ func printRootRotation(out io.Writer, r vault.RootRotation, newURI string, dryRu
 			r.Keysets, r.Tenants, crypto.RedactKEKURI(newURI), r.Already)
 		return err
 	}
-	_, err := fmt.Fprintf(out, "re-wrapped %d keysets of %d tenants under %s (%d already were)\nnow set VAULT_KEK_URI=%s and restart every replica\n",
-		r.Keysets, r.Tenants, crypto.RedactKEKURI(newURI), r.Already, crypto.RedactKEKURI(newURI))
+	uri := crypto.RedactKEKURI(newURI)
+	_, err := fmt.Fprintf(out, "re-wrapped %d keysets of %d tenants under %s (%d already were)\n"+
+		"now set VAULT_KEK_URI=%s and restart every replica; a `cardvault dev`: stop it, then `VAULT_KEK_URI=%s make dev`\n",
+		r.Keysets, r.Tenants, uri, r.Already, uri, uri)
 	return err
 }

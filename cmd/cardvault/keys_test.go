@@ -36,7 +36,7 @@ func keyIn(r vault.KeyReport, state string) vault.KeyVersion {
 func TestRotatingKeysWalkthrough(t *testing.T) {
 	kek, kekURI := vaulttest.KEK(t)
 	url := migratedDatabase(t)
-	flags := []string{"--database-url", url, "--kek-uri", kekURI, "--key-refresh", "100ms"}
+	flags := []string{"--database-url", url, "--kek-uri", kekURI}
 	out, _, err := run(t, append([]string{"tenant", "create", "acme"}, flags...)...)
 	require.NoError(t, err)
 	tenant := strings.TrimSpace(out)
@@ -52,8 +52,10 @@ func TestRotatingKeysWalkthrough(t *testing.T) {
 
 	old := keyIn(keyReport(t, flags...), "primary")
 	require.Equal(t, int64(25), old.Tokens)
-	_, _, err = run(t, append([]string{"keys", "rotate", "--tenant", tenant}, flags...)...)
+	_, rotating, err := run(t, append([]string{"keys", "rotate", "--tenant", tenant, "--key-refresh", "100ms"}, flags...)...)
 	require.NoError(t, err)
+	assert.Contains(t, rotating, "waiting 1.2s (2 × --key-refresh 100ms + 1s) for every replica to load it",
+		"the rotation says what it waits for")
 	_, errOut, err := run(t, append([]string{"keys", "reencrypt", "--tenant", tenant, "--wait"}, flags...)...)
 	require.NoError(t, err)
 	assert.Contains(t, errOut, "re-encrypting", "a progress bar on the terminal")

@@ -14,21 +14,22 @@ import (
 )
 
 // How often the background loops of a serving process run; the key refresh
-// interval is configured (VAULT_KEY_REFRESH, defaultKeyRefresh when unset).
+// interval is configured (VAULT_KEY_REFRESH, keyRefreshFallback when a
+// config leaves it unset).
 const (
-	defaultKeyRefresh = 2 * time.Second
-	cvcSweep          = time.Minute      // destroy expired CVCs
-	keyJobPoll        = 2 * time.Second  // look for key jobs (re-encryption) to run
-	auditChain        = time.Second      // link new audit rows into their chains
-	auditPrune        = time.Hour        // prune audit rows past the retention
-	idempotencySweep  = 10 * time.Minute // delete expired idempotency keys
+	keyRefreshFallback = 2 * time.Second
+	cvcSweep           = time.Minute      // destroy expired CVCs
+	keyJobPoll         = 2 * time.Second  // look for key jobs (re-encryption) to run
+	auditChain         = time.Second      // link new audit rows into their chains
+	auditPrune         = time.Hour        // prune audit rows past the retention
+	idempotencySweep   = 10 * time.Minute // delete expired idempotency keys
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
 // HTTP. runBackground starts them.
 func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger) []loop.Loop {
 	owner := workerName()
-	keyRefresh := cmp.Or(cfg.KeyRefresh, defaultKeyRefresh)
+	keyRefresh := cmp.Or(cfg.KeyRefresh, keyRefreshFallback)
 	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
 	deliverer := webhook.NewDeliverer(svc, webhook.NewHTTPClient(webhook.DefaultTimeout), log, owner)
 	return []loop.Loop{

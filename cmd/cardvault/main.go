@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,12 +15,20 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
+	code := execute(ctx, newRootCmd(), os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cardvault:", err)
-		os.Exit(1)
+	os.Exit(code)
+}
+
+// execute runs the command line and, when it fails, prints one line a
+// person can act on to errOut; it returns the exit status.
+func execute(ctx context.Context, root *cobra.Command, errOut io.Writer) int {
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
 	}
+	fmt.Fprintln(errOut, "cardvault:", errorLine(cmd, err))
+	return 1
 }
 
 // newRootCmd returns the command tree; every subcommand parses its own
@@ -30,8 +39,12 @@ func newRootCmd() *cobra.Command {
 		Short:         "A self-hosted PCI card-data vault speaking Stripe's Vault and Forward contract",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			cmd.SetContext(withKEKNotice(cmd.Context(), newKEKNotice(cmd.ErrOrStderr())))
+		},
 	}
 	root.AddCommand(newServeCmd(), newDevCmd(), newMigrateCmd(), newKEKCmd(), newTenantCmd(), newAPIKeyCmd(), newKeysCmd())
-	root.AddCommand(newAuditCmd(), newImportCmd(), newBenchCmd())
+	root.AddCommand(newAuditCmd(), newImportCmd(), newBenchCmd(), newVersionCmd())
+	markRunErrors(root)
 	return root
 }

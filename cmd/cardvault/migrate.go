@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +18,7 @@ func newMigrateCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if raw.databaseURL == "" {
-				return errors.New("VAULT_DATABASE_URL (--database-url) is required")
+				return errNoDatabase()
 			}
 			if err := migrate(cmd.Context(), raw.databaseURL); err != nil {
 				return err

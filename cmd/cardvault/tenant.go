@@ -2,16 +2,27 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+
+	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/postgres"
 )
 
 func newTenantCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "tenant", Short: "Manage tenants"}
+	cmd.AddCommand(newTenantCreateCmd(), newTenantListCmd(), newTenantDestroyCmd())
+	return cmd
+}
+
+func newTenantCreateCmd() *cobra.Command {
 	var raw rawConfig
-	create := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a tenant with fresh keysets; prints only its id",
 		Args:  cobra.ExactArgs(1),
@@ -26,9 +37,42 @@ func newTenantCmd() *cobra.Command {
 			})
 		},
 	}
-	raw.bindServer(create.Flags())
-	cmd.AddCommand(create, newTenantDestroyCmd())
+	raw.bindVault(cmd.Flags())
 	return cmd
+}
+
+func newTenantListCmd() *cobra.Command {
+	var raw rawConfig
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the tenants (destroyed ones left out): id, name, creation time",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(cmd.Context(), &raw, func(a *app) error {
+				return listTenants(cmd.Context(), a.svc, cmd.OutOrStdout())
+			})
+		},
+	}
+	raw.bindVault(cmd.Flags())
+	return cmd
+}
+
+// listTenants writes the live tenants as a table, oldest first.
+func listTenants(ctx context.Context, svc *postgres.Service, out io.Writer) error {
+	ids, err := svc.TenantIDs(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tNAME\tCREATED")
+	for _, id := range ids {
+		t, err := svc.GetTenant(ctx, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339))
+	}
+	return w.Flush()
 }
 
 func newTenantDestroyCmd() *cobra.Command {
@@ -39,15 +83,15 @@ func newTenantDestroyCmd() *cobra.Command {
 		Short: "Crypto-shred a tenant: delete its keysets and tokens for good, revoke its keys; the audit trail stays",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID("tenant", args[0])
+			id, err := parseTenantID(args[0])
 			if err != nil {
 				return err
 			}
 			if !confirm {
-				return errors.New("this destroys every token of the tenant for good: add --confirm")
+				return actionf(nil, "this destroys every token of tenant %s for good; to go ahead: `cardvault tenant destroy %s --confirm`", id, id)
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				n, err := a.svc.DestroyTenant(cmd.Context(), id)
+				n, err := destroyTenant(cmd.Context(), a.svc, id)
 				if err == nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "tenant %s destroyed: %d tokens are unreadable and deleted\n", id, n)
 				}
@@ -56,8 +100,21 @@ func newTenantDestroyCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&confirm, "confirm", false, "yes, destroy it")
-	raw.bindServer(cmd.Flags())
+	raw.bindVault(cmd.Flags())
 	return cmd
+}
+
+// destroyTenant crypto-shreds tenant id and returns how many tokens went;
+// for an unknown or already destroyed tenant the error says which.
+func destroyTenant(ctx context.Context, svc *postgres.Service, id uuid.UUID) (int64, error) {
+	n, err := svc.DestroyTenant(ctx, id)
+	if vault.ErrorKind(err) != vault.KindNotFound {
+		return n, err
+	}
+	if t, lookupErr := svc.GetTenant(ctx, id); lookupErr == nil {
+		return 0, actionf(err, "tenant %s (%s) was destroyed already; nothing to do (`cardvault tenant list` shows the live ones)", id, t.Name)
+	}
+	return 0, errNoTenant(id, err)
 }
 
 // withApp parses the configuration, opens the vault, runs fn and closes it.
@@ -72,4 +129,11 @@ func withApp(ctx context.Context, raw *rawConfig, fn func(a *app) error) error {
 	}
 	defer a.Close()
 	return fn(a)
+}
+
+// requireTenant returns an error naming the tenant and how to list them
+// unless a tenant with id exists.
+func requireTenant(ctx context.Context, svc *postgres.Service, id uuid.UUID) error {
+	_, err := svc.GetTenant(ctx, id)
+	return ifNotFound(err, errNoTenant(id, err))
 }

@@ -118,6 +118,43 @@ func (s *Service) ListAPIKeys(ctx context.Context, tenantID uuid.UUID) ([]vault.
 	return keys, dbError(err, "api key")
 }
 
+// APIKeyByID returns the API key with id, revoked or not. It returns a
+// KindNotFound error for an unknown id.
+func (s *Service) APIKeyByID(ctx context.Context, id uuid.UUID) (vault.APIKey, error) {
+	k, err := scanAPIKey(s.db.QueryRow(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE id = $1`, id))
+	return k, dbError(err, "api key")
+}
+
+// APIKeysByPrefix returns up to limit API keys, revoked ones included,
+// whose non-secret prefix (the 16 hex digits after "cvk_") starts with
+// prefix, oldest first. It returns a KindInvalid error unless prefix is 1
+// to 16 lowercase hex digits.
+func (s *Service) APIKeysByPrefix(ctx context.Context, prefix string, limit int) ([]vault.APIKey, error) {
+	if !isKeyPrefix(prefix) {
+		return nil, vault.InvalidParam(vault.CodeInvalidPrefix, "prefix", "an API key prefix is 1 to 16 hex digits")
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys
+		WHERE starts_with(prefix, $1) ORDER BY created_at, id LIMIT $2`, prefix, limit)
+	if err != nil {
+		return nil, dbError(err, "api key")
+	}
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (vault.APIKey, error) { return scanAPIKey(r) })
+	return keys, dbError(err, "api key")
+}
+
+// isKeyPrefix reports whether p is 1 to 16 lowercase hex digits.
+func isKeyPrefix(p string) bool {
+	if p == "" || len(p) > 16 {
+		return false
+	}
+	for _, c := range p {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // RevokeAPIKey revokes the key with id at once and audits it. It returns a
 // KindNotFound error for an unknown or already revoked key.
 func (s *Service) RevokeAPIKey(ctx context.Context, id uuid.UUID) (vault.APIKey, error) {

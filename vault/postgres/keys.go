@@ -200,15 +200,23 @@ func (s *Service) sideRowsUnderKey(ctx context.Context, tenantID uuid.UUID, keyI
 }
 
 // RetireDataKey disables a data key that is not primary; with destroy it
-// then deletes the disabled key's material for good. It refuses, with a
-// KindConflict error saying how many tokens still need the key, while any
-// token is sealed with it; KindNotFound for an unknown key. The counts
+// then deletes the disabled key's material for good. It refuses the primary
+// with a KindConflict error (key_is_primary) saying to rotate first, and,
+// with a KindConflict error saying how many tokens still need the key, a key
+// any token is sealed with; KindNotFound for an unknown key. The counts
 // first taken only word the common refusal: the guarantee is the disabling
 // transaction itself, which waits for the writers still sealing under the
 // key and refuses (KindConflict, key_in_use) when any row, committed
 // however late, still needs it (releaseSealingKey); writers that come after
 // it are refused by the database and seal again with the primary key.
 func (s *Service) RetireDataKey(ctx context.Context, a vault.Actor, keyID uint32, destroy bool) error {
+	primary, err := s.isPrimaryDataKey(ctx, a.TenantID, keyID)
+	if err != nil {
+		return err
+	}
+	if primary {
+		return keyIsPrimary(keyID)
+	}
 	n, err := s.tokensUnderKey(ctx, a.TenantID, keyID)
 	if err != nil {
 		return err
@@ -230,7 +238,7 @@ func (s *Service) RetireDataKey(ctx context.Context, a vault.Actor, keyID uint32
 		case !ok:
 			return nil, keyChange{}, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no key %d in the tenant's data keyset", keyID)
 		case state == crypto.KeyPrimary:
-			return nil, keyChange{}, vault.Errorf(vault.KindConflict, vault.CodeKeyIsPrimary, "key %d is the primary: rotate first", keyID)
+			return nil, keyChange{}, keyIsPrimary(keyID)
 		case destroy && state == crypto.KeyDisabled:
 			h, err := crypto.DestroyKey(h, keyID)
 			return h, keyChange{action: vault.ActionKeyDestroy, keyID: keyID, state: "destroyed"}, err
@@ -243,6 +251,25 @@ func (s *Service) RetireDataKey(ctx context.Context, a vault.Actor, keyID uint32
 		return h, keyChange{action: vault.ActionKeyDisable, keyID: keyID, state: crypto.KeyDisabled}, err
 	})
 	return err
+}
+
+// isPrimaryDataKey reports whether keyID is the tenant's primary data key,
+// as recorded with every key change; an unknown key is not.
+func (s *Service) isPrimaryDataKey(ctx context.Context, tenantID uuid.UUID, keyID uint32) (bool, error) {
+	var primary bool
+	err := s.db.QueryRow(ctx, `SELECT state = 'primary' FROM tenant_key_versions
+		WHERE tenant_id = $1 AND purpose = 'data' AND key_id = $2`, tenantID, int64(keyID)).Scan(&primary)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return primary, dbError(err, "key")
+}
+
+// keyIsPrimary is the refusal to retire the primary key: every new token
+// is sealed with it, so another key must become primary first.
+func keyIsPrimary(keyID uint32) *vault.Error {
+	return vault.Errorf(vault.KindConflict, vault.CodeKeyIsPrimary,
+		"key %d is the primary: rotate first (cardvault keys rotate), then re-encrypt and retire it", keyID)
 }
 
 // keyState returns the state of keyID in h and whether it is there.

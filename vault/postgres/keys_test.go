@@ -103,7 +103,10 @@ func TestRotateReencryptRetireDestroy(t *testing.T) {
 	assert.Equal(t, old.KeyID, keyByState(e.keyStatus(t), "destroyed").KeyID)
 	e.assertAllReveal(t, cards)
 
-	assert.Equal(t, vault.KindConflict, vault.ErrorKind(e.svc.RetireDataKey(ctx, e.actor, newID, false)), "the primary cannot be retired")
+	err = e.svc.RetireDataKey(ctx, e.actor, newID, false)
+	assert.Equal(t, vault.KindConflict, vault.ErrorKind(err), "the primary cannot be retired")
+	assert.Equal(t, "key_is_primary", vault.AsError(err).Code, "rotating, not re-encrypting, frees the primary of its tokens")
+	assert.Contains(t, vault.AsError(err).Message, "rotate first")
 	for _, a := range []string{"key.add", "key.promote", "key.reencrypt", "key.disable", "key.destroy"} {
 		var n int
 		require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = $2`,

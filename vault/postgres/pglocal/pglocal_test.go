@@ -2,6 +2,7 @@ package pglocal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -153,8 +154,8 @@ func TestExplicitPortInUse(t *testing.T) {
 		s2.Stop()
 		t.Fatal("second server on the same port started")
 	}
-	if !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("error = %v, want port in use", err)
+	if !errors.Is(err, ErrPortTaken) {
+		t.Fatalf("error = %v, want ErrPortTaken", err)
 	}
 }
 

@@ -85,7 +85,9 @@ const (
 	startAttempts       = 3 // for a picked port that someone else grabs first
 )
 
-var errPortTaken = errors.New("port already in use")
+// ErrPortTaken is wrapped by the error of Start when the port asked for in
+// Options.Port is in use, so a caller can fall back to a free one.
+var ErrPortTaken = errors.New("port already in use")
 
 // Start runs a PostgreSQL server whose files live under dir: it runs initdb
 // on dir/data unless that already holds a data directory (so restarts keep
@@ -141,7 +143,7 @@ func start(ctx context.Context, bin string, l *layout, acct *account, opts Optio
 	}
 	for attempt := 1; ; attempt++ {
 		s, err := launch(ctx, bin, l, acct, opts, w)
-		if err == nil || opts.Port != 0 || attempt == startAttempts || !errors.Is(err, errPortTaken) {
+		if err == nil || opts.Port != 0 || attempt == startAttempts || !errors.Is(err, ErrPortTaken) {
 			return s, err
 		}
 	}
@@ -180,7 +182,7 @@ func initDataDir(ctx context.Context, bin, data string, acct *account, noSync bo
 }
 
 // launch starts postgres on l and waits until it is ready. It returns an
-// error wrapping errPortTaken when the port is in use.
+// error wrapping ErrPortTaken when the port is in use.
 func launch(ctx context.Context, bin string, l *layout, acct *account, opts Options, w io.Writer) (*Server, error) {
 	port, err := choosePort(opts.Port)
 	if err != nil {
@@ -205,11 +207,11 @@ func launch(ctx context.Context, bin string, l *layout, acct *account, opts Opti
 }
 
 // choosePort returns port if it is free on 127.0.0.1, or a free port when
-// port is 0. It returns an error wrapping errPortTaken if port is in use.
+// port is 0. It returns an error wrapping ErrPortTaken if port is in use.
 func choosePort(port int) (int, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return 0, fmt.Errorf("pglocal: 127.0.0.1:%d: %w: %v", port, errPortTaken, err)
+		return 0, fmt.Errorf("pglocal: 127.0.0.1:%d: %w: %v", port, ErrPortTaken, err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
@@ -261,7 +263,7 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		select {
 		case <-s.done:
 			if strings.Contains(s.tail.String(), "already in use") {
-				return fmt.Errorf("pglocal: postgres could not listen on 127.0.0.1:%d: %w\n%s", s.Port, errPortTaken, s.tail)
+				return fmt.Errorf("pglocal: postgres could not listen on 127.0.0.1:%d: %w\n%s", s.Port, ErrPortTaken, s.tail)
 			}
 			return fmt.Errorf("pglocal: postgres exited during startup (%v)\n%s", s.waitErr, s.tail)
 		case <-ctx.Done():
