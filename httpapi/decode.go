@@ -61,7 +61,7 @@ func decodeJSON(c echo.Context, dst any, allowEmpty bool) error {
 		return tooLarge()
 	}
 	if err != nil {
-		return &vault.Error{Kind: vault.KindBadRequest, Code: "body_unreadable", Message: "the request body could not be read", Err: err}
+		return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeBodyUnreadable, Message: "the request body could not be read", Err: err}
 	}
 	if blank(body) && allowEmpty {
 		return nil
@@ -99,7 +99,7 @@ func decodeBody(body []byte, dst any) error {
 		return malformed("the body is empty")
 	}
 	if !utf8.Valid(body) {
-		return &vault.Error{Kind: vault.KindBadRequest, Code: "invalid_utf8", Message: "the request body must be valid UTF-8"}
+		return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeInvalidUTF8, Message: "the request body must be valid UTF-8"}
 	}
 	if err := json.Unmarshal(body, dst, decodeOptions); err != nil {
 		return refusal(body, dst, err)
@@ -138,7 +138,7 @@ func refusal(body []byte, dst any, err error) error {
 	var fe *fieldError
 	switch {
 	case errors.As(err, &fe):
-		return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid_type", Message: fe.msg}
+		return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterInvalidType, Message: fe.msg}
 	case unknown:
 		return unknownField(pointerPath(reflect.TypeOf(dst), se.JSONPointer, true))
 	case se != nil:
@@ -151,7 +151,7 @@ func refusal(body []byte, dst any, err error) error {
 // field path (map keys and array indices left out), where want is the Go
 // type it would have to decode into.
 func typeError(path string, want reflect.Type) *vault.Error {
-	return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid_type", Param: echoName(path),
+	return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterInvalidType, Param: echoName(path),
 		Message: fmt.Sprintf("%s must be of type %s", fieldName(path), jsonTypeName(want))}
 }
 
@@ -196,7 +196,7 @@ func fieldType(t reflect.Type, name string) reflect.Type {
 }
 
 func tooLarge() *vault.Error {
-	return vault.Errorf(vault.KindTooLarge, "body_too_large", "the request body must be at most %d bytes", MaxBodyBytes)
+	return vault.Errorf(vault.KindTooLarge, vault.CodeBodyTooLarge, "the request body must be at most %d bytes", MaxBodyBytes)
 }
 
 // checkJSONType returns a KindUnsupportedType error unless the request says
@@ -204,7 +204,7 @@ func tooLarge() *vault.Error {
 func checkJSONType(req *http.Request) error {
 	mt, _, err := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	if err != nil || mt != echo.MIMEApplicationJSON {
-		return vault.Errorf(vault.KindUnsupportedType, "unsupported_media_type", "the request body must be application/json")
+		return vault.Errorf(vault.KindUnsupportedType, vault.CodeUnsupportedMediaType, "the request body must be application/json")
 	}
 	return nil
 }
@@ -212,7 +212,7 @@ func checkJSONType(req *http.Request) error {
 // unknownField is the error for a field the request type does not have.
 func unknownField(path string) *vault.Error {
 	name := echoName(path)
-	return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_unknown", Param: name, Message: "unknown field " + name}
+	return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterUnknown, Param: name, Message: "unknown field " + name}
 }
 
 func fieldName(f string) string {
@@ -298,7 +298,7 @@ func jsonTypeName(t reflect.Type) string {
 }
 
 func malformed(msg string) *vault.Error {
-	return &vault.Error{Kind: vault.KindBadRequest, Code: "invalid_json", Message: msg}
+	return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeInvalidJSON, Message: msg}
 }
 
 // validationError turns the first validator failure into a KindBadRequest
@@ -313,7 +313,7 @@ func validationError(err error) error {
 	code, msg := "parameter_invalid", param+" is invalid"
 	switch fe.Tag() {
 	case "required":
-		code, msg = "parameter_missing", param+" is required"
+		code, msg = vault.CodeParameterMissing, param+" is required"
 	case "max":
 		msg = param + " must have at most " + fe.Param() + " entries or characters"
 	}

@@ -73,7 +73,7 @@ func (s *scanner) token(tok jsontext.Token) error {
 		top := &s.open[n-1]
 		switch {
 		case top.array && top.elems == MaxJSONArrayLen:
-			return &vault.Error{Kind: vault.KindBadRequest, Code: "array_too_long", Param: echoName(top.path),
+			return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeArrayTooLong, Param: echoName(top.path),
 				Message: fmt.Sprintf("arrays in the request body may have at most %d elements", MaxJSONArrayLen)}
 		case top.array:
 			top.elems++
@@ -97,7 +97,7 @@ func (s *scanner) token(tok jsontext.Token) error {
 // push opens a container at path, unless that nests too deep.
 func (s *scanner) push(array bool, path string) error {
 	if len(s.open) == MaxJSONDepth {
-		return &vault.Error{Kind: vault.KindBadRequest, Code: "nesting_too_deep", Param: echoName(path),
+		return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeNestingTooDeep, Param: echoName(path),
 			Message: fmt.Sprintf("the request body may nest objects and arrays at most %d deep", MaxJSONDepth)}
 	}
 	s.open = append(s.open, container{array: array, path: path, wantName: !array})
@@ -119,7 +119,7 @@ func (s *scanner) syntaxError(err error) error {
 	switch {
 	case errors.As(err, &serr) && serr.Err == jsontext.ErrDuplicateName:
 		name := echoName(joinPath(s.open[len(s.open)-1].path, serr.JSONPointer.LastToken()))
-		return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_duplicate", Param: name,
+		return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterDuplicate, Param: name,
 			Message: "field " + name + " appears more than once"}
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return malformed("the request body is not valid JSON (truncated)")

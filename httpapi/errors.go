@@ -11,18 +11,6 @@ import (
 	"github.com/cardvault/cardvault/vault/card"
 )
 
-// Error codes the HTTP layer itself answers with.
-const (
-	// codeOverloaded: refused by the in-flight cap.
-	codeOverloaded = "overloaded"
-	// codeRouteNotFound: no route has this path.
-	codeRouteNotFound = "route_not_found"
-	// codeMethodNotAllowed: the route exists, not with this method.
-	codeMethodNotAllowed = "method_not_allowed"
-	// codeParameterUnknown: a query parameter the route does not take.
-	codeParameterUnknown = "parameter_unknown"
-)
-
 // kindMethodNotAllowed is the kind of a request whose path names a route
 // that does not take its method: only the router makes it, so it is
 // declared here rather than in the domain.
@@ -77,7 +65,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if !ok {
 		cls = classes[vault.KindInternal]
 	}
-	if cls.status >= 500 && e.Code != codeOverloaded { // a refusal under load is not a failure to log
+	if cls.status >= 500 && e.Code != vault.CodeOverloaded { // a refusal under load is not a failure to log
 		s.log.Error("request failed", append([]any{"request_id", requestID(c), "code", e.Code,
 			"error", card.MaskPANs(err.Error())}, s.operatorHint(e)...)...)
 	}
@@ -113,9 +101,9 @@ func domainError(err error) *vault.Error {
 	}
 	switch he.Code {
 	case http.StatusNotFound:
-		return vault.Errorf(vault.KindNotFound, codeRouteNotFound, "no such route")
+		return vault.Errorf(vault.KindNotFound, vault.CodeRouteNotFound, "no such route")
 	case http.StatusMethodNotAllowed:
-		return vault.Errorf(kindMethodNotAllowed, codeMethodNotAllowed, "this route does not take this method; the Allow header lists those it takes")
+		return vault.Errorf(kindMethodNotAllowed, vault.CodeMethodNotAllowed, "this route does not take this method; the Allow header lists those it takes")
 	case http.StatusRequestEntityTooLarge:
 		return tooLarge()
 	}

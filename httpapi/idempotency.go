@@ -47,7 +47,7 @@ func (s *Server) idempotent(scope vault.Scope) echo.MiddlewareFunc {
 				return next(c)
 			}
 			if len(keys) != 1 {
-				return &vault.Error{Kind: vault.KindBadRequest, Code: "idempotency_key_invalid", Param: HeaderIdempotencyKey,
+				return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeIdempotencyKeyInvalid, Param: HeaderIdempotencyKey,
 					Message: "send one Idempotency-Key header"}
 			}
 			body, err := bufferBody(c)
@@ -77,7 +77,7 @@ func bufferBody(c echo.Context) ([]byte, error) {
 		return nil, tooLarge()
 	}
 	if err != nil {
-		return nil, &vault.Error{Kind: vault.KindBadRequest, Code: "body_unreadable", Message: "the request body could not be read", Err: err}
+		return nil, &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeBodyUnreadable, Message: "the request body could not be read", Err: err}
 	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	return body, nil

@@ -130,7 +130,7 @@ func (s *Server) listImportItems(c echo.Context) error {
 func importID(c echo.Context) (uuid.UUID, error) {
 	id, err := uuid.Parse(c.Param("id"))
 	if err != nil {
-		return uuid.Nil, vault.Errorf(vault.KindNotFound, "resource_missing", "no such import")
+		return uuid.Nil, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no such import")
 	}
 	return id, nil
 }

@@ -90,7 +90,7 @@ func (s *Server) startReencrypt(c echo.Context) error {
 func (s *Server) getKeyJob(c echo.Context) error {
 	id, err := uuid.Parse(c.Param("id"))
 	if err != nil {
-		return vault.Errorf(vault.KindNotFound, "resource_missing", "no such key job")
+		return vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no such key job")
 	}
 	job, err := s.svc.GetKeyJob(c.Request().Context(), actor(c).TenantID, id)
 	if err != nil {

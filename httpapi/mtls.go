@@ -51,7 +51,7 @@ func (s *Server) admin(scope vault.Scope, query []string) []echo.MiddlewareFunc 
 func requireClientCert(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if st := c.Request().TLS; st == nil || len(st.VerifiedChains) == 0 {
-			return &vault.Error{Kind: vault.KindForbidden, Code: "client_certificate_required",
+			return &vault.Error{Kind: vault.KindForbidden, Code: vault.CodeClientCertificateRequired,
 				Message: "this route requires a TLS client certificate issued by the vault's client CA"}
 		}
 		return next(c)

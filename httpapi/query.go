@@ -70,7 +70,7 @@ func unknownParam(name string, allowed []string) *vault.Error {
 	if len(allowed) > 0 {
 		takes = "this route takes " + strings.Join(allowed, ", ")
 	}
-	return &vault.Error{Kind: vault.KindBadRequest, Code: codeParameterUnknown, Param: shown,
+	return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterUnknown, Param: shown,
 		Message: fmt.Sprintf("unknown query parameter %q: %s", shown, takes)}
 }
 

@@ -21,16 +21,16 @@ func TestCheckQuery(t *testing.T) {
 		{"empty pairs", "&&", nil, "", "", ""},
 		{"allowed ones", "limit=5&business_key=pm_1&starting_after=x", list, "", "", ""},
 		{"allowed without a value", "limit", list, "", "", ""},
-		{"misspelt", "businesskey=pm_1", list, codeParameterUnknown, "businesskey", "takes limit, starting_after, business_key"},
-		{"none taken", "foo=1", nil, codeParameterUnknown, "foo", "takes no query parameters"},
-		{"first unknown by name", "zeta=1&alpha=1&limit=2", list, codeParameterUnknown, "alpha", `"alpha"`},
-		{"unknown before repeated", "limit=1&limit=2&x=1", list, codeParameterUnknown, "x", `"x"`},
+		{"misspelt", "businesskey=pm_1", list, vault.CodeParameterUnknown, "businesskey", "takes limit, starting_after, business_key"},
+		{"none taken", "foo=1", nil, vault.CodeParameterUnknown, "foo", "takes no query parameters"},
+		{"first unknown by name", "zeta=1&alpha=1&limit=2", list, vault.CodeParameterUnknown, "alpha", `"alpha"`},
+		{"unknown before repeated", "limit=1&limit=2&x=1", list, vault.CodeParameterUnknown, "x", `"x"`},
 		{"repeated", "limit=1&limit=2", list, vault.CodeParameterInvalid, "limit", "given 2 times"},
 		{"repeated empty", "business_key&business_key=", list, vault.CodeParameterInvalid, "business_key", "given 2 times"},
 		{"bad escape", "limit=%zz", list, vault.CodeParameterInvalid, "", "malformed"},
 		{"semicolon", "limit=1;x=2", list, vault.CodeParameterInvalid, "", "malformed"},
-		{"PAN as a name", "4242424242424242=1", list, codeParameterUnknown, "424242******4242", "424242******4242"},
-		{"long name", strings.Repeat("n", 500) + "=1", list, codeParameterUnknown, strings.Repeat("n", maxShownParam) + "…", ""},
+		{"PAN as a name", "4242424242424242=1", list, vault.CodeParameterUnknown, "424242******4242", "424242******4242"},
+		{"long name", strings.Repeat("n", 500) + "=1", list, vault.CodeParameterUnknown, strings.Repeat("n", maxShownParam) + "…", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

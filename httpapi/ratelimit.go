@@ -169,7 +169,7 @@ func (s *Server) limitInflight(next echo.HandlerFunc) echo.HandlerFunc {
 		select {
 		case sem <- struct{}{}:
 		default:
-			return &vault.Error{Kind: vault.KindUnavailable, Code: codeOverloaded,
+			return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeOverloaded,
 				Message: "the vault is serving as many requests as it can; retry shortly"}
 		}
 		defer func() { <-sem }()
@@ -223,5 +223,5 @@ func rateLimited(c echo.Context, wait time.Duration, msg string) error {
 		secs = 1
 	}
 	c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
-	return &vault.Error{Kind: vault.KindRateLimited, Code: "rate_limited", Message: msg}
+	return &vault.Error{Kind: vault.KindRateLimited, Code: vault.CodeRateLimited, Message: msg}
 }

@@ -152,7 +152,7 @@ func (s *Server) deleteToken(c echo.Context) error {
 func tokenID(c echo.Context) (uuid.UUID, error) {
 	id, err := uuid.Parse(c.Param("id"))
 	if err != nil {
-		return uuid.Nil, vault.Errorf(vault.KindNotFound, "resource_missing", "no such token")
+		return uuid.Nil, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no such token")
 	}
 	return id, nil
 }
