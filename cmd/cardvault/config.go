@@ -44,6 +44,8 @@ type config struct {
 	Limits httpapi.Limits
 	// DebugListen is the loopback address of the pprof listener; "" is off.
 	DebugListen string
+	// Console serves the operator console at /console.
+	Console bool
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -56,6 +58,7 @@ type rawConfig struct {
 	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
 	auditRetention                                                          string
 	debugListen                                                             string
+	console                                                                 string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 }
@@ -78,6 +81,7 @@ func (r *rawConfig) bindServer(fs *pflag.FlagSet) {
 	r.imp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
+	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", "1h"), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
@@ -146,6 +150,12 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	errs = append(errs, limitErrs...)
 	if cfg.DebugListen, err = parseDebugListen(r.debugListen); err != nil {
 		errs = append(errs, err)
+	}
+	switch r.console {
+	case "on", "off":
+		cfg.Console = r.console == "on"
+	default:
+		errs = append(errs, fmt.Errorf("VAULT_CONSOLE %q must be on or off", r.console))
 	}
 	var tlsErrs []error
 	cfg.TLS, tlsErrs = r.parseTLS()

@@ -203,6 +203,8 @@ func printWelcome(out io.Writer, base, secret string) {
 
 API key (tenant "dev", every scope): %[2]s
 
+Operator console: %[1]s/console (sign in with that key)
+
 Replay what Stripe forwards to /cde-import:
 
 curl -sS %[1]s/cde-import \
