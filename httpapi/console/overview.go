@@ -70,7 +70,7 @@ func (c *Console) overviewActivity(q *request, ov *overviewView) error {
 			func(d vault.ActivityDay) int64 { return d.Tokens }))
 	}
 	if a.Can(vault.ScopeImportsRead) {
-		ov.Charts = append(ov.Charts, dailyChart("Cards imported per day (by the day the import started)", "imports-chart", r.Days,
+		ov.Charts = append(ov.Charts, dailyChart("Cards imported per day", "imports-chart", r.Days,
 			func(d vault.ActivityDay) int64 { return d.Imported }))
 	}
 	if a.Can(vault.ScopeAuditRead) {
