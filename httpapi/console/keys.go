@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -39,19 +38,19 @@ func (c *Console) keysCert(h handler) handler {
 	}
 }
 
-// tenantKeys returns the key status of the signed-in tenant (audited as a
-// key.status read, as GET /keys is).
-func (c *Console) tenantKeys(q *request) (vault.TenantKeyStatus, error) {
+// tenantKeys returns the key status of the signed-in tenant and the
+// redacted root KEK URI (audited as a key.status read, as GET /keys is).
+func (c *Console) tenantKeys(q *request) (vault.TenantKeyStatus, string, error) {
 	r, err := c.svc.KeyReport(q.ctx(), q.actor(), []uuid.UUID{q.actor().TenantID}, c.opts.RootKEKURI, c.opts.Cryptoperiod)
 	if err != nil {
-		return vault.TenantKeyStatus{}, err
+		return vault.TenantKeyStatus{}, "", err
 	}
 	for _, t := range r.Tenants {
 		if t.TenantID == q.actor().TenantID {
-			return t, nil
+			return t, r.RootKEKURI, nil
 		}
 	}
-	return vault.TenantKeyStatus{}, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no keys for this tenant")
+	return vault.TenantKeyStatus{}, "", vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no keys for this tenant")
 }
 
 // keysView is the keys view's data.
@@ -65,11 +64,11 @@ type keysView struct {
 }
 
 func (c *Console) keysData(q *request) (keysView, error) {
-	st, err := c.tenantKeys(q)
+	st, kek, err := c.tenantKeys(q)
 	if err != nil {
 		return keysView{}, err
 	}
-	kv := keysView{Status: st, Chart: keyChart(st.Keys), RootKEKURI: crypto.RedactKEKURI(c.opts.RootKEKURI),
+	kv := keysView{Status: st, Chart: keyChart(st.Keys), RootKEKURI: kek,
 		CryptoperiodDays: int(c.opts.Cryptoperiod / (24 * time.Hour))}
 	for _, k := range st.Keys {
 		if k.State == "primary" {

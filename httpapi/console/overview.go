@@ -27,7 +27,7 @@ func (c *Console) overview(q *request) error {
 		return err
 	}
 	if q.actor().Can(vault.ScopeKeysManage) {
-		ks, err := c.tenantKeys(q)
+		ks, _, err := c.tenantKeys(q)
 		if err != nil {
 			return err
 		}
