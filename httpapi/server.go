@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/cardvault/cardvault/httpapi/console"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -23,6 +24,7 @@ type Service interface {
 	vault.APIKeys
 	vault.Idempotency
 	vault.Health
+	console.Service
 }
 
 // Server serves the vault's HTTP API.
@@ -36,6 +38,8 @@ type Server struct {
 	safety requestSafety
 	// importWaker is woken when an import job is created (WithImportWaker).
 	importWaker Waker
+	// consoleOpts turns the operator console on (WithConsole).
+	consoleOpts *console.Options
 }
 
 // Option configures a Server.
@@ -122,6 +126,7 @@ func (s *Server) routes() {
 			s.echo.Add(http.MethodHead, r.path, r.handler, mw...)
 		}
 	}
+	s.mountConsole()
 }
 
 // middleware is the chain of r: the query check alone for the probes,

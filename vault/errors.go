@@ -63,6 +63,8 @@ const (
 	CodeIdempotencyError          = "idempotency_error"           // an Idempotency-Key reused with another request (400)
 	CodeInvalidAPIKey             = "invalid_api_key"             // no or unknown API key (401), or a Stripe key of the wrong form (422)
 	CodeMissingScope              = "missing_scope"               // the API key lacks the scope (403)
+	CodeSessionInvalid            = "session_invalid"             // no live console session: unknown, ended or its key revoked (401)
+	CodeCSRFTokenInvalid          = "csrf_token_invalid"          // a console form without its session's CSRF token (403)
 	CodeClientCertificateRequired = "client_certificate_required" // the route needs a client certificate (403)
 	CodeResourceMissing           = "resource_missing"            // no such resource for this tenant (404)
 	CodeRouteNotFound             = "route_not_found"             // no such route (404)

@@ -47,6 +47,8 @@ type config struct {
 	Limits httpapi.Limits
 	// DebugListen is the loopback address of the pprof listener; "" is off.
 	DebugListen string
+	// Console serves the operator console at /console.
+	Console bool
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -61,6 +63,7 @@ type rawConfig struct {
 	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
 	auditRetention                                                          string
 	debugListen                                                             string
+	console                                                                 string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
@@ -121,6 +124,7 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	r.imp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
+	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", defaultKeyCacheTTL), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
@@ -174,6 +178,12 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	errs = append(errs, r.parseDurations(&cfg)...)
 	if r.serving {
 		errs = append(errs, r.parseServing(&cfg)...)
+	}
+	switch r.console {
+	case "on", "off":
+		cfg.Console = r.console == "on"
+	default:
+		errs = append(errs, fmt.Errorf("VAULT_CONSOLE %q must be on or off", r.console))
 	}
 	var tlsErrs []error
 	cfg.TLS, tlsErrs = r.parseTLS()

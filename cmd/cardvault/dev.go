@@ -363,6 +363,8 @@ func printWelcome(out io.Writer, base, secret string) {
 
 API key (tenant "dev", every scope; the same after a restart): %[2]s
 
+Operator console: %[1]s/console (sign in with that key)
+
 Replay what Stripe forwards to /cde-import:
 
 curl -sS %[1]s/cde-import \

@@ -23,6 +23,7 @@ const (
 	auditChain         = time.Second      // link new audit rows into their chains
 	auditPrune         = time.Hour        // prune audit rows past the retention
 	idempotencySweep   = 10 * time.Minute // delete expired idempotency keys
+	sessionSweep       = 10 * time.Minute // delete ended console sessions
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
@@ -42,6 +43,7 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 			return err
 		}),
 		loop.Every(log, "idempotency sweep", idempotencySweep, count(log, "expired idempotency keys deleted", svc.PruneIdempotencyKeys)),
+		loop.Every(log, "console session sweep", sessionSweep, count(log, "ended console sessions deleted", svc.PruneConsoleSessions)),
 		{Name: "imports", Run: imports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
 	}

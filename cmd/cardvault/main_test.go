@@ -127,6 +127,7 @@ func TestConfigIsValidatedUpFront(t *testing.T) {
 		{"CVC TTL too long", []string{"--database-url", dbURL, "--kek-uri", kek, "--cvc-ttl", "48h"}, "VAULT_CVC_TTL"},
 		{"bad log level", []string{"--database-url", dbURL, "--kek-uri", kek, "--log-level", "loud"}, "VAULT_LOG_LEVEL"},
 		{"unknown KEK scheme", []string{"--database-url", dbURL, "--kek-uri", "s3://bucket/key"}, "root KEK"},
+		{"bad console switch", []string{"--database-url", dbURL, "--kek-uri", kek, "--console", "maybe"}, "VAULT_CONSOLE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

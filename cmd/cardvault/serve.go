@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardvault/cardvault/httpapi"
+	"github.com/cardvault/cardvault/httpapi/console"
 	"github.com/cardvault/cardvault/vault/postgres"
 )
 
@@ -71,8 +72,12 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 	if err != nil {
 		return err
 	}
+	opts := []httpapi.Option{httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits)}
+	if cfg.Console {
+		opts = append(opts, httpapi.WithConsole(console.Options{}))
+	}
 	srv := &http.Server{
-		Handler:           httpapi.New(svc, log, httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits)),
+		Handler:           httpapi.New(svc, log, opts...),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,

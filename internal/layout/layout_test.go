@@ -33,6 +33,7 @@ func TestImportRules(t *testing.T) {
 		{"/vault/card", []string{module + "/", "github.com/jackc/", "github.com/tink-crypto/"}},
 		{"/vault", []string{module + "/vault/postgres", module + "/crypto", module + "/httpapi", "github.com/jackc/", "github.com/tink-crypto/"}},
 		{"/httpapi", []string{module + "/vault/postgres", module + "/cmd"}},
+		{"/httpapi/console", []string{module + "/vault/postgres", module + "/crypto", module + "/importer", module + "/webhook", module + "/cmd", "github.com/jackc/", "github.com/tink-crypto/"}},
 		{"/importer", []string{module + "/vault/postgres", module + "/httpapi", module + "/cmd"}},
 		{"/webhook", []string{module + "/vault/postgres", module + "/httpapi", module + "/cmd"}},
 		{"/vault/postgres", []string{module + "/httpapi", module + "/importer", module + "/cmd"}},

@@ -52,6 +52,25 @@ func hashSecret(secret string) []byte {
 // secret, shown once, with its record. It returns a KindNotFound error for an
 // unknown tenant and KindInvalid for no scopes.
 func (s *Service) CreateAPIKey(ctx context.Context, tenantID uuid.UUID, scopes []vault.Scope, description string) (string, vault.APIKey, error) {
+	return s.createAPIKey(ctx, vault.Operator(tenantID), scopes, description)
+}
+
+// CreateTenantAPIKey makes an API key of the actor's tenant with scopes,
+// audits it as the actor, and returns its secret, shown once, with its
+// record. A key can only grant scopes it holds itself: another returns a
+// KindForbidden error (missing_scope); no scope returns KindInvalid.
+func (s *Service) CreateTenantAPIKey(ctx context.Context, a vault.Actor, scopes []vault.Scope, description string) (string, vault.APIKey, error) {
+	for _, sc := range scopes {
+		if !a.Can(sc) {
+			return "", vault.APIKey{}, vault.Errorf(vault.KindForbidden, vault.CodeMissingScope,
+				"this API key lacks the %s scope, so it cannot grant it", sc)
+		}
+	}
+	return s.createAPIKey(ctx, a, scopes, description)
+}
+
+// createAPIKey makes an API key of by's tenant and audits it as by.
+func (s *Service) createAPIKey(ctx context.Context, by vault.Actor, scopes []vault.Scope, description string) (string, vault.APIKey, error) {
 	if len(scopes) == 0 {
 		return "", vault.APIKey{}, vault.InvalidParam(vault.CodeInvalidScope, "scopes", "at least one scope is required")
 	}
@@ -59,10 +78,10 @@ func (s *Service) CreateAPIKey(ctx context.Context, tenantID uuid.UUID, scopes [
 	if err != nil {
 		return "", vault.APIKey{}, vault.Internal(err)
 	}
-	k := vault.APIKey{ID: uuid.New(), TenantID: tenantID, Prefix: prefix, Scopes: scopes,
+	k := vault.APIKey{ID: uuid.New(), TenantID: by.TenantID, Prefix: prefix, Scopes: scopes,
 		Description: description, CreatedAt: s.clock()}
 	err = s.inTx(ctx, "tenant", func(tx pgx.Tx) error {
-		if _, err := s.getTenantTx(ctx, tx, tenantID); err != nil {
+		if _, err := s.getTenantTx(ctx, tx, k.TenantID); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `
@@ -71,7 +90,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, tenantID uuid.UUID, scopes [
 			k.ID, k.TenantID, k.Prefix, hashSecret(secret), scopeStrings(scopes), description, k.CreatedAt); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(vault.Operator(tenantID), vault.ActionAPIKeyCreate, uuid.Nil,
+		return insertAudit(ctx, tx, s.event(by, vault.ActionAPIKeyCreate, uuid.Nil,
 			map[string]any{"api_key_id": k.ID, "scopes": scopeStrings(scopes)}))
 	})
 	if err != nil {
@@ -155,18 +174,49 @@ func isKeyPrefix(p string) bool {
 	return true
 }
 
+// ListTenantAPIKeys returns the actor's tenant's API keys, newest first,
+// revoked ones included. It returns a domain error when the database fails.
+func (s *Service) ListTenantAPIKeys(ctx context.Context, a vault.Actor) ([]vault.APIKey, error) {
+	return s.ListAPIKeys(ctx, a.TenantID)
+}
+
 // RevokeAPIKey revokes the key with id at once and audits it. It returns a
 // KindNotFound error for an unknown or already revoked key.
 func (s *Service) RevokeAPIKey(ctx context.Context, id uuid.UUID) (vault.APIKey, error) {
+	return s.revokeAPIKey(ctx, nil, id)
+}
+
+// RevokeTenantAPIKey revokes the actor's tenant's key id at once, ends its
+// console sessions, and audits it as the actor. It returns a KindNotFound
+// error for an unknown, foreign or already revoked key.
+func (s *Service) RevokeTenantAPIKey(ctx context.Context, a vault.Actor, id uuid.UUID) (vault.APIKey, error) {
+	return s.revokeAPIKey(ctx, &a, id)
+}
+
+// revokeAPIKey revokes key id, of by's tenant when by is not nil, and
+// audits it as by (as the operator of the key's tenant when by is nil).
+func (s *Service) revokeAPIKey(ctx context.Context, by *vault.Actor, id uuid.UUID) (vault.APIKey, error) {
 	var k vault.APIKey
+	tenant := uuid.Nil
+	if by != nil {
+		tenant = by.TenantID
+	}
 	err := s.inTx(ctx, "api key", func(tx pgx.Tx) error {
 		var err error
 		k, err = scanAPIKey(tx.QueryRow(ctx, `UPDATE api_keys SET revoked_at = $2
-			WHERE id = $1 AND revoked_at IS NULL RETURNING `+apiKeyColumns, id, s.clock()))
+			WHERE id = $1 AND revoked_at IS NULL AND ($3::uuid IS NULL OR tenant_id = $3)
+			RETURNING `+apiKeyColumns, id, s.clock(), nullUUID(tenant)))
 		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(vault.Operator(k.TenantID), vault.ActionAPIKeyRevoke, uuid.Nil,
+		if err := endKeySessions(ctx, tx, k.ID); err != nil {
+			return err
+		}
+		actor := vault.Operator(k.TenantID)
+		if by != nil {
+			actor = *by
+		}
+		return insertAudit(ctx, tx, s.event(actor, vault.ActionAPIKeyRevoke, uuid.Nil,
 			map[string]any{"api_key_id": k.ID}))
 	})
 	if err == nil {

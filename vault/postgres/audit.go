@@ -77,6 +77,13 @@ func nullUUID(id uuid.UUID) *uuid.UUID {
 // own audit row). It returns a KindBadRequest error for a limit outside
 // 1–100, and a domain error when the database fails.
 func (s *Service) ListAuditEvents(ctx context.Context, a vault.Actor, limit int, startingAfter int64) (vault.AuditPage, error) {
+	return s.FindAuditEvents(ctx, a, vault.AuditFilter{}, limit, startingAfter)
+}
+
+// FindAuditEvents is ListAuditEvents narrowed to the events that match f;
+// the listing's audit row names the filter. Its errors are
+// ListAuditEvents's.
+func (s *Service) FindAuditEvents(ctx context.Context, a vault.Actor, f vault.AuditFilter, limit int, startingAfter int64) (vault.AuditPage, error) {
 	if err := checkLimit(limit); err != nil {
 		return vault.AuditPage{}, err
 	}
@@ -87,7 +94,8 @@ func (s *Service) ListAuditEvents(ctx context.Context, a vault.Actor, limit int,
 			       request_id, client_addr, outcome, detail
 			FROM audit_events
 			WHERE tenant_id = $1 AND ($2::bigint = 0 OR id < $2)
-			ORDER BY id DESC LIMIT $3`, a.TenantID, startingAfter, limit+1)
+			  AND ($4::text = '' OR action = $4) AND ($5::uuid IS NULL OR token_id = $5)
+			ORDER BY id DESC LIMIT $3`, a.TenantID, startingAfter, limit+1, string(f.Action), nullUUID(f.TokenID))
 		if err != nil {
 			return err
 		}
@@ -97,12 +105,39 @@ func (s *Service) ListAuditEvents(ctx context.Context, a vault.Actor, limit int,
 		if len(page.Events) > limit {
 			page.Events, page.HasMore = page.Events[:limit], true
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionAuditList, uuid.Nil, map[string]any{"count": len(page.Events)}))
+		return insertAudit(ctx, tx, s.event(a, vault.ActionAuditList, uuid.Nil, auditListDetail(f, len(page.Events))))
 	})
 	if err != nil {
 		return vault.AuditPage{}, err
 	}
 	return page, nil
+}
+
+// auditListDetail is the detail of a listing's audit row: the count, and
+// the filter when there is one.
+func auditListDetail(f vault.AuditFilter, count int) map[string]any {
+	d := map[string]any{"count": count}
+	if f.Action != "" {
+		d["action"] = string(f.Action)
+	}
+	if f.TokenID != uuid.Nil {
+		d["token_id"] = f.TokenID
+	}
+	return d
+}
+
+// VerifyTenantAudit verifies the actor's tenant's audit chain (see
+// VerifyAudit) and audits the verification with its result. A broken chain
+// is reported in the report, not as an error; the error is a domain error
+// when the database fails.
+func (s *Service) VerifyTenantAudit(ctx context.Context, a vault.Actor) (vault.AuditReport, error) {
+	r, err := s.VerifyAudit(ctx, &a.TenantID)
+	if err != nil {
+		return r, err
+	}
+	ev := s.event(a, vault.ActionAuditVerify, uuid.Nil, map[string]any{"ok": r.OK, "rows": r.Rows,
+		"unchained": r.Unchained, "breaks": len(r.Breaks)})
+	return r, dbError(insertAudit(ctx, s.db, ev), "audit event")
 }
 
 func scanAudit(row interface{ Scan(...any) error }) (vault.AuditEvent, error) {
