@@ -45,6 +45,7 @@ const (
 	CodeInvalidStatus             = "invalid_status"              // an unknown status filter (422)
 	CodeInvalidProvider           = "invalid_provider"            // an unknown import provider (422)
 	CodeInvalidRetention          = "invalid_retention"           // a retention below the minimum (422)
+	CodeInvalidExpiry             = "invalid_expiry"              // an API key lifetime that is not positive (422)
 	CodeInvalidJSON               = "invalid_json"                // the body is not valid JSON (400)
 	CodeBodyUnreadable            = "body_unreadable"             // the body could not be read (400)
 	CodeNestingTooDeep            = "nesting_too_deep"            // JSON nested deeper than allowed (400)
