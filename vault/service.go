@@ -159,11 +159,13 @@ type AuditLog interface {
 // APIKeys authenticates requests and manages a tenant's keys.
 type APIKeys interface {
 	// Authenticate returns the actor a presented API key stands for, with the
-	// request's id and client address. A missing, malformed, unknown, revoked or
-	// mismatching key returns a KindUnauthenticated error and is audited; the
-	// presented key itself is never stored or logged. A valid key's row is
-	// remembered for up to a second (apiKeyCacheTTL): a revocation made through
-	// this Service applies at once, one made elsewhere within that second.
+	// request's id and client address. A missing, malformed, unknown, revoked,
+	// expired or mismatching key returns a KindUnauthenticated error and is
+	// audited; the presented key itself is never stored or logged. A valid key's
+	// row is remembered for up to a second (apiKeyCacheTTL): a revocation made
+	// through this Service applies at once, one made elsewhere within that
+	// second. The key's last use is recorded at most once every
+	// APIKeyUsageInterval, not per request.
 	Authenticate(ctx context.Context, secret, requestID, clientAddr string) (Actor, error)
 	// Require returns nil when the actor holds scope, and otherwise audits the
 	// denial and returns a KindForbidden error naming the missing scope.
