@@ -29,3 +29,15 @@ func (s *Server) Routes() []RouteInfo {
 	}
 	return out
 }
+
+// OpenAPIYAML is the embedded OpenAPI document.
+var OpenAPIYAML = openAPIYAML
+
+// YAMLToJSON converts a YAML document as GET /openapi.json does.
+var YAMLToJSON = yamlToJSON
+
+// EchoRoutes returns the routes echo serves: what the router holds, not
+// what the route table says.
+func (s *Server) EchoRoutes() []*echo.Route {
+	return s.echo.Routes()
+}

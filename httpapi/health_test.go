@@ -29,7 +29,7 @@ func TestReadinessFailsWhenTheDatabaseIsGone(t *testing.T) {
 	kek, _ := vaulttest.KEK(t)
 	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek})
 	require.NoError(t, err)
-	srv := httptest.NewServer(httpapi.New(svc, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(validated(t, httpapi.New(svc, slog.New(slog.DiscardHandler))))
 	defer srv.Close()
 	pool.Close()
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,8 +43,7 @@ func newSafetyServer(t *testing.T, opts []httpapi.Option, routes func(*httpapi.S
 	if routes != nil {
 		routes(srv)
 	}
-	ts.Server = httptest.NewServer(srv)
-	t.Cleanup(ts.Close)
+	ts.serve(t, srv)
 	return &safetyServer{testServer: ts, pool: vaulttest.Pool(t, dbURL)}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -44,8 +43,7 @@ func newReplica(t *testing.T, db string, kek tink.AEAD, uri string, clock *vault
 	r := replica{testServer: &testServer{clock: clock, log: &lockedBuffer{}}, kekURI: uri}
 	logger := slog.New(slog.NewJSONHandler(r.log, nil))
 	r.svc = vaulttest.NewService(t, db, vaulttest.Options{KEK: kek, Now: clock.Now, Logger: logger})
-	r.Server = httptest.NewServer(httpapi.New(r.svc, logger, httpapi.WithKeyConfig(httpapi.KeyConfig{RootKEKURI: uri})))
-	t.Cleanup(r.Close)
+	r.serve(t, httpapi.New(r.svc, logger, httpapi.WithKeyConfig(httpapi.KeyConfig{RootKEKURI: uri})))
 	return r
 }
 

@@ -44,9 +44,11 @@ func (l *lockedBuffer) String() string {
 
 // testServer is the real HTTP server on loopback over the package database,
 // with a fixed clock and its log captured (without the PAN-masking handler,
-// so a leak would show).
+// so a leak would show). Every answer it sends is checked against the
+// OpenAPI document (validated).
 type testServer struct {
 	*httptest.Server
+	srv   *httpapi.Server // what the server serves, under the OpenAPI contract (validated)
 	svc   *postgres.Service
 	clock *vaulttest.Clock
 	log   *lockedBuffer
@@ -57,9 +59,17 @@ func newTestServer(t *testing.T) *testServer {
 	ts := &testServer{clock: vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)), log: &lockedBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(ts.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ts.svc = vaulttest.NewService(t, dbURL, vaulttest.Options{Now: ts.clock.Now, Logger: logger})
-	ts.Server = httptest.NewServer(httpapi.New(ts.svc, logger))
-	t.Cleanup(ts.Close)
+	ts.serve(t, httpapi.New(ts.svc, logger))
 	return ts
+}
+
+// serve starts srv on loopback behind the OpenAPI contract, closed when t
+// ends.
+func (ts *testServer) serve(t *testing.T, srv *httpapi.Server) {
+	t.Helper()
+	ts.srv = srv
+	ts.Server = httptest.NewServer(validated(t, srv))
+	t.Cleanup(ts.Close)
 }
 
 // key returns the secret of a new tenant's API key holding scopes.

@@ -18,9 +18,8 @@ import (
 // routes returns the server's route table.
 func (ts *testServer) routes(t *testing.T) []httpapi.RouteInfo {
 	t.Helper()
-	s, ok := ts.Config.Handler.(*httpapi.Server)
-	require.True(t, ok, "the test server serves an *httpapi.Server")
-	return s.Routes()
+	require.NotNil(t, ts.srv, "the test server serves an *httpapi.Server")
+	return ts.srv.Routes()
 }
 
 // withIDs fills a route path's :id with id.

@@ -17,6 +17,7 @@ import (
 // its resources. vault/postgres.Service implements it.
 type Service interface {
 	vault.Tokens
+	vault.TokenSearch
 	vault.Imports
 	vault.Webhooks
 	vault.Keys
@@ -87,10 +88,12 @@ func (s *Server) routeTable() []route {
 	return []route{
 		{get, "/healthz", s.healthz, "", false, nil},
 		{get, "/readyz", s.readyz, "", false, nil},
+		{get, "/openapi.json", s.openAPI, "", false, nil},
 
 		{post, "/cde-import", s.createToken, vault.ScopeTokensCreate, false, nil},
 		{post, "/tokens", s.createToken, vault.ScopeTokensCreate, false, nil},
-		{get, "/tokens", s.listTokens, vault.ScopeTokensRead, false, listQuery("business_key")},
+		{get, "/tokens", s.listTokens, vault.ScopeTokensRead, false, listQuery(paramBusinessKey, paramFingerprint)},
+		{post, "/tokens/search", s.searchTokens, vault.ScopeTokensSearch, false, listQuery()},
 		{get, "/tokens/:id", s.getToken, vault.ScopeTokensRead, false, nil},
 		{post, "/tokens/:id/detokenize", s.detokenize, vault.ScopeTokensReveal, false, nil},
 		{del, "/tokens/:id", s.deleteToken, vault.ScopeTokensDelete, false, nil},

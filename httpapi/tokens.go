@@ -95,14 +95,49 @@ func (s *Server) getToken(c echo.Context) error {
 	return c.JSON(http.StatusOK, tok.Record())
 }
 
-// listTokens serves GET /tokens?business_key=&limit=&starting_after=<token id>.
+// Query parameters of GET /tokens.
+const (
+	paramBusinessKey = "business_key"
+	paramFingerprint = "fingerprint"
+)
+
+// listTokens serves GET /tokens?business_key=&fingerprint=&limit=&starting_after=<token id>.
 func (s *Server) listTokens(c echo.Context) error {
 	p, err := readPaging(c, idCursor)
 	if err != nil {
 		return err
 	}
-	pg, err := s.svc.ListTokens(c.Request().Context(), actor(c),
-		vault.ListTokensParams{BusinessKey: c.QueryParam("business_key"), Limit: p.limit, StartingAfter: p.after})
+	in := vault.ListTokensParams{BusinessKey: c.QueryParam(paramBusinessKey), Limit: p.limit, StartingAfter: p.after}
+	if v := c.QueryParam(paramFingerprint); v != "" {
+		if in.Fingerprint, err = vault.ParseFingerprint(v); err != nil {
+			return err
+		}
+	}
+	pg, err := s.svc.ListTokens(c.Request().Context(), actor(c), in)
+	if err != nil {
+		return err
+	}
+	return respondList(c, pg.Tokens, pg.HasMore, vault.Token.Record)
+}
+
+// searchRequest is the body of POST /tokens/search: the card number to look
+// for, which is fingerprinted and never kept.
+type searchRequest struct {
+	Number flexString `json:"number"`
+}
+
+// searchTokens serves POST /tokens/search?limit=&starting_after=<token id>
+// {"number":…}: the masked tokens holding that card, in the list shape.
+func (s *Server) searchTokens(c echo.Context) error {
+	p, err := readPaging(c, idCursor)
+	if err != nil {
+		return err
+	}
+	var req searchRequest
+	if err := decodeJSON(c, &req, false); err != nil {
+		return err
+	}
+	pg, err := s.svc.SearchTokens(c.Request().Context(), actor(c), card.NewSecret(string(req.Number)), p.limit, p.after)
 	if err != nil {
 		return err
 	}

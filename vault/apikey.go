@@ -49,11 +49,14 @@ const (
 	ScopeImportsRead  Scope = "imports:read"
 	// ScopeWebhooksManage sets, reads and deletes the tenant's webhook.
 	ScopeWebhooksManage Scope = "webhooks:manage"
+	// ScopeTokensSearch finds the tokens holding a card number the caller
+	// already has ("do we hold this card?"); it never reveals a number.
+	ScopeTokensSearch Scope = "tokens:search"
 )
 
 // AllScopes lists every scope, in a stable order.
 var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRead, ScopeTokensReveal, ScopeTokensDelete,
-	ScopeAuditRead, ScopeKeysManage, ScopeImportsWrite, ScopeImportsRead, ScopeWebhooksManage}
+	ScopeAuditRead, ScopeKeysManage, ScopeImportsWrite, ScopeImportsRead, ScopeWebhooksManage, ScopeTokensSearch}
 
 // ParseScopes parses a comma-separated scope list. It returns a KindInvalid
 // error naming the first unknown scope, or when the list is empty.
@@ -84,7 +87,31 @@ type APIKey struct {
 	Description string
 	CreatedAt   time.Time
 	RevokedAt   *time.Time
-	LastUsedAt  *time.Time
+	// ExpiresAt is when the key stops authenticating; nil when it never
+	// expires.
+	ExpiresAt *time.Time
+	// LastUsedAt is when the key last authenticated a request, written at
+	// most once every APIKeyUsageInterval; nil when never used.
+	LastUsedAt *time.Time
+}
+
+// Expired reports whether the key has stopped authenticating at now.
+func (k APIKey) Expired(now time.Time) bool {
+	return k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)
+}
+
+// APIKeyUsageInterval is how stale an API key's LastUsedAt may be: it is
+// written at most once per interval per key, never per request.
+const APIKeyUsageInterval = time.Minute
+
+// NewAPIKey is what an operator asks for when creating an API key.
+type NewAPIKey struct {
+	TenantID    uuid.UUID
+	Scopes      []Scope
+	Description string
+	// ExpiresIn is how long the key authenticates from its creation; zero
+	// for a key that never expires.
+	ExpiresIn time.Duration
 }
 
 func knownScope(sc Scope) bool {

@@ -21,6 +21,7 @@ const (
 	ActionTokenUpdate  Action = "token.update"
 	ActionTokenRead    Action = "token.read"
 	ActionTokenList    Action = "token.list"
+	ActionTokenSearch  Action = "token.search"
 	ActionTokenReveal  Action = "token.reveal"
 	ActionTokenDelete  Action = "token.delete"
 	ActionCVCPurge     Action = "cvc.purge"

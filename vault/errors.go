@@ -49,6 +49,7 @@ const (
 	CodeInvalidUTF8               = "invalid_utf8"                // the body is not valid UTF-8 (400)
 	CodeParameterMissing          = "parameter_missing"           // a required field is missing or null (400)
 	CodeOverloaded                = "overloaded"                  // more requests in flight than the server takes; retry later (503)
+	CodeInvalidExpiry             = "invalid_expiry"              // an API key lifetime that is not positive (422)
 	CodeInvalidJSON               = "invalid_json"                // the body is not valid JSON (400)
 	CodeBodyUnreadable            = "body_unreadable"             // the body could not be read (400)
 	CodeNestingTooDeep            = "nesting_too_deep"            // JSON nested deeper than allowed (400)

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // The role interfaces: each caller declares what it uses of the vault,
@@ -44,6 +46,20 @@ type Tokens interface {
 	// record in the same transaction; the audit trail stays. It returns
 	// KindNotFound for an unknown or foreign id.
 	DeleteToken(ctx context.Context, a Actor, id uuid.UUID) error
+}
+
+// TokenSearch answers "do we already hold this card?" without revealing
+// any card.
+type TokenSearch interface {
+	// SearchTokens returns the actor's tenant's masked tokens holding the
+	// card number, newest first, after the token startingAfter when it is not
+	// uuid.Nil, and audits the search with how many it found. The number is
+	// fingerprinted with the tenant's fingerprint keyset and then dropped:
+	// it is never stored, logged or audited. It returns a KindInvalid error
+	// (param "number") for a value that is not a card number, KindBadRequest
+	// for a limit outside 1–100 or an unknown starting_after id, and a domain
+	// error when the keys or the database fail.
+	SearchTokens(ctx context.Context, a Actor, number card.Secret, limit int, startingAfter uuid.UUID) (TokenPage, error)
 }
 
 // Imports is what the merchant API needs of import jobs.
@@ -143,11 +159,13 @@ type AuditLog interface {
 // APIKeys authenticates requests and manages a tenant's keys.
 type APIKeys interface {
 	// Authenticate returns the actor a presented API key stands for, with the
-	// request's id and client address. A missing, malformed, unknown, revoked or
-	// mismatching key returns a KindUnauthenticated error and is audited; the
-	// presented key itself is never stored or logged. A valid key's row is
-	// remembered for up to a second (apiKeyCacheTTL): a revocation made through
-	// this Service applies at once, one made elsewhere within that second.
+	// request's id and client address. A missing, malformed, unknown, revoked,
+	// expired or mismatching key returns a KindUnauthenticated error and is
+	// audited; the presented key itself is never stored or logged. A valid key's
+	// row is remembered for up to a second (apiKeyCacheTTL): a revocation made
+	// through this Service applies at once, one made elsewhere within that
+	// second. The key's last use is recorded at most once every
+	// APIKeyUsageInterval, not per request.
 	Authenticate(ctx context.Context, secret, requestID, clientAddr string) (Actor, error)
 	// Require returns nil when the actor holds scope, and otherwise audits the
 	// denial and returns a KindForbidden error naming the missing scope.
@@ -156,6 +174,10 @@ type APIKeys interface {
 	// secret, shown once, with its record. It returns a KindNotFound error for an
 	// unknown tenant and KindInvalid for no scopes.
 	CreateAPIKey(ctx context.Context, tenantID uuid.UUID, scopes []Scope, description string) (string, APIKey, error)
+	// IssueAPIKey is CreateAPIKey for in, whose key stops authenticating
+	// (401, audited as expired) once in.ExpiresIn has passed when it is not
+	// zero. It returns KindInvalid for a negative ExpiresIn.
+	IssueAPIKey(ctx context.Context, in NewAPIKey) (string, APIKey, error)
 	// RevokeAPIKey revokes the key with id at once and audits it. It returns a
 	// KindNotFound error for an unknown or already revoked key.
 	RevokeAPIKey(ctx context.Context, id uuid.UUID) (APIKey, error)

@@ -13,3 +13,11 @@ type Tenant struct {
 	Name      string
 	CreatedAt time.Time
 }
+
+// TenantSummary is a tenant as an operator's listing shows it.
+type TenantSummary struct {
+	Tenant
+	DestroyedAt   *time.Time // when it was crypto-shredded; nil while it lives
+	ActiveAPIKeys int        // keys neither revoked nor expired
+	Tokens        int64      // tokens it holds
+}

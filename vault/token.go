@@ -105,9 +105,25 @@ func optionalString(s string) *string {
 	return &s
 }
 
+// fingerprintLen is the length in bytes of a card fingerprint.
+const fingerprintLen = 32
+
+// ParseFingerprint returns the fingerprint a token record shows as s
+// (unpadded base64url of 32 bytes). It returns a KindBadRequest error
+// (parameter_invalid, param "fingerprint") for anything else.
+func ParseFingerprint(s string) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != fingerprintLen {
+		return nil, &Error{Kind: KindBadRequest, Code: CodeParameterInvalid, Param: "fingerprint",
+			Message: "fingerprint must be a token's fingerprint: 43 characters of unpadded base64url"}
+	}
+	return b, nil
+}
+
 // ListTokensParams filters and pages a token listing.
 type ListTokensParams struct {
 	BusinessKey   string    // only tokens with this business key when set
+	Fingerprint   []byte    // only tokens whose card has this fingerprint when set
 	Limit         int       // 1–100
 	StartingAfter uuid.UUID // the last id of the previous page, or uuid.Nil
 }

@@ -22,9 +22,9 @@ func newAPIKeyCmd() *cobra.Command {
 
 func newAPIKeyCreateCmd() *cobra.Command {
 	var raw rawConfig
-	var tenant, scopes, description string
+	var tenant, scopes, description, expiresIn string
 	cmd := &cobra.Command{
-		Use:   "create --tenant ID --scopes tokens:create,tokens:read",
+		Use:   "create --tenant ID --scopes tokens:create,tokens:read [--expires-in 90d]",
 		Short: "Create an API key; prints only the secret, which is shown once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -36,8 +36,12 @@ func newAPIKeyCreateCmd() *cobra.Command {
 			if err != nil {
 				return actionf(err, "%s; the scopes are %s, e.g. --scopes tokens:create,tokens:read", vault.AsError(err).Message, scopeList())
 			}
+			in, err := newAPIKeyInput(tenantID, sc, description, expiresIn)
+			if err != nil {
+				return err
+			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				secret, _, err := a.svc.CreateAPIKey(cmd.Context(), tenantID, sc, description)
+				secret, _, err := a.svc.IssueAPIKey(cmd.Context(), in)
 				if err != nil {
 					return ifNotFound(err, errNoTenant(tenantID, err))
 				}
@@ -49,10 +53,24 @@ func newAPIKeyCreateCmd() *cobra.Command {
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&scopes, "scopes", "", "comma-separated scopes: "+scopeList())
 	cmd.Flags().StringVar(&description, "description", "", "what the key is for")
+	cmd.Flags().StringVar(&expiresIn, "expires-in", "", "refuse the key (401) after this long, e.g. 90d or 12h; never when empty")
 	_ = cmd.MarkFlagRequired("tenant")
 	_ = cmd.MarkFlagRequired("scopes")
 	raw.bindVault(cmd.Flags())
 	return cmd
+}
+
+// newAPIKeyInput parses the flags of `apikey create`. It returns an error
+// naming the flag at fault.
+func newAPIKeyInput(tenantID uuid.UUID, sc []vault.Scope, description, expiresIn string) (vault.NewAPIKey, error) {
+	in := vault.NewAPIKey{TenantID: tenantID, Scopes: sc, Description: description}
+	if expiresIn != "" {
+		var err error
+		if in.ExpiresIn, err = parseDays(expiresIn); err != nil || in.ExpiresIn <= 0 {
+			return vault.NewAPIKey{}, fmt.Errorf("--expires-in %q must be a positive duration such as 90d or 12h", expiresIn)
+		}
+	}
+	return in, nil
 }
 
 func scopeList() string {
@@ -84,10 +102,11 @@ func newAPIKeyListCmd() *cobra.Command {
 					return err
 				}
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "ID\tPREFIX\tSCOPES\tCREATED\tREVOKED\tDESCRIPTION")
+				fmt.Fprintln(w, "ID\tPREFIX\tSCOPES\tCREATED\tEXPIRES\tLAST USED\tREVOKED\tDESCRIPTION")
 				for _, k := range keys {
-					fmt.Fprintf(w, "%s\tcvk_%s_…\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, joinScopes(k.Scopes),
-						k.CreatedAt.UTC().Format(time.RFC3339), revokedAt(k.RevokedAt), k.Description)
+					fmt.Fprintf(w, "%s\tcvk_%s_…\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, joinScopes(k.Scopes),
+						k.CreatedAt.UTC().Format(time.RFC3339), expiresAt(k, a.svc.Now()), optionalTime(k.LastUsedAt),
+						optionalTime(k.RevokedAt), k.Description)
 				}
 				return w.Flush()
 			})
@@ -107,11 +126,24 @@ func joinScopes(scopes []vault.Scope) string {
 	return strings.Join(s, ",")
 }
 
-func revokedAt(t *time.Time) string {
+// optionalTime formats t as RFC 3339 UTC, or "-" when nil.
+func optionalTime(t *time.Time) string {
 	if t == nil {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// expiresAt formats k's expiry, "never" without one, marked "(expired)"
+// once past at now.
+func expiresAt(k vault.APIKey, now time.Time) string {
+	switch {
+	case k.ExpiresAt == nil:
+		return "never"
+	case k.Expired(now):
+		return optionalTime(k.ExpiresAt) + " (expired)"
+	}
+	return optionalTime(k.ExpiresAt)
 }
 
 func newAPIKeyRevokeCmd() *cobra.Command {

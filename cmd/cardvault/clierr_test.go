@@ -211,6 +211,7 @@ func (f *errorFixture) setupCases(t *testing.T) []setupCase {
 	port := strconv.Itoa(closed)
 	empty := emptyDatabase(t)
 	f.names[filepath.Dir(kekFile)], f.names["127.0.0.1:"+port], f.names[empty] = "DIR", "127.0.0.1:PORT", "EMPTY_DATABASE_URL"
+	f.names["needs "+strconv.Itoa(latestMigration(t))+":"] = "needs LATEST:" // the golden file outlives the next migration
 	return []setupCase{
 		{"migrate", []string{"migrate"}},
 		{"tenant list --database-url URL", []string{"tenant", "list", "--database-url", f.flags[1]}},
@@ -267,4 +268,15 @@ func listKeys(t *testing.T, tenant string, db []string) []keyRow {
 		rows = append(rows, keyRow{id: f[0], prefix: f[1], revoked: f[4]})
 	}
 	return rows
+}
+
+// latestMigration returns the number of the newest migration file.
+func latestMigration(t *testing.T) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "..", "migrations", "[0-9]*.sql"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	n, err := strconv.Atoi(strings.SplitN(filepath.Base(files[len(files)-1]), "_", 2)[0])
+	require.NoError(t, err)
+	return n
 }

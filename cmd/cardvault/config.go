@@ -179,12 +179,6 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	if r.serving {
 		errs = append(errs, r.parseServing(&cfg)...)
 	}
-	switch r.console {
-	case "on", "off":
-		cfg.Console = r.console == "on"
-	default:
-		errs = append(errs, fmt.Errorf("VAULT_CONSOLE %q must be on or off", r.console))
-	}
 	var tlsErrs []error
 	cfg.TLS, tlsErrs = r.parseTLS()
 	errs = append(errs, tlsErrs...)
@@ -228,6 +222,12 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	var err error
 	if cfg.DebugListen, err = parseDebugListen(r.debugListen); err != nil {
 		errs = append(errs, err)
+	}
+	switch r.console {
+	case "on", "off":
+		cfg.Console = r.console == "on"
+	default:
+		errs = append(errs, fmt.Errorf("VAULT_CONSOLE %q must be on or off", r.console))
 	}
 	return errs
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -43,36 +44,66 @@ func newTenantCreateCmd() *cobra.Command {
 
 func newTenantListCmd() *cobra.Command {
 	var raw rawConfig
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List the tenants (destroyed ones left out): id, name, creation time",
+		Short: "List every tenant: id, name, creation, live API keys and tokens (destroyed ones too)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				return listTenants(cmd.Context(), a.svc, cmd.OutOrStdout())
+				tenants, err := a.svc.ListTenants(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printTenantsJSON(cmd.OutOrStdout(), tenants)
+				}
+				return printTenants(cmd.OutOrStdout(), tenants)
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 	raw.bindVault(cmd.Flags())
 	return cmd
 }
 
-// listTenants writes the live tenants as a table, oldest first.
-func listTenants(ctx context.Context, svc *postgres.Service, out io.Writer) error {
-	ids, err := svc.TenantIDs(ctx)
-	if err != nil {
-		return err
-	}
+// printTenants writes tenants as a table; it returns the writer's error.
+func printTenants(out io.Writer, tenants []vault.TenantSummary) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tCREATED")
-	for _, id := range ids {
-		t, err := svc.GetTenant(ctx, id)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339))
+	fmt.Fprintln(w, "ID\tNAME\tCREATED\tAPI KEYS\tTOKENS\tDESTROYED")
+	for _, t := range tenants {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", t.ID, t.Name, t.CreatedAt.Format(time.RFC3339),
+			t.ActiveAPIKeys, t.Tokens, optionalTime(t.DestroyedAt))
 	}
 	return w.Flush()
+}
+
+// tenantJSON is one tenant of `tenant list --json`.
+type tenantJSON struct {
+	ID            uuid.UUID `json:"id"`
+	Name          string    `json:"name"`
+	CreatedAt     string    `json:"created_at"`
+	ActiveAPIKeys int       `json:"active_api_keys"`
+	Tokens        int64     `json:"tokens"`
+	DestroyedAt   *string   `json:"destroyed_at"`
+}
+
+// printTenantsJSON writes tenants as a JSON array; it returns the writer's
+// error.
+func printTenantsJSON(out io.Writer, tenants []vault.TenantSummary) error {
+	list := make([]tenantJSON, 0, len(tenants))
+	for _, t := range tenants {
+		j := tenantJSON{ID: t.ID, Name: t.Name, CreatedAt: vault.Timestamp(t.CreatedAt),
+			ActiveAPIKeys: t.ActiveAPIKeys, Tokens: t.Tokens}
+		if t.DestroyedAt != nil {
+			d := vault.Timestamp(*t.DestroyedAt)
+			j.DestroyedAt = &d
+		}
+		list = append(list, j)
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(list)
 }
 
 func newTenantDestroyCmd() *cobra.Command {

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"time"
 
@@ -52,7 +53,16 @@ func hashSecret(secret string) []byte {
 // secret, shown once, with its record. It returns a KindNotFound error for an
 // unknown tenant and KindInvalid for no scopes.
 func (s *Service) CreateAPIKey(ctx context.Context, tenantID uuid.UUID, scopes []vault.Scope, description string) (string, vault.APIKey, error) {
-	return s.createAPIKey(ctx, vault.Operator(tenantID), scopes, description)
+	return s.IssueAPIKey(ctx, vault.NewAPIKey{TenantID: tenantID, Scopes: scopes, Description: description})
+}
+
+// IssueAPIKey makes the API key in asks for, audited as the operator, and
+// returns its secret, shown once, with its record; with in.ExpiresIn it
+// stops authenticating that long after its creation. It returns a
+// KindNotFound error for an unknown tenant and KindInvalid for no scopes or
+// a negative ExpiresIn.
+func (s *Service) IssueAPIKey(ctx context.Context, in vault.NewAPIKey) (string, vault.APIKey, error) {
+	return s.issueAPIKey(ctx, vault.Operator(in.TenantID), in)
 }
 
 // CreateTenantAPIKey makes an API key of the actor's tenant with scopes,
@@ -66,37 +76,63 @@ func (s *Service) CreateTenantAPIKey(ctx context.Context, a vault.Actor, scopes 
 				"this API key lacks the %s scope, so it cannot grant it", sc)
 		}
 	}
-	return s.createAPIKey(ctx, a, scopes, description)
+	return s.issueAPIKey(ctx, a, vault.NewAPIKey{TenantID: a.TenantID, Scopes: scopes, Description: description})
 }
 
-// createAPIKey makes an API key of by's tenant and audits it as by.
-func (s *Service) createAPIKey(ctx context.Context, by vault.Actor, scopes []vault.Scope, description string) (string, vault.APIKey, error) {
-	if len(scopes) == 0 {
-		return "", vault.APIKey{}, vault.InvalidParam(vault.CodeInvalidScope, "scopes", "at least one scope is required")
+// issueAPIKey makes the key in asks for and audits it as by.
+func (s *Service) issueAPIKey(ctx context.Context, by vault.Actor, in vault.NewAPIKey) (string, vault.APIKey, error) {
+	if err := checkNewAPIKey(in); err != nil {
+		return "", vault.APIKey{}, err
 	}
 	secret, prefix, err := newSecret()
 	if err != nil {
 		return "", vault.APIKey{}, vault.Internal(err)
 	}
-	k := vault.APIKey{ID: uuid.New(), TenantID: by.TenantID, Prefix: prefix, Scopes: scopes,
-		Description: description, CreatedAt: s.clock()}
+	k := vault.APIKey{ID: uuid.New(), TenantID: in.TenantID, Prefix: prefix, Scopes: in.Scopes,
+		Description: in.Description, CreatedAt: s.clock()}
+	if in.ExpiresIn > 0 {
+		exp := k.CreatedAt.Add(in.ExpiresIn)
+		k.ExpiresAt = &exp
+	}
 	err = s.inTx(ctx, "tenant", func(tx pgx.Tx) error {
-		if _, err := s.getTenantTx(ctx, tx, k.TenantID); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, scopes, description, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			k.ID, k.TenantID, k.Prefix, hashSecret(secret), scopeStrings(scopes), description, k.CreatedAt); err != nil {
-			return err
-		}
-		return insertAudit(ctx, tx, s.event(by, vault.ActionAPIKeyCreate, uuid.Nil,
-			map[string]any{"api_key_id": k.ID, "scopes": scopeStrings(scopes)}))
+		return s.insertAPIKey(ctx, tx, by, k, hashSecret(secret))
 	})
 	if err != nil {
 		return "", vault.APIKey{}, err
 	}
 	return secret, k, nil
+}
+
+// checkNewAPIKey returns a KindInvalid error for a key without scopes or
+// with a negative lifetime.
+func checkNewAPIKey(in vault.NewAPIKey) error {
+	if len(in.Scopes) == 0 {
+		return vault.InvalidParam(vault.CodeInvalidScope, "scopes", "at least one scope is required")
+	}
+	if in.ExpiresIn < 0 {
+		return vault.InvalidParam(vault.CodeInvalidExpiry, "expires_in", "an API key's lifetime must be positive")
+	}
+	return nil
+}
+
+// insertAPIKey stores k with the hash of its secret and audits its
+// creation as by, in tx, after checking its tenant exists and is not
+// destroyed.
+func (s *Service) insertAPIKey(ctx context.Context, tx pgx.Tx, by vault.Actor, k vault.APIKey, hash []byte) error {
+	if _, err := s.getTenantTx(ctx, tx, k.TenantID); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, scopes, description, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		k.ID, k.TenantID, k.Prefix, hash, scopeStrings(k.Scopes), k.Description, k.CreatedAt, k.ExpiresAt); err != nil {
+		return err
+	}
+	detail := map[string]any{"api_key_id": k.ID, "scopes": scopeStrings(k.Scopes)}
+	if k.ExpiresAt != nil {
+		detail["expires_at"] = vault.Timestamp(*k.ExpiresAt)
+	}
+	return insertAudit(ctx, tx, s.event(by, vault.ActionAPIKeyCreate, uuid.Nil, detail))
 }
 
 func (s *Service) getTenantTx(ctx context.Context, q querier, id uuid.UUID) (uuid.UUID, error) {
@@ -113,12 +149,12 @@ func scopeStrings(scopes []vault.Scope) []string {
 	return out
 }
 
-const apiKeyColumns = `id, tenant_id, prefix, scopes, description, created_at, revoked_at, last_used_at`
+const apiKeyColumns = `id, tenant_id, prefix, scopes, description, created_at, revoked_at, expires_at, last_used_at`
 
 func scanAPIKey(row pgx.Row) (vault.APIKey, error) {
 	var k vault.APIKey
 	var scopes []string
-	err := row.Scan(&k.ID, &k.TenantID, &k.Prefix, &scopes, &k.Description, &k.CreatedAt, &k.RevokedAt, &k.LastUsedAt)
+	err := row.Scan(&k.ID, &k.TenantID, &k.Prefix, &scopes, &k.Description, &k.CreatedAt, &k.RevokedAt, &k.ExpiresAt, &k.LastUsedAt)
 	for _, s := range scopes {
 		k.Scopes = append(k.Scopes, vault.Scope(s))
 	}
@@ -226,11 +262,13 @@ func (s *Service) revokeAPIKey(ctx context.Context, by *vault.Actor, id uuid.UUI
 }
 
 // Authenticate returns the actor a presented API key stands for, with the
-// request's id and client address. A missing, malformed, unknown, revoked or
-// mismatching key returns a KindUnauthenticated error and is audited; the
-// presented key itself is never stored or logged. A valid key's row is
-// remembered for up to a second (apiKeyCacheTTL): a revocation made through
-// this Service applies at once, one made elsewhere within that second.
+// request's id and client address. A missing, malformed, unknown, revoked,
+// expired or mismatching key returns a KindUnauthenticated error and is
+// audited; the presented key itself is never stored or logged. A valid key's
+// row is remembered for up to a second (apiKeyCacheTTL): a revocation made
+// through this Service applies at once, one made elsewhere within that
+// second. The key's last_used_at is written at most once every
+// vault.APIKeyUsageInterval (see noteUse).
 func (s *Service) Authenticate(ctx context.Context, secret, requestID, clientAddr string) (vault.Actor, error) {
 	a := vault.Actor{RequestID: requestID, ClientAddr: clientAddr}
 	if secret == "" {
@@ -241,33 +279,78 @@ func (s *Service) Authenticate(ctx context.Context, secret, requestID, clientAdd
 		return a, s.authFailed(ctx, a, "malformed_key")
 	}
 	presented := hashSecret(secret)
-	if k, ok := s.apiKeys.lookup(prefix, presented); ok {
-		a.APIKeyID, a.TenantID, a.Scopes = k.id, k.tenantID, k.scopes
-		return a, nil
+	now := s.clock()
+	k, ok := s.apiKeys.lookup(prefix, presented)
+	if !ok || k.expired(now) {
+		var reason string
+		var err error
+		if k, reason, err = s.loadAPIKey(ctx, prefix, presented, now); err != nil {
+			return a, dbError(err, "api key")
+		}
+		if reason != "" {
+			a.APIKeyID, a.TenantID = k.id, k.tenantID
+			return a, s.authFailed(ctx, a, reason)
+		}
+		s.apiKeys.store(prefix, k)
 	}
-	var hash []byte
-	var revoked *time.Time
+	return s.authenticated(ctx, a, prefix, k, now), nil
+}
+
+// authenticated is the actor a of key k, whose use at now is noted.
+func (s *Service) authenticated(ctx context.Context, a vault.Actor, prefix string, k cachedAPIKey, now time.Time) vault.Actor {
+	a.APIKeyID, a.TenantID, a.Scopes = k.id, k.tenantID, k.scopes
+	s.noteUse(ctx, prefix, k.id, now)
+	return a
+}
+
+// loadAPIKey reads the key of prefix from the database and checks it
+// against the presented hash at now. It returns the key and "" when it
+// authenticates, or what it knows of the key (its id and tenant once the
+// row is found) with why it does not: unknown_key, wrong_secret,
+// revoked_key or expired_key. It returns the driver's error when the
+// database fails.
+func (s *Service) loadAPIKey(ctx context.Context, prefix string, presented []byte, now time.Time) (cachedAPIKey, string, error) {
+	k := cachedAPIKey{loaded: time.Now()}
+	var revoked, lastUsed *time.Time
 	var scopes []string
-	loaded := time.Now()
-	err := s.db.QueryRow(ctx, `SELECT id, tenant_id, secret_hash, scopes, revoked_at FROM api_keys WHERE prefix = $1`,
-		prefix).Scan(&a.APIKeyID, &a.TenantID, &hash, &scopes, &revoked)
-	if err == pgx.ErrNoRows {
-		return a, s.authFailed(ctx, a, "unknown_key")
+	err := s.db.QueryRow(ctx, `SELECT id, tenant_id, secret_hash, scopes, revoked_at, expires_at, last_used_at
+		FROM api_keys WHERE prefix = $1`, prefix).Scan(&k.id, &k.tenantID, &k.hash, &scopes, &revoked, &k.expiresAt, &lastUsed)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return cachedAPIKey{}, "unknown_key", nil
+	case err != nil:
+		return cachedAPIKey{}, "", err
+	case subtle.ConstantTimeCompare(k.hash, presented) != 1:
+		return k, "wrong_secret", nil
+	case revoked != nil:
+		return k, "revoked_key", nil
+	case k.expired(now):
+		return k, "expired_key", nil
 	}
-	if err != nil {
-		return a, dbError(err, "api key")
-	}
-	if subtle.ConstantTimeCompare(hash, presented) != 1 {
-		return a, s.authFailed(ctx, a, "wrong_secret")
-	}
-	if revoked != nil {
-		return a, s.authFailed(ctx, a, "revoked_key")
+	if lastUsed != nil {
+		k.lastUsed = *lastUsed
 	}
 	for _, sc := range scopes {
-		a.Scopes = append(a.Scopes, vault.Scope(sc))
+		k.scopes = append(k.scopes, vault.Scope(sc))
 	}
-	s.apiKeys.store(prefix, cachedAPIKey{id: a.APIKeyID, tenantID: a.TenantID, hash: hash, scopes: a.Scopes, loaded: loaded})
-	return a, nil
+	return k, "", nil
+}
+
+// noteUse records that key id authenticated at now, writing last_used_at
+// only when the value known here is at least vault.APIKeyUsageInterval old
+// (claimUse), and then only if no other process wrote a newer one meanwhile:
+// a busy key costs one write a minute, not one per request. A failed write
+// is logged, never the request's failure.
+func (s *Service) noteUse(ctx context.Context, prefix string, id uuid.UUID, now time.Time) {
+	if !s.apiKeys.claimUse(prefix, now, vault.APIKeyUsageInterval) {
+		return
+	}
+	_, err := s.db.Exec(ctx, `UPDATE api_keys SET last_used_at = $2
+		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $2::timestamptz - $3::interval)`,
+		id, now, vault.APIKeyUsageInterval)
+	if err != nil {
+		s.log.Warn("recording an API key's last use", "api_key_id", id, "error", err)
+	}
 }
 
 // authFailed audits a failed authentication and returns the error the caller

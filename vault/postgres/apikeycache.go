@@ -33,7 +33,15 @@ type cachedAPIKey struct {
 	id, tenantID uuid.UUID
 	hash         []byte
 	scopes       []vault.Scope
-	loaded       time.Time // monotonic: when it was read from the database
+	loaded       time.Time  // monotonic: when it was read from the database
+	expiresAt    *time.Time // when it stops authenticating; nil for never
+	lastUsed     time.Time  // its last_used_at as last read or written here
+}
+
+// expired reports whether k has stopped authenticating at now (the
+// service clock).
+func (k cachedAPIKey) expired(now time.Time) bool {
+	return k.expiresAt != nil && !now.Before(*k.expiresAt)
 }
 
 // lookup returns the cached key of prefix when it was loaded less than
@@ -57,6 +65,22 @@ func (c *apiKeyCache) store(prefix string, k cachedAPIKey) {
 		c.keys = make(map[string]cachedAPIKey)
 	}
 	c.keys[prefix] = k
+}
+
+// claimUse reports whether the use at now of the key of prefix should be
+// written, that is whether its last use known here is at least every old,
+// and if so records now as its last use, so that concurrent requests do
+// not write it again. An entry that is not cached is not written.
+func (c *apiKeyCache) claimUse(prefix string, now time.Time, every time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.keys[prefix]
+	if !ok || now.Sub(k.lastUsed) < every {
+		return false
+	}
+	k.lastUsed = now
+	c.keys[prefix] = k
+	return true
 }
 
 // forget drops the key with id, after its revocation committed.

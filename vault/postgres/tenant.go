@@ -118,3 +118,25 @@ func (s *Service) TenantByName(ctx context.Context, name string) (vault.Tenant, 
 	t.CreatedAt = t.CreatedAt.UTC()
 	return t, dbError(err, "tenant")
 }
+
+// ListTenants returns every tenant, oldest first, destroyed ones included,
+// with how many unrevoked, unexpired API keys and how many tokens each
+// holds. It returns a domain error when the database fails.
+func (s *Service) ListTenants(ctx context.Context) ([]vault.TenantSummary, error) {
+	rows, err := s.db.Query(ctx, `
+		SELECT t.id, t.name, t.created_at, t.destroyed_at,
+		       (SELECT count(*) FROM api_keys k WHERE k.tenant_id = t.id AND k.revoked_at IS NULL
+		          AND (k.expires_at IS NULL OR k.expires_at > $1)),
+		       (SELECT count(*) FROM tokens k WHERE k.tenant_id = t.id)
+		FROM tenants t ORDER BY t.created_at, t.id`, s.clock())
+	if err != nil {
+		return nil, dbError(err, "tenant")
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (vault.TenantSummary, error) {
+		var t vault.TenantSummary
+		err := r.Scan(&t.ID, &t.Name, &t.CreatedAt, &t.DestroyedAt, &t.ActiveAPIKeys, &t.Tokens)
+		t.CreatedAt = t.CreatedAt.UTC()
+		return t, err
+	})
+	return out, dbError(err, "tenant")
+}

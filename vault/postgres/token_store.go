@@ -416,6 +416,12 @@ func (s *Service) ListTokens(ctx context.Context, a vault.Actor, p vault.ListTok
 	if err != nil {
 		return vault.TokenPage{}, err
 	}
+	return s.listTokens(ctx, a, tk, p, vault.ActionTokenList)
+}
+
+// listTokens is a token listing with the tenant's keys tk, audited as
+// action.
+func (s *Service) listTokens(ctx context.Context, a vault.Actor, tk *tenantKeys, p vault.ListTokensParams, action vault.Action) (vault.TokenPage, error) {
 	after, err := s.cursor(ctx, a.TenantID, p.StartingAfter)
 	if err != nil {
 		return vault.TokenPage{}, err
@@ -424,9 +430,10 @@ func (s *Service) ListTokens(ctx context.Context, a vault.Actor, p vault.ListTok
 	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
 			WHERE tenant_id = $1 AND ($2::text IS NULL OR business_key = $2)
+			  AND ($6::bytea IS NULL OR fingerprint = $6)
 			  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
 			ORDER BY created_at DESC, id DESC LIMIT $5`,
-			a.TenantID, nullString(p.BusinessKey), after.at, after.id, p.Limit+1)
+			a.TenantID, nullString(p.BusinessKey), after.at, after.id, p.Limit+1, p.Fingerprint)
 		if err != nil {
 			return err
 		}
@@ -434,18 +441,18 @@ func (s *Service) ListTokens(ctx context.Context, a vault.Actor, p vault.ListTok
 		if err != nil {
 			return err
 		}
-		page, err = s.tokenPage(ctx, tx, a, tk, found, p)
+		page, err = s.tokenPage(ctx, tx, a, tk, found, p.Limit, action)
 		return err
 	})
 	return page, err
 }
 
-// tokenPage masks the rows found for a listing and audits it with q, the
-// listing's transaction.
-func (s *Service) tokenPage(ctx context.Context, q querier, a vault.Actor, tk *tenantKeys, found []tokenRow, p vault.ListTokensParams) (vault.TokenPage, error) {
+// tokenPage masks the rows found for a listing of limit tokens and audits
+// it as action with q, the listing's transaction.
+func (s *Service) tokenPage(ctx context.Context, q querier, a vault.Actor, tk *tenantKeys, found []tokenRow, limit int, action vault.Action) (vault.TokenPage, error) {
 	var page vault.TokenPage
-	if len(found) > p.Limit {
-		found, page.HasMore = found[:p.Limit], true
+	if len(found) > limit {
+		found, page.HasMore = found[:limit], true
 	}
 	page.Tokens = make([]vault.Token, 0, len(found))
 	for _, r := range found {
@@ -455,7 +462,7 @@ func (s *Service) tokenPage(ctx context.Context, q querier, a vault.Actor, tk *t
 		}
 		page.Tokens = append(page.Tokens, t)
 	}
-	ev := s.event(a, vault.ActionTokenList, uuid.Nil, map[string]any{"count": len(page.Tokens)})
+	ev := s.event(a, action, uuid.Nil, map[string]any{"count": len(page.Tokens)})
 	if err := insertAudit(ctx, q, ev); err != nil {
 		return vault.TokenPage{}, err
 	}
