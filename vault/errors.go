@@ -23,6 +23,8 @@ const (
 	KindIdempotency     Kind = "idempotency"      // an Idempotency-Key reused for another request (400)
 	KindRateLimited     Kind = "rate_limited"     // over the caller's request budget; retry later (429)
 	KindUnavailable     Kind = "unavailable"      // a dependency is down; retryable (503)
+	KindUpstream        Kind = "upstream"         // a destination the vault sends to gave no usable answer (502)
+	KindUpstreamTimeout Kind = "upstream_timeout" // a destination the vault sends to did not answer in time (504)
 	KindInternal        Kind = "internal"         // a bug or an unexpected failure (500)
 )
 
