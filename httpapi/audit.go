@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"net/http"
-
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
@@ -41,21 +39,13 @@ func optionalID(id uuid.UUID) *uuid.UUID {
 
 // listAuditEvents serves GET /audit-events?limit=&starting_after=<event id>.
 func (s *Server) listAuditEvents(c echo.Context) error {
-	limit, err := limitParam(c)
+	p, err := readPaging(c, seqCursor)
 	if err != nil {
 		return err
 	}
-	after, err := int64Cursor(c, "an audit event id")
+	pg, err := s.svc.ListAuditEvents(c.Request().Context(), actor(c), p.limit, p.after)
 	if err != nil {
 		return err
 	}
-	page, err := s.svc.ListAuditEvents(c.Request().Context(), actor(c), limit, after)
-	if err != nil {
-		return err
-	}
-	out := listResponse[auditEventResponse]{Object: "list", Data: make([]auditEventResponse, 0, len(page.Events)), HasMore: page.HasMore}
-	for _, ev := range page.Events {
-		out.Data = append(out.Data, newAuditEventResponse(ev))
-	}
-	return c.JSON(http.StatusOK, out)
+	return respondList(c, pg.Events, pg.HasMore, newAuditEventResponse)
 }

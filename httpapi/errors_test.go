@@ -43,8 +43,9 @@ func TestErrorAnswers(t *testing.T) {
 		{"unknown token", "GET", "/tokens/00000000-0000-4000-8000-000000000000", key, "", nil, 404, "invalid_request_error", "resource_missing", ""},
 		{"malformed token id", "GET", "/tokens/" + pan, key, "", nil, 404, "invalid_request_error", "resource_missing", ""},
 		{"bad limit", "GET", "/tokens?limit=0", key, "", nil, 400, "invalid_request_error", "parameter_invalid", "limit"},
-		{"unknown starting_after", "GET", "/tokens?starting_after=00000000-0000-4000-8000-000000000000", key, "", nil, 400, "invalid_request_error", "resource_missing", "starting_after"},
-		{"wrong method", "PUT", "/tokens", key, "", nil, 400, "invalid_request_error", "method_not_allowed", ""},
+		{"unknown starting_after", "GET", "/tokens?starting_after=00000000-0000-4000-8000-000000000000", key, "", nil, 400, "invalid_request_error", "parameter_invalid", "starting_after"},
+		{"unknown query parameter", "GET", "/tokens?businesskey=pm_1", key, "", nil, 400, "invalid_request_error", "parameter_unknown", "businesskey"},
+		{"wrong method", "PUT", "/tokens", key, "", nil, 405, "invalid_request_error", "method_not_allowed", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,5 +11,21 @@ import (
 // cap and panic recovery. It exists in test builds only, so routes that
 // panic or block never reach the production route table.
 func (s *Server) AddTestRoute(method, path string, scope vault.Scope, h echo.HandlerFunc) {
-	s.echo.Add(method, path, h, s.auth(scope)...)
+	s.echo.Add(method, path, h, s.auth(scope, nil)...)
+}
+
+// RouteInfo is one entry of the route table as tests see it.
+type RouteInfo struct {
+	Method, Path string
+	Query        []string // the query parameters it takes
+	Scope        vault.Scope
+}
+
+// Routes returns the route table, so that tests cover every route.
+func (s *Server) Routes() []RouteInfo {
+	var out []RouteInfo
+	for _, r := range s.routeTable() {
+		out = append(out, RouteInfo{Method: r.method, Path: r.path, Query: r.query, Scope: r.scope})
+	}
+	return out
 }

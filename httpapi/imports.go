@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -82,25 +81,17 @@ func (s *Server) getImport(c echo.Context) error {
 	return c.JSON(http.StatusOK, job.Record())
 }
 
-// listImports serves GET /tokens/imports?limit=&starting_after=.
+// listImports serves GET /tokens/imports?limit=&starting_after=<job id>.
 func (s *Server) listImports(c echo.Context) error {
-	limit, err := limitParam(c)
+	p, err := readPaging(c, idCursor)
 	if err != nil {
 		return err
 	}
-	after, err := uuidCursor(c)
+	pg, err := s.svc.ListImports(c.Request().Context(), actor(c), p.limit, p.after)
 	if err != nil {
 		return err
 	}
-	page, err := s.svc.ListImports(c.Request().Context(), actor(c), limit, after)
-	if err != nil {
-		return err
-	}
-	out := listResponse[vault.ImportRecord]{Object: "list", Data: make([]vault.ImportRecord, 0, len(page.Jobs)), HasMore: page.HasMore}
-	for _, j := range page.Jobs {
-		out.Data = append(out.Data, j.Record())
-	}
-	return c.JSON(http.StatusOK, out)
+	return respondList(c, pg.Jobs, pg.HasMore, vault.ImportJob.Record)
 }
 
 // abortImport serves POST /tokens/imports/:id/abort.
@@ -123,23 +114,15 @@ func (s *Server) listImportItems(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	limit, err := limitParam(c)
+	p, err := readPaging(c, seqCursor)
 	if err != nil {
 		return err
 	}
-	after, err := int64Cursor(c, "a seq from a previous page")
+	pg, err := s.svc.ListImportItems(c.Request().Context(), actor(c), id, vault.ItemStatus(c.QueryParam("status")), p.limit, p.after)
 	if err != nil {
 		return err
 	}
-	page, err := s.svc.ListImportItems(c.Request().Context(), actor(c), id, vault.ItemStatus(c.QueryParam("status")), limit, after)
-	if err != nil {
-		return err
-	}
-	out := listResponse[importItemResponse]{Object: "list", Data: make([]importItemResponse, 0, len(page.Items)), HasMore: page.HasMore}
-	for _, it := range page.Items {
-		out.Data = append(out.Data, newImportItemResponse(it))
-	}
-	return c.JSON(http.StatusOK, out)
+	return respondList(c, pg.Items, pg.HasMore, newImportItemResponse)
 }
 
 // importID parses the :id path parameter; a malformed id is as unknown as a
@@ -150,34 +133,4 @@ func importID(c echo.Context) (uuid.UUID, error) {
 		return uuid.Nil, vault.Errorf(vault.KindNotFound, "resource_missing", "no such import")
 	}
 	return id, nil
-}
-
-// uuidCursor reads starting_after as an id, uuid.Nil when absent.
-func uuidCursor(c echo.Context) (uuid.UUID, error) {
-	v := c.QueryParam("starting_after")
-	if v == "" {
-		return uuid.Nil, nil
-	}
-	id, err := uuid.Parse(v)
-	if err != nil {
-		return uuid.Nil, &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "starting_after",
-			Message: "starting_after must be an id from a previous page"}
-	}
-	return id, nil
-}
-
-// int64Cursor reads starting_after as a positive number id (an audit event,
-// a delivery attempt, a ledger seq), 0 when absent. It returns a
-// KindBadRequest error whose message names what the id should be.
-func int64Cursor(c echo.Context, what string) (int64, error) {
-	v := c.QueryParam("starting_after")
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 1 {
-		return 0, &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "starting_after",
-			Message: "starting_after must be " + what}
-	}
-	return n, nil
 }

@@ -136,7 +136,7 @@ func leakPaths(k hostileKeys, primaryKeyID uint32) []leakPath {
 			return hostileRequest{method: get, path: "/tokens/imports/" + p, key: k.all, status: 404, code: "resource_missing"}
 		}},
 		{"PAN as starting_after", func(p string) hostileRequest {
-			return hostileRequest{method: get, path: "/tokens?starting_after=" + p, key: k.all, status: 400, code: "resource_missing"}
+			return hostileRequest{method: get, path: "/tokens?starting_after=" + p, key: k.all, status: 400, code: "parameter_invalid"}
 		}},
 		{"PAN as limit", func(p string) hostileRequest {
 			return hostileRequest{method: get, path: "/tokens?limit=" + p + "&business_key=" + p, key: k.all, status: 400, code: "parameter_invalid"}
@@ -144,9 +144,15 @@ func leakPaths(k hostileKeys, primaryKeyID uint32) []leakPath {
 		{"PAN as audit limit", func(p string) hostileRequest {
 			return hostileRequest{method: get, path: "/audit-events?limit=" + url.QueryEscape(spaced(p)), key: k.all, status: 400, code: "parameter_invalid"}
 		}},
-		// A conflict, with the PAN in the query string and a header.
+		{"PAN as an unknown query parameter's value", func(p string) hostileRequest {
+			return hostileRequest{method: post, path: "/keys/retire?note=" + url.QueryEscape(p), key: k.all, body: `{"key_id":1}`, status: 400, code: "parameter_unknown"}
+		}},
+		{"PAN as an unknown query parameter's name", func(p string) hostileRequest {
+			return hostileRequest{method: get, path: "/tokens?" + url.QueryEscape(p) + "=1", key: k.all, status: 400, code: "parameter_unknown"}
+		}},
+		// A conflict, with the PAN in a header.
 		{"retiring the primary key", func(p string) hostileRequest {
-			return hostileRequest{method: post, path: "/keys/retire?note=" + p, key: k.all, header: map[string]string{"X-Card": p},
+			return hostileRequest{method: post, path: "/keys/retire", key: k.all, header: map[string]string{"X-Card": p},
 				body: `{"key_id":` + strconv.FormatUint(uint64(primaryKeyID), 10) + `}`, status: 409, code: "key_is_primary"}
 		}},
 		// Decode errors.

@@ -38,12 +38,12 @@ func withHSTS(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // admin is the middleware of a key-management route: a verified client
-// certificate first when ClientCertForKeys is on, then auth(scope).
-func (s *Server) admin(scope vault.Scope) []echo.MiddlewareFunc {
+// certificate first when ClientCertForKeys is on, then auth(scope, query).
+func (s *Server) admin(scope vault.Scope, query []string) []echo.MiddlewareFunc {
 	if !s.tls.ClientCertForKeys {
-		return s.auth(scope)
+		return s.auth(scope, query)
 	}
-	return append([]echo.MiddlewareFunc{requireClientCert}, s.auth(scope)...)
+	return append([]echo.MiddlewareFunc{requireClientCert}, s.auth(scope, query)...)
 }
 
 // requireClientCert answers 403 (client_certificate_required) unless the

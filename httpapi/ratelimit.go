@@ -177,9 +177,6 @@ func (s *Server) limitInflight(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// codeOverloaded is the error code of a request refused by the in-flight cap.
-const codeOverloaded = "overloaded"
-
 // limitKey answers 429 rate_limited when the authenticated API key has spent
 // its bucket.
 func (s *Server) limitKey(next echo.HandlerFunc) echo.HandlerFunc {

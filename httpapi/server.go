@@ -46,11 +46,11 @@ func New(svc Service, log *slog.Logger, opts ...Option) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = echo.ExtractIPDirect()
-	e.HTTPErrorHandler = errorHandler(log)
 	s := &Server{svc: svc, log: log, echo: e, keys: KeyConfig{Cryptoperiod: 365 * 24 * time.Hour}}
 	for _, o := range opts {
 		o(s)
 	}
+	e.HTTPErrorHandler = s.errorHandler
 	e.Use(withRequestID, withHeaders, withAccessLog(log), s.recoverPanics, s.limitInflight, withDeadline)
 	s.routes()
 	return s
@@ -61,41 +61,86 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.echo.ServeHTTP(w, r)
 }
 
-// routes registers every route with the scope it needs, in one place.
+// route is one entry of the route table.
+type route struct {
+	method, path string
+	handler      echo.HandlerFunc
+	scope        vault.Scope // what the API key must hold; "" for the unauthenticated probes
+	admin        bool        // a key-management route (see admin)
+	query        []string    // the query parameters it takes; any other is refused
+}
+
+// listQuery returns the query parameters of a list route: limit,
+// starting_after and the list's own filters.
+func listQuery(filters ...string) []string {
+	return append([]string{paramLimit, paramStartingAfter}, filters...)
+}
+
+// routeTable is every route with the scope and query parameters it takes,
+// in one place.
+func (s *Server) routeTable() []route {
+	const get, post, put, del = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
+	return []route{
+		{get, "/healthz", s.healthz, "", false, nil},
+		{get, "/readyz", s.readyz, "", false, nil},
+
+		{post, "/cde-import", s.createToken, vault.ScopeTokensCreate, false, nil},
+		{post, "/tokens", s.createToken, vault.ScopeTokensCreate, false, nil},
+		{get, "/tokens", s.listTokens, vault.ScopeTokensRead, false, listQuery("business_key")},
+		{get, "/tokens/:id", s.getToken, vault.ScopeTokensRead, false, nil},
+		{post, "/tokens/:id/detokenize", s.detokenize, vault.ScopeTokensReveal, false, nil},
+		{del, "/tokens/:id", s.deleteToken, vault.ScopeTokensDelete, false, nil},
+		{get, "/audit-events", s.listAuditEvents, vault.ScopeAuditRead, false, listQuery()},
+
+		{post, "/tokens/imports", s.createImport, vault.ScopeImportsWrite, false, nil},
+		{get, "/tokens/imports", s.listImports, vault.ScopeImportsRead, false, listQuery()},
+		{get, "/tokens/imports/:id", s.getImport, vault.ScopeImportsRead, false, nil},
+		{get, "/tokens/imports/:id/items", s.listImportItems, vault.ScopeImportsRead, false, listQuery("status")},
+		{post, "/tokens/imports/:id/abort", s.abortImport, vault.ScopeImportsWrite, false, nil},
+
+		{put, "/webhook", s.putWebhook, vault.ScopeWebhooksManage, false, nil},
+		{get, "/webhook", s.getWebhook, vault.ScopeWebhooksManage, false, nil},
+		{del, "/webhook", s.deleteWebhook, vault.ScopeWebhooksManage, false, nil},
+		{get, "/webhook/deliveries", s.listWebhookDeliveries, vault.ScopeWebhooksManage, false, listQuery()},
+
+		{get, "/keys", s.keyStatus, vault.ScopeKeysManage, true, nil},
+		{post, "/keys/rotate", s.rotateKey, vault.ScopeKeysManage, true, nil},
+		{post, "/keys/reencrypt", s.startReencrypt, vault.ScopeKeysManage, true, nil},
+		{get, "/keys/jobs/:id", s.getKeyJob, vault.ScopeKeysManage, true, nil},
+		{post, "/keys/retire", s.retireKey, vault.ScopeKeysManage, true, nil},
+	}
+}
+
+// routes registers the route table; a GET route answers HEAD too, like GET
+// without the body (net/http drops it). A route called with a method it
+// does not take answers 405 with Allow (see domainError).
 func (s *Server) routes() {
-	e := s.echo
-	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
+	for _, r := range s.routeTable() {
+		mw := s.middleware(r)
+		s.echo.Add(r.method, r.path, r.handler, mw...)
+		if r.method == http.MethodGet {
+			s.echo.Add(http.MethodHead, r.path, r.handler, mw...)
+		}
+	}
+}
 
-	e.POST("/cde-import", s.createToken, s.auth(vault.ScopeTokensCreate)...)
-	e.POST("/tokens", s.createToken, s.auth(vault.ScopeTokensCreate)...)
-	e.GET("/tokens", s.listTokens, s.auth(vault.ScopeTokensRead)...)
-	e.GET("/tokens/:id", s.getToken, s.auth(vault.ScopeTokensRead)...)
-	e.POST("/tokens/:id/detokenize", s.detokenize, s.auth(vault.ScopeTokensReveal)...)
-	e.DELETE("/tokens/:id", s.deleteToken, s.auth(vault.ScopeTokensDelete)...)
-	e.GET("/audit-events", s.listAuditEvents, s.auth(vault.ScopeAuditRead)...)
-
-	e.POST("/tokens/imports", s.createImport, s.auth(vault.ScopeImportsWrite)...)
-	e.GET("/tokens/imports", s.listImports, s.auth(vault.ScopeImportsRead)...)
-	e.GET("/tokens/imports/:id", s.getImport, s.auth(vault.ScopeImportsRead)...)
-	e.GET("/tokens/imports/:id/items", s.listImportItems, s.auth(vault.ScopeImportsRead)...)
-	e.POST("/tokens/imports/:id/abort", s.abortImport, s.auth(vault.ScopeImportsWrite)...)
-
-	e.PUT("/webhook", s.putWebhook, s.auth(vault.ScopeWebhooksManage)...)
-	e.GET("/webhook", s.getWebhook, s.auth(vault.ScopeWebhooksManage)...)
-	e.DELETE("/webhook", s.deleteWebhook, s.auth(vault.ScopeWebhooksManage)...)
-	e.GET("/webhook/deliveries", s.listWebhookDeliveries, s.auth(vault.ScopeWebhooksManage)...)
-
-	e.GET("/keys", s.keyStatus, s.admin(vault.ScopeKeysManage)...)
-	e.POST("/keys/rotate", s.rotateKey, s.admin(vault.ScopeKeysManage)...)
-	e.POST("/keys/reencrypt", s.startReencrypt, s.admin(vault.ScopeKeysManage)...)
-	e.GET("/keys/jobs/:id", s.getKeyJob, s.admin(vault.ScopeKeysManage)...)
-	e.POST("/keys/retire", s.retireKey, s.admin(vault.ScopeKeysManage)...)
+// middleware is the chain of r: the query check alone for the probes,
+// auth (or admin) with it otherwise.
+func (s *Server) middleware(r route) []echo.MiddlewareFunc {
+	switch {
+	case r.scope == "":
+		return []echo.MiddlewareFunc{allowQuery(r.query)}
+	case r.admin:
+		return s.admin(r.scope, r.query)
+	}
+	return s.auth(r.scope, r.query)
 }
 
 // auth is the middleware of an API route: the client address's
 // failed-authentication budget, a valid API key within its rate limit,
-// holding scope; then Idempotency-Key handling for POSTs.
-func (s *Server) auth(scope vault.Scope) []echo.MiddlewareFunc {
-	return []echo.MiddlewareFunc{s.limitAuthFailures, s.authenticate, s.limitKey, s.require(scope), s.idempotent(scope)}
+// holding scope; the query string holding only the parameters query; then
+// Idempotency-Key handling for POSTs.
+func (s *Server) auth(scope vault.Scope, query []string) []echo.MiddlewareFunc {
+	return []echo.MiddlewareFunc{s.limitAuthFailures, s.authenticate, s.limitKey, s.require(scope),
+		allowQuery(query), s.idempotent(scope)}
 }

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,13 +43,6 @@ func (r tokenizeRequest) input() vault.TokenizeInput {
 		in.Metadata[k] = v
 	}
 	return in
-}
-
-// listResponse is the envelope of every cursor-paginated list.
-type listResponse[T any] struct {
-	Object  string `json:"object"`
-	Data    []T    `json:"data"`
-	HasMore bool   `json:"has_more"`
 }
 
 // revealResponse is a detokenized card.
@@ -103,21 +95,18 @@ func (s *Server) getToken(c echo.Context) error {
 	return c.JSON(http.StatusOK, tok.Record())
 }
 
-// listTokens serves GET /tokens?business_key=&limit=&starting_after=.
+// listTokens serves GET /tokens?business_key=&limit=&starting_after=<token id>.
 func (s *Server) listTokens(c echo.Context) error {
-	p, err := listParams(c)
+	p, err := readPaging(c, idCursor)
 	if err != nil {
 		return err
 	}
-	page, err := s.svc.ListTokens(c.Request().Context(), actor(c), p)
+	pg, err := s.svc.ListTokens(c.Request().Context(), actor(c),
+		vault.ListTokensParams{BusinessKey: c.QueryParam("business_key"), Limit: p.limit, StartingAfter: p.after})
 	if err != nil {
 		return err
 	}
-	out := listResponse[vault.TokenRecord]{Object: "list", Data: make([]vault.TokenRecord, 0, len(page.Tokens)), HasMore: page.HasMore}
-	for _, t := range page.Tokens {
-		out.Data = append(out.Data, t.Record())
-	}
-	return c.JSON(http.StatusOK, out)
+	return respondList(c, pg.Tokens, pg.HasMore, vault.Token.Record)
 }
 
 // detokenize serves POST /tokens/:id/detokenize with an optional reason.
@@ -166,36 +155,6 @@ func tokenID(c echo.Context) (uuid.UUID, error) {
 		return uuid.Nil, vault.Errorf(vault.KindNotFound, "resource_missing", "no such token")
 	}
 	return id, nil
-}
-
-// listParams reads limit (default 10), starting_after and business_key.
-func listParams(c echo.Context) (vault.ListTokensParams, error) {
-	p := vault.ListTokensParams{BusinessKey: c.QueryParam("business_key")}
-	var err error
-	if p.Limit, err = limitParam(c); err != nil {
-		return p, err
-	}
-	if after := c.QueryParam("starting_after"); after != "" {
-		if p.StartingAfter, err = uuid.Parse(after); err != nil {
-			return p, &vault.Error{Kind: vault.KindBadRequest, Code: "resource_missing", Param: "starting_after",
-				Message: "starting_after names no token"}
-		}
-	}
-	return p, nil
-}
-
-// limitParam reads the limit query parameter, 10 when absent.
-func limitParam(c echo.Context) (int, error) {
-	v := c.QueryParam("limit")
-	if v == "" {
-		return 10, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "limit",
-			Message: "limit must be between 1 and 100"}
-	}
-	return n, nil
 }
 
 // optional maps "" to JSON null.

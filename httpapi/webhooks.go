@@ -77,22 +77,13 @@ func (s *Server) deleteWebhook(c echo.Context) error {
 
 // listWebhookDeliveries serves GET /webhook/deliveries?limit=&starting_after=<attempt id>.
 func (s *Server) listWebhookDeliveries(c echo.Context) error {
-	limit, err := limitParam(c)
+	p, err := readPaging(c, seqCursor)
 	if err != nil {
 		return err
 	}
-	after, err := int64Cursor(c, "a delivery id")
+	pg, err := s.svc.ListWebhookDeliveries(c.Request().Context(), actor(c), p.limit, p.after)
 	if err != nil {
 		return err
 	}
-	page, err := s.svc.ListWebhookDeliveries(c.Request().Context(), actor(c), limit, after)
-	if err != nil {
-		return err
-	}
-	out := listResponse[webhookDeliveryResponse]{Object: "list",
-		Data: make([]webhookDeliveryResponse, 0, len(page.Deliveries)), HasMore: page.HasMore}
-	for _, d := range page.Deliveries {
-		out.Data = append(out.Data, newWebhookDeliveryResponse(d))
-	}
-	return c.JSON(http.StatusOK, out)
+	return respondList(c, pg.Deliveries, pg.HasMore, newWebhookDeliveryResponse)
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
+	"github.com/cardvault/cardvault/webhook"
 )
 
 func TestWebhookEndpoints(t *testing.T) {

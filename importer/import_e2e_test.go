@@ -19,9 +19,9 @@ import (
 
 	"github.com/cardvault/cardvault/importer"
 	"github.com/cardvault/cardvault/importer/stripesim"
-	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
+	"github.com/cardvault/cardvault/webhook"
 )
 
 // receiver is a webhook endpoint on loopback that keeps what it got.

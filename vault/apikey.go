@@ -66,12 +66,12 @@ func ParseScopes(list string) ([]Scope, error) {
 			continue
 		}
 		if !knownScope(sc) {
-			return nil, InvalidParam("invalid_scope", "scopes", fmt.Sprintf("unknown scope %q", sc))
+			return nil, InvalidParam(CodeInvalidScope, "scopes", fmt.Sprintf("unknown scope %q", sc))
 		}
 		out = append(out, sc)
 	}
 	if len(out) == 0 {
-		return nil, InvalidParam("invalid_scope", "scopes", "at least one scope is required")
+		return nil, InvalidParam(CodeInvalidScope, "scopes", "at least one scope is required")
 	}
 	return out, nil
 }

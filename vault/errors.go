@@ -23,10 +23,77 @@ const (
 	KindIdempotency     Kind = "idempotency"      // an Idempotency-Key reused for another request (400)
 	KindRateLimited     Kind = "rate_limited"     // over the caller's request budget; retry later (429)
 	KindUnavailable     Kind = "unavailable"      // a dependency is down; retryable (503)
+	KindMisconfigured   Kind = "misconfigured"    // the server's configuration cannot serve it; an operator must act, a retry will not help (503)
 	KindUpstream        Kind = "upstream"         // a destination the vault sends to gave no usable answer (502)
 	KindUpstreamTimeout Kind = "upstream_timeout" // a destination the vault sends to did not answer in time (504)
 	KindInternal        Kind = "internal"         // a bug or an unexpected failure (500)
 )
+
+// The error codes: the machine-readable "code" of every error the API answers.
+// Each names its usual HTTP status; httpapi/errors.go maps kinds to statuses.
+const (
+	CodeInvalidNumber             = card.CodeInvalidNumber        // card number malformed or of the wrong length (422)
+	CodeIncorrectNumber           = card.CodeIncorrectNumber      // card number fails the Luhn check (422)
+	CodeInvalidCVC                = card.CodeInvalidCVC           // card verification code not 3 or 4 digits (422)
+	CodeInvalidExpiryMonth        = card.CodeInvalidExpiryMonth   // expiry month missing or not 1-12 (422)
+	CodeInvalidExpiryYear         = card.CodeInvalidExpiryYear    // expiry year missing or out of range (422)
+	CodeInvalidName               = card.CodeInvalidName          // cardholder name unacceptable (422)
+	CodeInvalidMetadata           = "invalid_metadata"            // metadata over its limits (422)
+	CodeInvalidString             = "invalid_string"              // a text field with control characters or invalid UTF-8 (422)
+	CodeStringTooLong             = "string_too_long"             // a text field over its length limit (422)
+	CodeSensitiveData             = "sensitive_data"              // a card number where none may stand (422)
+	CodeInvalidURL                = "invalid_url"                 // an unacceptable URL (422)
+	CodeInvalidScope              = "invalid_scope"               // an unknown API key scope (422)
+	CodeInvalidStatus             = "invalid_status"              // an unknown status filter (422)
+	CodeInvalidProvider           = "invalid_provider"            // an unknown import provider (422)
+	CodeInvalidRetention          = "invalid_retention"           // a retention below the minimum (422)
+	CodeInvalidJSON               = "invalid_json"                // the body is not valid JSON (400)
+	CodeBodyUnreadable            = "body_unreadable"             // the body could not be read (400)
+	CodeNestingTooDeep            = "nesting_too_deep"            // JSON nested deeper than allowed (400)
+	CodeArrayTooLong              = "array_too_long"              // a JSON array over its limit (400)
+	CodeParameterDuplicate        = "parameter_duplicate"         // a JSON name given twice (400)
+	CodeParameterUnknown          = "parameter_unknown"           // a field or parameter the route does not take (400)
+	CodeParameterInvalid          = "parameter_invalid"           // a parameter with an unacceptable value (400)
+	CodeParameterInvalidType      = "parameter_invalid_type"      // a field of the wrong JSON type (400)
+	CodeMethodNotAllowed          = "method_not_allowed"          // the route does not take this method
+	CodeIdempotencyKeyInvalid     = "idempotency_key_invalid"     // an Idempotency-Key that is not 1-255 printable ASCII characters (400)
+	CodeIdempotencyKeyInUse       = "idempotency_key_in_use"      // the same Idempotency-Key is being processed (409)
+	CodeIdempotencyError          = "idempotency_error"           // an Idempotency-Key reused with another request (400)
+	CodeInvalidAPIKey             = "invalid_api_key"             // no or unknown API key (401), or a Stripe key of the wrong form (422)
+	CodeMissingScope              = "missing_scope"               // the API key lacks the scope (403)
+	CodeClientCertificateRequired = "client_certificate_required" // the route needs a client certificate (403)
+	CodeResourceMissing           = "resource_missing"            // no such resource for this tenant (404)
+	CodeRouteNotFound             = "route_not_found"             // no such route (404)
+	CodeConflict                  = "conflict"                    // a unique key already exists (409)
+	CodeKeyInUse                  = "key_in_use"                  // the key still protects rows (409)
+	CodeKeyIsPrimary              = "key_is_primary"              // the primary key cannot be retired; rotate first (409)
+	CodeKeyAlreadyDisabled        = "key_already_disabled"        // the key is already retired (409)
+	CodeKeyNotDisabled            = "key_not_disabled"            // the key must be retired before it is destroyed (409)
+	CodeImportInProgress          = "import_in_progress"          // the tenant already has an active import (409)
+	CodeImportEnded               = "import_ended"                // the import job has ended (409)
+	CodeBodyTooLarge              = "body_too_large"              // the body is over the limit (413)
+	CodeUnsupportedMediaType      = "unsupported_media_type"      // the body is not JSON (415)
+	CodeRateLimited               = "rate_limited"                // over the request budget; retry later (429)
+	CodeInternalError             = "internal_error"              // a bug or an unexpected failure (500)
+	CodeKEKMismatch               = "kek_mismatch"                // the root KEK answers but cannot open a tenant's keysets: they are wrapped by another KEK (503, no retry)
+	CodeKEKUnavailable            = "kek_unavailable"             // the root KEK cannot be reached; retry later (503)
+	CodeServiceUnavailable        = "service_unavailable"         // a dependency is down; retry later (503)
+)
+
+// InvalidCursor returns the KindBadRequest error (parameter_invalid, param
+// starting_after) of a cursor that is malformed or names no object of the
+// list: the one answer every list gives.
+func InvalidCursor() *Error {
+	return &Error{Kind: KindBadRequest, Code: CodeParameterInvalid, Param: "starting_after",
+		Message: "starting_after must name an object of this list, such as the last one of the previous page"}
+}
+
+// InvalidLimit returns the KindBadRequest error (parameter_invalid, param
+// limit) of a page size that is not a whole number from 1 to 100.
+func InvalidLimit() *Error {
+	return &Error{Kind: KindBadRequest, Code: CodeParameterInvalid, Param: "limit",
+		Message: "limit must be a whole number from 1 to 100"}
+}
 
 // Error is the error the domain returns to its callers. Message and Param are
 // safe to show to an API client: they never contain card data. Err keeps the
@@ -64,7 +131,7 @@ func InvalidParam(code, param, message string) *Error {
 // Internal wraps an unexpected cause as a KindInternal error whose message is
 // generic; the cause is kept for the log.
 func Internal(err error) *Error {
-	return &Error{Kind: KindInternal, Code: "internal_error", Message: "an internal error occurred", Err: err}
+	return &Error{Kind: KindInternal, Code: CodeInternalError, Message: "an internal error occurred", Err: err}
 }
 
 // ErrorKind returns the kind of err: the Kind of the first *Error in its

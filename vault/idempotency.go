@@ -56,7 +56,7 @@ type IdempotencyClaim struct {
 // mistaken for card numbers.
 func CheckIdempotencyKey(key string) error {
 	bad := func(msg string) error {
-		return &Error{Kind: KindBadRequest, Code: "idempotency_key_invalid", Param: "Idempotency-Key", Message: msg}
+		return &Error{Kind: KindBadRequest, Code: CodeIdempotencyKeyInvalid, Param: "Idempotency-Key", Message: msg}
 	}
 	if key == "" || len(key) > MaxIdempotencyKeyLen {
 		return bad("the Idempotency-Key header must be 1 to 255 characters")

@@ -107,10 +107,10 @@ type CreateImportInput struct {
 // that is not a Stripe secret or restricted key. It never quotes the key.
 func (in CreateImportInput) Validate() error {
 	if in.Provider != ProviderStripe {
-		return InvalidParam("invalid_provider", "provider", `provider must be "stripe"`)
+		return InvalidParam(CodeInvalidProvider, "provider", `provider must be "stripe"`)
 	}
 	if !stripeKeyPattern.MatchString(in.StripeAPIKey.Reveal()) {
-		return InvalidParam("invalid_api_key", "stripe.api_key",
+		return InvalidParam(CodeInvalidAPIKey, "stripe.api_key",
 			"stripe.api_key must be a Stripe secret key (sk_live_…, sk_test_…) or restricted key (rk_…)")
 	}
 	return nil
@@ -149,7 +149,7 @@ func optionalTimestamp(t *time.Time) *string {
 var stripeKeyPattern = regexp.MustCompile(`^(sk|rk)_(test|live)_[0-9A-Za-z]{8,247}$`)
 
 // ErrImportEnded (KindConflict) means the job was aborted, failed or finished meanwhile.
-var ErrImportEnded = &Error{Kind: KindConflict, Code: "import_ended", Message: "the import job has ended"}
+var ErrImportEnded = &Error{Kind: KindConflict, Code: CodeImportEnded, Message: "the import job has ended"}
 
 // ImportCredentials are what a worker needs to drive a job: the provider key
 // and the job's own vault API key. Both print as [REDACTED].

@@ -3,8 +3,9 @@
 package main
 
 // Fault tests: the real binary (or the real serve()) against a real
-// PostgreSQL, under tokenization load, through the faults of issue 5. Each
-// proves one guarantee; README "Operating" names them.
+// PostgreSQL, under tokenization load, through process, database and KEK
+// faults. Each proves one guarantee; README "Operating" names them. The
+// child process and the load come from cmd/cardvault/internal/e2e.
 
 import (
 	"bufio"
@@ -24,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,64 +34,47 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
+	"github.com/cardvault/cardvault/cmd/cardvault/internal/e2e"
 	"github.com/cardvault/cardvault/vault/postgres"
 	"github.com/cardvault/cardvault/vault/postgres/pglocal"
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
-// faultCard is the i-th card number of the fault tests (public test range).
-func faultCard(i int64) string { return vaulttest.LuhnNumber("424242", 16, int(i)) }
-
-// faultBody is the tokenize body of card i, with its own business key.
-func faultBody(i int64) string {
-	return `{"metadata":{"business_key":"fault-` + strconv.FormatInt(i, 10) + `"},"card":{"number":"` +
-		faultCard(i) + `","exp_month":"04","exp_year":"2033","name":"Fault Test"}}`
+// faultBody is the tokenize body of card e2e.CardNumber(i), with its own
+// business key.
+func faultBody(i int64) []byte {
+	return e2e.ForwardBody("fault-"+strconv.FormatInt(i, 10), e2e.CardNumber(int(i)))
 }
 
 // faultAnswer is the outcome of one request of a load.
 type faultAnswer struct {
+	e2e.Answer           // zero when err is set
 	at         time.Time // when it was sent
 	latency    time.Duration
-	status     int   // 0 when err is set
-	err        error // a transport error: no answer at all
-	errType    string
-	errCode    string
-	retryAfter string
+	err        error  // a transport error: no answer at all
 	tokenID    string // on a 2xx
 	card       int64
 }
 
-func (a faultAnswer) ok() bool { return a.status >= 200 && a.status < 300 }
-
-// tokenLoad is POST /tokens sent by several workers until stop.
+// tokenLoad is POST /tokens sent by several workers until stop, with every
+// answer kept.
 type tokenLoad struct {
-	url, key string
-	client   *http.Client
-	next     atomic.Int64
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	client *e2e.Client
+	load   *e2e.Load
 
 	mu      sync.Mutex
 	answers []faultAnswer
 }
 
 // startTokenLoad starts workers sending tokenize requests to url, each card
-// a new number and business key, from index first on.
+// a new number and business key, from index first+1 on.
 func startTokenLoad(t *testing.T, url, key string, workers int, first int64) *tokenLoad {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &tokenLoad{url: url, key: key, cancel: cancel, client: &http.Client{Timeout: 10 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: workers}}}
-	l.next.Store(first)
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for ctx.Err() == nil {
-				l.record(l.tokenize(ctx, l.next.Add(1)))
-			}
-		}()
-	}
+	l := &tokenLoad{client: e2e.NewClient(url, key, workers, 10*time.Second)}
+	l.load = e2e.StartLoad(context.Background(), e2e.LoadOptions{Workers: workers}, func(ctx context.Context, _, i int) error {
+		l.record(l.tokenize(ctx, first+1+int64(i)))
+		return nil // the answers are judged by the test, not counted by the load
+	})
 	t.Cleanup(l.stop)
 	return l
 }
@@ -99,35 +82,11 @@ func startTokenLoad(t *testing.T, url, key string, workers int, first int64) *to
 // tokenize sends card i once and returns what came back.
 func (l *tokenLoad) tokenize(ctx context.Context, i int64) faultAnswer {
 	a := faultAnswer{at: time.Now(), card: i}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.url+"/tokens", strings.NewReader(faultBody(i)))
-	if err != nil {
-		a.err = err
-		return a
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-API-Key", l.key)
-	res, err := l.client.Do(req)
+	a.Answer, a.err = l.client.Send(ctx, http.MethodPost, "/tokens", faultBody(i))
 	a.latency = time.Since(a.at)
-	if err != nil {
-		a.err = err
-		return a
+	if a.OK() {
+		a.tokenID, _ = e2e.TokenID(a.Body)
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		a.err = err
-		return a
-	}
-	a.status, a.retryAfter = res.StatusCode, res.Header.Get("Retry-After")
-	var body struct {
-		ID    string `json:"id"`
-		Error struct {
-			Type string `json:"type"`
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	_ = json.Unmarshal(b, &body)
-	a.tokenID, a.errType, a.errCode = body.ID, body.Error.Type, body.Error.Code
 	return a
 }
 
@@ -142,8 +101,8 @@ func (l *tokenLoad) record(a faultAnswer) {
 
 // stop ends the load and waits for every worker.
 func (l *tokenLoad) stop() {
-	l.cancel()
-	l.wg.Wait()
+	l.load.Stop()
+	l.client.Close()
 }
 
 // snapshot returns the answers so far.
@@ -168,8 +127,8 @@ func (l *tokenLoad) count(since time.Time, keep func(faultAnswer) bool) int {
 func (l *tokenLoad) acked() map[string]string {
 	out := map[string]string{}
 	for _, a := range l.snapshot() {
-		if a.ok() {
-			out[a.tokenID] = faultCard(a.card)
+		if a.OK() {
+			out[a.tokenID] = e2e.CardNumber(int(a.card))
 		}
 	}
 	return out
@@ -181,19 +140,12 @@ func (l *tokenLoad) acked() map[string]string {
 func detokenizeAll(t *testing.T, url, key string, pool *pgxpool.Pool, tenantID string, acked map[string]string) {
 	t.Helper()
 	ids := tokenIDs(t, pool, tenantID)
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := e2e.NewClient(url, key, 1, 10*time.Second)
+	defer client.Close()
 	revealed := make(map[string]string, len(ids))
 	for _, id := range ids {
-		req, err := http.NewRequest(http.MethodPost, url+"/tokens/"+id+"/detokenize", strings.NewReader(`{"reason":"fault test"}`))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-API-Key", key)
-		res, err := client.Do(req)
-		require.NoError(t, err)
-		b, err := io.ReadAll(res.Body)
-		res.Body.Close()
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, res.StatusCode, "token %s does not detokenize: %s", id, b)
+		b, err := client.Call(context.Background(), http.MethodPost, "/tokens/"+id+"/detokenize", []byte(`{"reason":"fault test"}`), http.StatusOK)
+		require.NoError(t, err, "token %s does not detokenize", id)
 		var r struct {
 			Card struct {
 				Number string `json:"number"`
@@ -264,113 +216,30 @@ func buildVault(t *testing.T) string {
 	return bin
 }
 
-// childVault is `cardvault serve` running as a child process.
-type childVault struct {
-	cmd  *exec.Cmd
-	addr string
-	url  string
-	log  *pglocal.Tail
-	done chan struct{} // closed when it has exited
-}
+// logTail is how much of a child vault's log a failure message quotes.
+const logTail = 4 << 10
 
-// logTailSize is how much of a child vault's log a test keeps: a load logs
-// a line per request.
-const logTailSize = 64 << 10
-
-// startChildVault runs bin serve on a free loopback port with env (plus
-// this process's environment without VAULT_* variables) and returns once
-// it is serving. The child is killed when the test ends, and by the kernel
-// if the test process dies.
-func startChildVault(t *testing.T, bin string, env ...string) *childVault {
+// startChildVault runs bin serve with env (the database and the KEK) and
+// returns once it is ready. The child is killed when the test ends, and by
+// the kernel if the test process dies.
+func startChildVault(t *testing.T, bin string, env ...string) *e2e.Vault {
 	t.Helper()
-	c := &childVault{log: pglocal.NewTail(logTailSize), done: make(chan struct{})}
-	c.cmd = exec.Command(bin, "serve")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") {
-			c.cmd.Env = append(c.cmd.Env, kv)
-		}
+	v, err := e2e.StartVault(context.Background(), e2e.VaultOptions{Command: exec.Command(bin, "serve"), Env: env,
+		LogPath: filepath.Join(t.TempDir(), "vault.log"), StopGrace: shutdownGrace})
+	if v != nil {
+		t.Cleanup(v.Kill)
 	}
-	c.cmd.Env = append(c.cmd.Env, append([]string{"VAULT_LISTEN=127.0.0.1:0", "VAULT_RATE_LIMIT=0", "VAULT_LOG_LEVEL=info"}, env...)...)
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := c.cmd.StderrPipe()
 	require.NoError(t, err)
-	addrc := make(chan string, 1)
-	started := make(chan error, 1)
-	go func() {
-		// The parent-death signal fires when the starting thread ends: keep
-		// this goroutine on its thread until the child has exited.
-		runtime.LockOSThread()
-		if err := c.cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		scanServingAddr(stderr, c.log, addrc)
-		_ = c.cmd.Wait()
-		close(c.done)
-	}()
-	require.NoError(t, <-started)
-	t.Cleanup(func() { c.kill(t) })
-	select {
-	case c.addr = <-addrc:
-	case <-c.done:
-		t.Fatalf("the vault exited before serving: %s", c.log)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("the vault did not start serving within 20s: %s", c.log)
-	}
-	c.url = "http://" + c.addr
-	return c
+	return v
 }
 
-// scanServingAddr copies the child's log into log and sends the address
-// of its "serving" line to addrc.
-func scanServingAddr(r io.Reader, log io.Writer, addrc chan<- string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	sent := false
-	for sc.Scan() {
-		line := sc.Bytes()
-		fmt.Fprintf(log, "%s\n", line)
-		if sent || !bytes.Contains(line, []byte(`"msg":"serving"`)) {
-			continue // the access log: a line per request
-		}
-		var rec struct {
-			Addr string `json:"addr"`
-		}
-		if json.Unmarshal(line, &rec) == nil {
-			addrc <- rec.Addr
-			sent = true
-		}
-	}
-}
-
-// signal sends sig to the child.
-func (c *childVault) signal(t *testing.T, sig syscall.Signal) {
+// waitExit waits up to within for the child to exit and returns its exit
+// code.
+func waitExit(t *testing.T, v *e2e.Vault, within time.Duration) int {
 	t.Helper()
-	require.NoError(t, c.cmd.Process.Signal(sig))
-}
-
-// wait waits up to within for the child to exit and returns its exit code.
-func (c *childVault) wait(t *testing.T, within time.Duration) int {
-	t.Helper()
-	select {
-	case <-c.done:
-		return c.cmd.ProcessState.ExitCode()
-	case <-time.After(within):
-		t.Fatalf("the vault did not exit within %s", within)
-		return -1
-	}
-}
-
-// kill SIGKILLs the child unless it has exited, and waits for it.
-func (c *childVault) kill(t *testing.T) {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Kill()
-	c.wait(t, 10*time.Second)
+	code, err := v.Wait(within)
+	require.NoError(t, err, "log: %s", v.LogTail(logTail))
+	return code
 }
 
 // childSetup is a migrated database of its own, a local KEK, a tenant with
@@ -396,7 +265,7 @@ func newChildSetup(t *testing.T, bin string) childSetup {
 func waitAcked(t *testing.T, l *tokenLoad, since time.Time, n int, within time.Duration) {
 	t.Helper()
 	waitFor(t, within, fmt.Sprintf("%d acknowledged tokens", n), func() bool {
-		return l.count(since, faultAnswer.ok) >= n
+		return l.count(since, faultAnswer.OK) >= n
 	})
 }
 
@@ -421,11 +290,11 @@ func TestTheBinaryUnderLoad(t *testing.T) {
 // and that no token row lacks its audit event or the other way round.
 func sigkillUnderLoad(t *testing.T, s childSetup) {
 	child := startChildVault(t, s.bin, s.env...)
-	load := startTokenLoad(t, child.url, s.key, 8, 0)
+	load := startTokenLoad(t, child.URL(), s.key, 8, 0)
 	waitAcked(t, load, time.Time{}, 200, 15*time.Second)
 
-	child.signal(t, syscall.SIGKILL)
-	child.wait(t, 10*time.Second)
+	require.NoError(t, child.Signal(syscall.SIGKILL))
+	waitExit(t, child, 10*time.Second)
 	load.stop()
 	acked := load.acked()
 	cut := load.count(time.Time{}, func(a faultAnswer) bool { return a.err != nil })
@@ -433,10 +302,10 @@ func sigkillUnderLoad(t *testing.T, s childSetup) {
 
 	restarted := startChildVault(t, s.bin, s.env...)
 	assertNoHalfWrittenTokens(t, s.pool, s.tenantID)
-	detokenizeAll(t, restarted.url, s.key, s.pool, s.tenantID, acked)
+	detokenizeAll(t, restarted.URL(), s.key, s.pool, s.tenantID, acked)
 	for _, a := range load.snapshot() {
 		if a.err == nil {
-			assert.True(t, a.ok(), "before the kill every answer is a 2xx, got %d %s", a.status, a.errCode)
+			assert.True(t, a.OK(), "before the kill every answer is a 2xx, got %d %s", a.Status, a.Body)
 		}
 	}
 }
@@ -462,7 +331,7 @@ func holdRequest(t *testing.T, addr, key string, card int64) (send func() (*http
 	_, err = br.ReadString('\n')
 	require.NoError(t, err)
 	return func() (*http.Response, error) {
-		if _, err := io.WriteString(conn, body); err != nil {
+		if _, err := conn.Write(body); err != nil {
 			return nil, err
 		}
 		return http.ReadResponse(br, nil)
@@ -489,41 +358,39 @@ func waitRefused(t *testing.T, addr string, within time.Duration) {
 // acknowledged token is there after a restart.
 func sigtermUnderLoad(t *testing.T, s childSetup) {
 	child := startChildVault(t, s.bin, s.env...)
-	load := startTokenLoad(t, child.url, s.key, 4, 0)
+	load := startTokenLoad(t, child.URL(), s.key, 4, 0)
 	waitAcked(t, load, time.Time{}, 100, 15*time.Second)
 	const heldCard = 900_000_000 // far from the load's cards
-	complete := holdRequest(t, child.addr, s.key, heldCard)
+	complete := holdRequest(t, child.Addr(), s.key, heldCard)
 
-	child.signal(t, syscall.SIGTERM)
+	require.NoError(t, child.Signal(syscall.SIGTERM))
 	termAt := time.Now()
-	waitRefused(t, child.addr, 5*time.Second)
+	waitRefused(t, child.Addr(), 5*time.Second)
 	res, err := complete()
 	require.NoError(t, err, "the request in flight at SIGTERM is answered")
 	b, err := io.ReadAll(res.Body)
 	res.Body.Close()
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, res.StatusCode, "body: %s", b)
-	var held struct {
-		ID string `json:"id"`
-	}
-	require.NoError(t, json.Unmarshal(b, &held))
-	code := child.wait(t, shutdownGrace)
+	heldID, err := e2e.TokenID(b)
+	require.NoError(t, err)
+	code := waitExit(t, child, shutdownGrace)
 	exitAfter := time.Since(termAt)
-	assert.Equal(t, 0, code, "exit code after SIGTERM; log: %s", child.log)
+	assert.Equal(t, 0, code, "exit code after SIGTERM; log: %s", child.LogTail(logTail))
 	assert.Less(t, exitAfter, shutdownGrace)
 	load.stop()
 
 	acked := load.acked()
-	acked[held.ID] = faultCard(heldCard)
+	acked[heldID] = e2e.CardNumber(heldCard)
 	for _, a := range load.snapshot() {
 		if a.err == nil {
-			assert.True(t, a.ok(), "every answer, in flight at SIGTERM or not, is a 2xx: got %d %s", a.status, a.errCode)
+			assert.True(t, a.OK(), "every answer, in flight at SIGTERM or not, is a 2xx: got %d %s", a.Status, a.Body)
 		}
 	}
 	t.Logf("exit 0 %s after SIGTERM; %d tokens acknowledged", exitAfter.Round(time.Millisecond), len(acked))
 	restarted := startChildVault(t, s.bin, s.env...)
 	assertNoHalfWrittenTokens(t, s.pool, s.tenantID)
-	detokenizeAll(t, restarted.url, s.key, s.pool, s.tenantID, acked)
+	detokenizeAll(t, restarted.URL(), s.key, s.pool, s.tenantID, acked)
 }
 
 // ---- PostgreSQL restarts, with serve() in this process ----
@@ -610,7 +477,7 @@ func TestPostgresRestartDuringTokenizationFailsFastAndRecovers(t *testing.T) {
 			down := time.Now()
 			r.stop(t)
 			waitFor(t, 10*time.Second, "503s while PostgreSQL is down", func() bool {
-				return load.count(down, func(a faultAnswer) bool { return a.status == http.StatusServiceUnavailable }) >= 10
+				return load.count(down, func(a faultAnswer) bool { return a.Status == http.StatusServiceUnavailable }) >= 10
 			})
 			pg.restart(t)
 			outage := time.Since(down)
@@ -625,14 +492,15 @@ func TestPostgresRestartDuringTokenizationFailsFastAndRecovers(t *testing.T) {
 	var slowest time.Duration
 	for _, a := range load.snapshot() {
 		require.NoError(t, a.err, "the vault itself never stops answering")
-		if a.ok() {
+		if a.OK() {
 			continue
 		}
 		failed++
 		slowest = max(slowest, a.latency)
-		assert.Equal(t, http.StatusServiceUnavailable, a.status, "an outage answers 503, not %d (%s)", a.status, a.errCode)
-		assert.Equal(t, "api_error", a.errType)
-		assert.NotEmpty(t, a.retryAfter, "a 503 says when to retry")
+		typ, code := a.APIError()
+		assert.Equal(t, http.StatusServiceUnavailable, a.Status, "an outage answers 503, not %d (%s)", a.Status, code)
+		assert.Equal(t, "api_error", typ)
+		assert.NotEmpty(t, a.Header.Get("Retry-After"), "a 503 says when to retry")
 		assert.Less(t, a.latency, 3*time.Second, "a request during the outage fails fast")
 	}
 	acked := load.acked()
@@ -644,30 +512,12 @@ func TestPostgresRestartDuringTokenizationFailsFastAndRecovers(t *testing.T) {
 
 // ---- the root KEK ----
 
-// call sends an API request and returns the status, the error code of an
-// error answer, the Retry-After header and the body.
-func call(t *testing.T, method, url, key, body string) (int, string, string, []byte) {
+// send sends one request through c and returns the answer.
+func send(t *testing.T, c *e2e.Client, method, path string, body []byte) e2e.Answer {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	a, err := c.Send(context.Background(), method, path, body)
 	require.NoError(t, err)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if key != "" {
-		req.Header.Set("X-API-Key", key)
-	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	_ = json.Unmarshal(b, &e)
-	return res.StatusCode, e.Error.Code, res.Header.Get("Retry-After"), b
+	return a
 }
 
 func TestKEKUnavailableLaterServesCachedKeysUntilTheirTTLThen503(t *testing.T) {
@@ -679,12 +529,12 @@ func TestKEKUnavailableLaterServesCachedKeysUntilTheirTTLThen503(t *testing.T) {
 	require.NoError(t, err)
 	_, key := vaulttest.Tenant(t, svc)
 	sv := startServe(t, svc, faultServeConfig(db, "local:///unused/kek.json"))
-	status, _, _, b := call(t, http.MethodPost, sv.url+"/tokens", key, faultBody(0))
-	require.Equal(t, http.StatusCreated, status, "%s", b)
-	var first struct {
-		ID string `json:"id"`
-	}
-	require.NoError(t, json.Unmarshal(b, &first))
+	client := e2e.NewClient(sv.url, key, 1, 10*time.Second)
+	defer client.Close()
+	created := send(t, client, http.MethodPost, "/tokens", faultBody(0))
+	require.Equal(t, http.StatusCreated, created.Status, "%s", created.Body)
+	firstID, err := e2e.TokenID(created.Body)
+	require.NoError(t, err)
 	pool := vaulttest.Pool(t, db)
 
 	steps := []struct {
@@ -705,55 +555,48 @@ func TestKEKUnavailableLaterServesCachedKeysUntilTheirTTLThen503(t *testing.T) {
 			var rows int
 			require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM tokens`).Scan(&rows))
 			requests := []struct {
-				method, path, body string
-				ok                 int
+				method, path string
+				body         []byte
+				ok           int
 			}{
 				{http.MethodPost, "/tokens", faultBody(card), http.StatusCreated},
-				{http.MethodGet, "/tokens/" + first.ID, "", http.StatusOK},
-				{http.MethodPost, "/tokens/" + first.ID + "/detokenize", "{}", http.StatusOK},
-				{http.MethodGet, "/readyz", "", http.StatusOK},
+				{http.MethodGet, "/tokens/" + firstID, nil, http.StatusOK},
+				{http.MethodPost, "/tokens/" + firstID + "/detokenize", []byte("{}"), http.StatusOK},
+				{http.MethodGet, "/readyz", nil, http.StatusOK},
 			}
 			for _, r := range requests {
-				status, code, retryAfter, body := call(t, r.method, sv.url+r.path, key, r.body)
+				a := send(t, client, r.method, r.path, r.body)
 				if st.wantStatus == 0 {
-					assert.Equal(t, r.ok, status, "%s %s: %s", r.method, r.path, body)
+					assert.Equal(t, r.ok, a.Status, "%s %s: %s", r.method, r.path, a.Body)
 					continue
 				}
-				assert.Equal(t, st.wantStatus, status, "%s %s: %s", r.method, r.path, body)
-				if r.path != "/readyz" {
+				assert.Equal(t, st.wantStatus, a.Status, "%s %s: %s", r.method, r.path, a.Body)
+				if _, code := a.APIError(); r.path != "/readyz" {
 					assert.Equal(t, "kek_unavailable", code, "%s %s", r.method, r.path)
 				}
-				assert.NotEmpty(t, retryAfter)
-				assert.False(t, bytes.Contains(body, []byte(faultCard(card))), "no card number in an error answer")
+				assert.NotEmpty(t, a.Header.Get("Retry-After"))
+				assert.False(t, bytes.Contains(a.Body, []byte(e2e.CardNumber(int(card)))), "no card number in an error answer")
 			}
 			if st.wantStatus != 0 {
 				var after, plain int
 				require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM tokens`).Scan(&after))
 				assert.Equal(t, rows, after, "nothing is stored without the keys: no plaintext fallback")
 				require.NoError(t, pool.QueryRow(context.Background(),
-					`SELECT count(*) FROM tokens WHERE position(convert_to($1, 'UTF8') IN pan_ct) > 0`, faultCard(card)).Scan(&plain))
+					`SELECT count(*) FROM tokens WHERE position(convert_to($1, 'UTF8') IN pan_ct) > 0`, e2e.CardNumber(int(card))).Scan(&plain))
 				assert.Zero(t, plain)
 			}
 		})
 	}
 }
 
-// closedPort returns a loopback port nothing listens on (a moment ago).
-func closedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	return port
-}
-
 func TestServeRefusesToStartWithoutItsRootKEK(t *testing.T) {
 	t.Setenv("VAULT_TOKEN", "test-token") // the HashiCorp Vault KEK needs one; the server is unreachable anyway
-	unreachable := "hcvault://127.0.0.1:" + strconv.Itoa(closedPort(t)) + "/transit/keys/cardvault"
+	closed, err := e2e.FreePort()         // nothing listens there
+	require.NoError(t, err)
+	unreachable := "hcvault://127.0.0.1:" + strconv.Itoa(closed) + "/transit/keys/cardvault"
 	withTenant := migratedDatabase(t)
 	_, localKEK := vaulttest.KEK(t)
-	_, _, err := run(t, "tenant", "create", "kek-check", "--database-url", withTenant, "--kek-uri", localKEK)
+	_, _, err = run(t, "tenant", "create", "kek-check", "--database-url", withTenant, "--kek-uri", localKEK)
 	require.NoError(t, err)
 	tests := []struct {
 		name, db, kek string

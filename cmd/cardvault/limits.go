@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cardvault/cardvault/httpapi"
-	"github.com/cardvault/cardvault/vault/postgres"
 )
 
 // HTTP server limits of `cardvault serve`. Slow or stuck clients are cut
@@ -22,8 +20,6 @@ const (
 	writeTimeout      = 30 * time.Second  // from the end of the headers to the end of the answer
 	idleTimeout       = 120 * time.Second // a kept-alive connection between requests
 	maxHeaderBytes    = 32 << 10          // request headers, all together
-	// idempotencySweep is how often expired idempotency keys are deleted.
-	idempotencySweep = 10 * time.Minute
 )
 
 // rawLimits holds the unparsed request budgets bound to flags.
@@ -66,16 +62,4 @@ func (r *rawLimits) parse() (httpapi.Limits, []error) {
 		errs = append(errs, fmt.Errorf("VAULT_MAX_INFLIGHT %q must be a whole number from 0 (no cap) to %d", r.maxInflight, maxLimit))
 	}
 	return l, errs
-}
-
-// startIdempotencySweeper deletes expired idempotency keys every
-// idempotencySweep until the returned stop is called; stop waits for it.
-func startIdempotencySweeper(svc *postgres.Service) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		svc.RunIdempotencySweeper(ctx, idempotencySweep)
-	}()
-	return func() { cancel(); <-done }
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardvault/cardvault/httpapi"
-	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/vault/postgres"
 )
 
@@ -93,18 +92,7 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 		}
 		defer stopDebug()
 	}
-	defer startIdempotencySweeper(svc)()
-	bgCtx, stopBackground := context.WithCancel(context.Background())
-	bgDone := make(chan struct{})
-	go func() {
-		defer close(bgDone)
-		svc.RunBackground(bgCtx, postgres.Background{Owner: workerName(), KeyRefresh: cfg.KeyRefresh, AuditRetention: cfg.AuditRetention})
-	}()
-	importsDone := make(chan struct{})
-	go func() { defer close(importsDone); imports.Run(bgCtx) }()
-	deliverer, webhooksDone := webhook.NewDeliverer(svc, webhook.NewHTTPClient(webhook.DefaultTimeout), log, workerName()), make(chan struct{})
-	go func() { defer close(webhooksDone); deliverer.Run(bgCtx) }()
-	defer func() { stopBackground(); <-bgDone; <-importsDone; <-webhooksDone }()
+	defer runBackground(svc, imports, cfg, log)()
 	errc := make(chan error, 1)
 	go func() { errc <- serveOn(srv, ln) }()
 	log.Info("serving", "addr", ln.Addr().String())

@@ -13,13 +13,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +23,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cardvault/cardvault/cmd/cardvault/internal/e2e"
 )
 
 const (
@@ -51,64 +49,6 @@ func soakDuration(t *testing.T) time.Duration {
 	return d
 }
 
-// soakStats collects latencies and errors per reporting interval.
-type soakStats struct {
-	mu       sync.Mutex
-	interval []time.Duration
-	all      []time.Duration
-	errors   int
-	firstErr string
-	ops      map[string]int
-}
-
-func (s *soakStats) record(op string, d time.Duration, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.ops[op]++
-	if err != nil {
-		s.errors++
-		if s.firstErr == "" {
-			s.firstErr = op + ": " + err.Error()
-		}
-		return
-	}
-	s.interval = append(s.interval, d)
-	s.all = append(s.all, d)
-}
-
-// takeInterval returns the interval's latencies, sorted, and starts a new
-// interval.
-func (s *soakStats) takeInterval() []time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.interval
-	s.interval = nil
-	slices.Sort(out)
-	return out
-}
-
-// quantile returns the q-quantile of sorted latencies, 0 for none.
-func quantile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
-}
-
-// vmRSSKB reads VmRSS of pid from /proc, in KiB.
-func vmRSSKB(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
 // rssSample is the vault's resident memory at a moment of the soak.
 type rssSample struct {
 	at time.Duration
@@ -117,47 +57,11 @@ type rssSample struct {
 
 // soakClient drives the mixed traffic against one vault.
 type soakClient struct {
-	url, key string
-	http     *http.Client
-	next     atomic.Int64
-	mu       sync.Mutex
-	tokens   []string // acknowledged token ids
-}
-
-// do sends one request and returns an error for anything but want.
-func (c *soakClient) do(ctx context.Context, method, path, body string, want int) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.url+path, strings.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("X-API-Key", c.key)
-	res, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return nil, err
-	}
-	if res.StatusCode != want {
-		return nil, fmt.Errorf("%s %s: status %d, want %d", method, routeOfSoak(path), res.StatusCode, want)
-	}
-	return b, nil
-}
-
-// routeOfSoak names a path without its token id.
-func routeOfSoak(path string) string {
-	if strings.HasPrefix(path, "/tokens/") {
-		if strings.HasSuffix(path, "/detokenize") {
-			return "/tokens/{id}/detokenize"
-		}
-		return "/tokens/{id}"
-	}
-	return path
+	api    *e2e.Client
+	next   atomic.Int64
+	ops    [3]atomic.Int64 // tokenize, read and detokenize requests sent
+	mu     sync.Mutex
+	tokens []string // acknowledged token ids
 }
 
 // randomToken returns an acknowledged token id, "" before the first.
@@ -171,124 +75,83 @@ func (c *soakClient) randomToken() string {
 }
 
 // step runs the n-th operation of the mix: 4 tokenize, 4 read, 2
-// detokenize in every 10.
-func (c *soakClient) step(ctx context.Context, n int64, stats *soakStats) {
-	record := func(op string, d time.Duration, err error) {
-		if err != nil && ctx.Err() != nil {
-			return // cut off by the end of the soak, not by the vault
-		}
-		stats.record(op, d, err)
-	}
-	op := "tokenize"
+// detokenize in every 10. It returns the request's error.
+func (c *soakClient) step(ctx context.Context, n int) error {
 	switch id := c.randomToken(); {
 	case n%10 >= 4 && n%10 < 8 && id != "":
-		op = "read"
-		start := time.Now()
-		_, err := c.do(ctx, http.MethodGet, "/tokens/"+id, "", http.StatusOK)
-		record(op, time.Since(start), err)
-		return
+		c.ops[1].Add(1)
+		_, err := c.api.Call(ctx, http.MethodGet, "/tokens/"+id, nil, http.StatusOK)
+		return err
 	case n%10 >= 8 && id != "":
-		op = "detokenize"
-		start := time.Now()
-		_, err := c.do(ctx, http.MethodPost, "/tokens/"+id+"/detokenize", `{"reason":"soak"}`, http.StatusOK)
-		record(op, time.Since(start), err)
-		return
+		c.ops[2].Add(1)
+		_, err := c.api.Call(ctx, http.MethodPost, "/tokens/"+id+"/detokenize", []byte(`{"reason":"soak"}`), http.StatusOK)
+		return err
 	}
-	i := c.next.Add(1)
-	start := time.Now()
-	b, err := c.do(ctx, http.MethodPost, "/tokens", faultBody(i), http.StatusCreated)
-	d := time.Since(start)
-	if err == nil {
-		var id string
-		if id, err = tokenIDOf(b); err == nil {
-			c.mu.Lock()
-			c.tokens = append(c.tokens, id)
-			c.mu.Unlock()
-		}
+	c.ops[0].Add(1)
+	b, err := c.api.Call(ctx, http.MethodPost, "/tokens", faultBody(c.next.Add(1)), http.StatusCreated)
+	if err != nil {
+		return err
 	}
-	record(op, d, err)
-}
-
-// tokenIDOf returns the id of a token record.
-func tokenIDOf(b []byte) (string, error) {
-	const key = `"id":"`
-	i := strings.Index(string(b), key)
-	if i < 0 || len(b) < i+len(key)+36 {
-		return "", fmt.Errorf("no token id in the answer")
+	id, err := e2e.TokenID(b)
+	if err != nil {
+		return fmt.Errorf("POST /tokens: %w", err)
 	}
-	return string(b[i+len(key) : i+len(key)+36]), nil
+	c.mu.Lock()
+	c.tokens = append(c.tokens, id)
+	c.mu.Unlock()
+	return nil
 }
 
 func TestSoak(t *testing.T) {
 	d := soakDuration(t)
 	s := newChildSetup(t, buildVault(t))
 	child := startChildVault(t, s.bin, s.env...)
-	pid := child.cmd.Process.Pid
-	c := &soakClient{url: child.url, key: s.key, http: &http.Client{Timeout: 30 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: soakConcurrency}}}
-	stats := &soakStats{ops: map[string]int{}}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-
-	var wg sync.WaitGroup
-	var n atomic.Int64
-	for range soakConcurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				c.step(ctx, n.Add(1), stats)
-			}
-		}()
-	}
-
+	c := &soakClient{api: e2e.NewClient(child.URL(), s.key, soakConcurrency, 30*time.Second)}
+	defer c.api.Close()
 	start := time.Now()
+	load := e2e.StartLoad(context.Background(), e2e.LoadOptions{Workers: soakConcurrency, Duration: d},
+		func(ctx context.Context, _, i int) error { return c.step(ctx, i) })
+	defer load.Stop()
+
 	var samples []rssSample
-	t.Logf("soak: %s at concurrency %d against %s (pid %d): 40%% tokenize, 40%% read, 20%% detokenize", d, soakConcurrency, child.url, pid)
+	t.Logf("soak: %s at concurrency %d against %s (pid %d): 40%% tokenize, 40%% read, 20%% detokenize", d, soakConcurrency, child.URL(), child.PID())
 	t.Logf("%8s %9s %7s %7s %8s %8s %8s", "elapsed", "requests", "rps", "errors", "p50", "p99", "rss_MiB")
 	rssTick, reportTick := time.NewTicker(soakRSSEvery), time.NewTicker(soakReport)
 	defer rssTick.Stop()
 	defer reportTick.Stop()
-	lastReport, total := start, 0
-	for ctx.Err() == nil {
+	lastReport := start
+	for running := true; running; {
 		select {
-		case <-ctx.Done():
+		case <-load.Finished():
+			running = false
 		case <-rssTick.C:
-			kb, err := vmRSSKB(pid)
-			require.NoError(t, err, "the vault process is gone: %s", child.log)
+			kb, err := child.RSSKB()
+			require.NoError(t, err, "the vault process is gone: %s", child.LogTail(logTail))
 			samples = append(samples, rssSample{time.Since(start), kb})
 		case <-reportTick.C:
-			lat := stats.takeInterval()
-			total += len(lat)
-			stats.mu.Lock()
-			errs := stats.errors
-			stats.mu.Unlock()
+			w := load.Window()
 			rss := int64(0)
 			if len(samples) > 0 {
 				rss = samples[len(samples)-1].kb
 			}
-			t.Logf("%8s %9d %7.0f %7d %8s %8s %8.1f", time.Since(start).Round(time.Second), total,
-				float64(len(lat))/time.Since(lastReport).Seconds(), errs,
-				quantile(lat, 0.50).Round(10*time.Microsecond), quantile(lat, 0.99).Round(10*time.Microsecond), float64(rss)/1024)
+			t.Logf("%8s %9d %7.0f %7d %8s %8s %8.1f", time.Since(start).Round(time.Second), w.Requests,
+				float64(len(w.Latencies))/time.Since(lastReport).Seconds(), w.Errors,
+				e2e.Percentile(w.Latencies, 0.50).Round(10*time.Microsecond), e2e.Percentile(w.Latencies, 0.99).Round(10*time.Microsecond), float64(rss)/1024)
 			lastReport = time.Now()
 		}
 	}
-	cancel()
-	wg.Wait()
+	res := load.Wait()
 
-	stats.mu.Lock()
-	defer stats.mu.Unlock()
-	all := slices.Clone(stats.all)
-	slices.Sort(all)
 	middle, last := meanRSS(samples, d/3, 2*d/3), meanRSS(samples, 2*d/3, d+time.Minute)
 	growth := float64(last)/float64(middle) - 1
-	t.Logf("total: %d requests (%v), %d errors, %.0f rps, p50 %s, p99 %s", len(all)+stats.errors, stats.ops, stats.errors,
-		float64(len(all))/d.Seconds(), quantile(all, 0.50).Round(10*time.Microsecond), quantile(all, 0.99).Round(10*time.Microsecond))
+	t.Logf("total: %d requests (%d tokenize, %d read, %d detokenize), %d errors, %.0f rps, p50 %s, p99 %s", res.All,
+		c.ops[0].Load(), c.ops[1].Load(), c.ops[2].Load(), res.Errors, float64(res.Requests)/res.Elapsed.Seconds(),
+		e2e.Percentile(res.Latencies, 0.50).Round(10*time.Microsecond), e2e.Percentile(res.Latencies, 0.99).Round(10*time.Microsecond))
 	t.Logf("RSS: mean %.1f MiB in the middle third, %.1f MiB in the last third (%+.1f%%); peak %.1f MiB",
 		float64(middle)/1024, float64(last)/1024, 100*growth, float64(peakRSS(samples))/1024)
-	assert.Zero(t, stats.errors, "errors under soak; first: %s", stats.firstErr)
+	assert.Zero(t, res.Errors, "errors under soak; first: %v", res.FirstErr)
 	assert.LessOrEqual(t, growth, soakRSSGrowth, "the vault's RSS keeps growing")
-	require.Greater(t, len(all), 0, "the soak made no request")
+	require.Positive(t, res.Requests, "the soak made no request")
 }
 
 // meanRSS returns the mean RSS of the samples taken in [from, to).

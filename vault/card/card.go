@@ -37,7 +37,7 @@ func ParseCVC(s string) (CVC, error) {
 		return CVC{}, nil
 	}
 	if _, ok := smallDecimal(s, cvcMaxLen); !ok || len(s) < cvcMinLen {
-		return CVC{}, invalid("invalid_cvc", paramCVC, "card verification code must be 3 or 4 digits")
+		return CVC{}, invalid(CodeInvalidCVC, paramCVC, "card verification code must be 3 or 4 digits")
 	}
 	var buf [cvcMaxLen]byte
 	n := copy(buf[:], s)
@@ -134,18 +134,18 @@ func parseCardName(s string) (string, error) {
 	for i, r := range s {
 		if r == utf8.RuneError {
 			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
-				return "", invalid("invalid_name", paramName, "cardholder name must be valid UTF-8")
+				return "", invalid(CodeInvalidName, paramName, "cardholder name must be valid UTF-8")
 			}
 		}
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
-			return "", invalid("invalid_name", paramName, "cardholder name must not contain control characters")
+			return "", invalid(CodeInvalidName, paramName, "cardholder name must not contain control characters")
 		}
 		if n++; n > maxCardNameLen {
-			return "", invalid("invalid_name", paramName, "cardholder name must be at most 255 characters")
+			return "", invalid(CodeInvalidName, paramName, "cardholder name must be at most 255 characters")
 		}
 	}
 	if ContainsPAN(s) { // the masked record shows the name: it must not carry a card number
-		return "", invalid("invalid_name", paramName, "cardholder name must not contain a card number")
+		return "", invalid(CodeInvalidName, paramName, "cardholder name must not contain a card number")
 	}
 	return s, nil
 }

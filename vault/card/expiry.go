@@ -43,11 +43,11 @@ func ParseExpiry(month, year string) (Expiry, error) {
 func parseExpMonth(s string) (int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return 0, invalid("invalid_expiry_month", paramExpMonth, "card expiry month is required")
+		return 0, invalid(CodeInvalidExpiryMonth, paramExpMonth, "card expiry month is required")
 	}
 	m, ok := smallDecimal(s, 2)
 	if !ok || m < 1 || m > 12 {
-		return 0, invalid("invalid_expiry_month", paramExpMonth, "card expiry month must be a number from 1 to 12")
+		return 0, invalid(CodeInvalidExpiryMonth, paramExpMonth, "card expiry month must be a number from 1 to 12")
 	}
 	return m, nil
 }
@@ -57,14 +57,14 @@ func parseExpMonth(s string) (int, error) {
 func parseExpYear(s string) (int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return 0, invalid("invalid_expiry_year", paramExpYear, "card expiry year is required")
+		return 0, invalid(CodeInvalidExpiryYear, paramExpYear, "card expiry year is required")
 	}
 	y, ok := smallDecimal(s, 4)
 	if len(s) == 2 {
 		y += 2000
 	}
 	if !ok || (len(s) != 2 && len(s) != 4) || y < 2000 || y > 2099 {
-		return 0, invalid("invalid_expiry_year", paramExpYear, "card expiry year must be 2 digits or 4 digits from 2000 to 2099")
+		return 0, invalid(CodeInvalidExpiryYear, paramExpYear, "card expiry year must be 2 digits or 4 digits from 2000 to 2099")
 	}
 	return y, nil
 }

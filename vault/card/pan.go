@@ -41,7 +41,7 @@ func ParsePAN(s string) (PAN, error) {
 	}
 	digits := buf[:n]
 	if !luhn(digits) {
-		return PAN{}, invalid("incorrect_number", paramNumber, "card number failed the Luhn check")
+		return PAN{}, invalid(CodeIncorrectNumber, paramNumber, "card number failed the Luhn check")
 	}
 	scramble(digits)
 	return PAN{scrambled: string(digits)}, nil
@@ -63,12 +63,12 @@ func panDigits(buf *[panMaxLen]byte, s string) (int, error) {
 			n++
 		case c == ' ' || c == '-':
 		default:
-			return 0, invalid("invalid_number", paramNumber, "card number must contain only digits, spaces and dashes")
+			return 0, invalid(CodeInvalidNumber, paramNumber, "card number must contain only digits, spaces and dashes")
 		}
 	}
 	switch {
 	case n == 0:
-		return 0, invalid("invalid_number", paramNumber, "card number is required")
+		return 0, invalid(CodeInvalidNumber, paramNumber, "card number is required")
 	case n < panMinLen:
 		return 0, errPANLength()
 	}
@@ -77,7 +77,7 @@ func panDigits(buf *[panMaxLen]byte, s string) (int, error) {
 
 // errPANLength returns the error for a card number of the wrong length.
 func errPANLength() *FieldError {
-	return invalid("invalid_number", paramNumber, "card number must be 12 to 19 digits")
+	return invalid(CodeInvalidNumber, paramNumber, "card number must be 12 to 19 digits")
 }
 
 // Luhn reports whether digits passes the Luhn (mod 10) check. It returns

@@ -53,7 +53,7 @@ func hashSecret(secret string) []byte {
 // unknown tenant and KindInvalid for no scopes.
 func (s *Service) CreateAPIKey(ctx context.Context, tenantID uuid.UUID, scopes []vault.Scope, description string) (string, vault.APIKey, error) {
 	if len(scopes) == 0 {
-		return "", vault.APIKey{}, vault.InvalidParam("invalid_scope", "scopes", "at least one scope is required")
+		return "", vault.APIKey{}, vault.InvalidParam(vault.CodeInvalidScope, "scopes", "at least one scope is required")
 	}
 	secret, prefix, err := newSecret()
 	if err != nil {
@@ -191,7 +191,7 @@ func (s *Service) authFailed(ctx context.Context, a vault.Actor, reason string) 
 	if err := insertAudit(ctx, s.db, ev); err != nil {
 		return dbError(err, "audit event")
 	}
-	return vault.Errorf(vault.KindUnauthenticated, "invalid_api_key", "a valid API key is required in the X-API-Key header")
+	return vault.Errorf(vault.KindUnauthenticated, vault.CodeInvalidAPIKey, "a valid API key is required in the X-API-Key header")
 }
 
 // Require returns nil when the actor holds scope, and otherwise audits the
@@ -205,5 +205,5 @@ func (s *Service) Require(ctx context.Context, a vault.Actor, scope vault.Scope)
 	if err := insertAudit(ctx, s.db, ev); err != nil {
 		return dbError(err, "audit event")
 	}
-	return vault.Errorf(vault.KindForbidden, "missing_scope", "this API key lacks the %s scope", scope)
+	return vault.Errorf(vault.KindForbidden, vault.CodeMissingScope, "this API key lacks the %s scope", scope)
 }

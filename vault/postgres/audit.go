@@ -86,7 +86,7 @@ func (s *Service) ListAuditEvents(ctx context.Context, a vault.Actor, limit int,
 			SELECT id, occurred_at, tenant_id, api_key_id, action, token_id,
 			       request_id, client_addr, outcome, detail
 			FROM audit_events
-			WHERE tenant_id = $1 AND ($2 = 0 OR id < $2)
+			WHERE tenant_id = $1 AND ($2::bigint = 0 OR id < $2)
 			ORDER BY id DESC LIMIT $3`, a.TenantID, startingAfter, limit+1)
 		if err != nil {
 			return err
@@ -131,8 +131,7 @@ func derefUUID(id *uuid.UUID) uuid.UUID {
 // checkLimit returns a KindBadRequest error unless 1 ≤ limit ≤ 100.
 func checkLimit(limit int) error {
 	if limit < 1 || limit > 100 {
-		return &vault.Error{Kind: vault.KindBadRequest, Code: "parameter_invalid", Param: "limit",
-			Message: "limit must be between 1 and 100"}
+		return vault.InvalidLimit()
 	}
 	return nil
 }

@@ -343,32 +343,3 @@ func chainName(tenant uuid.UUID) string {
 	}
 	return tenant.String()
 }
-
-// RunAuditChainer chains new audit rows every interval and prunes rows
-// older than retention every pruneEvery (and once at the start), until ctx
-// ends. It skips a pass another process is running. Failures are logged and
-// retried on the next tick.
-func (s *Service) RunAuditChainer(ctx context.Context, interval, retention, pruneEvery time.Duration) {
-	chainT, pruneT := time.NewTicker(interval), time.NewTicker(pruneEvery)
-	defer chainT.Stop()
-	defer pruneT.Stop()
-	prune := true
-	for {
-		if _, err := s.chainAll(ctx, false); err != nil && ctx.Err() == nil {
-			s.log.Error("chaining audit events", "error", err)
-		}
-		if prune {
-			if _, err := s.PruneAudit(ctx, retention); err != nil && ctx.Err() == nil {
-				s.log.Error("pruning audit events", "error", err)
-			}
-			prune = false
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-chainT.C:
-		case <-pruneT.C:
-			prune = true
-		}
-	}
-}

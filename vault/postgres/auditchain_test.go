@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/migrations"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
@@ -188,12 +189,8 @@ func TestAuditChainVerifiesWithConcurrentWritersAndTwoChainers(t *testing.T) {
 
 	// Replica two runs the background chainer (try-lock) while this one
 	// forces passes (waiting lock), both during the writes.
-	bgCtx, stopBackground := context.WithCancel(context.Background())
-	bgDone := make(chan struct{})
-	go func() {
-		defer close(bgDone)
-		replica.RunAuditChainer(bgCtx, 5*time.Millisecond, vault.DefaultAuditRetention, time.Hour)
-	}()
+	stopBackground := loop.Start(loop.Every(slog.New(slog.DiscardHandler), "audit chain", 5*time.Millisecond,
+		func(ctx context.Context) error { _, err := replica.TryChainAudit(ctx); return err }))
 	writersDone := make(chan struct{})
 	forced := make(chan error, 1)
 	go func() {
@@ -232,7 +229,6 @@ func TestAuditChainVerifiesWithConcurrentWritersAndTwoChainers(t *testing.T) {
 	close(writersDone)
 	require.NoError(t, <-forced)
 	stopBackground()
-	<-bgDone
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)
@@ -531,9 +527,9 @@ func TestAuditInsertFailureFailsTheAction(t *testing.T) {
 }
 
 // BenchmarkAuditChain measures what the chain costs: tokenization at the
-// parallelism of issue 6 (32 goroutines) with and without a chainer
+// the bench's parallelism (32 goroutines) with and without a chainer
 // running every second beside it, and the chainer's and the verifier's
-// throughput per row. Run: go test ./vault -run '^$' -bench AuditChain.
+// throughput per row. Run: go test ./vault/postgres -run '^$' -bench AuditChain.
 func BenchmarkAuditChain(b *testing.B) {
 	e := newAuditEnv(b)
 	a := e.actor(b)
@@ -556,15 +552,11 @@ func BenchmarkAuditChain(b *testing.B) {
 	b.Run("tokenize-while-chaining", func(b *testing.B) {
 		_, err := e.svc.ChainAudit(context.Background())
 		require.NoError(b, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			e.service(b).RunAuditChainer(ctx, time.Second, vault.DefaultAuditRetention, time.Hour)
-		}()
+		replica := e.service(b)
+		stop := loop.Start(loop.Every(slog.New(slog.DiscardHandler), "audit chain", time.Second,
+			func(ctx context.Context) error { _, err := replica.TryChainAudit(ctx); return err }))
 		tokenize(b)
-		cancel()
-		<-done
+		stop()
 	})
 	b.Run("chain-per-row", func(b *testing.B) {
 		_, err := e.svc.ChainAudit(context.Background())

@@ -26,7 +26,7 @@ import (
 // broken or the database fails; the other chains are still pruned.
 func (s *Service) PruneAudit(ctx context.Context, retention time.Duration) (int64, error) {
 	if retention < vault.MinAuditRetention {
-		return 0, vault.Errorf(vault.KindInvalid, "invalid_retention", "the audit retention must be at least one day")
+		return 0, vault.Errorf(vault.KindInvalid, vault.CodeInvalidRetention, "the audit retention must be at least one day")
 	}
 	cutoff := s.clock().Add(-retention)
 	rows, err := s.db.Query(ctx, `SELECT tenant_id FROM audit_chain_heads ORDER BY tenant_id`)

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"time"
 
 	"github.com/cardvault/cardvault/vault"
 )
@@ -45,23 +44,4 @@ func (s *Service) purgeCVCBatch(ctx context.Context) (int64, error) {
 		SELECT coalesce(sum(n), 0)::bigint FROM per_tenant`,
 		s.clock(), cvcPurgeBatch, string(vault.ActionCVCPurge)).Scan(&n)
 	return n, dbError(err, "token")
-}
-
-// RunCVCSweeper purges expired CVCs every interval until ctx ends. Failures
-// are logged and retried at the next tick.
-func (s *Service) RunCVCSweeper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if n, err := s.PurgeExpiredCVCs(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("cvc sweep failed", "error", err)
-		} else if n > 0 {
-			s.log.Info("expired CVCs destroyed", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

@@ -37,9 +37,9 @@ func dbError(err error, notFound string) error {
 	case errors.As(err, new(*vault.Error)):
 		return err
 	case errors.Is(err, pgx.ErrNoRows):
-		return &vault.Error{Kind: vault.KindNotFound, Code: "resource_missing", Message: "no such " + notFound, Err: err}
+		return &vault.Error{Kind: vault.KindNotFound, Code: vault.CodeResourceMissing, Message: "no such " + notFound, Err: err}
 	case errors.As(err, &pgErr) && pgErr.Code == "23505":
-		return &vault.Error{Kind: vault.KindConflict, Code: "conflict", Message: notFound + " already exists", Err: err}
+		return &vault.Error{Kind: vault.KindConflict, Code: vault.CodeConflict, Message: notFound + " already exists", Err: err}
 	case isSealingKeyViolation(err):
 		// the key that sealed the row was retired meanwhile (a replica's
 		// cached keys were stale); the retried request seals with the
@@ -58,7 +58,7 @@ func dbError(err error, notFound string) error {
 }
 
 func unavailable(err error) *vault.Error {
-	return &vault.Error{Kind: vault.KindUnavailable, Code: "service_unavailable", Message: "the vault is temporarily unavailable; retry later", Err: err}
+	return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeServiceUnavailable, Message: "the vault is temporarily unavailable; retry later", Err: err}
 }
 
 // isUnavailableSQLState reports SQLSTATE classes that mean the server is

@@ -124,7 +124,7 @@ func (s *Service) storedIdempotent(ctx context.Context, c vault.IdempotencyClaim
 	case err != nil:
 		return nil, err
 	case !bytes.Equal(gotFP, fp) || gotKeyID != int64(fpKeyID):
-		return nil, &vault.Error{Kind: vault.KindIdempotency, Code: "idempotency_error", Param: "Idempotency-Key",
+		return nil, &vault.Error{Kind: vault.KindIdempotency, Code: vault.CodeIdempotencyError, Param: "Idempotency-Key",
 			Message: "this Idempotency-Key was already used with a different request; use a new key for a new request"}
 	case state != "done" || status == nil:
 		return nil, inUse()
@@ -133,7 +133,7 @@ func (s *Service) storedIdempotent(ctx context.Context, c vault.IdempotencyClaim
 }
 
 func inUse() *vault.Error {
-	return &vault.Error{Kind: vault.KindConflict, Code: "idempotency_key_in_use", Param: "Idempotency-Key",
+	return &vault.Error{Kind: vault.KindConflict, Code: vault.CodeIdempotencyKeyInUse, Param: "Idempotency-Key",
 		Message: "another request with this Idempotency-Key is still running; retry after it finishes"}
 }
 
@@ -236,25 +236,6 @@ func (s *Service) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < idempotencySweepBatch {
 			return total, nil
-		}
-	}
-}
-
-// RunIdempotencySweeper prunes expired idempotency keys every interval until
-// ctx ends. Failures are logged and retried at the next tick.
-func (s *Service) RunIdempotencySweeper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if n, err := s.PruneIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("idempotency key sweep failed", "error", err)
-		} else if n > 0 {
-			s.log.Info("expired idempotency keys deleted", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }

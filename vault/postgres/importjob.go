@@ -108,7 +108,7 @@ func activeImportConflict(ctx context.Context, q querier, tenantID uuid.UUID) er
 	if err != nil {
 		return err
 	}
-	return &vault.Error{Kind: vault.KindConflict, Code: "import_in_progress",
+	return &vault.Error{Kind: vault.KindConflict, Code: vault.CodeImportInProgress,
 		Message: fmt.Sprintf("import %s is already %s; wait for it to end or abort it", id, status)}
 }
 
@@ -129,9 +129,13 @@ func (s *Service) FindImport(ctx context.Context, id uuid.UUID) (vault.ImportJob
 
 // ListImports returns the actor's tenant's import jobs newest first, after
 // the job startingAfter when it is not uuid.Nil. It returns a KindBadRequest
-// error for a limit outside 1–100; an unknown cursor gives an empty page.
+// error for a limit outside 1–100, and InvalidCursor for a startingAfter
+// that names none of the tenant's jobs.
 func (s *Service) ListImports(ctx context.Context, a vault.Actor, limit int, startingAfter uuid.UUID) (vault.ImportPage, error) {
 	if err := checkLimit(limit); err != nil {
+		return vault.ImportPage{}, err
+	}
+	if err := s.checkImportCursor(ctx, a.TenantID, startingAfter); err != nil {
 		return vault.ImportPage{}, err
 	}
 	rows, err := s.db.Query(ctx, `
@@ -153,6 +157,24 @@ func (s *Service) ListImports(ctx context.Context, a vault.Actor, limit int, sta
 	return page, nil
 }
 
+// checkImportCursor returns InvalidCursor unless id is uuid.Nil or one of
+// the tenant's import jobs, and a domain error when the database fails.
+func (s *Service) checkImportCursor(ctx context.Context, tenantID, id uuid.UUID) error {
+	if id == uuid.Nil {
+		return nil
+	}
+	var found bool
+	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM import_jobs WHERE id = $1 AND tenant_id = $2)`,
+		id, tenantID).Scan(&found)
+	if err != nil {
+		return dbError(err, "import")
+	}
+	if !found {
+		return vault.InvalidCursor()
+	}
+	return nil
+}
+
 // AbortImport stops the actor's tenant's job id: no new forward starts, its
 // credentials are wiped and its API key revoked. It returns KindNotFound for
 // an unknown or foreign id and KindConflict when the job has already ended.
@@ -165,7 +187,7 @@ func (s *Service) AbortImport(ctx context.Context, a vault.Actor, id uuid.UUID) 
 			return err
 		}
 		if cur.Ended() {
-			return &vault.Error{Kind: vault.KindConflict, Code: "import_ended", Message: "import " + id.String() + " has already " + string(cur.Status)}
+			return &vault.Error{Kind: vault.KindConflict, Code: vault.CodeImportEnded, Message: "import " + id.String() + " has already " + string(cur.Status)}
 		}
 		job, err = s.endImport(ctx, tx, a, id, vault.ImportAborted, "")
 		return err

@@ -296,7 +296,7 @@ func (s *Service) ListImportItems(ctx context.Context, a vault.Actor, id uuid.UU
 	switch status {
 	case "", vault.ItemPending, vault.ItemSucceeded, vault.ItemFailed, vault.ItemSkipped:
 	default:
-		return vault.ItemPage{}, vault.InvalidParam("invalid_status", "status", "status must be pending, succeeded, failed or skipped")
+		return vault.ItemPage{}, vault.InvalidParam(vault.CodeInvalidStatus, "status", "status must be pending, succeeded, failed or skipped")
 	}
 	if _, err := s.GetImport(ctx, a, id); err != nil {
 		return vault.ItemPage{}, err

@@ -66,23 +66,6 @@ func (s *Service) GetKeyJob(ctx context.Context, tenantID, id uuid.UUID) (vault.
 	return j, dbError(err, "key job")
 }
 
-// RunKeyJobs claims and runs key jobs until ctx ends, looking for work every
-// poll. owner names this worker in the lease.
-func (s *Service) RunKeyJobs(ctx context.Context, owner string, poll time.Duration) {
-	for {
-		ran, err := s.RunOneKeyJob(ctx, owner, uuid.Nil)
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("key job failed", "error", err)
-		}
-		if ran {
-			continue
-		}
-		if sleep(ctx, poll) != nil {
-			return
-		}
-	}
-}
-
 // RunOneKeyJob claims one claimable job (only job id when it is not
 // uuid.Nil) and runs it to the end. It reports whether it claimed one. A
 // job whose worker died is claimable once its lease runs out.

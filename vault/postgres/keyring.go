@@ -51,6 +51,9 @@ type keyring struct {
 	cache   map[uuid.UUID]*tenantKeys
 	loading map[uuid.UUID]*keyLoad
 	gen     uint64 // bumped by forget: a load begun before it is not cached
+	// mismatched holds the tenants whose last load failed with
+	// kek_mismatch: the KEK works but cannot decrypt their keysets.
+	mismatched map[uuid.UUID]bool
 }
 
 // keyLoad is one load of a tenant's keys that concurrent requests share,
@@ -66,14 +69,15 @@ func newKeyring(db *pgxpool.Pool, kek tink.AEAD, ttl time.Duration, now func() t
 	if ttl <= 0 {
 		ttl = DefaultKeyCacheTTL
 	}
-	return &keyring{db: db, kek: kek, ttl: ttl, now: now,
-		cache: make(map[uuid.UUID]*tenantKeys), loading: make(map[uuid.UUID]*keyLoad)}
+	return &keyring{db: db, kek: kek, ttl: ttl, now: now, cache: make(map[uuid.UUID]*tenantKeys),
+		loading: make(map[uuid.UUID]*keyLoad), mismatched: make(map[uuid.UUID]bool)}
 }
 
 // get returns the tenant's keys, loading and unwrapping them on first use
 // and again once they are older than the TTL. It returns a KindNotFound
-// error for a tenant without keysets and a KindUnavailable error
-// (kek_unavailable) when the root KEK cannot unwrap them.
+// error for a tenant without keysets, a KindUnavailable error
+// (kek_unavailable) when the root KEK fails, and a KindMisconfigured error
+// (kek_mismatch) when it works but cannot decrypt them.
 func (k *keyring) get(ctx context.Context, tenantID uuid.UUID) (*tenantKeys, error) {
 	k.mu.RLock()
 	tk, ok := k.cache[tenantID]
@@ -122,6 +126,7 @@ func (k *keyring) loadShared(ctx context.Context, tenantID uuid.UUID) (*tenantKe
 		l.tk.expires = expires
 		k.cache[tenantID] = l.tk
 	}
+	k.noteMismatch(tenantID, l.err)
 	k.mu.Unlock()
 	close(l.done)
 	return l.tk, l.err
@@ -265,15 +270,15 @@ func (k *keyring) probe() error {
 // is an internal error: the vault never falls back to anything weaker.
 func (k *keyring) unwrap(tenantID uuid.UUID, wrapped map[crypto.Purpose][]byte) (*tenantKeys, error) {
 	if wrapped[crypto.PurposeData] == nil || wrapped[crypto.PurposeFingerprint] == nil {
-		return nil, vault.Errorf(vault.KindNotFound, "resource_missing", "no such tenant")
+		return nil, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no such tenant")
 	}
-	dh, err := crypto.UnwrapKeyset(wrapped[crypto.PurposeData], k.kek, tenantID.String(), crypto.PurposeData)
+	dh, err := k.unwrapKeyset(tenantID, wrapped[crypto.PurposeData], crypto.PurposeData)
 	if err != nil {
-		return nil, keyError(tenantID, err)
+		return nil, err
 	}
-	fh, err := crypto.UnwrapKeyset(wrapped[crypto.PurposeFingerprint], k.kek, tenantID.String(), crypto.PurposeFingerprint)
+	fh, err := k.unwrapKeyset(tenantID, wrapped[crypto.PurposeFingerprint], crypto.PurposeFingerprint)
 	if err != nil {
-		return nil, keyError(tenantID, err)
+		return nil, err
 	}
 	sealer, err := crypto.NewSealer(dh)
 	if err != nil {
@@ -286,16 +291,88 @@ func (k *keyring) unwrap(tenantID uuid.UUID, wrapped map[crypto.Purpose][]byte) 
 	return &tenantKeys{sealer: sealer, fp: fp, data: dh}, nil
 }
 
+// unwrapKeyset unwraps one of the tenant's keysets. When the KEK fails it
+// tells a KEK that works but is not the one the keyset is wrapped by (a
+// probe round trip succeeds and a second attempt fails too: kek_mismatch)
+// from one that does not answer or refuses (kek_unavailable).
+func (k *keyring) unwrapKeyset(tenantID uuid.UUID, wrapped []byte, purpose crypto.Purpose) (*keyset.Handle, error) {
+	h, err := crypto.UnwrapKeyset(wrapped, k.kek, tenantID.String(), purpose)
+	if err == nil {
+		return h, nil
+	}
+	if k.probe() != nil {
+		return nil, keyError(tenantID, err)
+	}
+	if h, err = crypto.UnwrapKeyset(wrapped, k.kek, tenantID.String(), purpose); err == nil {
+		return h, nil // the first failure was passing
+	}
+	return nil, kekMismatch(fmt.Errorf("unwrap %s keyset of tenant %s: %w", purpose, tenantID, err))
+}
+
+// noteMismatch records whether the tenant's last load failed with
+// kek_mismatch. The caller holds k.mu.
+func (k *keyring) noteMismatch(tenantID uuid.UUID, err error) {
+	if isKEKMismatch(err) {
+		k.mismatched[tenantID] = true
+		return
+	}
+	delete(k.mismatched, tenantID)
+}
+
+// checkMismatched loads again every tenant whose last load failed with
+// kek_mismatch, so a fixed KEK is noticed without traffic. It returns a
+// KindMisconfigured error (kek_mismatch) naming how many tenants the KEK
+// still cannot open, another load error (such as kek_unavailable) as it
+// is, or nil.
+func (k *keyring) checkMismatched(ctx context.Context) error {
+	k.mu.RLock()
+	ids := make([]uuid.UUID, 0, len(k.mismatched))
+	for id := range k.mismatched {
+		ids = append(ids, id)
+	}
+	k.mu.RUnlock()
+	n := 0
+	for _, id := range ids {
+		_, err := k.get(ctx, id)
+		switch {
+		case isKEKMismatch(err):
+			n++
+		case err != nil && vault.ErrorKind(err) != vault.KindNotFound:
+			return err
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return &vault.Error{Kind: vault.KindMisconfigured, Code: vault.CodeKEKMismatch, Message: fmt.Sprintf(
+		"the configured root KEK cannot open the keys of %d tenant(s): restart with the KEK that keys rotate-root moved them to", n)}
+}
+
+func isKEKMismatch(err error) bool {
+	var e *vault.Error
+	return errors.As(err, &e) && e.Code == vault.CodeKEKMismatch
+}
+
 // keyError is the error of a tenant keyset the root KEK cannot unwrap (or
-// wrap): the KEK is unreachable, refuses, or is the wrong one.
+// wrap) because the KEK does not answer or refuses.
 func keyError(tenantID uuid.UUID, err error) error {
 	return kekUnavailable(fmt.Errorf("unwrap keysets of tenant %s: %w", tenantID, err))
+}
+
+// kekMismatch returns the KindMisconfigured error (code kek_mismatch) of a
+// keyset the working root KEK cannot decrypt: it is wrapped by another KEK
+// (or damaged). No retry helps; err is kept for the log only.
+func kekMismatch(err error) *vault.Error {
+	return &vault.Error{Kind: vault.KindMisconfigured, Code: vault.CodeKEKMismatch,
+		Message: "the configured root KEK cannot open this tenant's keys: they are wrapped by another KEK; " +
+			"the vault's operator must restart it with that KEK (the one keys rotate-root moved them to)",
+		Err: err}
 }
 
 // kekUnavailable returns the KindUnavailable error (code kek_unavailable)
 // of a failed root KEK call; err is kept for the log only.
 func kekUnavailable(err error) *vault.Error {
-	return &vault.Error{Kind: vault.KindUnavailable, Code: "kek_unavailable",
+	return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeKEKUnavailable,
 		Message: "the root key-encryption key is unavailable, so the tenant's keys cannot be loaded; retry later",
 		Err:     err}
 }

@@ -89,11 +89,11 @@ func TestKeyCacheServesWithinItsTTLAndNeverPastIt(t *testing.T) {
 		advance   time.Duration
 		kekDown   bool
 		wantCode  string // "" for success
-		wantCalls int64  // KEK calls the step makes (a failed unwrap stops at the first keyset)
+		wantCalls int64  // KEK calls the step makes (a failed unwrap stops at the first keyset, then one probe tells an outage from a wrong KEK)
 	}{
 		{"KEK down within the TTL: cached keys serve", 59 * time.Minute, true, "", 0},
-		{"TTL over and KEK down: 503, no fallback", 2 * time.Minute, true, "kek_unavailable", 1},
-		{"still down: the expired keys are gone for good", 0, true, "kek_unavailable", 1},
+		{"TTL over and KEK down: 503, no fallback", 2 * time.Minute, true, "kek_unavailable", 2},
+		{"still down: the expired keys are gone for good", 0, true, "kek_unavailable", 2},
 		{"KEK back: keys unwrapped again, once", time.Minute, false, "", 2},
 		{"within the new TTL: no KEK call", 59 * time.Minute, false, "", 0},
 		{"KEK down again within the new TTL: still serving", 0, true, "", 0},

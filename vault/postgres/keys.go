@@ -132,7 +132,7 @@ func releaseSealingKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID
 // after the re-encryption job had passed them (a request that sealed with
 // the key before the rotation and committed after it).
 func keyInUse(keyID uint32, what string) *vault.Error {
-	return vault.Errorf(vault.KindConflict, "key_in_use",
+	return vault.Errorf(vault.KindConflict, vault.CodeKeyInUse,
 		"rows still under key %d (%s written since the last re-encryption): re-run reencrypt (cardvault keys reencrypt), then retire again",
 		keyID, what)
 }
@@ -214,30 +214,30 @@ func (s *Service) RetireDataKey(ctx context.Context, a vault.Actor, keyID uint32
 		return err
 	}
 	if n > 0 {
-		return vault.Errorf(vault.KindConflict, "key_in_use",
+		return vault.Errorf(vault.KindConflict, vault.CodeKeyInUse,
 			"key %d still protects %d tokens: re-encrypt them first (cardvault keys reencrypt)", keyID, n)
 	}
 	if n, err = s.sideRowsUnderKey(ctx, a.TenantID, keyID); err != nil {
 		return err
 	}
 	if n > 0 {
-		return vault.Errorf(vault.KindConflict, "key_in_use",
+		return vault.Errorf(vault.KindConflict, vault.CodeKeyInUse,
 			"key %d still protects the webhook secret, %d pending events or an import's credentials: re-encrypt first (cardvault keys reencrypt)", keyID, n)
 	}
 	_, err = s.editKeyset(ctx, a, crypto.PurposeData, func(h *keyset.Handle) (*keyset.Handle, keyChange, error) {
 		state, ok := keyState(h, keyID)
 		switch {
 		case !ok:
-			return nil, keyChange{}, vault.Errorf(vault.KindNotFound, "resource_missing", "no key %d in the tenant's data keyset", keyID)
+			return nil, keyChange{}, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no key %d in the tenant's data keyset", keyID)
 		case state == crypto.KeyPrimary:
-			return nil, keyChange{}, vault.Errorf(vault.KindConflict, "key_is_primary", "key %d is the primary: rotate first", keyID)
+			return nil, keyChange{}, vault.Errorf(vault.KindConflict, vault.CodeKeyIsPrimary, "key %d is the primary: rotate first", keyID)
 		case destroy && state == crypto.KeyDisabled:
 			h, err := crypto.DestroyKey(h, keyID)
 			return h, keyChange{action: vault.ActionKeyDestroy, keyID: keyID, state: "destroyed"}, err
 		case destroy:
-			return nil, keyChange{}, vault.Errorf(vault.KindConflict, "key_not_disabled", "key %d must be retired (disabled) before it is destroyed", keyID)
+			return nil, keyChange{}, vault.Errorf(vault.KindConflict, vault.CodeKeyNotDisabled, "key %d must be retired (disabled) before it is destroyed", keyID)
 		case state == crypto.KeyDisabled:
-			return nil, keyChange{}, vault.Errorf(vault.KindConflict, "key_already_disabled", "key %d is already disabled", keyID)
+			return nil, keyChange{}, vault.Errorf(vault.KindConflict, vault.CodeKeyAlreadyDisabled, "key %d is already disabled", keyID)
 		}
 		h, err := crypto.DisableKey(h, keyID)
 		return h, keyChange{action: vault.ActionKeyDisable, keyID: keyID, state: crypto.KeyDisabled}, err

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/postgres"
@@ -224,7 +226,8 @@ func TestRotateRootKEK(t *testing.T) {
 	}
 	withOld := vaulttest.NewService(t, dbURL, vaulttest.Options{})
 	_, err = withOld.GetToken(ctx, e.actor, keysOf(cards)[0])
-	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "the old KEK no longer opens the keysets")
+	assert.Equal(t, vault.KindMisconfigured, vault.ErrorKind(err), "the old KEK no longer opens the keysets")
+	assert.Equal(t, vault.CodeKEKMismatch, vault.AsError(err).Code, "a working KEK that cannot decrypt is a mismatch, not an outage")
 }
 
 func keysOf(m map[uuid.UUID]string) []uuid.UUID {
@@ -279,7 +282,7 @@ func TestEveryReplicaEncryptsWithTheNewKeyAfterRotation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	replica := vaulttest.NewService(t, dbURL, vaulttest.Options{})
-	go replica.RunBackground(ctx, postgres.Background{Owner: "replica-2", KeyRefresh: 50 * time.Millisecond})
+	defer loop.Start(loop.Every(slog.New(slog.DiscardHandler), "key refresh", 50*time.Millisecond, replica.RefreshKeys))()
 	before, _, err := replica.Tokenize(ctx, e.actor, visa("pm_replica_before"))
 	require.NoError(t, err)
 

@@ -90,11 +90,17 @@ func (s *Service) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Ready returns nil when the database answers and the root KEK can open a
-// tenant keyset; otherwise a KindUnavailable error.
+// Ready returns nil when the database answers, the root KEK can open a
+// tenant keyset and no tenant's keysets failed to open under it; otherwise
+// a KindUnavailable error (the database or the KEK is down) or a
+// KindMisconfigured one (kek_mismatch, naming how many tenants the KEK
+// cannot open).
 func (s *Service) Ready(ctx context.Context) error {
 	if err := s.Ping(ctx); err != nil {
 		return err
 	}
-	return s.CheckKEK(ctx)
+	if err := s.CheckKEK(ctx); err != nil && !isKEKMismatch(err) {
+		return err
+	}
+	return s.keys.checkMismatched(ctx)
 }

@@ -19,7 +19,7 @@ import (
 func (s *Service) CreateTenant(ctx context.Context, name string) (vault.Tenant, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || utf8.RuneCountInString(name) > 200 {
-		return vault.Tenant{}, vault.InvalidParam("invalid_name", "name", "tenant name must be 1 to 200 characters")
+		return vault.Tenant{}, vault.InvalidParam(vault.CodeInvalidName, "name", "tenant name must be 1 to 200 characters")
 	}
 	t := vault.Tenant{ID: uuid.New(), Name: name, CreatedAt: s.clock()}
 	wrapped, err := s.newWrappedKeysets(t.ID)
@@ -93,7 +93,9 @@ func (s *Service) GetTenant(ctx context.Context, id uuid.UUID) (vault.Tenant, er
 // CheckKEK loads one tenant's keysets with the configured root KEK, so that
 // a wrong or unreachable KEK stops startup instead of failing requests; when
 // there is no tenant yet it makes one encrypt/decrypt round trip through the
-// KEK instead. It returns a KindUnavailable error when the KEK fails.
+// KEK instead. It returns a KindUnavailable error (kek_unavailable) when
+// the KEK fails, and a KindMisconfigured one (kek_mismatch) when it works
+// but cannot decrypt the keysets.
 func (s *Service) CheckKEK(ctx context.Context) error {
 	var id uuid.UUID
 	err := s.db.QueryRow(ctx, `SELECT tenant_id FROM tenant_keysets ORDER BY created_at LIMIT 1`).Scan(&id)

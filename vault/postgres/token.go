@@ -17,11 +17,11 @@ func checkAttributes(businessKey string, metadata map[string]string) error {
 		return err
 	}
 	if len(metadata) > vault.MaxMetadataKeys {
-		return vault.InvalidParam("invalid_metadata", "metadata", "metadata may have at most 50 keys")
+		return vault.InvalidParam(vault.CodeInvalidMetadata, "metadata", "metadata may have at most 50 keys")
 	}
 	for k, v := range metadata {
 		if k == "" || utf8.RuneCountInString(k) > vault.MaxMetadataKeyLen {
-			return vault.InvalidParam("invalid_metadata", "metadata", "metadata keys must be 1 to 40 characters")
+			return vault.InvalidParam(vault.CodeInvalidMetadata, "metadata", "metadata keys must be 1 to 40 characters")
 		}
 		if err := checkText(k, vault.MaxMetadataKeyLen, "metadata"); err != nil {
 			return err
@@ -39,13 +39,13 @@ func checkAttributes(businessKey string, metadata map[string]string) error {
 func checkText(s string, max int, param string) error {
 	switch {
 	case !utf8.ValidString(s):
-		return vault.InvalidParam("invalid_string", param, param+" must be valid UTF-8")
+		return vault.InvalidParam(vault.CodeInvalidString, param, param+" must be valid UTF-8")
 	case utf8.RuneCountInString(s) > max:
-		return vault.InvalidParam("string_too_long", param, param+" is too long")
+		return vault.InvalidParam(vault.CodeStringTooLong, param, param+" is too long")
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return vault.InvalidParam("invalid_string", param, param+" must not contain control characters")
+		return vault.InvalidParam(vault.CodeInvalidString, param, param+" must not contain control characters")
 	case card.ContainsPAN(s):
-		return vault.InvalidParam("sensitive_data", param, param+" must not contain a card number")
+		return vault.InvalidParam(vault.CodeSensitiveData, param, param+" must not contain a card number")
 	}
 	return nil
 }

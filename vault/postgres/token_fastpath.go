@@ -134,7 +134,7 @@ const maxSealAttempts = 3
 // keysChanging is the error of a write refused maxSealAttempts times because
 // the tenant's keys keep being retired under it.
 func keysChanging(err error) *vault.Error {
-	return &vault.Error{Kind: vault.KindUnavailable, Code: "service_unavailable",
+	return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeServiceUnavailable,
 		Message: "the tenant's data keys are being rotated; retry later", Err: err}
 }
 

@@ -406,8 +406,8 @@ func (s *Service) DeleteToken(ctx context.Context, a vault.Actor, id uuid.UUID) 
 }
 
 // ListTokens returns the actor's tenant's tokens newest first and audits the
-// listing. It returns KindBadRequest for a bad limit or an unknown
-// starting_after id.
+// listing. It returns KindBadRequest for a bad limit, and InvalidCursor for
+// a starting_after id that names none of the tenant's tokens.
 func (s *Service) ListTokens(ctx context.Context, a vault.Actor, p vault.ListTokensParams) (vault.TokenPage, error) {
 	if err := checkLimit(p.Limit); err != nil {
 		return vault.TokenPage{}, err
@@ -475,8 +475,7 @@ func (s *Service) cursor(ctx context.Context, tenantID, id uuid.UUID) (listCurso
 	var at time.Time
 	err := s.db.QueryRow(ctx, `SELECT created_at FROM tokens WHERE id = $1 AND tenant_id = $2`, id, tenantID).Scan(&at)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return listCursor{}, &vault.Error{Kind: vault.KindBadRequest, Code: "resource_missing", Param: "starting_after",
-			Message: "starting_after names no token"}
+		return listCursor{}, vault.InvalidCursor()
 	}
 	if err != nil {
 		return listCursor{}, dbError(err, "token")

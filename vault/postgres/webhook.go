@@ -138,7 +138,7 @@ func (s *Service) ListWebhookDeliveries(ctx context.Context, a vault.Actor, limi
 			SELECT d.id, d.event_id, e.type, d.attempt, d.attempted_at, d.url, coalesce(d.status, 0),
 			       d.error, d.duration_ms, d.outcome
 			FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-			WHERE d.tenant_id = $1 AND ($2 = 0 OR d.id < $2)
+			WHERE d.tenant_id = $1 AND ($2::bigint = 0 OR d.id < $2)
 			ORDER BY d.id DESC LIMIT $3`, a.TenantID, cursor, limit+1)
 		if err != nil {
 			return err
@@ -172,7 +172,7 @@ func scanDelivery(row pgx.CollectableRow) (vault.WebhookDelivery, error) {
 // whitespace and nothing that looks like a card number.
 func checkWebhookURL(raw string) error {
 	if raw == "" {
-		return vault.InvalidParam("invalid_url", "url", "url is required")
+		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url is required")
 	}
 	if err := checkText(raw, vault.MaxWebhookURLLen, "url"); err != nil {
 		return err
@@ -180,19 +180,19 @@ func checkWebhookURL(raw string) error {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || strings.ContainsAny(raw, " \t") || !u.IsAbs() || u.Opaque != "" || u.Hostname() == "":
-		return vault.InvalidParam("invalid_url", "url", "url must be an absolute https URL with a host")
+		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must be an absolute https URL with a host")
 	case u.User != nil:
-		return vault.InvalidParam("invalid_url", "url", "url must not contain a user name or password")
+		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain a user name or password")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return vault.InvalidParam("invalid_url", "url", "url must not contain a fragment")
+		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain a fragment")
 	case !validPort(u.Port()):
-		return vault.InvalidParam("invalid_url", "url", "url has an invalid port")
+		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url has an invalid port")
 	case u.Scheme == "https":
 		return nil
 	case u.Scheme == "http" && vault.IsLoopbackHost(u.Hostname()):
 		return nil
 	}
-	return vault.InvalidParam("invalid_url", "url", "url must use https (http is allowed only for 127.0.0.1, ::1 and localhost)")
+	return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must use https (http is allowed only for 127.0.0.1, ::1 and localhost)")
 }
 
 func validPort(p string) bool {

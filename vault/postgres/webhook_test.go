@@ -345,11 +345,11 @@ func tenantActions(t *testing.T, e *env, prefix string) []string {
 }
 
 // BenchmarkTokenize compares a tokenization with a plain INSERT of a
-// token-shaped row (one commit each), at the parallelism of issue 6 (32
+// token-shaped row (one commit each), at the bench's parallelism (32
 // goroutines): the round trips the vault adds on its hot path show in the
 // ratio of the two. "tokenize-webhook" is a tenant with a webhook, whose
 // every tokenization also writes a sealed token.created event. Run:
-// go test ./vault -run '^$' -bench Tokenize.
+// go test ./vault/postgres -run '^$' -bench Tokenize.
 func BenchmarkTokenize(b *testing.B) {
 	svc := vaulttest.NewService(b, dbURL, vaulttest.Options{})
 	pool := vaulttest.Pool(b, dbURL)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/cardvault/cardvault/importer/webhook"
+	"github.com/cardvault/cardvault/webhook"
 )
 
 func TestDefaultRetrySchedule(t *testing.T) {

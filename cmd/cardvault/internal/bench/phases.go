@@ -1,7 +1,6 @@
-package main
+package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,25 +17,27 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cardvault/cardvault/cmd/cardvault/internal/e2e"
 )
 
 // Phase names, in the order they run.
 const (
-	phaseBaselineInsert = "baseline-insert"
-	phaseTokenize       = "tokenize"
-	phaseBaselineSelect = "baseline-select"
-	phaseBaselineHTTP   = "baseline-http"
-	phaseRead           = "read"
-	phaseDetokenize     = "detokenize"
-	phaseImport         = "import"
+	PhaseBaselineInsert = "baseline-insert"
+	PhaseTokenize       = "tokenize"
+	PhaseBaselineSelect = "baseline-select"
+	PhaseBaselineHTTP   = "baseline-http"
+	PhaseRead           = "read"
+	PhaseDetokenize     = "detokenize"
+	PhaseImport         = "import"
 )
 
 // benchRun holds one run's state: the environment, the HTTP client, and the
 // ids each phase leaves for the next, one slice per worker.
 type benchRun struct {
-	env      *benchEnv
-	o        benchOptions
-	client   *http.Client
+	env      *environment
+	o        Options
+	client   *e2e.Client
 	runID    string
 	rowIDs   [][]uuid.UUID // bench_tokens rows from baseline-insert
 	tokenIDs [][]string    // tokens from tokenize
@@ -45,36 +46,35 @@ type benchRun struct {
 }
 
 // runPhases runs the seven phases and returns the report.
-func runPhases(ctx context.Context, env *benchEnv, o benchOptions, progress io.Writer) (*benchReport, error) {
+func runPhases(ctx context.Context, env *environment, o Options) (*Report, error) {
+	progress := o.Progress
 	var id [4]byte
 	_, _ = rand.Read(id[:])
-	tr := &http.Transport{MaxIdleConns: 2 * o.Concurrency, MaxIdleConnsPerHost: 2 * o.Concurrency,
-		IdleConnTimeout: time.Minute, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	b := &benchRun{env: env, o: o, client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+	b := &benchRun{env: env, o: o, client: e2e.NewClient(env.child.URL(), env.apiKey, 2*o.Concurrency, 30*time.Second),
 		runID: hex.EncodeToString(id[:]), rowIDs: make([][]uuid.UUID, o.Concurrency), tokenIDs: make([][]string, o.Concurrency)}
-	rep := newBenchReport(env, o)
+	defer b.client.Close()
+	rep := newReport(env, o)
 	steps := []struct {
 		name  string
 		vault bool // the vault serves this phase: measure its CPU, profile it
-		run   func() loadResult
+		run   func() e2e.Result
 	}{
-		{phaseBaselineInsert, false, func() loadResult { return b.timed(ctx, phaseBaselineInsert, progress, b.baselineInsert) }},
-		{phaseTokenize, true, func() loadResult { return b.timed(ctx, phaseTokenize, progress, b.tokenize) }},
-		{phaseBaselineSelect, false, func() loadResult { return b.timed(ctx, phaseBaselineSelect, progress, b.baselineSelect) }},
-		{phaseBaselineHTTP, true, func() loadResult { return b.timed(ctx, phaseBaselineHTTP, progress, b.baselineHTTP) }},
-		{phaseRead, true, func() loadResult { return b.timed(ctx, phaseRead, progress, b.read) }},
-		{phaseDetokenize, true, func() loadResult { return b.timed(ctx, phaseDetokenize, progress, b.detokenize) }},
-		{phaseImport, true, func() loadResult { return b.importJob(ctx, progress) }},
+		{PhaseBaselineInsert, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineInsert, progress, b.baselineInsert) }},
+		{PhaseTokenize, true, func() e2e.Result { return b.timed(ctx, PhaseTokenize, progress, b.tokenize) }},
+		{PhaseBaselineSelect, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineSelect, progress, b.baselineSelect) }},
+		{PhaseBaselineHTTP, true, func() e2e.Result { return b.timed(ctx, PhaseBaselineHTTP, progress, b.baselineHTTP) }},
+		{PhaseRead, true, func() e2e.Result { return b.timed(ctx, PhaseRead, progress, b.read) }},
+		{PhaseDetokenize, true, func() e2e.Result { return b.timed(ctx, PhaseDetokenize, progress, b.detokenize) }},
+		{PhaseImport, true, func() e2e.Result { return b.importJob(ctx, progress) }},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		switch s.name {
-		case phaseBaselineSelect:
+		case PhaseBaselineSelect:
 			b.allRows = flatten(b.rowIDs)
-		case phaseRead:
+		case PhaseRead:
 			b.allToks = flatten(b.tokenIDs)
 		}
 		runtime.GC() // the bench's own garbage from the last phase, not this one's
@@ -88,13 +88,13 @@ func runPhases(ctx context.Context, env *benchEnv, o benchOptions, progress io.W
 }
 
 // measure runs one phase and adds what the vault spent on it.
-func (b *benchRun) measure(ctx context.Context, name string, vault bool, run func() loadResult) benchPhase {
+func (b *benchRun) measure(ctx context.Context, name string, vault bool, run func() e2e.Result) PhaseResult {
 	child := b.env.child
 	pg0, pgErr0 := b.pgCPU()
-	cpu0, cpuErr0 := child.cpuSeconds()
-	child.resetPeak()
+	cpu0, cpuErr0 := child.CPUSeconds()
+	child.ResetPeakRSS()
 	var profiled chan struct{}
-	if vault && b.o.Profile && name != phaseImport {
+	if vault && b.o.Profile && name != PhaseImport {
 		profiled = make(chan struct{})
 		go func() { defer close(profiled); b.cpuProfile(ctx, name) }()
 	}
@@ -103,19 +103,19 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 		<-profiled
 	}
 	var settled time.Duration
-	if !b.o.skipSettle {
+	if !b.o.SkipSettle {
 		settled = b.settle(ctx)
 	}
-	cpu1, cpuErr1 := child.cpuSeconds()
+	cpu1, cpuErr1 := child.CPUSeconds()
 	pg1, pgErr1 := b.pgCPU()
-	p := newBenchPhase(name, res)
+	p := newPhaseResult(name, res)
 	p.SettleSeconds = round3(settled.Seconds())
-	all := max(res.all, res.requests) // the CPU went to the warm-up's requests too
+	all := max(res.All, res.Requests) // the CPU went to the warm-up's requests too
 	if pgErr0 == nil && pgErr1 == nil && all > 0 {
 		v := round3((pg1 - pg0) / float64(all) * 1000)
 		p.PostgresCPUPer1k = &v
 	}
-	p.VaultRSSPeakMB = round1(child.resetPeak())
+	p.VaultRSSPeakMB = round1(child.ResetPeakRSS())
 	if vault && cpuErr0 == nil && cpuErr1 == nil && all > 0 {
 		v := round3((cpu1 - cpu0) / float64(all) * 1000)
 		p.VaultCPUPer1k = &v
@@ -141,7 +141,7 @@ const (
 func (b *benchRun) settle(ctx context.Context) time.Duration {
 	start := time.Now()
 	busy := func() float64 {
-		v, _ := b.env.child.cpuSeconds()
+		v, _ := b.env.child.CPUSeconds()
 		p, _ := b.pgCPU()
 		return v + p
 	}
@@ -167,12 +167,13 @@ func (b *benchRun) pgCPU() (float64, error) {
 	if b.env.pgPID == 0 {
 		return 0, errors.New("the server is not local")
 	}
-	return procTreeCPUSeconds(b.env.pgPID)
+	return e2e.TreeCPUSeconds(b.env.pgPID)
 }
 
 // timed runs do for the configured duration and concurrency.
-func (b *benchRun) timed(ctx context.Context, name string, progress io.Writer, do loadFunc) loadResult {
-	return runLoad(ctx, name, b.o.Concurrency, b.o.Warmup, b.o.Duration, progress, do)
+func (b *benchRun) timed(ctx context.Context, name string, progress io.Writer, do e2e.Op) e2e.Result {
+	return e2e.RunLoad(ctx, e2e.LoadOptions{Name: name, Workers: b.o.Concurrency, Warmup: b.o.Warmup,
+		Duration: b.o.Duration, Progress: progress}, do)
 }
 
 // flatten concatenates per-worker id slices.
@@ -249,7 +250,7 @@ func (b *benchRun) baselineSelect(ctx context.Context, _, _ int) error {
 // authentication, no crypto. It is the floor of any answer over HTTP on
 // this machine, the reference that read and detokenize cannot pass.
 func (b *benchRun) baselineHTTP(ctx context.Context, _, _ int) error {
-	_, err := b.call(ctx, http.MethodGet, "/healthz", nil, http.StatusOK)
+	_, err := b.client.Call(ctx, http.MethodGet, "/healthz", nil, http.StatusOK)
 	return err
 }
 
@@ -259,96 +260,17 @@ func (b *benchRun) businessKey(i int) string {
 	return "pm_bench" + b.runID + "x" + strconv.Itoa(i)
 }
 
-// testBINs are public test-card prefixes and lengths (Visa, Mastercard,
-// Discover, American Express) the bench numbers its cards under.
-var testBINs = []struct {
-	prefix string
-	length int
-}{{"424242", 16}, {"555555", 16}, {"601111", 16}, {"378282", 15}}
-
-// benchCardNumber returns the i-th distinct Luhn-valid test card number.
-func benchCardNumber(i int) string {
-	bin := testBINs[i%len(testBINs)]
-	return luhnNumber(bin.prefix, bin.length, i/len(testBINs))
-}
-
-// luhnNumber returns the i-th Luhn-valid number of length digits starting
-// with prefix (vaulttest.LuhnNumber, which tests may use and the binary may
-// not).
-func luhnNumber(prefix string, length, i int) string {
-	body := fmt.Sprintf("%s%0*d", prefix, length-len(prefix)-1, i)
-	sum := 0
-	for j := len(body) - 1; j >= 0; j-- {
-		d := int(body[j] - '0')
-		if (len(body)-1-j)%2 == 0 {
-			if d *= 2; d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-	}
-	return body + string(rune('0'+(10-sum%10)%10))
-}
-
-// forwardBody returns the body Stripe's forward API sends to /cde-import
-// (testdata/stripe/forward_body_template.json) with its replacements filled.
-func forwardBody(businessKey, number string) []byte {
-	return fmt.Appendf(nil, `{"metadata":{"business_key":%q},"card":{"number":%q,"exp_month":"04","exp_year":"2033","cvc":"123","name":"John Doe"}}`,
-		businessKey, number)
-}
-
-// call sends one request to the vault with the bench's API key and returns
-// the body of an answer with status want, or an error naming the status.
-func (b *benchRun) call(ctx context.Context, method, path string, body []byte, want int) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, b.env.child.baseURL+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("X-API-Key", b.env.apiKey)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != want {
-		// An error answer never holds card data; the cut keeps the line short.
-		return nil, fmt.Errorf("%s %s: HTTP %d %s", method, routeOf(path), resp.StatusCode, out[:min(len(out), 300)])
-	}
-	return out, nil
-}
-
-// routeOf hides the token id in a path, for error messages.
-func routeOf(path string) string {
-	if len(path) > len("/tokens/") && path[:len("/tokens/")] == "/tokens/" {
-		return "/tokens/{id}…"
-	}
-	return path
-}
-
 // tokenize forwards one new card under a new business key, as Stripe does.
 func (b *benchRun) tokenize(ctx context.Context, w, i int) error {
-	out, err := b.call(ctx, http.MethodPost, "/cde-import", forwardBody(b.businessKey(i), benchCardNumber(i)), http.StatusCreated)
+	out, err := b.client.Call(ctx, http.MethodPost, "/cde-import", e2e.ForwardBody(b.businessKey(i), e2e.CardNumber(i)), http.StatusCreated)
 	if err != nil {
 		return err
 	}
-	var tok struct {
-		ID string `json:"id"`
+	id, err := e2e.TokenID(out)
+	if err != nil {
+		return fmt.Errorf("POST /cde-import: %w", err)
 	}
-	if err := json.Unmarshal(out, &tok); err != nil || tok.ID == "" {
-		return fmt.Errorf("POST /cde-import: answer without an id")
-	}
-	b.tokenIDs[w] = append(b.tokenIDs[w], tok.ID)
+	b.tokenIDs[w] = append(b.tokenIDs[w], id)
 	return nil
 }
 
@@ -366,7 +288,7 @@ func (b *benchRun) read(ctx context.Context, _, _ int) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.call(ctx, http.MethodGet, "/tokens/"+id, nil, http.StatusOK)
+	_, err = b.client.Call(ctx, http.MethodGet, "/tokens/"+id, nil, http.StatusOK)
 	return err
 }
 
@@ -379,7 +301,7 @@ func (b *benchRun) detokenize(ctx context.Context, _, _ int) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.call(ctx, http.MethodPost, "/tokens/"+id+"/detokenize", detokenizeBody, http.StatusOK)
+	_, err = b.client.Call(ctx, http.MethodPost, "/tokens/"+id+"/detokenize", detokenizeBody, http.StatusOK)
 	return err
 }
 
@@ -402,11 +324,11 @@ const importTimeout = 10 * time.Minute
 // importJob starts an import of the simulator's payment methods and polls
 // it until it ends. Each imported payment method counts as a request; each
 // failed one, and a job that does not finish, as an error.
-func (b *benchRun) importJob(ctx context.Context, progress io.Writer) loadResult {
-	var res loadResult
+func (b *benchRun) importJob(ctx context.Context, progress io.Writer) e2e.Result {
+	var res e2e.Result
 	start := time.Now()
-	body := fmt.Appendf(nil, `{"provider":"stripe","stripe":{"api_key":%q}}`, benchStripeKey)
-	out, err := b.call(ctx, http.MethodPost, "/tokens/imports", body, http.StatusAccepted)
+	body := fmt.Appendf(nil, `{"provider":"stripe","stripe":{"api_key":%q}}`, stripeKey)
+	out, err := b.client.Call(ctx, http.MethodPost, "/tokens/imports", body, http.StatusAccepted)
 	var job importRecord
 	if err == nil {
 		err = json.Unmarshal(out, &job)
@@ -415,7 +337,7 @@ func (b *benchRun) importJob(ctx context.Context, progress io.Writer) loadResult
 	for err == nil && job.Status != "finished" && job.Status != "failed" && job.Status != "aborted" {
 		if time.Since(lastDraw) >= 250*time.Millisecond {
 			lastDraw = time.Now()
-			fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors", phaseImport,
+			fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors", PhaseImport,
 				job.Counts.Successes, job.Counts.Total, float64(job.Counts.Successes)/time.Since(start).Seconds(), job.Counts.Failures)
 		}
 		if time.Since(start) > importTimeout {
@@ -426,28 +348,28 @@ func (b *benchRun) importJob(ctx context.Context, progress io.Writer) loadResult
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-time.After(25 * time.Millisecond):
-			if out, err = b.call(ctx, http.MethodGet, "/tokens/imports/"+job.ID, nil, http.StatusOK); err == nil {
+			if out, err = b.client.Call(ctx, http.MethodGet, "/tokens/imports/"+job.ID, nil, http.StatusOK); err == nil {
 				err = json.Unmarshal(out, &job)
 			}
 		}
 	}
-	res.elapsed = time.Since(start)
-	res.requests, res.errors = job.Counts.Successes, job.Counts.Failures
-	fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors\n", phaseImport,
-		res.requests, job.Counts.Total, float64(res.requests)/res.elapsed.Seconds(), res.errors)
+	res.Elapsed = time.Since(start)
+	res.Requests, res.Errors = job.Counts.Successes, job.Counts.Failures
+	fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors\n", PhaseImport,
+		res.Requests, job.Counts.Total, float64(res.Requests)/res.Elapsed.Seconds(), res.Errors)
 	switch {
 	case err != nil:
-		res.errors++
-		res.firstErr = err
+		res.Errors++
+		res.FirstErr = err
 	case job.Status != "finished":
-		res.errors++
+		res.Errors++
 		reason := ""
 		if job.FailureReason != nil {
 			reason = ": " + *job.FailureReason
 		}
-		res.firstErr = fmt.Errorf("import %s%s", job.Status, reason)
+		res.FirstErr = fmt.Errorf("import %s%s", job.Status, reason)
 	case job.Counts.Failures > 0:
-		res.firstErr = fmt.Errorf("%d payment methods failed to import; GET /tokens/imports/%s/items?status=failed", job.Counts.Failures, job.ID)
+		res.FirstErr = fmt.Errorf("%d payment methods failed to import; GET /tokens/imports/%s/items?status=failed", job.Counts.Failures, job.ID)
 	}
 	return res
 }
@@ -462,7 +384,7 @@ func (b *benchRun) cpuProfile(ctx context.Context, phase string) {
 // Failures are reported on stderr: a profile is a diagnostic, not a result.
 func (b *benchRun) saveProfile(ctx context.Context, what, file string) {
 	err := func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.env.child.debugAddr+"/debug/pprof/"+what, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.env.debugAddr+"/debug/pprof/"+what, nil)
 		if err != nil {
 			return err
 		}

@@ -18,11 +18,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cardvault/cardvault/importer/webhook"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/postgres"
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
+	"github.com/cardvault/cardvault/webhook"
 )
 
 var dbURL string

@@ -1,32 +1,35 @@
-package main
+package bench
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/spf13/pflag"
 
+	"github.com/cardvault/cardvault/cmd/cardvault/internal/e2e"
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/importer/stripesim"
+	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres/pglocal"
 )
 
-// benchStripeKey is the secret key of the bench's simulated Stripe account.
-const benchStripeKey = "sk_test_cardvaultBench"
+// stripeKey is the secret key of the bench's simulated Stripe account.
+const stripeKey = "sk_test_cardvaultBench"
 
-// benchEnv is everything a bench run measures against. close undoes it.
-type benchEnv struct {
+// environment is everything a bench run measures against. close undoes it.
+type environment struct {
 	dbURL      string
 	pgVersion  string
 	durability string // the server's fsync and synchronous_commit settings
@@ -35,23 +38,24 @@ type benchEnv struct {
 	apiKey     string
 	pool       *pgxpool.Pool // the baselines' own pool, Concurrency connections
 	sim        *stripesim.Server
-	child      *vaultChild
+	child      *e2e.Vault
+	debugAddr  string // the vault's pprof listener, "" unless profiling
 	closers    []func()
 }
 
-// close releases what setupBench made, in reverse order.
-func (e *benchEnv) close() {
+// close releases what setup made, in reverse order.
+func (e *environment) close() {
 	for i := len(e.closers) - 1; i >= 0; i-- {
 		e.closers[i]()
 	}
 }
 
-// setupBench makes a fresh database with a provisioned tenant and API key,
-// the baseline table, a seeded Stripe simulator and a running vault child.
+// setup makes a fresh database with a provisioned tenant and API key, the
+// baseline table, a seeded Stripe simulator and a running vault child.
 // On error the returned env (if not nil) still needs close.
-func setupBench(ctx context.Context, o benchOptions, tmp string) (*benchEnv, error) {
-	e := &benchEnv{}
-	dbURL, drop, err := benchDatabase(ctx, o.DatabaseURL, tmp)
+func setup(ctx context.Context, o Options, tmp string) (*environment, error) {
+	e := &environment{}
+	dbURL, drop, err := database(ctx, o.DatabaseURL, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -65,26 +69,71 @@ func setupBench(ctx context.Context, o benchOptions, tmp string) (*benchEnv, err
 		return e, err
 	}
 	kekURI := "local://" + kekPath
-	if e.tenantID, e.apiKey, err = provisionBench(ctx, dbURL, kekURI); err != nil {
+	if e.tenantID, e.apiKey, err = o.Provision(ctx, dbURL, kekURI); err != nil {
 		return e, err
 	}
 	if err := e.openPool(ctx, o.Concurrency); err != nil {
 		return e, err
 	}
-	if e.sim, err = stripesim.Start("127.0.0.1:0", stripesim.Config{APIKeys: []string{benchStripeKey}}); err != nil {
+	if e.sim, err = stripesim.Start("127.0.0.1:0", stripesim.Config{APIKeys: []string{stripeKey}}); err != nil {
 		return e, err
 	}
 	e.closers = append(e.closers, func() { _ = e.sim.Close() })
 	e.sim.Seed(stripesim.SeedSpec{Customers: max(1, o.ImportCards/10), PaymentMethods: o.ImportCards, Seed: 1})
-	e.child, err = startVaultChild(ctx, o, childSettings{dbURL: dbURL, kekURI: kekURI, stripeBase: e.sim.URL()})
-	if e.child != nil {
-		e.closers = append(e.closers, e.child.stop)
+	return e, e.startVault(ctx, o, kekURI)
+}
+
+// startVault runs `cardvault serve` on a loopback port and waits until it
+// is ready. The child is configured only through its environment: the
+// bench's database and KEK, imports unthrottled against the simulator, no
+// per-key rate limit, and an in-flight cap above what the bench sends; its
+// public URL is its own address. The kernel sends it SIGTERM if the bench
+// dies.
+func (e *environment) startVault(ctx context.Context, o Options, kekURI string) error {
+	env := []string{
+		"VAULT_DATABASE_URL=" + e.dbURL,
+		"VAULT_KEK_URI=" + kekURI,
+		"VAULT_STRIPE_API_BASE=" + e.sim.URL(),
+		"VAULT_IMPORT_RATE=0",
+		"VAULT_IMPORT_CONCURRENCY=" + strconv.Itoa(o.ImportConcurrency),
+		"VAULT_RATE_LIMIT=0", // the per-key limit would measure the limiter, not the vault
+		"VAULT_MAX_INFLIGHT=" + strconv.Itoa(max(256, 2*o.Concurrency+o.ImportConcurrency)),
+		"VAULT_LOG_LEVEL=info",
 	}
-	return e, err
+	if o.Profile {
+		port, err := e2e.FreePort()
+		if err != nil {
+			return err
+		}
+		e.debugAddr = "127.0.0.1:" + strconv.Itoa(port)
+		env = append(env, "VAULT_DEBUG_LISTEN="+e.debugAddr)
+	}
+	cmd, err := childCommand(o)
+	if err != nil {
+		return err
+	}
+	e.child, err = e2e.StartVault(ctx, e2e.VaultOptions{Command: cmd, Env: env, LogPath: filepath.Join(o.Out, "vault.log"),
+		ParentDeathSignal: syscall.SIGTERM, StopGrace: o.StopGrace + 5*time.Second})
+	if e.child != nil {
+		e.closers = append(e.closers, e.child.Stop)
+	}
+	return err
+}
+
+// childCommand returns o's child command, or this executable's `serve`.
+func childCommand(o Options) (*exec.Cmd, error) {
+	if o.ChildCommand != nil {
+		return o.ChildCommand()
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return exec.Command(self, "serve"), nil
 }
 
 // describeServer records the server's version and durability settings.
-func (e *benchEnv) describeServer(ctx context.Context) error {
+func (e *environment) describeServer(ctx context.Context) error {
 	conn, err := pgx.Connect(ctx, e.dbURL)
 	if err != nil {
 		return fmt.Errorf("bench database: %w", err)
@@ -106,7 +155,7 @@ func (e *benchEnv) describeServer(ctx context.Context) error {
 // and 0 otherwise.
 func localPostmaster(ctx context.Context, conn *pgx.Conn) int {
 	host := conn.Config().Host
-	if !strings.HasPrefix(host, "/") && !isLoopbackHost(host) {
+	if !strings.HasPrefix(host, "/") && !vault.IsLoopbackHost(host) {
 		return 0
 	}
 	var backend int
@@ -117,7 +166,7 @@ func localPostmaster(ctx context.Context, conn *pgx.Conn) int {
 	if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
 		return 0
 	}
-	parent, err := procParent(backend)
+	parent, err := e2e.ParentPID(backend)
 	if err != nil {
 		return 0
 	}
@@ -126,7 +175,7 @@ func localPostmaster(ctx context.Context, conn *pgx.Conn) int {
 
 // openPool opens the baselines' pool and creates bench_tokens, a copy of the
 // tokens table with the same columns, checks and indexes.
-func (e *benchEnv) openPool(ctx context.Context, conns int) error {
+func (e *environment) openPool(ctx context.Context, conns int) error {
 	cfg, err := pgxpool.ParseConfig(e.dbURL)
 	if err != nil {
 		return err
@@ -140,32 +189,11 @@ func (e *benchEnv) openPool(ctx context.Context, conns int) error {
 	return err
 }
 
-// provisionBench migrates the database and makes the tenant and all-scope
-// API key the vault child serves, with the code `cardvault dev` uses.
-func provisionBench(ctx context.Context, dbURL, kekURI string) (uuid.UUID, string, error) {
-	var raw rawConfig
-	raw.bindServer(pflag.NewFlagSet("bench", pflag.ContinueOnError))
-	raw.databaseURL, raw.kekURI, raw.listen = dbURL, kekURI, "127.0.0.1:0"
-	cfg, err := raw.parse(true)
-	if err != nil {
-		return uuid.Nil, "", err
-	}
-	if err := migrate(ctx, dbURL); err != nil {
-		return uuid.Nil, "", err
-	}
-	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return uuid.Nil, "", err
-	}
-	defer a.Close()
-	return devKey(ctx, a.svc)
-}
-
-// benchDatabase creates a fresh database named cardvault_bench_<hex> on the
+// database creates a fresh database named cardvault_bench_<hex> on the
 // server adminURL names, or on a private server started under tmp when
 // adminURL is "". It returns the database's URL and a func that drops it
 // (and stops the private server, removing its files).
-func benchDatabase(ctx context.Context, adminURL, tmp string) (string, func(), error) {
+func database(ctx context.Context, adminURL, tmp string) (string, func(), error) {
 	stop := func() {}
 	if adminURL == "" {
 		logf, err := os.Create(filepath.Join(tmp, "postgres.log"))
@@ -184,7 +212,7 @@ func benchDatabase(ctx context.Context, adminURL, tmp string) (string, func(), e
 			logf.Close()
 		}
 	}
-	name, dbURL, err := benchDatabaseURL(adminURL)
+	name, dbURL, err := databaseURL(adminURL)
 	if err != nil {
 		stop()
 		return "", nil, err
@@ -204,8 +232,8 @@ func benchDatabase(ctx context.Context, adminURL, tmp string) (string, func(), e
 	return dbURL, drop, nil
 }
 
-// benchDatabaseURL returns a fresh database name and adminURL pointing at it.
-func benchDatabaseURL(adminURL string) (string, string, error) {
+// databaseURL returns a fresh database name and adminURL pointing at it.
+func databaseURL(adminURL string) (string, string, error) {
 	u, err := url.Parse(adminURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return "", "", fmt.Errorf("--database-url must be a postgres:// URL")

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"encoding/csv"
@@ -12,22 +12,24 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cardvault/cardvault/cmd/cardvault/internal/e2e"
 )
 
-// benchReport is a run's result, printed as a table and written as
-// bench.json and bench.csv.
-type benchReport struct {
-	Machine        benchMachine  `json:"machine"`
-	Config         benchConfig   `json:"config"`
-	Phases         []benchPhase  `json:"phases"`
-	Ratios         []benchRatio  `json:"ratios"`
-	Targets        []benchTarget `json:"targets"`
+// Report is a run's result, printed as a table and written as bench.json
+// and bench.csv.
+type Report struct {
+	Machine        Machine       `json:"machine"`
+	Config         Config        `json:"config"`
+	Phases         []PhaseResult `json:"phases"`
+	Ratios         []Ratio       `json:"ratios"`
+	Targets        []Target      `json:"targets"`
 	VaultRSSPeakMB float64       `json:"vault_rss_peak_mb"`
 	Time           string        `json:"time"`
 }
 
-// benchMachine describes where the run happened.
-type benchMachine struct {
+// Machine describes where the run happened.
+type Machine struct {
 	CPUs       int     `json:"cpus"`
 	MemTotalGB float64 `json:"mem_total_gb"`
 	OS         string  `json:"os"`
@@ -36,8 +38,8 @@ type benchMachine struct {
 	Durability string  `json:"durability"`
 }
 
-// benchConfig is how the run was made.
-type benchConfig struct {
+// Config is how the run was made.
+type Config struct {
 	Concurrency       int     `json:"concurrency"`
 	PhaseSeconds      float64 `json:"phase_seconds"`
 	WarmupSeconds     float64 `json:"warmup_seconds"`
@@ -46,9 +48,9 @@ type benchConfig struct {
 	VaultSettings     string  `json:"vault_settings"`
 }
 
-// benchPhase is one phase's measurements. Latencies are of whole requests
+// PhaseResult is one phase's measurements. Latencies are of whole requests
 // as the client saw them; the import phase has none (its unit is items).
-type benchPhase struct {
+type PhaseResult struct {
 	Name          string   `json:"phase"`
 	Unit          string   `json:"unit"`
 	Requests      int64    `json:"requests"`
@@ -70,25 +72,27 @@ type benchPhase struct {
 	FirstError    string  `json:"first_error,omitempty"`
 }
 
-// benchRatio compares a vault phase with its reference.
-type benchRatio struct {
+// Ratio compares a vault phase with its reference.
+type Ratio struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
 }
 
-// benchTarget is one target of issue 6 and whether the run met it.
-type benchTarget struct {
+// Target is one of the vault's performance targets and whether the run
+// met it.
+type Target struct {
 	Name string `json:"name"`
 	Want string `json:"want"`
 	Got  string `json:"got"`
 	Pass bool   `json:"pass"`
 }
 
-func newBenchReport(env *benchEnv, o benchOptions) *benchReport {
-	return &benchReport{
-		Machine: benchMachine{CPUs: runtime.NumCPU(), MemTotalGB: round1(memTotalGB()), OS: runtime.GOOS + "/" + runtime.GOARCH,
+// newReport returns the report's header: the machine and the options.
+func newReport(env *environment, o Options) *Report {
+	return &Report{
+		Machine: Machine{CPUs: runtime.NumCPU(), MemTotalGB: round1(e2e.MemTotalGB()), OS: runtime.GOOS + "/" + runtime.GOARCH,
 			Go: runtime.Version(), PostgreSQL: env.pgVersion, Durability: env.durability},
-		Config: benchConfig{Concurrency: o.Concurrency, PhaseSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(), ImportCards: o.ImportCards,
+		Config: Config{Concurrency: o.Concurrency, PhaseSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(), ImportCards: o.ImportCards,
 			ImportConcurrency: o.ImportConcurrency,
 			VaultSettings: "VAULT_RATE_LIMIT=0 (no per-key limit), VAULT_MAX_INFLIGHT above the bench's concurrency, " +
 				"VAULT_IMPORT_RATE=0 (unthrottled), VAULT_LOG_LEVEL=info (access log to vault.log)"},
@@ -96,35 +100,36 @@ func newBenchReport(env *benchEnv, o benchOptions) *benchReport {
 	}
 }
 
-func newBenchPhase(name string, r loadResult) benchPhase {
-	p := benchPhase{Name: name, Unit: "requests", Requests: r.requests, Errors: r.errors, Seconds: round3(r.elapsed.Seconds())}
-	if name == phaseImport {
+// newPhaseResult returns a phase's load figures.
+func newPhaseResult(name string, r e2e.Result) PhaseResult {
+	p := PhaseResult{Name: name, Unit: "requests", Requests: r.Requests, Errors: r.Errors, Seconds: round3(r.Elapsed.Seconds())}
+	if name == PhaseImport {
 		p.Unit = "items"
 	}
-	if r.elapsed > 0 {
-		p.RPS = round1(float64(r.requests) / r.elapsed.Seconds())
+	if r.Elapsed > 0 {
+		p.RPS = round1(float64(r.Requests) / r.Elapsed.Seconds())
 	}
 	ms := func(d time.Duration) float64 { return round3(float64(d) / float64(time.Millisecond)) }
-	p.P50Ms, p.P95Ms = ms(percentile(r.latencies, 0.50)), ms(percentile(r.latencies, 0.95))
-	p.P99Ms, p.MaxMs = ms(percentile(r.latencies, 0.99)), ms(percentile(r.latencies, 1))
-	if r.firstErr != nil {
-		p.FirstError = r.firstErr.Error()
+	p.P50Ms, p.P95Ms = ms(e2e.Percentile(r.Latencies, 0.50)), ms(e2e.Percentile(r.Latencies, 0.95))
+	p.P99Ms, p.MaxMs = ms(e2e.Percentile(r.Latencies, 0.99)), ms(e2e.Percentile(r.Latencies, 1))
+	if r.FirstErr != nil {
+		p.FirstError = r.FirstErr.Error()
 	}
 	return p
 }
 
-// phase returns the named phase, or a zero one.
-func (r *benchReport) phase(name string) benchPhase {
+// Phase returns the named phase, or a zero one.
+func (r *Report) Phase(name string) PhaseResult {
 	for _, p := range r.Phases {
 		if p.Name == name {
 			return p
 		}
 	}
-	return benchPhase{Name: name}
+	return PhaseResult{Name: name}
 }
 
 // totalErrors sums the errors of every phase.
-func (r *benchReport) totalErrors() int64 {
+func (r *Report) totalErrors() int64 {
 	var n int64
 	for _, p := range r.Phases {
 		n += p.Errors
@@ -133,49 +138,49 @@ func (r *benchReport) totalErrors() int64 {
 }
 
 // finish computes the ratios, the peak RSS and the targets.
-func (r *benchReport) finish(child *vaultChild) {
+func (r *Report) finish(child *e2e.Vault) {
 	ratio := func(a, b string) float64 {
-		if d := r.phase(b).RPS; d > 0 {
-			return round3(r.phase(a).RPS / d)
+		if d := r.Phase(b).RPS; d > 0 {
+			return round3(r.Phase(a).RPS / d)
 		}
 		return 0
 	}
-	r.Ratios = []benchRatio{
-		{"tokenize/baseline-insert", ratio(phaseTokenize, phaseBaselineInsert)},
-		{"read/baseline-select", ratio(phaseRead, phaseBaselineSelect)},
-		{"detokenize/baseline-select", ratio(phaseDetokenize, phaseBaselineSelect)},
-		{"import/tokenize", ratio(phaseImport, phaseTokenize)},
-		{"baseline-http/baseline-select", ratio(phaseBaselineHTTP, phaseBaselineSelect)},
-		{"read/baseline-http", ratio(phaseRead, phaseBaselineHTTP)},
-		{"detokenize/baseline-http", ratio(phaseDetokenize, phaseBaselineHTTP)},
+	r.Ratios = []Ratio{
+		{"tokenize/baseline-insert", ratio(PhaseTokenize, PhaseBaselineInsert)},
+		{"read/baseline-select", ratio(PhaseRead, PhaseBaselineSelect)},
+		{"detokenize/baseline-select", ratio(PhaseDetokenize, PhaseBaselineSelect)},
+		{"import/tokenize", ratio(PhaseImport, PhaseTokenize)},
+		{"baseline-http/baseline-select", ratio(PhaseBaselineHTTP, PhaseBaselineSelect)},
+		{"read/baseline-http", ratio(PhaseRead, PhaseBaselineHTTP)},
+		{"detokenize/baseline-http", ratio(PhaseDetokenize, PhaseBaselineHTTP)},
 	}
-	hwm, _ := child.peakRSS()
+	hwm, _ := child.PeakRSS()
 	r.VaultRSSPeakMB = round1(hwm)
 	for _, p := range r.Phases {
 		r.VaultRSSPeakMB = max(r.VaultRSSPeakMB, p.VaultRSSPeakMB)
 	}
-	atLeast := func(name string, got, want float64) benchTarget {
-		return benchTarget{name, "≥ " + fmtNum(want), fmtNum(got), got >= want}
+	atLeast := func(name string, got, want float64) Target {
+		return Target{name, "≥ " + fmtNum(want), fmtNum(got), got >= want}
 	}
-	atMost := func(name string, got, want float64, unit string) benchTarget {
-		return benchTarget{name, "≤ " + fmtNum(want) + unit, fmtNum(got) + unit, got <= want}
+	atMost := func(name string, got, want float64, unit string) Target {
+		return Target{name, "≤ " + fmtNum(want) + unit, fmtNum(got) + unit, got <= want}
 	}
 	errs := r.totalErrors()
-	r.Targets = []benchTarget{
-		atLeast("tokenize ≥ 0.6 × baseline-insert", ratio(phaseTokenize, phaseBaselineInsert), 0.6),
-		atMost("tokenize p99", r.phase(phaseTokenize).P99Ms, 25, " ms"),
-		atLeast("read ≥ 0.6 × baseline-select", ratio(phaseRead, phaseBaselineSelect), 0.6),
-		atLeast("detokenize ≥ 0.5 × baseline-select", ratio(phaseDetokenize, phaseBaselineSelect), 0.5),
-		atMost("read p99", r.phase(phaseRead).P99Ms, 10, " ms"),
-		atMost("detokenize p99", r.phase(phaseDetokenize).P99Ms, 10, " ms"),
+	r.Targets = []Target{
+		atLeast("tokenize ≥ 0.6 × baseline-insert", ratio(PhaseTokenize, PhaseBaselineInsert), 0.6),
+		atMost("tokenize p99", r.Phase(PhaseTokenize).P99Ms, 25, " ms"),
+		atLeast("read ≥ 0.6 × baseline-select", ratio(PhaseRead, PhaseBaselineSelect), 0.6),
+		atLeast("detokenize ≥ 0.5 × baseline-select", ratio(PhaseDetokenize, PhaseBaselineSelect), 0.5),
+		atMost("read p99", r.Phase(PhaseRead).P99Ms, 10, " ms"),
+		atMost("detokenize p99", r.Phase(PhaseDetokenize).P99Ms, 10, " ms"),
 		{"zero errors in every phase", "0", strconv.FormatInt(errs, 10), errs == 0},
 		atMost("vault peak RSS", r.VaultRSSPeakMB, 150, " MB"),
-		atLeast("import ≥ 0.3 × tokenize", ratio(phaseImport, phaseTokenize), 0.3),
+		atLeast("import ≥ 0.3 × tokenize", ratio(PhaseImport, PhaseTokenize), 0.3),
 	}
 }
 
 // printReport writes the table, the ratios and the targets.
-func printReport(w io.Writer, r *benchReport) {
+func printReport(w io.Writer, r *Report) {
 	m := r.Machine
 	fmt.Fprintf(w, "\ncardvault bench — %d CPUs, %.1f GB RAM, %s, %s, PostgreSQL %s (%s); concurrency %d, %gs per phase after %gs of warm-up\n\n",
 		m.CPUs, m.MemTotalGB, m.OS, m.Go, m.PostgreSQL, m.Durability, r.Config.Concurrency, r.Config.PhaseSeconds, r.Config.WarmupSeconds)
@@ -196,7 +201,7 @@ func printReport(w io.Writer, r *benchReport) {
 	for _, q := range r.Ratios {
 		fmt.Fprintf(w, "  %-30s %s\n", q.Name, fmtNum(q.Value))
 	}
-	fmt.Fprintln(w, "\ntargets (issue 6):")
+	fmt.Fprintln(w, "\ntargets:")
 	for _, t := range r.Targets {
 		verdict := "PASS"
 		if !t.Pass {
@@ -213,7 +218,7 @@ func printReport(w io.Writer, r *benchReport) {
 }
 
 // writeReport writes bench.json and bench.csv into dir.
-func writeReport(dir string, r *benchReport) error {
+func writeReport(dir string, r *Report) error {
 	js, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err

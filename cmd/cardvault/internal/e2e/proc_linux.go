@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -15,8 +15,9 @@ import (
 // 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// procCPUSeconds returns utime+stime of process pid from /proc/<pid>/stat.
-func procCPUSeconds(pid int) (float64, error) {
+// CPUSeconds returns utime+stime of process pid from /proc/<pid>/stat, or
+// an error when the process is gone or the file cannot be parsed.
+func CPUSeconds(pid int) (float64, error) {
 	f, err := procStatFields(pid)
 	if err != nil {
 		return 0, err
@@ -29,8 +30,9 @@ func procCPUSeconds(pid int) (float64, error) {
 	return float64(utime+stime) / clockTicks, nil
 }
 
-// procMemKB returns field (VmRSS, VmHWM, …) of /proc/<pid>/status in kB.
-func procMemKB(pid int, field string) (int64, error) {
+// MemKB returns field (VmRSS, VmHWM, …) of /proc/<pid>/status in kB, or
+// an error when the process is gone or has no such field.
+func MemKB(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -48,13 +50,14 @@ func procMemKB(pid int, field string) (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
 
-// setChildAttr makes the kernel stop the vault child when the bench dies.
-func setChildAttr(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+// setParentDeathSignal makes the kernel send sig to the child when the
+// thread that started it dies.
+func setParentDeathSignal(cmd *exec.Cmd, sig syscall.Signal) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: sig}
 }
 
-// memTotalGB returns the machine's memory from /proc/meminfo, or 0.
-func memTotalGB() float64 {
+// MemTotalGB returns the machine's memory from /proc/meminfo, or 0.
+func MemTotalGB() float64 {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return 0
@@ -68,8 +71,9 @@ func memTotalGB() float64 {
 	return 0
 }
 
-// procParent returns the parent pid of process pid.
-func procParent(pid int) (int, error) {
+// ParentPID returns the parent pid of process pid, or an error when the
+// process is gone.
+func ParentPID(pid int) (int, error) {
 	f, err := procStatFields(pid)
 	if err != nil {
 		return 0, err
@@ -95,10 +99,11 @@ func procStatFields(pid int) ([]string, error) {
 	return f, nil
 }
 
-// procTreeCPUSeconds returns the CPU time of process root and of its
-// living children: a PostgreSQL server's postmaster and backends.
-func procTreeCPUSeconds(root int) (float64, error) {
-	total, err := procCPUSeconds(root)
+// TreeCPUSeconds returns the CPU time of process root and of its living
+// children (a PostgreSQL server's postmaster and backends), or an error
+// when root is gone.
+func TreeCPUSeconds(root int) (float64, error) {
+	total, err := CPUSeconds(root)
 	if err != nil {
 		return 0, err
 	}
@@ -115,7 +120,7 @@ func procTreeCPUSeconds(root int) (float64, error) {
 		if err != nil || f[1] != strconv.Itoa(root) {
 			continue
 		}
-		if s, err := procCPUSeconds(pid); err == nil {
+		if s, err := CPUSeconds(pid); err == nil {
 			total += s
 		}
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/cardvault/cardvault/importer/webhook"
+	"github.com/cardvault/cardvault/webhook"
 )
 
 func TestSignAndVerify(t *testing.T) {

@@ -1,0 +1,131 @@
+// Package bench is `cardvault bench`: it measures tokenize, read, detokenize
+// and import through the real vault, run as a child process, against
+// PostgreSQL's own durable insert and point select on the same machine, and
+// reports the ratios and the targets.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Options configure a bench run.
+type Options struct {
+	// DatabaseURL names a server to create the bench database on (a
+	// postgres:// URL of a role that may create databases); "" starts a
+	// private server in a temporary directory.
+	DatabaseURL string
+	// Concurrency is how many requests are in flight in each phase.
+	Concurrency int
+	// Duration is how long each timed phase is measured.
+	Duration time.Duration
+	// Warmup is how long each timed phase runs before it is measured.
+	Warmup time.Duration
+	// Out is the folder bench.json, bench.csv, vault.log (and profiles) go to.
+	Out string
+	// ImportCards is how many payment methods the import phase imports.
+	ImportCards int
+	// ImportConcurrency is the vault's VAULT_IMPORT_CONCURRENCY; 0 means
+	// Concurrency (at most 256), so that the import has as many requests in
+	// flight as the tokenize phase it is compared with.
+	ImportConcurrency int
+	// Profile captures CPU profiles of the vault during the HTTP phases,
+	// through its --debug-listen pprof listener, into Out.
+	Profile bool
+	// Report receives the result table; Progress the progress lines.
+	Report, Progress io.Writer
+	// Provision migrates the database at dbURL and makes the tenant and the
+	// every-scope API key the vault serves, with the root KEK at kekURI.
+	Provision func(ctx context.Context, dbURL, kekURI string) (tenantID uuid.UUID, apiKey string, err error)
+	// StopGrace is how long the vault gets to exit after SIGTERM.
+	StopGrace time.Duration
+	// ChildCommand returns the command that runs `cardvault serve`; nil
+	// means this executable. Tests run the test binary instead.
+	ChildCommand func() (*exec.Cmd, error)
+	// SkipSettle skips waiting for the vault and PostgreSQL to go idle
+	// after each phase (tests).
+	SkipSettle bool
+}
+
+// withDefaults fills ImportConcurrency.
+func (o Options) withDefaults() Options {
+	if o.ImportConcurrency == 0 {
+		o.ImportConcurrency = min(o.Concurrency, 256)
+	}
+	return o
+}
+
+// Validate returns every out-of-range option at once, named by its flag.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Concurrency < 1 || o.Concurrency > 1024 {
+		errs = append(errs, fmt.Errorf("--concurrency %d must be between 1 and 1024", o.Concurrency))
+	}
+	if o.Duration < 100*time.Millisecond || o.Duration > time.Hour {
+		errs = append(errs, fmt.Errorf("--duration %s must be between 100ms and 1h", o.Duration))
+	}
+	if o.Warmup < 0 || o.Warmup > time.Hour {
+		errs = append(errs, fmt.Errorf("--warmup %s must be between 0 and 1h", o.Warmup))
+	}
+	if o.ImportCards < 1 || o.ImportCards > 1_000_000 {
+		errs = append(errs, fmt.Errorf("--import-cards %d must be between 1 and 1000000", o.ImportCards))
+	}
+	if o.ImportConcurrency < 1 || o.ImportConcurrency > 256 {
+		errs = append(errs, fmt.Errorf("--import-concurrency %d must be between 1 and 256", o.ImportConcurrency))
+	}
+	if o.Out == "" {
+		errs = append(errs, errors.New("--out must name a folder"))
+	}
+	return errors.Join(errs...)
+}
+
+// ErrRequests is returned when the bench ran but some requests failed.
+var ErrRequests = errors.New("bench: some requests failed (see the errors column and vault.log)")
+
+// Run sets up the database, the vault child and the Stripe simulator, runs
+// the seven phases, reports, and tears everything down. It returns the
+// options' validation error, an error when setup fails, or ErrRequests when
+// any request failed.
+func Run(ctx context.Context, o Options) error {
+	o = o.withDefaults()
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "cardvault-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	fmt.Fprintln(o.Progress, "bench: preparing a fresh database, a vault child process and a Stripe simulator …")
+	env, err := setup(ctx, o, tmp)
+	if env != nil {
+		defer env.close()
+	}
+	if err != nil {
+		return err
+	}
+	rep, err := runPhases(ctx, env, o)
+	if err != nil {
+		return err
+	}
+	printReport(o.Report, rep)
+	if err := writeReport(o.Out, rep); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Report, "\nwrote %s and %s\n", filepath.Join(o.Out, "bench.json"), filepath.Join(o.Out, "bench.csv"))
+	if rep.totalErrors() > 0 {
+		return ErrRequests
+	}
+	return nil
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/cardvault/cardvault/importer"
+	"github.com/cardvault/cardvault/internal/loop"
+	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/webhook"
+)
+
+// How often the background loops of a serving process run; the key refresh
+// interval is configured (VAULT_KEY_REFRESH, defaultKeyRefresh when unset).
+const (
+	defaultKeyRefresh = 2 * time.Second
+	cvcSweep          = time.Minute      // destroy expired CVCs
+	keyJobPoll        = 2 * time.Second  // look for key jobs (re-encryption) to run
+	auditChain        = time.Second      // link new audit rows into their chains
+	auditPrune        = time.Hour        // prune audit rows past the retention
+	idempotencySweep  = 10 * time.Minute // delete expired idempotency keys
+)
+
+// backgroundLoops lists every loop a serving process runs besides answering
+// HTTP. runBackground starts them.
+func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger) []loop.Loop {
+	owner := workerName()
+	keyRefresh := cmp.Or(cfg.KeyRefresh, defaultKeyRefresh)
+	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
+	deliverer := webhook.NewDeliverer(svc, webhook.NewHTTPClient(webhook.DefaultTimeout), log, owner)
+	return []loop.Loop{
+		loop.Every(log, "key refresh", keyRefresh, svc.RefreshKeys),
+		loop.Every(log, "cvc sweep", cvcSweep, count(log, "expired CVCs destroyed", svc.PurgeExpiredCVCs)),
+		loop.Every(log, "key jobs", keyJobPoll, func(ctx context.Context) error { return svc.RunKeyJobs(ctx, owner) }),
+		loop.Every(log, "audit chain", auditChain, func(ctx context.Context) error { _, err := svc.TryChainAudit(ctx); return err }),
+		loop.Every(log, "audit prune", auditPrune, func(ctx context.Context) error {
+			_, err := svc.PruneAudit(ctx, retention)
+			return err
+		}),
+		loop.Every(log, "idempotency sweep", idempotencySweep, count(log, "expired idempotency keys deleted", svc.PruneIdempotencyKeys)),
+		{Name: "imports", Run: imports.Run},
+		{Name: "webhooks", Run: deliverer.Run},
+	}
+}
+
+// runBackground starts the background loops and returns stop, which stops
+// them all, waits for them, then flushes the key usage one last time. serve
+// calls it after the HTTP server has drained.
+func runBackground(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger) (stop func()) {
+	stopLoops := loop.Start(backgroundLoops(svc, imports, cfg, log)...)
+	return func() {
+		stopLoops()
+		flushKeyUsage(svc, log)
+	}
+}
+
+// count adapts a pass that counts what it did to a loop tick that logs the
+// count when it is not zero.
+func count(log *slog.Logger, what string, pass func(context.Context) (int64, error)) func(context.Context) error {
+	return func(ctx context.Context) error {
+		n, err := pass(ctx)
+		if n > 0 {
+			log.Info(what, "count", n)
+		}
+		return err
+	}
+}
+
+// flushKeyUsage writes this process's last encryption counts on the way out.
+func flushKeyUsage(svc *postgres.Service, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := svc.FlushKeyUsage(ctx); err != nil {
+		log.Error("flushing key usage", "error", err)
+	}
+}
