@@ -23,10 +23,11 @@ func Operator(tenantID uuid.UUID) Actor {
 	return Actor{TenantID: tenantID, ClientAddr: "cli"}
 }
 
-// Can reports whether the actor holds scope.
+// Can reports whether the actor holds scope, or a scope that implies it
+// (see impliedScopes).
 func (a Actor) Can(scope Scope) bool {
 	for _, s := range a.Scopes {
-		if s == scope {
+		if s == scope || implies(s, scope) {
 			return true
 		}
 	}

@@ -78,6 +78,16 @@ const (
 	CodeKEKMismatch               = "kek_mismatch"                // the root KEK answers but cannot open a tenant's keysets: they are wrapped by another KEK (503, no retry)
 	CodeKEKUnavailable            = "kek_unavailable"             // the root KEK cannot be reached; retry later (503)
 	CodeServiceUnavailable        = "service_unavailable"         // a dependency is down; retry later (503)
+
+	// Forwarding (POST /v1/forwarding/requests answers Stripe's own codes).
+	CodeParameterMissing        = "parameter_missing"                          // a required parameter left out (400)
+	CodeInvalidForm             = "invalid_form"                               // the body is not valid form encoding (400)
+	CodeInvalidDestination      = "invalid_destination"                        // a forwarding destination's setting is unacceptable (422)
+	CodeTooManyDestinations     = "too_many_destinations"                      // the tenant has the most forwarding destinations allowed (409)
+	CodeForwardInvalidParameter = "forwarding_api_invalid_parameter"           // a forward's parameter is unacceptable, or its url not allowed (400)
+	CodeForwardConnectionError  = "forwarding_api_upstream_connection_error"   // the destination could not be reached (502)
+	CodeForwardTimeout          = "forwarding_api_upstream_connection_timeout" // the destination did not answer in time (504)
+	CodeForwardUpstreamError    = "forwarding_api_upstream_error"              // the destination's answer is unusable (502)
 )
 
 // InvalidCursor returns the KindBadRequest error (parameter_invalid, param

@@ -22,6 +22,24 @@ const (
 	ScopeForwardingManage Scope = "forwarding:manage"
 )
 
+// impliedScopes are the scopes each scope grants besides itself: whoever
+// may forward cards or manage the allow-list may read the forwarding
+// records and destinations (never the other way round).
+var impliedScopes = map[Scope][]Scope{
+	ScopeTokensForward:    {ScopeForwardingRead},
+	ScopeForwardingManage: {ScopeForwardingRead},
+}
+
+// implies reports whether holding scope grants want.
+func implies(scope, want Scope) bool {
+	for _, s := range impliedScopes[scope] {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
 // The audited forwarding actions.
 const (
 	ActionTokenForward      Action = "token.forward"
@@ -32,14 +50,6 @@ const (
 	ActionForwardingRead    Action = "forwarding.request.read"
 	ActionForwardingList    Action = "forwarding.request.list"
 	ActionForwardingPrune   Action = "forwarding.request.prune"
-)
-
-// Stripe's error codes of the forwarding API, which cardvault answers too.
-const (
-	CodeForwardInvalidParameter = "forwarding_api_invalid_parameter"
-	CodeForwardConnectionError  = "forwarding_api_upstream_connection_error"
-	CodeForwardTimeout          = "forwarding_api_upstream_connection_timeout"
-	CodeForwardUpstreamError    = "forwarding_api_upstream_error"
 )
 
 // DefaultForwardRetention is how long forwarding requests are kept when no
@@ -172,12 +182,12 @@ type ForwardingRequest struct {
 // ListForwardingParams filters and pages a listing of forwarding requests,
 // newest first.
 type ListForwardingParams struct {
-	// CreatedGT, CreatedGTE, CreatedLT and CreatedLTE bound the creation
-	// time when set.
-	CreatedGT, CreatedGTE, CreatedLT, CreatedLTE *time.Time
-	Limit                                        int    // 1–100
-	StartingAfter                                string // the last id of the previous page
-	EndingBefore                                 string // the first id of the next page
+	// CreatedFrom (inclusive) and CreatedUntil (exclusive) bound the
+	// creation time when set.
+	CreatedFrom, CreatedUntil *time.Time
+	Limit                     int    // 1–100
+	StartingAfter             string // the last id of the previous page: older records
+	EndingBefore              string // the first id of the next page: newer records
 }
 
 // ForwardingPage is one page of forwarding requests, newest first.
