@@ -44,6 +44,11 @@ type config struct {
 	Limits httpapi.Limits
 	// DebugListen is the loopback address of the pprof listener; "" is off.
 	DebugListen string
+	// EgressAllowLoopback admits loopback forwarding destinations, over
+	// plain http too: development and tests only.
+	EgressAllowLoopback bool
+	// ForwardRetention is how long forwarding records are kept.
+	ForwardRetention time.Duration
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -56,6 +61,7 @@ type rawConfig struct {
 	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
 	auditRetention                                                          string
 	debugListen                                                             string
+	egressAllowLoopback, forwardRetention                                   string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 }
@@ -78,6 +84,8 @@ func (r *rawConfig) bindServer(fs *pflag.FlagSet) {
 	r.imp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
+	fs.StringVar(&r.egressAllowLoopback, "egress-allow-loopback", envOr("VAULT_EGRESS_ALLOW_LOOPBACK", "false"), "let forwards go to loopback destinations, over plain http too: development and tests only (env VAULT_EGRESS_ALLOW_LOOPBACK)")
+	fs.StringVar(&r.forwardRetention, "forward-retention", envOr("VAULT_FORWARD_RETENTION", "30d"), "how long forwarding records are kept, e.g. 30d (env VAULT_FORWARD_RETENTION)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", "1h"), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
@@ -137,6 +145,12 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	}
 	if cfg.KeyCacheTTL, err = time.ParseDuration(r.keyCacheTTL); err != nil || cfg.KeyCacheTTL < time.Second || cfg.KeyCacheTTL > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("VAULT_KEY_CACHE_TTL %q must be a duration between 1s and 24h, e.g. 1h", r.keyCacheTTL))
+	}
+	if cfg.EgressAllowLoopback, err = strconv.ParseBool(r.egressAllowLoopback); err != nil {
+		errs = append(errs, fmt.Errorf("VAULT_EGRESS_ALLOW_LOOPBACK %q must be true or false", r.egressAllowLoopback))
+	}
+	if cfg.ForwardRetention, err = parseDays(r.forwardRetention); err != nil || cfg.ForwardRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_FORWARD_RETENTION %q must be at least 1h, e.g. 30d", r.forwardRetention))
 	}
 	var importErrs []error
 	cfg.Import, importErrs = r.imp.parse()

@@ -22,6 +22,7 @@ const (
 	auditChain        = time.Second      // link new audit rows into their chains
 	auditPrune        = time.Hour        // prune audit rows past the retention
 	idempotencySweep  = 10 * time.Minute // delete expired idempotency keys
+	forwardPrune      = time.Hour        // prune forwarding records past the retention
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
@@ -41,6 +42,9 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 			return err
 		}),
 		loop.Every(log, "idempotency sweep", idempotencySweep, count(log, "expired idempotency keys deleted", svc.PruneIdempotencyKeys)),
+		loop.Every(log, "forwarding prune", forwardPrune, count(log, "forwarding records pruned", func(ctx context.Context) (int64, error) {
+			return svc.PruneForwardingRequests(ctx, cfg.ForwardRetention)
+		})),
 		{Name: "imports", Run: imports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
 	}

@@ -32,6 +32,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newDevCmd(), newMigrateCmd(), newKEKCmd(), newTenantCmd(), newAPIKeyCmd(), newKeysCmd())
-	root.AddCommand(newAuditCmd(), newImportCmd(), newBenchCmd())
+	root.AddCommand(newAuditCmd(), newImportCmd(), newForwardingCmd(), newBenchCmd())
 	return root
 }
