@@ -2,12 +2,21 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,3 +415,63 @@ func TestForwardingRequestsArePrunedAfterTheRetentionAndListedByPage(t *testing.
 }
 
 var _ vault.Forwarding = (*postgres.Service)(nil)
+
+// clientCertPEM returns a CA pool and a client certificate it signed
+// (common name cn), with its private key, both PEM.
+func clientCertPEM(t *testing.T, cn string) (*x509.CertPool, string, string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	caCert, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return pool, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+}
+
+func TestAForwardPresentsTheDestinationsSealedClientCertificate(t *testing.T) {
+	pool, certPEM, keyPEM := clientCertPEM(t, "merchant-at-psp")
+	var seen atomic.Value
+	dest := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.TLS.PeerCertificates[0].Subject.CommonName)
+		w.WriteHeader(http.StatusOK)
+	}))
+	dest.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	dest.StartTLS()
+	t.Cleanup(dest.Close)
+	e := newForwardEnv(t, dest)
+	ctx := context.Background()
+	e.tokenize(t, visa("pm_mtls"))
+	d, err := e.svc.CreateDestination(ctx, e.actor, vault.DestinationInput{URL: dest.URL + "/mtls/cde-import", Preset: "stripe_own_vault",
+		ClientCertificatePEM: certPEM, ClientKeyPEM: card.NewSecret(keyPEM)})
+	require.NoError(t, err)
+	assert.True(t, d.HasClientCert)
+	e.ownVaultDestination(t, dest.URL+"/plain/cde-import")
+
+	rec, err := e.forward(t, "pm_mtls", dest.URL+"/mtls/cde-import", "", "card_number")
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, rec.Response.Status)
+	assert.Equal(t, "merchant-at-psp", seen.Load(), "the destination saw the client certificate")
+	_, err = e.forward(t, "pm_mtls", dest.URL+"/plain/cde-import", "", "card_number")
+	assert.Equal(t, vault.CodeForwardConnectionError, vault.AsError(err).Code, "without the certificate the handshake fails")
+
+	var certCT []byte
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT client_cert_ct FROM forwarding_destinations WHERE id = $1`, d.ID).Scan(&certCT))
+	assert.NotContains(t, string(certCT), "PRIVATE KEY", "the key is sealed")
+	require.NoError(t, e.svc.DeleteDestination(ctx, e.actor, d.ID))
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT client_cert_ct FROM forwarding_destinations WHERE id = $1`, d.ID).Scan(&certCT))
+	assert.Nil(t, certCT, "a removed destination keeps no secret")
+}
