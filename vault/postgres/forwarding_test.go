@@ -204,6 +204,9 @@ func TestForwardRefusesWhatItMayNotSend(t *testing.T) {
 		{"unknown payment method", e.actor, "pm_nobody", dest.URL + "/cde-import", vault.KindNotFound, "resource_missing"},
 		{"another tenant's token", other, "pm_refused", dest.URL + "/cde-import", vault.KindNotFound, "resource_missing"},
 		{"card number as payment method", e.actor, "4242424242424242", dest.URL + "/cde-import", vault.KindBadRequest, "sensitive_data"},
+		{"token id whose digits pass for a card number", e.actor, "42424242-4242-4242-4242-424242424242", dest.URL + "/cde-import", vault.KindNotFound, "resource_missing"},
+		{"URL naming such an id", e.actor, "pm_refused", dest.URL + "/cde-import/42424242-4242-4242-4242-424242424242", vault.KindBadRequest, vault.CodeForwardInvalidParameter},
+		{"card number in the URL", e.actor, "pm_refused", dest.URL + "/cde-import?pan=4242424242424242", vault.KindBadRequest, "sensitive_data"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.svc.Forward(context.Background(), tc.a, vault.ForwardInput{PaymentMethod: tc.pm, URL: tc.url,
@@ -217,7 +220,7 @@ func TestForwardRefusesWhatItMayNotSend(t *testing.T) {
 	var denied int
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events
 		WHERE tenant_id = $1 AND action = 'token.forward' AND outcome = 'denied'`, e.actor.TenantID).Scan(&denied))
-	assert.Equal(t, 2, denied, "each refused URL is audited")
+	assert.Equal(t, 3, denied, "each URL off the allow-list is audited")
 }
 
 func TestConcurrentForwardsSendTheCVCOnce(t *testing.T) {
