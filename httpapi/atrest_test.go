@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -49,8 +52,15 @@ func forbidden(secret string, short bool) []string {
 }
 
 func TestNoCardDataAtRestOrInLogs(t *testing.T) {
-	ts := newTestServer(t)
+	echo := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body) // the destination echoes the card, as a careless one may
+		w.Header().Set("X-Echo", string(b))
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(echo.Close)
+	ts := newTestServer(t, forwardingTo(5*time.Second, echo))
 	key := ts.key(t)
+	ts.addDestination(t, key, `{"url":"`+echo.URL+`/cde-import","preset":"stripe_own_vault"}`)
 	cvcs := []string{"7391", "846"}
 	const name = "Quentin Zyxwerth"
 	var secrets []string
@@ -61,6 +71,10 @@ func TestNoCardDataAtRestOrInLogs(t *testing.T) {
 		res := ts.do(t, http.MethodPost, "/cde-import", key, body, "User-Agent", "Stripe")
 		require.Equal(t, http.StatusCreated, res.status, "%s: %s", c.Description, res.body)
 		id := res.json(t)["id"].(string)
+		if i%2 == 0 { // forwarded, the CVC with it, and echoed back
+			fwd := ts.postForm(t, "/v1/forwarding/requests", key, forwardForm(id, echo.URL+"/cde-import"))
+			require.Equal(t, http.StatusOK, fwd.status, "%s: %s", c.Description, fwd.body)
+		}
 		if i%3 == 0 {
 			require.Equal(t, http.StatusOK, ts.do(t, http.MethodPost, "/tokens/"+id+"/detokenize", key, "").status)
 		}
@@ -78,6 +92,8 @@ func TestNoCardDataAtRestOrInLogs(t *testing.T) {
 
 	dump, log := dumpAll(t), ts.log.String()
 	require.Contains(t, dump, "token.reveal", "the dump covers the audit trail")
+	require.Contains(t, dump, "fwdreq_", "the dump covers the forwarding records")
+	require.Contains(t, dump, "fwddst_", "and the destinations")
 	require.Contains(t, log, `"status":422`, "the log covers the error paths")
 	for _, s := range secrets {
 		assert.NotContains(t, dump, s, "database dump")

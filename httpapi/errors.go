@@ -39,6 +39,8 @@ var classes = map[vault.Kind]errorClass{
 	vault.KindRateLimited:     {http.StatusTooManyRequests, "invalid_request_error", false}, // Retry-After set by the limiter
 	vault.KindUnavailable:     {http.StatusServiceUnavailable, "api_error", true},
 	vault.KindMisconfigured:   {http.StatusServiceUnavailable, "api_error", false},
+	vault.KindUpstream:        {http.StatusBadGateway, "api_error", false},
+	vault.KindUpstreamTimeout: {http.StatusGatewayTimeout, "api_error", false},
 	vault.KindInternal:        {http.StatusInternalServerError, "api_error", false},
 }
 

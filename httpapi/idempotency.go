@@ -36,9 +36,12 @@ const endClaimTimeout = 5 * time.Second
 //
 // The answers of routes needing tokens:reveal hold card data and are never
 // kept: such a request holds its key only while it runs, so a retry runs
-// (and is audited) again. Requests without the header cost one map lookup.
+// (and is audited) again. Nor are a forward's (tokens:forward): the vault
+// keeps its record sealed and replays it to a retry with the same key
+// itself (vault.Forwarding), so here the key is only held while the
+// forward runs. Requests without the header cost one map lookup.
 func (s *Server) idempotent(scope vault.Scope) echo.MiddlewareFunc {
-	storable := scope != vault.ScopeTokensReveal
+	storable := scope != vault.ScopeTokensReveal && scope != vault.ScopeTokensForward
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			req := c.Request()

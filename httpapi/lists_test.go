@@ -1,7 +1,9 @@
 package httpapi_test
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,11 +25,13 @@ func errorOf(t *testing.T, res response) map[string]any {
 // that name them.
 type tenantFixture struct {
 	key, token, importJob, keyJob string
+	destination, forward          string
 	auditEvent                    int64
 }
 
 // newTenantFixture makes a tenant with two tokens, an import job, a
-// webhook, a key job and audit events.
+// webhook, a key job, a forwarding destination and forward, and audit
+// events.
 func newTenantFixture(t *testing.T, ts *testServer) tenantFixture {
 	t.Helper()
 	f := tenantFixture{key: ts.key(t)}
@@ -44,10 +48,25 @@ func newTenantFixture(t *testing.T, ts *testServer) tenantFixture {
 	job := ts.do(t, http.MethodPost, "/keys/reencrypt", f.key, "")
 	require.Equal(t, http.StatusAccepted, job.status, "body: %s", job.body)
 	f.keyJob = job.json(t)["id"].(string)
+	f.destination, f.forward = fixtureForward(t, ts, f.key)
 	events := ts.do(t, http.MethodGet, "/audit-events?limit=1", f.key, "").json(t)["data"].([]any)
 	require.NotEmpty(t, events)
 	f.auditEvent = int64(events[0].(map[string]any)["id"].(float64))
 	return f
+}
+
+// fixtureForward adds a loopback destination that answers 200 and forwards
+// the fixture's card there once; it returns the destination's and the
+// forward's ids.
+func fixtureForward(t *testing.T, ts *testServer, key string) (string, string) {
+	t.Helper()
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(w, r.Body) }))
+	t.Cleanup(dest.Close)
+	id := ts.addDestination(t, key, `{"url":"`+dest.URL+`/cde-import","preset":"stripe_own_vault"}`)
+	res := ts.do(t, http.MethodPost, "/v1/forwarding/requests", key, `{"payment_method":"pm_fixture_1","url":"`+dest.URL+
+		`/cde-import","replacements":["card_number"],"request":{"body":"{\"card\":{\"number\":\"\"}}"}}`)
+	require.Equal(t, http.StatusOK, res.status, "body: %s", res.body)
+	return id, res.json(t)["id"].(string)
 }
 
 // listRoute is one list of the API and a cursor that names one of its
@@ -64,6 +83,7 @@ func (f tenantFixture) lists() []listRoute {
 		{"/tokens/imports", f.importJob, false},
 		{"/tokens/imports/" + f.importJob + "/items", "1", true},
 		{"/webhook/deliveries", "1", true},
+		{"/v1/forwarding/requests", f.forward, false},
 	}
 }
 
@@ -138,6 +158,9 @@ func TestEveryListAnswersOneShapeAndRefusesBadPagingAlike(t *testing.T) {
 	}
 	t.Run("ending_before is not taken", func(t *testing.T) {
 		for _, l := range f.lists() {
+			if l.path == "/v1/forwarding/requests" {
+				continue // Stripe's ForwardingRequest list takes it, as stripe-go sends it
+			}
 			res := ts.do(t, http.MethodGet, l.path+"?ending_before="+l.cursor, f.key, "")
 			require.Equal(t, http.StatusBadRequest, res.status, "%s: %s", l.path, res.body)
 			assert.Equal(t, "parameter_unknown", errorOf(t, res)["code"], l.path)

@@ -54,11 +54,18 @@ type testServer struct {
 	log   *lockedBuffer
 }
 
-func newTestServer(t *testing.T) *testServer {
+// newTestServer starts the test server, which may forward to loopback
+// destinations over plain http; each opt adjusts the service's options
+// (an egress client trusting TLS test servers, say).
+func newTestServer(t *testing.T, opts ...func(*vaulttest.Options)) *testServer {
 	t.Helper()
 	ts := &testServer{clock: vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)), log: &lockedBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(ts.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ts.svc = vaulttest.NewService(t, dbURL, vaulttest.Options{Now: ts.clock.Now, Logger: logger})
+	o := vaulttest.Options{Now: ts.clock.Now, Logger: logger, Egress: vaulttest.LoopbackEgress(5 * time.Second), AllowLoopback: true}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ts.svc = vaulttest.NewService(t, dbURL, o)
 	ts.serve(t, httpapi.New(ts.svc, logger))
 	return ts
 }

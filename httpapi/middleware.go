@@ -5,10 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/cardvault/cardvault/forwarding"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -49,10 +52,20 @@ func requestID(c echo.Context) string {
 // hold requests until the write timeout.
 const RequestDeadline = 15 * time.Second
 
-// withDeadline gives every request's context RequestDeadline.
+// ForwardDeadline bounds a forward: the longest destination timeout and
+// RequestDeadline for the vault's own work around it. The exchange itself
+// and the recording of its outcome run to their end even past it.
+const ForwardDeadline = forwarding.MaxTimeout + RequestDeadline
+
+// withDeadline gives every request's context RequestDeadline, and a
+// forward's ForwardDeadline.
 func withDeadline(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), RequestDeadline)
+		deadline := RequestDeadline
+		if c.Path() == forwardPath && c.Request().Method == http.MethodPost {
+			deadline = ForwardDeadline
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), deadline)
 		defer cancel()
 		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)
@@ -89,18 +102,36 @@ func withAccessLog(log *slog.Logger) echo.MiddlewareFunc {
 	}
 }
 
-// authenticate resolves the X-API-Key header (any case) to an actor, or
+// authenticate resolves the request's API key (see apiKey) to an actor, or
 // answers 401.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		a, err := s.svc.Authenticate(req.Context(), req.Header.Get("X-API-Key"), requestID(c), c.RealIP())
+		a, err := s.svc.Authenticate(req.Context(), apiKey(req), requestID(c), c.RealIP())
 		if err != nil {
 			return err
 		}
 		c.Set(ctxActor, a)
 		return next(c)
 	}
+}
+
+// apiKey returns the API key a request presents: the X-API-Key header (any
+// case), else the Authorization header as Stripe's clients send it, a
+// Bearer token (stripe-go) or Basic credentials whose user name is the key
+// (curl -u KEY:). It returns "" when there is none.
+func apiKey(req *http.Request) string {
+	if k := req.Header.Get("X-API-Key"); k != "" {
+		return k
+	}
+	auth := req.Header.Get("Authorization")
+	if scheme, token, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	if user, _, ok := req.BasicAuth(); ok {
+		return user
+	}
+	return ""
 }
 
 // require answers 403 unless the authenticated actor holds scope.

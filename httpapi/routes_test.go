@@ -170,7 +170,8 @@ func TestHEADAnswersLikeGETWithoutABody(t *testing.T) {
 	ts := newTestServer(t)
 	f := newTenantFixture(t, ts)
 	ids := map[string]string{"/tokens/:id": f.token, "/tokens/imports/:id": f.importJob,
-		"/tokens/imports/:id/items": f.importJob, "/keys/jobs/:id": f.keyJob}
+		"/tokens/imports/:id/items": f.importJob, "/keys/jobs/:id": f.keyJob,
+		"/forwarding/destinations/:id": f.destination, "/v1/forwarding/requests/:id": f.forward}
 	for _, r := range ts.routes(t) {
 		if r.Method != http.MethodGet {
 			continue

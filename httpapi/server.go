@@ -22,6 +22,7 @@ type Service interface {
 	vault.Webhooks
 	vault.Keys
 	vault.AuditLog
+	vault.Forwarding
 	vault.APIKeys
 	vault.Idempotency
 	vault.Health
@@ -110,6 +111,15 @@ func (s *Server) routeTable() []route {
 		{del, "/webhook", s.deleteWebhook, vault.ScopeWebhooksManage, false, nil},
 		{get, "/webhook/deliveries", s.listWebhookDeliveries, vault.ScopeWebhooksManage, false, listQuery()},
 
+		{post, "/forwarding/destinations", s.createDestination, vault.ScopeForwardingManage, false, nil},
+		{get, "/forwarding/destinations", s.listDestinations, vault.ScopeForwardingRead, false, nil},
+		{get, "/forwarding/destinations/:id", s.getDestination, vault.ScopeForwardingRead, false, nil},
+		{del, "/forwarding/destinations/:id", s.deleteDestination, vault.ScopeForwardingManage, false, nil},
+		{get, "/forwarding/presets", s.listPresets, vault.ScopeForwardingRead, false, nil},
+		{post, forwardPath, s.createForward, vault.ScopeTokensForward, false, nil},
+		{get, forwardPath, s.listForwards, vault.ScopeForwardingRead, false, listQuery(forwardListFilters...)},
+		{get, forwardPath + "/:id", s.getForward, vault.ScopeForwardingRead, false, nil},
+
 		{get, "/keys", s.keyStatus, vault.ScopeKeysManage, true, nil},
 		{post, "/keys/rotate", s.rotateKey, vault.ScopeKeysManage, true, nil},
 		{post, "/keys/reencrypt", s.startReencrypt, vault.ScopeKeysManage, true, nil},
@@ -143,6 +153,11 @@ func (s *Server) middleware(r route) []echo.MiddlewareFunc {
 	}
 	return s.auth(r.scope, r.query)
 }
+
+// forwardPath is Stripe's path of the ForwardingRequest API, which the
+// vault serves under the same name so that a Stripe client changes only
+// its base URL.
+const forwardPath = "/v1/forwarding/requests"
 
 // auth is the middleware of an API route: the client address's
 // failed-authentication budget, a valid API key within its rate limit,

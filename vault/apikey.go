@@ -23,10 +23,11 @@ func Operator(tenantID uuid.UUID) Actor {
 	return Actor{TenantID: tenantID, ClientAddr: "cli"}
 }
 
-// Can reports whether the actor holds scope.
+// Can reports whether the actor holds scope, or a scope that implies it
+// (see impliedScopes).
 func (a Actor) Can(scope Scope) bool {
 	for _, s := range a.Scopes {
-		if s == scope {
+		if s == scope || implies(s, scope) {
 			return true
 		}
 	}
@@ -56,7 +57,8 @@ const (
 
 // AllScopes lists every scope, in a stable order.
 var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRead, ScopeTokensReveal, ScopeTokensDelete,
-	ScopeAuditRead, ScopeKeysManage, ScopeImportsWrite, ScopeImportsRead, ScopeWebhooksManage, ScopeTokensSearch}
+	ScopeAuditRead, ScopeKeysManage, ScopeImportsWrite, ScopeImportsRead, ScopeWebhooksManage, ScopeTokensSearch,
+	ScopeTokensForward, ScopeForwardingRead, ScopeForwardingManage}
 
 // ParseScopes parses a comma-separated scope list. It returns a KindInvalid
 // error naming the first unknown scope, or when the list is empty.

@@ -24,6 +24,8 @@ const (
 	KindRateLimited     Kind = "rate_limited"     // over the caller's request budget; retry later (429)
 	KindUnavailable     Kind = "unavailable"      // a dependency is down; retryable (503)
 	KindMisconfigured   Kind = "misconfigured"    // the server's configuration cannot serve it; an operator must act, a retry will not help (503)
+	KindUpstream        Kind = "upstream"         // a destination the vault sends to gave no usable answer (502)
+	KindUpstreamTimeout Kind = "upstream_timeout" // a destination the vault sends to did not answer in time (504)
 	KindInternal        Kind = "internal"         // a bug or an unexpected failure (500)
 )
 
@@ -83,6 +85,15 @@ const (
 	CodeKEKMismatch               = "kek_mismatch"                // the root KEK answers but cannot open a tenant's keysets: they are wrapped by another KEK (503, no retry)
 	CodeKEKUnavailable            = "kek_unavailable"             // the root KEK cannot be reached; retry later (503)
 	CodeServiceUnavailable        = "service_unavailable"         // a dependency is down; retry later (503)
+
+	// Forwarding (POST /v1/forwarding/requests answers Stripe's own codes).
+	CodeInvalidForm             = "invalid_form"                               // the body is not valid form encoding (400)
+	CodeInvalidDestination      = "invalid_destination"                        // a forwarding destination's setting is unacceptable (422)
+	CodeTooManyDestinations     = "too_many_destinations"                      // the tenant has the most forwarding destinations allowed (409)
+	CodeForwardInvalidParameter = "forwarding_api_invalid_parameter"           // a forward's parameter is unacceptable, or its url not allowed (400)
+	CodeForwardConnectionError  = "forwarding_api_upstream_connection_error"   // the destination could not be reached (502)
+	CodeForwardTimeout          = "forwarding_api_upstream_connection_timeout" // the destination did not answer in time (504)
+	CodeForwardUpstreamError    = "forwarding_api_upstream_error"              // the destination's answer is unusable (502)
 )
 
 // InvalidCursor returns the KindBadRequest error (parameter_invalid, param

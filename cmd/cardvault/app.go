@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/egress"
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/migrations"
 	"github.com/cardvault/cardvault/vault"
@@ -55,7 +56,11 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 		return nil, errOpenKEK("root KEK", "VAULT_KEK_URI (--kek-uri)", cfg.KEKURI, err)
 	}
 	kekNoticeFrom(ctx).warn(log, cfg.KEKURI)
-	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log})
+	if cfg.EgressAllowLoopback {
+		log.Warn("VAULT_EGRESS_ALLOW_LOOPBACK is on: forwards may go to loopback destinations over plain http; development and tests only")
+	}
+	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log,
+		Egress: egress.New(egress.Config{AllowLoopback: cfg.EgressAllowLoopback}), AllowLoopback: cfg.EgressAllowLoopback})
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -49,6 +49,11 @@ type config struct {
 	DebugListen string
 	// Console serves the operator console at /console.
 	Console bool
+	// EgressAllowLoopback admits loopback forwarding destinations, over
+	// plain http too: development and tests only.
+	EgressAllowLoopback bool
+	// ForwardRetention is how long forwarding records are kept.
+	ForwardRetention time.Duration
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -64,6 +69,7 @@ type rawConfig struct {
 	auditRetention                                                          string
 	debugListen                                                             string
 	console                                                                 string
+	egressAllowLoopback, forwardRetention                                   string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
@@ -108,6 +114,12 @@ func (r *rawConfig) bindKeyRefresh(fs *pflag.FlagSet) {
 	fs.StringVar(&r.keyRefresh, "key-refresh", envOr("VAULT_KEY_REFRESH", defaultKeyRefresh), "how often to pick up keys rotated elsewhere (env VAULT_KEY_REFRESH)")
 }
 
+// bindEgress binds --egress-allow-loopback, which lets forwards (and a
+// destination being added) go to loopback hosts.
+func (r *rawConfig) bindEgress(fs *pflag.FlagSet) {
+	fs.StringVar(&r.egressAllowLoopback, "egress-allow-loopback", envOr("VAULT_EGRESS_ALLOW_LOOPBACK", "false"), "let forwards go to loopback destinations, over plain http too: development and tests only (env VAULT_EGRESS_ALLOW_LOOPBACK)")
+}
+
 // bindServer binds every flag of a serving process (serve), each
 // defaulting to its env variable.
 func (r *rawConfig) bindServer(fs *pflag.FlagSet) { r.bindServing(fs, defaultListen) }
@@ -124,6 +136,8 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	r.imp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
+	r.bindEgress(fs)
+	fs.StringVar(&r.forwardRetention, "forward-retention", envOr("VAULT_FORWARD_RETENTION", "30d"), "how long forwarding records are kept, e.g. 30d (env VAULT_FORWARD_RETENTION)")
 	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", defaultKeyCacheTTL), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
@@ -179,6 +193,10 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	if r.serving {
 		errs = append(errs, r.parseServing(&cfg)...)
 	}
+	var err error
+	if cfg.EgressAllowLoopback, err = strconv.ParseBool(orDefault(r.egressAllowLoopback, "false")); err != nil {
+		errs = append(errs, fmt.Errorf("VAULT_EGRESS_ALLOW_LOOPBACK %q must be true or false", r.egressAllowLoopback))
+	}
 	var tlsErrs []error
 	cfg.TLS, tlsErrs = r.parseTLS()
 	errs = append(errs, tlsErrs...)
@@ -228,6 +246,10 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 		cfg.Console = r.console == "on"
 	default:
 		errs = append(errs, fmt.Errorf("VAULT_CONSOLE %q must be on or off", r.console))
+	}
+	forwardRetention := orDefault(r.forwardRetention, "30d")
+	if cfg.ForwardRetention, err = parseDays(forwardRetention); err != nil || cfg.ForwardRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_FORWARD_RETENTION %q must be at least 1h, e.g. 30d", forwardRetention))
 	}
 	return errs
 }

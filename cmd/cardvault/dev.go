@@ -89,6 +89,7 @@ func runDev(ctx context.Context, raw *rawConfig, dir string, simCards int, out i
 			return err
 		}
 	}
+	raw.egressAllowLoopback = "true" // forwards to a local echo destination or a second local vault
 	if simCards > 0 {
 		sim, err := startDevStripe(simCards)
 		if err != nil {

@@ -15,11 +15,13 @@ import (
 // off by the timeouts; the in-flight cap and the rate limits (rawLimits)
 // bound the work the vault accepts.
 const (
-	readHeaderTimeout = 5 * time.Second   // the request line and headers
-	readTimeout       = 15 * time.Second  // the whole request, body included
-	writeTimeout      = 30 * time.Second  // from the end of the headers to the end of the answer
-	idleTimeout       = 120 * time.Second // a kept-alive connection between requests
-	maxHeaderBytes    = 32 << 10          // request headers, all together
+	readHeaderTimeout = 5 * time.Second  // the request line and headers
+	readTimeout       = 15 * time.Second // the whole request, body included
+	// writeTimeout runs from the end of the headers to the end of the
+	// answer: a forward may wait a destination's longest timeout (60 s).
+	writeTimeout   = httpapi.ForwardDeadline + 5*time.Second
+	idleTimeout    = 120 * time.Second // a kept-alive connection between requests
+	maxHeaderBytes = 32 << 10          // request headers, all together
 )
 
 // rawLimits holds the unparsed request budgets bound to flags.

@@ -24,6 +24,7 @@ const (
 	auditPrune         = time.Hour        // prune audit rows past the retention
 	idempotencySweep   = 10 * time.Minute // delete expired idempotency keys
 	sessionSweep       = 10 * time.Minute // delete ended console sessions
+	forwardPrune       = time.Hour        // prune forwarding records past the retention
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
@@ -44,6 +45,9 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 		}),
 		loop.Every(log, "idempotency sweep", idempotencySweep, count(log, "expired idempotency keys deleted", svc.PruneIdempotencyKeys)),
 		loop.Every(log, "console session sweep", sessionSweep, count(log, "ended console sessions deleted", svc.PruneConsoleSessions)),
+		loop.Every(log, "forwarding prune", forwardPrune, count(log, "forwarding records pruned", func(ctx context.Context) (int64, error) {
+			return svc.PruneForwardingRequests(ctx, cfg.ForwardRetention)
+		})),
 		{Name: "imports", Run: imports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
 	}

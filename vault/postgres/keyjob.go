@@ -130,6 +130,9 @@ func (s *Service) runReencrypt(ctx context.Context, owner string, job vault.KeyJ
 			return err
 		}
 		if left == 0 {
+			if _, err := s.resealForwarding(ctx, job.TenantID, tk); err != nil {
+				return err
+			}
 			if err := s.resealSideRows(ctx, job.TenantID, tk); err != nil {
 				return err
 			}
@@ -141,9 +144,10 @@ func (s *Service) runReencrypt(ctx context.Context, owner string, job vault.KeyJ
 	}
 }
 
-// resealSideRows re-seals what besides tokens the tenant keeps under its
-// data keyset — the webhook secret and undelivered token events, active
-// import jobs' credentials — under the primary key, in one transaction.
+// resealSideRows re-seals what besides tokens (and forwarding rows, see
+// resealForwarding) the tenant keeps under its data keyset — the webhook
+// secret and undelivered token events, active import jobs' credentials —
+// under the primary key, in one transaction.
 func (s *Service) resealSideRows(ctx context.Context, tenantID uuid.UUID, tk *tenantKeys) error {
 	return s.inTx(ctx, "key job", func(tx pgx.Tx) error {
 		if _, err := s.resealWebhookRows(ctx, tx, tenantID, tk); err != nil {

@@ -109,7 +109,7 @@ func (s *Service) recordKeyState(ctx context.Context, q querier, tenantID uuid.U
 func releaseSealingKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) error {
 	_, err := q.Exec(ctx, `DELETE FROM tenant_sealing_keys WHERE tenant_id = $1 AND key_id = $2`, tenantID, int64(keyID))
 	if isSealingKeyViolation(err) {
-		return keyInUse(keyID, "tokens or the webhook secret")
+		return keyInUse(keyID, "tokens, the webhook secret or forwarding records")
 	}
 	if err != nil {
 		return err
@@ -188,15 +188,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// sideRowsUnderKey counts the tenant's webhook rows and active import jobs
-// sealed with keyID.
+// sideRowsUnderKey counts the tenant's webhook rows, active import jobs and
+// forwarding rows sealed with keyID.
 func (s *Service) sideRowsUnderKey(ctx context.Context, tenantID uuid.UUID, keyID uint32) (int64, error) {
 	hooks, err := webhookRowsUnderKey(ctx, s.db, tenantID, keyID)
 	if err != nil {
 		return 0, dbError(err, "webhook")
 	}
 	imports, err := importCredentialsUnderKey(ctx, s.db, tenantID, keyID)
-	return hooks + imports, dbError(err, "import")
+	if err != nil {
+		return 0, dbError(err, "import")
+	}
+	forwards, err := forwardingRowsUnderKey(ctx, s.db, tenantID, keyID)
+	return hooks + imports + forwards, dbError(err, "forwarding request")
 }
 
 // RetireDataKey disables a data key that is not primary; with destroy it
@@ -230,7 +234,7 @@ func (s *Service) RetireDataKey(ctx context.Context, a vault.Actor, keyID uint32
 	}
 	if n > 0 {
 		return vault.Errorf(vault.KindConflict, vault.CodeKeyInUse,
-			"key %d still protects the webhook secret, %d pending events or an import's credentials: re-encrypt first (cardvault keys reencrypt)", keyID, n)
+			"key %d still protects %d rows (the webhook secret, pending events, an import's credentials or forwarding records): re-encrypt first (cardvault keys reencrypt)", keyID, n)
 	}
 	_, err = s.editKeyset(ctx, a, crypto.PurposeData, func(h *keyset.Handle) (*keyset.Handle, keyChange, error) {
 		state, ok := keyState(h, keyID)

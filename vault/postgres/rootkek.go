@@ -101,8 +101,9 @@ func (s *Service) rewrap(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, pur
 }
 
 // DestroyTenant crypto-shreds a tenant: its keysets are deleted, so its
-// ciphertexts (and any backup of them) can never be opened again; its tokens
-// are deleted, its API keys revoked and the tenant marked destroyed, in one
+// ciphertexts (and any backup of them) can never be opened again; its tokens,
+// forwarding destinations and forwarding records are deleted, its API keys
+// revoked and the tenant marked destroyed, in one
 // transaction. The audit trail stays. It returns how many tokens were
 // destroyed, or KindNotFound for an unknown or already destroyed tenant.
 func (s *Service) DestroyTenant(ctx context.Context, tenantID uuid.UUID) (int64, error) {
@@ -124,6 +125,8 @@ func (s *Service) DestroyTenant(ctx context.Context, tenantID uuid.UUID) (int64,
 			`UPDATE tenant_key_versions SET state = 'destroyed', destroyed_at = $2 WHERE tenant_id = $1 AND state <> 'destroyed'`,
 			`UPDATE tenants SET destroyed_at = $2 WHERE id = $1`,
 			`DELETE FROM webhooks WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
+			`DELETE FROM forwarding_requests WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
+			`DELETE FROM forwarding_destinations WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
 			`UPDATE webhook_events SET given_up_at = $2 WHERE tenant_id = $1 AND delivered_at IS NULL AND given_up_at IS NULL`,
 			`UPDATE import_jobs SET status = 'aborted', failure_reason = 'tenant destroyed', provider_key_ct = NULL,
 			        forward_key_ct = NULL, lease_owner = NULL, lease_until = NULL, finished_at = $2, updated_at = $2

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tink-crypto/tink-go/v2/tink"
+
+	"github.com/cardvault/cardvault/egress"
 )
 
 // DefaultCVCTTL is how long an unrevealed CVC is kept when Config.CVCTTL is 0.
@@ -26,6 +28,12 @@ type Config struct {
 	// KeyCacheTTL is how long unwrapped tenant keys serve before they are
 	// unwrapped again through the KEK; DefaultKeyCacheTTL when 0.
 	KeyCacheTTL time.Duration
+	// Egress is the client every forward goes out through;
+	// egress.New(egress.Config{AllowLoopback: AllowLoopback}) when nil.
+	Egress *egress.Client
+	// AllowLoopback admits loopback forwarding destinations (localhost,
+	// 127.0.0.0/8, [::1], over plain http too): development and tests only.
+	AllowLoopback bool
 }
 
 // DefaultLeaseTTL is how long a key job lease lasts without renewal.
@@ -50,6 +58,10 @@ type Service struct {
 	reads, reveals lookupBatch
 	// newTokens commits concurrent new tokens together (token_batch.go).
 	newTokens newTokenBatch
+	// egress sends forwards; allowLoopback admits loopback destinations
+	// (forwarding.go).
+	egress        *egress.Client
+	allowLoopback bool
 }
 
 // NewService returns a Service for cfg, or an error when a required part is
@@ -58,7 +70,11 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Pool == nil || cfg.KEK == nil {
 		return nil, errors.New("vault: Config.Pool and Config.KEK are required")
 	}
-	s := &Service{db: cfg.Pool, now: cfg.Now, cvcTTL: cfg.CVCTTL, log: cfg.Logger}
+	s := &Service{db: cfg.Pool, now: cfg.Now, cvcTTL: cfg.CVCTTL, log: cfg.Logger,
+		egress: cfg.Egress, allowLoopback: cfg.AllowLoopback}
+	if s.egress == nil {
+		s.egress = egress.New(egress.Config{AllowLoopback: cfg.AllowLoopback})
+	}
 	s.reads.limit = readBatchesInFlight
 	if s.now == nil {
 		s.now = time.Now

@@ -2,9 +2,11 @@ package vaulttest
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/egress"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres"
 )
@@ -53,6 +56,10 @@ type Options struct {
 	Now    func() time.Time
 	CVCTTL time.Duration
 	Logger *slog.Logger
+	// Egress is the client forwards go out through (see LoopbackEgress);
+	// AllowLoopback admits loopback forwarding destinations.
+	Egress        *egress.Client
+	AllowLoopback bool
 }
 
 // NewService returns a postgres.Service on a new pool to dbURL, closed when tb
@@ -69,7 +76,8 @@ func NewService(tb testing.TB, dbURL string, o Options) *postgres.Service {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	svc, err := postgres.NewService(postgres.Config{Pool: Pool(tb, dbURL), KEK: o.KEK, Now: o.Now, CVCTTL: o.CVCTTL, Logger: o.Logger})
+	svc, err := postgres.NewService(postgres.Config{Pool: Pool(tb, dbURL), KEK: o.KEK, Now: o.Now, CVCTTL: o.CVCTTL, Logger: o.Logger,
+		Egress: o.Egress, AllowLoopback: o.AllowLoopback})
 	if err != nil {
 		tb.Fatalf("vaulttest: service: %v", err)
 	}
@@ -187,4 +195,17 @@ func LuhnNumber(prefix string, length, i int) string {
 		sum += d
 	}
 	return body + string(rune('0'+(10-sum%10)%10))
+}
+
+// LoopbackEgress returns an egress client that admits loopback destinations
+// and trusts the certificates of the given TLS test servers (and nothing
+// else), with timeout as its default exchange timeout (egress's when 0).
+func LoopbackEgress(timeout time.Duration, servers ...*httptest.Server) *egress.Client {
+	roots := x509.NewCertPool()
+	for _, srv := range servers {
+		if c := srv.Certificate(); c != nil {
+			roots.AddCert(c)
+		}
+	}
+	return egress.New(egress.Config{AllowLoopback: true, RootCAs: roots, Timeout: timeout})
 }
