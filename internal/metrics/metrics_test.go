@@ -114,7 +114,7 @@ func TestRecordingAllocatesNothing(t *testing.T) {
 	w, f := metrics.NewWebhooks(reg), metrics.NewForwards(reg, 0)
 	table := h.Routes([]metrics.Pattern{{Method: "GET", Path: "/tokens/:id"}})
 	table.Lookup("GET", "/tokens/:id").Observe(200, time.Millisecond) // the first request of a code resolves it
-	f.ForwardObserved("dst_1", metrics.ForwardOK, time.Millisecond)  // the first forward resolves the destination
+	f.ForwardObserved("dst_1", metrics.ForwardOK, time.Millisecond)   // the first forward resolves the destination
 	sizes := s.BatchSizes(metrics.BatchTokenRead)
 	calls := map[string]func(){
 		"request":     func() { h.Start(); table.Lookup("GET", "/tokens/:id").Observe(200, time.Millisecond); h.Done() },
@@ -228,7 +228,7 @@ func TestRootKEKCallsAreCountedByOperationAndOutcome(t *testing.T) {
 		`cardvault_root_kek_calls_total{op="decrypt",outcome="error"}`: 1,
 		`cardvault_root_kek_calls_total{op="encrypt",outcome="error"}`: 0,
 		`cardvault_root_kek_call_duration_seconds_count{op="decrypt"}`: 2,
-		`cardvault_root_kek_up`:                                        0,
+		`cardvault_root_kek_up`: 0,
 	} {
 		assert.Equal(t, want, counterValue(t, out, series), series)
 	}
