@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"log/slog"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -71,21 +70,26 @@ func withHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// withAccessLog logs one line per request: method, route, status, latency
-// and request id. Bodies and query strings are never logged.
-func withAccessLog(log *slog.Logger) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			start := time.Now()
-			err := next(c)
-			if err != nil {
-				c.Error(err)
-			}
-			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
-				"route", c.Path(), "status", c.Response().Status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000)
-			return nil
+// accessLog logs one line per request: method, route, status, latency
+// and request id, and records the request in the metrics (WithMetrics):
+// its route pattern, never its URL. Bodies and query strings are never
+// logged.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		s.metrics.Start()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
 		}
+		elapsed := time.Since(start)
+		s.metrics.Done()
+		req, status := c.Request(), c.Response().Status
+		s.routeMetrics.Lookup(req.Method, c.Path()).Observe(status, elapsed)
+		s.log.Info("request", "request_id", requestID(c), "method", req.Method,
+			"route", c.Path(), "status", status,
+			"duration_ms", float64(elapsed.Microseconds())/1000)
+		return nil
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tink-crypto/tink-go/v2/tink"
+
+	"github.com/cardvault/cardvault/internal/metrics"
 )
 
 // DefaultCVCTTL is how long an unrevealed CVC is kept when Config.CVCTTL is 0.
@@ -26,6 +28,9 @@ type Config struct {
 	// KeyCacheTTL is how long unwrapped tenant keys serve before they are
 	// unwrapped again through the KEK; DefaultKeyCacheTTL when 0.
 	KeyCacheTTL time.Duration
+	// Metrics records group commits, the tenant key cache, root KEK calls,
+	// CVC sweeps and re-encryption; nil records nothing.
+	Metrics *metrics.Store
 }
 
 // DefaultLeaseTTL is how long a key job lease lasts without renewal.
@@ -50,6 +55,7 @@ type Service struct {
 	reads, reveals lookupBatch
 	// newTokens commits concurrent new tokens together (token_batch.go).
 	newTokens newTokenBatch
+	metrics   *metrics.Store // nil without metrics
 }
 
 // NewService returns a Service for cfg, or an error when a required part is
@@ -72,8 +78,18 @@ func NewService(cfg Config) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.keys = newKeyring(cfg.Pool, cfg.KEK, cfg.KeyCacheTTL, s.clock)
+	s.keys = newKeyring(cfg.Pool, cfg.Metrics.CountKEK(cfg.KEK), cfg.KeyCacheTTL, s.clock)
+	s.setMetrics(cfg.Metrics)
 	return s, nil
+}
+
+// setMetrics hands m to the parts of s that record.
+func (s *Service) setMetrics(m *metrics.Store) {
+	s.metrics, s.keys.metrics = m, m
+	s.newTokens.sizes = m.BatchSizes(metrics.BatchTokenCreate)
+	s.reads.sizes = m.BatchSizes(metrics.BatchTokenRead)
+	s.reveals.sizes = m.BatchSizes(metrics.BatchTokenReveal)
+	s.importCounts.batch.sizes = m.BatchSizes(metrics.BatchImportAttempt)
 }
 
 // clock returns the current time in UTC, truncated to the microsecond

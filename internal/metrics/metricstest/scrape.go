@@ -1,10 +1,15 @@
 package metricstest
 
 import (
+	"bytes"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 )
 
 // Scrape GETs url (a /metrics endpoint) and returns the exposition in
@@ -52,4 +57,41 @@ func Names(exposition []byte) map[string]bool {
 		names[s] = true
 	}
 	return names
+}
+
+// Expose returns what g exposes in Prometheus's text format, failing tb
+// when it cannot gather.
+func Expose(tb testing.TB, g prometheus.Gatherer) []byte {
+	tb.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		tb.Fatalf("gather: %v", err)
+	}
+	var b bytes.Buffer
+	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range families {
+		if err := enc.Encode(f); err != nil {
+			tb.Fatalf("encode %s: %v", f.GetName(), err)
+		}
+	}
+	return b.Bytes()
+}
+
+// Value returns the value of the series of exposition written exactly as
+// series (name and labels in the exposition's order, such as
+// `cardvault_cvc_sweeps_total{outcome="ok"}`), failing tb when there is
+// none.
+func Value(tb testing.TB, exposition []byte, series string) float64 {
+	tb.Helper()
+	for _, line := range strings.Split(string(exposition), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.Fields(v)[0], 64)
+			if err != nil {
+				tb.Fatalf("series %s: %v", series, err)
+			}
+			return f
+		}
+	}
+	tb.Fatalf("no series %s in the exposition", series)
+	return 0
 }
