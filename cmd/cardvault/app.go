@@ -23,11 +23,13 @@ var (
 	_ vault.WebhookOutbox = (*postgres.Service)(nil)
 )
 
-// app is an opened vault: its pool and service. Close releases the pool.
+// app is an opened vault: its pool and service, and its metrics when
+// cfg turns them on. Close releases the pool.
 type app struct {
 	pool *pgxpool.Pool
 	svc  *postgres.Service
 	cfg  config
+	tel  *telemetry // nil when metrics are off
 }
 
 // openApp connects to the database, refuses an unmigrated schema, opens the
@@ -54,20 +56,23 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 		return nil, fmt.Errorf("root KEK %s: %w", crypto.RedactKEKURI(cfg.KEKURI), err)
 	}
 	warnIfLocalKEK(log, cfg.KEKURI)
-	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log})
+	tel := newTelemetry(cfg)
+	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log,
+		Metrics: tel.Store()})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
+	tel.watch(svc, pool, cfg.Cryptoperiod)
 	if !checkKEK {
-		return &app{pool: pool, svc: svc, cfg: cfg}, nil
+		return &app{pool: pool, svc: svc, cfg: cfg, tel: tel}, nil
 	}
 	if err := svc.CheckKEK(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("root KEK %s cannot open the tenant keysets (wrong or unreachable KEK?): %w",
 			crypto.RedactKEKURI(cfg.KEKURI), err)
 	}
-	return &app{pool: pool, svc: svc, cfg: cfg}, nil
+	return &app{pool: pool, svc: svc, cfg: cfg, tel: tel}, nil
 }
 
 // checkSchema returns an error unless the schema is at this binary's version.

@@ -44,6 +44,9 @@ type config struct {
 	Limits httpapi.Limits
 	// DebugListen is the loopback address of the pprof listener; "" is off.
 	DebugListen string
+	// MetricsListen is the address of the Prometheus /metrics listener;
+	// "" is off.
+	MetricsListen string
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -55,7 +58,7 @@ type rawConfig struct {
 	databaseURL, kekURI, listen, cvcTTL, logLevel, cryptoperiod, keyRefresh string
 	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
 	auditRetention                                                          string
-	debugListen                                                             string
+	debugListen, metricsListen                                              string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 }
@@ -78,6 +81,7 @@ func (r *rawConfig) bindServer(fs *pflag.FlagSet) {
 	r.imp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
+	fs.StringVar(&r.metricsListen, "metrics-listen", os.Getenv("VAULT_METRICS_LISTEN"), "host:port serving Prometheus metrics at GET /metrics, apart from the API; off when empty (env VAULT_METRICS_LISTEN)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", "1h"), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
@@ -145,6 +149,9 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	cfg.Limits, limitErrs = r.limits.parse()
 	errs = append(errs, limitErrs...)
 	if cfg.DebugListen, err = parseDebugListen(r.debugListen); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.MetricsListen, err = parseMetricsListen(r.metricsListen); err != nil {
 		errs = append(errs, err)
 	}
 	var tlsErrs []error

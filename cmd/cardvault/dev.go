@@ -22,6 +22,10 @@ import (
 // devDatabase is the database `cardvault dev` uses on its private server.
 const devDatabase = "cardvault"
 
+// devMetricsListen is where `cardvault dev` serves /metrics unless
+// VAULT_METRICS_LISTEN says otherwise.
+const devMetricsListen = "127.0.0.1:9464"
+
 func newDevCmd() *cobra.Command {
 	var raw rawConfig
 	var dir string
@@ -101,6 +105,9 @@ func devServe(ctx context.Context, raw *rawConfig, withSim bool, out io.Writer) 
 	if err := migrate(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}
+	if cfg.MetricsListen == "" {
+		cfg.MetricsListen = devMetricsListen
+	}
 	log := newLogger(cfg.LogLevel)
 	a, err := openApp(ctx, cfg, log)
 	if err != nil {
@@ -116,13 +123,14 @@ func devServe(ctx context.Context, raw *rawConfig, withSim bool, out io.Writer) 
 		return err
 	}
 	printWelcome(out, baseURL(ln.Addr()), secret)
+	fmt.Fprintf(out, "Prometheus metrics: http://%s/metrics\n\n", cfg.MetricsListen)
 	fmt.Fprintf(out, "Operator commands (keys, tenant, apikey, import) in another shell:\n\nexport VAULT_DATABASE_URL='%s' VAULT_KEK_URI='%s' TENANT=%s\n\n",
 		cfg.DatabaseURL, cfg.KEKURI, tenant)
 	if withSim {
 		fmt.Fprintf(out, "A simulated Stripe account runs at %s. Sync all its cards:\n\ncardvault import stripe --tenant $TENANT --api-key %s --wait\n\n",
 			cfg.Import.StripeAPIBase, devStripeKey)
 	}
-	return serve(ctx, ln, a.svc, cfg, log)
+	return serve(ctx, ln, a.svc, cfg, log, a.tel)
 }
 
 // startDevPostgres starts (or restarts) the private server under dir and

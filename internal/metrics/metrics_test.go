@@ -313,3 +313,23 @@ func TestPoolStatsAreExported(t *testing.T) {
 	assert.Equal(t, 8, testutil.CollectAndCount(metrics.NewPoolCollector(func() metrics.PoolStats { return metrics.PoolStats{} })),
 		"three connection states and five more series")
 }
+
+func TestEveryRecorderPassesPromtoolCheckMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	require.NoError(t, metrics.RegisterRuntime(reg))
+	h, s, im := metrics.NewHTTP(reg), metrics.NewStore(reg), metrics.NewImports(reg)
+	w, f := metrics.NewWebhooks(reg), metrics.NewForwards(reg, 0)
+	reg.MustRegister(metrics.NewStateCollector(&fakeState{st: metrics.State{ImportJobs: map[string]int64{"running": 1}}},
+		metrics.StateOptions{Cryptoperiod: time.Hour}))
+	reg.MustRegister(metrics.NewPoolCollector(func() metrics.PoolStats { return metrics.PoolStats{Max: 4} }))
+	h.Routes([]metrics.Pattern{{Method: "POST", Path: "/tokens"}}).Lookup("POST", "/tokens").Observe(201, time.Millisecond)
+	h.Refused(metrics.RefusedRateLimited)
+	s.BatchSizes(metrics.BatchTokenCreate).Observe(12)
+	s.KeyCacheMiss()
+	s.CVCSweep(3, nil)
+	s.Reencrypted(10)
+	im.Items(metrics.ItemSkipped, 2)
+	w.Attempted(metrics.GaveUp, true, time.Second)
+	f.ForwardObserved("dst_1", metrics.ForwardDestination, 300*time.Millisecond)
+	metricstest.CheckMetrics(t, expose(t, reg))
+}
