@@ -83,14 +83,20 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		elapsed := time.Since(start)
-		s.metrics.Done()
-		req, status := c.Request(), c.Response().Status
-		s.routeMetrics.Lookup(req.Method, c.Path()).Observe(status, elapsed)
-		s.log.Info("request", "request_id", requestID(c), "method", req.Method,
-			"route", c.Path(), "status", status,
+		if s.routeMetrics != nil {
+			s.observe(c, elapsed)
+		}
+		s.log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
+			"route", c.Path(), "status", c.Response().Status,
 			"duration_ms", float64(elapsed.Microseconds())/1000)
 		return nil
 	}
+}
+
+// observe records an answered request in the metrics.
+func (s *Server) observe(c echo.Context, elapsed time.Duration) {
+	s.metrics.Done()
+	s.routeMetrics.Lookup(c.Request().Method, c.Path()).Observe(c.Response().Status, elapsed)
 }
 
 // authenticate resolves the X-API-Key header (any case) to an actor, or

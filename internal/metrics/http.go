@@ -100,46 +100,72 @@ func (h *HTTP) Routes(routes []Pattern) *RouteTable {
 	if h == nil {
 		return nil
 	}
-	t := &RouteTable{routes: make(map[Pattern]*Route, len(routes)), unmatched: make(map[string]*Route)}
+	t := &RouteTable{routes: make(map[string]*[methodCount]*Route, len(routes))}
 	for _, r := range routes {
-		if m := Method(r.Method); m == r.Method && r.Path != "" {
-			t.routes[r] = h.route(m, r.Path)
+		i := methodIndex(r.Method)
+		if i == otherMethod || r.Path == "" {
+			continue
 		}
+		byMethod := t.routes[r.Path]
+		if byMethod == nil {
+			byMethod = new([methodCount]*Route)
+			t.routes[r.Path] = byMethod
+		}
+		byMethod[i] = h.route(methods[i], r.Path)
 	}
-	for _, m := range methods {
-		t.unmatched[m] = h.route(m, Unmatched)
+	for i, m := range methods {
+		t.unmatched[i] = h.route(m, Unmatched)
 	}
 	return t
 }
 
-// methods are the method label values; any other method is "OTHER".
-var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+// methods are the method label values, in methodIndex's order; any other
+// method is "OTHER".
+var methods = [methodCount]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 	http.MethodDelete, http.MethodOptions, "OTHER"}
+
+const (
+	methodCount = 8
+	otherMethod = methodCount - 1
+)
+
+// methodIndex returns the index of m's label in methods.
+func methodIndex(m string) int {
+	switch m {
+	case http.MethodGet:
+		return 0
+	case http.MethodHead:
+		return 1
+	case http.MethodPost:
+		return 2
+	case http.MethodPut:
+		return 3
+	case http.MethodPatch:
+		return 4
+	case http.MethodDelete:
+		return 5
+	case http.MethodOptions:
+		return 6
+	}
+	return otherMethod
+}
 
 // Method returns the method label of an HTTP method: the method when it is
 // a standard one, else "OTHER".
-func Method(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions:
-		return m
-	}
-	return "OTHER"
-}
+func Method(m string) string { return methods[methodIndex(m)] }
 
 func (h *HTTP) route(method, pattern string) *Route {
 	r := &Route{requests: h.requests.MustCurryWith(prometheus.Labels{"route": pattern, "method": method}),
 		duration: h.duration.WithLabelValues(pattern, method)}
-	empty := map[int]prometheus.Counter{}
-	r.codes.Store(&empty)
+	r.codes.Store(&[]codeCounter{})
 	return r
 }
 
 // RouteTable resolves a request's method and route pattern to its
 // recorder. A nil *RouteTable records nothing.
 type RouteTable struct {
-	routes    map[Pattern]*Route
-	unmatched map[string]*Route // by method label
+	routes    map[string]*[methodCount]*Route // by pattern, then method
+	unmatched [methodCount]*Route
 }
 
 // Lookup returns the recorder of a request with method whose route pattern
@@ -149,10 +175,11 @@ func (t *RouteTable) Lookup(method, pattern string) *Route {
 	if t == nil {
 		return nil
 	}
-	if r, ok := t.routes[Pattern{method, pattern}]; ok {
-		return r
+	i := methodIndex(method)
+	if byMethod, ok := t.routes[pattern]; ok && byMethod[i] != nil {
+		return byMethod[i]
 	}
-	return t.unmatched[Method(method)]
+	return t.unmatched[i]
 }
 
 // Route records the requests of one route and method. A nil *Route records
@@ -160,10 +187,17 @@ func (t *RouteTable) Lookup(method, pattern string) *Route {
 type Route struct {
 	requests *prometheus.CounterVec // curried with the route and method
 	duration prometheus.Observer
-	// codes holds a counter per status code seen, replaced (copied) under
-	// mu when a new code appears, so that reading it takes no lock.
-	codes atomic.Pointer[map[int]prometheus.Counter]
+	// codes holds a counter per status code seen (a route answers a
+	// handful), replaced (copied) under mu when a new code appears, so that
+	// reading it takes no lock.
+	codes atomic.Pointer[[]codeCounter]
 	mu    sync.Mutex
+}
+
+// codeCounter is the counter of one status code.
+type codeCounter struct {
+	code int
+	c    prometheus.Counter
 }
 
 // Observe records one request answered with status code after d.
@@ -180,23 +214,29 @@ func (r *Route) counter(code int) prometheus.Counter {
 	if code < 100 || code > 599 {
 		code = 0 // one "other" entry, however many odd codes appear
 	}
-	if c, ok := (*r.codes.Load())[code]; ok {
+	if c := find(*r.codes.Load(), code); c != nil {
 		return c
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := *r.codes.Load()
-	if c, ok := old[code]; ok {
+	if c := find(old, code); c != nil {
 		return c
 	}
-	next := make(map[int]prometheus.Counter, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
 	c := r.requests.WithLabelValues(codeLabel(code))
-	next[code] = c
+	next := append(append(make([]codeCounter, 0, len(old)+1), old...), codeCounter{code, c})
 	r.codes.Store(&next)
 	return c
+}
+
+// find returns the counter of code in codes, or nil.
+func find(codes []codeCounter, code int) prometheus.Counter {
+	for _, cc := range codes {
+		if cc.code == code {
+			return cc.c
+		}
+	}
+	return nil
 }
 
 // codeLabel is the code label of an HTTP status: its three digits, or
