@@ -163,7 +163,7 @@ func TestForwardsBoundTheirDestinationsAndRefuseCardNumbers(t *testing.T) {
 		assert.NotContains(t, string(out), r.id, "%s is never a label", r.name)
 	}
 	assert.Len(t, seriesWith(out, `destination="invalid"`, `outcome="unreachable"`), 1)
-	assert.Equal(t, float64(len(refused)), counterValue(t, out, `cardvault_forwards_total{destination="invalid",outcome="unreachable"}`))
+	assert.Equal(t, float64(len(refused)), metricstest.Value(t, out, `cardvault_forwards_total{destination="invalid",outcome="unreachable"}`))
 	assert.Len(t, seriesWith(out, `destination="dst_1"`, `outcome="other"`), 1, "an unknown outcome is other")
 	assert.NotContains(t, string(out), "exploded")
 }
@@ -173,21 +173,6 @@ func between(s, from, to string) string {
 	_, rest, _ := strings.Cut(s, from)
 	v, _, _ := strings.Cut(rest, to)
 	return v
-}
-
-// counterValue returns the value of the series of exposition named
-// exactly series.
-func counterValue(t *testing.T, exposition []byte, series string) float64 {
-	t.Helper()
-	for _, line := range strings.Split(string(exposition), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			require.NoError(t, err)
-			return f
-		}
-	}
-	t.Fatalf("no series %s", series)
-	return 0
 }
 
 // fakeKEK is a root KEK that fails while down.
@@ -230,7 +215,7 @@ func TestRootKEKCallsAreCountedByOperationAndOutcome(t *testing.T) {
 		`cardvault_root_kek_call_duration_seconds_count{op="decrypt"}`: 2,
 		`cardvault_root_kek_up`: 0,
 	} {
-		assert.Equal(t, want, counterValue(t, out, series), series)
+		assert.Equal(t, want, metricstest.Value(t, out, series), series)
 	}
 }
 
@@ -278,12 +263,12 @@ func TestStateIsCachedForAFewSecondsAndBoundedByATimeout(t *testing.T) {
 			start := time.Now()
 			out := expose(t, reg)
 			assert.Less(t, time.Since(start), 5*time.Second, "the read is bounded by its timeout")
-			assert.Equal(t, tt.wantUp, counterValue(t, out, "cardvault_state_up"))
+			assert.Equal(t, tt.wantUp, metricstest.Value(t, out, "cardvault_state_up"))
 			assert.Equal(t, tt.wantState, len(seriesWith(out, "cardvault_webhook_outbox_pending")) == 1)
-			assert.Equal(t, float64(365*24*3600), counterValue(t, out, "cardvault_key_cryptoperiod_seconds"))
+			assert.Equal(t, float64(365*24*3600), metricstest.Value(t, out, "cardvault_key_cryptoperiod_seconds"))
 			if tt.wantState {
-				assert.Equal(t, 3.0, counterValue(t, out, "cardvault_webhook_outbox_pending"))
-				assert.Equal(t, 1.0, counterValue(t, out, `cardvault_import_jobs{status="running"}`))
+				assert.Equal(t, 3.0, metricstest.Value(t, out, "cardvault_webhook_outbox_pending"))
+				assert.Equal(t, 1.0, metricstest.Value(t, out, `cardvault_import_jobs{status="running"}`))
 				assert.NotContains(t, string(out), "bogus", "only the known statuses are labels")
 			}
 			expose(t, reg)
@@ -308,7 +293,7 @@ func TestPoolStatsAreExported(t *testing.T) {
 		`cardvault_db_pool_waited_acquires_total`:         7,
 		`cardvault_db_pool_acquire_wait_seconds_total`:    1.5,
 	} {
-		assert.Equal(t, want, counterValue(t, out, series), series)
+		assert.Equal(t, want, metricstest.Value(t, out, series), series)
 	}
 	assert.Equal(t, 8, testutil.CollectAndCount(metrics.NewPoolCollector(func() metrics.PoolStats { return metrics.PoolStats{} })),
 		"three connection states and five more series")
