@@ -216,13 +216,11 @@ func TestMetricsStayBoundedAndHoldNothingOfTheRun(t *testing.T) {
 			`cardvault_http_refusals_total{reason="auth_failures"}`:                                  2,
 			`cardvault_http_refusals_total{reason="rate_limited"}`:                                   2,
 			`cardvault_forwards_total{destination="dst_processor_b",outcome="unreachable"}`:          2,
-			`cardvault_tenants`:                42,
-			`cardvault_webhook_outbox_pending`: 0,
 		} {
 			assert.Equal(t, want, metricstest.Value(t, after200, series), series)
 		}
 		assert.Positive(t, metricstest.Value(t, after200, `cardvault_webhook_deliveries_total{outcome="delivered"}`))
-		assert.LessOrEqual(t, metricstest.Value(t, after200, `cardvault_group_commit_batch_size_sum{batch="token_create"}`), 210.0)
+		assert.Equal(t, 210.0, metricstest.Value(t, after200, `cardvault_group_commit_batch_size_sum{batch="token_create"}`), "every token written by a group commit")
 		assert.Positive(t, metricstest.Value(t, after200, `cardvault_root_kek_calls_total{op="encrypt",outcome="ok"}`), "42 tenants' keysets wrapped")
 		assert.Positive(t, metricstest.Value(t, after200, `cardvault_db_pool_acquires_total`))
 	})
