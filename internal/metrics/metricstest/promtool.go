@@ -1,4 +1,4 @@
-// Package metricstest holds test helpers for the vault's metrics: finding
+// Package metricstest is what tests of the vault's metrics share: finding
 // (or installing) Prometheus's promtool, running its checks, and reading an
 // exposition's series.
 package metricstest
