@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -84,22 +83,33 @@ func withHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// withAccessLog logs one line per request: method, route, status, latency
-// and request id. Bodies and query strings are never logged.
-func withAccessLog(log *slog.Logger) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			start := time.Now()
-			err := next(c)
-			if err != nil {
-				c.Error(err)
-			}
-			log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
-				"route", c.Path(), "status", c.Response().Status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000)
-			return nil
+// accessLog logs one line per request: method, route, status, latency
+// and request id, and records the request in the metrics (WithMetrics):
+// its route pattern, never its URL. Bodies and query strings are never
+// logged.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		s.metrics.Start()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
 		}
+		elapsed := time.Since(start)
+		if s.routeMetrics != nil {
+			s.observe(c, elapsed)
+		}
+		s.log.Info("request", "request_id", requestID(c), "method", c.Request().Method,
+			"route", c.Path(), "status", c.Response().Status,
+			"duration_ms", float64(elapsed.Microseconds())/1000)
+		return nil
 	}
+}
+
+// observe records an answered request in the metrics.
+func (s *Server) observe(c echo.Context, elapsed time.Duration) {
+	s.metrics.Done()
+	s.routeMetrics.Lookup(c.Request().Method, c.Path()).Observe(c.Response().Status, elapsed)
 }
 
 // authenticate resolves the request's API key (see apiKey) to an actor, or

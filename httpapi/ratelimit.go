@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
 
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -169,6 +170,7 @@ func (s *Server) limitInflight(next echo.HandlerFunc) echo.HandlerFunc {
 		select {
 		case sem <- struct{}{}:
 		default:
+			s.metrics.Refused(metrics.RefusedOverloaded)
 			return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeOverloaded,
 				Message: "the vault is serving as many requests as it can; retry shortly"}
 		}
@@ -186,6 +188,7 @@ func (s *Server) limitKey(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		if wait, ok := b.take(actor(c).APIKeyID, s.safety.clock()); !ok {
+			s.metrics.Refused(metrics.RefusedRateLimited)
 			return rateLimited(c, wait, "too many requests for this API key; retry after the Retry-After seconds")
 		}
 		return next(c)
@@ -204,6 +207,7 @@ func (s *Server) limitAuthFailures(next echo.HandlerFunc) echo.HandlerFunc {
 		addr := c.RealIP()
 		if l := b.peek(addr); l != nil {
 			if now := s.safety.clock(); l.TokensAt(now) < 1 {
+				s.metrics.Refused(metrics.RefusedAuthFailures)
 				return rateLimited(c, b.wait(l, now), "too many failed authentications from this address; retry after the Retry-After seconds")
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cardvault/cardvault/httpapi/console"
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -42,6 +43,11 @@ type Server struct {
 	importWaker Waker
 	// consoleOpts turns the operator console on (WithConsole).
 	consoleOpts *console.Options
+	// metrics records requests and refusals (WithMetrics); routeMetrics
+	// holds its recorder of each route, resolved once the routes are
+	// registered. Both nil without metrics.
+	metrics      *metrics.HTTP
+	routeMetrics *metrics.RouteTable
 }
 
 // Option configures a Server.
@@ -57,9 +63,25 @@ func New(svc Service, log *slog.Logger, opts ...Option) *Server {
 		o(s)
 	}
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(withRequestID, withHeaders, withAccessLog(log), s.recoverPanics, s.limitInflight, withDeadline)
+	e.Use(withRequestID, withHeaders, s.accessLog, s.recoverPanics, s.limitInflight, withDeadline)
 	s.routes()
+	s.routeMetrics = s.metrics.Routes(routePatterns(e))
 	return s
+}
+
+// WithMetrics records every request (by route pattern, method and status)
+// and every refusal of the rate limits and the in-flight cap in m.
+func WithMetrics(m *metrics.HTTP) Option {
+	return func(s *Server) { s.metrics = m }
+}
+
+// routePatterns returns every method and route pattern e serves.
+func routePatterns(e *echo.Echo) []metrics.Pattern {
+	var out []metrics.Pattern
+	for _, r := range e.Routes() {
+		out = append(out, metrics.Pattern{Method: r.Method, Path: r.Path})
+	}
+	return out
 }
 
 // ServeHTTP makes Server an http.Handler.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -62,6 +63,8 @@ type Config struct {
 	// would open a new connection).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// Metrics counts item outcomes; nil records nothing.
+	Metrics *metrics.Imports
 }
 
 // validate fills the defaults and returns an error naming a missing or bad

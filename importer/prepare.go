@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v85"
 
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -103,14 +104,30 @@ func (r *Runner) enumerate(ctx context.Context, jc *jobClient, cursor string) er
 		}
 		found, cursor, n = append(found, items...), cus.ID, n+1
 		if n%flushEvery == 0 {
-			if err := r.svc.RecordFound(ctx, r.cfg.Owner, jc.creds.JobID, found, cursor, r.cfg.LeaseTTL); err != nil {
+			if err := r.recordFound(ctx, jc.creds.JobID, found, cursor); err != nil {
 				return err
 			}
 			r.Wake() // the forwarders start on what was found while the listing goes on
 			found = nil
 		}
 	}
-	return r.svc.RecordFound(ctx, r.cfg.Owner, jc.creds.JobID, found, cursor, r.cfg.LeaseTTL)
+	return r.recordFound(ctx, jc.creds.JobID, found, cursor)
+}
+
+// recordFound records the items found up to cursor as the job's and counts
+// the skipped ones in the metrics. It returns the queue's error.
+func (r *Runner) recordFound(ctx context.Context, jobID uuid.UUID, found []vault.FoundItem, cursor string) error {
+	if err := r.svc.RecordFound(ctx, r.cfg.Owner, jobID, found, cursor, r.cfg.LeaseTTL); err != nil {
+		return err
+	}
+	skipped := 0
+	for _, it := range found {
+		if it.SkipReason != "" {
+			skipped++
+		}
+	}
+	r.cfg.Metrics.Items(metrics.ItemSkipped, skipped)
+	return nil
 }
 
 // customerItems lists a customer's payment methods of every type: cards

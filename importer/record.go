@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -43,10 +44,26 @@ func (r *Runner) record(ctx context.Context, w vault.ItemWork, at vault.Attempt)
 		if err != nil && !vault.IsImportEnded(err) {
 			r.itemLog(w).Error("recording an import attempt", "error", err)
 		}
+		if err == nil {
+			r.cfg.Metrics.Items(attemptOutcome(at), 1)
+		}
 		if err == nil && at.Status != vault.ItemPending && r.drained.Load() {
 			r.settled() // perhaps the job's last item: let complete look now, not at its next poll
 		}
 	}()
+}
+
+// attemptOutcome is the metrics outcome of an attempt.
+func attemptOutcome(at vault.Attempt) metrics.ItemOutcome {
+	switch {
+	case at.Status == vault.ItemSucceeded:
+		return metrics.ItemSucceeded
+	case at.Status == vault.ItemFailed:
+		return metrics.ItemFailed
+	case at.Throttled:
+		return metrics.ItemThrottled
+	}
+	return metrics.ItemRetried
 }
 
 // settled tells the complete loop that an item ended while nothing was left

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -42,6 +43,7 @@ type Deliverer struct {
 	lease       time.Duration
 	retry       RetryPolicy
 	jitter      func() float64
+	metrics     *metrics.Webhooks // nil records nothing
 }
 
 // Option tunes a Deliverer.
@@ -53,6 +55,9 @@ func WithPoll(d time.Duration) Option { return func(x *Deliverer) { x.poll = d }
 
 // WithRetry sets the retry policy (DefaultRetry).
 func WithRetry(p RetryPolicy) Option { return func(x *Deliverer) { x.retry = p } }
+
+// WithMetrics records every delivery attempt's outcome and latency in m.
+func WithMetrics(m *metrics.Webhooks) Option { return func(x *Deliverer) { x.metrics = m } }
 
 // WithTimeout names the client's per-attempt timeout for the text recorded
 // with timed-out attempts (DefaultTimeout); it does not change the client.
@@ -182,7 +187,19 @@ func (d *Deliverer) attempt(ctx context.Context, ev vault.ClaimedEvent) bool {
 	if res.RetryAt.IsZero() && !res.Delivered {
 		d.log.Warn("webhook event given up", "event_id", ev.ID, "tenant_id", ev.TenantID, "attempts", ev.Attempt)
 	}
+	d.metrics.Attempted(deliveryOutcome(res), ev.Err == nil, res.Duration)
 	return true
+}
+
+// deliveryOutcome is the metrics outcome of an attempt's result.
+func deliveryOutcome(res vault.AttemptResult) metrics.DeliveryOutcome {
+	switch {
+	case res.Delivered:
+		return metrics.Delivered
+	case res.RetryAt.IsZero():
+		return metrics.GaveUp
+	}
+	return metrics.Retrying
 }
 
 // send POSTs ev's envelope, signed at at, and reads the answer.

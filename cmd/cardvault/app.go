@@ -25,11 +25,13 @@ var (
 	_ vault.WebhookOutbox = (*postgres.Service)(nil)
 )
 
-// app is an opened vault: its pool and service. Close releases the pool.
+// app is an opened vault: its pool and service, and its metrics when
+// cfg turns them on. Close releases the pool.
 type app struct {
 	pool *pgxpool.Pool
 	svc  *postgres.Service
 	cfg  config
+	tel  *telemetry // nil when metrics are off
 }
 
 // openApp connects to the database, refuses an unmigrated schema, opens the
@@ -59,21 +61,24 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 	if cfg.EgressAllowLoopback {
 		log.Warn("VAULT_EGRESS_ALLOW_LOOPBACK is on: forwards may go to loopback destinations over plain http; development and tests only")
 	}
+	tel := newTelemetry(cfg)
 	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log,
-		Egress: egress.New(egress.Config{AllowLoopback: cfg.EgressAllowLoopback}), AllowLoopback: cfg.EgressAllowLoopback})
+		Egress: egress.New(egress.Config{AllowLoopback: cfg.EgressAllowLoopback}), AllowLoopback: cfg.EgressAllowLoopback,
+		Metrics: tel.Store(), ForwardMetrics: tel.Forwards()})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
+	tel.watch(svc, pool, cfg.Cryptoperiod)
 	if !checkKEK {
-		return &app{pool: pool, svc: svc, cfg: cfg}, nil
+		return &app{pool: pool, svc: svc, cfg: cfg, tel: tel}, nil
 	}
 	if err := svc.CheckKEK(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("root KEK %s cannot open the tenant keysets (wrong or unreachable KEK?): %w; "+
 			"after `cardvault keys rotate-root`, set VAULT_KEK_URI to the new KEK", crypto.RedactKEKURI(cfg.KEKURI), err)
 	}
-	return &app{pool: pool, svc: svc, cfg: cfg}, nil
+	return &app{pool: pool, svc: svc, cfg: cfg, tel: tel}, nil
 }
 
 // errDatabase says the database at rawURL cannot be reached, without its

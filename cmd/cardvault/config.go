@@ -54,6 +54,9 @@ type config struct {
 	EgressAllowLoopback bool
 	// ForwardRetention is how long forwarding records are kept.
 	ForwardRetention time.Duration
+	// MetricsListen is the address of the Prometheus /metrics listener;
+	// "" is off.
+	MetricsListen string
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -67,7 +70,7 @@ type rawConfig struct {
 	databaseURL, kekURI, listen, cvcTTL, logLevel, cryptoperiod, keyRefresh string
 	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
 	auditRetention                                                          string
-	debugListen                                                             string
+	debugListen, metricsListen                                              string
 	console                                                                 string
 	egressAllowLoopback, forwardRetention                                   string
 	imp                                                                     rawImport
@@ -136,6 +139,7 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	r.imp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
+	fs.StringVar(&r.metricsListen, "metrics-listen", os.Getenv("VAULT_METRICS_LISTEN"), "host:port serving Prometheus metrics at GET /metrics, apart from the API; off when empty (env VAULT_METRICS_LISTEN)")
 	r.bindEgress(fs)
 	fs.StringVar(&r.forwardRetention, "forward-retention", envOr("VAULT_FORWARD_RETENTION", "30d"), "how long forwarding records are kept, e.g. 30d (env VAULT_FORWARD_RETENTION)")
 	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
@@ -196,6 +200,9 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	var err error
 	if cfg.EgressAllowLoopback, err = strconv.ParseBool(orDefault(r.egressAllowLoopback, "false")); err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_EGRESS_ALLOW_LOOPBACK %q must be true or false", r.egressAllowLoopback))
+	}
+	if cfg.MetricsListen, err = parseMetricsListen(r.metricsListen); err != nil {
+		errs = append(errs, err)
 	}
 	var tlsErrs []error
 	cfg.TLS, tlsErrs = r.parseTLS()

@@ -40,6 +40,10 @@ const (
 // devKeyDescription marks the API keys `cardvault dev` makes.
 const devKeyDescription = "cardvault dev"
 
+// devMetricsListen is where `cardvault dev` serves /metrics unless
+// VAULT_METRICS_LISTEN says otherwise.
+const devMetricsListen = "127.0.0.1:9464"
+
 func newDevCmd() *cobra.Command {
 	var raw rawConfig
 	var dir string
@@ -125,6 +129,9 @@ func devServe(ctx context.Context, raw *rawConfig, dir string, withSim bool, out
 	if err := migrate(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}
+	if cfg.MetricsListen == "" {
+		cfg.MetricsListen = devMetricsListen
+	}
 	log := newLogger(cfg.LogLevel)
 	a, err := openApp(ctx, cfg, log)
 	if err != nil {
@@ -144,12 +151,13 @@ func devServe(ctx context.Context, raw *rawConfig, dir string, withSim bool, out
 			cfg.Listen, err)
 	}
 	printWelcome(out, baseURL(ln.Addr()), secret)
+	fmt.Fprintf(out, "Prometheus metrics: http://%s/metrics\n\n", cfg.MetricsListen)
 	printOperatorSetup(out, cfg, tenant, cliAlias())
 	if withSim {
 		fmt.Fprintf(out, "A simulated Stripe account runs at %s. Sync all its cards:\n\ncardvault import stripe --tenant $TENANT --api-key %s --wait\n\n",
 			cfg.Import.StripeAPIBase, devStripeKey)
 	}
-	return serve(ctx, ln, a.svc, cfg, log)
+	return serve(ctx, ln, a.svc, cfg, log, a.tel)
 }
 
 // startDevPostgres starts (or restarts) the private server under dir on

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cardvault/cardvault/importer"
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/postgres"
@@ -71,10 +72,10 @@ func (r *rawImport) parse() (importSettings, []error) {
 }
 
 // newImporter returns serve's import runner.
-func newImporter(svc *postgres.Service, s importSettings, log *slog.Logger) (*importer.Runner, error) {
+func newImporter(svc *postgres.Service, s importSettings, log *slog.Logger, m *metrics.Imports) (*importer.Runner, error) {
 	return importer.New(importer.Config{
 		Service: svc, Owner: workerName(), PublicURL: s.PublicURL, StripeAPIBase: s.StripeAPIBase,
-		Rate: s.Rate, Concurrency: s.Concurrency, MaxAttempts: s.MaxAttempts, Logger: log,
+		Rate: s.Rate, Concurrency: s.Concurrency, MaxAttempts: s.MaxAttempts, Logger: log, Metrics: m,
 	})
 }
 

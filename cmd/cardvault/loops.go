@@ -29,11 +29,11 @@ const (
 
 // backgroundLoops lists every loop a serving process runs besides answering
 // HTTP. runBackground starts them.
-func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger) []loop.Loop {
+func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry) []loop.Loop {
 	owner := workerName()
 	keyRefresh := cmp.Or(cfg.KeyRefresh, keyRefreshFallback)
 	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
-	deliverer := webhook.NewDeliverer(svc, webhook.NewHTTPClient(webhook.DefaultTimeout), log, owner)
+	deliverer := webhook.NewDeliverer(svc, webhook.NewHTTPClient(webhook.DefaultTimeout), log, owner, webhook.WithMetrics(tel.Webhooks()))
 	return []loop.Loop{
 		loop.Every(log, "key refresh", keyRefresh, svc.RefreshKeys),
 		loop.Every(log, "cvc sweep", cvcSweep, count(log, "expired CVCs destroyed", svc.PurgeExpiredCVCs)),
@@ -56,8 +56,8 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 // runBackground starts the background loops and returns stop, which stops
 // them all, waits for them, then flushes the key usage one last time. serve
 // calls it after the HTTP server has drained.
-func runBackground(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger) (stop func()) {
-	stopLoops := loop.Start(backgroundLoops(svc, imports, cfg, log)...)
+func runBackground(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry) (stop func()) {
+	stopLoops := loop.Start(backgroundLoops(svc, imports, cfg, log, tel)...)
 	return func() {
 		stopLoops()
 		flushKeyUsage(svc, log)

@@ -49,7 +49,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), ln, a.svc, cfg, log)
+			return serve(cmd.Context(), ln, a.svc, cfg, log, a.tel)
 		},
 	}
 	raw.bindServer(cmd.Flags())
@@ -59,8 +59,10 @@ func newServeCmd() *cobra.Command {
 
 // serve answers HTTP on ln and runs the background work (key refresh, CVC
 // sweep, key jobs) until ctx ends, then drains in-flight requests for up to
-// shutdownGrace.
-func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg config, log *slog.Logger) error {
+// shutdownGrace. With cfg.MetricsListen it serves tel's metrics there (tel
+// from openApp; when nil, a telemetry of the HTTP API, the importer, the
+// webhooks and svc's state only).
+func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg config, log *slog.Logger, tel *telemetry) error {
 	keys := httpapi.KeyConfig{RootKEKURI: cfg.KEKURI, Cryptoperiod: cfg.Cryptoperiod, Propagation: cfg.propagation()}
 	if cfg.Import.PublicURL == "" {
 		cfg.Import.PublicURL = baseURL(ln.Addr())
@@ -68,11 +70,16 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 			cfg.Import.PublicURL = "https://" + strings.TrimPrefix(cfg.Import.PublicURL, "http://")
 		}
 	}
-	imports, err := newImporter(svc, cfg.Import, log)
+	if tel == nil && cfg.MetricsListen != "" {
+		tel = newTelemetry(cfg)
+		tel.watch(svc, nil, cfg.Cryptoperiod)
+	}
+	imports, err := newImporter(svc, cfg.Import, log, tel.Imports())
 	if err != nil {
 		return err
 	}
-	opts := []httpapi.Option{httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits)}
+	opts := []httpapi.Option{httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits),
+		httpapi.WithMetrics(tel.HTTP())}
 	if cfg.Console {
 		opts = append(opts, httpapi.WithConsole(console.Options{}))
 	}
@@ -97,7 +104,14 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 		}
 		defer stopDebug()
 	}
-	defer runBackground(svc, imports, cfg, log)()
+	if cfg.MetricsListen != "" {
+		stopMetrics, err := startMetricsListener(cfg.MetricsListen, tel, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
+	defer runBackground(svc, imports, cfg, log, tel)()
 	errc := make(chan error, 1)
 	go func() { errc <- serveOn(srv, ln) }()
 	log.Info("serving", "addr", ln.Addr().String())

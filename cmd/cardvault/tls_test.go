@@ -63,6 +63,13 @@ type servedVault struct {
 // test if serve returns first.
 func startServe(t *testing.T, svc *postgres.Service, cfg config) *servedVault {
 	t.Helper()
+	return startServeWith(t, svc, cfg, nil)
+}
+
+// startServeWith is startServe recording into tel (nil: no metrics unless
+// cfg.MetricsListen asks for them).
+func startServeWith(t *testing.T, svc *postgres.Service, cfg config, tel *telemetry) *servedVault {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -76,7 +83,7 @@ func startServe(t *testing.T, svc *postgres.Service, cfg config) *servedVault {
 	var serveErr error
 	go func() {
 		defer close(done)
-		serveErr = serve(ctx, ln, svc, cfg, log)
+		serveErr = serve(ctx, ln, svc, cfg, log, tel)
 	}()
 	sv.stop = func() error {
 		cancel()

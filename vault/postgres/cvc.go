@@ -19,6 +19,7 @@ func (s *Service) PurgeExpiredCVCs(ctx context.Context) (int64, error) {
 		n, err := s.purgeCVCBatch(ctx)
 		total += n
 		if err != nil || n < cvcPurgeBatch {
+			s.metrics.CVCSweep(total, err)
 			return total, err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cardvault/cardvault/egress"
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -28,6 +29,24 @@ type exchangeResult struct {
 // runs to its end whatever becomes of the merchant's request, so that the
 // outcome of a card that has left is always recorded.
 func (s *Service) exchange(ctx context.Context, p *preparedForward) exchangeResult {
+	res := s.exchangeOnce(ctx, p)
+	s.forwardMetrics.ForwardObserved(p.rec.DestinationID, forwardOutcome(res), res.duration)
+	return res
+}
+
+// forwardOutcome names how an exchange went, for the metrics.
+func forwardOutcome(res exchangeResult) string {
+	switch {
+	case res.err != nil:
+		return metrics.ForwardUnreachable
+	case res.status >= 500:
+		return metrics.ForwardDestination
+	}
+	return metrics.ForwardOK
+}
+
+// exchangeOnce is exchange without the recording.
+func (s *Service) exchangeOnce(ctx context.Context, p *preparedForward) exchangeResult {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.dest.Timeout())
 	defer cancel()
 	var info egress.ConnInfo

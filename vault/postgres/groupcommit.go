@@ -1,6 +1,10 @@
 package postgres
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/cardvault/cardvault/internal/metrics"
+)
 
 // groupCommit writes the items of concurrent requests together: one
 // statement and one commit for every request that arrived while earlier
@@ -20,6 +24,8 @@ type groupCommit[T any] struct {
 	// than one lets a batch start while the last one waits for its commit
 	// to reach the disk.
 	limit int
+	// sizes records the size of each batch written (nothing when zero).
+	sizes metrics.Sizes
 }
 
 // groupWaiter is one request's item and how it learns the outcome.
@@ -73,6 +79,7 @@ func (g *groupCommit[T]) write(batch []*groupWaiter[T], write func([]T) error) {
 	for i, x := range batch {
 		items[i] = x.item
 	}
+	g.sizes.Observe(len(items))
 	err := write(items)
 	for _, x := range batch {
 		x.err = err

@@ -122,6 +122,7 @@ func (s *Service) runReencrypt(ctx context.Context, owner string, job vault.KeyJ
 		if err != nil {
 			return err
 		}
+		s.metrics.Reencrypted(n)
 		if n > 0 {
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -46,6 +47,9 @@ type keyring struct {
 	kek tink.AEAD
 	ttl time.Duration
 	now func() time.Time
+	// metrics counts cache hits and misses and records whether the KEK
+	// answers; nil records nothing.
+	metrics *metrics.Store
 
 	mu      sync.RWMutex
 	cache   map[uuid.UUID]*tenantKeys
@@ -83,8 +87,10 @@ func (k *keyring) get(ctx context.Context, tenantID uuid.UUID) (*tenantKeys, err
 	tk, ok := k.cache[tenantID]
 	k.mu.RUnlock()
 	if ok && k.now().Before(tk.expires) {
+		k.metrics.KeyCacheHit()
 		return tk, nil
 	}
+	k.metrics.KeyCacheMiss()
 	return k.loadShared(ctx, tenantID)
 }
 
@@ -252,6 +258,15 @@ func (k *keyring) probe() error {
 	if _, err := rand.Read(msg); err != nil {
 		return vault.Internal(err)
 	}
+	err := k.roundTrip(msg)
+	k.metrics.KEKAvailable(err == nil)
+	return err
+}
+
+// roundTrip encrypts msg with the root KEK and decrypts it again; it
+// returns a KindUnavailable error (kek_unavailable) when either fails or
+// the decryption differs.
+func (k *keyring) roundTrip(msg []byte) error {
 	ct, err := k.kek.Encrypt(msg, []byte(kekProbeAD))
 	if err != nil {
 		return kekUnavailable(fmt.Errorf("root KEK probe: encrypt: %w", err))
@@ -298,6 +313,7 @@ func (k *keyring) unwrap(tenantID uuid.UUID, wrapped map[crypto.Purpose][]byte) 
 func (k *keyring) unwrapKeyset(tenantID uuid.UUID, wrapped []byte, purpose crypto.Purpose) (*keyset.Handle, error) {
 	h, err := crypto.UnwrapKeyset(wrapped, k.kek, tenantID.String(), purpose)
 	if err == nil {
+		k.metrics.KEKAvailable(true)
 		return h, nil
 	}
 	if k.probe() != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/cardvault/cardvault/egress"
+	"github.com/cardvault/cardvault/internal/metrics"
 )
 
 // DefaultCVCTTL is how long an unrevealed CVC is kept when Config.CVCTTL is 0.
@@ -34,6 +35,12 @@ type Config struct {
 	// AllowLoopback admits loopback forwarding destinations (localhost,
 	// 127.0.0.0/8, [::1], over plain http too): development and tests only.
 	AllowLoopback bool
+	// Metrics records group commits, the tenant key cache, root KEK calls,
+	// CVC sweeps and re-encryption; nil records nothing.
+	Metrics *metrics.Store
+	// ForwardMetrics records each forward's outcome and destination
+	// latency; nil records nothing.
+	ForwardMetrics *metrics.Forwards
 }
 
 // DefaultLeaseTTL is how long a key job lease lasts without renewal.
@@ -62,6 +69,10 @@ type Service struct {
 	// (forwarding.go).
 	egress        *egress.Client
 	allowLoopback bool
+	metrics       *metrics.Store // nil without metrics
+	// forwardMetrics records each forward (forwarding_send.go); nil
+	// without metrics.
+	forwardMetrics *metrics.Forwards
 }
 
 // NewService returns a Service for cfg, or an error when a required part is
@@ -71,7 +82,7 @@ func NewService(cfg Config) (*Service, error) {
 		return nil, errors.New("vault: Config.Pool and Config.KEK are required")
 	}
 	s := &Service{db: cfg.Pool, now: cfg.Now, cvcTTL: cfg.CVCTTL, log: cfg.Logger,
-		egress: cfg.Egress, allowLoopback: cfg.AllowLoopback}
+		egress: cfg.Egress, allowLoopback: cfg.AllowLoopback, forwardMetrics: cfg.ForwardMetrics}
 	if s.egress == nil {
 		s.egress = egress.New(egress.Config{AllowLoopback: cfg.AllowLoopback})
 	}
@@ -88,8 +99,18 @@ func NewService(cfg Config) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.keys = newKeyring(cfg.Pool, cfg.KEK, cfg.KeyCacheTTL, s.clock)
+	s.keys = newKeyring(cfg.Pool, cfg.Metrics.CountKEK(cfg.KEK), cfg.KeyCacheTTL, s.clock)
+	s.setMetrics(cfg.Metrics)
 	return s, nil
+}
+
+// setMetrics hands m to the parts of s that record.
+func (s *Service) setMetrics(m *metrics.Store) {
+	s.metrics, s.keys.metrics = m, m
+	s.newTokens.sizes = m.BatchSizes(metrics.BatchTokenCreate)
+	s.reads.sizes = m.BatchSizes(metrics.BatchTokenRead)
+	s.reveals.sizes = m.BatchSizes(metrics.BatchTokenReveal)
+	s.importCounts.batch.sizes = m.BatchSizes(metrics.BatchImportAttempt)
 }
 
 // clock returns the current time in UTC, truncated to the microsecond
