@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -17,13 +18,17 @@ func TestRequestLimitsAreParsed(t *testing.T) {
 		want httpapi.Limits
 		errs []string
 	}{
-		{"defaults", rawLimits{"100", "200", "30", "256"}, httpapi.DefaultLimits, nil},
-		{"everything off", rawLimits{"0", "1", "0", "0"}, httpapi.Limits{Burst: 1}, nil},
-		{"fractional rate", rawLimits{"0.5", "1", "5", "8"}, httpapi.Limits{Rate: 0.5, Burst: 1, AuthFailures: 5, MaxInflight: 8}, nil},
-		{"negative rate", rawLimits{"-1", "200", "30", "256"}, httpapi.Limits{}, []string{"VAULT_RATE_LIMIT"}},
-		{"NaN rate", rawLimits{"NaN", "200", "30", "256"}, httpapi.Limits{}, []string{"VAULT_RATE_LIMIT"}},
-		{"zero burst", rawLimits{"100", "0", "30", "256"}, httpapi.Limits{}, []string{"VAULT_RATE_BURST"}},
-		{"all wrong at once", rawLimits{"fast", "x", "-3", "1e9"}, httpapi.Limits{},
+		{"defaults", rawLimits{"100", "200", "30", "256", ""}, httpapi.DefaultLimits, nil},
+		{"everything off", rawLimits{"0", "1", "0", "0", ""}, httpapi.Limits{Burst: 1}, nil},
+		{"fractional rate", rawLimits{"0.5", "1", "5", "8", ""}, httpapi.Limits{Rate: 0.5, Burst: 1, AuthFailures: 5, MaxInflight: 8}, nil},
+		{"negative rate", rawLimits{"-1", "200", "30", "256", ""}, httpapi.Limits{}, []string{"VAULT_RATE_LIMIT"}},
+		{"NaN rate", rawLimits{"NaN", "200", "30", "256", ""}, httpapi.Limits{}, []string{"VAULT_RATE_LIMIT"}},
+		{"zero burst", rawLimits{"100", "0", "30", "256", ""}, httpapi.Limits{}, []string{"VAULT_RATE_BURST"}},
+		{"trusted proxies", rawLimits{"100", "200", "30", "256", " 10.0.0.0/8, 2001:db8::/32,192.0.2.1 "},
+			httpapi.Limits{Rate: 100, Burst: 200, AuthFailures: 30, MaxInflight: 256, TrustedProxies: []netip.Prefix{
+				netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("192.0.2.1/32")}}, nil},
+		{"a trusted proxy that is not a CIDR", rawLimits{"100", "200", "30", "256", "10.0.0.0/8,lb.internal"}, httpapi.Limits{}, []string{"VAULT_TRUSTED_PROXIES"}},
+		{"all wrong at once", rawLimits{"fast", "x", "-3", "1e9", ""}, httpapi.Limits{},
 			[]string{"VAULT_RATE_LIMIT", "VAULT_RATE_BURST", "VAULT_AUTH_FAILURE_LIMIT", "VAULT_MAX_INFLIGHT"}},
 	}
 	for _, tt := range tests {
@@ -49,6 +54,7 @@ func TestServeRefusesBadRequestLimits(t *testing.T) {
 		{"--rate-burst", "0", "VAULT_RATE_BURST"},
 		{"--auth-failure-limit", "many", "VAULT_AUTH_FAILURE_LIMIT"},
 		{"--max-inflight", "-1", "VAULT_MAX_INFLIGHT"},
+		{"--trusted-proxies", "10.0.0.0/33", "VAULT_TRUSTED_PROXIES"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag, func(t *testing.T) {
