@@ -29,3 +29,12 @@ func (s *Server) Routes() []RouteInfo {
 	}
 	return out
 }
+
+// FairSlots exposes the in-flight cap's sharing to tests.
+type FairSlots struct{ f *fairSlots }
+
+// NewFairSlotsForTest returns an in-flight cap of n slots.
+func NewFairSlotsForTest(n int) FairSlots { return FairSlots{newFairSlots(n)} }
+
+// Acquire takes a slot for holder h, or reports false.
+func (s FairSlots) Acquire(h string) bool { return s.f.acquire(h) }

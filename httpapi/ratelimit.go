@@ -78,7 +78,7 @@ type requestSafety struct {
 	now       func() time.Time
 	keys      *buckets[uuid.UUID] // per API key; nil when unlimited
 	authFails *buckets[string]    // failed authentications per client address; nil when unlimited
-	inflight  chan struct{}       // a slot per request in flight; nil when uncapped
+	inflight  *fairSlots          // the requests in flight, shared per tenant; nil when uncapped
 }
 
 func newRequestSafety(l Limits) requestSafety {
@@ -93,9 +93,7 @@ func newRequestSafety(l Limits) requestSafety {
 	if l.AuthFailures > 0 {
 		rs.authFails = newBuckets[string](rate.Limit(float64(l.AuthFailures)/60), l.AuthFailures, maxBuckets)
 	}
-	if l.MaxInflight > 0 {
-		rs.inflight = make(chan struct{}, l.MaxInflight)
-	}
+	rs.inflight = newFairSlots(l.MaxInflight)
 	return rs
 }
 
@@ -178,21 +176,23 @@ func (b *buckets[K]) wait(l *rate.Limiter, now time.Time) time.Duration {
 	return time.Duration(missing / float64(b.limit) * float64(time.Second))
 }
 
-// limitInflight answers 503 overloaded at once when MaxInflight requests are
-// already being served; health probes are never capped.
+// limitInflight answers 503 overloaded at once when MaxInflight requests
+// are already being served, or when the request's holder (its API key, else
+// its address) holds its fair share of them; health probes are never
+// capped. After authentication the slot moves to the tenant
+// (shareInflight).
 func (s *Server) limitInflight(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		sem := s.safety.inflight
-		if sem == nil || c.Path() == "/healthz" || c.Path() == "/readyz" {
+		f := s.safety.inflight
+		if f == nil || c.Path() == "/healthz" || c.Path() == "/readyz" {
 			return next(c)
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeOverloaded,
-				Message: "the vault is serving as many requests as it can; retry shortly"}
+		sl := &slot{slots: f, holder: preAuthHolder(c)}
+		if !f.acquire(sl.holder) {
+			return overloaded()
 		}
-		defer func() { <-sem }()
+		defer func() { f.release(sl.holder) }()
+		c.Set(ctxSlot, sl)
 		return next(c)
 	}
 }

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -171,4 +172,72 @@ func TestInflightCapAnswers503(t *testing.T) {
 	require.Equal(t, 201, wait(t, busy).status)
 	assert.Equal(t, 200, ss.do(t, "GET", "/tokens", key, "").status, "a freed slot serves again")
 	assert.NotContains(t, ss.log.String(), `"msg":"request failed"`, "refusals under load are not logged as failures")
+}
+
+// holdOrRefuse sends a request to the gated route and returns once it
+// either entered the handler (true, the answer still pending) or was
+// answered at once (false).
+func holdOrRefuse(t *testing.T, ss *safetyServer, g *gate, key string) (bool, response) {
+	t.Helper()
+	ch := ss.async(t, "POST", "/test/slow", key, `{}`)
+	select {
+	case <-g.entered:
+		return true, response{}
+	case res := <-ch:
+		return false, res
+	case <-time.After(30 * time.Second):
+		t.Fatal("neither entered nor answered within 30s")
+		return false, response{}
+	}
+}
+
+func TestOneTenantCannotTakeTheWholeInflightCap(t *testing.T) {
+	g := newGate(1000)
+	ss := newSafetyServer(t, []httpapi.Option{httpapi.WithLimits(httpapi.Limits{MaxInflight: 6})}, func(s *httpapi.Server) {
+		s.AddTestRoute("POST", "/test/slow", vault.ScopeTokensCreate, g.handle)
+	})
+	defer close(g.release)
+	tenantA, keyA := vaulttest.Tenant(t, ss.svc, vault.ScopeTokensCreate)
+	secondKeyA, _, err := ss.svc.CreateAPIKey(context.Background(), tenantA, []vault.Scope{vault.ScopeTokensCreate}, "second")
+	require.NoError(t, err)
+	_, keyB := vaulttest.Tenant(t, ss.svc)
+
+	held := 0
+	for i := range 6 {
+		key := []string{keyA, secondKeyA}[i%2]
+		entered, res := holdOrRefuse(t, ss, g, key)
+		if entered {
+			held++
+			continue
+		}
+		require.Equal(t, 503, res.status, "request %d: body %s", i, res.body)
+		_, code := errorCode(t, res)
+		assert.Equal(t, "overloaded", code)
+	}
+	assert.Equal(t, 3, held, "a tenant alone holds at most half the cap, whichever of its keys it uses")
+	assert.Equal(t, 200, ss.do(t, "GET", "/tokens", keyB, "").status, "another tenant is still served")
+}
+
+func TestFairShareOfTheInflightCap(t *testing.T) {
+	tests := []struct {
+		name    string
+		cap     int
+		holders []string // who acquires, in order
+		want    []bool
+	}{
+		{"alone: half the cap", 4, []string{"a", "a", "a"}, []bool{true, true, false}},
+		{"a newcomer finds room", 4, []string{"a", "a", "b", "b"}, []bool{true, true, true, false}},
+		{"a cap of one serves one", 1, []string{"a", "b"}, []bool{true, false}},
+		{"many holders fill the cap one each", 3, []string{"a", "b", "c", "d"}, []bool{true, true, true, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := httpapi.NewFairSlotsForTest(tt.cap)
+			var got []bool
+			for _, h := range tt.holders {
+				got = append(got, f.Acquire(h))
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
 }

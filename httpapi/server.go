@@ -141,6 +141,6 @@ func (s *Server) middleware(r route) []echo.MiddlewareFunc {
 // holding scope; the query string holding only the parameters query; then
 // Idempotency-Key handling for POSTs.
 func (s *Server) auth(scope vault.Scope, query []string) []echo.MiddlewareFunc {
-	return []echo.MiddlewareFunc{s.limitAuthFailures, s.authenticate, s.limitKey, s.require(scope),
+	return []echo.MiddlewareFunc{s.limitAuthFailures, s.authenticate, s.shareInflight, s.limitKey, s.require(scope),
 		allowQuery(query), s.idempotent(scope)}
 }

@@ -23,6 +23,10 @@ const (
 	writeTimeout      = 30 * time.Second  // from the end of the headers to the end of the answer
 	idleTimeout       = 120 * time.Second // a kept-alive connection between requests
 	maxHeaderBytes    = 32 << 10          // request headers, all together
+	// maxStreamsPerConn bounds the HTTP/2 streams one connection may have
+	// open at once (Go's default is 250), so one connection cannot hold
+	// most of the in-flight cap.
+	maxStreamsPerConn = 16
 )
 
 // rawLimits holds the unparsed request budgets bound to flags.

@@ -79,6 +79,7 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConn},
 	}
 	stopTLS, err := setupTLS(srv, cfg.TLS, log)
 	if err != nil {
