@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -20,26 +21,28 @@ type webhookResponse struct {
 	Secret    string `json:"secret,omitempty"`
 }
 
-// webhookDeliveryResponse is one delivery attempt.
+// webhookDeliveryResponse is one delivery attempt: whether it delivered,
+// the class of the answer's status, and whether it will be retried. What
+// the network said (refused, reset, timed out) and how long it took are
+// not shown: they would make the vault a port scanner.
 type webhookDeliveryResponse struct {
-	ID          int64  `json:"id"`
-	EventID     string `json:"event_id"`
-	EventType   string `json:"event_type"`
-	Attempt     int    `json:"attempt"`
-	AttemptedAt string `json:"attempted_at"`
-	URL         string `json:"url"`
-	Status      *int   `json:"status"`
-	Error       string `json:"error"`
-	DurationMS  int64  `json:"duration_ms"`
-	Outcome     string `json:"outcome"`
+	ID          int64   `json:"id"`
+	EventID     string  `json:"event_id"`
+	EventType   string  `json:"event_type"`
+	Attempt     int     `json:"attempt"`
+	AttemptedAt string  `json:"attempted_at"`
+	URL         string  `json:"url"`
+	StatusClass *string `json:"status_class"`
+	Error       string  `json:"error"`
+	Outcome     string  `json:"outcome"`
 }
 
 func newWebhookDeliveryResponse(d vault.WebhookDelivery) webhookDeliveryResponse {
 	r := webhookDeliveryResponse{ID: d.ID, EventID: d.EventID, EventType: string(d.EventType), Attempt: d.Attempt,
-		AttemptedAt: timestamp(d.AttemptedAt), URL: d.URL, Error: d.Error,
-		DurationMS: d.Duration.Milliseconds(), Outcome: string(d.Outcome)}
-	if d.Status != 0 {
-		r.Status = &d.Status
+		AttemptedAt: timestamp(d.AttemptedAt), URL: d.URL, Error: d.Error, Outcome: string(d.Outcome)}
+	if d.Status >= 100 && d.Status < 600 {
+		class := strconv.Itoa(d.Status/100) + "xx"
+		r.StatusClass = &class
 	}
 	return r
 }

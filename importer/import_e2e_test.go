@@ -71,7 +71,7 @@ func TestImportCopiesEveryCardOfTheAccount(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go webhook.NewDeliverer(w.svc, webhook.NewHTTPClient(5*time.Second), nil, "hooks",
+	go webhook.NewDeliverer(w.svc, webhook.NewClient(5*time.Second, true), nil, "hooks",
 		webhook.WithPoll(20*time.Millisecond)).Run(ctx)
 	w.runner("r1", nil)
 

@@ -76,8 +76,10 @@ type Imports interface {
 type Webhooks interface {
 	// SetWebhook sets the actor's tenant's webhook URL and returns it with a new
 	// signing secret ("whsec_…"), which is shown only here: every call, and so
-	// every URL change, rotates the secret. The URL must be https (http only for
-	// 127.0.0.1, ::1 and localhost) without user information or a card number.
+	// every URL change, rotates the secret. The URL must be https to a DNS name
+	// (loopback hosts, and http to them, only where the vault allows loopback
+	// egress) without user information or a card number; it is stored with its
+	// scheme lower-cased.
 	// It returns a KindInvalid error for a bad URL and a domain error when the
 	// keys or the database fail. The change is audited.
 	SetWebhook(ctx context.Context, a Actor, rawURL string) (Webhook, string, error)
@@ -252,14 +254,15 @@ type ImportQueue interface {
 
 // WebhookOutbox is the webhook deliverer's side of the outbox: claim due events, record each attempt, give back unsent claims.
 type WebhookOutbox interface {
-	// ClaimWebhookEvents claims up to limit due events, oldest first, for owner
-	// until lease from now: events of tenants with a webhook, not delivered nor
-	// given up, whose next attempt is due and which no live lease holds. Rows
-	// are taken with FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this
-	// process or other replicas) never claim the same attempt. It returns a
-	// domain error when the database fails; an event whose secret or data does
-	// not open comes back with Err set.
-	ClaimWebhookEvents(ctx context.Context, owner string, limit int, lease time.Duration) ([]ClaimedEvent, error)
+	// ClaimWebhookEvents claims due events for owner until lease from now, as
+	// c bounds them: events of tenants with a webhook, not delivered nor given
+	// up, whose next attempt is due and which no live lease holds, at most
+	// c.PerTenant of each tenant, tenants taken in the order of their oldest
+	// due event, sorted by seq. Rows are taken with FOR UPDATE SKIP LOCKED, so
+	// concurrent deliverers (in this process or other replicas) never claim
+	// the same attempt. It returns a domain error when the database fails; an
+	// event whose secret or data does not open comes back with Err set.
+	ClaimWebhookEvents(ctx context.Context, owner string, c EventClaim, lease time.Duration) ([]ClaimedEvent, error)
 	// RecordWebhookAttempt records an attempt at ev by owner and moves the
 	// event on: delivered, rescheduled at r.RetryAt, or given up (audited). The
 	// attempt is recorded even when owner's lease was lost meanwhile; the event

@@ -82,6 +82,21 @@ func IsLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// EventClaim bounds what one claim of the webhook outbox takes, so that
+// every tenant gets its turn and no endpoint takes more than its share.
+type EventClaim struct {
+	// Tenants is how many tenants' events one claim takes at most.
+	Tenants int
+	// PerTenant is how many events of one tenant it takes at most.
+	PerTenant int
+	// SkipTenants are tenants whose events are not claimed (this deliverer
+	// is already sending to them).
+	SkipTenants []uuid.UUID
+	// SkipURLs are webhook URLs whose events are not claimed (their circuit
+	// is open, or they take no more concurrent deliveries).
+	SkipURLs []string
+}
+
 // ClaimedEvent is an outbox event claimed, under a lease, for one delivery
 // attempt.
 type ClaimedEvent struct {

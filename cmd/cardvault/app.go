@@ -55,7 +55,8 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 		return nil, errOpenKEK("root KEK", "VAULT_KEK_URI (--kek-uri)", cfg.KEKURI, err)
 	}
 	kekNoticeFrom(ctx).warn(log, cfg.KEKURI)
-	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log})
+	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log,
+		EgressAllowLoopback: cfg.EgressAllowLoopback})
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -47,6 +47,9 @@ type config struct {
 	Limits httpapi.Limits
 	// DebugListen is the loopback address of the pprof listener; "" is off.
 	DebugListen string
+	// EgressAllowLoopback lets outbound requests (webhooks) reach loopback
+	// hosts over plain http: for development and tests only.
+	EgressAllowLoopback bool
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -61,6 +64,7 @@ type rawConfig struct {
 	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
 	auditRetention                                                          string
 	debugListen                                                             string
+	egressAllowLoopback                                                     string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
@@ -121,6 +125,8 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	r.imp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
+	fs.StringVar(&r.egressAllowLoopback, "egress-allow-loopback", envOr("VAULT_EGRESS_ALLOW_LOOPBACK", "false"),
+		"let webhooks reach loopback hosts over plain http; development and tests only (env VAULT_EGRESS_ALLOW_LOOPBACK)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", defaultKeyCacheTTL), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
@@ -218,6 +224,9 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	var err error
 	if cfg.DebugListen, err = parseDebugListen(r.debugListen); err != nil {
 		errs = append(errs, err)
+	}
+	if cfg.EgressAllowLoopback, err = strconv.ParseBool(orDefault(r.egressAllowLoopback, "false")); err != nil {
+		errs = append(errs, fmt.Errorf("VAULT_EGRESS_ALLOW_LOOPBACK %q must be true or false", r.egressAllowLoopback))
 	}
 	return errs
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -62,4 +64,16 @@ func TestServeRefusesBadRequestLimits(t *testing.T) {
 			assert.ErrorContains(t, err, tt.want)
 		})
 	}
+}
+
+func TestServeWarnsWhenLoopbackEgressIsOn(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		cfg := config{KEKURI: "local:///test/kek.json", Cryptoperiod: 365 * 24 * time.Hour, KeyRefresh: time.Second, EgressAllowLoopback: on}
+		sv := startServe(t, vaulttest.NewService(t, dbURL, vaulttest.Options{}), cfg)
+		require.NoError(t, sv.stop())
+		assert.Equal(t, on, strings.Contains(sv.log.String(), "VAULT_EGRESS_ALLOW_LOOPBACK is on"), "on: %v", on)
+	}
+	_, kek := vaulttest.KEK(t)
+	_, _, err := run(t, "serve", "--database-url", dbURL, "--kek-uri", kek, "--listen", "127.0.0.1:0", "--egress-allow-loopback=maybe")
+	assert.ErrorContains(t, err, "VAULT_EGRESS_ALLOW_LOOPBACK")
 }

@@ -67,6 +67,9 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 			cfg.Import.PublicURL = "https://" + strings.TrimPrefix(cfg.Import.PublicURL, "http://")
 		}
 	}
+	if cfg.EgressAllowLoopback {
+		log.Warn("VAULT_EGRESS_ALLOW_LOOPBACK is on: webhooks may reach loopback hosts over plain http; development and tests only")
+	}
 	imports, err := newImporter(svc, cfg.Import, log)
 	if err != nil {
 		return err

@@ -138,30 +138,46 @@ type envelope struct {
 	Data      json.RawMessage `json:"data"`
 }
 
-// ClaimWebhookEvents claims up to limit due events, oldest first, for owner
-// until lease from now: events of tenants with a webhook, not delivered nor
-// given up, whose next attempt is due and which no live lease holds. Rows
-// are taken with FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this
-// process or other replicas) never claim the same attempt. It returns a
-// domain error when the database fails; an event whose secret or data does
-// not open comes back with Err set.
-func (s *Service) ClaimWebhookEvents(ctx context.Context, owner string, limit int, lease time.Duration) ([]vault.ClaimedEvent, error) {
+// ClaimWebhookEvents claims due events for owner until lease from now, at
+// most c.PerTenant of each of at most c.Tenants tenants, the tenants whose
+// oldest due event is oldest first: a tenant with a long backlog cannot
+// fill a claim and hold back another's event. Only tenants with a webhook,
+// events not delivered nor given up, due, and held by no live lease;
+// never c.SkipTenants' nor those bound for c.SkipURLs. Rows are taken with
+// FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this process or
+// other replicas) never claim the same attempt. It returns a domain error
+// when the database fails; an event whose secret or data does not open
+// comes back with Err set.
+func (s *Service) ClaimWebhookEvents(ctx context.Context, owner string, c vault.EventClaim, lease time.Duration) ([]vault.ClaimedEvent, error) {
 	now := s.clock()
+	skipTenants, skipURLs := c.SkipTenants, c.SkipURLs
+	if skipTenants == nil {
+		skipTenants = []uuid.UUID{}
+	}
+	if skipURLs == nil {
+		skipURLs = []string{}
+	}
 	rows, err := s.db.Query(ctx, `
-		WITH due AS (
-			SELECT e.id FROM webhook_events e
+		WITH ready AS (
+			SELECT e.tenant_id, min(e.seq) AS first FROM webhook_events e
+			JOIN webhooks w ON w.tenant_id = e.tenant_id JOIN tenants t ON t.id = e.tenant_id
 			WHERE e.delivered_at IS NULL AND e.given_up_at IS NULL AND e.next_attempt_at <= $2
 			  AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2)
-			  AND EXISTS (SELECT 1 FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
-			              WHERE w.tenant_id = e.tenant_id AND t.destroyed_at IS NULL)
-			ORDER BY e.seq LIMIT $4
-			FOR UPDATE OF e SKIP LOCKED)
+			  AND t.destroyed_at IS NULL AND e.tenant_id <> ALL($6) AND w.url <> ALL($7)
+			GROUP BY e.tenant_id ORDER BY first LIMIT $4),
+		due AS (
+			SELECT d.id FROM ready CROSS JOIN LATERAL (
+				SELECT e.id FROM webhook_events e
+				WHERE e.tenant_id = ready.tenant_id AND e.delivered_at IS NULL AND e.given_up_at IS NULL
+				  AND e.next_attempt_at <= $2 AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2)
+				ORDER BY e.seq LIMIT $5
+				FOR UPDATE OF e SKIP LOCKED) d)
 		UPDATE webhook_events e SET lease_owner = $1, lease_expires_at = $3
 		FROM due, webhooks w
 		WHERE e.id = due.id AND w.tenant_id = e.tenant_id
 		RETURNING e.id, e.seq, e.tenant_id, e.type, e.created_at, e.payload, e.payload_ct,
 		          e.attempts + 1, coalesce(e.first_attempt_at, $2), w.url, w.secret_ct`,
-		owner, now, now.Add(lease), limit)
+		owner, now, now.Add(lease), max(c.Tenants, 1), max(c.PerTenant, 1), skipTenants, skipURLs)
 	if err != nil {
 		return nil, dbError(err, "webhook event")
 	}

@@ -26,6 +26,10 @@ type Config struct {
 	// KeyCacheTTL is how long unwrapped tenant keys serve before they are
 	// unwrapped again through the KEK; DefaultKeyCacheTTL when 0.
 	KeyCacheTTL time.Duration
+	// EgressAllowLoopback admits webhook URLs on loopback hosts (and plain
+	// http to them), as the egress client does (VAULT_EGRESS_ALLOW_LOOPBACK):
+	// for development and tests.
+	EgressAllowLoopback bool
 }
 
 // DefaultLeaseTTL is how long a key job lease lasts without renewal.
@@ -40,6 +44,8 @@ type Service struct {
 	cvcTTL   time.Duration
 	leaseTTL time.Duration
 	log      *slog.Logger
+	// egressLoopback admits loopback webhook URLs (Config.EgressAllowLoopback).
+	egressLoopback bool
 	usage    keyUsage
 	outbox   outboxSignal // wakes webhook deliverers (event.go)
 	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
@@ -58,7 +64,7 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.Pool == nil || cfg.KEK == nil {
 		return nil, errors.New("vault: Config.Pool and Config.KEK are required")
 	}
-	s := &Service{db: cfg.Pool, now: cfg.Now, cvcTTL: cfg.CVCTTL, log: cfg.Logger}
+	s := &Service{db: cfg.Pool, now: cfg.Now, cvcTTL: cfg.CVCTTL, log: cfg.Logger, egressLoopback: cfg.EgressAllowLoopback}
 	s.reads.limit = readBatchesInFlight
 	if s.now == nil {
 		s.now = time.Now

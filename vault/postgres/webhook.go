@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/egress"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 )
@@ -53,12 +53,15 @@ func newEventID() string {
 
 // SetWebhook sets the actor's tenant's webhook URL and returns it with a new
 // signing secret ("whsec_…"), which is shown only here: every call, and so
-// every URL change, rotates the secret. The URL must be https (http only for
-// 127.0.0.1, ::1 and localhost) without user information or a card number.
+// every URL change, rotates the secret. The URL must be https to a DNS name
+// (loopback hosts, and http to them, only with Config.EgressAllowLoopback)
+// without user information or a card number; it is stored with its scheme
+// lower-cased.
 // It returns a KindInvalid error for a bad URL and a domain error when the
 // keys or the database fail. The change is audited.
 func (s *Service) SetWebhook(ctx context.Context, a vault.Actor, rawURL string) (vault.Webhook, string, error) {
-	if err := checkWebhookURL(rawURL); err != nil {
+	rawURL, err := checkWebhookURL(rawURL, s.egressLoopback)
+	if err != nil {
 		return vault.Webhook{}, "", err
 	}
 	tk, err := s.keys.get(ctx, a.TenantID)
@@ -166,41 +169,34 @@ func scanDelivery(row pgx.CollectableRow) (vault.WebhookDelivery, error) {
 	return d, err
 }
 
-// checkWebhookURL returns a KindInvalid error for param "url" unless raw is
-// an absolute https URL (http is allowed for loopback hosts only, for tests
-// and `cardvault dev`) with a host, no user information, no fragment, no
-// whitespace and nothing that looks like a card number.
-func checkWebhookURL(raw string) error {
+// checkWebhookURL returns raw in its normal form (the scheme lower-cased),
+// or a KindInvalid error for param "url" unless it is a destination the
+// egress client accepts (egress.CheckURL: https to a DNS name; loopback
+// and plain http to it only when loopback is allowed) with no whitespace
+// and nothing that looks like a card number.
+func checkWebhookURL(raw string, allowLoopback bool) (string, error) {
 	if raw == "" {
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url is required")
+		return "", vault.InvalidParam(vault.CodeInvalidURL, "url", "url is required")
 	}
 	if err := checkText(raw, vault.MaxWebhookURLLen, "url"); err != nil {
-		return err
+		return "", err
+	}
+	if strings.ContainsAny(raw, " \t") {
+		return "", vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain whitespace")
+	}
+	if err := egress.CheckURL(raw, allowLoopback); err != nil {
+		var ue *egress.URLError
+		msg := "url is not an acceptable https URL"
+		if errors.As(err, &ue) {
+			msg = strings.Replace(ue.Reason, "URL", "url", 1)
+		}
+		return "", vault.InvalidParam(vault.CodeInvalidURL, "url", msg)
 	}
 	u, err := url.Parse(raw)
-	switch {
-	case err != nil || strings.ContainsAny(raw, " \t") || !u.IsAbs() || u.Opaque != "" || u.Hostname() == "":
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must be an absolute https URL with a host")
-	case u.User != nil:
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain a user name or password")
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain a fragment")
-	case !validPort(u.Port()):
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url has an invalid port")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && vault.IsLoopbackHost(u.Hostname()):
-		return nil
+	if err != nil {
+		return "", vault.InvalidParam(vault.CodeInvalidURL, "url", "url is not valid")
 	}
-	return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must use https (http is allowed only for 127.0.0.1, ::1 and localhost)")
-}
-
-func validPort(p string) bool {
-	if p == "" {
-		return true
-	}
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= 1 && n <= 65535
+	return u.String(), nil
 }
 
 // newWebhookSecret returns "whsec_" and 256 random bits in base64url.

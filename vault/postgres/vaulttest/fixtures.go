@@ -53,6 +53,9 @@ type Options struct {
 	Now    func() time.Time
 	CVCTTL time.Duration
 	Logger *slog.Logger
+	// NoLoopbackEgress refuses loopback webhook URLs, as production does;
+	// tests otherwise admit them (their receivers listen on loopback).
+	NoLoopbackEgress bool
 }
 
 // NewService returns a postgres.Service on a new pool to dbURL, closed when tb
@@ -69,7 +72,8 @@ func NewService(tb testing.TB, dbURL string, o Options) *postgres.Service {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	svc, err := postgres.NewService(postgres.Config{Pool: Pool(tb, dbURL), KEK: o.KEK, Now: o.Now, CVCTTL: o.CVCTTL, Logger: o.Logger})
+	svc, err := postgres.NewService(postgres.Config{Pool: Pool(tb, dbURL), KEK: o.KEK, Now: o.Now, CVCTTL: o.CVCTTL, Logger: o.Logger,
+		EgressAllowLoopback: !o.NoLoopbackEgress})
 	if err != nil {
 		tb.Fatalf("vaulttest: service: %v", err)
 	}
