@@ -46,9 +46,9 @@ type Service struct {
 	log      *slog.Logger
 	// egressLoopback admits loopback webhook URLs (Config.EgressAllowLoopback).
 	egressLoopback bool
-	usage    keyUsage
-	outbox   outboxSignal // wakes webhook deliverers (event.go)
-	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
+	usage          keyUsage
+	outbox         outboxSignal // wakes webhook deliverers (event.go)
+	apiKeys        apiKeyCache  // recently authenticated keys (apikeycache.go)
 	// importCounts gathers import attempt counters (importcounts.go).
 	importCounts importCounts
 	// reads and reveals look up the tokens of concurrent requests and
