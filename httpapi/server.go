@@ -36,6 +36,8 @@ type Server struct {
 	safety requestSafety
 	// importWaker is woken when an import job is created (WithImportWaker).
 	importWaker Waker
+	// ready caches /readyz's answer for a second.
+	ready readiness
 }
 
 // Option configures a Server.
