@@ -108,7 +108,9 @@ type Keys interface {
 	// AES-256-GCM key (every replica can then decrypt with it), wait propagate
 	// for every replica to reload the keyset, promote it to primary, and wait
 	// again so that every replica encrypts with it when this returns. Old keys
-	// keep decrypting. It returns the new key id, or a domain error.
+	// keep decrypting. One rotation per tenant runs at a time, across replicas:
+	// another answers a KindConflict error (rotation_in_progress) at once. It
+	// returns the new key id, or a domain error.
 	RotateDataKey(ctx context.Context, a Actor, propagate time.Duration) (uint32, error)
 	// StartReencrypt enqueues a re-encryption job for the actor's tenant and
 	// audits it. When one is already pending or running it returns that one and
