@@ -90,6 +90,7 @@ func (s *Server) routeTable() []route {
 		{post, "/tokens", s.createToken, vault.ScopeTokensCreate, false, nil},
 		{get, "/tokens", s.listTokens, vault.ScopeTokensRead, false, listQuery("business_key")},
 		{get, "/tokens/:id", s.getToken, vault.ScopeTokensRead, false, nil},
+		{get, "/tokens/:id/versions", s.listTokenVersions, vault.ScopeTokensRead, false, nil},
 		{post, "/tokens/:id/detokenize", s.detokenize, vault.ScopeTokensReveal, false, nil},
 		{del, "/tokens/:id", s.deleteToken, vault.ScopeTokensDelete, false, nil},
 		{get, "/audit-events", s.listAuditEvents, vault.ScopeAuditRead, false, listQuery()},

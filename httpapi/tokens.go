@@ -147,6 +147,20 @@ func (s *Server) deleteToken(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// listTokenVersions serves GET /tokens/:id/versions: the masked cards that
+// updates replaced, newest first, as one list.
+func (s *Server) listTokenVersions(c echo.Context) error {
+	id, err := tokenID(c)
+	if err != nil {
+		return err
+	}
+	vs, err := s.svc.ListTokenVersions(c.Request().Context(), actor(c), id)
+	if err != nil {
+		return err
+	}
+	return respondList(c, vs, false, vault.TokenVersion.Record)
+}
+
 // tokenID parses the :id path parameter; a malformed id is as unknown as a
 // missing one (404), so ids cannot be probed by shape.
 func tokenID(c echo.Context) (uuid.UUID, error) {

@@ -23,8 +23,10 @@ const (
 	ActionTokenList    Action = "token.list"
 	ActionTokenReveal  Action = "token.reveal"
 	ActionTokenDelete  Action = "token.delete"
-	ActionCVCPurge     Action = "cvc.purge"
-	ActionAuditList    Action = "audit.list"
+	// ActionTokenVersionsList is a read of a token's replaced card versions.
+	ActionTokenVersionsList Action = "token.versions.list"
+	ActionCVCPurge          Action = "cvc.purge"
+	ActionAuditList         Action = "audit.list"
 )
 
 // Outcome is how an audited action ended.

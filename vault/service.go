@@ -16,7 +16,10 @@ type Tokens interface {
 	// token was created. With a business key it is idempotent within the
 	// tenant: the same card returns the existing token; changed card data
 	// replaces the stored card under the same token id and is audited as an
-	// update. Concurrent first calls with one business key make exactly one
+	// update (with the fingerprints before and after). Replacing the number
+	// needs ScopeTokensUpdate (a KindForbidden error, audited, otherwise); a
+	// replaced number or expiry is kept as a sealed version for the card
+	// history retention. Concurrent first calls with one business key make exactly one
 	// token. A new or changed token enqueues a token.created or token.updated
 	// webhook event in the same transaction. It returns a KindInvalid error for
 	// invalid card data or attributes.
@@ -44,13 +47,20 @@ type Tokens interface {
 	// record in the same transaction; the audit trail stays. It returns
 	// KindNotFound for an unknown or foreign id.
 	DeleteToken(ctx context.Context, a Actor, id uuid.UUID) error
+	// ListTokenVersions returns the masked versions of the actor's tenant's
+	// token id that updates replaced, newest first, and audits the read. It
+	// returns KindNotFound for an unknown or foreign id.
+	ListTokenVersions(ctx context.Context, a Actor, id uuid.UUID) ([]TokenVersion, error)
+	// PruneTokenVersions deletes the replaced card versions older than
+	// retention and returns how many it deleted, or a domain error.
+	PruneTokenVersions(ctx context.Context, retention time.Duration) (int64, error)
 }
 
 // Imports is what the merchant API needs of import jobs.
 type Imports interface {
 	// CreateImport starts an import job for the actor's tenant: it seals the
 	// provider key under the tenant data keyset, mints the job's own API key
-	// (tokens:create only, revoked when the job ends) and audits. It returns a
+	// (tokens:create and tokens:update only, revoked when the job ends) and audits. It returns a
 	// KindInvalid error for a bad provider or key, and a KindConflict error
 	// naming the job when one is already preparing or running.
 	CreateImport(ctx context.Context, a Actor, in CreateImportInput) (ImportJob, error)

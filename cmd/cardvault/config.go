@@ -40,6 +40,9 @@ type config struct {
 	TLS tlsFiles
 	// AuditRetention is how long audit rows are kept before pruning.
 	AuditRetention time.Duration
+	// CardHistoryRetention is how long a card replaced by an update is kept
+	// sealed as a token version.
+	CardHistoryRetention time.Duration
 	// Import says how import jobs drive Stripe.
 	Import importSettings
 	// Limits are the request budgets: per-key rate, failed authentications
@@ -65,6 +68,7 @@ type rawConfig struct {
 	auditRetention                                                          string
 	debugListen                                                             string
 	egressAllowLoopback                                                     string
+	cardHistoryRetention                                                    string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
@@ -81,6 +85,7 @@ const (
 	defaultLogLevel       = "info"
 	defaultCryptoperiod   = "365d"
 	defaultAuditRetention = "400d"
+	defaultCardHistory    = "30d"
 	defaultKeyRefresh     = "2s"
 	defaultKeyCacheTTL    = "1h"
 )
@@ -125,6 +130,8 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	r.imp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
+	fs.StringVar(&r.cardHistoryRetention, "card-history-retention", envOr("VAULT_CARD_HISTORY_RETENTION", defaultCardHistory),
+		"how long a card replaced by an update is kept sealed and listed by GET /tokens/{id}/versions, e.g. 30d (env VAULT_CARD_HISTORY_RETENTION)")
 	fs.StringVar(&r.egressAllowLoopback, "egress-allow-loopback", envOr("VAULT_EGRESS_ALLOW_LOOPBACK", "false"),
 		"let webhooks reach loopback hosts over plain http; development and tests only (env VAULT_EGRESS_ALLOW_LOOPBACK)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", defaultKeyCacheTTL), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
@@ -224,6 +231,10 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	var err error
 	if cfg.DebugListen, err = parseDebugListen(r.debugListen); err != nil {
 		errs = append(errs, err)
+	}
+	history := orDefault(r.cardHistoryRetention, defaultCardHistory)
+	if cfg.CardHistoryRetention, err = parseDays(history); err != nil || cfg.CardHistoryRetention < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_CARD_HISTORY_RETENTION %q must be at least 1d, e.g. 30d", history))
 	}
 	if cfg.EgressAllowLoopback, err = strconv.ParseBool(orDefault(r.egressAllowLoopback, "false")); err != nil {
 		errs = append(errs, fmt.Errorf("VAULT_EGRESS_ALLOW_LOOPBACK %q must be true or false", r.egressAllowLoopback))

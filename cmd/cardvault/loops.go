@@ -23,6 +23,7 @@ const (
 	auditChain         = time.Second      // link new audit rows into their chains
 	auditPrune         = time.Hour        // prune audit rows past the retention
 	idempotencySweep   = 10 * time.Minute // delete expired idempotency keys
+	cardHistoryPrune   = time.Hour        // delete replaced card versions past their retention
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
@@ -41,6 +42,9 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 			_, err := svc.PruneAudit(ctx, retention)
 			return err
 		}),
+		loop.Every(log, "card history prune", cardHistoryPrune, count(log, "replaced card versions deleted", func(ctx context.Context) (int64, error) {
+			return svc.PruneTokenVersions(ctx, cmp.Or(cfg.CardHistoryRetention, vault.DefaultCardHistoryRetention))
+		})),
 		loop.Every(log, "idempotency sweep", idempotencySweep, count(log, "expired idempotency keys deleted", svc.PruneIdempotencyKeys)),
 		{Name: "imports", Run: imports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
