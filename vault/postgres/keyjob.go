@@ -143,7 +143,8 @@ func (s *Service) runReencrypt(ctx context.Context, owner string, job vault.KeyJ
 
 // resealSideRows re-seals what besides tokens the tenant keeps under its
 // data keyset — the webhook secret and undelivered token events, replaced
-// card versions, active import jobs' credentials — under the primary key,
+// card versions, stored idempotent answers, active import jobs'
+// credentials — under the primary key,
 // in one transaction.
 func (s *Service) resealSideRows(ctx context.Context, tenantID uuid.UUID, tk *tenantKeys) error {
 	return s.inTx(ctx, "key job", func(tx pgx.Tx) error {
@@ -151,6 +152,9 @@ func (s *Service) resealSideRows(ctx context.Context, tenantID uuid.UUID, tk *te
 			return err
 		}
 		if _, err := s.resealVersions(ctx, tx, tenantID, tk); err != nil {
+			return err
+		}
+		if _, err := s.resealAnswers(ctx, tx, tenantID, tk); err != nil {
 			return err
 		}
 		_, err := s.resealImportCredentials(ctx, tx, tenantID, tk)

@@ -109,7 +109,7 @@ func (s *Service) recordKeyState(ctx context.Context, q querier, tenantID uuid.U
 func releaseSealingKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) error {
 	_, err := q.Exec(ctx, `DELETE FROM tenant_sealing_keys WHERE tenant_id = $1 AND key_id = $2`, tenantID, int64(keyID))
 	if isSealingKeyViolation(err) {
-		return keyInUse(keyID, "tokens, replaced card versions or the webhook secret")
+		return keyInUse(keyID, "tokens, replaced card versions, stored idempotent answers or the webhook secret")
 	}
 	if err != nil {
 		return err
@@ -246,7 +246,11 @@ func (s *Service) sideRowsUnderKey(ctx context.Context, tenantID uuid.UUID, keyI
 		return 0, dbError(err, "import")
 	}
 	versions, err := versionsUnderKey(ctx, s.db, tenantID, keyID)
-	return hooks + imports + versions, dbError(err, "token version")
+	if err != nil {
+		return 0, dbError(err, "token version")
+	}
+	answers, err := idempotencyRowsUnderKey(ctx, s.db, tenantID, keyID)
+	return hooks + imports + versions + answers, dbError(err, "idempotency key")
 }
 
 // RetireDataKey disables a data key that is not primary; with destroy it
