@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -101,8 +103,13 @@ func (s *Server) listTokens(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	bk := c.QueryParam("business_key")
+	if !utf8.ValidString(bk) || strings.ContainsRune(bk, 0) {
+		return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterInvalid, Param: "business_key",
+			Message: "business_key must be valid UTF-8 without NUL characters"}
+	}
 	pg, err := s.svc.ListTokens(c.Request().Context(), actor(c),
-		vault.ListTokensParams{BusinessKey: c.QueryParam("business_key"), Limit: p.limit, StartingAfter: p.after})
+		vault.ListTokensParams{BusinessKey: bk, Limit: p.limit, StartingAfter: p.after})
 	if err != nil {
 		return err
 	}
@@ -164,8 +171,8 @@ func (s *Server) listTokenVersions(c echo.Context) error {
 // tokenID parses the :id path parameter; a malformed id is as unknown as a
 // missing one (404), so ids cannot be probed by shape.
 func tokenID(c echo.Context) (uuid.UUID, error) {
-	id, err := uuid.Parse(c.Param("id"))
-	if err != nil {
+	id, ok := canonicalID(c.Param("id"))
+	if !ok {
 		return uuid.Nil, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no such token")
 	}
 	return id, nil

@@ -46,7 +46,7 @@ type TenantKeyStatus struct {
 // status --json` and GET /keys print it. It never holds key material.
 type KeyReport struct {
 	Tenants          []TenantKeyStatus `json:"tenants"`
-	RootKEKURI       string            `json:"root_kek_uri"`
+	RootKEKURI       string            `json:"root_kek_uri,omitempty"` // redacted; for operators only (not in GET /keys)
 	CryptoperiodDays int               `json:"cryptoperiod_days"`
 }
 

@@ -93,6 +93,16 @@ const (
 // bindDatabase binds --database-url to VAULT_DATABASE_URL.
 func (r *rawConfig) bindDatabase(fs *pflag.FlagSet) {
 	fs.StringVar(&r.databaseURL, "database-url", os.Getenv("VAULT_DATABASE_URL"), "PostgreSQL URL (env VAULT_DATABASE_URL)")
+	hideDefault(fs, "database-url")
+}
+
+// hideDefault keeps flag name's value, taken from the environment, out of
+// --help: it may hold a secret (a database password, a Stripe key), and
+// help and configuration output never show one.
+func hideDefault(fs *pflag.FlagSet, name string) {
+	if f := fs.Lookup(name); f != nil {
+		f.DefValue = ""
+	}
 }
 
 // bindVault binds what every command that opens the vault reads: the
@@ -100,6 +110,7 @@ func (r *rawConfig) bindDatabase(fs *pflag.FlagSet) {
 func (r *rawConfig) bindVault(fs *pflag.FlagSet) {
 	r.bindDatabase(fs)
 	fs.StringVar(&r.kekURI, "kek-uri", os.Getenv("VAULT_KEK_URI"), "root KEK: local://PATH, aws-kms://…, gcp-kms://…, hcvault://… (env VAULT_KEK_URI)")
+	hideDefault(fs, "kek-uri")
 	fs.StringVar(&r.logLevel, "log-level", envOr("VAULT_LOG_LEVEL", defaultLogLevel), "debug, info, warn or error (env VAULT_LOG_LEVEL)")
 }
 

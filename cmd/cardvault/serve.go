@@ -75,7 +75,9 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 		return err
 	}
 	srv := &http.Server{
-		Handler:           httpapi.New(svc, log, httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits)),
+		Handler: closeAmbiguousFraming(httpapi.New(svc, log, httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS),
+			httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits))),
+		ConnContext:       framingContext,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -98,7 +100,7 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 	}
 	defer runBackground(svc, imports, cfg, log)()
 	errc := make(chan error, 1)
-	go func() { errc <- serveOn(srv, ln) }()
+	go func() { errc <- serveOn(srv, framingListener{ln}) }()
 	log.Info("serving", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
