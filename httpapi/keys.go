@@ -88,6 +88,17 @@ func (s *Server) startReencrypt(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, newKeyJobResponse(job))
 }
 
+// rotateFingerprintKey serves POST /keys/fingerprint/rotate: rotates the
+// fingerprint keyset (returning once every replica fingerprints with the
+// new key) and answers 202 with the refingerprint job.
+func (s *Server) rotateFingerprintKey(c echo.Context) error {
+	job, err := s.svc.RotateFingerprintKey(c.Request().Context(), actor(c), s.keys.Propagation)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, newKeyJobResponse(job))
+}
+
 // getKeyJob serves GET /keys/jobs/:id.
 func (s *Server) getKeyJob(c echo.Context) error {
 	id, ok := canonicalID(c.Param("id"))

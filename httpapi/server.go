@@ -88,7 +88,7 @@ func (s *Server) routeTable() []route {
 
 		{post, "/cde-import", s.createToken, vault.ScopeTokensCreate, false, nil},
 		{post, "/tokens", s.createToken, vault.ScopeTokensCreate, false, nil},
-		{get, "/tokens", s.listTokens, vault.ScopeTokensRead, false, listQuery("business_key")},
+		{get, "/tokens", s.listTokens, vault.ScopeTokensRead, false, listQuery("business_key", "fingerprint")},
 		{get, "/tokens/:id", s.getToken, vault.ScopeTokensRead, false, nil},
 		{get, "/tokens/:id/versions", s.listTokenVersions, vault.ScopeTokensRead, false, nil},
 		{post, "/tokens/:id/detokenize", s.detokenize, vault.ScopeTokensReveal, false, nil},
@@ -109,6 +109,7 @@ func (s *Server) routeTable() []route {
 		{get, "/keys", s.keyStatus, vault.ScopeKeysManage, true, nil},
 		{post, "/keys/rotate", s.rotateKey, vault.ScopeKeysManage, true, nil},
 		{post, "/keys/reencrypt", s.startReencrypt, vault.ScopeKeysManage, true, nil},
+		{post, "/keys/fingerprint/rotate", s.rotateFingerprintKey, vault.ScopeKeysManage, true, nil},
 		{get, "/keys/jobs/:id", s.getKeyJob, vault.ScopeKeysManage, true, nil},
 		{post, "/keys/retire", s.retireKey, vault.ScopeKeysManage, true, nil},
 	}

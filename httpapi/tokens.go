@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/base64"
 	"net/http"
 	"strings"
 	"time"
@@ -108,12 +109,31 @@ func (s *Server) listTokens(c echo.Context) error {
 		return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterInvalid, Param: "business_key",
 			Message: "business_key must be valid UTF-8 without NUL characters"}
 	}
+	fp, err := fingerprintParam(c)
+	if err != nil {
+		return err
+	}
 	pg, err := s.svc.ListTokens(c.Request().Context(), actor(c),
-		vault.ListTokensParams{BusinessKey: bk, Limit: p.limit, StartingAfter: p.after})
+		vault.ListTokensParams{BusinessKey: bk, Fingerprint: fp, Limit: p.limit, StartingAfter: p.after})
 	if err != nil {
 		return err
 	}
 	return respondList(c, pg.Tokens, pg.HasMore, vault.Token.Record)
+}
+
+// fingerprintParam reads ?fingerprint= (unpadded base64url, as tokens show
+// it); nil when absent, 400 parameter_invalid when it is not one.
+func fingerprintParam(c echo.Context) ([]byte, error) {
+	v := c.QueryParam("fingerprint")
+	if v == "" {
+		return nil, nil
+	}
+	fp, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil || len(fp) != 32 {
+		return nil, &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterInvalid, Param: "fingerprint",
+			Message: "fingerprint must be a token's fingerprint: 43 characters of unpadded base64url"}
+	}
+	return fp, nil
 }
 
 // detokenize serves POST /tokens/:id/detokenize with an optional reason.

@@ -122,6 +122,14 @@ type Keys interface {
 	// another answers a KindConflict error (rotation_in_progress) at once. It
 	// returns the new key id, or a domain error.
 	RotateDataKey(ctx context.Context, a Actor, propagate time.Duration) (uint32, error)
+	// RotateFingerprintKey rotates the tenant's fingerprint (PRF) keyset in
+	// Tink's order, waiting propagate after adding and after promoting, then
+	// enqueues the refingerprint job that recomputes every token's
+	// fingerprint under the new key (each token keeps its former one, so
+	// lookups by a fingerprint taken before keep working). One rotation per
+	// tenant at a time (KindConflict rotation_in_progress). It returns the
+	// job, or a domain error.
+	RotateFingerprintKey(ctx context.Context, a Actor, propagate time.Duration) (KeyJob, error)
 	// StartReencrypt enqueues a re-encryption job for the actor's tenant and
 	// audits it. When one is already pending or running it returns that one and
 	// false. It returns a domain error when the database fails.

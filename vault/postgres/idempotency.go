@@ -38,31 +38,71 @@ func (s *Service) BeginIdempotent(ctx context.Context, a vault.Actor, r vault.Id
 	if err != nil {
 		return vault.IdempotencyClaim{}, nil, err
 	}
-	keyHash, err := tk.fp.Sum(append([]byte(idempotencyKeyDomain), r.Key...))
+	h, err := s.idempotencyHashes(ctx, tk, a.TenantID, r)
 	if err != nil {
-		return vault.IdempotencyClaim{}, nil, vault.Internal(err)
+		return vault.IdempotencyClaim{}, nil, err
 	}
-	fp, err := tk.fp.Sum(idempotencyInput(r))
-	if err != nil {
-		return vault.IdempotencyClaim{}, nil, vault.Internal(err)
-	}
-	c := vault.IdempotencyClaim{TenantID: a.TenantID, KeyHash: keyHash, Lock: uuid.New()}
+	c := vault.IdempotencyClaim{TenantID: a.TenantID, KeyHash: h.key, Lock: uuid.New()}
 	// A row can vanish between the claim attempt and the read (released or
 	// swept); then the claim is simply tried again.
 	for range 3 {
-		claimed, err := s.claimIdempotencyKey(ctx, a, c, fp, tk.fp.KeyID())
+		claimed, err := s.claimIdempotencyKey(ctx, a, c, h.request, h.prfKeyID)
 		if err != nil {
 			return vault.IdempotencyClaim{}, nil, err
 		}
 		if claimed {
 			return c, nil, nil
 		}
-		stored, err := s.storedIdempotent(ctx, tk, c, fp, tk.fp.KeyID())
+		stored, err := s.storedIdempotent(ctx, tk, c, h.request, h.prfKeyID)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return vault.IdempotencyClaim{}, stored, dbError(err, "idempotency key")
 		}
 	}
 	return vault.IdempotencyClaim{}, nil, inUse()
+}
+
+// idempotencyHashes are the PRF hashes naming an Idempotency-Key and its
+// request, and the PRF key that made them.
+type idempotencyHashes struct {
+	key, request []byte
+	prfKeyID     uint32
+}
+
+// idempotencyHashes returns r's hashes under the primary PRF key or, while
+// the fingerprint keyset is being rotated, under the older key that made
+// a live row for r's key: a retry that began before the rotation still
+// finds its first answer. It returns a domain error when the PRF or the
+// database fails.
+func (s *Service) idempotencyHashes(ctx context.Context, tk *tenantKeys, tenantID uuid.UUID, r vault.IdempotentRequest) (idempotencyHashes, error) {
+	keyInput := append([]byte(idempotencyKeyDomain), r.Key...)
+	for _, id := range tk.fp.OtherKeyIDs() {
+		older, err := tk.fp.SumWith(id, keyInput)
+		if err != nil {
+			return idempotencyHashes{}, vault.Internal(err)
+		}
+		var live bool
+		if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM idempotency_keys
+			WHERE tenant_id = $1 AND key_hash = $2 AND fingerprint_key_id = $3 AND expires_at > $4)`,
+			tenantID, older, int64(id), s.clock()).Scan(&live); err != nil {
+			return idempotencyHashes{}, dbError(err, "idempotency key")
+		}
+		if live {
+			req, err := tk.fp.SumWith(id, idempotencyInput(r))
+			if err != nil {
+				return idempotencyHashes{}, vault.Internal(err)
+			}
+			return idempotencyHashes{key: older, request: req, prfKeyID: id}, nil
+		}
+	}
+	key, err := tk.fp.Sum(keyInput)
+	if err != nil {
+		return idempotencyHashes{}, vault.Internal(err)
+	}
+	req, err := tk.fp.Sum(idempotencyInput(r))
+	if err != nil {
+		return idempotencyHashes{}, vault.Internal(err)
+	}
+	return idempotencyHashes{key: key, request: req, prfKeyID: tk.fp.KeyID()}, nil
 }
 
 // idempotencyInput is what the fingerprint covers: method, path and body,

@@ -437,8 +437,9 @@ func (s *Service) ListTokens(ctx context.Context, a vault.Actor, p vault.ListTok
 		rows, err := tx.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
 			WHERE tenant_id = $1 AND ($2::text IS NULL OR business_key = $2)
 			  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+			  AND ($6::bytea IS NULL OR fingerprint = $6 OR previous_fingerprint = $6)
 			ORDER BY created_at DESC, id DESC LIMIT $5`,
-			a.TenantID, nullString(p.BusinessKey), after.at, after.id, p.Limit+1)
+			a.TenantID, nullString(p.BusinessKey), after.at, after.id, p.Limit+1, p.Fingerprint)
 		if err != nil {
 			return err
 		}
