@@ -107,10 +107,10 @@ func optionalString(s string) *string {
 
 // ListTokensParams filters and pages a token listing.
 type ListTokensParams struct {
-	BusinessKey   string    // only tokens with this business key when set
+	BusinessKey string // only tokens with this business key when set
 	// Fingerprint, when set, keeps only tokens whose fingerprint, or the
 	// one they had before the last fingerprint-key rotation, is this one.
-	Fingerprint []byte
+	Fingerprint   []byte
 	Limit         int       // 1–100
 	StartingAfter uuid.UUID // the last id of the previous page, or uuid.Nil
 }
