@@ -104,6 +104,7 @@ func (s *Server) routeTable() []route {
 		{put, "/webhook", s.putWebhook, vault.ScopeWebhooksManage, false, nil},
 		{get, "/webhook", s.getWebhook, vault.ScopeWebhooksManage, false, nil},
 		{del, "/webhook", s.deleteWebhook, vault.ScopeWebhooksManage, false, nil},
+		{post, "/webhook/secret/rotate", s.rotateWebhookSecret, vault.ScopeWebhooksManage, false, nil},
 		{get, "/webhook/deliveries", s.listWebhookDeliveries, vault.ScopeWebhooksManage, false, listQuery()},
 
 		{get, "/keys", s.keyStatus, vault.ScopeKeysManage, true, nil},

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -14,11 +15,19 @@ type webhookRequest struct {
 	URL string `json:"url" validate:"required"`
 }
 
-// webhookResponse is the tenant's webhook; Secret only in the answer to PUT.
+// webhookResponse is the tenant's webhook; Secret only in the answer to PUT
+// and to a secret rotation, which also says until when the previous secret
+// signs.
 type webhookResponse struct {
-	URL       string `json:"url"`
-	CreatedAt string `json:"created_at"`
-	Secret    string `json:"secret,omitempty"`
+	URL                     string  `json:"url"`
+	CreatedAt               string  `json:"created_at"`
+	Secret                  string  `json:"secret,omitempty"`
+	PreviousSecretExpiresAt *string `json:"previous_secret_expires_at,omitempty"`
+}
+
+// rotateSecretRequest is the optional body of POST /webhook/secret/rotate.
+type rotateSecretRequest struct {
+	OverlapSeconds *int64 `json:"overlap_seconds"`
 }
 
 // webhookDeliveryResponse is one delivery attempt: whether it delivered,
@@ -59,6 +68,32 @@ func (s *Server) putWebhook(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, webhookResponse{URL: wh.URL, CreatedAt: timestamp(wh.CreatedAt), Secret: secret})
+}
+
+// rotateWebhookSecret serves POST /webhook/secret/rotate
+// {"overlap_seconds":N}: a new signing secret, shown only here, while the
+// previous one keeps signing for N seconds (default a day).
+func (s *Server) rotateWebhookSecret(c echo.Context) error {
+	var req rotateSecretRequest
+	if err := decodeJSON(c, &req, true); err != nil {
+		return err
+	}
+	overlap := vault.DefaultSecretOverlap
+	if req.OverlapSeconds != nil {
+		if *req.OverlapSeconds < 0 || *req.OverlapSeconds > int64(vault.MaxSecretOverlap/time.Second) {
+			return vault.InvalidParam(vault.CodeParameterInvalid, "overlap_seconds", "overlap_seconds must be from 0 to 604800 (7 days)")
+		}
+		overlap = time.Duration(*req.OverlapSeconds) * time.Second
+	}
+	wh, secret, err := s.svc.RotateWebhookSecret(c.Request().Context(), actor(c), overlap)
+	if err != nil {
+		return err
+	}
+	res := webhookResponse{URL: wh.URL, CreatedAt: timestamp(wh.CreatedAt), Secret: secret}
+	if !wh.PreviousSecretExpiresAt.IsZero() {
+		res.PreviousSecretExpiresAt = optional(timestamp(wh.PreviousSecretExpiresAt))
+	}
+	return c.JSON(http.StatusOK, res)
 }
 
 // getWebhook serves GET /webhook.

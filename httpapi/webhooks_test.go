@@ -174,3 +174,38 @@ func TestAnUpperCaseHTTPSWebhookURLIsAccepted(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.status, "%s", res.body)
 	assert.Equal(t, "https://hooks.example.com/cardvault", res.json(t)["url"])
 }
+
+func TestWebhookSecretRotationThroughTheAPI(t *testing.T) {
+	ts := newTestServer(t)
+	key := ts.key(t, vault.ScopeWebhooksManage)
+	assert.Equal(t, http.StatusNotFound, ts.do(t, http.MethodPost, "/webhook/secret/rotate", key, "").status, "no webhook yet")
+	first := ts.do(t, http.MethodPut, "/webhook", key, `{"url":"https://hooks.example.com/rotate"}`).json(t)["secret"]
+	tests := []struct {
+		name, body string
+		status     int
+		expires    string // previous_secret_expires_at; "" when absent
+	}{
+		{"the default overlap is a day", "", http.StatusOK, "2026-11-02T12:00:00Z"},
+		{"an hour", `{"overlap_seconds":3600}`, http.StatusOK, "2026-11-01T13:00:00Z"},
+		{"none", `{"overlap_seconds":0}`, http.StatusOK, ""},
+		{"over a week", `{"overlap_seconds":604801}`, http.StatusUnprocessableEntity, ""},
+		{"negative", `{"overlap_seconds":-1}`, http.StatusUnprocessableEntity, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := ts.do(t, http.MethodPost, "/webhook/secret/rotate", key, tt.body)
+			require.Equal(t, tt.status, res.status, "%s", res.body)
+			if tt.status != http.StatusOK {
+				return
+			}
+			body := res.json(t)
+			assert.Regexp(t, `^whsec_`, body["secret"])
+			assert.NotEqual(t, first, body["secret"])
+			if tt.expires == "" {
+				assert.NotContains(t, body, "previous_secret_expires_at")
+			} else {
+				assert.Equal(t, tt.expires, body["previous_secret_expires_at"])
+			}
+		})
+	}
+}

@@ -93,6 +93,13 @@ type Webhooks interface {
 	// It returns a KindInvalid error for a bad URL and a domain error when the
 	// keys or the database fail. The change is audited.
 	SetWebhook(ctx context.Context, a Actor, rawURL string) (Webhook, string, error)
+	// RotateWebhookSecret gives the actor's tenant's webhook a new signing
+	// secret, shown only in this answer, while the previous one keeps
+	// signing deliveries next to it for overlap (0 ends it at once; at most
+	// MaxSecretOverlap). It returns KindInvalid for a bad overlap,
+	// KindNotFound when there is no webhook, and a domain error when the
+	// keys or the database fail. The rotation is audited.
+	RotateWebhookSecret(ctx context.Context, a Actor, overlap time.Duration) (Webhook, string, error)
 	// GetWebhook returns the actor's tenant's webhook (never its secret) and
 	// audits the read. It returns a KindNotFound error when there is none.
 	GetWebhook(ctx context.Context, a Actor) (Webhook, error)

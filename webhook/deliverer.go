@@ -323,7 +323,11 @@ func (d *Deliverer) send(ctx context.Context, ev vault.ClaimedEvent, at time.Tim
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "cardvault-webhooks")
-	req.Header.Set(SignatureHeader, Sign(ev.Secret.Reveal(), at, ev.Body))
+	secrets := []string{ev.Secret.Reveal()}
+	if !ev.PreviousSecret.IsZero() {
+		secrets = append(secrets, ev.PreviousSecret.Reveal())
+	}
+	req.Header.Set(SignatureHeader, SignAll(at, ev.Body, secrets...))
 	start := time.Now()
 	resp, err := d.client.Do(req)
 	if err == nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -542,4 +543,63 @@ func TestAnEndpointThatKeepsTimingOutHasItsCircuitOpened(t *testing.T) {
 	var delivered int
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM webhook_events WHERE delivered_at IS NOT NULL`).Scan(&delivered))
 	assert.Equal(t, 5, delivered)
+}
+
+// v1Count returns how many v1 signatures a Vault-Signature header holds.
+func v1Count(header string) int { return strings.Count(header, ",v1=") }
+
+func TestDuringASecretRotationBothSecretsSign(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, always(http.StatusOK))
+	oldSecret := e.setWebhook(t, rcv.URL)
+	_, newSecret, err := e.svc.RotateWebhookSecret(context.Background(), e.actor, time.Hour)
+	require.NoError(t, err)
+	require.NotEqual(t, oldSecret, newSecret)
+	d := e.deliverer()
+
+	tests := []struct {
+		name      string
+		advance   time.Duration
+		oldSigns  bool
+		signature int // v1 entries
+	}{
+		{"within the overlap: new first, old second", 0, true, 2},
+		{"just before it closes", 59 * time.Minute, true, 2},
+		{"after it: the new secret alone", 2 * time.Minute, false, 1},
+	}
+	for i, tt := range tests {
+		e.clock.Advance(tt.advance)
+		e.tokenize(t, fmt.Sprintf("pm_rotate_%d", i), vaulttest.LuhnNumber("424242", 16, i), "04")
+		require.Equal(t, 1, deliverDue(t, d), tt.name)
+		got := rcv.next(t)
+		header := got.header.Get(webhook.SignatureHeader)
+		assert.Equal(t, tt.signature, v1Count(header), "%s: %s", tt.name, header)
+		assert.NoError(t, webhook.Verify(header, got.body, newSecret, webhook.DefaultTolerance, e.clock.Now()), tt.name)
+		err := webhook.Verify(header, got.body, oldSecret, webhook.DefaultTolerance, e.clock.Now())
+		if tt.oldSigns {
+			assert.NoError(t, err, "%s: a receiver still on the old secret accepts it", tt.name)
+		} else {
+			assert.ErrorIs(t, err, webhook.ErrNoValidSig, tt.name)
+		}
+		parts := strings.SplitN(header, ",v1=", 3)
+		assert.NoError(t, webhook.Verify(parts[0]+",v1="+parts[1], got.body, newSecret, webhook.DefaultTolerance, e.clock.Now()),
+			"%s: the new secret's signature comes first", tt.name)
+	}
+}
+
+func TestARotationWithoutOverlapSignsWithTheNewSecretOnly(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, always(http.StatusOK))
+	oldSecret := e.setWebhook(t, rcv.URL)
+	_, newSecret, err := e.svc.RotateWebhookSecret(context.Background(), e.actor, 0)
+	require.NoError(t, err)
+	e.tokenize(t, "pm_no_overlap", "4242424242424242", "04")
+	require.Equal(t, 1, deliverDue(t, e.deliverer()))
+	got := rcv.next(t)
+	header := got.header.Get(webhook.SignatureHeader)
+	assert.Equal(t, 1, v1Count(header))
+	assert.NoError(t, webhook.Verify(header, got.body, newSecret, webhook.DefaultTolerance, e.clock.Now()))
+	assert.ErrorIs(t, webhook.Verify(header, got.body, oldSecret, webhook.DefaultTolerance, e.clock.Now()), webhook.ErrNoValidSig)
+	_, _, err = e.svc.RotateWebhookSecret(context.Background(), e.actor, 8*24*time.Hour)
+	assert.Equal(t, vault.KindInvalid, vault.ErrorKind(err), "an overlap over 7 days is refused")
 }

@@ -81,7 +81,8 @@ func (s *Service) SetWebhook(ctx context.Context, a vault.Actor, rawURL string) 
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO webhooks (tenant_id, url, secret_ct, key_id, created_at) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (tenant_id) DO UPDATE
-			SET url = excluded.url, secret_ct = excluded.secret_ct, key_id = excluded.key_id, created_at = excluded.created_at`,
+			SET url = excluded.url, secret_ct = excluded.secret_ct, key_id = excluded.key_id, created_at = excluded.created_at,
+			    previous_secret_ct = NULL, previous_key_id = NULL, previous_expires_at = NULL`,
 			wh.TenantID, wh.URL, []byte(ct), int64(keyID), wh.CreatedAt); err != nil {
 			return err
 		}
@@ -91,6 +92,64 @@ func (s *Service) SetWebhook(ctx context.Context, a vault.Actor, rawURL string) 
 		return vault.Webhook{}, "", s.sealRefused(a.TenantID, err)
 	}
 	return wh, secret, nil
+}
+
+// RotateWebhookSecret gives the actor's tenant's webhook a new signing
+// secret, shown only in this answer, while the previous one keeps signing
+// deliveries next to it for overlap (0 ends it at once; at most
+// vault.MaxSecretOverlap). It returns KindInvalid for a bad overlap,
+// KindNotFound when there is no webhook, and a domain error when the keys
+// or the database fail. The rotation is audited.
+func (s *Service) RotateWebhookSecret(ctx context.Context, a vault.Actor, overlap time.Duration) (vault.Webhook, string, error) {
+	if overlap < 0 || overlap > vault.MaxSecretOverlap {
+		return vault.Webhook{}, "", vault.InvalidParam(vault.CodeParameterInvalid, "overlap_seconds",
+			"overlap_seconds must be from 0 to 604800 (7 days)")
+	}
+	tk, err := s.keys.get(ctx, a.TenantID)
+	if err != nil {
+		return vault.Webhook{}, "", err
+	}
+	secret, err := newWebhookSecret()
+	if err != nil {
+		return vault.Webhook{}, "", vault.Internal(err)
+	}
+	var wh vault.Webhook
+	err = s.inTx(ctx, "webhook", func(tx pgx.Tx) error {
+		var err error
+		wh, err = s.rotateSecretTx(ctx, tx, a, tk, secret, overlap)
+		return err
+	})
+	if err != nil {
+		return vault.Webhook{}, "", s.sealRefused(a.TenantID, err)
+	}
+	return wh, secret, nil
+}
+
+// rotateSecretTx stores secret as the tenant's signing secret within tx,
+// keeping the current one as the previous for overlap, and audits it.
+func (s *Service) rotateSecretTx(ctx context.Context, tx pgx.Tx, a vault.Actor, tk *tenantKeys, secret string, overlap time.Duration) (vault.Webhook, error) {
+	wh := vault.Webhook{TenantID: a.TenantID, CreatedAt: s.clock()}
+	if err := tx.QueryRow(ctx, `SELECT url FROM webhooks WHERE tenant_id = $1 FOR UPDATE`, a.TenantID).Scan(&wh.URL); err != nil {
+		return wh, err
+	}
+	ct, keyID, err := s.sealWebhookSecret(tk, a.TenantID, wh.URL, secret)
+	if err != nil {
+		return wh, err
+	}
+	var expires *time.Time
+	if overlap > 0 {
+		wh.PreviousSecretExpiresAt = wh.CreatedAt.Add(overlap)
+		expires = &wh.PreviousSecretExpiresAt
+	}
+	if _, err := tx.Exec(ctx, `UPDATE webhooks SET
+		previous_secret_ct = CASE WHEN $5::timestamptz IS NULL THEN NULL ELSE secret_ct END,
+		previous_key_id = CASE WHEN $5::timestamptz IS NULL THEN NULL ELSE key_id END,
+		previous_expires_at = $5, secret_ct = $2, key_id = $3, created_at = $4
+		WHERE tenant_id = $1`, a.TenantID, []byte(ct), int64(keyID), wh.CreatedAt, expires); err != nil {
+		return wh, err
+	}
+	return wh, insertAudit(ctx, tx, s.event(a, vault.ActionWebhookSecretRotate, uuid.Nil,
+		map[string]any{"url": wh.URL, "overlap_seconds": int64(overlap / time.Second)}))
 }
 
 // GetWebhook returns the actor's tenant's webhook (never its secret) and

@@ -422,3 +422,29 @@ func benchTokenize(b *testing.B, svc *postgres.Service, a vault.Actor) {
 		}
 	})
 }
+
+func TestAPreviousWebhookSecretHoldsItsKeyUntilReencrypted(t *testing.T) {
+	e := newWebhookEnv(t)
+	ctx := context.Background()
+	_, _, err := e.svc.SetWebhook(ctx, e.actor, "https://hooks.example.com/rotate")
+	require.NoError(t, err)
+	oldKey := keyByState(e.keyStatus(t), "primary").KeyID
+	_, err = e.svc.RotateDataKey(ctx, e.actor, 0)
+	require.NoError(t, err)
+	_, _, err = e.svc.RotateWebhookSecret(ctx, e.actor, time.Hour) // the new secret under the new key, the previous under the old
+	require.NoError(t, err)
+	err = e.svc.RetireDataKey(ctx, e.actor, oldKey, false)
+	assert.Equal(t, vault.CodeKeyInUse, vault.AsError(err).Code, "the previous secret still needs the old key: %v", err)
+
+	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
+	require.NoError(t, err)
+	_, err = e.svc.RunOneKeyJob(ctx, "worker", job.ID)
+	require.NoError(t, err)
+	require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, oldKey, false))
+	e.tokenize(t, visa("pm_after_retire"))
+	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", vault.EventClaim{Tenants: 10, PerTenant: 10}, time.Minute)
+	require.NoError(t, err)
+	require.NotEmpty(t, claimed)
+	require.NoError(t, claimed[0].Err)
+	assert.False(t, claimed[0].PreviousSecret.IsZero(), "the previous secret, re-sealed, still signs within its overlap")
+}
