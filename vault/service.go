@@ -277,6 +277,10 @@ type ImportQueue interface {
 	// merchant that must hold no secret. It returns vault.ErrImportEnded
 	// (IsImportEnded) when the job had already ended.
 	FailImport(ctx context.Context, jobID uuid.UUID, reason string) error
+	// ActiveImports returns which of ids name jobs still preparing or
+	// running (aborted, failed and finished ones are left out). It returns a
+	// domain error when the database fails.
+	ActiveImports(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error)
 }
 
 // WebhookOutbox is the webhook deliverer's side of the outbox: claim due events, record each attempt, give back unsent claims.

@@ -69,6 +69,12 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 		return nil, fmt.Errorf("root KEK %s cannot open the tenant keysets (wrong or unreachable KEK?): %w; "+
 			"after `cardvault keys rotate-root`, set VAULT_KEK_URI to the new KEK", crypto.RedactKEKURI(cfg.KEKURI), err)
 	}
+	if n, err := svc.BackfillKeyVersions(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("recording the key versions of tenants made before they were tracked: %w", err)
+	} else if n > 0 {
+		log.Info("recorded the key versions of keysets made before they were tracked", "keysets", n)
+	}
 	return &app{pool: pool, svc: svc, cfg: cfg}, nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -69,4 +70,25 @@ func TestHelpNeverPrintsSecretsFromTheEnvironment(t *testing.T) {
 		}
 		assert.Contains(t, out, "--", "help was printed")
 	}
+}
+
+func TestStartingBackfillsTheKeyVersionsOfOldTenants(t *testing.T) {
+	db := migratedDatabase(t)
+	_, kek := vaulttest.KEK(t)
+	out, _, err := run(t, "tenant", "create", "old-tenant", "--database-url", db, "--kek-uri", kek)
+	require.NoError(t, err)
+	tenant := strings.TrimSpace(out)
+	pool := vaulttest.Pool(t, db)
+	ctx := context.Background()
+	for _, q := range []string{`DELETE FROM tenant_key_versions WHERE tenant_id = $1`, `DELETE FROM tenant_sealing_keys WHERE tenant_id = $1`} {
+		_, err := pool.Exec(ctx, q, tenant)
+		require.NoError(t, err)
+	}
+	_, _, err = run(t, "tenant", "list", "--database-url", db, "--kek-uri", kek)
+	require.NoError(t, err)
+	var versions, sealing int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM tenant_key_versions WHERE tenant_id = $1),
+		(SELECT count(*) FROM tenant_sealing_keys WHERE tenant_id = $1)`, tenant).Scan(&versions, &sealing))
+	assert.Equal(t, 2, versions, "a data and a fingerprint key")
+	assert.Equal(t, 1, sealing, "the data key may seal again")
 }
