@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/prf"
@@ -46,4 +47,32 @@ func (f *Fingerprinter) Sum(data []byte) ([]byte, error) {
 // KeyID returns the id of the primary PRF key that Sum uses.
 func (f *Fingerprinter) KeyID() uint32 {
 	return f.set.PrimaryID
+}
+
+// SumWith returns the 32-byte output of the PRF of key keyID (primary or
+// not) on data: during a rotation, what a fingerprint made before it
+// looks like. It returns an error for a key the keyset does not hold.
+func (f *Fingerprinter) SumWith(keyID uint32, data []byte) ([]byte, error) {
+	p, ok := f.set.PRFs[keyID]
+	if !ok {
+		return nil, fmt.Errorf("crypto: fingerprint: no key %d", keyID)
+	}
+	out, err := p.ComputePRF(data, fingerprintLen)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: fingerprint: %w", err)
+	}
+	return out, nil
+}
+
+// OtherKeyIDs returns the ids of the keyset's enabled keys besides the
+// primary, in ascending order.
+func (f *Fingerprinter) OtherKeyIDs() []uint32 {
+	var out []uint32
+	for id := range f.set.PRFs {
+		if id != f.set.PrimaryID {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
+	"github.com/tink-crypto/tink-go/v2/prf"
 )
 
 // KeyState is the lifecycle state of one key of a keyset.
@@ -47,6 +48,18 @@ func AddDataKey(h *keyset.Handle) (*keyset.Handle, uint32, error) {
 	id, err := m.Add(aead.AES256GCMKeyTemplate())
 	if err != nil {
 		return nil, 0, fmt.Errorf("crypto: add key: %w", err)
+	}
+	out, err := m.Handle()
+	return out, id, err
+}
+
+// AddFingerprintKey returns h, a fingerprint (PRF) keyset, with a fresh
+// HMAC-SHA256 PRF key added, enabled but not primary, and the new key's id.
+func AddFingerprintKey(h *keyset.Handle) (*keyset.Handle, uint32, error) {
+	m := keyset.NewManagerFromHandle(h)
+	id, err := m.Add(prf.HMACSHA256PRFKeyTemplate())
+	if err != nil {
+		return nil, 0, fmt.Errorf("crypto: add fingerprint key: %w", err)
 	}
 	out, err := m.Handle()
 	return out, id, err

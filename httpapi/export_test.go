@@ -41,3 +41,12 @@ var YAMLToJSON = yamlToJSON
 func (s *Server) EchoRoutes() []*echo.Route {
 	return s.echo.Routes()
 }
+
+// FairSlots exposes the in-flight cap's sharing to tests.
+type FairSlots struct{ f *fairSlots }
+
+// NewFairSlotsForTest returns an in-flight cap of n slots.
+func NewFairSlotsForTest(n int) FairSlots { return FairSlots{newFairSlots(n)} }
+
+// Acquire takes a slot for holder h, or reports false.
+func (s FairSlots) Acquire(h string) bool { return s.f.acquire(h) }

@@ -128,8 +128,8 @@ func (s *Server) listImportItems(c echo.Context) error {
 // importID parses the :id path parameter; a malformed id is as unknown as a
 // missing one.
 func importID(c echo.Context) (uuid.UUID, error) {
-	id, err := uuid.Parse(c.Param("id"))
-	if err != nil {
+	id, ok := canonicalID(c.Param("id"))
+	if !ok {
 		return uuid.Nil, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no such import")
 	}
 	return id, nil

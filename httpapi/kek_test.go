@@ -43,7 +43,8 @@ func newReplica(t *testing.T, db string, kek tink.AEAD, uri string, clock *vault
 	r := replica{testServer: &testServer{clock: clock, log: &lockedBuffer{}}, kekURI: uri}
 	logger := slog.New(slog.NewJSONHandler(r.log, nil))
 	r.svc = vaulttest.NewService(t, db, vaulttest.Options{KEK: kek, Now: clock.Now, Logger: logger})
-	r.serve(t, httpapi.New(r.svc, logger, httpapi.WithKeyConfig(httpapi.KeyConfig{RootKEKURI: uri})))
+	r.serve(t, httpapi.New(r.svc, logger, httpapi.WithKeyConfig(httpapi.KeyConfig{RootKEKURI: uri}),
+		httpapi.WithLimits(httpapi.Limits{Now: clock.Now}))) // the readiness cache runs on the test clock too
 	return r
 }
 
@@ -106,6 +107,7 @@ func TestAReplicaOnTheOldRootKEKIsNotReadyAndSaysWhy(t *testing.T) {
 	assertKEKMismatch(t, ready, "/readyz")
 	assert.Contains(t, errorOf(t, ready)["message"], "keys of 1 tenant")
 	assertKEKMismatch(t, stale.do(t, http.MethodPost, "/tokens", keyB, cardBody("", "4242424242424242")), "tenant B's request")
+	clock.Advance(time.Second) // past the cached readiness answer
 	ready = stale.do(t, http.MethodGet, "/readyz", "", "")
 	assertKEKMismatch(t, ready, "/readyz")
 	assert.Contains(t, errorOf(t, ready)["message"], "keys of 2 tenant", "readiness counts the tenants it cannot open")
@@ -135,6 +137,7 @@ func TestAReplicaOnTheOldRootKEKIsNotReadyAndSaysWhy(t *testing.T) {
 		back := vaulttest.NewService(t, db, vaulttest.Options{KEK: newKEK})
 		_, err := back.RotateRootKEK(ctx, oldKEK, oldURI, false)
 		require.NoError(t, err)
+		clock.Advance(time.Second) // past the cached readiness answer
 		assert.Equal(t, http.StatusOK, stale.do(t, http.MethodGet, "/readyz", "", "").status)
 		assert.Equal(t, http.StatusOK, stale.do(t, http.MethodGet, "/tokens", keyB, "").status)
 	})

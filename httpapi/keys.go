@@ -12,7 +12,7 @@ import (
 
 // KeyConfig is what the key endpoints need to know about the deployment.
 type KeyConfig struct {
-	RootKEKURI   string        // shown redacted in GET /keys
+	RootKEKURI   string        // the deployment's root KEK; never shown to API clients
 	Cryptoperiod time.Duration // keys older than this are flagged overdue
 	Propagation  time.Duration // how long a rotation waits for every replica to reload keys
 }
@@ -59,7 +59,9 @@ type rotateResponse struct {
 
 // keyStatus serves GET /keys: the caller's tenant's key versions.
 func (s *Server) keyStatus(c echo.Context) error {
-	r, err := s.svc.KeyReport(c.Request().Context(), actor(c), []uuid.UUID{actor(c).TenantID}, s.keys.RootKEKURI, s.keys.Cryptoperiod)
+	// The root KEK URI (an AWS ARN names the account) is the operator's to
+	// see, with `cardvault keys status`; a tenant's key manager is not.
+	r, err := s.svc.KeyReport(c.Request().Context(), actor(c), []uuid.UUID{actor(c).TenantID}, "", s.keys.Cryptoperiod)
 	if err != nil {
 		return err
 	}
@@ -86,10 +88,21 @@ func (s *Server) startReencrypt(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, newKeyJobResponse(job))
 }
 
+// rotateFingerprintKey serves POST /keys/fingerprint/rotate: rotates the
+// fingerprint keyset (returning once every replica fingerprints with the
+// new key) and answers 202 with the refingerprint job.
+func (s *Server) rotateFingerprintKey(c echo.Context) error {
+	job, err := s.svc.RotateFingerprintKey(c.Request().Context(), actor(c), s.keys.Propagation)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, newKeyJobResponse(job))
+}
+
 // getKeyJob serves GET /keys/jobs/:id.
 func (s *Server) getKeyJob(c echo.Context) error {
-	id, err := uuid.Parse(c.Param("id"))
-	if err != nil {
+	id, ok := canonicalID(c.Param("id"))
+	if !ok {
 		return vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no such key job")
 	}
 	job, err := s.svc.GetKeyJob(c.Request().Context(), actor(c).TenantID, id)

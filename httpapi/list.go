@@ -69,8 +69,17 @@ func readPaging[C any](c echo.Context, parseCursor func(string) (C, bool)) (pagi
 // idCursor parses a starting_after that is an object's id (a token, an
 // import job); the nil UUID names nothing.
 func idCursor(v string) (uuid.UUID, bool) {
+	id, ok := canonicalID(v)
+	return id, ok && id != uuid.Nil
+}
+
+// canonicalID parses v when it is a UUID in its one canonical spelling, the
+// one the API answers with (36 lower-case characters with hyphens); any
+// other form uuid.Parse would take (urn:uuid:…, braces, no hyphens, upper
+// case) is refused, so that an id names an object one way only.
+func canonicalID(v string) (uuid.UUID, bool) {
 	id, err := uuid.Parse(v)
-	return id, err == nil && id != uuid.Nil
+	return id, err == nil && id.String() == v
 }
 
 // seqCursor parses a starting_after that is a position in a list numbered

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"math"
+	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -23,12 +25,18 @@ type Limits struct {
 	Rate  float64
 	Burst int
 	// AuthFailures is the failed authentications allowed per minute per
-	// client address (also its burst). An address over it is answered 429
-	// before its key is even looked up.
+	// client address (also its burst). Past it, a request from the address
+	// whose key fails answers 429 instead of 401; a valid key is never
+	// refused by it.
 	AuthFailures int
 	// MaxInflight caps the API requests served at once; more are answered
 	// 503 at once instead of queuing. /healthz and /readyz are not capped.
 	MaxInflight int
+	// TrustedProxies are the peers (load balancers, reverse proxies) whose
+	// X-Forwarded-For header is believed: from them the client address is
+	// the right-most hop of the header outside these ranges. From any other
+	// peer the header is ignored and the peer's address is the client's.
+	TrustedProxies []netip.Prefix
 	// Now is the clock of the token buckets; time.Now when nil.
 	Now func() time.Time
 }
@@ -44,7 +52,26 @@ const maxBuckets = 10_000
 // WithLimits sets the per-key rate limit, the failed-authentication budget
 // and the in-flight cap.
 func WithLimits(l Limits) Option {
-	return func(s *Server) { s.safety = newRequestSafety(l) }
+	return func(s *Server) {
+		s.safety = newRequestSafety(l)
+		s.echo.IPExtractor = clientAddress(l.TrustedProxies)
+	}
+}
+
+// clientAddress returns how a request's client address is read: the TCP
+// peer, or, when the peer is one of trusted, the right-most address of
+// X-Forwarded-For that is not (echo's extractor, trusting nothing by
+// default: neither loopback nor private ranges unless listed).
+func clientAddress(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		p = p.Masked()
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 // requestSafety is a Server's request budgets; its zero value limits nothing.
@@ -52,7 +79,7 @@ type requestSafety struct {
 	now       func() time.Time
 	keys      *buckets[uuid.UUID] // per API key; nil when unlimited
 	authFails *buckets[string]    // failed authentications per client address; nil when unlimited
-	inflight  chan struct{}       // a slot per request in flight; nil when uncapped
+	inflight  *fairSlots          // the requests in flight, shared per tenant; nil when uncapped
 }
 
 func newRequestSafety(l Limits) requestSafety {
@@ -67,9 +94,7 @@ func newRequestSafety(l Limits) requestSafety {
 	if l.AuthFailures > 0 {
 		rs.authFails = newBuckets[string](rate.Limit(float64(l.AuthFailures)/60), l.AuthFailures, maxBuckets)
 	}
-	if l.MaxInflight > 0 {
-		rs.inflight = make(chan struct{}, l.MaxInflight)
-	}
+	rs.inflight = newFairSlots(l.MaxInflight)
 	return rs
 }
 
@@ -159,22 +184,24 @@ func (b *buckets[K]) wait(l *rate.Limiter, now time.Time) time.Duration {
 	return time.Duration(missing / float64(b.limit) * float64(time.Second))
 }
 
-// limitInflight answers 503 overloaded at once when MaxInflight requests are
-// already being served; health probes are never capped.
+// limitInflight answers 503 overloaded at once when MaxInflight requests
+// are already being served, or when the request's holder (its API key, else
+// its address) holds its fair share of them; health probes are never
+// capped. After authentication the slot moves to the tenant
+// (shareInflight).
 func (s *Server) limitInflight(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		sem := s.safety.inflight
-		if sem == nil || c.Path() == "/healthz" || c.Path() == "/readyz" {
+		f := s.safety.inflight
+		if f == nil || c.Path() == "/healthz" || c.Path() == "/readyz" {
 			return next(c)
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
+		sl := &slot{slots: f, holder: preAuthHolder(c)}
+		if !f.acquire(sl.holder) {
 			s.metrics.Refused(metrics.RefusedOverloaded)
-			return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeOverloaded,
-				Message: "the vault is serving as many requests as it can; retry shortly"}
+			return overloaded()
 		}
-		defer func() { <-sem }()
+		defer func() { f.release(sl.holder) }()
+		c.Set(ctxSlot, sl)
 		return next(c)
 	}
 }
@@ -195,25 +222,24 @@ func (s *Server) limitKey(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// limitAuthFailures answers 429 rate_limited, before any key lookup, to a
-// client address that has spent its failed-authentication budget, and
-// charges each failed authentication to the address.
+// limitAuthFailures charges each failed authentication to the client
+// address; once the address has spent its budget, a failure answers 429
+// rate_limited with Retry-After instead of 401. It only ever slows
+// failures: a valid key from the same address is served, so that nobody
+// sharing a NAT or a load balancer with an attacker is locked out.
 func (s *Server) limitAuthFailures(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		b := s.safety.authFails
 		if b == nil {
 			return next(c)
 		}
-		addr := c.RealIP()
-		if l := b.peek(addr); l != nil {
-			if now := s.safety.clock(); l.TokensAt(now) < 1 {
-				s.metrics.Refused(metrics.RefusedAuthFailures)
-				return rateLimited(c, b.wait(l, now), "too many failed authentications from this address; retry after the Retry-After seconds")
-			}
-		}
 		err := next(c)
-		if vault.ErrorKind(err) == vault.KindUnauthenticated {
-			b.take(addr, s.safety.clock())
+		if vault.ErrorKind(err) != vault.KindUnauthenticated {
+			return err
+		}
+		if wait, ok := b.take(c.RealIP(), s.safety.clock()); !ok {
+			s.metrics.Refused(metrics.RefusedAuthFailures)
+			return rateLimited(c, wait, "too many failed authentications from this address; retry after the Retry-After seconds")
 		}
 		return err
 	}

@@ -169,7 +169,7 @@ func matches(pattern, path string) bool {
 func TestHEADAnswersLikeGETWithoutABody(t *testing.T) {
 	ts := newTestServer(t)
 	f := newTenantFixture(t, ts)
-	ids := map[string]string{"/tokens/:id": f.token, "/tokens/imports/:id": f.importJob,
+	ids := map[string]string{"/tokens/:id": f.token, "/tokens/:id/versions": f.token, "/tokens/imports/:id": f.importJob,
 		"/tokens/imports/:id/items": f.importJob, "/keys/jobs/:id": f.keyJob,
 		"/forwarding/destinations/:id": f.destination, "/v1/forwarding/requests/:id": f.forward}
 	for _, r := range ts.routes(t) {

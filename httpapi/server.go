@@ -48,6 +48,8 @@ type Server struct {
 	// registered. Both nil without metrics.
 	metrics      *metrics.HTTP
 	routeMetrics *metrics.RouteTable
+	// ready caches /readyz's answer for a second.
+	ready readiness
 }
 
 // Option configures a Server.
@@ -118,6 +120,7 @@ func (s *Server) routeTable() []route {
 		{get, "/tokens", s.listTokens, vault.ScopeTokensRead, false, listQuery(paramBusinessKey, paramFingerprint)},
 		{post, "/tokens/search", s.searchTokens, vault.ScopeTokensSearch, false, listQuery()},
 		{get, "/tokens/:id", s.getToken, vault.ScopeTokensRead, false, nil},
+		{get, "/tokens/:id/versions", s.listTokenVersions, vault.ScopeTokensRead, false, nil},
 		{post, "/tokens/:id/detokenize", s.detokenize, vault.ScopeTokensReveal, false, nil},
 		{del, "/tokens/:id", s.deleteToken, vault.ScopeTokensDelete, false, nil},
 		{get, "/audit-events", s.listAuditEvents, vault.ScopeAuditRead, false, listQuery()},
@@ -131,6 +134,7 @@ func (s *Server) routeTable() []route {
 		{put, "/webhook", s.putWebhook, vault.ScopeWebhooksManage, false, nil},
 		{get, "/webhook", s.getWebhook, vault.ScopeWebhooksManage, false, nil},
 		{del, "/webhook", s.deleteWebhook, vault.ScopeWebhooksManage, false, nil},
+		{post, "/webhook/secret/rotate", s.rotateWebhookSecret, vault.ScopeWebhooksManage, false, nil},
 		{get, "/webhook/deliveries", s.listWebhookDeliveries, vault.ScopeWebhooksManage, false, listQuery()},
 
 		{post, "/forwarding/destinations", s.createDestination, vault.ScopeForwardingManage, false, nil},
@@ -145,6 +149,7 @@ func (s *Server) routeTable() []route {
 		{get, "/keys", s.keyStatus, vault.ScopeKeysManage, true, nil},
 		{post, "/keys/rotate", s.rotateKey, vault.ScopeKeysManage, true, nil},
 		{post, "/keys/reencrypt", s.startReencrypt, vault.ScopeKeysManage, true, nil},
+		{post, "/keys/fingerprint/rotate", s.rotateFingerprintKey, vault.ScopeKeysManage, true, nil},
 		{get, "/keys/jobs/:id", s.getKeyJob, vault.ScopeKeysManage, true, nil},
 		{post, "/keys/retire", s.retireKey, vault.ScopeKeysManage, true, nil},
 	}
@@ -186,6 +191,6 @@ const forwardPath = "/v1/forwarding/requests"
 // holding scope; the query string holding only the parameters query; then
 // Idempotency-Key handling for POSTs.
 func (s *Server) auth(scope vault.Scope, query []string) []echo.MiddlewareFunc {
-	return []echo.MiddlewareFunc{s.limitAuthFailures, s.authenticate, s.limitKey, s.require(scope),
+	return []echo.MiddlewareFunc{s.limitAuthFailures, s.authenticate, s.shareInflight, s.limitKey, s.require(scope),
 		allowQuery(query), s.idempotent(scope)}
 }

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -107,7 +109,12 @@ func (s *Server) listTokens(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	in := vault.ListTokensParams{BusinessKey: c.QueryParam(paramBusinessKey), Limit: p.limit, StartingAfter: p.after}
+	bk := c.QueryParam(paramBusinessKey)
+	if !utf8.ValidString(bk) || strings.ContainsRune(bk, 0) {
+		return &vault.Error{Kind: vault.KindBadRequest, Code: vault.CodeParameterInvalid, Param: paramBusinessKey,
+			Message: "business_key must be valid UTF-8 without NUL characters"}
+	}
+	in := vault.ListTokensParams{BusinessKey: bk, Limit: p.limit, StartingAfter: p.after}
 	if v := c.QueryParam(paramFingerprint); v != "" {
 		if in.Fingerprint, err = vault.ParseFingerprint(v); err != nil {
 			return err
@@ -182,11 +189,25 @@ func (s *Server) deleteToken(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// listTokenVersions serves GET /tokens/:id/versions: the masked cards that
+// updates replaced, newest first, as one list.
+func (s *Server) listTokenVersions(c echo.Context) error {
+	id, err := tokenID(c)
+	if err != nil {
+		return err
+	}
+	vs, err := s.svc.ListTokenVersions(c.Request().Context(), actor(c), id)
+	if err != nil {
+		return err
+	}
+	return respondList(c, vs, false, vault.TokenVersion.Record)
+}
+
 // tokenID parses the :id path parameter; a malformed id is as unknown as a
 // missing one (404), so ids cannot be probed by shape.
 func tokenID(c echo.Context) (uuid.UUID, error) {
-	id, err := uuid.Parse(c.Param("id"))
-	if err != nil {
+	id, ok := canonicalID(c.Param("id"))
+	if !ok {
 		return uuid.Nil, vault.Errorf(vault.KindNotFound, vault.CodeResourceMissing, "no such token")
 	}
 	return id, nil

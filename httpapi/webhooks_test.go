@@ -98,7 +98,7 @@ func TestWebhookDeliveredThroughTheAPI(t *testing.T) {
 
 	created := ts.do(t, http.MethodPost, "/cde-import", key, cardBody("pm_hook", "4242424242424242"))
 	require.Equal(t, http.StatusCreated, created.status)
-	d := webhook.NewDeliverer(ts.svc, webhook.NewHTTPClient(time.Second), slog.New(slog.DiscardHandler), "test")
+	d := webhook.NewDeliverer(ts.svc, webhook.NewClient(time.Second, true), slog.New(slog.DiscardHandler), "test")
 	next := func() request {
 		t.Helper()
 		select {
@@ -142,14 +142,16 @@ func TestWebhookDeliveredThroughTheAPI(t *testing.T) {
 	require.Len(t, page.Data, 2)
 	for i, want := range []struct {
 		attempt float64
-		status  float64
+		status  string
 		outcome string
-	}{{2, 200, "delivered"}, {1, 500, "retrying"}} {
+	}{{2, "2xx", "delivered"}, {1, "5xx", "retrying"}} {
 		row := page.Data[i]
 		assert.Equal(t, ev.ID, row["event_id"])
 		assert.Equal(t, "token.created", row["event_type"])
 		assert.Equal(t, want.attempt, row["attempt"])
-		assert.Equal(t, want.status, row["status"])
+		assert.Equal(t, want.status, row["status_class"])
+		assert.NotContains(t, row, "status", "the exact status is not shown")
+		assert.NotContains(t, row, "duration_ms", "timings are not shown")
 		assert.Equal(t, want.outcome, row["outcome"])
 		assert.Equal(t, rcv.URL+"/hook", row["url"])
 	}
@@ -163,4 +165,47 @@ func TestWebhookDeliveredThroughTheAPI(t *testing.T) {
 func jsonNumber(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+func TestAnUpperCaseHTTPSWebhookURLIsAccepted(t *testing.T) {
+	ts := newTestServer(t)
+	key := ts.key(t, vault.ScopeWebhooksManage)
+	res := ts.do(t, http.MethodPut, "/webhook", key, `{"url":"HTTPS://hooks.example.com/cardvault"}`)
+	require.Equal(t, http.StatusOK, res.status, "%s", res.body)
+	assert.Equal(t, "https://hooks.example.com/cardvault", res.json(t)["url"])
+}
+
+func TestWebhookSecretRotationThroughTheAPI(t *testing.T) {
+	ts := newTestServer(t)
+	key := ts.key(t, vault.ScopeWebhooksManage)
+	assert.Equal(t, http.StatusNotFound, ts.do(t, http.MethodPost, "/webhook/secret/rotate", key, "").status, "no webhook yet")
+	first := ts.do(t, http.MethodPut, "/webhook", key, `{"url":"https://hooks.example.com/rotate"}`).json(t)["secret"]
+	tests := []struct {
+		name, body string
+		status     int
+		expires    string // previous_secret_expires_at; "" when absent
+	}{
+		{"the default overlap is a day", "", http.StatusOK, "2026-11-02T12:00:00Z"},
+		{"an hour", `{"overlap_seconds":3600}`, http.StatusOK, "2026-11-01T13:00:00Z"},
+		{"none", `{"overlap_seconds":0}`, http.StatusOK, ""},
+		{"over a week", `{"overlap_seconds":604801}`, http.StatusUnprocessableEntity, ""},
+		{"negative", `{"overlap_seconds":-1}`, http.StatusUnprocessableEntity, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := ts.do(t, http.MethodPost, "/webhook/secret/rotate", key, tt.body)
+			require.Equal(t, tt.status, res.status, "%s", res.body)
+			if tt.status != http.StatusOK {
+				return
+			}
+			body := res.json(t)
+			assert.Regexp(t, `^whsec_`, body["secret"])
+			assert.NotEqual(t, first, body["secret"])
+			if tt.expires == "" {
+				assert.NotContains(t, body, "previous_secret_expires_at")
+			} else {
+				assert.Equal(t, tt.expires, body["previous_secret_expires_at"])
+			}
+		})
+	}
 }

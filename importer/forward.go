@@ -87,6 +87,10 @@ func (r *Runner) forwardOne(ctx context.Context) bool {
 // error fails the whole job; a stop in the middle gives the item back
 // unrecorded.
 func (r *Runner) forward(ctx context.Context, w vault.ItemWork) {
+	if err := r.stillActive(ctx, w.JobID); err != nil {
+		r.giveBack(w, err) // aborted (or ended) since the item was claimed: its key is revoked
+		return
+	}
 	jc, err := r.client(ctx, w.JobID)
 	if err != nil {
 		r.giveBack(w, err)
@@ -98,6 +102,12 @@ func (r *Runner) forward(ctx context.Context, w vault.ItemWork) {
 		r.giveBack(w, ctx.Err())
 		return
 	}
+	if refusedKey(fr) {
+		if err := r.stillActive(ctx, w.JobID); err != nil {
+			r.giveBack(w, err) // aborted while the forward was under way: not the card's failure
+			return
+		}
+	}
 	at, fatal := r.outcome(fr, err, w)
 	if fatal != "" {
 		r.giveBack(w, nil)
@@ -108,6 +118,25 @@ func (r *Runner) forward(ctx context.Context, w vault.ItemWork) {
 	if at.Status == vault.ItemFailed {
 		r.itemLog(w).Warn("import item given up", "attempts", w.Attempts+1, "last_error", at.Error)
 	}
+}
+
+// stillActive returns vault.ErrImportEnded when job jobID is no longer
+// preparing or running, another error when that cannot be read, else nil.
+func (r *Runner) stillActive(ctx context.Context, jobID uuid.UUID) error {
+	active, err := r.svc.ActiveImports(ctx, []uuid.UUID{jobID})
+	if err != nil {
+		return err
+	}
+	if !active[jobID] {
+		return vault.ErrImportEnded
+	}
+	return nil
+}
+
+// refusedKey reports whether the destination refused the job's API key
+// (401): the job may have been aborted meanwhile, which revokes it.
+func refusedKey(fr *stripe.ForwardingRequest) bool {
+	return fr != nil && fr.ResponseDetails != nil && fr.ResponseDetails.Status == http.StatusUnauthorized
 }
 
 // itemLog returns the logger for messages about item w. It is made only

@@ -71,7 +71,7 @@ func TestImportCopiesEveryCardOfTheAccount(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go webhook.NewDeliverer(w.svc, webhook.NewHTTPClient(5*time.Second), nil, "hooks",
+	go webhook.NewDeliverer(w.svc, webhook.NewClient(5*time.Second, true), nil, "hooks",
 		webhook.WithPoll(20*time.Millisecond)).Run(ctx)
 	w.runner("r1", nil)
 
@@ -343,4 +343,44 @@ func TestImportFinishesWithoutWaitingForAPoll(t *testing.T) {
 
 	require.Equal(t, "finished", got.Status)
 	w.requireExactlyImported()
+}
+
+func TestAnAbortedImportForwardsNothingMoreAndRecordsNoFailureForItsRevokedKey(t *testing.T) {
+	w := newWorld(t, stripesim.SeedSpec{Customers: 20, PaymentMethods: 400, Seed: 9})
+	w.sim.SetFaults(stripesim.Faults{Delay: 20 * time.Millisecond})
+	const concurrency = 4
+	stop := w.runner("r1", func(c *importer.Config) { c.Concurrency = concurrency })
+	job := w.start()
+	w.awaitSuccesses(job.ID, 20)
+
+	require.Equal(t, http.StatusOK, w.do(http.MethodPost, "/tokens/imports/"+job.ID.String()+"/abort", nil, nil))
+	forwardsAtAbort := w.sim.Stats().Forwards
+	// The runner goes on: the forwards in flight come back (on the revoked
+	// key) and the items it had claimed are handed back, not forwarded.
+	require.Eventually(t, func() bool {
+		var leased int
+		err := w.pool().QueryRow(context.Background(), `SELECT count(*) FROM import_items WHERE job_id = $1 AND lease_owner IS NOT NULL`,
+			job.ID).Scan(&leased)
+		return err == nil && leased == 0
+	}, 30*time.Second, 10*time.Millisecond)
+	stop()
+	require.LessOrEqual(t, w.sim.Stats().Forwards, forwardsAtAbort+concurrency, "claimed items are not forwarded once the job is aborted")
+
+	var failed, refused int64
+	require.NoError(t, w.pool().QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE status = 'failed'),
+		count(*) FILTER (WHERE last_error LIKE 'destination 401%') FROM import_items WHERE job_id = $1`, job.ID).Scan(&failed, &refused))
+	require.Zero(t, refused, "no item failed on the job's revoked key")
+	var rec importRecord
+	require.Equal(t, http.StatusOK, w.do(http.MethodGet, "/tokens/imports/"+job.ID.String(), nil, &rec))
+	require.Equal(t, rec.Counts.Failures, failed, "the ledger agrees with the counters")
+}
+
+func TestAReplicaThatDidNotFinishAJobDropsItsStripeKey(t *testing.T) {
+	w := newWorld(t, stripesim.SeedSpec{Customers: 10, PaymentMethods: 200, Seed: 11})
+	r1, _ := w.runnerWith("r1", nil)
+	r2, _ := w.runnerWith("r2", nil)
+	job := w.start()
+	require.Equal(t, "finished", w.await(job.ID, time.Minute).Status)
+	require.Eventually(t, func() bool { return len(r1.CachedJobs()) == 0 && len(r2.CachedJobs()) == 0 },
+		10*time.Second, 10*time.Millisecond, "both replicas drop the finished job's decrypted key, whichever finished it")
 }

@@ -221,7 +221,31 @@ func (r *Runner) heartbeat(ctx context.Context) {
 		if err := r.svc.RenewImportLeases(ctx, r.cfg.Owner, r.cfg.LeaseTTL); err != nil && ctx.Err() == nil {
 			r.log.Error("renewing import leases", "error", err)
 		}
+		if err := r.dropEnded(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("dropping the credentials of ended imports", "error", err)
+		}
 	}
+}
+
+// dropEnded forgets the cached client, and with it the decrypted Stripe
+// key, of every job that is no longer active, whichever replica ended it:
+// a replica that did not finish a job keeps no key of it. It returns a
+// domain error when the database fails.
+func (r *Runner) dropEnded(ctx context.Context) error {
+	ids := r.cachedJobs()
+	if len(ids) == 0 {
+		return nil
+	}
+	active, err := r.svc.ActiveImports(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if !active[id] {
+			r.forget(id)
+		}
+	}
+	return nil
 }
 
 // complete ends the jobs that have nothing pending; it reports whether it

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/stripe/stripe-go/v85"
 
 	"github.com/cardvault/cardvault/httpapi"
 	"github.com/cardvault/cardvault/importer"
@@ -106,6 +108,13 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // or stop is called; stop waits for it to return.
 func (w *world) runner(owner string, tune func(*importer.Config)) (stop func()) {
 	w.t.Helper()
+	_, stop = w.runnerWith(owner, tune)
+	return stop
+}
+
+// runnerWith is runner, returning the runner too.
+func (w *world) runnerWith(owner string, tune func(*importer.Config)) (*importer.Runner, func()) {
+	w.t.Helper()
 	cfg := importer.Config{
 		Service: w.svc, Owner: owner, PublicURL: w.vault.URL, StripeAPIBase: w.stripe.URL,
 		Rate: -1, Concurrency: 8, RetryBase: 5 * time.Millisecond, RetryCap: 50 * time.Millisecond,
@@ -120,9 +129,9 @@ func (w *world) runner(owner string, tune func(*importer.Config)) (stop func()) 
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx) }()
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
+	stop := func() { once.Do(func() { cancel(); <-done }) }
 	w.t.Cleanup(stop)
-	return stop
+	return r, stop
 }
 
 // do sends an API request with the tenant's key and decodes the answer.
@@ -236,5 +245,29 @@ func (w *world) requireExactlyImported() {
 	require.Len(w.t, got, len(want))
 	for pm := range want {
 		require.Equal(w.t, 1, got[pm], "tokens for %s", pm)
+	}
+}
+
+func TestWalletCardsAreSkippedWithTheWalletNamed(t *testing.T) {
+	wallet := func(typ stripe.PaymentMethodCardWalletType) *stripe.PaymentMethod {
+		return &stripe.PaymentMethod{Type: stripe.PaymentMethodTypeCard, Card: &stripe.PaymentMethodCard{
+			Wallet: &stripe.PaymentMethodCardWallet{Type: typ}}}
+	}
+	tests := []struct {
+		name string
+		pm   *stripe.PaymentMethod
+		want string
+	}{
+		{"a plain card is imported", &stripe.PaymentMethod{Type: stripe.PaymentMethodTypeCard, Card: &stripe.PaymentMethodCard{}}, ""},
+		{"Apple Pay", wallet(stripe.PaymentMethodCardWalletTypeApplePay), "card saved in Apple Pay (a wallet) cannot be forwarded as a card number"},
+		{"Google Pay", wallet(stripe.PaymentMethodCardWalletTypeGooglePay), "card saved in Google Pay (a wallet) cannot be forwarded as a card number"},
+		{"Link", wallet(stripe.PaymentMethodCardWalletTypeLink), "card saved in Link (a wallet) cannot be forwarded as a card number"},
+		{"a wallet not listed", wallet("future_pay"), "card saved in future_pay (a wallet) cannot be forwarded as a card number"},
+		{"a Link payment method", &stripe.PaymentMethod{Type: stripe.PaymentMethodTypeLink}, "link payment methods cannot be forwarded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, importer.SkipReason(tt.pm))
+		})
 	}
 }

@@ -145,13 +145,43 @@ func customerItems(ctx context.Context, sc *stripe.Client, customer string) ([]v
 	return items, nil
 }
 
-// skipReason says why a payment method cannot be imported, or "" for a card.
+// skipReason says why a payment method cannot be imported, or "" for a card
+// that can. A card saved in a wallet (card.wallet set: Apple Pay, Google
+// Pay, Link…) holds a device or network token, not a number Stripe can
+// forward, so it is skipped with the wallet named instead of spending
+// attempts on forwards Stripe refuses.
 func skipReason(pm *stripe.PaymentMethod) string {
 	switch pm.Type {
 	case stripe.PaymentMethodTypeCard:
+		if pm.Card != nil && pm.Card.Wallet != nil {
+			return fmt.Sprintf("card saved in %s (a wallet) cannot be forwarded as a card number", walletName(pm.Card.Wallet.Type))
+		}
 		return ""
 	case stripe.PaymentMethodTypeLink:
 		return "link payment methods cannot be forwarded"
 	}
 	return fmt.Sprintf("not a card (type %s)", pm.Type)
+}
+
+// walletNames are the wallets' names as people know them.
+var walletNames = map[stripe.PaymentMethodCardWalletType]string{
+	stripe.PaymentMethodCardWalletTypeApplePay:            "Apple Pay",
+	stripe.PaymentMethodCardWalletTypeGooglePay:           "Google Pay",
+	stripe.PaymentMethodCardWalletTypeLink:                "Link",
+	stripe.PaymentMethodCardWalletTypeSamsungPay:          "Samsung Pay",
+	stripe.PaymentMethodCardWalletTypeMasterpass:          "Masterpass",
+	stripe.PaymentMethodCardWalletTypeVisaCheckout:        "Visa Checkout",
+	stripe.PaymentMethodCardWalletTypeAmexExpressCheckout: "Amex Express Checkout",
+}
+
+// walletName returns a wallet type's name, or the type itself for one not
+// listed ("unknown" when empty).
+func walletName(t stripe.PaymentMethodCardWalletType) string {
+	if n, ok := walletNames[t]; ok {
+		return n
+	}
+	if t == "" {
+		return "unknown"
+	}
+	return string(t)
 }

@@ -54,6 +54,17 @@ func (r *Runner) remember(creds vault.ImportCredentials) *jobClient {
 	return jc
 }
 
+// cachedJobs returns the jobs whose client (and credentials) are cached.
+func (r *Runner) cachedJobs() []uuid.UUID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]uuid.UUID, 0, len(r.clients))
+	for id := range r.clients {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // forget drops a job's cached client and credentials.
 func (r *Runner) forget(jobID uuid.UUID) {
 	r.mu.Lock()

@@ -41,6 +41,10 @@ type Scope string
 // masked records never implies seeing card numbers.
 const (
 	ScopeTokensCreate Scope = "tokens:create"
+	// ScopeTokensUpdate lets a tokenization with an existing business key
+	// replace the token's card number (Stripe's account updater). Without
+	// it, tokens:create may still change the expiry, name and metadata.
+	ScopeTokensUpdate Scope = "tokens:update"
 	ScopeTokensRead   Scope = "tokens:read"
 	ScopeTokensReveal Scope = "tokens:reveal"
 	ScopeTokensDelete Scope = "tokens:delete"
@@ -56,7 +60,7 @@ const (
 )
 
 // AllScopes lists every scope, in a stable order.
-var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRead, ScopeTokensReveal, ScopeTokensDelete,
+var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensUpdate, ScopeTokensRead, ScopeTokensReveal, ScopeTokensDelete,
 	ScopeAuditRead, ScopeKeysManage, ScopeImportsWrite, ScopeImportsRead, ScopeWebhooksManage, ScopeTokensSearch,
 	ScopeTokensForward, ScopeForwardingRead, ScopeForwardingManage}
 

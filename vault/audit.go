@@ -24,8 +24,10 @@ const (
 	ActionTokenSearch  Action = "token.search"
 	ActionTokenReveal  Action = "token.reveal"
 	ActionTokenDelete  Action = "token.delete"
-	ActionCVCPurge     Action = "cvc.purge"
-	ActionAuditList    Action = "audit.list"
+	// ActionTokenVersionsList is a read of a token's replaced card versions.
+	ActionTokenVersionsList Action = "token.versions.list"
+	ActionCVCPurge          Action = "cvc.purge"
+	ActionAuditList         Action = "audit.list"
 )
 
 // Outcome is how an audited action ended.

@@ -77,6 +77,7 @@ const (
 	CodeKeyAlreadyDisabled        = "key_already_disabled"        // the key is already retired (409)
 	CodeKeyNotDisabled            = "key_not_disabled"            // the key must be retired before it is destroyed (409)
 	CodeImportInProgress          = "import_in_progress"          // the tenant already has an active import (409)
+	CodeRotationInProgress        = "rotation_in_progress"        // the tenant's key is already being rotated (409)
 	CodeImportEnded               = "import_ended"                // the import job has ended (409)
 	CodeBodyTooLarge              = "body_too_large"              // the body is over the limit (413)
 	CodeUnsupportedMediaType      = "unsupported_media_type"      // the body is not JSON (415)

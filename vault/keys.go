@@ -46,16 +46,23 @@ type TenantKeyStatus struct {
 // status --json` and GET /keys print it. It never holds key material.
 type KeyReport struct {
 	Tenants          []TenantKeyStatus `json:"tenants"`
-	RootKEKURI       string            `json:"root_kek_uri"`
+	RootKEKURI       string            `json:"root_kek_uri,omitempty"` // redacted; for operators only (not in GET /keys)
 	CryptoperiodDays int               `json:"cryptoperiod_days"`
 }
 
-// KeyJob is an online re-encryption job: it re-seals every token of a
-// tenant that is not yet under the primary data key.
+// The kinds of key jobs.
+const (
+	KeyJobReencrypt     = "reencrypt"     // re-seal every token under the primary data key
+	KeyJobRefingerprint = "refingerprint" // recompute every fingerprint under the primary PRF key
+)
+
+// KeyJob is an online key job: a re-encryption re-seals every token of a
+// tenant that is not yet under the primary data key; a refingerprint
+// recomputes every fingerprint not yet made with the primary PRF key.
 type KeyJob struct {
 	ID         uuid.UUID
 	TenantID   uuid.UUID
-	Kind       string // "reencrypt"
+	Kind       string // KeyJobReencrypt or KeyJobRefingerprint
 	Status     string // pending, running, finished or failed
 	Total      int64  // tokens to re-seal when the job was made
 	Done       int64  // tokens re-sealed so far

@@ -18,7 +18,10 @@ type Tokens interface {
 	// token was created. With a business key it is idempotent within the
 	// tenant: the same card returns the existing token; changed card data
 	// replaces the stored card under the same token id and is audited as an
-	// update. Concurrent first calls with one business key make exactly one
+	// update (with the fingerprints before and after). Replacing the number
+	// needs ScopeTokensUpdate (a KindForbidden error, audited, otherwise); a
+	// replaced number or expiry is kept as a sealed version for the card
+	// history retention. Concurrent first calls with one business key make exactly one
 	// token. A new or changed token enqueues a token.created or token.updated
 	// webhook event in the same transaction. It returns a KindInvalid error for
 	// invalid card data or attributes.
@@ -46,6 +49,13 @@ type Tokens interface {
 	// record in the same transaction; the audit trail stays. It returns
 	// KindNotFound for an unknown or foreign id.
 	DeleteToken(ctx context.Context, a Actor, id uuid.UUID) error
+	// ListTokenVersions returns the masked versions of the actor's tenant's
+	// token id that updates replaced, newest first, and audits the read. It
+	// returns KindNotFound for an unknown or foreign id.
+	ListTokenVersions(ctx context.Context, a Actor, id uuid.UUID) ([]TokenVersion, error)
+	// PruneTokenVersions deletes the replaced card versions older than
+	// retention and returns how many it deleted, or a domain error.
+	PruneTokenVersions(ctx context.Context, retention time.Duration) (int64, error)
 }
 
 // TokenSearch answers "do we already hold this card?" without revealing
@@ -66,7 +76,7 @@ type TokenSearch interface {
 type Imports interface {
 	// CreateImport starts an import job for the actor's tenant: it seals the
 	// provider key under the tenant data keyset, mints the job's own API key
-	// (tokens:create only, revoked when the job ends) and audits. It returns a
+	// (tokens:create and tokens:update only, revoked when the job ends) and audits. It returns a
 	// KindInvalid error for a bad provider or key, and a KindConflict error
 	// naming the job when one is already preparing or running.
 	CreateImport(ctx context.Context, a Actor, in CreateImportInput) (ImportJob, error)
@@ -92,11 +102,20 @@ type Imports interface {
 type Webhooks interface {
 	// SetWebhook sets the actor's tenant's webhook URL and returns it with a new
 	// signing secret ("whsec_…"), which is shown only here: every call, and so
-	// every URL change, rotates the secret. The URL must be https (http only for
-	// 127.0.0.1, ::1 and localhost) without user information or a card number.
+	// every URL change, rotates the secret. The URL must be https to a DNS name
+	// (loopback hosts, and http to them, only where the vault allows loopback
+	// egress) without user information or a card number; it is stored with its
+	// scheme lower-cased.
 	// It returns a KindInvalid error for a bad URL and a domain error when the
 	// keys or the database fail. The change is audited.
 	SetWebhook(ctx context.Context, a Actor, rawURL string) (Webhook, string, error)
+	// RotateWebhookSecret gives the actor's tenant's webhook a new signing
+	// secret, shown only in this answer, while the previous one keeps
+	// signing deliveries next to it for overlap (0 ends it at once; at most
+	// MaxSecretOverlap). It returns KindInvalid for a bad overlap,
+	// KindNotFound when there is no webhook, and a domain error when the
+	// keys or the database fail. The rotation is audited.
+	RotateWebhookSecret(ctx context.Context, a Actor, overlap time.Duration) (Webhook, string, error)
 	// GetWebhook returns the actor's tenant's webhook (never its secret) and
 	// audits the read. It returns a KindNotFound error when there is none.
 	GetWebhook(ctx context.Context, a Actor) (Webhook, error)
@@ -122,8 +141,18 @@ type Keys interface {
 	// AES-256-GCM key (every replica can then decrypt with it), wait propagate
 	// for every replica to reload the keyset, promote it to primary, and wait
 	// again so that every replica encrypts with it when this returns. Old keys
-	// keep decrypting. It returns the new key id, or a domain error.
+	// keep decrypting. One rotation per tenant runs at a time, across replicas:
+	// another answers a KindConflict error (rotation_in_progress) at once. It
+	// returns the new key id, or a domain error.
 	RotateDataKey(ctx context.Context, a Actor, propagate time.Duration) (uint32, error)
+	// RotateFingerprintKey rotates the tenant's fingerprint (PRF) keyset in
+	// Tink's order, waiting propagate after adding and after promoting, then
+	// enqueues the refingerprint job that recomputes every token's
+	// fingerprint under the new key (each token keeps its former one, so
+	// lookups by a fingerprint taken before keep working). One rotation per
+	// tenant at a time (KindConflict rotation_in_progress). It returns the
+	// job, or a domain error.
+	RotateFingerprintKey(ctx context.Context, a Actor, propagate time.Duration) (KeyJob, error)
 	// StartReencrypt enqueues a re-encryption job for the actor's tenant and
 	// audits it. When one is already pending or running it returns that one and
 	// false. It returns a domain error when the database fails.
@@ -270,18 +299,23 @@ type ImportQueue interface {
 	// merchant that must hold no secret. It returns vault.ErrImportEnded
 	// (IsImportEnded) when the job had already ended.
 	FailImport(ctx context.Context, jobID uuid.UUID, reason string) error
+	// ActiveImports returns which of ids name jobs still preparing or
+	// running (aborted, failed and finished ones are left out). It returns a
+	// domain error when the database fails.
+	ActiveImports(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error)
 }
 
 // WebhookOutbox is the webhook deliverer's side of the outbox: claim due events, record each attempt, give back unsent claims.
 type WebhookOutbox interface {
-	// ClaimWebhookEvents claims up to limit due events, oldest first, for owner
-	// until lease from now: events of tenants with a webhook, not delivered nor
-	// given up, whose next attempt is due and which no live lease holds. Rows
-	// are taken with FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this
-	// process or other replicas) never claim the same attempt. It returns a
-	// domain error when the database fails; an event whose secret or data does
-	// not open comes back with Err set.
-	ClaimWebhookEvents(ctx context.Context, owner string, limit int, lease time.Duration) ([]ClaimedEvent, error)
+	// ClaimWebhookEvents claims due events for owner until lease from now, as
+	// c bounds them: events of tenants with a webhook, not delivered nor given
+	// up, whose next attempt is due and which no live lease holds, at most
+	// c.PerTenant of each tenant, tenants taken in the order of their oldest
+	// due event, sorted by seq. Rows are taken with FOR UPDATE SKIP LOCKED, so
+	// concurrent deliverers (in this process or other replicas) never claim
+	// the same attempt. It returns a domain error when the database fails; an
+	// event whose secret or data does not open comes back with Err set.
+	ClaimWebhookEvents(ctx context.Context, owner string, c EventClaim, lease time.Duration) ([]ClaimedEvent, error)
 	// RecordWebhookAttempt records an attempt at ev by owner and moves the
 	// event on: delivered, rescheduled at r.RetryAt, or given up (audited). The
 	// attempt is recorded even when owner's lease was lost meanwhile; the event

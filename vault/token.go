@@ -122,8 +122,10 @@ func ParseFingerprint(s string) ([]byte, error) {
 
 // ListTokensParams filters and pages a token listing.
 type ListTokensParams struct {
-	BusinessKey   string    // only tokens with this business key when set
-	Fingerprint   []byte    // only tokens whose card has this fingerprint when set
+	BusinessKey string // only tokens with this business key when set
+	// Fingerprint, when set, keeps only tokens whose fingerprint, or the
+	// one they had before the last fingerprint-key rotation, is this one.
+	Fingerprint   []byte
 	Limit         int       // 1–100
 	StartingAfter uuid.UUID // the last id of the previous page, or uuid.Nil
 }
@@ -132,4 +134,51 @@ type ListTokensParams struct {
 type TokenPage struct {
 	Tokens  []Token
 	HasMore bool
+}
+
+// DefaultCardHistoryRetention is how long a replaced card version is kept
+// when VAULT_CARD_HISTORY_RETENTION does not say.
+const DefaultCardHistoryRetention = 30 * 24 * time.Hour
+
+// TokenVersion is a card a token held before an update replaced its number
+// or expiry, as the API shows it: masked. Its ciphertexts stay sealed in
+// the vault for the card-history retention.
+type TokenVersion struct {
+	ID          int64
+	TokenID     uuid.UUID
+	IIN         string
+	LastFour    string
+	PANLength   int
+	Scheme      card.Scheme
+	ExpiryMonth int
+	ExpiryYear  int
+	Fingerprint []byte
+	ValidFrom   time.Time // when this card became the token's
+	ReplacedAt  time.Time
+}
+
+// TokenVersionRecord is the JSON shape of a TokenVersion.
+type TokenVersionRecord struct {
+	ID                  int64  `json:"id"`
+	Object              string `json:"object"`
+	MaskedAccountNumber string `json:"masked_account_number"`
+	Scheme              string `json:"scheme"`
+	IIN                 string `json:"issuer_identification_number"`
+	LastFour            string `json:"account_number_last_four"`
+	Length              int    `json:"account_number_length"`
+	ExpiryMonth         int    `json:"expiry_month"`
+	ExpiryYear          int    `json:"expiry_year"`
+	Fingerprint         string `json:"fingerprint"`
+	ValidFrom           string `json:"valid_from"`
+	ReplacedAt          string `json:"replaced_at"`
+}
+
+// Record returns v's JSON shape.
+func (v TokenVersion) Record() TokenVersionRecord {
+	return TokenVersionRecord{ID: v.ID, Object: "token_version",
+		MaskedAccountNumber: Token{IIN: v.IIN, LastFour: v.LastFour, PANLength: v.PANLength}.MaskedAccountNumber(),
+		Scheme:              string(v.Scheme), IIN: v.IIN, LastFour: v.LastFour, Length: v.PANLength,
+		ExpiryMonth: v.ExpiryMonth, ExpiryYear: v.ExpiryYear,
+		Fingerprint: base64.RawURLEncoding.EncodeToString(v.Fingerprint),
+		ValidFrom:   Timestamp(v.ValidFrom), ReplacedAt: Timestamp(v.ReplacedAt)}
 }

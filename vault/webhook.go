@@ -29,6 +29,14 @@ const (
 	ActionWebhookDelete         Action = "webhook.delete"
 	ActionWebhookDeliveriesList Action = "webhook.deliveries.list"
 	ActionWebhookGiveUp         Action = "webhook.give_up"
+	ActionWebhookSecretRotate   Action = "webhook.secret_rotate"
+)
+
+// The overlap of a webhook secret rotation: how long the previous secret
+// still signs deliveries next to the new one.
+const (
+	DefaultSecretOverlap = 24 * time.Hour
+	MaxSecretOverlap     = 7 * 24 * time.Hour
 )
 
 // MaxWebhookURLLen is the longest webhook URL accepted.
@@ -40,6 +48,9 @@ type Webhook struct {
 	TenantID  uuid.UUID
 	URL       string
 	CreatedAt time.Time // when this URL and secret were set
+	// PreviousSecretExpiresAt is when the secret a rotation replaced stops
+	// signing deliveries; zero when none does.
+	PreviousSecretExpiresAt time.Time
 }
 
 // WebhookDelivery is one recorded attempt to deliver an event.
@@ -82,6 +93,21 @@ func IsLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// EventClaim bounds what one claim of the webhook outbox takes, so that
+// every tenant gets its turn and no endpoint takes more than its share.
+type EventClaim struct {
+	// Tenants is how many tenants' events one claim takes at most.
+	Tenants int
+	// PerTenant is how many events of one tenant it takes at most.
+	PerTenant int
+	// SkipTenants are tenants whose events are not claimed (this deliverer
+	// is already sending to them).
+	SkipTenants []uuid.UUID
+	// SkipURLs are webhook URLs whose events are not claimed (their circuit
+	// is open, or they take no more concurrent deliveries).
+	SkipURLs []string
+}
+
 // ClaimedEvent is an outbox event claimed, under a lease, for one delivery
 // attempt.
 type ClaimedEvent struct {
@@ -90,6 +116,9 @@ type ClaimedEvent struct {
 	Type     EventType
 	URL      string      // the tenant's webhook URL now
 	Secret   card.Secret // the tenant's signing secret; prints redacted
+	// PreviousSecret is the secret a rotation replaced, while its overlap
+	// lasts (zero otherwise): deliveries are signed with both.
+	PreviousSecret card.Secret
 	// Body is the JSON envelope to send and sign:
 	// {"id":"evt_…","type":…,"created_at":…,"data":{…}}.
 	Body []byte

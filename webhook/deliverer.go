@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,32 +17,46 @@ import (
 // The deliverer's defaults.
 const (
 	DefaultPoll        = time.Second     // how often to look for due events without a wake-up
-	DefaultBatch       = 20              // events claimed at a time
+	DefaultPerTenant   = 5               // events of one tenant claimed at a time
 	DefaultConcurrency = 8               // tenants sent to at once
-	DefaultLease       = 5 * time.Minute // covers a batch of one tenant's events all timing out
+	DefaultPerEndpoint = 2               // tenants sent to one endpoint URL at once
+	DefaultLease       = 5 * time.Minute // covers one tenant's claimed events all timing out
 )
 
 // maxAnswer is how much of a receiver's answer is read (and discarded).
 const maxAnswer = 64 << 10
+
+// Doer sends one HTTP request: the egress client (NewClient), or any
+// *http.Client in tests.
+type Doer interface {
+	Do(*http.Request) (*http.Response, error)
+}
 
 // Deliverer sends the vault's webhook events. Several may run at once, in
 // one process or in several replicas: each attempt is claimed under a lease
 // first, so no attempt is sent twice. Delivery is at least once: a receiver
 // that answers too late, or a deliverer that dies after sending, makes the
 // event go out again, so receivers de-duplicate by event id.
+//
+// Tenants are served fairly: each claim takes a few events of each tenant
+// with due events, every tenant is sent to on its own (a slow endpoint
+// holds only its own tenant's turn), an endpoint URL is sent to by at most
+// DefaultPerEndpoint tenants at once, and an endpoint that keeps timing out
+// has its circuit opened (its events wait) for a growing cooldown.
 type Deliverer struct {
 	svc         vault.WebhookOutbox
-	client      *http.Client
+	client      Doer
 	log         *slog.Logger
 	owner       string
-	timeout     time.Duration
 	poll        time.Duration
-	batch       int
+	perTenant   int
 	concurrency int
+	perEndpoint int
 	lease       time.Duration
 	retry       RetryPolicy
 	jitter      func() float64
 	metrics     *metrics.Webhooks // nil records nothing
+	breaker     *breaker
 }
 
 // Option tunes a Deliverer.
@@ -59,18 +72,31 @@ func WithRetry(p RetryPolicy) Option { return func(x *Deliverer) { x.retry = p }
 // WithMetrics records every delivery attempt's outcome and latency in m.
 func WithMetrics(m *metrics.Webhooks) Option { return func(x *Deliverer) { x.metrics = m } }
 
-// WithTimeout names the client's per-attempt timeout for the text recorded
-// with timed-out attempts (DefaultTimeout); it does not change the client.
-func WithTimeout(d time.Duration) Option { return func(x *Deliverer) { x.timeout = d } }
+// WithConcurrency sets how many tenants are sent to at once
+// (DefaultConcurrency) and how many of them may share one endpoint URL
+// (DefaultPerEndpoint).
+func WithConcurrency(tenants, perEndpoint int) Option {
+	return func(x *Deliverer) { x.concurrency, x.perEndpoint = max(tenants, 1), max(perEndpoint, 1) }
+}
+
+// WithBreaker sets how many timeouts in a row open an endpoint's circuit
+// (DefaultBreakAfter) and how long it first stays open
+// (DefaultBreakCooldown, doubling with each reopening up to 30 minutes).
+func WithBreaker(after int, cooldown time.Duration) Option {
+	return func(x *Deliverer) { x.breaker = newBreaker(max(after, 1), cooldown) }
+}
 
 // NewDeliverer returns a deliverer of svc's outbox that sends with client
-// (NewHTTPClient makes a suitable one), logs to log and names itself owner
-// in its leases (a process name such as host/pid; a random suffix keeps two
+// (NewClient makes the guarded one), logs to log and names itself owner in
+// its leases (a process name such as host/pid; a random suffix keeps two
 // deliverers of one process apart).
-func NewDeliverer(svc vault.WebhookOutbox, client *http.Client, log *slog.Logger, owner string, opts ...Option) *Deliverer {
+func NewDeliverer(svc vault.WebhookOutbox, client Doer, log *slog.Logger, owner string, opts ...Option) *Deliverer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	d := &Deliverer{svc: svc, client: client, log: log, owner: owner + "/" + uuid.NewString()[:8],
-		timeout: DefaultTimeout, poll: DefaultPoll, batch: DefaultBatch, concurrency: DefaultConcurrency,
-		lease: DefaultLease, retry: DefaultRetry, jitter: randFloat}
+		poll: DefaultPoll, perTenant: DefaultPerTenant, concurrency: DefaultConcurrency, perEndpoint: DefaultPerEndpoint,
+		lease: DefaultLease, retry: DefaultRetry, jitter: randFloat, breaker: newBreaker(DefaultBreakAfter, DefaultBreakCooldown)}
 	for _, o := range opts {
 		o(d)
 	}
@@ -97,83 +123,180 @@ func (d *Deliverer) Run(ctx context.Context) {
 	}
 }
 
-// DeliverDue makes one attempt at every event due now, batch after batch,
-// and returns how many attempts it made. It returns a domain error when
-// the database fails.
+// DeliverDue makes one attempt at every event due now (but those of
+// endpoints whose circuit is open) and returns how many attempts it made.
+// Each tenant is sent to on its own, up to the concurrency at once: while
+// one tenant's endpoint is slow, other tenants' events keep being claimed
+// and sent, new ones included. It returns a domain error when the database
+// fails.
 func (d *Deliverer) DeliverDue(ctx context.Context) (int, error) {
-	total := 0
-	for ctx.Err() == nil {
-		events, err := d.svc.ClaimWebhookEvents(ctx, d.owner, d.batch, d.lease)
-		if err != nil {
-			return total, err
-		}
-		total += d.deliverBatch(ctx, events)
-		if len(events) < d.batch {
-			break
-		}
-	}
-	return total, nil
+	r := &round{d: d, running: map[uuid.UUID]string{}, perURL: map[string]int{}, done: make(chan sent, d.concurrency)}
+	return r.run(ctx)
 }
 
-// deliverBatch sends each tenant's events in created order, tenants
-// concurrently, and returns how many attempts it made. Events left unsent
-// because ctx ended are released for another deliverer.
-func (d *Deliverer) deliverBatch(ctx context.Context, events []vault.ClaimedEvent) int {
-	var order []uuid.UUID
-	byTenant := map[uuid.UUID][]vault.ClaimedEvent{}
+// round is one DeliverDue: the tenants being sent to and what came back.
+type round struct {
+	d       *Deliverer
+	running map[uuid.UUID]string // tenant → the URL it is sent to
+	perURL  map[string]int       // URL → tenants being sent to it
+	done    chan sent
+	total   int
+}
+
+// sent is what sending to one tenant did.
+type sent struct {
+	tenant   uuid.UUID
+	url      string
+	attempts int
+	unsent   []string
+}
+
+// run claims and dispatches until nothing is due and nothing runs.
+func (r *round) run(ctx context.Context) (int, error) {
+	var err error
+	for {
+		started := 0
+		if ctx.Err() == nil && err == nil && len(r.running) < r.d.concurrency {
+			started, err = r.claim(ctx)
+		}
+		if started > 0 {
+			continue
+		}
+		if len(r.running) == 0 {
+			return r.total, err
+		}
+		r.wait(ctx)
+	}
+}
+
+// wait returns once a tenant is done, an event is committed in this
+// process, or a poll interval passed (other replicas' events, retries).
+func (r *round) wait(ctx context.Context) {
+	wake := r.d.svc.WebhookEnqueued()
+	t := time.NewTimer(r.d.poll)
+	defer t.Stop()
+	select {
+	case s := <-r.done:
+		r.finish(s)
+	case <-wake:
+	case <-t.C:
+	case <-ctx.Done():
+		r.finish(<-r.done)
+	}
+}
+
+// finish takes back a tenant's turn.
+func (r *round) finish(s sent) {
+	delete(r.running, s.tenant)
+	if r.perURL[s.url]--; r.perURL[s.url] <= 0 {
+		delete(r.perURL, s.url)
+	}
+	r.total += s.attempts
+	r.d.release(s.unsent)
+}
+
+// claim claims due events of tenants not being sent to, bound for
+// endpoints with room and a closed circuit, and starts sending to each
+// tenant; it returns how many tenants it started.
+func (r *round) claim(ctx context.Context) (int, error) {
+	c := vault.EventClaim{Tenants: r.d.concurrency - len(r.running), PerTenant: r.d.perTenant,
+		SkipURLs: r.d.breaker.open(r.d.svc.Now())}
+	for t := range r.running {
+		c.SkipTenants = append(c.SkipTenants, t)
+	}
+	for u, n := range r.perURL {
+		if n >= r.d.perEndpoint {
+			c.SkipURLs = append(c.SkipURLs, u)
+		}
+	}
+	events, err := r.d.svc.ClaimWebhookEvents(ctx, r.d.owner, c, r.d.lease)
+	if err != nil {
+		return 0, err
+	}
+	started := 0
+	for _, evs := range byTenant(events) {
+		if r.start(ctx, evs) {
+			started++
+		}
+	}
+	return started, nil
+}
+
+// start sends a tenant's events on their own goroutine, or releases them
+// when their endpoint already has its share; it reports whether it started.
+func (r *round) start(ctx context.Context, evs []vault.ClaimedEvent) bool {
+	tenant, url := evs[0].TenantID, evs[0].URL
+	if r.perURL[url] >= r.d.perEndpoint || len(r.running) >= r.d.concurrency {
+		r.d.release(ids(evs))
+		return false
+	}
+	r.running[tenant] = url
+	r.perURL[url]++
+	go func() {
+		n, left := r.d.deliverTenant(ctx, evs)
+		r.done <- sent{tenant: tenant, url: url, attempts: n, unsent: left}
+	}()
+	return true
+}
+
+// byTenant groups claimed events by tenant, in the order of each tenant's
+// first event, each group in seq order.
+func byTenant(events []vault.ClaimedEvent) [][]vault.ClaimedEvent {
+	var out [][]vault.ClaimedEvent
+	at := map[uuid.UUID]int{}
 	for _, ev := range events {
-		if _, ok := byTenant[ev.TenantID]; !ok {
-			order = append(order, ev.TenantID)
+		i, ok := at[ev.TenantID]
+		if !ok {
+			i = len(out)
+			at[ev.TenantID] = i
+			out = append(out, nil)
 		}
-		byTenant[ev.TenantID] = append(byTenant[ev.TenantID], ev)
+		out[i] = append(out[i], ev)
 	}
-	var mu sync.Mutex
-	attempts := 0
-	var unsent []string
-	sem := make(chan struct{}, d.concurrency)
-	var wg sync.WaitGroup
-	for _, tenant := range order {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			n, left := d.deliverTenant(ctx, byTenant[tenant])
-			mu.Lock()
-			attempts, unsent = attempts+n, append(unsent, left...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	d.release(unsent)
-	return attempts
+	return out
 }
 
-// deliverTenant attempts one tenant's events in order until ctx ends, and
-// returns how many it attempted and the ids of those it did not.
+// ids returns the events' ids.
+func ids(evs []vault.ClaimedEvent) []string {
+	out := make([]string, 0, len(evs))
+	for _, ev := range evs {
+		out = append(out, ev.ID)
+	}
+	return out
+}
+
+// deliverTenant attempts one tenant's events in order until ctx ends or
+// the endpoint's circuit opens, and returns how many it attempted and the
+// ids of those it did not.
 func (d *Deliverer) deliverTenant(ctx context.Context, events []vault.ClaimedEvent) (int, []string) {
 	for i, ev := range events {
 		if ctx.Err() != nil || !d.attempt(ctx, ev) {
-			ids := make([]string, 0, len(events)-i)
-			for _, left := range events[i:] {
-				ids = append(ids, left.ID)
-			}
-			return i, ids
+			return i, ids(events[i:])
 		}
 	}
 	return len(events), nil
 }
 
 // attempt sends ev once and records how it went. It reports false when it
-// did not attempt (ctx ended before an answer), leaving ev to be released.
+// did not attempt (ctx ended before an answer, or the endpoint's circuit is
+// open), leaving ev to be released.
 func (d *Deliverer) attempt(ctx context.Context, ev vault.ClaimedEvent) bool {
 	at := d.svc.Now()
+	if d.breaker.isOpen(ev.URL, at) {
+		return false
+	}
 	res := vault.AttemptResult{At: at}
 	if ev.Err != nil {
 		d.log.Error("webhook event cannot be opened", "event_id", ev.ID, "tenant_id", ev.TenantID, "error", ev.Err)
 		res.Error = "the vault could not prepare this event; it will be retried"
 	} else {
-		res = d.send(ctx, ev, at)
+		var timedOut bool
+		res, timedOut = d.send(ctx, ev, at)
 		if ctx.Err() != nil && !res.Delivered {
 			return false
+		}
+		if d.breaker.record(ev.URL, timedOut, res.Status != 0, d.svc.Now()) {
+			d.log.Warn("webhook endpoint keeps timing out: its events wait", "tenant_id", ev.TenantID)
 		}
 	}
 	if !res.Delivered {
@@ -202,17 +325,26 @@ func deliveryOutcome(res vault.AttemptResult) metrics.DeliveryOutcome {
 	return metrics.Retrying
 }
 
-// send POSTs ev's envelope, signed at at, and reads the answer.
-func (d *Deliverer) send(ctx context.Context, ev vault.ClaimedEvent, at time.Time) vault.AttemptResult {
+// send POSTs ev's envelope, signed at at, and reads the answer; it also
+// reports whether the attempt timed out. A failure without an answer is
+// recorded as one plain sentence whatever its cause (refused, reset,
+// timeout, name or certificate): the tenant reads the record, and what the
+// network said about an address is no business of an API client. The cause
+// goes to the log.
+func (d *Deliverer) send(ctx context.Context, ev vault.ClaimedEvent, at time.Time) (vault.AttemptResult, bool) {
 	res := vault.AttemptResult{At: at}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.URL, bytes.NewReader(ev.Body))
 	if err != nil {
-		res.Error = "the webhook URL cannot be requested"
-		return res
+		res.Error = errNoAnswer
+		return res, false
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "cardvault-webhooks")
-	req.Header.Set(SignatureHeader, Sign(ev.Secret.Reveal(), at, ev.Body))
+	secrets := []string{ev.Secret.Reveal()}
+	if !ev.PreviousSecret.IsZero() {
+		secrets = append(secrets, ev.PreviousSecret.Reveal())
+	}
+	req.Header.Set(SignatureHeader, SignAll(at, ev.Body, secrets...))
 	start := time.Now()
 	resp, err := d.client.Do(req)
 	if err == nil {
@@ -226,10 +358,11 @@ func (d *Deliverer) send(ctx context.Context, ev vault.ClaimedEvent, at time.Tim
 		res.Delivered = true // the answer's status counts even if its body broke off
 	case res.Status >= 300 && res.Status < 400:
 		res.Error = "redirects are not followed"
-	case err != nil:
-		res.Error = describe(err, d.timeout)
+	case err != nil && res.Status == 0:
+		res.Error = errNoAnswer
+		d.log.Info("webhook attempt got no answer", "event_id", ev.ID, "tenant_id", ev.TenantID, "cause", describe(err))
 	}
-	return res
+	return res, res.Status == 0 && isTimeout(err)
 }
 
 // release hands events this deliverer claimed but did not attempt back to

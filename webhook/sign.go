@@ -30,6 +30,20 @@ func Sign(secret string, t time.Time, body []byte) string {
 	return "t=" + ts + ",v1=" + hex.EncodeToString(signature(secret, ts, body))
 }
 
+// SignAll returns the Vault-Signature header value for body sent at t,
+// with one v1 signature per secret in order: "t=…,v1=<new>,v1=<old>" during
+// a secret rotation's overlap, as Stripe does. A receiver that verifies
+// with either secret accepts it.
+func SignAll(t time.Time, body []byte, secrets ...string) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	var b strings.Builder
+	b.WriteString("t=" + ts)
+	for _, s := range secrets {
+		b.WriteString(",v1=" + hex.EncodeToString(signature(s, ts, body)))
+	}
+	return b.String()
+}
+
 func signature(secret, ts string, body []byte) []byte {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte(ts))

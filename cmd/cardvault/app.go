@@ -58,9 +58,6 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 		return nil, errOpenKEK("root KEK", "VAULT_KEK_URI (--kek-uri)", cfg.KEKURI, err)
 	}
 	kekNoticeFrom(ctx).warn(log, cfg.KEKURI)
-	if cfg.EgressAllowLoopback {
-		log.Warn("VAULT_EGRESS_ALLOW_LOOPBACK is on: forwards may go to loopback destinations over plain http; development and tests only")
-	}
 	tel := newTelemetry(cfg)
 	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log,
 		Egress: egress.New(egress.Config{AllowLoopback: cfg.EgressAllowLoopback}), AllowLoopback: cfg.EgressAllowLoopback,
@@ -77,6 +74,12 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 		pool.Close()
 		return nil, fmt.Errorf("root KEK %s cannot open the tenant keysets (wrong or unreachable KEK?): %w; "+
 			"after `cardvault keys rotate-root`, set VAULT_KEK_URI to the new KEK", crypto.RedactKEKURI(cfg.KEKURI), err)
+	}
+	if n, err := svc.BackfillKeyVersions(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("recording the key versions of tenants made before they were tracked: %w", err)
+	} else if n > 0 {
+		log.Info("recorded the key versions of keysets made before they were tracked", "keysets", n)
 	}
 	return &app{pool: pool, svc: svc, cfg: cfg, tel: tel}, nil
 }

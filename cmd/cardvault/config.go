@@ -40,6 +40,9 @@ type config struct {
 	TLS tlsFiles
 	// AuditRetention is how long audit rows are kept before pruning.
 	AuditRetention time.Duration
+	// CardHistoryRetention is how long a card replaced by an update is kept
+	// sealed as a token version.
+	CardHistoryRetention time.Duration
 	// Import says how import jobs drive Stripe.
 	Import importSettings
 	// Limits are the request budgets: per-key rate, failed authentications
@@ -49,8 +52,8 @@ type config struct {
 	DebugListen string
 	// Console serves the operator console at /console.
 	Console bool
-	// EgressAllowLoopback admits loopback forwarding destinations, over
-	// plain http too: development and tests only.
+	// EgressAllowLoopback lets outbound requests (forwards, webhooks) reach
+	// loopback hosts, over plain http too: development and tests only.
 	EgressAllowLoopback bool
 	// ForwardRetention is how long forwarding records are kept.
 	ForwardRetention time.Duration
@@ -73,6 +76,7 @@ type rawConfig struct {
 	debugListen, metricsListen                                              string
 	console                                                                 string
 	egressAllowLoopback, forwardRetention                                   string
+	cardHistoryRetention                                                    string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
@@ -89,6 +93,7 @@ const (
 	defaultLogLevel       = "info"
 	defaultCryptoperiod   = "365d"
 	defaultAuditRetention = "400d"
+	defaultCardHistory    = "30d"
 	defaultKeyRefresh     = "2s"
 	defaultKeyCacheTTL    = "1h"
 )
@@ -96,6 +101,16 @@ const (
 // bindDatabase binds --database-url to VAULT_DATABASE_URL.
 func (r *rawConfig) bindDatabase(fs *pflag.FlagSet) {
 	fs.StringVar(&r.databaseURL, "database-url", os.Getenv("VAULT_DATABASE_URL"), "PostgreSQL URL (env VAULT_DATABASE_URL)")
+	hideDefault(fs, "database-url")
+}
+
+// hideDefault keeps flag name's value, taken from the environment, out of
+// --help: it may hold a secret (a database password, a Stripe key), and
+// help and configuration output never show one.
+func hideDefault(fs *pflag.FlagSet, name string) {
+	if f := fs.Lookup(name); f != nil {
+		f.DefValue = ""
+	}
 }
 
 // bindVault binds what every command that opens the vault reads: the
@@ -103,6 +118,7 @@ func (r *rawConfig) bindDatabase(fs *pflag.FlagSet) {
 func (r *rawConfig) bindVault(fs *pflag.FlagSet) {
 	r.bindDatabase(fs)
 	fs.StringVar(&r.kekURI, "kek-uri", os.Getenv("VAULT_KEK_URI"), "root KEK: local://PATH, aws-kms://…, gcp-kms://…, hcvault://… (env VAULT_KEK_URI)")
+	hideDefault(fs, "kek-uri")
 	fs.StringVar(&r.logLevel, "log-level", envOr("VAULT_LOG_LEVEL", defaultLogLevel), "debug, info, warn or error (env VAULT_LOG_LEVEL)")
 }
 
@@ -120,7 +136,7 @@ func (r *rawConfig) bindKeyRefresh(fs *pflag.FlagSet) {
 // bindEgress binds --egress-allow-loopback, which lets forwards (and a
 // destination being added) go to loopback hosts.
 func (r *rawConfig) bindEgress(fs *pflag.FlagSet) {
-	fs.StringVar(&r.egressAllowLoopback, "egress-allow-loopback", envOr("VAULT_EGRESS_ALLOW_LOOPBACK", "false"), "let forwards go to loopback destinations, over plain http too: development and tests only (env VAULT_EGRESS_ALLOW_LOOPBACK)")
+	fs.StringVar(&r.egressAllowLoopback, "egress-allow-loopback", envOr("VAULT_EGRESS_ALLOW_LOOPBACK", "false"), "let forwards and webhooks reach loopback hosts, over plain http too: development and tests only (env VAULT_EGRESS_ALLOW_LOOPBACK)")
 }
 
 // bindServer binds every flag of a serving process (serve), each
@@ -143,6 +159,8 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	r.bindEgress(fs)
 	fs.StringVar(&r.forwardRetention, "forward-retention", envOr("VAULT_FORWARD_RETENTION", "30d"), "how long forwarding records are kept, e.g. 30d (env VAULT_FORWARD_RETENTION)")
 	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
+	fs.StringVar(&r.cardHistoryRetention, "card-history-retention", envOr("VAULT_CARD_HISTORY_RETENTION", defaultCardHistory),
+		"how long a card replaced by an update is kept sealed and listed by GET /tokens/{id}/versions, e.g. 30d (env VAULT_CARD_HISTORY_RETENTION)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", defaultKeyCacheTTL), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
@@ -257,6 +275,10 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	forwardRetention := orDefault(r.forwardRetention, "30d")
 	if cfg.ForwardRetention, err = parseDays(forwardRetention); err != nil || cfg.ForwardRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("VAULT_FORWARD_RETENTION %q must be at least 1h, e.g. 30d", forwardRetention))
+	}
+	history := orDefault(r.cardHistoryRetention, defaultCardHistory)
+	if cfg.CardHistoryRetention, err = parseDays(history); err != nil || cfg.CardHistoryRetention < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_CARD_HISTORY_RETENTION %q must be at least 1d, e.g. 30d", history))
 	}
 	return errs
 }

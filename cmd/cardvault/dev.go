@@ -64,6 +64,10 @@ func newDevCmd() *cobra.Command {
 		},
 	}
 	raw.bindServing(cmd.Flags(), defaultDevListen)
+	if os.Getenv("VAULT_EGRESS_ALLOW_LOOPBACK") == "" { // dev's webhook receivers are on this machine
+		raw.egressAllowLoopback = "true"
+		cmd.Flags().Lookup("egress-allow-loopback").DefValue = "true"
+	}
 	cmd.Flags().Lookup("listen").Usage = "listen address; loopback only unless you name another host, e.g. 0.0.0.0:8080 (env VAULT_LISTEN)"
 	cmd.Flags().StringVar(&dir, "dir", ".cardvault-dev", "where the private PostgreSQL, the dev KEK and the dev API key live")
 	cmd.Flags().IntVar(&simCards, "stripe-simulator", 0, "also run a simulated Stripe account holding N test cards, and point imports at it")

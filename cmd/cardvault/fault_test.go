@@ -528,7 +528,9 @@ func TestKEKUnavailableLaterServesCachedKeysUntilTheirTTLThen503(t *testing.T) {
 		KeyCacheTTL: time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	_, key := vaulttest.Tenant(t, svc)
-	sv := startServe(t, svc, faultServeConfig(db, "local:///unused/kek.json"))
+	cfg := faultServeConfig(db, "local:///unused/kek.json")
+	cfg.Limits.Now = clock.Now // /readyz's one-second cache runs on the test clock
+	sv := startServe(t, svc, cfg)
 	client := e2e.NewClient(sv.url, key, 1, 10*time.Second)
 	defer client.Close()
 	created := send(t, client, http.MethodPost, "/tokens", faultBody(0))
@@ -545,7 +547,7 @@ func TestKEKUnavailableLaterServesCachedKeysUntilTheirTTLThen503(t *testing.T) {
 	}{
 		{"KEK down, keys cached: serving", 30 * time.Minute, true, 0},
 		{"KEK down past the cache TTL: 503 kek_unavailable", 31 * time.Minute, true, http.StatusServiceUnavailable},
-		{"KEK back: serving again", 0, false, 0},
+		{"KEK back: serving again", time.Second, false, 0},
 	}
 	for i, st := range steps {
 		t.Run(st.name, func(t *testing.T) {

@@ -38,6 +38,7 @@ type rawImport struct {
 // bind binds the import flags, each defaulting to its env variable.
 func (r *rawImport) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&r.publicURL, "public-url", os.Getenv("VAULT_PUBLIC_URL"), "the vault's public base URL Stripe forwards to, https in production (env VAULT_PUBLIC_URL; default http://localhost:<port>)")
+	hideDefault(fs, "public-url")
 	fs.StringVar(&r.stripeAPIBase, "stripe-api-base", envOr("VAULT_STRIPE_API_BASE", importer.DefaultStripeAPIBase), "Stripe's API base URL (env VAULT_STRIPE_API_BASE)")
 	fs.StringVar(&r.rate, "import-rate", envOr("VAULT_IMPORT_RATE", "20"), "Stripe requests per second per import job; 0 for unthrottled (env VAULT_IMPORT_RATE)")
 	fs.StringVar(&r.concurrency, "import-concurrency", envOr("VAULT_IMPORT_CONCURRENCY", "4"), "forwards in flight per process (env VAULT_IMPORT_CONCURRENCY)")
@@ -119,6 +120,7 @@ func newImportStripeCmd() *cobra.Command {
 	raw.bindVault(cmd.Flags())
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&apiKey, "api-key", os.Getenv("STRIPE_API_KEY"), "the Stripe secret or restricted key (env STRIPE_API_KEY keeps it out of shell history)")
+	hideDefault(cmd.Flags(), "api-key")
 	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until the job ends; exit 1 unless it finished")
 	_ = cmd.MarkFlagRequired("tenant")
 	return cmd

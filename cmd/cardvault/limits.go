@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"math"
+	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -22,11 +25,15 @@ const (
 	writeTimeout   = httpapi.ForwardDeadline + 5*time.Second
 	idleTimeout    = 120 * time.Second // a kept-alive connection between requests
 	maxHeaderBytes = 32 << 10          // request headers, all together
+	// maxStreamsPerConn bounds the HTTP/2 streams one connection may have
+	// open at once (Go's default is 250), so one connection cannot hold
+	// most of the in-flight cap.
+	maxStreamsPerConn = 16
 )
 
 // rawLimits holds the unparsed request budgets bound to flags.
 type rawLimits struct {
-	rate, burst, authFailures, maxInflight string
+	rate, burst, authFailures, maxInflight, trustedProxies string
 }
 
 // bind binds the request budget flags, each defaulting to its env variable
@@ -41,6 +48,8 @@ func (r *rawLimits) bind(fs *pflag.FlagSet) {
 		"failed authentications per minute per client address; 0 for no limit (env VAULT_AUTH_FAILURE_LIMIT)")
 	fs.StringVar(&r.maxInflight, "max-inflight", envOr("VAULT_MAX_INFLIGHT", strconv.Itoa(d.MaxInflight)),
 		"API requests served at once, more answer 503; 0 for no cap (env VAULT_MAX_INFLIGHT)")
+	fs.StringVar(&r.trustedProxies, "trusted-proxies", os.Getenv("VAULT_TRUSTED_PROXIES"),
+		"comma-separated CIDRs of the proxies whose X-Forwarded-For names the client address; none by default (env VAULT_TRUSTED_PROXIES)")
 }
 
 // maxLimit bounds every budget setting, to catch a misplaced digit.
@@ -63,5 +72,31 @@ func (r *rawLimits) parse() (httpapi.Limits, []error) {
 	if l.MaxInflight, err = strconv.Atoi(r.maxInflight); err != nil || l.MaxInflight < 0 || l.MaxInflight > maxLimit {
 		errs = append(errs, fmt.Errorf("VAULT_MAX_INFLIGHT %q must be a whole number from 0 (no cap) to %d", r.maxInflight, maxLimit))
 	}
+	var perr error
+	if l.TrustedProxies, perr = parseCIDRs(r.trustedProxies); perr != nil {
+		errs = append(errs, perr)
+	}
 	return l, errs
+}
+
+// parseCIDRs parses a comma-separated list of CIDRs (a bare address is one
+// host). It returns nil for an empty list and an error naming the first
+// entry that is not a CIDR.
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Errorf("VAULT_TRUSTED_PROXIES entry %q must be a CIDR such as 10.0.0.0/8 or an IP address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

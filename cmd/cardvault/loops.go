@@ -25,6 +25,7 @@ const (
 	idempotencySweep   = 10 * time.Minute // delete expired idempotency keys
 	sessionSweep       = 10 * time.Minute // delete ended console sessions
 	forwardPrune       = time.Hour        // prune forwarding records past the retention
+	cardHistoryPrune   = time.Hour        // delete replaced card versions past their retention
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
@@ -33,7 +34,7 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 	owner := workerName()
 	keyRefresh := cmp.Or(cfg.KeyRefresh, keyRefreshFallback)
 	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
-	deliverer := webhook.NewDeliverer(svc, webhook.NewHTTPClient(webhook.DefaultTimeout), log, owner, webhook.WithMetrics(tel.Webhooks()))
+	deliverer := webhook.NewDeliverer(svc, webhook.NewClient(webhook.DefaultTimeout, cfg.EgressAllowLoopback), log, owner, webhook.WithMetrics(tel.Webhooks()))
 	return []loop.Loop{
 		loop.Every(log, "key refresh", keyRefresh, svc.RefreshKeys),
 		loop.Every(log, "cvc sweep", cvcSweep, count(log, "expired CVCs destroyed", svc.PurgeExpiredCVCs)),
@@ -43,6 +44,9 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 			_, err := svc.PruneAudit(ctx, retention)
 			return err
 		}),
+		loop.Every(log, "card history prune", cardHistoryPrune, count(log, "replaced card versions deleted", func(ctx context.Context) (int64, error) {
+			return svc.PruneTokenVersions(ctx, cmp.Or(cfg.CardHistoryRetention, vault.DefaultCardHistoryRetention))
+		})),
 		loop.Every(log, "idempotency sweep", idempotencySweep, count(log, "expired idempotency keys deleted", svc.PruneIdempotencyKeys)),
 		loop.Every(log, "console session sweep", sessionSweep, count(log, "ended console sessions deleted", svc.PruneConsoleSessions)),
 		loop.Every(log, "forwarding prune", forwardPrune, count(log, "forwarding records pruned", func(ctx context.Context) (int64, error) {

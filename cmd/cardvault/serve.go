@@ -74,6 +74,9 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 		tel = newTelemetry(cfg)
 		tel.watch(svc, nil, cfg.Cryptoperiod)
 	}
+	if cfg.EgressAllowLoopback {
+		log.Warn("VAULT_EGRESS_ALLOW_LOOPBACK is on: forwards and webhooks may reach loopback hosts over plain http; development and tests only")
+	}
 	imports, err := newImporter(svc, cfg.Import, log, tel.Imports())
 	if err != nil {
 		return err
@@ -84,13 +87,15 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 		opts = append(opts, httpapi.WithConsole(console.Options{}))
 	}
 	srv := &http.Server{
-		Handler:           httpapi.New(svc, log, opts...),
+		Handler:           closeAmbiguousFraming(httpapi.New(svc, log, opts...)),
+		ConnContext:       framingContext,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConn},
 	}
 	stopTLS, err := setupTLS(srv, cfg.TLS, log)
 	if err != nil {
@@ -113,7 +118,7 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 	}
 	defer runBackground(svc, imports, cfg, log, tel)()
 	errc := make(chan error, 1)
-	go func() { errc <- serveOn(srv, ln) }()
+	go func() { errc <- serveOn(srv, framingListener{ln}) }()
 	log.Info("serving", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -488,4 +489,36 @@ func TestClientCertificateGuardsOnlyTheKeyRoutes(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestHTTP2StreamsPerConnectionAreBounded(t *testing.T) {
+	ca := newTestCA(t, "h2 CA")
+	files := ca.server(t).write(t, t.TempDir())
+	sv := startServe(t, vaulttest.NewService(t, dbURL, vaulttest.Options{}), tlsServeConfig(files))
+	conn, err := tls.Dial("tcp", sv.addr, &tls.Config{RootCAs: ca.pool(), ServerName: "localhost", NextProtos: []string{"h2"}})
+	require.NoError(t, err)
+	defer conn.Close()
+	require.Equal(t, "h2", conn.ConnectionState().NegotiatedProtocol)
+	_, err = io.WriteString(conn, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+	require.NoError(t, err)
+	settings := readServerSettings(t, conn)
+	assert.Equal(t, uint32(maxStreamsPerConn), settings[0x3], "SETTINGS_MAX_CONCURRENT_STREAMS")
+}
+
+// readServerSettings reads the server's first HTTP/2 frame, which must be
+// a SETTINGS frame (RFC 9113 §3.4), and returns its values by identifier.
+func readServerSettings(t *testing.T, r io.Reader) map[uint16]uint32 {
+	t.Helper()
+	var hdr [9]byte
+	_, err := io.ReadFull(r, hdr[:])
+	require.NoError(t, err)
+	require.Equal(t, byte(0x4), hdr[3], "the first frame is SETTINGS")
+	body := make([]byte, int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
+	_, err = io.ReadFull(r, body)
+	require.NoError(t, err)
+	out := map[uint16]uint32{}
+	for ; len(body) >= 6; body = body[6:] {
+		out[binary.BigEndian.Uint16(body)] = binary.BigEndian.Uint32(body[2:])
+	}
+	return out
 }

@@ -138,30 +138,47 @@ type envelope struct {
 	Data      json.RawMessage `json:"data"`
 }
 
-// ClaimWebhookEvents claims up to limit due events, oldest first, for owner
-// until lease from now: events of tenants with a webhook, not delivered nor
-// given up, whose next attempt is due and which no live lease holds. Rows
-// are taken with FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this
-// process or other replicas) never claim the same attempt. It returns a
-// domain error when the database fails; an event whose secret or data does
-// not open comes back with Err set.
-func (s *Service) ClaimWebhookEvents(ctx context.Context, owner string, limit int, lease time.Duration) ([]vault.ClaimedEvent, error) {
+// ClaimWebhookEvents claims due events for owner until lease from now, at
+// most c.PerTenant of each of at most c.Tenants tenants, the tenants whose
+// oldest due event is oldest first: a tenant with a long backlog cannot
+// fill a claim and hold back another's event. Only tenants with a webhook,
+// events not delivered nor given up, due, and held by no live lease;
+// never c.SkipTenants' nor those bound for c.SkipURLs. Rows are taken with
+// FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this process or
+// other replicas) never claim the same attempt. It returns a domain error
+// when the database fails; an event whose secret or data does not open
+// comes back with Err set.
+func (s *Service) ClaimWebhookEvents(ctx context.Context, owner string, c vault.EventClaim, lease time.Duration) ([]vault.ClaimedEvent, error) {
 	now := s.clock()
+	skipTenants, skipURLs := c.SkipTenants, c.SkipURLs
+	if skipTenants == nil {
+		skipTenants = []uuid.UUID{}
+	}
+	if skipURLs == nil {
+		skipURLs = []string{}
+	}
 	rows, err := s.db.Query(ctx, `
-		WITH due AS (
-			SELECT e.id FROM webhook_events e
+		WITH ready AS (
+			SELECT e.tenant_id, min(e.seq) AS first FROM webhook_events e
+			JOIN webhooks w ON w.tenant_id = e.tenant_id JOIN tenants t ON t.id = e.tenant_id
 			WHERE e.delivered_at IS NULL AND e.given_up_at IS NULL AND e.next_attempt_at <= $2
 			  AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2)
-			  AND EXISTS (SELECT 1 FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
-			              WHERE w.tenant_id = e.tenant_id AND t.destroyed_at IS NULL)
-			ORDER BY e.seq LIMIT $4
-			FOR UPDATE OF e SKIP LOCKED)
+			  AND t.destroyed_at IS NULL AND e.tenant_id <> ALL($6) AND w.url <> ALL($7)
+			GROUP BY e.tenant_id ORDER BY first LIMIT $4),
+		due AS (
+			SELECT d.id FROM ready CROSS JOIN LATERAL (
+				SELECT e.id FROM webhook_events e
+				WHERE e.tenant_id = ready.tenant_id AND e.delivered_at IS NULL AND e.given_up_at IS NULL
+				  AND e.next_attempt_at <= $2 AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2)
+				ORDER BY e.seq LIMIT $5
+				FOR UPDATE OF e SKIP LOCKED) d)
 		UPDATE webhook_events e SET lease_owner = $1, lease_expires_at = $3
 		FROM due, webhooks w
 		WHERE e.id = due.id AND w.tenant_id = e.tenant_id
 		RETURNING e.id, e.seq, e.tenant_id, e.type, e.created_at, e.payload, e.payload_ct,
-		          e.attempts + 1, coalesce(e.first_attempt_at, $2), w.url, w.secret_ct`,
-		owner, now, now.Add(lease), limit)
+		          e.attempts + 1, coalesce(e.first_attempt_at, $2), w.url, w.secret_ct,
+		          CASE WHEN w.previous_expires_at > $2 THEN w.previous_secret_ct END`,
+		owner, now, now.Add(lease), max(c.Tenants, 1), max(c.PerTenant, 1), skipTenants, skipURLs)
 	if err != nil {
 		return nil, dbError(err, "webhook event")
 	}
@@ -187,13 +204,16 @@ func (s *Service) scanClaimed(ctx context.Context, row pgx.Row) (vault.ClaimedEv
 	var ev vault.ClaimedEvent
 	var typ string
 	var created time.Time
-	var payload, payloadCT, secretCT []byte
+	var payload, payloadCT, secretCT, previousCT []byte
 	if err := row.Scan(&ev.ID, &ev.Seq, &ev.TenantID, &typ, &created, &payload, &payloadCT,
-		&ev.Attempt, &ev.FirstAttemptAt, &ev.URL, &secretCT); err != nil {
+		&ev.Attempt, &ev.FirstAttemptAt, &ev.URL, &secretCT, &previousCT); err != nil {
 		return ev, err
 	}
 	ev.Type, ev.FirstAttemptAt = vault.EventType(typ), ev.FirstAttemptAt.UTC()
 	ev.Body, ev.Secret, ev.Err = s.openEvent(ctx, ev, created, payload, payloadCT, secretCT)
+	if ev.Err == nil && previousCT != nil {
+		ev.PreviousSecret, ev.Err = s.openPreviousSecret(ctx, ev, previousCT)
+	}
 	return ev, nil
 }
 
@@ -218,6 +238,15 @@ func (s *Service) openEvent(ctx context.Context, ev vault.ClaimedEvent, created 
 		return nil, card.Secret{}, vault.Internal(err)
 	}
 	return body, secret, nil
+}
+
+// openPreviousSecret opens the signing secret a rotation replaced.
+func (s *Service) openPreviousSecret(ctx context.Context, ev vault.ClaimedEvent, ct []byte) (card.Secret, error) {
+	tk, err := s.keys.get(ctx, ev.TenantID)
+	if err != nil {
+		return card.Secret{}, err
+	}
+	return openWebhookSecret(tk, ev.TenantID, ev.URL, ct)
 }
 
 // maxDeliveryError is the longest error text kept with an attempt.
@@ -287,6 +316,7 @@ func webhookRowsUnderKey(ctx context.Context, q querier, tenantID uuid.UUID, key
 	var n int64
 	err := q.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM webhooks WHERE tenant_id = $1 AND key_id = $2) +
+		(SELECT count(*) FROM webhooks WHERE tenant_id = $1 AND previous_key_id = $2) +
 		(SELECT count(*) FROM webhook_events WHERE tenant_id = $1 AND key_id = $2
 		   AND delivered_at IS NULL AND given_up_at IS NULL)`, tenantID, int64(keyID)).Scan(&n)
 	return n, err
@@ -303,6 +333,11 @@ func (s *Service) resealWebhookRows(ctx context.Context, tx pgx.Tx, tenantID uui
 	if err != nil {
 		return 0, err
 	}
+	m, err := s.resealPreviousSecret(ctx, tx, tenantID, tk)
+	if err != nil {
+		return 0, err
+	}
+	n += m
 	rows, err := tx.Query(ctx, `SELECT id, payload_ct FROM webhook_events
 		WHERE tenant_id = $1 AND key_id <> $2 AND delivered_at IS NULL AND given_up_at IS NULL FOR UPDATE`,
 		tenantID, int64(primary))
@@ -362,4 +397,37 @@ func (s *Service) resealWebhookSecret(ctx context.Context, tx pgx.Tx, tenantID u
 	_, err = tx.Exec(ctx, `UPDATE webhooks SET secret_ct = $2, key_id = $3 WHERE tenant_id = $1`,
 		tenantID, []byte(resealed), int64(keyID))
 	return 1, err
+}
+
+// resealPreviousSecret re-seals under tk's primary key the previous signing
+// secret of a rotation still in its overlap, or drops it once the overlap
+// has closed; it reports whether it changed the row.
+func (s *Service) resealPreviousSecret(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys) (int, error) {
+	tag, err := tx.Exec(ctx, `UPDATE webhooks SET previous_secret_ct = NULL, previous_key_id = NULL, previous_expires_at = NULL
+		WHERE tenant_id = $1 AND previous_expires_at <= $2`, tenantID, s.clock())
+	if err != nil {
+		return 0, err
+	}
+	dropped := int(tag.RowsAffected())
+	var u string
+	var ct []byte
+	err = tx.QueryRow(ctx, `SELECT url, previous_secret_ct FROM webhooks
+		WHERE tenant_id = $1 AND previous_key_id <> $2 FOR UPDATE`, tenantID, int64(tk.sealer.PrimaryKeyID())).Scan(&u, &ct)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return dropped, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	secret, err := openWebhookSecret(tk, tenantID, u, ct)
+	if err != nil {
+		return 0, err
+	}
+	resealed, keyID, err := s.sealWebhookSecret(tk, tenantID, u, secret.Reveal())
+	if err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE webhooks SET previous_secret_ct = $2, previous_key_id = $3 WHERE tenant_id = $1`,
+		tenantID, []byte(resealed), int64(keyID))
+	return dropped + 1, err
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"regexp"
 	"time"
 
+	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 	"github.com/google/uuid"
@@ -36,31 +38,71 @@ func (s *Service) BeginIdempotent(ctx context.Context, a vault.Actor, r vault.Id
 	if err != nil {
 		return vault.IdempotencyClaim{}, nil, err
 	}
-	keyHash, err := tk.fp.Sum(append([]byte(idempotencyKeyDomain), r.Key...))
+	h, err := s.idempotencyHashes(ctx, tk, a.TenantID, r)
 	if err != nil {
-		return vault.IdempotencyClaim{}, nil, vault.Internal(err)
+		return vault.IdempotencyClaim{}, nil, err
 	}
-	fp, err := tk.fp.Sum(idempotencyInput(r))
-	if err != nil {
-		return vault.IdempotencyClaim{}, nil, vault.Internal(err)
-	}
-	c := vault.IdempotencyClaim{TenantID: a.TenantID, KeyHash: keyHash, Lock: uuid.New()}
+	c := vault.IdempotencyClaim{TenantID: a.TenantID, KeyHash: h.key, Lock: uuid.New()}
 	// A row can vanish between the claim attempt and the read (released or
 	// swept); then the claim is simply tried again.
 	for range 3 {
-		claimed, err := s.claimIdempotencyKey(ctx, a, c, fp, tk.fp.KeyID())
+		claimed, err := s.claimIdempotencyKey(ctx, a, c, h.request, h.prfKeyID)
 		if err != nil {
 			return vault.IdempotencyClaim{}, nil, err
 		}
 		if claimed {
 			return c, nil, nil
 		}
-		stored, err := s.storedIdempotent(ctx, c, fp, tk.fp.KeyID())
+		stored, err := s.storedIdempotent(ctx, tk, c, h.request, h.prfKeyID)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return vault.IdempotencyClaim{}, stored, dbError(err, "idempotency key")
 		}
 	}
 	return vault.IdempotencyClaim{}, nil, inUse()
+}
+
+// idempotencyHashes are the PRF hashes naming an Idempotency-Key and its
+// request, and the PRF key that made them.
+type idempotencyHashes struct {
+	key, request []byte
+	prfKeyID     uint32
+}
+
+// idempotencyHashes returns r's hashes under the primary PRF key or, while
+// the fingerprint keyset is being rotated, under the older key that made
+// a live row for r's key: a retry that began before the rotation still
+// finds its first answer. It returns a domain error when the PRF or the
+// database fails.
+func (s *Service) idempotencyHashes(ctx context.Context, tk *tenantKeys, tenantID uuid.UUID, r vault.IdempotentRequest) (idempotencyHashes, error) {
+	keyInput := append([]byte(idempotencyKeyDomain), r.Key...)
+	for _, id := range tk.fp.OtherKeyIDs() {
+		older, err := tk.fp.SumWith(id, keyInput)
+		if err != nil {
+			return idempotencyHashes{}, vault.Internal(err)
+		}
+		var live bool
+		if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM idempotency_keys
+			WHERE tenant_id = $1 AND key_hash = $2 AND fingerprint_key_id = $3 AND expires_at > $4)`,
+			tenantID, older, int64(id), s.clock()).Scan(&live); err != nil {
+			return idempotencyHashes{}, dbError(err, "idempotency key")
+		}
+		if live {
+			req, err := tk.fp.SumWith(id, idempotencyInput(r))
+			if err != nil {
+				return idempotencyHashes{}, vault.Internal(err)
+			}
+			return idempotencyHashes{key: older, request: req, prfKeyID: id}, nil
+		}
+	}
+	key, err := tk.fp.Sum(keyInput)
+	if err != nil {
+		return idempotencyHashes{}, vault.Internal(err)
+	}
+	req, err := tk.fp.Sum(idempotencyInput(r))
+	if err != nil {
+		return idempotencyHashes{}, vault.Internal(err)
+	}
+	return idempotencyHashes{key: key, request: req, prfKeyID: tk.fp.KeyID()}, nil
 }
 
 // idempotencyInput is what the fingerprint covers: method, path and body,
@@ -96,6 +138,7 @@ func (s *Service) claimIdempotencyKey(ctx context.Context, a vault.Actor, c vaul
 			api_key_id = EXCLUDED.api_key_id, fingerprint = EXCLUDED.fingerprint,
 			fingerprint_key_id = EXCLUDED.fingerprint_key_id, state = 'running', lock_id = EXCLUDED.lock_id,
 			locked_at = EXCLUDED.locked_at, response_status = NULL, response_body = NULL,
+			response_ct = NULL, key_id = NULL,
 			created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
 		WHERE k.expires_at <= EXCLUDED.created_at
 		   OR (k.state = 'running' AND k.locked_at <= $9
@@ -109,17 +152,17 @@ func (s *Service) claimIdempotencyKey(ctx context.Context, a vault.Actor, c vaul
 }
 
 // storedIdempotent reads the row that kept c's key from being claimed and
-// decides: the stored answer, a mismatch, or a key in use. It returns
-// pgx.ErrNoRows when the row is gone.
-func (s *Service) storedIdempotent(ctx context.Context, c vault.IdempotencyClaim, fp []byte, fpKeyID uint32) (*vault.StoredResponse, error) {
-	var gotFP, body []byte
+// decides: the stored answer (opened with tk), a mismatch, or a key in use.
+// It returns pgx.ErrNoRows when the row is gone.
+func (s *Service) storedIdempotent(ctx context.Context, tk *tenantKeys, c vault.IdempotencyClaim, fp []byte, fpKeyID uint32) (*vault.StoredResponse, error) {
+	var gotFP, body, ct []byte
 	var gotKeyID int64
 	var state string
 	var status *int16
 	err := s.db.QueryRow(ctx, `
-		SELECT fingerprint, fingerprint_key_id, state, response_status, response_body
+		SELECT fingerprint, fingerprint_key_id, state, response_status, response_body, response_ct
 		FROM idempotency_keys WHERE tenant_id = $1 AND key_hash = $2 AND expires_at > $3`,
-		c.TenantID, c.KeyHash, s.clock()).Scan(&gotFP, &gotKeyID, &state, &status, &body)
+		c.TenantID, c.KeyHash, s.clock()).Scan(&gotFP, &gotKeyID, &state, &status, &body, &ct)
 	switch {
 	case err != nil:
 		return nil, err
@@ -129,7 +172,34 @@ func (s *Service) storedIdempotent(ctx context.Context, c vault.IdempotencyClaim
 	case state != "done" || status == nil:
 		return nil, inUse()
 	}
+	if ct != nil {
+		if body, err = s.openAnswer(tk, c, ct); err != nil {
+			return nil, err
+		}
+	}
 	return &vault.StoredResponse{Status: int(*status), Body: body}, nil
+}
+
+// answerAD binds a sealed stored answer to its tenant and key hash.
+func answerAD(tenantID uuid.UUID, keyHash []byte) []byte {
+	return crypto.FieldAD(tenantID.String(), hex.EncodeToString(keyHash), "idempotency_response")
+}
+
+// openAnswer opens a sealed stored answer, with keys reloaded once when tk
+// does not hold the key that sealed it (rotated by another replica).
+func (s *Service) openAnswer(tk *tenantKeys, c vault.IdempotencyClaim, ct []byte) ([]byte, error) {
+	if !tk.holds(crypto.Ciphertext(ct)) {
+		fresh, err := s.newerKeys(c.TenantID, tk)
+		if err != nil {
+			return nil, err
+		}
+		tk = fresh
+	}
+	pt, err := tk.sealer.Open(crypto.Ciphertext(ct), answerAD(c.TenantID, c.KeyHash))
+	if err != nil {
+		return nil, vault.Internal(errors.New("a stored idempotent answer does not open"))
+	}
+	return pt, nil
 }
 
 func inUse() *vault.Error {
@@ -163,8 +233,9 @@ func (s *Service) HoldIdempotent(ctx context.Context, c vault.IdempotencyClaim) 
 	return func() { cancel(); <-done }
 }
 
-// FinishIdempotent ends c by keeping res for replay, and reports whether it
-// was kept. An answer is not kept, and the key is released so that a retry
+// FinishIdempotent ends c by keeping res for replay, sealed with the
+// tenant's data key (a token answer holds the cardholder name), and reports
+// whether it was kept. An answer is not kept, and the key is released so that a retry
 // runs again, when it is a 5xx, larger than MaxStoredResponse, or holds
 // anything that looks like a card number (which no stored answer may). It
 // returns false without error when c's lock was taken over meanwhile, and a
@@ -176,18 +247,87 @@ func (s *Service) FinishIdempotent(ctx context.Context, c vault.IdempotencyClaim
 		}
 		return false, s.ReleaseIdempotent(ctx, c)
 	}
-	body := res.Body
-	if body == nil {
-		body = []byte{}
-	}
-	tag, err := s.db.Exec(ctx, `
-		UPDATE idempotency_keys SET state = 'done', response_status = $4, response_body = $5
-		WHERE tenant_id = $1 AND key_hash = $2 AND lock_id = $3 AND state = 'running'`,
-		c.TenantID, c.KeyHash, c.Lock, res.Status, body)
+	tk, err := s.keys.get(ctx, c.TenantID)
 	if err != nil {
-		return false, dbError(err, "idempotency key")
+		return false, err
+	}
+	for attempt := 1; ; attempt++ {
+		kept, err := s.storeAnswer(ctx, tk, c, res)
+		switch {
+		case !isSealingKeyViolation(err):
+			return kept, dbError(err, "idempotency key")
+		case attempt == maxSealAttempts:
+			return false, keysChanging(err)
+		}
+		// tk's primary key was retired meanwhile: seal again with the current keys.
+		if tk, err = s.newerKeys(c.TenantID, tk); err != nil {
+			return false, err
+		}
+	}
+}
+
+// storeAnswer seals res's body with tk's primary data key and keeps it on
+// c's row; it reports whether c still held the row.
+func (s *Service) storeAnswer(ctx context.Context, tk *tenantKeys, c vault.IdempotencyClaim, res vault.StoredResponse) (bool, error) {
+	keyID := tk.sealer.PrimaryKeyID()
+	ct, err := tk.sealer.Seal(res.Body, answerAD(c.TenantID, c.KeyHash))
+	if err != nil {
+		return false, vault.Internal(err)
+	}
+	s.usage.add(c.TenantID, keyID)
+	tag, err := s.db.Exec(ctx, `
+		UPDATE idempotency_keys SET state = 'done', response_status = $4, response_ct = $5, key_id = $6
+		WHERE tenant_id = $1 AND key_hash = $2 AND lock_id = $3 AND state = 'running'`,
+		c.TenantID, c.KeyHash, c.Lock, res.Status, []byte(ct), int64(keyID))
+	if err != nil {
+		return false, err
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// idempotencyRowsUnderKey counts the tenant's stored answers sealed with keyID.
+func idempotencyRowsUnderKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1 AND key_id = $2`,
+		tenantID, int64(keyID)).Scan(&n)
+	return n, err
+}
+
+// resealAnswers re-seals the tenant's stored answers still under another
+// key than tk's primary, within tx; the re-encryption job calls it. It
+// returns how many it re-sealed, or the error of one that does not open.
+func (s *Service) resealAnswers(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys) (int, error) {
+	primary := tk.sealer.PrimaryKeyID()
+	rows, err := tx.Query(ctx, `SELECT key_hash, response_ct FROM idempotency_keys
+		WHERE tenant_id = $1 AND key_id <> $2 FOR UPDATE`, tenantID, int64(primary))
+	if err != nil {
+		return 0, err
+	}
+	var hashes, cts [][]byte
+	for rows.Next() {
+		var h, ct []byte
+		if err := rows.Scan(&h, &ct); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		pt, err := tk.sealer.Open(crypto.Ciphertext(ct), answerAD(tenantID, h))
+		if err == nil {
+			ct, err = tk.sealer.Seal(pt, answerAD(tenantID, h))
+		}
+		if err != nil {
+			rows.Close()
+			return 0, vault.Internal(errors.New("a stored idempotent answer does not open"))
+		}
+		s.usage.add(tenantID, primary)
+		hashes, cts = append(hashes, h), append(cts, ct)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE idempotency_keys k SET response_ct = v.ct, key_id = $2
+		FROM unnest($3::bytea[], $4::bytea[]) AS v(h, ct) WHERE k.tenant_id = $1 AND k.key_hash = v.h`,
+		tenantID, int64(primary), hashes, cts)
+	return len(hashes), err
 }
 
 // uuidPattern matches canonical UUIDs, whose digit groups joined by '-' can

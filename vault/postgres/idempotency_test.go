@@ -197,3 +197,49 @@ func TestPruneIdempotencyKeys(t *testing.T) {
 	assert.GreaterOrEqual(t, n, int64(2))
 	assert.Equal(t, 1, e.idempotencyRows(t, e.actor.TenantID), "only the unexpired key is left")
 }
+
+func TestStoredAnswersAreSealedWithTheTenantDataKey(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	answer := vault.StoredResponse{Status: 201, Body: []byte(`{"id":"tok_1","cardholder_name":"Jane Q Cardholder"}`)}
+	kept, err := e.svc.FinishIdempotent(ctx, e.begin(t, e.actor, idemReq("sealed", `{}`)), answer)
+	require.NoError(t, err)
+	require.True(t, kept)
+
+	var plain, sealed []byte
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT response_body, response_ct FROM idempotency_keys WHERE tenant_id = $1`,
+		e.actor.TenantID).Scan(&plain, &sealed))
+	assert.Nil(t, plain, "no answer in clear")
+	assert.NotContains(t, string(sealed), "Jane Q Cardholder")
+	_, stored, err := e.svc.BeginIdempotent(ctx, e.actor, idemReq("sealed", `{}`))
+	require.NoError(t, err)
+	require.NotNil(t, stored)
+	assert.Equal(t, answer, *stored, "the retry replays the opened answer")
+
+	_, err = e.pool.Exec(ctx, `UPDATE idempotency_keys SET tenant_id = $2 WHERE tenant_id = $1`, e.actor.TenantID, e.otherActor(t).TenantID)
+	require.Error(t, err, "a stored answer cannot move to another tenant: its sealing key is not that tenant's")
+}
+
+func TestStoredAnswersAreReencryptedAndHoldTheirKeyAgainstRetire(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	answer := vault.StoredResponse{Status: 201, Body: []byte(`{"cardholder_name":"John Doe"}`)}
+	_, err := e.svc.FinishIdempotent(ctx, e.begin(t, e.actor, idemReq("rotate", `{}`)), answer)
+	require.NoError(t, err)
+	oldKey := keyByState(e.keyStatus(t), "primary").KeyID
+	_, err = e.svc.RotateDataKey(ctx, e.actor, 0)
+	require.NoError(t, err)
+	err = e.svc.RetireDataKey(ctx, e.actor, oldKey, false)
+	assert.Equal(t, vault.CodeKeyInUse, vault.AsError(err).Code, "an answer still needs the old key: %v", err)
+
+	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
+	require.NoError(t, err)
+	_, err = e.svc.RunOneKeyJob(ctx, "worker", job.ID)
+	require.NoError(t, err)
+	require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, oldKey, false), "re-sealed: the old key can go")
+	require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, oldKey, true))
+	_, stored, err := e.svc.BeginIdempotent(ctx, e.actor, idemReq("rotate", `{}`))
+	require.NoError(t, err)
+	require.NotNil(t, stored)
+	assert.Equal(t, answer, *stored, "the answer opens under the new key")
+}

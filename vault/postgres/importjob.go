@@ -41,7 +41,7 @@ func scanImport(row pgx.Row) (vault.ImportJob, error) {
 
 // CreateImport starts an import job for the actor's tenant: it seals the
 // provider key under the tenant data keyset, mints the job's own API key
-// (tokens:create only, revoked when the job ends) and audits. It returns a
+// (tokens:create and tokens:update only, revoked when the job ends) and audits. It returns a
 // KindInvalid error for a bad provider or key, and a KindConflict error
 // naming the job when one is already preparing or running.
 func (s *Service) CreateImport(ctx context.Context, a vault.Actor, in vault.CreateImportInput) (vault.ImportJob, error) {
@@ -75,7 +75,7 @@ func (s *Service) CreateImport(ctx context.Context, a vault.Actor, in vault.Crea
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, scopes, description, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			keyID, a.TenantID, prefix, hashSecret(secret), scopeStrings([]vault.Scope{vault.ScopeTokensCreate}),
+			keyID, a.TenantID, prefix, hashSecret(secret), scopeStrings([]vault.Scope{vault.ScopeTokensCreate, vault.ScopeTokensUpdate}),
 			"import job "+job.ID.String(), now); err != nil {
 			return err
 		}

@@ -326,3 +326,21 @@ func (s *Service) ListImportItems(ctx context.Context, a vault.Actor, id uuid.UU
 	}
 	return page, nil
 }
+
+// ActiveImports returns which of ids name jobs still preparing or running.
+// It returns a domain error when the database fails.
+func (s *Service) ActiveImports(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error) {
+	rows, err := s.db.Query(ctx, `SELECT id FROM import_jobs WHERE id = ANY($1) AND status IN ('preparing', 'running')`, ids)
+	if err != nil {
+		return nil, dbError(err, "import")
+	}
+	active, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, dbError(err, "import")
+	}
+	out := make(map[uuid.UUID]bool, len(active))
+	for _, id := range active {
+		out[id] = true
+	}
+	return out, nil
+}

@@ -43,11 +43,11 @@ func (s *Service) StartReencrypt(ctx context.Context, a vault.Actor) (vault.KeyJ
 		job, err = scanKeyJob(tx.QueryRow(ctx, `
 			INSERT INTO key_jobs (id, tenant_id, kind, status, total, created_at, updated_at)
 			SELECT $1, $2, 'reencrypt', 'pending', count(*), $3, $3 FROM tokens WHERE tenant_id = $2 AND key_id <> $4
-			ON CONFLICT (tenant_id) WHERE status IN ('pending', 'running') DO NOTHING
+			ON CONFLICT (tenant_id, kind) WHERE status IN ('pending', 'running') DO NOTHING
 			RETURNING `+keyJobColumns, uuid.New(), a.TenantID, now, int64(tk.sealer.PrimaryKeyID())))
 		if errors.Is(err, pgx.ErrNoRows) {
 			job, err = scanKeyJob(tx.QueryRow(ctx, `SELECT `+keyJobColumns+` FROM key_jobs
-				WHERE tenant_id = $1 AND status IN ('pending', 'running')`, a.TenantID))
+				WHERE tenant_id = $1 AND kind = 'reencrypt' AND status IN ('pending', 'running')`, a.TenantID))
 			return err
 		}
 		if err != nil {
@@ -77,7 +77,11 @@ func (s *Service) RunOneKeyJob(ctx context.Context, owner string, id uuid.UUID) 
 	if err != nil {
 		return false, dbError(err, "key job")
 	}
-	err = s.runReencrypt(ctx, owner, job)
+	if job.Kind == vault.KeyJobRefingerprint {
+		err = s.runRefingerprint(ctx, owner, job)
+	} else {
+		err = s.runReencrypt(ctx, owner, job)
+	}
 	if errors.Is(err, errLeaseLost) {
 		return true, nil
 	}
@@ -147,11 +151,18 @@ func (s *Service) runReencrypt(ctx context.Context, owner string, job vault.KeyJ
 
 // resealSideRows re-seals what besides tokens (and forwarding rows, see
 // resealForwarding) the tenant keeps under its data keyset — the webhook
-// secret and undelivered token events, active import jobs' credentials —
-// under the primary key, in one transaction.
+// secret and undelivered token events, replaced card versions, stored
+// idempotent answers, active import jobs' credentials — under the primary
+// key, in one transaction.
 func (s *Service) resealSideRows(ctx context.Context, tenantID uuid.UUID, tk *tenantKeys) error {
 	return s.inTx(ctx, "key job", func(tx pgx.Tx) error {
 		if _, err := s.resealWebhookRows(ctx, tx, tenantID, tk); err != nil {
+			return err
+		}
+		if _, err := s.resealVersions(ctx, tx, tenantID, tk); err != nil {
+			return err
+		}
+		if _, err := s.resealAnswers(ctx, tx, tenantID, tk); err != nil {
 			return err
 		}
 		_, err := s.resealImportCredentials(ctx, tx, tenantID, tk)

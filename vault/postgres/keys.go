@@ -109,7 +109,7 @@ func (s *Service) recordKeyState(ctx context.Context, q querier, tenantID uuid.U
 func releaseSealingKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) error {
 	_, err := q.Exec(ctx, `DELETE FROM tenant_sealing_keys WHERE tenant_id = $1 AND key_id = $2`, tenantID, int64(keyID))
 	if isSealingKeyViolation(err) {
-		return keyInUse(keyID, "tokens, the webhook secret or forwarding records")
+		return keyInUse(keyID, "tokens, replaced card versions, stored idempotent answers, the webhook secret or forwarding records")
 	}
 	if err != nil {
 		return err
@@ -151,8 +151,54 @@ func isSealingKeyViolation(err error) bool {
 // AES-256-GCM key (every replica can then decrypt with it), wait propagate
 // for every replica to reload the keyset, promote it to primary, and wait
 // again so that every replica encrypts with it when this returns. Old keys
-// keep decrypting. It returns the new key id, or a domain error.
+// keep decrypting. One rotation per tenant runs at a time, across replicas:
+// another answers a KindConflict error (rotation_in_progress) at once. It
+// returns the new key id, or a domain error.
 func (s *Service) RotateDataKey(ctx context.Context, a vault.Actor, propagate time.Duration) (uint32, error) {
+	unlock, err := s.lockRotation(ctx, a.TenantID)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	return s.rotateDataKey(ctx, a, propagate)
+}
+
+// rotationLockClass is the first key of the advisory locks that keep a
+// tenant's rotations one at a time; the second is a hash of the tenant id.
+const rotationLockClass = 0x6b657972 // "keyr"
+
+// lockRotation takes the tenant's rotation lock, a session advisory lock on
+// a connection held for the rotation, so that one rotation per tenant runs
+// at a time across every replica (a dead process's lock goes with its
+// session). It returns a KindConflict error (rotation_in_progress) when
+// another rotation holds it, and the unlock to call when done.
+func (s *Service) lockRotation(ctx context.Context, tenantID uuid.UUID) (func(), error) {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return nil, dbError(err, "key rotation")
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, rotationLockClass, tenantID.String()).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, dbError(err, "key rotation")
+	}
+	if !ok {
+		conn.Release()
+		return nil, &vault.Error{Kind: vault.KindConflict, Code: vault.CodeRotationInProgress,
+			Message: "a rotation of this tenant's data key is already running; retry once it has finished"}
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, rotationLockClass, tenantID.String()); err != nil {
+			conn.Conn().Close(uctx) //nolint:errcheck // closing the session frees its lock
+		}
+		conn.Release()
+	}, nil
+}
+
+// rotateDataKey is RotateDataKey, the tenant's rotation lock held.
+func (s *Service) rotateDataKey(ctx context.Context, a vault.Actor, propagate time.Duration) (uint32, error) {
 	added, err := s.editKeyset(ctx, a, crypto.PurposeData, func(h *keyset.Handle) (*keyset.Handle, keyChange, error) {
 		h, id, err := crypto.AddDataKey(h)
 		return h, keyChange{action: vault.ActionKeyAdd, keyID: id, state: crypto.KeyActive}, err
@@ -199,8 +245,16 @@ func (s *Service) sideRowsUnderKey(ctx context.Context, tenantID uuid.UUID, keyI
 	if err != nil {
 		return 0, dbError(err, "import")
 	}
+	versions, err := versionsUnderKey(ctx, s.db, tenantID, keyID)
+	if err != nil {
+		return 0, dbError(err, "token version")
+	}
+	answers, err := idempotencyRowsUnderKey(ctx, s.db, tenantID, keyID)
+	if err != nil {
+		return 0, dbError(err, "idempotency key")
+	}
 	forwards, err := forwardingRowsUnderKey(ctx, s.db, tenantID, keyID)
-	return hooks + imports + forwards, dbError(err, "forwarding request")
+	return hooks + imports + versions + answers + forwards, dbError(err, "forwarding request")
 }
 
 // RetireDataKey disables a data key that is not primary; with destroy it

@@ -373,3 +373,46 @@ func TestAKilledWorkersJobIsResumedWhenItsLeaseRunsOut(t *testing.T) {
 	assert.Equal(t, int64(30), done.Done)
 	e.assertAllReveal(t, cards)
 }
+
+func TestOneRotationPerTenantAtATime(t *testing.T) {
+	e := newEnv(t)
+	other := e.otherActor(t)
+	replica := vaulttest.NewService(t, dbURL, vaulttest.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	running := make(chan error, 1)
+	go func() { _, err := e.svc.RotateDataKey(ctx, e.actor, time.Hour); running <- err }()
+	require.Eventually(t, func() bool { // the first rotation holds its lock, waiting for the replicas
+		var n int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND granted`,
+			int64(0x6b657972)).Scan(&n)
+		return err == nil && n == 1
+	}, 10*time.Second, 5*time.Millisecond)
+
+	tests := []struct {
+		name string
+		svc  *postgres.Service
+		a    vault.Actor
+		code string // "" when it runs
+	}{
+		{"the same tenant in this process", e.svc, e.actor, vault.CodeRotationInProgress},
+		{"the same tenant on another replica", replica, e.actor, vault.CodeRotationInProgress},
+		{"another tenant", e.svc, other, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.svc.RotateDataKey(context.Background(), tt.a, 0)
+			if tt.code == "" {
+				require.NoError(t, err)
+				return
+			}
+			assert.Equal(t, vault.KindConflict, vault.ErrorKind(err))
+			assert.Equal(t, tt.code, vault.AsError(err).Code)
+		})
+	}
+	assert.Len(t, e.keyStatus(t).Keys, 2, "the first key and the running rotation's: the refused ones added none")
+	cancel()
+	require.ErrorIs(t, <-running, context.Canceled)
+	_, err := e.svc.RotateDataKey(context.Background(), e.actor, 0)
+	require.NoError(t, err, "the lock is given back when the rotation ends")
+	assert.Len(t, e.keyStatus(t).Keys, 3)
+}

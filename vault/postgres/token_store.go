@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -241,15 +242,26 @@ func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a vault.Actor, tk *t
 		existing, err = s.refreshCVC(ctx, tx, a, tk, existing, card)
 		return existing, false, err
 	}
+	if slices.Contains(changed, "number") {
+		if err := s.Require(ctx, a, vault.ScopeTokensUpdate); err != nil {
+			return tokenRow{}, false, err
+		}
+	}
 	updated, err := s.withCard(tk, existing, card, row.Fingerprint, uint32(row.fpKeyID))
 	if err != nil {
 		return tokenRow{}, false, err
 	}
 	updated.Metadata, updated.UpdatedAt = row.Metadata, s.clock()
+	if slices.Contains(changed, "number") || slices.Contains(changed, "expiry") {
+		if err := s.keepVersion(ctx, tx, existing); err != nil {
+			return tokenRow{}, false, err
+		}
+	}
 	if err := updateCard(ctx, tx, updated); err != nil {
 		return tokenRow{}, false, err
 	}
-	ev := s.event(a, vault.ActionTokenUpdate, updated.ID, map[string]any{"changed": changed})
+	ev := s.event(a, vault.ActionTokenUpdate, updated.ID, map[string]any{"changed": changed,
+		"fingerprint_before": fingerprintText(existing.Fingerprint), "fingerprint_after": fingerprintText(updated.Fingerprint)})
 	enqueued, err := s.auditTokenEvent(ctx, tx, tk, ev, vault.EventTokenUpdated, updated)
 	return updated, enqueued, err
 }
@@ -430,8 +442,8 @@ func (s *Service) listTokens(ctx context.Context, a vault.Actor, tk *tenantKeys,
 	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
 			WHERE tenant_id = $1 AND ($2::text IS NULL OR business_key = $2)
-			  AND ($6::bytea IS NULL OR fingerprint = $6)
 			  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+			  AND ($6::bytea IS NULL OR fingerprint = $6 OR previous_fingerprint = $6)
 			ORDER BY created_at DESC, id DESC LIMIT $5`,
 			a.TenantID, nullString(p.BusinessKey), after.at, after.id, p.Limit+1, p.Fingerprint)
 		if err != nil {

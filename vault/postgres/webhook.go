@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/egress"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 )
@@ -53,12 +53,15 @@ func newEventID() string {
 
 // SetWebhook sets the actor's tenant's webhook URL and returns it with a new
 // signing secret ("whsec_…"), which is shown only here: every call, and so
-// every URL change, rotates the secret. The URL must be https (http only for
-// 127.0.0.1, ::1 and localhost) without user information or a card number.
+// every URL change, rotates the secret. The URL must be https to a DNS name
+// (loopback hosts, and http to them, only with Config.AllowLoopback)
+// without user information or a card number; it is stored with its scheme
+// lower-cased.
 // It returns a KindInvalid error for a bad URL and a domain error when the
 // keys or the database fail. The change is audited.
 func (s *Service) SetWebhook(ctx context.Context, a vault.Actor, rawURL string) (vault.Webhook, string, error) {
-	if err := checkWebhookURL(rawURL); err != nil {
+	rawURL, err := checkWebhookURL(rawURL, s.allowLoopback)
+	if err != nil {
 		return vault.Webhook{}, "", err
 	}
 	tk, err := s.keys.get(ctx, a.TenantID)
@@ -78,7 +81,8 @@ func (s *Service) SetWebhook(ctx context.Context, a vault.Actor, rawURL string) 
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO webhooks (tenant_id, url, secret_ct, key_id, created_at) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (tenant_id) DO UPDATE
-			SET url = excluded.url, secret_ct = excluded.secret_ct, key_id = excluded.key_id, created_at = excluded.created_at`,
+			SET url = excluded.url, secret_ct = excluded.secret_ct, key_id = excluded.key_id, created_at = excluded.created_at,
+			    previous_secret_ct = NULL, previous_key_id = NULL, previous_expires_at = NULL`,
 			wh.TenantID, wh.URL, []byte(ct), int64(keyID), wh.CreatedAt); err != nil {
 			return err
 		}
@@ -88,6 +92,64 @@ func (s *Service) SetWebhook(ctx context.Context, a vault.Actor, rawURL string) 
 		return vault.Webhook{}, "", s.sealRefused(a.TenantID, err)
 	}
 	return wh, secret, nil
+}
+
+// RotateWebhookSecret gives the actor's tenant's webhook a new signing
+// secret, shown only in this answer, while the previous one keeps signing
+// deliveries next to it for overlap (0 ends it at once; at most
+// vault.MaxSecretOverlap). It returns KindInvalid for a bad overlap,
+// KindNotFound when there is no webhook, and a domain error when the keys
+// or the database fail. The rotation is audited.
+func (s *Service) RotateWebhookSecret(ctx context.Context, a vault.Actor, overlap time.Duration) (vault.Webhook, string, error) {
+	if overlap < 0 || overlap > vault.MaxSecretOverlap {
+		return vault.Webhook{}, "", vault.InvalidParam(vault.CodeParameterInvalid, "overlap_seconds",
+			"overlap_seconds must be from 0 to 604800 (7 days)")
+	}
+	tk, err := s.keys.get(ctx, a.TenantID)
+	if err != nil {
+		return vault.Webhook{}, "", err
+	}
+	secret, err := newWebhookSecret()
+	if err != nil {
+		return vault.Webhook{}, "", vault.Internal(err)
+	}
+	var wh vault.Webhook
+	err = s.inTx(ctx, "webhook", func(tx pgx.Tx) error {
+		var err error
+		wh, err = s.rotateSecretTx(ctx, tx, a, tk, secret, overlap)
+		return err
+	})
+	if err != nil {
+		return vault.Webhook{}, "", s.sealRefused(a.TenantID, err)
+	}
+	return wh, secret, nil
+}
+
+// rotateSecretTx stores secret as the tenant's signing secret within tx,
+// keeping the current one as the previous for overlap, and audits it.
+func (s *Service) rotateSecretTx(ctx context.Context, tx pgx.Tx, a vault.Actor, tk *tenantKeys, secret string, overlap time.Duration) (vault.Webhook, error) {
+	wh := vault.Webhook{TenantID: a.TenantID, CreatedAt: s.clock()}
+	if err := tx.QueryRow(ctx, `SELECT url FROM webhooks WHERE tenant_id = $1 FOR UPDATE`, a.TenantID).Scan(&wh.URL); err != nil {
+		return wh, err
+	}
+	ct, keyID, err := s.sealWebhookSecret(tk, a.TenantID, wh.URL, secret)
+	if err != nil {
+		return wh, err
+	}
+	var expires *time.Time
+	if overlap > 0 {
+		wh.PreviousSecretExpiresAt = wh.CreatedAt.Add(overlap)
+		expires = &wh.PreviousSecretExpiresAt
+	}
+	if _, err := tx.Exec(ctx, `UPDATE webhooks SET
+		previous_secret_ct = CASE WHEN $5::timestamptz IS NULL THEN NULL ELSE secret_ct END,
+		previous_key_id = CASE WHEN $5::timestamptz IS NULL THEN NULL ELSE key_id END,
+		previous_expires_at = $5, secret_ct = $2, key_id = $3, created_at = $4
+		WHERE tenant_id = $1`, a.TenantID, []byte(ct), int64(keyID), wh.CreatedAt, expires); err != nil {
+		return wh, err
+	}
+	return wh, insertAudit(ctx, tx, s.event(a, vault.ActionWebhookSecretRotate, uuid.Nil,
+		map[string]any{"url": wh.URL, "overlap_seconds": int64(overlap / time.Second)}))
 }
 
 // GetWebhook returns the actor's tenant's webhook (never its secret) and
@@ -166,41 +228,34 @@ func scanDelivery(row pgx.CollectableRow) (vault.WebhookDelivery, error) {
 	return d, err
 }
 
-// checkWebhookURL returns a KindInvalid error for param "url" unless raw is
-// an absolute https URL (http is allowed for loopback hosts only, for tests
-// and `cardvault dev`) with a host, no user information, no fragment, no
-// whitespace and nothing that looks like a card number.
-func checkWebhookURL(raw string) error {
+// checkWebhookURL returns raw in its normal form (the scheme lower-cased),
+// or a KindInvalid error for param "url" unless it is a destination the
+// egress client accepts (egress.CheckURL: https to a DNS name; loopback
+// and plain http to it only when loopback is allowed) with no whitespace
+// and nothing that looks like a card number.
+func checkWebhookURL(raw string, allowLoopback bool) (string, error) {
 	if raw == "" {
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url is required")
+		return "", vault.InvalidParam(vault.CodeInvalidURL, "url", "url is required")
 	}
 	if err := checkText(raw, vault.MaxWebhookURLLen, "url"); err != nil {
-		return err
+		return "", err
+	}
+	if strings.ContainsAny(raw, " \t") {
+		return "", vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain whitespace")
+	}
+	if err := egress.CheckURL(raw, allowLoopback); err != nil {
+		var ue *egress.URLError
+		msg := "url is not an acceptable https URL"
+		if errors.As(err, &ue) {
+			msg = strings.Replace(ue.Reason, "URL", "url", 1)
+		}
+		return "", vault.InvalidParam(vault.CodeInvalidURL, "url", msg)
 	}
 	u, err := url.Parse(raw)
-	switch {
-	case err != nil || strings.ContainsAny(raw, " \t") || !u.IsAbs() || u.Opaque != "" || u.Hostname() == "":
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must be an absolute https URL with a host")
-	case u.User != nil:
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain a user name or password")
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain a fragment")
-	case !validPort(u.Port()):
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url has an invalid port")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && vault.IsLoopbackHost(u.Hostname()):
-		return nil
+	if err != nil {
+		return "", vault.InvalidParam(vault.CodeInvalidURL, "url", "url is not valid")
 	}
-	return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must use https (http is allowed only for 127.0.0.1, ::1 and localhost)")
-}
-
-func validPort(p string) bool {
-	if p == "" {
-		return true
-	}
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= 1 && n <= 65535
+	return u.String(), nil
 }
 
 // newWebhookSecret returns "whsec_" and 256 random bits in base64url.

@@ -34,6 +34,10 @@ func TestSetWebhookChecksTheURL(t *testing.T) {
 		{"http://[::1]:9000/hook", ""},
 		{"http://localhost/hook", ""},
 		{"http://LOCALHOST:1/hook", ""},
+		{"HTTPS://hooks.example.com/upper", ""},
+		{"HTTPS://HOOKS.EXAMPLE.COM/upper", ""},
+		{"https://203.0.113.7/hook", "invalid_url"},
+		{"https://hooks.example.com./hook", "invalid_url"},
 		{"", "invalid_url"},
 		{"http://hooks.example.com/", "invalid_url"},
 		{"http://10.0.0.1/", "invalid_url"},
@@ -56,7 +60,11 @@ func TestSetWebhookChecksTheURL(t *testing.T) {
 			wh, secret, err := e.svc.SetWebhook(context.Background(), e.actor, tc.url)
 			if tc.code == "" {
 				require.NoError(t, err)
-				assert.Equal(t, tc.url, wh.URL)
+				if strings.HasPrefix(tc.url, "HTTPS") {
+					assert.Equal(t, "https"+strings.TrimPrefix(tc.url, "HTTPS"), wh.URL, "stored with its scheme lower-cased")
+				} else {
+					assert.Equal(t, tc.url, wh.URL)
+				}
 				assert.Regexp(t, `^whsec_[A-Za-z0-9_-]{43}$`, secret)
 				return
 			}
@@ -68,6 +76,18 @@ func TestSetWebhookChecksTheURL(t *testing.T) {
 			assert.NotContains(t, ve.Error(), "4242424242424242")
 		})
 	}
+}
+
+func TestWithoutLoopbackEgressLoopbackWebhooksAreRefused(t *testing.T) {
+	svc := vaulttest.NewService(t, dbURL, vaulttest.Options{NoLoopbackEgress: true})
+	_, key := vaulttest.Tenant(t, svc)
+	a := vaulttest.Actor(t, svc, key)
+	for _, u := range []string{"http://127.0.0.1:9000/hook", "https://localhost/hook", "https://[::1]/hook"} {
+		_, _, err := svc.SetWebhook(context.Background(), a, u)
+		assert.Equal(t, "invalid_url", vault.AsError(err).Code, u)
+	}
+	_, _, err := svc.SetWebhook(context.Background(), a, "HTTPS://hooks.example.com/a")
+	assert.NoError(t, err)
 }
 
 func TestWebhookSecretIsStoredSealedAndRotates(t *testing.T) {
@@ -178,7 +198,7 @@ func TestClaimedEventsCarryTheMaskedRecordAndRespectLeases(t *testing.T) {
 	require.NoError(t, err)
 	tok, _ := e.tokenize(t, visa("pm_claim"))
 
-	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", 10, time.Minute)
+	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", vault.EventClaim{Tenants: 10, PerTenant: 10}, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
 	ev := claimed[0]
@@ -197,11 +217,11 @@ func TestClaimedEventsCarryTheMaskedRecordAndRespectLeases(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, string(want), string(body.Data))
 
-	again, err := e.svc.ClaimWebhookEvents(ctx, "b", 10, time.Minute)
+	again, err := e.svc.ClaimWebhookEvents(ctx, "b", vault.EventClaim{Tenants: 10, PerTenant: 10}, time.Minute)
 	require.NoError(t, err)
 	assert.Empty(t, again, "a leased event is not claimed twice")
 	e.clock.Advance(time.Minute)
-	again, err = e.svc.ClaimWebhookEvents(ctx, "b", 10, time.Minute)
+	again, err = e.svc.ClaimWebhookEvents(ctx, "b", vault.EventClaim{Tenants: 10, PerTenant: 10}, time.Minute)
 	require.NoError(t, err)
 	assert.Len(t, again, 1, "an expired lease lets another deliverer take the event")
 
@@ -220,7 +240,7 @@ func TestAWebhookURLChangedInTheDatabaseNoLongerOpensItsSecret(t *testing.T) {
 	e.tokenize(t, visa("pm_tamper"))
 	_, err = e.pool.Exec(ctx, `UPDATE webhooks SET url = 'https://attacker.example/' WHERE tenant_id = $1`, e.actor.TenantID)
 	require.NoError(t, err)
-	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", 10, time.Minute)
+	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", vault.EventClaim{Tenants: 10, PerTenant: 10}, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
 	assert.Error(t, claimed[0].Err)
@@ -251,7 +271,7 @@ func TestWebhookRowsAreResealedUnderANewPrimaryKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), n)
 
-	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", 10, time.Minute)
+	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", vault.EventClaim{Tenants: 10, PerTenant: 10}, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
 	require.NoError(t, claimed[0].Err)
@@ -268,7 +288,7 @@ func TestDeleteWebhookGivesUpPendingEvents(t *testing.T) {
 	require.NoError(t, e.svc.DeleteWebhook(ctx, e.actor))
 	_, _, err = e.svc.SetWebhook(ctx, e.actor, "https://hooks.example.com/b")
 	require.NoError(t, err)
-	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", 10, time.Minute)
+	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", vault.EventClaim{Tenants: 10, PerTenant: 10}, time.Minute)
 	require.NoError(t, err)
 	assert.Empty(t, claimed, "events of a deleted webhook do not go to its successor")
 }
@@ -281,7 +301,7 @@ func TestListWebhookDeliveries(t *testing.T) {
 	for i := range 3 {
 		e.tokenize(t, visa(fmt.Sprintf("pm_list_%d", i)))
 	}
-	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", 10, time.Minute)
+	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", vault.EventClaim{Tenants: 10, PerTenant: 10}, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, claimed, 3)
 	for i, ev := range claimed {
@@ -401,4 +421,30 @@ func benchTokenize(b *testing.B, svc *postgres.Service, a vault.Actor) {
 			}
 		}
 	})
+}
+
+func TestAPreviousWebhookSecretHoldsItsKeyUntilReencrypted(t *testing.T) {
+	e := newWebhookEnv(t)
+	ctx := context.Background()
+	_, _, err := e.svc.SetWebhook(ctx, e.actor, "https://hooks.example.com/rotate")
+	require.NoError(t, err)
+	oldKey := keyByState(e.keyStatus(t), "primary").KeyID
+	_, err = e.svc.RotateDataKey(ctx, e.actor, 0)
+	require.NoError(t, err)
+	_, _, err = e.svc.RotateWebhookSecret(ctx, e.actor, time.Hour) // the new secret under the new key, the previous under the old
+	require.NoError(t, err)
+	err = e.svc.RetireDataKey(ctx, e.actor, oldKey, false)
+	assert.Equal(t, vault.CodeKeyInUse, vault.AsError(err).Code, "the previous secret still needs the old key: %v", err)
+
+	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
+	require.NoError(t, err)
+	_, err = e.svc.RunOneKeyJob(ctx, "worker", job.ID)
+	require.NoError(t, err)
+	require.NoError(t, e.svc.RetireDataKey(ctx, e.actor, oldKey, false))
+	e.tokenize(t, visa("pm_after_retire"))
+	claimed, err := e.svc.ClaimWebhookEvents(ctx, "a", vault.EventClaim{Tenants: 10, PerTenant: 10}, time.Minute)
+	require.NoError(t, err)
+	require.NotEmpty(t, claimed)
+	require.NoError(t, claimed[0].Err)
+	assert.False(t, claimed[0].PreviousSecret.IsZero(), "the previous secret, re-sealed, still signs within its overlap")
 }

@@ -60,6 +60,9 @@ type Options struct {
 	// AllowLoopback admits loopback forwarding destinations.
 	Egress        *egress.Client
 	AllowLoopback bool
+	// NoLoopbackEgress refuses loopback webhook URLs, as production does;
+	// tests otherwise admit them (their receivers listen on loopback).
+	NoLoopbackEgress bool
 }
 
 // NewService returns a postgres.Service on a new pool to dbURL, closed when tb
@@ -77,7 +80,7 @@ func NewService(tb testing.TB, dbURL string, o Options) *postgres.Service {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	svc, err := postgres.NewService(postgres.Config{Pool: Pool(tb, dbURL), KEK: o.KEK, Now: o.Now, CVCTTL: o.CVCTTL, Logger: o.Logger,
-		Egress: o.Egress, AllowLoopback: o.AllowLoopback})
+		Egress: o.Egress, AllowLoopback: o.AllowLoopback || !o.NoLoopbackEgress})
 	if err != nil {
 		tb.Fatalf("vaulttest: service: %v", err)
 	}
