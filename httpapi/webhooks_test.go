@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardvault/cardvault/egress"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 	"github.com/cardvault/cardvault/webhook"
@@ -98,7 +99,7 @@ func TestWebhookDeliveredThroughTheAPI(t *testing.T) {
 
 	created := ts.do(t, http.MethodPost, "/cde-import", key, cardBody("pm_hook", "4242424242424242"))
 	require.Equal(t, http.StatusCreated, created.status)
-	d := webhook.NewDeliverer(ts.svc, webhook.NewHTTPClient(time.Second), slog.New(slog.DiscardHandler), "test")
+	d := webhook.NewDeliverer(ts.svc, egress.New(egress.Config{AllowLoopback: true, Timeout: time.Second}), slog.New(slog.DiscardHandler), "test")
 	next := func() request {
 		t.Helper()
 		select {

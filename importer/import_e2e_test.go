@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardvault/cardvault/egress"
 	"github.com/cardvault/cardvault/importer"
 	"github.com/cardvault/cardvault/importer/stripesim"
 	"github.com/cardvault/cardvault/vault/card"
@@ -71,7 +72,7 @@ func TestImportCopiesEveryCardOfTheAccount(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go webhook.NewDeliverer(w.svc, webhook.NewHTTPClient(5*time.Second), nil, "hooks",
+	go webhook.NewDeliverer(w.svc, egress.New(egress.Config{AllowLoopback: true, Timeout: 5 * time.Second}), nil, "hooks",
 		webhook.WithPoll(20*time.Millisecond)).Run(ctx)
 	w.runner("r1", nil)
 

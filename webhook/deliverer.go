@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cardvault/cardvault/egress"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -32,7 +33,7 @@ const maxAnswer = 64 << 10
 // event go out again, so receivers de-duplicate by event id.
 type Deliverer struct {
 	svc         vault.WebhookOutbox
-	client      *http.Client
+	client      *egress.Client
 	log         *slog.Logger
 	owner       string
 	timeout     time.Duration
@@ -55,16 +56,23 @@ func WithPoll(d time.Duration) Option { return func(x *Deliverer) { x.poll = d }
 func WithRetry(p RetryPolicy) Option { return func(x *Deliverer) { x.retry = p } }
 
 // WithTimeout names the client's per-attempt timeout for the text recorded
-// with timed-out attempts (DefaultTimeout); it does not change the client.
+// with timed-out attempts (the client's Timeout); it does not change the
+// client.
 func WithTimeout(d time.Duration) Option { return func(x *Deliverer) { x.timeout = d } }
 
-// NewDeliverer returns a deliverer of svc's outbox that sends with client
-// (NewHTTPClient makes a suitable one), logs to log and names itself owner
-// in its leases (a process name such as host/pid; a random suffix keeps two
-// deliverers of one process apart).
-func NewDeliverer(svc vault.WebhookOutbox, client *http.Client, log *slog.Logger, owner string, opts ...Option) *Deliverer {
+// NewDeliverer returns a deliverer of svc's outbox that sends with client,
+// logs to log and names itself owner in its leases (a process name such as
+// host/pid; a random suffix keeps two deliverers of one process apart).
+// client is the vault's guarded egress client, the one every outbound
+// request of the vault goes through, with DefaultTimeout (or another)
+// bounding each attempt: no redirect is followed (a 3xx answer counts as a
+// failure, as with Stripe's webhooks), the address a URL resolves to is
+// checked when the connection is dialled (no loopback unless the client
+// allows it, no private, link-local, unique-local, CGNAT or multicast
+// address), proxy variables are ignored, TLS 1.2 or later.
+func NewDeliverer(svc vault.WebhookOutbox, client *egress.Client, log *slog.Logger, owner string, opts ...Option) *Deliverer {
 	d := &Deliverer{svc: svc, client: client, log: log, owner: owner + "/" + uuid.NewString()[:8],
-		timeout: DefaultTimeout, poll: DefaultPoll, batch: DefaultBatch, concurrency: DefaultConcurrency,
+		timeout: client.Timeout(), poll: DefaultPoll, batch: DefaultBatch, concurrency: DefaultConcurrency,
 		lease: DefaultLease, retry: DefaultRetry, jitter: randFloat}
 	for _, o := range opts {
 		o(d)

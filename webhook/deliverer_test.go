@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardvault/cardvault/egress"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 	"github.com/cardvault/cardvault/vault/postgres"
@@ -30,8 +32,10 @@ var dbURL string
 func TestMain(m *testing.M) { vaulttest.Main(m, "webhook", &dbURL) }
 
 // env is a vault on emptied tables (the outbox is shared by all tenants)
-// with a settable clock, and a tenant's actor.
+// with a settable clock, loopback webhook URLs allowed (the receivers are
+// on loopback), and a tenant's actor.
 type env struct {
+	t     *testing.T
 	svc   *postgres.Service
 	pool  *pgxpool.Pool
 	clock *vaulttest.Clock
@@ -43,15 +47,46 @@ func newEnv(t *testing.T) *env {
 	pool := vaulttest.Pool(t, dbURL)
 	vaulttest.Truncate(t, pool)
 	clock := vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
-	svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Now: clock.Now})
+	svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Now: clock.Now, AllowLoopback: true})
 	_, secret := vaulttest.Tenant(t, svc)
-	return &env{svc: svc, pool: pool, clock: clock, actor: vaulttest.Actor(t, svc, secret)}
+	return &env{t: t, svc: svc, pool: pool, clock: clock, actor: vaulttest.Actor(t, svc, secret)}
 }
 
-// deliverer returns a deliverer of e's vault with a short client timeout.
+// deliverer returns a deliverer of e's vault sending through a loopback
+// egress client with a 1 s timeout, whose resolver knows metadataHost only
+// and whose dialler fails the test on any address but loopback.
 func (e *env) deliverer(opts ...webhook.Option) *webhook.Deliverer {
-	opts = append([]webhook.Option{webhook.WithTimeout(time.Second)}, opts...)
-	return webhook.NewDeliverer(e.svc, webhook.NewHTTPClient(time.Second), slog.New(slog.DiscardHandler), "test", opts...)
+	client := egress.New(egress.Config{AllowLoopback: true, Timeout: time.Second, Resolver: testResolver{},
+		Dial: loopbackDial(e.t)})
+	return webhook.NewDeliverer(e.svc, client, slog.New(slog.DiscardHandler), "test", opts...)
+}
+
+// metadataHost is a DNS name the tests' resolver answers with the cloud
+// metadata service's link-local address; nothing ever connects to it.
+const metadataHost = "metadata.hooks.test"
+
+// testResolver resolves metadataHost to 169.254.169.254 and no other name
+// (the receivers are addressed by IP).
+type testResolver struct{}
+
+func (testResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
+	if host == metadataHost {
+		return []net.IPAddr{{IP: net.IPv4(169, 254, 169, 254)}}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// loopbackDial dials loopback addresses and fails t on any other.
+func loopbackDial(t *testing.T) egress.DialFunc {
+	var d net.Dialer
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			t.Errorf("dialled %s, which is not a loopback address", addr)
+			return nil, errors.New("test: only loopback is dialled")
+		}
+		return d.DialContext(ctx, network, addr)
+	}
 }
 
 // setWebhook points e's tenant's webhook at u and returns its secret.
@@ -219,7 +254,7 @@ func TestFailuresAreRecordedAndRetried(t *testing.T) {
 		{"redirect", redirect.URL, 302, "redirects are not followed"},
 		{"timeout", slow.URL, 0, "timeout: no complete answer within 1s"},
 		{"connection refused", closed, 0, "connection refused"},
-		{"link-local address", "https://169.254.169.254/latest/meta-data", 0, "the URL resolves to an address webhooks may not reach"},
+		{"a name resolving to a link-local address", "https://" + metadataHost + "/latest/meta-data", 0, "the URL resolves to an address webhooks may not reach"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -385,4 +420,29 @@ func TestAStoppingDelivererReleasesWhatItDidNotSend(t *testing.T) {
 	require.Len(t, got, 1, "the interrupted send was not counted as an attempt")
 	assert.Equal(t, 1, got[0].Attempt)
 	assert.Equal(t, vault.OutcomeDelivered, got[0].Outcome)
+}
+
+// TestALoopbackURLIsNotSentToWithoutAllowLoopback: a loopback webhook URL
+// (set while loopback was allowed, as under `cardvault dev`) is refused by
+// a production egress client before anything is sent, and the attempt says
+// why without naming the address.
+func TestALoopbackURLIsNotSentToWithoutAllowLoopback(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, always(http.StatusOK))
+	e.setWebhook(t, rcv.URL)
+	e.tokenize(t, "pm_loopback", "4242424242424242", "04")
+	production := egress.New(egress.Config{Timeout: time.Second, Resolver: testResolver{}, Dial: loopbackDial(t)})
+	d := webhook.NewDeliverer(e.svc, production, slog.New(slog.DiscardHandler), "test")
+
+	require.Equal(t, 1, deliverDue(t, d))
+	got := e.deliveries(t)
+	require.Len(t, got, 1)
+	assert.Zero(t, got[0].Status)
+	assert.Equal(t, "the URL is not one webhooks may be sent to: URL host must be a DNS name, not an IP address", got[0].Error)
+	assert.Equal(t, vault.OutcomeRetrying, got[0].Outcome)
+	select {
+	case <-rcv.got:
+		t.Fatal("the loopback receiver got a request")
+	default:
+	}
 }

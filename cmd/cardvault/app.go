@@ -57,10 +57,10 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 	}
 	kekNoticeFrom(ctx).warn(log, cfg.KEKURI)
 	if cfg.EgressAllowLoopback {
-		log.Warn("VAULT_EGRESS_ALLOW_LOOPBACK is on: forwards may go to loopback destinations over plain http; development and tests only")
+		log.Warn("VAULT_EGRESS_ALLOW_LOOPBACK is on: forwards and webhooks may go to loopback hosts over plain http; development and tests only")
 	}
 	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log,
-		Egress: egress.New(egress.Config{AllowLoopback: cfg.EgressAllowLoopback}), AllowLoopback: cfg.EgressAllowLoopback})
+		Egress: newEgress(cfg, 0), AllowLoopback: cfg.EgressAllowLoopback})
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -74,6 +74,13 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 			"after `cardvault keys rotate-root`, set VAULT_KEK_URI to the new KEK", crypto.RedactKEKURI(cfg.KEKURI), err)
 	}
 	return &app{pool: pool, svc: svc, cfg: cfg}, nil
+}
+
+// newEgress returns the guarded client the vault sends through (forwards,
+// webhooks), configured from cfg, with timeout as its exchange timeout
+// (egress's default when 0).
+func newEgress(cfg config, timeout time.Duration) *egress.Client {
+	return egress.New(egress.Config{AllowLoopback: cfg.EgressAllowLoopback, Timeout: timeout})
 }
 
 // errDatabase says the database at rawURL cannot be reached, without its

@@ -49,8 +49,8 @@ type config struct {
 	DebugListen string
 	// Console serves the operator console at /console.
 	Console bool
-	// EgressAllowLoopback admits loopback forwarding destinations, over
-	// plain http too: development and tests only.
+	// EgressAllowLoopback admits loopback forwarding destinations and
+	// webhook URLs, over plain http too: development and tests only.
 	EgressAllowLoopback bool
 	// ForwardRetention is how long forwarding records are kept.
 	ForwardRetention time.Duration
@@ -114,10 +114,10 @@ func (r *rawConfig) bindKeyRefresh(fs *pflag.FlagSet) {
 	fs.StringVar(&r.keyRefresh, "key-refresh", envOr("VAULT_KEY_REFRESH", defaultKeyRefresh), "how often to pick up keys rotated elsewhere (env VAULT_KEY_REFRESH)")
 }
 
-// bindEgress binds --egress-allow-loopback, which lets forwards (and a
-// destination being added) go to loopback hosts.
+// bindEgress binds --egress-allow-loopback, which lets forwards and
+// webhooks (and a destination or webhook URL being set) go to loopback hosts.
 func (r *rawConfig) bindEgress(fs *pflag.FlagSet) {
-	fs.StringVar(&r.egressAllowLoopback, "egress-allow-loopback", envOr("VAULT_EGRESS_ALLOW_LOOPBACK", "false"), "let forwards go to loopback destinations, over plain http too: development and tests only (env VAULT_EGRESS_ALLOW_LOOPBACK)")
+	fs.StringVar(&r.egressAllowLoopback, "egress-allow-loopback", envOr("VAULT_EGRESS_ALLOW_LOOPBACK", "false"), "let forwards and webhooks go to loopback hosts, over plain http too: development and tests only (env VAULT_EGRESS_ALLOW_LOOPBACK)")
 }
 
 // bindServer binds every flag of a serving process (serve), each

@@ -33,7 +33,7 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 	owner := workerName()
 	keyRefresh := cmp.Or(cfg.KeyRefresh, keyRefreshFallback)
 	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
-	deliverer := webhook.NewDeliverer(svc, webhook.NewHTTPClient(webhook.DefaultTimeout), log, owner)
+	deliverer := webhook.NewDeliverer(svc, newEgress(cfg, webhook.DefaultTimeout), log, owner)
 	return []loop.Loop{
 		loop.Every(log, "key refresh", keyRefresh, svc.RefreshKeys),
 		loop.Every(log, "cvc sweep", cvcSweep, count(log, "expired CVCs destroyed", svc.PurgeExpiredCVCs)),
