@@ -92,8 +92,9 @@ type Imports interface {
 type Webhooks interface {
 	// SetWebhook sets the actor's tenant's webhook URL and returns it with a new
 	// signing secret ("whsec_…"), which is shown only here: every call, and so
-	// every URL change, rotates the secret. The URL must be https (http only for
-	// 127.0.0.1, ::1 and localhost) without user information or a card number.
+	// every URL change, rotates the secret. The URL must be https to a DNS name
+	// (loopback hosts, over http too, only where the vault allows loopback
+	// egress) without user information or a card number.
 	// It returns a KindInvalid error for a bad URL and a domain error when the
 	// keys or the database fail. The change is audited.
 	SetWebhook(ctx context.Context, a Actor, rawURL string) (Webhook, string, error)

@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/egress"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 )
@@ -53,14 +52,17 @@ func newEventID() string {
 
 // SetWebhook sets the actor's tenant's webhook URL and returns it with a new
 // signing secret ("whsec_…"), which is shown only here: every call, and so
-// every URL change, rotates the secret. The URL must be https (http only for
-// 127.0.0.1, ::1 and localhost) without user information or a card number.
+// every URL change, rotates the secret. The URL must pass egress.CheckURL
+// (https to a DNS name; loopback hosts, over http too, only when the service
+// allows loopback) and hold no card number; it is kept with its scheme in
+// lower case ("HTTPS://" becomes "https://").
 // It returns a KindInvalid error for a bad URL and a domain error when the
 // keys or the database fail. The change is audited.
 func (s *Service) SetWebhook(ctx context.Context, a vault.Actor, rawURL string) (vault.Webhook, string, error) {
-	if err := checkWebhookURL(rawURL); err != nil {
+	if err := s.checkWebhookURL(rawURL); err != nil {
 		return vault.Webhook{}, "", err
 	}
+	rawURL = lowerScheme(rawURL)
 	tk, err := s.keys.get(ctx, a.TenantID)
 	if err != nil {
 		return vault.Webhook{}, "", err
@@ -166,41 +168,36 @@ func scanDelivery(row pgx.CollectableRow) (vault.WebhookDelivery, error) {
 	return d, err
 }
 
+// lowerScheme returns raw, a URL checkWebhookURL accepted, with its scheme
+// in lower case.
+func lowerScheme(raw string) string {
+	scheme, rest, _ := strings.Cut(raw, "://")
+	return strings.ToLower(scheme) + "://" + rest
+}
+
 // checkWebhookURL returns a KindInvalid error for param "url" unless raw is
-// an absolute https URL (http is allowed for loopback hosts only, for tests
-// and `cardvault dev`) with a host, no user information, no fragment, no
-// whitespace and nothing that looks like a card number.
-func checkWebhookURL(raw string) error {
+// a URL the egress client sends to (egress.CheckURL: https in any case, a
+// DNS name, no user information or fragment; loopback hosts, over http too,
+// only when the service allows loopback) without whitespace or anything
+// that looks like a card number. The message names the rule broken, never
+// the URL.
+func (s *Service) checkWebhookURL(raw string) error {
 	if raw == "" {
 		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url is required")
 	}
 	if err := checkText(raw, vault.MaxWebhookURLLen, "url"); err != nil {
 		return err
 	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || strings.ContainsAny(raw, " \t") || !u.IsAbs() || u.Opaque != "" || u.Hostname() == "":
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must be an absolute https URL with a host")
-	case u.User != nil:
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain a user name or password")
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain a fragment")
-	case !validPort(u.Port()):
-		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url has an invalid port")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && vault.IsLoopbackHost(u.Hostname()):
-		return nil
+	if strings.ContainsAny(raw, " \t") {
+		return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must not contain whitespace")
 	}
-	return vault.InvalidParam(vault.CodeInvalidURL, "url", "url must use https (http is allowed only for 127.0.0.1, ::1 and localhost)")
-}
-
-func validPort(p string) bool {
-	if p == "" {
-		return true
+	var bad *egress.URLError
+	if err := egress.CheckURL(raw, s.allowLoopback); errors.As(err, &bad) {
+		return vault.InvalidParam(vault.CodeInvalidURL, "url", "the webhook "+bad.Reason)
+	} else if err != nil {
+		return vault.InvalidParam(vault.CodeInvalidURL, "url", "the webhook URL is not valid")
 	}
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= 1 && n <= 65535
+	return nil
 }
 
 // newWebhookSecret returns "whsec_" and 256 random bits in base64url.

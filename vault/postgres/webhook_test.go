@@ -21,52 +21,73 @@ import (
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
+// TestSetWebhookChecksTheURL: a webhook URL is what the egress client sends
+// to (https in any case, a DNS name), loopback hosts only where loopback
+// egress is allowed, and never holds a card number; the message names the
+// rule broken, not the URL.
 func TestSetWebhookChecksTheURL(t *testing.T) {
 	e := newWebhookEnv(t)
+	dev := vaulttest.NewService(t, dbURL, vaulttest.Options{AllowLoopback: true})
+	_, devSecret := vaulttest.Tenant(t, dev)
+	devActor := vaulttest.Actor(t, dev, devSecret)
+	long := "https://hooks.example.com/" + strings.Repeat("a", vault.MaxWebhookURLLen)
 	for _, tc := range []struct {
-		url  string
-		code string // "" when accepted
+		url       string
+		prod, dev string // the code in production and with loopback allowed; "" when accepted
 	}{
-		{"https://hooks.example.com/cardvault", ""},
-		{"https://hooks.example.com:8443/a?b=c", ""},
-		{"https://127.0.0.1/x", ""},
-		{"http://127.0.0.1:9000/hook", ""},
-		{"http://[::1]:9000/hook", ""},
-		{"http://localhost/hook", ""},
-		{"http://LOCALHOST:1/hook", ""},
-		{"", "invalid_url"},
-		{"http://hooks.example.com/", "invalid_url"},
-		{"http://10.0.0.1/", "invalid_url"},
-		{"ftp://hooks.example.com/", "invalid_url"},
-		{"hooks.example.com/path", "invalid_url"},
-		{"/relative", "invalid_url"},
-		{"https:opaque", "invalid_url"},
-		{"https://", "invalid_url"},
-		{"https://user:pass@hooks.example.com/", "invalid_url"},
-		{"https://user@hooks.example.com/", "invalid_url"},
-		{"https://hooks.example.com/#frag", "invalid_url"},
-		{"https://hooks.example.com:99999/", "invalid_url"},
-		{"https://hooks.example.com/a b", "invalid_url"},
-		{"https://hooks.example.com/\n", "invalid_string"},
-		{"https://hooks.example.com/" + strings.Repeat("a", vault.MaxWebhookURLLen), "string_too_long"},
-		{"https://hooks.example.com/cards/4242424242424242", "sensitive_data"},
-		{"https://hooks.example.com/?pan=4242-4242-4242-4242", "sensitive_data"},
+		{"https://hooks.example.com/cardvault", "", ""},
+		{"https://hooks.example.com:8443/a?b=c", "", ""},
+		{"HTTPS://Hooks.Example.com/upper", "", ""},
+		{"https://127.0.0.1/x", "invalid_url", ""},
+		{"http://127.0.0.1:9000/hook", "invalid_url", ""},
+		{"http://[::1]:9000/hook", "invalid_url", ""},
+		{"http://localhost/hook", "invalid_url", ""},
+		{"http://LOCALHOST:1/hook", "invalid_url", ""},
+		{"", "invalid_url", "invalid_url"},
+		{"http://hooks.example.com/", "invalid_url", "invalid_url"},
+		{"http://10.0.0.1/", "invalid_url", "invalid_url"},
+		{"https://10.0.0.1/", "invalid_url", "invalid_url"},
+		{"https://169.254.169.254/latest/meta-data", "invalid_url", "invalid_url"},
+		{"https://hooks/", "invalid_url", "invalid_url"},
+		{"ftp://hooks.example.com/", "invalid_url", "invalid_url"},
+		{"hooks.example.com/path", "invalid_url", "invalid_url"},
+		{"/relative", "invalid_url", "invalid_url"},
+		{"https:opaque", "invalid_url", "invalid_url"},
+		{"https://", "invalid_url", "invalid_url"},
+		{"https://user:pass@hooks.example.com/", "invalid_url", "invalid_url"},
+		{"https://user@hooks.example.com/", "invalid_url", "invalid_url"},
+		{"https://hooks.example.com/#frag", "invalid_url", "invalid_url"},
+		{"https://hooks.example.com:99999/", "invalid_url", "invalid_url"},
+		{"https://hooks.example.com/a b", "invalid_url", "invalid_url"},
+		{"https://hooks.example.com/\n", "invalid_string", "invalid_string"},
+		{long, "string_too_long", "string_too_long"},
+		{"https://hooks.example.com/cards/4242424242424242", "sensitive_data", "sensitive_data"},
+		{"https://hooks.example.com/?pan=4242-4242-4242-4242", "sensitive_data", "sensitive_data"},
 	} {
-		t.Run(tc.url, func(t *testing.T) {
-			wh, secret, err := e.svc.SetWebhook(context.Background(), e.actor, tc.url)
-			if tc.code == "" {
-				require.NoError(t, err)
-				assert.Equal(t, tc.url, wh.URL)
-				assert.Regexp(t, `^whsec_[A-Za-z0-9_-]{43}$`, secret)
-				return
-			}
-			require.Error(t, err)
-			ve := vault.AsError(err)
-			assert.Equal(t, vault.KindInvalid, ve.Kind)
-			assert.Equal(t, tc.code, ve.Code)
-			assert.Equal(t, "url", ve.Param)
-			assert.NotContains(t, ve.Error(), "4242424242424242")
-		})
+		for _, m := range []struct {
+			name  string
+			svc   *postgres.Service
+			actor vault.Actor
+			code  string
+		}{{"production", e.svc, e.actor, tc.prod}, {"loopback allowed", dev, devActor, tc.dev}} {
+			t.Run(m.name+" "+tc.url, func(t *testing.T) {
+				wh, secret, err := m.svc.SetWebhook(context.Background(), m.actor, tc.url)
+				if m.code == "" {
+					require.NoError(t, err)
+					scheme, rest, _ := strings.Cut(tc.url, "://")
+					assert.Equal(t, strings.ToLower(scheme)+"://"+rest, wh.URL, "kept with its scheme in lower case")
+					assert.Regexp(t, `^whsec_[A-Za-z0-9_-]{43}$`, secret)
+					return
+				}
+				require.Error(t, err)
+				ve := vault.AsError(err)
+				assert.Equal(t, vault.KindInvalid, ve.Kind)
+				assert.Equal(t, m.code, ve.Code)
+				assert.Equal(t, "url", ve.Param)
+				assert.NotContains(t, ve.Error(), "4242424242424242")
+				assert.NotContains(t, ve.Error(), "hooks.example.com", "the message names the rule, not the URL")
+			})
+		}
 	}
 }
 
