@@ -2,12 +2,19 @@ package httpapi_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"encoding/xml"
 	"io"
 	"log"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -535,4 +542,73 @@ func TestForwardFailuresAnswerStripesCodes(t *testing.T) {
 	assert.Equal(t, "forwarding_api_upstream_connection_timeout", *page.Data[2].FailureCode)
 	assert.Equal(t, http.StatusForbidden, ts.do(t, http.MethodPost, "/forwarding/destinations", revealOnly,
 		`{"preset":"stripe_own_vault","url":"https://vault.example.com/cde-import"}`).status, "forwarding:manage is needed")
+}
+
+// selfSignedClientCert returns a self-signed client certificate and its
+// private key, both PEM, and the certificate's NotAfter.
+func selfSignedClientCert(t *testing.T) (certPEM, keyPEM string, notAfter time.Time) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	notAfter = time.Now().Add(24 * time.Hour).Truncate(time.Second).UTC()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "merchant-at-psp"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})), notAfter
+}
+
+// TestADestinationShowsItsSettingsButNeverItsSecrets: a custom destination
+// with every setting (a field map in its three spellings, a secret header,
+// a timeout, a signature rule with its key, an mTLS client certificate)
+// answers its settings with each field map entry as a list and only whether
+// it holds secrets; reading and listing it answer the same. No connection
+// is made: the destination is only registered.
+func TestADestinationShowsItsSettingsButNeverItsSecrets(t *testing.T) {
+	ts := newTestServer(t)
+	key := ts.key(t)
+	certPEM, keyPEM, notAfter := selfSignedClientCert(t)
+	const signingKey = "whsec-like-signing-key-for-the-psp"
+	body, err := json.Marshal(map[string]any{
+		"url": "https://psp.example.com/v1/charges/*", "format": "json",
+		"fields": map[string]any{"card_number": "card.pan",
+			"card_expiry":       map[string]string{"path": "card.expiry", "expiry": "MM/YY"},
+			"card_cvc":          []any{"card.cvc"},
+			"request_signature": []any{map[string]string{"path": "signature"}}},
+		"secret_headers": []string{"X-Psp-Key"}, "timeout_ms": 10000,
+		"signature":          map[string]string{"encoding": "hex", "secret": signingKey},
+		"client_certificate": map[string]string{"certificate": certPEM, "private_key": keyPEM}})
+	require.NoError(t, err)
+
+	created := ts.do(t, http.MethodPost, "/forwarding/destinations", key, string(body))
+	require.Equal(t, http.StatusCreated, created.status, "%s", created.body)
+	d := created.json(t)
+	assert.JSONEq(t, `{"card_number":[{"path":"card.pan"}],"card_expiry":[{"path":"card.expiry","expiry":"MM/YY"}],
+		"card_cvc":[{"path":"card.cvc"}],"request_signature":[{"path":"signature"}]}`, jsonOf(t, d["fields"]))
+	assert.Nil(t, d["preset"])
+	assert.Equal(t, map[string]any{"encoding": "hex"}, d["signature"], "the rule without its key")
+	assert.Equal(t, true, d["signature_key"])
+	assert.Equal(t, map[string]any{"expires_at": notAfter.Format(time.RFC3339)}, d["client_certificate"])
+	assert.Equal(t, float64(10000), d["timeout_ms"])
+	for _, secret := range []string{signingKey, "PRIVATE KEY", "CERTIFICATE"} {
+		assert.NotContains(t, string(created.body), secret)
+	}
+
+	read := ts.do(t, http.MethodGet, "/forwarding/destinations/"+d["id"].(string), key, "")
+	require.Equal(t, http.StatusOK, read.status, "%s", read.body)
+	assert.JSONEq(t, string(created.body), string(read.body))
+	list := ts.do(t, http.MethodGet, "/forwarding/destinations", key, "")
+	require.Equal(t, http.StatusOK, list.status, "%s", list.body)
+	assert.JSONEq(t, `{"object":"list","has_more":false,"data":[`+string(created.body)+`]}`, string(list.body))
+}
+
+// jsonOf returns v as JSON.
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
 }

@@ -60,7 +60,7 @@ func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
 	w := &world{t: t, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	logger := slog.New(slog.NewJSONHandler(lockedWriter{w.log, w.logMu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w.logger = logger
-	w.svc = vaulttest.NewService(t, dbURL, vaulttest.Options{Logger: logger})
+	w.svc = vaulttest.NewService(t, dbURL, vaulttest.Options{Logger: logger, AllowLoopback: true}) // webhook receivers on loopback
 	w.vault = httptest.NewServer(httpapi.New(w.svc, logger))
 	t.Cleanup(w.vault.Close)
 	w.sim = stripesim.New(stripesim.Config{APIKeys: []string{stripeKey}})

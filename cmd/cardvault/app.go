@@ -60,7 +60,7 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 	kekNoticeFrom(ctx).warn(log, cfg.KEKURI)
 	tel := newTelemetry(cfg)
 	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log,
-		Egress: egress.New(egress.Config{AllowLoopback: cfg.EgressAllowLoopback}), AllowLoopback: cfg.EgressAllowLoopback,
+		Egress: newEgress(cfg, 0), AllowLoopback: cfg.EgressAllowLoopback,
 		Metrics: tel.Store(), ForwardMetrics: tel.Forwards()})
 	if err != nil {
 		pool.Close()
@@ -82,6 +82,13 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 		log.Info("recorded the key versions of keysets made before they were tracked", "keysets", n)
 	}
 	return &app{pool: pool, svc: svc, cfg: cfg, tel: tel}, nil
+}
+
+// newEgress returns the guarded client the vault sends through (forwards,
+// webhooks), configured from cfg, with timeout as its exchange timeout
+// (egress's default when 0).
+func newEgress(cfg config, timeout time.Duration) *egress.Client {
+	return egress.New(egress.Config{AllowLoopback: cfg.EgressAllowLoopback, Timeout: timeout})
 }
 
 // errDatabase says the database at rawURL cannot be reached, without its

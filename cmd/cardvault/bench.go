@@ -18,7 +18,7 @@ func newBenchCmd() *cobra.Command {
 	var o bench.Options
 	cmd := &cobra.Command{
 		Use:   "bench [--database-url URL] [--concurrency 32] [--duration 10s] [--out DIR] [--import-cards N]",
-		Short: "Measure tokenize, read, detokenize and import against PostgreSQL's own durable insert and point select",
+		Short: "Measure tokenize, read, detokenize, forward and import against PostgreSQL's own durable insert and point select",
 		Long: `bench creates a fresh database (on a private PostgreSQL it starts, or on the
 server --database-url names), runs the vault as a child process on loopback
 and measures, each phase for --duration (after --warmup) at --concurrency:
@@ -29,7 +29,9 @@ and measures, each phase for --duration (after --warmup) at --concurrency:
   4. baseline-http    GET /healthz: the vault's HTTP floor, no database
   5. read             GET /tokens/{id}
   6. detokenize       POST /tokens/{id}/detokenize
-  7. import           an import job of --import-cards payment methods from a Stripe simulator
+  7. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
+                      also the vault's own overhead (latency minus destination_duration)
+  8. import           an import job of --import-cards payment methods from a Stripe simulator
 
 It prints a table with the ratios to the baselines and PASS/FAIL per target,
 writes bench.json and bench.csv to --out, and exits non-zero if any request

@@ -133,8 +133,8 @@ func (r *rawConfig) bindKeyRefresh(fs *pflag.FlagSet) {
 	fs.StringVar(&r.keyRefresh, "key-refresh", envOr("VAULT_KEY_REFRESH", defaultKeyRefresh), "how often to pick up keys rotated elsewhere (env VAULT_KEY_REFRESH)")
 }
 
-// bindEgress binds --egress-allow-loopback, which lets forwards (and a
-// destination being added) go to loopback hosts.
+// bindEgress binds --egress-allow-loopback, which lets forwards and
+// webhooks (and a destination or webhook URL being set) go to loopback hosts.
 func (r *rawConfig) bindEgress(fs *pflag.FlagSet) {
 	fs.StringVar(&r.egressAllowLoopback, "egress-allow-loopback", envOr("VAULT_EGRESS_ALLOW_LOOPBACK", "false"), "let forwards and webhooks reach loopback hosts, over plain http too: development and tests only (env VAULT_EGRESS_ALLOW_LOOPBACK)")
 }

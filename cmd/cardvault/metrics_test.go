@@ -175,6 +175,7 @@ func startMetricsRun(t *testing.T) *metricsRun {
 	r := &metricsRun{limits: vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))}
 	cfg := faultServeConfig(migratedDatabase(t), kekURI)
 	cfg.MetricsListen = "127.0.0.1:" + strconv.Itoa(port)
+	cfg.EgressAllowLoopback = true // the webhook receiver listens on loopback
 	cfg.Limits = httpapi.Limits{Rate: 0.0001, Burst: runBurst, AuthFailures: runAuthBudget, Now: r.limits.Now}
 	r.a, err = openApp(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

@@ -129,19 +129,37 @@ func (w *writer) operation(o operation) {
 	w.responses(o.op.Responses)
 }
 
-// scopes names the operation's security requirements: "`scope`" per
-// scheme, or "none".
+// scopes names the operation's security requirements: "`scope`" with the
+// schemes that take it, in the document's order ("`a` (Key)", "`a` (Key
+// or Bearer)"), or "none".
 func scopes(op *openapi3.Operation) string {
 	if op.Security == nil || len(*op.Security) == 0 {
 		return "none"
 	}
-	var out []string
+	var order []string               // scope lists, as first met
+	schemes := map[string][]string{} // scope list → its schemes
 	for _, req := range *op.Security {
 		for _, scheme := range sortedKeys(req) {
-			out = append(out, "`"+strings.Join(req[scheme], "`, `")+"` ("+scheme+")")
+			s := "`" + strings.Join(req[scheme], "`, `") + "`"
+			if _, ok := schemes[s]; !ok {
+				order = append(order, s)
+			}
+			schemes[s] = append(schemes[s], scheme)
 		}
 	}
+	out := make([]string, 0, len(order))
+	for _, s := range order {
+		out = append(out, s+" ("+orList(schemes[s])+")")
+	}
 	return strings.Join(out, " or ")
+}
+
+// orList joins names as "a", "a or b", "a, b or c".
+func orList(names []string) string {
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 func (w *writer) parameters(params openapi3.Parameters) {

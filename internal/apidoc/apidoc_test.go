@@ -17,6 +17,8 @@ tags: [{name: Things, description: All the things.}]
 components:
   securitySchemes:
     Key: {type: apiKey, in: header, name: X-Key, description: The key.}
+    Bearer: {type: http, scheme: bearer, description: The key as a Bearer token.}
+    Basic: {type: http, scheme: basic, description: The key as the user name.}
   schemas:
     Thing:
       type: object
@@ -48,6 +50,15 @@ paths:
               schema: {$ref: "#/components/schemas/Thing"}
               example: {id: 0a6e2b8c-1f3d-4c5e-9a7b-8c9d0e1f2a3b}
         "404": {description: No such thing.}
+  /things:
+    post:
+      operationId: createThing
+      tags: [Things]
+      summary: Make a thing
+      description: Makes one.
+      security: [{Key: ["things:write"]}, {Bearer: ["things:write"]}, {Basic: ["things:write"]}, {Key: ["admin"]}]
+      responses:
+        "201": {description: The thing.}
 `
 
 func TestRenderShowsOperationsSchemasAndScopes(t *testing.T) {
@@ -58,6 +69,7 @@ func TestRenderShowsOperationsSchemasAndScopes(t *testing.T) {
 		apidoc.Header,
 		"# tiny (version 2)",
 		"| [`GET /things/{id}`](#op-getthing) | `things:read` (Key) | Read a thing |",
+		"| [`POST /things`](#op-creatething) | `things:write` (Key, Bearer or Basic) or `admin` (Key) | Make a thing |",
 		"### `GET /things/{id}`: Read a thing",
 		"| `id` (required) | path | string |  |",
 		"| 200 | The thing. | [Thing](#schema-thing) |",

@@ -35,7 +35,8 @@ const (
 )
 
 // destinationColumns are read by every destination query, in scanDestination order.
-const destinationColumns = `id, tenant_id, url, preset, config, signature_ct, client_cert_ct, key_id, created_at`
+const destinationColumns = `id, tenant_id, url, preset, config, signature_ct, client_cert_ct, key_id, created_at,
+	client_cert_not_after`
 
 // destinationRow is a destination as stored.
 type destinationRow struct {
@@ -47,8 +48,13 @@ type destinationRow struct {
 // scanDestination reads a row of destinationColumns.
 func scanDestination(row pgx.Row) (destinationRow, error) {
 	var d destinationRow
-	err := row.Scan(&d.ID, &d.TenantID, &d.URL, &d.Preset, &d.Config, &d.signatureCT, &d.clientCertCT, &d.keyID, &d.CreatedAt)
+	err := row.Scan(&d.ID, &d.TenantID, &d.URL, &d.Preset, &d.Config, &d.signatureCT, &d.clientCertCT, &d.keyID, &d.CreatedAt,
+		&d.ClientCertExpires)
 	d.CreatedAt = d.CreatedAt.UTC()
+	if d.ClientCertExpires != nil {
+		at := d.ClientCertExpires.UTC()
+		d.ClientCertExpires = &at
+	}
 	d.HasSignatureKey, d.HasClientCert = d.signatureCT != nil, d.clientCertCT != nil
 	return d, err
 }
@@ -115,8 +121,8 @@ func (s *Service) insertDestination(ctx context.Context, a vault.Actor, d destin
 				"a tenant may have at most %d forwarding destinations: remove one first", maxDestinations)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO forwarding_destinations (`+destinationColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, d.ID, d.TenantID, d.URL, d.Preset, d.Config,
-			d.signatureCT, d.clientCertCT, d.keyID, d.CreatedAt); err != nil {
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, d.ID, d.TenantID, d.URL, d.Preset, d.Config,
+			d.signatureCT, d.clientCertCT, d.keyID, d.CreatedAt, d.ClientCertExpires); err != nil {
 			return err
 		}
 		return insertAudit(ctx, tx, s.event(a, vault.ActionDestinationCreate, uuid.Nil,
@@ -232,7 +238,7 @@ func (s *Service) DeleteDestination(ctx context.Context, a vault.Actor, id strin
 	return s.inTx(ctx, "forwarding destination", func(tx pgx.Tx) error {
 		var u string
 		if err := tx.QueryRow(ctx, `UPDATE forwarding_destinations
-			SET deleted_at = $3, signature_ct = NULL, client_cert_ct = NULL, key_id = NULL
+			SET deleted_at = $3, signature_ct = NULL, client_cert_ct = NULL, client_cert_not_after = NULL, key_id = NULL
 			WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING url`,
 			a.TenantID, id, s.clock()).Scan(&u); err != nil {
 			return err

@@ -462,6 +462,11 @@ func TestAForwardPresentsTheDestinationsSealedClientCertificate(t *testing.T) {
 		ClientCertificatePEM: certPEM, ClientKeyPEM: card.NewSecret(keyPEM)})
 	require.NoError(t, err)
 	assert.True(t, d.HasClientCert)
+	require.NotNil(t, d.ClientCertExpires)
+	read, err := e.svc.GetDestination(ctx, e.actor, d.ID)
+	require.NoError(t, err)
+	require.NotNil(t, read.ClientCertExpires, "a read says until when the certificate is presented")
+	assert.True(t, d.ClientCertExpires.Equal(*read.ClientCertExpires))
 	e.ownVaultDestination(t, dest.URL+"/plain/cde-import")
 
 	rec, err := e.forward(t, "pm_mtls", dest.URL+"/mtls/cde-import", "", "card_number")

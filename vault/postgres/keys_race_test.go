@@ -86,7 +86,7 @@ func assertReveals(t *testing.T, svc *postgres.Service, a vault.Actor, id uuid.U
 func TestASealHeldAcrossRotationAndRetireCommitsUnderTheCurrentKey(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	_, _, err := e.svc.SetWebhook(ctx, e.actor, "http://127.0.0.1:9/hooks")
+	_, _, err := e.svc.SetWebhook(ctx, e.actor, "https://hooks.example.com/hooks")
 	require.NoError(t, err)
 	pending, err := postgres.SealToken(ctx, e.svc, e.actor, visa(""))
 	require.NoError(t, err)
@@ -249,9 +249,9 @@ func TestAStaleReplicaCannotSealSideRowsUnderARetiredKey(t *testing.T) {
 	_, err = replica.CreateImport(ctx, ra, vault.CreateImportInput{
 		Provider: vault.ProviderStripe, StripeAPIKey: card.NewSecret("sk_test_staleReplica")})
 	require.NoError(t, err, "the retry seals with the reloaded keys")
-	_, _, err = other.SetWebhook(ctx, oa, "http://127.0.0.1:9/hooks")
+	_, _, err = other.SetWebhook(ctx, oa, "https://hooks.example.com/hooks")
 	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err), "a stale SetWebhook is refused as retryable: %v", err)
-	_, _, err = other.SetWebhook(ctx, oa, "http://127.0.0.1:9/hooks")
+	_, _, err = other.SetWebhook(ctx, oa, "https://hooks.example.com/hooks")
 	require.NoError(t, err, "the retry seals with the reloaded keys")
 	assert.Zero(t, e.rowsUnderKey(t, old), "no side row under the retired key")
 }

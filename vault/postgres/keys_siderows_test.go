@@ -17,7 +17,7 @@ import (
 func TestRetiringAKeyWaitsForWebhookAndImportSecrets(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	_, _, err := e.svc.SetWebhook(ctx, e.actor, "http://127.0.0.1:9/hooks")
+	_, _, err := e.svc.SetWebhook(ctx, e.actor, "https://hooks.example.com/hooks")
 	require.NoError(t, err)
 	job, err := e.svc.CreateImport(ctx, e.actor, vault.CreateImportInput{
 		Provider: vault.ProviderStripe, StripeAPIKey: card.NewSecret("sk_test_sideRowsUnderAnOldKey")})

@@ -37,7 +37,7 @@ func newMetricsEnv(t *testing.T) *metricsEnv {
 	kek, _ := vaulttest.KEK(t)
 	e := &metricsEnv{reg: prometheus.NewRegistry(), clock: vaulttest.NewClock(time.Now().UTC())}
 	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, Now: e.clock.Now,
-		Logger: slog.New(slog.DiscardHandler), Metrics: metrics.NewStore(e.reg)})
+		Logger: slog.New(slog.DiscardHandler), Metrics: metrics.NewStore(e.reg), AllowLoopback: true})
 	require.NoError(t, err)
 	e.svc = svc
 	return e

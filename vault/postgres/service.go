@@ -55,9 +55,9 @@ type Service struct {
 	cvcTTL   time.Duration
 	leaseTTL time.Duration
 	log      *slog.Logger
-	usage          keyUsage
-	outbox         outboxSignal // wakes webhook deliverers (event.go)
-	apiKeys        apiKeyCache  // recently authenticated keys (apikeycache.go)
+	usage    keyUsage
+	outbox   outboxSignal // wakes webhook deliverers (event.go)
+	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
 	// importCounts gathers import attempt counters (importcounts.go).
 	importCounts importCounts
 	// reads and reveals look up the tokens of concurrent requests and

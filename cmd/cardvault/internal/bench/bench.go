@@ -1,7 +1,7 @@
-// Package bench is `cardvault bench`: it measures tokenize, read, detokenize
-// and import through the real vault, run as a child process, against
-// PostgreSQL's own durable insert and point select on the same machine, and
-// reports the ratios and the targets.
+// Package bench is `cardvault bench`: it measures tokenize, read,
+// detokenize, forward and import through the real vault, run as a child
+// process, against PostgreSQL's own durable insert and point select on the
+// same machine, and reports the ratios and the targets.
 package bench
 
 import (
@@ -90,8 +90,9 @@ func (o Options) Validate() error {
 // ErrRequests is returned when the bench ran but some requests failed.
 var ErrRequests = errors.New("bench: some requests failed (see the errors column and vault.log)")
 
-// Run sets up the database, the vault child and the Stripe simulator, runs
-// the seven phases, reports, and tears everything down. It returns the
+// Run sets up the database, the vault child, the Stripe simulator and the
+// forward phase's destination, runs the eight phases, reports, and tears
+// everything down. It returns the
 // options' validation error, an error when setup fails, or ErrRequests when
 // any request failed.
 func Run(ctx context.Context, o Options) error {

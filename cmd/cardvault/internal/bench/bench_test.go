@@ -36,8 +36,10 @@ func TestOptionsValidate(t *testing.T) {
 // (the import without latencies), the ratios, and the targets with their
 // verdicts under a plain "targets:" heading.
 func TestPrintReportSpeaksOfTargets(t *testing.T) {
+	p50, p99 := 1.25, 6.5
 	rep := &Report{
 		Phases: []PhaseResult{{Name: PhaseTokenize, Unit: "requests", Requests: 10, RPS: 5, P99Ms: 12.5},
+			{Name: PhaseForward, Unit: "requests", Requests: 8, RPS: 4, P99Ms: 9, OverheadP50Ms: &p50, OverheadP99Ms: &p99},
 			{Name: PhaseImport, Unit: "items", Requests: 20, RPS: 2, P99Ms: 777.25}},
 		Ratios:  []Ratio{{"import/tokenize", 0.4}},
 		Targets: []Target{{"tokenize p99", "≤ 25 ms", "12.5 ms", true}, {"import ≥ 0.3 × tokenize", "≥ 0.3", "0.2", false}},
@@ -46,9 +48,36 @@ func TestPrintReportSpeaksOfTargets(t *testing.T) {
 	printReport(&out, rep)
 	table := out.String()
 	for _, want := range []string{"tokenize", "12.5", "import", "ratios:\n  import/tokenize", "\ntargets:\n",
-		"PASS  tokenize p99", "FAIL  import ≥ 0.3 × tokenize"} {
+		"PASS  tokenize p99", "FAIL  import ≥ 0.3 × tokenize",
+		"forward: the vault's own overhead, latency minus the answer's destination_duration: p50 1.25 ms, p99 6.5 ms"} {
 		assert.Contains(t, table, want)
 	}
 	assert.NotContains(t, table, "777.25", "the import phase prints no latencies")
 	assert.NotContains(t, table, "issue")
+}
+
+func TestDestinationDurationNeedsADestinationThatAnswered200(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       time.Duration
+		err        string
+	}{
+		{"answered", `{"status":"succeeded","request_context":{"destination_duration":3,"destination_ip_address":"127.0.0.1"},"response_details":{"status":200}}`, 3 * time.Millisecond, ""},
+		{"answered at once", `{"status":"succeeded","request_context":{"destination_duration":0},"response_details":{"status":200}}`, 0, ""},
+		{"another status", `{"status":"succeeded","request_context":{"destination_duration":1},"response_details":{"status":402}}`, 0, "answered 402"},
+		{"no answer", `{"status":"failed","request_context":{"destination_duration":30000},"response_details":null}`, 0, `"failed"`},
+		{"still pending", `{"status":"pending","request_context":null,"response_details":null}`, 0, `"pending"`},
+		{"not a record", `[]`, 0, "not a forwarding.request"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := destinationDuration([]byte(tc.body))
+			if tc.err != "" {
+				assert.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
 }

@@ -39,7 +39,8 @@ type environment struct {
 	pool       *pgxpool.Pool // the baselines' own pool, Concurrency connections
 	sim        *stripesim.Server
 	child      *e2e.Vault
-	debugAddr  string // the vault's pprof listener, "" unless profiling
+	dest       *e2e.Destination // the forward phase's destination
+	debugAddr  string           // the vault's pprof listener, "" unless profiling
 	closers    []func()
 }
 
@@ -51,7 +52,8 @@ func (e *environment) close() {
 }
 
 // setup makes a fresh database with a provisioned tenant and API key, the
-// baseline table, a seeded Stripe simulator and a running vault child.
+// baseline table, a seeded Stripe simulator, the forward phase's loopback
+// destination and a running vault child.
 // On error the returned env (if not nil) still needs close.
 func setup(ctx context.Context, o Options, tmp string) (*environment, error) {
 	e := &environment{}
@@ -80,15 +82,25 @@ func setup(ctx context.Context, o Options, tmp string) (*environment, error) {
 	}
 	e.closers = append(e.closers, func() { _ = e.sim.Close() })
 	e.sim.Seed(stripesim.SeedSpec{Customers: max(1, o.ImportCards/10), PaymentMethods: o.ImportCards, Seed: 1})
+	destDir := filepath.Join(tmp, "destination") // its certificate alone: the child's SSL_CERT_DIR
+	if err := os.Mkdir(destDir, 0o755); err != nil {
+		return e, err
+	}
+	if e.dest, err = e2e.StartDestination(destDir); err != nil {
+		return e, fmt.Errorf("the forward phase's destination: %w", err)
+	}
+	e.closers = append(e.closers, e.dest.Close)
 	return e, e.startVault(ctx, o, kekURI)
 }
 
 // startVault runs `cardvault serve` on a loopback port and waits until it
 // is ready. The child is configured only through its environment: the
 // bench's database and KEK, imports unthrottled against the simulator, no
-// per-key rate limit, and an in-flight cap above what the bench sends; its
-// public URL is its own address. The kernel sends it SIGTERM if the bench
-// dies.
+// per-key rate limit, an in-flight cap above what the bench sends, and
+// forwards allowed to loopback destinations with the bench destination's
+// certificate as its only trusted root (SSL_CERT_FILE: the system roots of
+// a Go program on Linux); its public URL is its own address. The kernel
+// sends it SIGTERM if the bench dies.
 func (e *environment) startVault(ctx context.Context, o Options, kekURI string) error {
 	env := []string{
 		"VAULT_DATABASE_URL=" + e.dbURL,
@@ -99,6 +111,9 @@ func (e *environment) startVault(ctx context.Context, o Options, kekURI string) 
 		"VAULT_RATE_LIMIT=0", // the per-key limit would measure the limiter, not the vault
 		"VAULT_MAX_INFLIGHT=" + strconv.Itoa(max(256, 2*o.Concurrency+o.ImportConcurrency)),
 		"VAULT_LOG_LEVEL=info",
+		"VAULT_EGRESS_ALLOW_LOOPBACK=true",
+		"SSL_CERT_FILE=" + e.dest.CertFile(),
+		"SSL_CERT_DIR=" + filepath.Dir(e.dest.CertFile()),
 	}
 	if o.Profile {
 		port, err := e2e.FreePort()

@@ -29,6 +29,7 @@ const (
 	PhaseBaselineHTTP   = "baseline-http"
 	PhaseRead           = "read"
 	PhaseDetokenize     = "detokenize"
+	PhaseForward        = "forward"
 	PhaseImport         = "import"
 )
 
@@ -43,9 +44,12 @@ type benchRun struct {
 	tokenIDs [][]string    // tokens from tokenize
 	allRows  []uuid.UUID
 	allToks  []string
+	fwd      forwardState // the forward phase's
 }
 
-// runPhases runs the seven phases and returns the report.
+// runPhases runs the eight phases and returns the report. It returns an
+// error when the context ends or the forward phase's destination cannot be
+// allow-listed.
 func runPhases(ctx context.Context, env *environment, o Options) (*Report, error) {
 	progress := o.Progress
 	var id [4]byte
@@ -65,6 +69,7 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 		{PhaseBaselineHTTP, true, func() e2e.Result { return b.timed(ctx, PhaseBaselineHTTP, progress, b.baselineHTTP) }},
 		{PhaseRead, true, func() e2e.Result { return b.timed(ctx, PhaseRead, progress, b.read) }},
 		{PhaseDetokenize, true, func() e2e.Result { return b.timed(ctx, PhaseDetokenize, progress, b.detokenize) }},
+		{PhaseForward, true, func() e2e.Result { return b.timedForward(ctx) }},
 		{PhaseImport, true, func() e2e.Result { return b.importJob(ctx, progress) }},
 	}
 	for _, s := range steps {
@@ -76,9 +81,17 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 			b.allRows = flatten(b.rowIDs)
 		case PhaseRead:
 			b.allToks = flatten(b.tokenIDs)
+		case PhaseForward:
+			if err := b.addDestination(ctx); err != nil {
+				return nil, err
+			}
 		}
 		runtime.GC() // the bench's own garbage from the last phase, not this one's
-		rep.Phases = append(rep.Phases, b.measure(ctx, s.name, s.vault, s.run))
+		p := b.measure(ctx, s.name, s.vault, s.run)
+		if s.name == PhaseForward {
+			b.addOverhead(&p)
+		}
+		rep.Phases = append(rep.Phases, p)
 	}
 	if b.o.Profile {
 		b.saveProfile(ctx, "heap", "heap.pprof")

@@ -69,7 +69,12 @@ type PhaseResult struct {
 	// SettleSeconds is how long the vault and PostgreSQL took after the
 	// phase to finish its background work (counted in the CPU figures).
 	SettleSeconds float64 `json:"settle_seconds"`
-	FirstError    string  `json:"first_error,omitempty"`
+	// OverheadP50Ms and OverheadP99Ms are the forward phase's vault
+	// overhead: each request's latency minus the destination_duration of
+	// its answer. Other phases have none.
+	OverheadP50Ms *float64 `json:"vault_overhead_p50_ms,omitempty"`
+	OverheadP99Ms *float64 `json:"vault_overhead_p99_ms,omitempty"`
+	FirstError    string   `json:"first_error,omitempty"`
 }
 
 // Ratio compares a vault phase with its reference.
@@ -95,7 +100,8 @@ func newReport(env *environment, o Options) *Report {
 		Config: Config{Concurrency: o.Concurrency, PhaseSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(), ImportCards: o.ImportCards,
 			ImportConcurrency: o.ImportConcurrency,
 			VaultSettings: "VAULT_RATE_LIMIT=0 (no per-key limit), VAULT_MAX_INFLIGHT above the bench's concurrency, " +
-				"VAULT_IMPORT_RATE=0 (unthrottled), VAULT_LOG_LEVEL=info (access log to vault.log)"},
+				"VAULT_IMPORT_RATE=0 (unthrottled), VAULT_LOG_LEVEL=info (access log to vault.log), " +
+				"VAULT_EGRESS_ALLOW_LOOPBACK=true and SSL_CERT_FILE=the loopback destination's certificate (forward)"},
 		Time: time.Now().UTC().Format(time.RFC3339),
 	}
 }
@@ -153,6 +159,7 @@ func (r *Report) finish(child *e2e.Vault) {
 		{"baseline-http/baseline-select", ratio(PhaseBaselineHTTP, PhaseBaselineSelect)},
 		{"read/baseline-http", ratio(PhaseRead, PhaseBaselineHTTP)},
 		{"detokenize/baseline-http", ratio(PhaseDetokenize, PhaseBaselineHTTP)},
+		{"forward/detokenize", ratio(PhaseForward, PhaseDetokenize)},
 	}
 	hwm, _ := child.PeakRSS()
 	r.VaultRSSPeakMB = round1(hwm)
@@ -166,6 +173,7 @@ func (r *Report) finish(child *e2e.Vault) {
 		return Target{name, "≤ " + fmtNum(want) + unit, fmtNum(got) + unit, got <= want}
 	}
 	errs := r.totalErrors()
+	fwd := r.Phase(PhaseForward)
 	r.Targets = []Target{
 		atLeast("tokenize ≥ 0.6 × baseline-insert", ratio(PhaseTokenize, PhaseBaselineInsert), 0.6),
 		atMost("tokenize p99", r.Phase(PhaseTokenize).P99Ms, 25, " ms"),
@@ -176,7 +184,19 @@ func (r *Report) finish(child *e2e.Vault) {
 		{"zero errors in every phase", "0", strconv.FormatInt(errs, 10), errs == 0},
 		atMost("vault peak RSS", r.VaultRSSPeakMB, 150, " MB"),
 		atLeast("import ≥ 0.3 × tokenize", ratio(PhaseImport, PhaseTokenize), 0.3),
+		atLeast("forward ≥ 0.8 × detokenize", ratio(PhaseForward, PhaseDetokenize), 0.8),
+		atMost("forward vault overhead p50", orInf(fwd.OverheadP50Ms), 2, " ms"),
+		atMost("forward vault overhead p99", orInf(fwd.OverheadP99Ms), 10, " ms"),
 	}
+}
+
+// orInf returns *v, or +Inf when the measurement is missing (no target
+// passes on it).
+func orInf(v *float64) float64 {
+	if v == nil {
+		return math.Inf(1)
+	}
+	return *v
 }
 
 // printReport writes the table, the ratios and the targets.
@@ -197,6 +217,10 @@ func printReport(w io.Writer, r *Report) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n(import: requests are payment methods imported end to end, rps is items per second)")
+	if p := r.Phase(PhaseForward); p.OverheadP50Ms != nil {
+		fmt.Fprintf(w, "(forward: the vault's own overhead, latency minus the answer's destination_duration: p50 %s ms, p99 %s ms)\n",
+			fmtOpt(p.OverheadP50Ms, "-"), fmtOpt(p.OverheadP99Ms, "-"))
+	}
 	fmt.Fprintln(w, "\nratios:")
 	for _, q := range r.Ratios {
 		fmt.Fprintf(w, "  %-30s %s\n", q.Name, fmtNum(q.Value))
@@ -232,13 +256,15 @@ func writeReport(dir string, r *Report) error {
 	}
 	cw := csv.NewWriter(f)
 	_ = cw.Write([]string{"kind", "name", "requests", "errors", "seconds", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms",
-		"vault_cpu_seconds_per_1k", "vault_rss_peak_mb", "postgres_cpu_seconds_per_1k", "value", "want", "pass"})
+		"vault_cpu_seconds_per_1k", "vault_rss_peak_mb", "postgres_cpu_seconds_per_1k", "vault_overhead_p50_ms",
+		"vault_overhead_p99_ms", "value", "want", "pass"})
 	for _, p := range r.Phases {
 		_ = cw.Write([]string{"phase", p.Name, strconv.FormatInt(p.Requests, 10), strconv.FormatInt(p.Errors, 10),
 			fmtNum(p.Seconds), fmtNum(p.RPS), fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs),
-			fmtOpt(p.VaultCPUPer1k, ""), fmtNum(p.VaultRSSPeakMB), fmtOpt(p.PostgresCPUPer1k, ""), "", "", ""})
+			fmtOpt(p.VaultCPUPer1k, ""), fmtNum(p.VaultRSSPeakMB), fmtOpt(p.PostgresCPUPer1k, ""),
+			fmtOpt(p.OverheadP50Ms, ""), fmtOpt(p.OverheadP99Ms, ""), "", "", ""})
 	}
-	blank := make([]string, 11)
+	blank := make([]string, 13)
 	for _, q := range r.Ratios {
 		_ = cw.Write(append(append([]string{"ratio", q.Name}, blank...), fmtNum(q.Value), "", ""))
 	}

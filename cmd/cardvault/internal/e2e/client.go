@@ -99,7 +99,8 @@ func (c *Client) Call(ctx context.Context, method, path string, body []byte, wan
 // routeWords are the path segments of the routes the harness calls that
 // are not ids.
 var routeWords = map[string]bool{"tokens": true, "detokenize": true, "imports": true, "items": true,
-	"cde-import": true, "healthz": true, "readyz": true}
+	"cde-import": true, "healthz": true, "readyz": true, "v1": true, "forwarding": true, "requests": true,
+	"destinations": true}
 
 // Route returns path without its query and with its ids replaced by {id},
 // for error messages.

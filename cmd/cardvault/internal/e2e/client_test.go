@@ -15,6 +15,8 @@ func TestRouteHidesIDs(t *testing.T) {
 		{"/tokens/3f6c9a2e-0d7b-4c1e-9a55-6b1f2e8d4c10/detokenize", "/tokens/{id}/detokenize"},
 		{"/tokens/imports", "/tokens/imports"},
 		{"/tokens/imports/imp_1/items?status=failed", "/tokens/imports/{id}/items"},
+		{"/v1/forwarding/requests", "/v1/forwarding/requests"},
+		{"/forwarding/destinations/fwddst_ZTP7Q2MJ4XKDN5VB6WRCY3HLAE", "/forwarding/destinations/{id}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
