@@ -18,7 +18,9 @@ import (
 // answers: every failure that a failover, a crash or a failing disk of the
 // database causes is unavailable (503 with Retry-After), never internal.
 func TestDBErrorKinds(t *testing.T) {
-	pgErr := func(code, msg string) error { return fmt.Errorf("insert: %w", &pgconn.PgError{Code: code, Message: msg}) }
+	pgErr := func(code, msg string) error {
+		return fmt.Errorf("insert: %w", &pgconn.PgError{Code: code, Message: msg})
+	}
 	tests := []struct {
 		name string
 		err  error
