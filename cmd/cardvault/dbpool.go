@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,8 +37,9 @@ const defaultConnectTimeout = 5 * time.Second
 // than one host and sets none), so after a failover the pool's new
 // connections reach the new primary. A connection whose server turned into
 // a standby, shuts down or fails on its own files is closed at its first
-// such error (postgres.ConnectionUnusable), so the pool does not keep
-// handing it out. It returns an error for a URL pgx cannot parse.
+// such error (postgres.ConnectionUnusable), and the pool's other idle
+// connections with it (they reach the same server), so the pool does not
+// keep handing them out. It returns an error for a URL pgx cannot parse.
 func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -52,12 +54,45 @@ func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if hostCount(cfg.ConnConfig.Config) > 1 && !strings.Contains(url, "target_session_attrs") {
 		cfg.ConnConfig.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsReadWrite
 	}
-	cfg.ConnConfig.OnPgError = keepConnection
+	var r resetter
+	cfg.ConnConfig.OnPgError = func(c *pgconn.PgConn, e *pgconn.PgError) bool {
+		if postgres.ConnectionUnusable(e) {
+			r.reset()
+		}
+		return keepConnection(c, e)
+	}
 	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
 		registerUUID(conn.TypeMap())
 		return nil
 	}
-	return pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.pool.Store(pool)
+	return pool, nil
+}
+
+// resetter closes a pool's idle connections (pgxpool.Reset; connections
+// in use are closed when released) once a connection found its server
+// unusable: the others reach the same server. Resets are at least
+// resetEvery apart, so a burst of such errors resets once.
+type resetter struct {
+	pool atomic.Pointer[pgxpool.Pool]
+	last atomic.Int64 // unix nanoseconds of the last reset
+}
+
+const resetEvery = time.Second
+
+func (r *resetter) reset() {
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	if now-last < int64(resetEvery) || !r.last.CompareAndSwap(last, now) {
+		return
+	}
+	if p := r.pool.Load(); p != nil {
+		go p.Reset() // not on the connection's own reading goroutine
+	}
 }
 
 // keepConnection is the pool's OnPgError: it reports false, closing the

@@ -7,10 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -82,25 +84,43 @@ func TestPoolUUIDRoundTrip(t *testing.T) {
 
 // TestPoolDropsAConnectionWhoseServerTurnedReadOnly: after a switchover
 // the old primary's connections reach a standby and every write fails with
-// 25006; the pool must close such a connection at its first error rather
-// than hand it out again. A session made read-only plays the demoted
-// server.
+// 25006; the pool must close such a connection at its first error, and its
+// idle ones (they reach the same server), rather than hand them out again.
+// A session made read-only plays the demoted server.
 func TestPoolDropsAConnectionWhoseServerTurnedReadOnly(t *testing.T) {
 	ctx := context.Background()
-	pool, err := newPool(ctx, withParam(dbURL, "pool_max_conns", "1"))
+	pool, err := newPool(ctx, withParam(dbURL, "pool_max_conns", "2"))
 	require.NoError(t, err)
 	defer pool.Close()
-	_, err = pool.Exec(ctx, `SET default_transaction_read_only = on`)
+	demoted, idle := acquire(t, pool), acquire(t, pool)
+	before := map[uint32]bool{demoted.Conn().PgConn().PID(): true, idle.Conn().PgConn().PID(): true}
+	idle.Release()
+	_, err = demoted.Exec(ctx, `SET default_transaction_read_only = on`)
 	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `CREATE TABLE pool_probe (i int)`)
+	_, err = demoted.Exec(ctx, `CREATE TABLE pool_probe (i int)`)
 	var pgErr *pgconn.PgError
 	require.ErrorAs(t, err, &pgErr)
 	require.Equal(t, "25006", pgErr.Code)
+	demoted.Release()
 
-	var readOnly string
-	require.NoError(t, pool.QueryRow(ctx, `SHOW default_transaction_read_only`).Scan(&readOnly))
-	assert.Equal(t, "off", readOnly, "the next query runs on a new connection")
-	assert.EqualValues(t, 2, pool.Stat().NewConnsCount())
+	require.Eventually(t, func() bool { return pool.Stat().TotalConns() == 0 }, 5*time.Second, 10*time.Millisecond,
+		"the demoted connection and the idle one are closed")
+	for range 2 {
+		c := acquire(t, pool)
+		defer c.Release()
+		assert.False(t, before[c.Conn().PgConn().PID()], "a connection from before the error is handed out again")
+		var readOnly string
+		require.NoError(t, c.QueryRow(ctx, `SHOW default_transaction_read_only`).Scan(&readOnly))
+		assert.Equal(t, "off", readOnly)
+	}
+}
+
+// acquire takes a connection from pool.
+func acquire(t *testing.T, pool *pgxpool.Pool) *pgxpool.Conn {
+	t.Helper()
+	c, err := pool.Acquire(context.Background())
+	require.NoError(t, err)
+	return c
 }
 
 func TestKeepConnection(t *testing.T) {
