@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,4 +386,44 @@ func TestAStoppingDelivererReleasesWhatItDidNotSend(t *testing.T) {
 	require.Len(t, got, 1, "the interrupted send was not counted as an attempt")
 	assert.Equal(t, 1, got[0].Attempt)
 	assert.Equal(t, vault.OutcomeDelivered, got[0].Outcome)
+}
+
+// failingRecords is the real outbox whose first fail attempts to record
+// a delivery fail as a database failing over does (unavailable).
+type failingRecords struct {
+	vault.WebhookOutbox
+	fail atomic.Int32
+}
+
+func (f *failingRecords) RecordWebhookAttempt(ctx context.Context, owner string, ev vault.ClaimedEvent, res vault.AttemptResult) error {
+	if f.fail.Add(-1) >= 0 {
+		return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeServiceUnavailable, Message: "failing over"}
+	}
+	return f.WebhookOutbox.RecordWebhookAttempt(ctx, owner, ev, res)
+}
+
+// TestADeliveryIsRecordedOnceTheDatabaseIsBack: a delivery made while the
+// database fails over is written down once it answers again, so the event
+// is not sent a second time when its lease runs out.
+func TestADeliveryIsRecordedOnceTheDatabaseIsBack(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, always(http.StatusOK))
+	e.setWebhook(t, rcv.URL)
+	e.tokenize(t, "pm_failover", vaulttest.LuhnNumber("424242", 16, 7), "04")
+	outbox := &failingRecords{WebhookOutbox: e.svc}
+	outbox.fail.Store(3)
+	d := webhook.NewDeliverer(outbox, webhook.NewHTTPClient(time.Second), slog.New(slog.DiscardHandler), "test",
+		webhook.WithTimeout(time.Second))
+
+	assert.Equal(t, 1, deliverDue(t, d))
+	rcv.next(t)
+	assert.Less(t, outbox.fail.Load(), int32(0), "the record was retried past the failures")
+	var delivered, rows int
+	require.NoError(t, e.pool.QueryRow(context.Background(),
+		`SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL), (SELECT count(*) FROM webhook_deliveries) FROM webhook_events`).Scan(&delivered, &rows))
+	assert.Equal(t, 1, delivered, "the event is recorded as delivered")
+	assert.Equal(t, 1, rows, "one delivery attempt")
+	e.clock.Advance(webhook.DefaultLease + time.Minute)
+	assert.Zero(t, deliverDue(t, d), "nothing left to send, even past the lease")
+	assert.Empty(t, rcv.got, "the event was sent once")
 }
