@@ -37,7 +37,7 @@ func (r *Runner) record(ctx context.Context, w vault.ItemWork, at vault.Attempt)
 	rec.slots <- struct{}{}
 	rec.writing.Add(1)
 	go func() {
-		defer func() { <-rec.slots; rec.writing.Done() }()
+		defer func() { r.held.drop(w); <-rec.slots; rec.writing.Done() }()
 		// The forward happened: while the database fails over, keep trying
 		// to write it down rather than leave the item leased to a worker
 		// that will never record it (it would be forwarded again once this
