@@ -257,7 +257,10 @@ type ImportQueue interface {
 type WebhookOutbox interface {
 	// ClaimWebhookEvents claims up to limit due events, oldest first, for owner
 	// until lease from now: events of tenants with a webhook, not delivered nor
-	// given up, whose next attempt is due and which no live lease holds. Rows
+	// given up, whose next attempt is due and which no live lease of another
+	// owner holds (a deliverer claims one batch at a time, so events owner
+	// holds already are ones whose claim's answer was lost in a database
+	// failover, or whose release failed: it takes them again). Rows
 	// are taken with FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this
 	// process or other replicas) never claim the same attempt. It returns a
 	// domain error when the database fails; an event whose secret or data does

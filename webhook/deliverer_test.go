@@ -427,3 +427,44 @@ func TestADeliveryIsRecordedOnceTheDatabaseIsBack(t *testing.T) {
 	assert.Zero(t, deliverDue(t, d), "nothing left to send, even past the lease")
 	assert.Empty(t, rcv.got, "the event was sent once")
 }
+
+// lostClaims is the real outbox whose first claim takes its events and
+// then fails as a claim does whose answer was lost in a failover.
+type lostClaims struct {
+	vault.WebhookOutbox
+	fail atomic.Int32
+}
+
+func (l *lostClaims) ClaimWebhookEvents(ctx context.Context, owner string, limit int, lease time.Duration) ([]vault.ClaimedEvent, error) {
+	events, err := l.WebhookOutbox.ClaimWebhookEvents(ctx, owner, limit, lease)
+	if err == nil && len(events) > 0 && l.fail.Add(-1) >= 0 {
+		return nil, &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeServiceUnavailable, Message: "connection lost"}
+	}
+	return events, err
+}
+
+// TestEventsOfAClaimWhoseAnswerWasLostGoOutAtTheNextPass: the deliverer
+// claims again the events its lost claim leased to it, rather than leave
+// them until the lease (5 minutes) runs out; each goes out once.
+func TestEventsOfAClaimWhoseAnswerWasLostGoOutAtTheNextPass(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, always(http.StatusOK))
+	e.setWebhook(t, rcv.URL)
+	const events = 3
+	for i := range events {
+		e.tokenize(t, fmt.Sprintf("pm_lost_%d", i), vaulttest.LuhnNumber("424242", 16, 20+i), "04")
+	}
+	outbox := &lostClaims{WebhookOutbox: e.svc}
+	outbox.fail.Store(1)
+	d := webhook.NewDeliverer(outbox, webhook.NewHTTPClient(time.Second), slog.New(slog.DiscardHandler), "test",
+		webhook.WithTimeout(time.Second))
+
+	_, err := d.DeliverDue(context.Background())
+	require.Error(t, err, "the claim's answer is lost")
+	assert.Equal(t, events, deliverDue(t, d), "the next pass sends them, the clock unmoved")
+	for range events {
+		rcv.next(t)
+	}
+	assert.Zero(t, deliverDue(t, d))
+	assert.Empty(t, rcv.got, "each event was sent once")
+}

@@ -140,7 +140,10 @@ type envelope struct {
 
 // ClaimWebhookEvents claims up to limit due events, oldest first, for owner
 // until lease from now: events of tenants with a webhook, not delivered nor
-// given up, whose next attempt is due and which no live lease holds. Rows
+// given up, whose next attempt is due and which no live lease of another
+// owner holds (a deliverer claims one batch at a time, so events owner
+// holds already are ones whose claim's answer was lost in a database
+// failover, or whose release failed: it takes them again). Rows
 // are taken with FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this
 // process or other replicas) never claim the same attempt. It returns a
 // domain error when the database fails; an event whose secret or data does
@@ -151,7 +154,7 @@ func (s *Service) ClaimWebhookEvents(ctx context.Context, owner string, limit in
 		WITH due AS (
 			SELECT e.id FROM webhook_events e
 			WHERE e.delivered_at IS NULL AND e.given_up_at IS NULL AND e.next_attempt_at <= $2
-			  AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2)
+			  AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2 OR e.lease_owner = $1)
 			  AND EXISTS (SELECT 1 FROM webhooks w JOIN tenants t ON t.id = w.tenant_id
 			              WHERE w.tenant_id = e.tenant_id AND t.destroyed_at IS NULL)
 			ORDER BY e.seq LIMIT $4
