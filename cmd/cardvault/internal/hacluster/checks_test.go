@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -192,6 +193,11 @@ func (h *harness) checkRows(t *testing.T, acks []ack) {
 func (h *harness) checkWebhooks(t *testing.T) {
 	ctx := context.Background()
 	pool := h.pool()
+	defer func() {
+		if t.Failed() {
+			quoteOutbox(t, pool)
+		}
+	}()
 	poll(t, 2*time.Minute, "the webhook outbox to drain", func() bool {
 		var pending int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM webhook_events WHERE delivered_at IS NULL`).Scan(&pending)
@@ -205,4 +211,22 @@ func (h *harness) checkWebhooks(t *testing.T) {
 	assert.Equal(t, tokens, created, "a token.created event per token")
 	assert.Equal(t, len(faults), finished, "an import.finished event per import")
 	assert.Zero(t, createdTwice+finishedTwice, "events delivered twice")
+}
+
+// quoteOutbox logs the undelivered events, grouped by why they wait.
+func quoteOutbox(t *testing.T, pool *pgxpool.Pool) {
+	rows, err := pool.Query(context.Background(), `SELECT attempts, lease_owner IS NOT NULL, lease_expires_at > now(),
+		next_attempt_at > now(), given_up_at IS NOT NULL, count(*) FROM webhook_events WHERE delivered_at IS NULL GROUP BY 1, 2, 3, 4, 5`)
+	if err != nil {
+		t.Logf("outbox: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var attempts, n int
+		var leased, live, later, gaveUp bool
+		if rows.Scan(&attempts, &leased, &live, &later, &gaveUp, &n) == nil {
+			t.Logf("undelivered: %d events, %d attempts, leased %v (live %v), due later %v, given up %v", n, attempts, leased, live, later, gaveUp)
+		}
+	}
 }

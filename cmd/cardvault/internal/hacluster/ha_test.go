@@ -100,8 +100,10 @@ type phaseResult struct {
 	name                     string
 	start, faultAt, recovery time.Time // recovery: the first successful tokenize after the fault's failures
 	end                      time.Time
-	firstFailure             time.Time // zero when no request failed
-	failed503                int       // answers 503 between the fault and the recovery
+	firstFailure             time.Time     // zero when no request failed
+	failed503                int           // answers 503 between the fault and the recovery
+	slowest                  time.Duration // the slowest answer to a request sent meanwhile
+	oldPrimary, newPrimary   string
 	acksBefore, acksDuring   int
 	acksAfter                int
 	lost                     int // acknowledged in this phase and not read back equal at the end
@@ -119,7 +121,7 @@ func (h *harness) phase(t *testing.T, tr *traffic, i int, f fault) *phaseResult 
 	require.NoError(t, err)
 	primary, err := h.cluster.Primary(ctx)
 	require.NoError(t, err)
-	r.start = time.Now()
+	r.start, r.oldPrimary = time.Now(), primary.Name
 	waitAcks(t, tr, r.start, 20, time.Minute)
 	imp := h.startImport(t, i)
 	imp.waitProgress(t, 30, time.Minute)
@@ -133,9 +135,31 @@ func (h *harness) phase(t *testing.T, tr *traffic, i int, f fault) *phaseResult 
 	}
 	imp.requireFinishedOnce(t, r, 3*time.Minute)
 	r.end = time.Now()
-	t.Logf("%s: first successful tokenize %s after the fault; %d answers 503 meanwhile",
-		f.name, r.recovery.Sub(r.faultAt).Round(10*time.Millisecond), r.failed503)
+	if p, err := h.cluster.Primary(ctx); err == nil {
+		r.newPrimary = p.Name
+	}
+	t.Logf("%s: first successful tokenize %s after the fault; %d answers 503 meanwhile, the slowest answer %s; primary %s → %s",
+		f.name, r.recovery.Sub(r.faultAt).Round(10*time.Millisecond), r.failed503, r.slowest.Round(10*time.Millisecond), primary.Name, r.newPrimary)
+	h.requirePhaseReadsBack(t, tr, r)
 	return r
+}
+
+// requirePhaseReadsBack detokenizes the tokens acknowledged since the phase
+// started and runs `cardvault audit verify`: each fault is checked before
+// the next one.
+func (h *harness) requirePhaseReadsBack(t *testing.T, tr *traffic, r *phaseResult) {
+	_, acks := tr.snapshot()
+	var mine []ack
+	for _, k := range acks {
+		if !k.done.Before(r.start) {
+			mine = append(mine, k)
+		}
+	}
+	lost := h.readBack(mine)
+	assert.Empty(t, lost, "acknowledged tokens of this phase lost or changed")
+	out := h.cli("audit", "verify", "--tenant", h.tenantID)
+	assert.True(t, strings.HasPrefix(out, "ok:"), "audit verify: %s", out)
+	t.Logf("%d tokens acknowledged since the phase started read back equal; audit verify: %s", len(mine), strings.TrimSpace(out))
 }
 
 // waitAcks waits until n tokenizations sent after since are acknowledged.
@@ -192,9 +216,13 @@ func waitRecovery(t *testing.T, tr *traffic, r *phaseResult, within time.Duratio
 	})
 	answers, _ := tr.snapshot()
 	for _, a := range answers {
-		if !a.sent.Before(r.faultAt) && !a.sent.After(r.recovery) && a.status == http.StatusServiceUnavailable {
+		if a.sent.Before(r.faultAt) || a.sent.After(r.recovery) {
+			continue
+		}
+		if a.status == http.StatusServiceUnavailable {
 			r.failed503++
 		}
+		r.slowest = max(r.slowest, a.done.Sub(a.sent))
 	}
 }
 
@@ -214,11 +242,11 @@ func poll(t *testing.T, within time.Duration, what string, ok func() bool) {
 // docs/operations.md quote.
 func report(t *testing.T, results []*phaseResult) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| Fault | Fault → first successful tokenize | Requests answered 503 | Tokens acknowledged (before / during / after) | Lost | Import: payment methods, forwards |\n")
-	fmt.Fprintf(&b, "|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| Fault | Fault → first successful tokenize | Requests answered 503 | Slowest answer meanwhile | Tokens acknowledged (before / during / after) | Lost | Import: payment methods, forwards | Primary |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %.1f s | %d | %d / %d / %d | %d | %d, %d |\n", r.name, r.recovery.Sub(r.faultAt).Seconds(),
-			r.failed503, r.acksBefore, r.acksDuring, r.acksAfter, r.lost, r.importPMs, r.importForwards)
+		fmt.Fprintf(&b, "| %s | %.1f s | %d | %.1f s | %d / %d / %d | %d | %d, %d | %s → %s |\n", r.name, r.recovery.Sub(r.faultAt).Seconds(),
+			r.failed503, r.slowest.Seconds(), r.acksBefore, r.acksDuring, r.acksAfter, r.lost, r.importPMs, r.importForwards, r.oldPrimary, r.newPrimary)
 	}
 	t.Log(b.String())
 }
