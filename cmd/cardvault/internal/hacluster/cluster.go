@@ -235,3 +235,19 @@ func (c *Cluster) mkdir(name string) error {
 func (c *Cluster) logf(format string, args ...any) {
 	fmt.Fprintf(c.log, "hacluster: "+format+"\n", args...)
 }
+
+// StopNode stops node n's keeper and its PostgreSQL (a fast shutdown), as
+// an operator taking the server down does; the monitor then sees it gone.
+func (c *Cluster) StopNode(n *Node) { stopAll(n.proc) }
+
+// StartNode starts node n's keeper again after StopNode; it rejoins as
+// the monitor assigns (WaitHealthy waits for it). It returns an error when
+// pg_autoctl cannot be started.
+func (c *Cluster) StartNode(n *Node) error {
+	p, err := c.spawn(n, "run", "--pgdata", n.pgdata())
+	if err != nil {
+		return err
+	}
+	n.proc = p
+	return nil
+}

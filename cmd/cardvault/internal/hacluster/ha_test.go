@@ -65,11 +65,14 @@ func TestHAFailover(t *testing.T) {
 	tr := startTraffic(h.lb.URL, h.key, tokenizers, detokenizers)
 	defer tr.stop()
 	var results []*phaseResult
+	ok := true
 	for i, f := range faults {
-		ok := t.Run(f.name, func(t *testing.T) { results = append(results, h.phase(t, tr, i, f)) })
-		if !ok {
+		if ok = t.Run(f.name, func(t *testing.T) { results = append(results, h.phase(t, tr, i, f)) }); !ok {
 			break // the next fault needs a healthy cluster
 		}
+	}
+	if ok {
+		t.Run("no standby left", func(t *testing.T) { results = append(results, h.noStandbyLeft(t, tr)) })
 	}
 	tr.stop()
 	h.verifyEverything(t, tr, results)
