@@ -9,6 +9,9 @@ GO ?= go
 # Where a private PostgreSQL server keeps its files in dev mode.
 DEV_DIR := .cardvault-dev
 
+# Where `make ha` keeps its pg_auto_failover cluster (pg/) and dev KEK (vault/).
+HA_DIR := .cardvault-ha
+
 # The command that installs the PostgreSQL server binaries on Debian/Ubuntu.
 PG_INSTALL := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
 
@@ -114,13 +117,49 @@ postgres-check: ## Make sure tests can get PostgreSQL; installs the server binar
 docs: ## Regenerate docs/api.md from httpapi/openapi.yaml (a test fails while it is stale)
 	$(GO) generate ./httpapi
 
+.PHONY: ha-check ha ha-test
+
+ha-check: postgres-check ## Make sure pg_auto_failover is installed for the server's PostgreSQL; installs it with apt-get if needed
+	@$(FIND_PG_BINDIR); \
+	d=$$(find_pg_bindir) || { echo "ha-check: no PostgreSQL server binaries (make postgres-check)" >&2; exit 1; }; \
+	v=$$("$$d/pg_config" --version 2>/dev/null | sed -nE 's/^PostgreSQL ([0-9]+).*/\1/p'); \
+	v=$${v:-$$(basename "$$(dirname "$$d")")}; \
+	has_af() { command -v pg_autoctl >/dev/null 2>&1 && [ -f "$$("$$d/pg_config" --pkglibdir 2>/dev/null)/pgautofailover.so" ]; }; \
+	if has_af; then echo "ha-check: ok, pg_autoctl and the pgautofailover extension for PostgreSQL $$v"; exit 0; fi; \
+	pkgs="pg-auto-failover-cli postgresql-$$v-auto-failover"; \
+	echo "ha-check: pg_auto_failover for PostgreSQL $$v is missing ($$pkgs)"; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "ha-check: installing: apt-get install $$pkgs"; \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkgs; } \
+			|| { echo "ha-check: installing $$pkgs failed" >&2; exit 1; }; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		echo "ha-check: installing with sudo: apt-get install $$pkgs"; \
+		{ sudo -n apt-get update && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$pkgs; } \
+			|| { echo "ha-check: installing $$pkgs failed" >&2; exit 1; }; \
+	else \
+		echo "ha-check: install them, e.g.: sudo apt-get install $$pkgs" >&2; exit 1; \
+	fi; \
+	if has_af; then echo "ha-check: ok, pg_auto_failover installed"; else echo "ha-check: installed, but pg_autoctl or pgautofailover.so is still missing" >&2; exit 1; fi
+
+ha: build ha-check ## Run cardvault dev on a local pg_auto_failover cluster (monitor, primary, 2 synchronous standbys under .cardvault-ha/); ARGS='…' adds dev flags
+	$(GO) build -o bin/hadev ./cmd/cardvault/internal/hacluster/hadev
+	bin/hadev --dir $(HA_DIR) --vault bin/cardvault -- $(ARGS)
+
+ha-test: ha-check ## Fail the database over 3 ways under load (switchover, SIGKILL, failing disk); ~2 min; prints the unavailability of each
+	$(GO) test -tags ha -count=1 -v -run '^TestHA' -timeout 15m ./cmd/cardvault/internal/hacluster/
+
 fmt: ## Fail if any Go file needs gofmt
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
-clean: ## Remove bin/ and the dev database (.cardvault-dev/, and its /tmp copy when run as root)
-	@if [ -f $(DEV_DIR)/relocated-to ]; then \
-		d=$$(cat $(DEV_DIR)/relocated-to); \
-		case "$$d" in /tmp/cardvault-[0-9a-f]*) case "$$d" in */..*) ;; *) rm -rf -- "$$d";; esac;; esac; \
+clean: ## Remove bin/, the dev database (.cardvault-dev/) and the HA cluster (.cardvault-ha/), and their /tmp copies when run as root
+	@pidfile=$(HA_DIR)/pg/monitor/pgdata/postmaster.pid; \
+	if [ -f "$$pidfile" ] && kill -0 "$$(head -1 "$$pidfile")" 2>/dev/null; then \
+		echo "clean: the HA cluster in $(HA_DIR) is running; stop make ha first (Ctrl-C)" >&2; exit 1; \
 	fi
-	rm -rf bin $(DEV_DIR)
+	@for f in $(DEV_DIR)/relocated-to $(HA_DIR)/pg/relocated-to; do \
+		[ -f "$$f" ] || continue; \
+		d=$$(cat "$$f"); \
+		case "$$d" in /tmp/cardvault-[0-9a-f]*) case "$$d" in */..*) ;; *) rm -rf -- "$$d";; esac;; esac; \
+	done
+	rm -rf bin $(DEV_DIR) $(HA_DIR)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 
+	"github.com/google/uuid"
+
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -29,6 +31,7 @@ func (c *claimed) next(ctx context.Context, r *Runner, n int) (vault.ItemWork, b
 		if err != nil {
 			return vault.ItemWork{}, false, err
 		}
+		r.held.add(items)
 		c.items = items
 	}
 	if len(c.items) == 0 {
@@ -37,4 +40,48 @@ func (c *claimed) next(ctx context.Context, r *Runner, n int) (vault.ItemWork, b
 	w := c.items[0]
 	c.items = c.items[1:]
 	return w, true, nil
+}
+
+// heldItems are the items a runner has leased and not yet recorded or
+// given back: its heartbeat renews these leases only. A lease taken by a
+// claim whose answer was lost (the database failed over after committing
+// it) is in none, so it runs out and the item is claimed again, rather than
+// renewed for as long as this process lives.
+type heldItems struct {
+	mu sync.Mutex
+	m  map[itemKey]vault.ItemWork
+}
+
+type itemKey struct {
+	job uuid.UUID
+	pm  string
+}
+
+func (h *heldItems) add(items []vault.ItemWork) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[itemKey]vault.ItemWork{}
+	}
+	for _, w := range items {
+		h.m[itemKey{w.JobID, w.PaymentMethod}] = w
+	}
+}
+
+// drop forgets w once its attempt is written or its lease given back.
+func (h *heldItems) drop(w vault.ItemWork) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.m, itemKey{w.JobID, w.PaymentMethod})
+}
+
+// list returns the items held now.
+func (h *heldItems) list() []vault.ItemWork {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]vault.ItemWork, 0, len(h.m))
+	for _, w := range h.m {
+		out = append(out, w)
+	}
+	return out
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v85"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 )
@@ -88,29 +89,29 @@ func (r *Runner) forwardOne(ctx context.Context) bool {
 // unrecorded.
 func (r *Runner) forward(ctx context.Context, w vault.ItemWork) {
 	if err := r.stillActive(ctx, w.JobID); err != nil {
-		r.giveBack(w, err) // aborted (or ended) since the item was claimed: its key is revoked
+		r.giveBack(ctx, w, err) // aborted (or ended) since the item was claimed: its key is revoked
 		return
 	}
 	jc, err := r.client(ctx, w.JobID)
 	if err != nil {
-		r.giveBack(w, err)
+		r.giveBack(ctx, w, err)
 		return
 	}
 	params := ForwardParams(w.JobID, w.PaymentMethod, r.cfg.PublicURL+"/cde-import", jc.creds.ForwardKey, w.Attempts+1)
 	fr, err := jc.stripe.V1ForwardingRequests.Create(ctx, params)
 	if ctx.Err() != nil {
-		r.giveBack(w, ctx.Err())
+		r.giveBack(ctx, w, ctx.Err())
 		return
 	}
 	if refusedKey(fr) {
 		if err := r.stillActive(ctx, w.JobID); err != nil {
-			r.giveBack(w, err) // aborted while the forward was under way: not the card's failure
+			r.giveBack(ctx, w, err) // aborted while the forward was under way: not the card's failure
 			return
 		}
 	}
 	at, fatal := r.outcome(fr, err, w)
 	if fatal != "" {
-		r.giveBack(w, nil)
+		r.giveBack(ctx, w, nil)
 		r.fail(w.JobID, fatal)
 		return
 	}
@@ -145,18 +146,25 @@ func (r *Runner) itemLog(w vault.ItemWork) *slog.Logger {
 	return r.log.With("import_id", w.JobID, "payment_method", w.PaymentMethod)
 }
 
-// giveBack releases an item without counting an attempt.
-func (r *Runner) giveBack(w vault.ItemWork, cause error) {
+// giveBack releases an item without counting an attempt. While the
+// database fails over the release is retried (until ctx ends): an item left
+// leased to this worker would be renewed by its heartbeat and never be
+// forwarded.
+func (r *Runner) giveBack(ctx context.Context, w vault.ItemWork, cause error) {
 	if vault.IsImportEnded(cause) {
 		r.forget(w.JobID)
 	} else if cause != nil && cause != context.Canceled {
 		r.log.Error("import item not attempted", "import_id", w.JobID, "error", cause)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := r.svc.ReleaseItem(ctx, r.cfg.Owner, w); err != nil {
+	err := loop.Retry(ctx, isUnavailable, func(ctx context.Context) error {
+		relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return r.svc.ReleaseItem(relCtx, r.cfg.Owner, w)
+	})
+	if err != nil {
 		r.log.Error("releasing an import item", "import_id", w.JobID, "error", err)
 	}
+	r.held.drop(w)
 }
 
 // outcome turns a forwarding answer into the item's next state, or a

@@ -132,6 +132,7 @@ type Runner struct {
 	itemsSettled chan struct{}
 	clients      map[uuid.UUID]*jobClient
 	claimed      claimed   // items leased in batches, waiting for a forwarder (claim.go)
+	held         heldItems // items leased and not yet recorded or given back (claim.go)
 	recorder     *recorder // attempts being written (record.go)
 }
 
@@ -208,7 +209,8 @@ func (r *Runner) loop(ctx context.Context, step func(context.Context) bool, nudg
 	}
 }
 
-// heartbeat renews this process's leases until ctx ends.
+// heartbeat renews this process's leases (its preparations and the items
+// it holds) until ctx ends.
 func (r *Runner) heartbeat(ctx context.Context) {
 	t := time.NewTicker(r.cfg.LeaseTTL / 3)
 	defer t.Stop()
@@ -218,7 +220,7 @@ func (r *Runner) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := r.svc.RenewImportLeases(ctx, r.cfg.Owner, r.cfg.LeaseTTL); err != nil && ctx.Err() == nil {
+		if err := r.svc.RenewImportLeases(ctx, r.cfg.Owner, r.held.list(), r.cfg.LeaseTTL); err != nil && ctx.Err() == nil {
 			r.log.Error("renewing import leases", "error", err)
 		}
 		if err := r.dropEnded(ctx); err != nil && ctx.Err() == nil {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
@@ -37,10 +38,16 @@ func (r *Runner) record(ctx context.Context, w vault.ItemWork, at vault.Attempt)
 	rec.slots <- struct{}{}
 	rec.writing.Add(1)
 	go func() {
-		defer func() { <-rec.slots; rec.writing.Done() }()
-		recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
-		defer cancel()
-		err := r.svc.RecordAttempt(recCtx, r.cfg.Owner, w, at)
+		defer func() { r.held.drop(w); <-rec.slots; rec.writing.Done() }()
+		// The forward happened: while the database fails over, keep trying
+		// to write it down rather than leave the item leased to a worker
+		// that will never record it (it would be forwarded again once this
+		// process stops and its lease runs out).
+		err := loop.Retry(ctx, isUnavailable, func(ctx context.Context) error {
+			recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+			defer cancel()
+			return r.svc.RecordAttempt(recCtx, r.cfg.Owner, w, at)
+		})
 		if err != nil && !vault.IsImportEnded(err) {
 			r.itemLog(w).Error("recording an import attempt", "error", err)
 		}
@@ -65,6 +72,10 @@ func attemptOutcome(at vault.Attempt) metrics.ItemOutcome {
 	}
 	return metrics.ItemRetried
 }
+
+// isUnavailable reports a failure that passes by itself, such as the
+// database failing over.
+func isUnavailable(err error) bool { return vault.ErrorKind(err) == vault.KindUnavailable }
 
 // settled tells the complete loop that an item ended while nothing was left
 // to claim; signals while it runs collapse into one.

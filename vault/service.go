@@ -284,10 +284,13 @@ type ImportQueue interface {
 	// ReleaseItem gives back owner's lease on an item without counting an
 	// attempt, so another worker may take it at once.
 	ReleaseItem(ctx context.Context, owner string, w ItemWork) error
-	// RenewImportLeases extends every import lease owner holds, on jobs and
-	// items, by ttl: the worker's heartbeat. It returns a domain error when the
-	// database fails.
-	RenewImportLeases(ctx context.Context, owner string, ttl time.Duration) error
+	// RenewImportLeases extends, by ttl, owner's leases on the jobs it
+	// prepares and on held, the items it is working on: the worker's
+	// heartbeat. A lease owner took without learning of it (a claim whose
+	// answer was lost when the database failed over) is not renewed and runs
+	// out, so another worker takes the item. It returns a domain error when
+	// the database fails.
+	RenewImportLeases(ctx context.Context, owner string, held []ItemWork, ttl time.Duration) error
 	// ReleaseImportLeases gives back every import lease owner holds, for a
 	// worker that stops cleanly.
 	ReleaseImportLeases(ctx context.Context, owner string) error
@@ -309,7 +312,8 @@ type ImportQueue interface {
 type WebhookOutbox interface {
 	// ClaimWebhookEvents claims due events for owner until lease from now, as
 	// c bounds them: events of tenants with a webhook, not delivered nor given
-	// up, whose next attempt is due and which no live lease holds, at most
+	// up, whose next attempt is due and which no live lease of another owner
+	// holds (owner's own are lost claims: it takes them again), at most
 	// c.PerTenant of each tenant, tenants taken in the order of their oldest
 	// due event, sorted by seq. Rows are taken with FOR UPDATE SKIP LOCKED, so
 	// concurrent deliverers (in this process or other replicas) never claim

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
@@ -302,9 +303,15 @@ func (d *Deliverer) attempt(ctx context.Context, ev vault.ClaimedEvent) bool {
 	if !res.Delivered {
 		res.RetryAt = d.retry.Next(ev.Attempt, ev.FirstAttemptAt, at, d.jitter())
 	}
-	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := d.svc.RecordWebhookAttempt(recordCtx, d.owner, ev, res); err != nil {
+	// The attempt was made: while the database fails over, keep trying to
+	// write it down, or the event would go out again once the lease runs out.
+	err := loop.Retry(ctx, func(err error) bool { return vault.ErrorKind(err) == vault.KindUnavailable },
+		func(ctx context.Context) error {
+			recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			return d.svc.RecordWebhookAttempt(recordCtx, d.owner, ev, res)
+		})
+	if err != nil {
 		d.log.Error("recording a webhook attempt", "event_id", ev.ID, "error", err)
 	}
 	if res.RetryAt.IsZero() && !res.Delivered {

@@ -603,3 +603,82 @@ func TestARotationWithoutOverlapSignsWithTheNewSecretOnly(t *testing.T) {
 	_, _, err = e.svc.RotateWebhookSecret(context.Background(), e.actor, 8*24*time.Hour)
 	assert.Equal(t, vault.KindInvalid, vault.ErrorKind(err), "an overlap over 7 days is refused")
 }
+
+// failingRecords is the real outbox whose first fail attempts to record
+// a delivery fail as a database failing over does (unavailable).
+type failingRecords struct {
+	vault.WebhookOutbox
+	fail atomic.Int32
+}
+
+func (f *failingRecords) RecordWebhookAttempt(ctx context.Context, owner string, ev vault.ClaimedEvent, res vault.AttemptResult) error {
+	if f.fail.Add(-1) >= 0 {
+		return &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeServiceUnavailable, Message: "failing over"}
+	}
+	return f.WebhookOutbox.RecordWebhookAttempt(ctx, owner, ev, res)
+}
+
+// TestADeliveryIsRecordedOnceTheDatabaseIsBack: a delivery made while the
+// database fails over is written down once it answers again, so the event
+// is not sent a second time when its lease runs out.
+func TestADeliveryIsRecordedOnceTheDatabaseIsBack(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, always(http.StatusOK))
+	e.setWebhook(t, rcv.URL)
+	e.tokenize(t, "pm_failover", vaulttest.LuhnNumber("424242", 16, 7), "04")
+	outbox := &failingRecords{WebhookOutbox: e.svc}
+	outbox.fail.Store(3)
+	d := webhook.NewDeliverer(outbox, webhook.NewClient(time.Second, true), slog.New(slog.DiscardHandler), "test")
+
+	assert.Equal(t, 1, deliverDue(t, d))
+	rcv.next(t)
+	assert.Less(t, outbox.fail.Load(), int32(0), "the record was retried past the failures")
+	var delivered, rows int
+	require.NoError(t, e.pool.QueryRow(context.Background(),
+		`SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL), (SELECT count(*) FROM webhook_deliveries) FROM webhook_events`).Scan(&delivered, &rows))
+	assert.Equal(t, 1, delivered, "the event is recorded as delivered")
+	assert.Equal(t, 1, rows, "one delivery attempt")
+	e.clock.Advance(webhook.DefaultLease + time.Minute)
+	assert.Zero(t, deliverDue(t, d), "nothing left to send, even past the lease")
+	assert.Empty(t, rcv.got, "the event was sent once")
+}
+
+// lostClaims is the real outbox whose first claim takes its events and
+// then fails as a claim does whose answer was lost in a failover.
+type lostClaims struct {
+	vault.WebhookOutbox
+	fail atomic.Int32
+}
+
+func (l *lostClaims) ClaimWebhookEvents(ctx context.Context, owner string, c vault.EventClaim, lease time.Duration) ([]vault.ClaimedEvent, error) {
+	events, err := l.WebhookOutbox.ClaimWebhookEvents(ctx, owner, c, lease)
+	if err == nil && len(events) > 0 && l.fail.Add(-1) >= 0 {
+		return nil, &vault.Error{Kind: vault.KindUnavailable, Code: vault.CodeServiceUnavailable, Message: "connection lost"}
+	}
+	return events, err
+}
+
+// TestEventsOfAClaimWhoseAnswerWasLostGoOutAtTheNextPass: the deliverer
+// claims again the events its lost claim leased to it, rather than leave
+// them until the lease (5 minutes) runs out; each goes out once.
+func TestEventsOfAClaimWhoseAnswerWasLostGoOutAtTheNextPass(t *testing.T) {
+	e := newEnv(t)
+	rcv := newReceiver(t, always(http.StatusOK))
+	e.setWebhook(t, rcv.URL)
+	const events = 3
+	for i := range events {
+		e.tokenize(t, fmt.Sprintf("pm_lost_%d", i), vaulttest.LuhnNumber("424242", 16, 20+i), "04")
+	}
+	outbox := &lostClaims{WebhookOutbox: e.svc}
+	outbox.fail.Store(1)
+	d := webhook.NewDeliverer(outbox, webhook.NewClient(time.Second, true), slog.New(slog.DiscardHandler), "test")
+
+	_, err := d.DeliverDue(context.Background())
+	require.Error(t, err, "the claim's answer is lost")
+	assert.Equal(t, events, deliverDue(t, d), "the next pass sends them, the clock unmoved")
+	for range events {
+		rcv.next(t)
+	}
+	assert.Zero(t, deliverDue(t, d))
+	assert.Empty(t, rcv.got, "each event was sent once")
+}

@@ -142,8 +142,10 @@ type envelope struct {
 // most c.PerTenant of each of at most c.Tenants tenants, the tenants whose
 // oldest due event is oldest first: a tenant with a long backlog cannot
 // fill a claim and hold back another's event. Only tenants with a webhook,
-// events not delivered nor given up, due, and held by no live lease;
-// never c.SkipTenants' nor those bound for c.SkipURLs. Rows are taken with
+// events not delivered nor given up, due, and held by no live lease of
+// another owner (owner's own, of tenants it is not sending to, are claims
+// whose answer was lost in a database failover or whose release failed: it
+// takes them again); never c.SkipTenants' nor those bound for c.SkipURLs. Rows are taken with
 // FOR UPDATE SKIP LOCKED, so concurrent deliverers (in this process or
 // other replicas) never claim the same attempt. It returns a domain error
 // when the database fails; an event whose secret or data does not open
@@ -162,14 +164,14 @@ func (s *Service) ClaimWebhookEvents(ctx context.Context, owner string, c vault.
 			SELECT e.tenant_id, min(e.seq) AS first FROM webhook_events e
 			JOIN webhooks w ON w.tenant_id = e.tenant_id JOIN tenants t ON t.id = e.tenant_id
 			WHERE e.delivered_at IS NULL AND e.given_up_at IS NULL AND e.next_attempt_at <= $2
-			  AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2)
+			  AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2 OR e.lease_owner = $1)
 			  AND t.destroyed_at IS NULL AND e.tenant_id <> ALL($6) AND w.url <> ALL($7)
 			GROUP BY e.tenant_id ORDER BY first LIMIT $4),
 		due AS (
 			SELECT d.id FROM ready CROSS JOIN LATERAL (
 				SELECT e.id FROM webhook_events e
 				WHERE e.tenant_id = ready.tenant_id AND e.delivered_at IS NULL AND e.given_up_at IS NULL
-				  AND e.next_attempt_at <= $2 AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2)
+				  AND e.next_attempt_at <= $2 AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2 OR e.lease_owner = $1)
 				ORDER BY e.seq LIMIT $5
 				FOR UPDATE OF e SKIP LOCKED) d)
 		UPDATE webhook_events e SET lease_owner = $1, lease_expires_at = $3

@@ -2,9 +2,18 @@ package postgres
 
 import (
 	"sync"
+	"time"
 
 	"github.com/cardvault/cardvault/internal/metrics"
 )
+
+// batchTimeout bounds the write of one batch, which runs on behalf of
+// every request waiting for it. A request waits for at most the batch
+// before its own and its own, so two batches must fit in the HTTP request
+// deadline (httpapi.RequestDeadline, 15 s): a commit that cannot complete
+// (no standby left to confirm it, a database that stopped answering) then
+// answers 503 within the deadline rather than after it.
+const batchTimeout = 7 * time.Second
 
 // groupCommit writes the items of concurrent requests together: one
 // statement and one commit for every request that arrived while earlier

@@ -218,18 +218,26 @@ func (s *Service) ReleaseItem(ctx context.Context, owner string, w vault.ItemWor
 	return dbError(err, "import item")
 }
 
-// RenewImportLeases extends every import lease owner holds, on jobs and
-// items, by ttl: the worker's heartbeat. It returns a domain error when the
-// database fails.
-func (s *Service) RenewImportLeases(ctx context.Context, owner string, ttl time.Duration) error {
+// RenewImportLeases extends, by ttl, owner's leases on the jobs it
+// prepares and on held, the items it is working on: the worker's heartbeat.
+// A lease owner took without learning of it (a claim whose answer was lost
+// when the database failed over) is not renewed and runs out, so another
+// worker takes the item. It returns a domain error when the database fails.
+func (s *Service) RenewImportLeases(ctx context.Context, owner string, held []vault.ItemWork, ttl time.Duration) error {
 	now := s.clock()
+	jobs, pms := make([]uuid.UUID, len(held)), make([]string, len(held))
+	for i, w := range held {
+		jobs[i], pms[i] = w.JobID, w.PaymentMethod
+	}
 	return s.inTx(ctx, "import", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE import_jobs SET lease_until = $2 WHERE lease_owner = $1 AND status = 'preparing'`,
 			owner, now.Add(ttl)); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE import_items SET lease_until = $2 WHERE lease_owner = $1 AND status = 'pending'`,
-			owner, now.Add(ttl))
+		_, err := tx.Exec(ctx, `UPDATE import_items i SET lease_until = $2
+			FROM unnest($3::uuid[], $4::text[]) AS h(job_id, payment_method)
+			WHERE i.job_id = h.job_id AND i.payment_method = h.payment_method AND i.lease_owner = $1 AND i.status = 'pending'`,
+			owner, now.Add(ttl), jobs, pms)
 		return err
 	})
 }

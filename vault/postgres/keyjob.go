@@ -92,14 +92,18 @@ func (s *Service) RunOneKeyJob(ctx context.Context, owner string, id uuid.UUID) 
 	return true, err
 }
 
-// claimKeyJob takes the lease of the oldest claimable job.
+// claimKeyJob takes the lease of the oldest claimable job: one no one
+// holds, whose lease ran out, or that owner itself still holds (its run
+// stopped on an error, such as a database failover, that left the lease
+// behind: it resumes at its next poll rather than after the lease).
 func (s *Service) claimKeyJob(ctx context.Context, owner string, id uuid.UUID) (vault.KeyJob, error) {
 	now := s.clock()
 	return scanKeyJob(s.db.QueryRow(ctx, `
 		UPDATE key_jobs SET status = 'running', lease_owner = $1, lease_expires_at = $3,
 		       started_at = coalesce(started_at, $2), updated_at = $2
 		WHERE id = (SELECT id FROM key_jobs
-		            WHERE status IN ('pending', 'running') AND (lease_expires_at IS NULL OR lease_expires_at < $2)
+		            WHERE status IN ('pending', 'running')
+		              AND (lease_expires_at IS NULL OR lease_expires_at < $2 OR lease_owner = $1)
 		              AND ($4 = '00000000-0000-0000-0000-000000000000'::uuid OR id = $4)
 		            ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
 		RETURNING `+keyJobColumns, owner, now, now.Add(s.leaseTTL), id))

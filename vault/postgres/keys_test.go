@@ -416,3 +416,33 @@ func TestOneRotationPerTenantAtATime(t *testing.T) {
 	require.NoError(t, err, "the lock is given back when the rotation ends")
 	assert.Len(t, e.keyStatus(t).Keys, 3)
 }
+
+// TestAWorkerResumesItsOwnJobAfterAnError: a run that stopped on an error
+// (the database failing over mid-batch) leaves its lease behind; the same
+// worker resumes at its next poll, another one waits for the lease.
+func TestAWorkerResumesItsOwnJobAfterAnError(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cards := e.seed(t, 30)
+	_, err := e.svc.RotateDataKey(ctx, e.actor, 0)
+	require.NoError(t, err)
+	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
+	require.NoError(t, err)
+	_, err = e.pool.Exec(ctx, `UPDATE key_jobs SET status = 'running', lease_owner = 'worker-1', lease_expires_at = $2 WHERE id = $1`,
+		job.ID, e.clock.Now().Add(postgres.DefaultLeaseTTL))
+	require.NoError(t, err)
+
+	for _, tt := range []struct {
+		owner   string
+		wantRan bool
+	}{{"worker-2", false}, {"worker-1", true}} {
+		ran, err := e.svc.RunOneKeyJob(ctx, tt.owner, job.ID)
+		require.NoError(t, err)
+		assert.Equal(t, tt.wantRan, ran, tt.owner)
+	}
+	done, err := e.svc.GetKeyJob(ctx, e.actor.TenantID, job.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "finished", done.Status)
+	assert.Equal(t, int64(30), done.Done)
+	e.assertAllReveal(t, cards)
+}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"time"
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/google/uuid"
@@ -16,9 +15,8 @@ import (
 // transactions hold it at once).
 type newTokenBatch = groupCommit[*newToken]
 
-// newTokenBatchTimeout bounds one batch, which runs on behalf of every
-// request waiting for it.
-const newTokenBatchTimeout = 10 * time.Second
+// newTokenBatchTimeout bounds one batch (see batchTimeout).
+const newTokenBatchTimeout = batchTimeout
 
 // insertTokensSQL is insertTokenAuditedSQL for many rows: $1–$19 are the
 // token columns as arrays, $20–$28 the audit events', $29 the event ids,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/jackc/pgx/v5"
@@ -16,9 +15,8 @@ import (
 // and a commit per request. A request still answers only once its own
 // audit row has committed, and only for a token of its own tenant.
 
-// lookupBatchTimeout bounds one read or reveal batch, which runs on behalf
-// of every request waiting for it.
-const lookupBatchTimeout = 10 * time.Second
+// lookupBatchTimeout bounds one read or reveal batch (see batchTimeout).
+const lookupBatchTimeout = batchTimeout
 
 // readBatchesInFlight is how many read batches may be written at once:
 // while one waits for its commit to reach the disk, the next can run its

@@ -1,0 +1,103 @@
+package hacluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Switchover asks the monitor for a planned switchover with
+// `pg_autoctl perform switchover`: the primary drains and becomes a
+// standby, and the most advanced standby is promoted. It returns once the
+// monitor reports it done (pg_autoctl waits up to 60 s), or an error
+// quoting pg_autoctl.
+func (c *Cluster) Switchover(ctx context.Context) error {
+	_, err := c.run(ctx, c.Monitor, "perform", "switchover", "--pgdata", c.Monitor.pgdata())
+	return err
+}
+
+// KillPostmaster sends SIGKILL to node n's postmaster, as a crash of the
+// server process would: its backends lose their connections, its keeper
+// sees PostgreSQL gone. It returns the pid killed, or an error when the
+// node runs no postmaster.
+func (c *Cluster) KillPostmaster(n *Node) (int, error) {
+	pid, err := postmasterPID(n)
+	if err != nil {
+		return 0, err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return 0, fmt.Errorf("hacluster: SIGKILL to the postmaster of %s (pid %d): %w", n.Name, pid, err)
+	}
+	return pid, nil
+}
+
+// postmasterPID reads the pid on the first line of n's postmaster.pid.
+func postmasterPID(n *Node) (int, error) {
+	b, err := os.ReadFile(filepath.Join(n.pgdata(), "postmaster.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("hacluster: %s runs no postmaster: %w", n.Name, err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strconv.Atoi(strings.TrimSpace(line))
+}
+
+// FailDisk makes node n's data directory fail as a disk does: every file
+// and folder in it loses its owner's write permission, so PostgreSQL,
+// running as that unprivileged owner, can no longer open a file for
+// writing (its files are always opened read-write, so no new connection
+// or newly read table works either), and then asks it for a checkpoint
+// over a connection opened before, whose writes then fail: the server
+// panics and cannot start again, as on the first failed write to a dying
+// disk. Files PostgreSQL holds open stay writable until then, which no
+// chmod can take away: without the checkpoint, PostgreSQL notices only at
+// its next checkpoint (checkpoint_timeout, 5 min by default) and
+// pg_auto_failover, whose health check only connects, not at all (see
+// docs/operations.md). It returns an error when n cannot be reached before
+// or a permission cannot be changed.
+func (c *Cluster) FailDisk(ctx context.Context, n *Node) error {
+	conn, err := pgx.Connect(ctx, n.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("hacluster: connecting to %s before its disk fails: %w", n.Name, err)
+	}
+	defer conn.Close(context.Background())
+	if err := chmodTree(n.pgdata(), 0, 0o200); err != nil {
+		return err
+	}
+	_, _ = conn.Exec(ctx, "CHECKPOINT") // fails: that is the point
+	return nil
+}
+
+// RepairDisk gives node n's data directory its write permissions back (a
+// replaced disk): its keeper then rebuilds the node as a standby of the
+// new primary.
+func (c *Cluster) RepairDisk(n *Node) error { return chmodTree(n.pgdata(), 0o200, 0) }
+
+// chmodTree adds the permission bits add and removes clear on every file
+// and folder under root (symbolic links left alone; a file PostgreSQL
+// removes meanwhile is skipped).
+func chmodTree(root string, add, clear fs.FileMode) error {
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type()&fs.ModeSymlink == 0 {
+			var fi fs.FileInfo
+			if fi, err = d.Info(); err == nil {
+				err = os.Chmod(p, (fi.Mode().Perm()|add)&^clear)
+			}
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("hacluster: changing permissions under %s: %w", root, err)
+	}
+	return nil
+}
