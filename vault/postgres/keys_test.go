@@ -381,11 +381,16 @@ func TestOneRotationPerTenantAtATime(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	running := make(chan error, 1)
 	go func() { _, err := e.svc.RotateDataKey(ctx, e.actor, time.Hour); running <- err }()
-	require.Eventually(t, func() bool { // the first rotation holds its lock, waiting for the replicas
+	require.Eventually(t, func() bool { // the first rotation holds its lock and has added its key, waiting for the replicas
 		var n int
-		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND granted`,
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
 			int64(0x6b657972)).Scan(&n)
-		return err == nil && n == 1
+		if err != nil || n != 1 {
+			return false
+		}
+		st, err := e.svc.KeyStatus(context.Background(), e.actor.TenantID, 365*24*time.Hour)
+		return err == nil && len(st.Keys) == 2
 	}, 10*time.Second, 5*time.Millisecond)
 
 	tests := []struct {
