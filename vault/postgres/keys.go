@@ -185,7 +185,7 @@ func (s *Service) lockRotation(ctx context.Context, tenantID uuid.UUID) (func(),
 	if !ok {
 		conn.Release()
 		return nil, &vault.Error{Kind: vault.KindConflict, Code: vault.CodeRotationInProgress,
-			Message: "a rotation of this tenant's data key is already running; retry once it has finished"}
+			Message: "a key rotation of this tenant (its data or fingerprint key) is already running; retry once it has finished"}
 	}
 	return func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
