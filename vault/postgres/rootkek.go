@@ -128,6 +128,7 @@ func (s *Service) DestroyTenant(ctx context.Context, tenantID uuid.UUID) (int64,
 			`DELETE FROM forwarding_requests WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
 			`DELETE FROM forwarding_destinations WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
 			`DELETE FROM idempotency_keys WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
+			`DELETE FROM pgp_keys WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
 			`UPDATE webhook_events SET given_up_at = $2 WHERE tenant_id = $1 AND delivered_at IS NULL AND given_up_at IS NULL`,
 			`UPDATE import_jobs SET status = 'aborted', failure_reason = 'tenant destroyed', provider_key_ct = NULL,
 			        forward_key_ct = NULL, lease_owner = NULL, lease_until = NULL, finished_at = $2, updated_at = $2
