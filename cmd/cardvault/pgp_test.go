@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
@@ -16,6 +17,7 @@ import (
 // pgpVault is a migrated database of its own with a tenant, and the flags
 // that reach it.
 type pgpVault struct {
+	kek    tink.AEAD
 	url    string
 	db     []string
 	tenant string
@@ -24,8 +26,8 @@ type pgpVault struct {
 // newPGPVault returns a fresh vault with one tenant.
 func newPGPVault(t *testing.T) pgpVault {
 	t.Helper()
-	_, kek := vaulttest.KEK(t)
-	v := pgpVault{url: migratedDatabase(t)}
+	aead, kek := vaulttest.KEK(t)
+	v := pgpVault{kek: aead, url: migratedDatabase(t)}
 	v.db = []string{"--database-url", v.url, "--kek-uri", kek}
 	out, _, err := run(t, append([]string{"tenant", "create", "acme"}, v.db...)...)
 	require.NoError(t, err)
