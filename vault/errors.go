@@ -102,6 +102,7 @@ const (
 	CodePGPInvalidFile = "pgp_invalid_file" // the file is not a readable OpenPGP message (422)
 	CodePGPIntegrity   = "pgp_integrity"    // the file is truncated or altered: its integrity check fails (422)
 	CodePGPKeyRetired  = "pgp_key_retired"  // the import key is already retired (409)
+	CodePGPWeakKey     = "pgp_weak_key"     // a recipient key that is weak, expired or cannot encrypt (422)
 )
 
 // InvalidCursor returns the KindBadRequest error (parameter_invalid, param

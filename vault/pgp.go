@@ -51,3 +51,24 @@ type PGPKeys interface {
 	// (pgp_invalid_file) for a message it cannot parse.
 	OpenPGPMessage(ctx context.Context, a Actor, r io.Reader) (io.Reader, error)
 }
+
+// ActionTokenExport records that a token's card left the vault in an
+// export file; one row per token, committed before its bytes are written.
+const ActionTokenExport Action = "token.export"
+
+// ExportFilter selects the tokens an export takes; the zero filter takes
+// every token of the tenant.
+type ExportFilter struct {
+	BusinessKeyPrefix string
+}
+
+// TokenExporter is the role of the operator's export of a tenant's cards.
+type TokenExporter interface {
+	// ExportTokens calls each with every selected token of the actor's
+	// tenant and its card (never its CVC), in token id order, a page at a
+	// time: the page's token.export audit rows (carrying exportID) commit
+	// before each is called for any of its tokens. It returns how many
+	// tokens it passed to each, and each's error, the KEK's or the
+	// database's.
+	ExportTokens(ctx context.Context, a Actor, f ExportFilter, exportID uuid.UUID, each func(Revealed) error) (int, error)
+}

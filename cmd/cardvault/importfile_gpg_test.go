@@ -89,3 +89,9 @@ func TestImportFileRefusesADamagedFileOrAnotherKeyClearly(t *testing.T) {
 		v.checkImported(t, set, readMapping(t, strings.TrimSpace(out)))
 	})
 }
+
+// vaulttestGPG returns GnuPG in a fresh home.
+func vaulttestGPG(t *testing.T) *vaulttest.GnuPG {
+	t.Helper()
+	return vaulttest.GPG(t)
+}

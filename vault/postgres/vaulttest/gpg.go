@@ -3,6 +3,7 @@ package vaulttest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -107,4 +108,23 @@ func (g *GnuPG) ImportKey(armored string) {
 func (g *GnuPG) Encrypt(recipient string, clear []byte) []byte {
 	g.tb.Helper()
 	return g.Run(clear, "--encrypt", "--recipient", recipient)
+}
+
+// GenerateKey makes a key pair without passphrase for uid (an e-mail-style
+// user id) with algo ("rsa3072", "rsa2048", …) able to sign and encrypt,
+// and returns its armored public key.
+func (g *GnuPG) GenerateKey(uid, algo string) string {
+	g.tb.Helper()
+	g.Run(nil, "--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key", uid, algo, "encr,sign", "never")
+	return string(g.Run(nil, "--armor", "--export", uid))
+}
+
+// Decrypt returns the clear content of an OpenPGP message to a key of the
+// home, or gpg's error.
+func (g *GnuPG) Decrypt(msg []byte) ([]byte, error) {
+	out, errOut, err := g.Try(msg, "--pinentry-mode", "loopback", "--passphrase", "", "--decrypt")
+	if err != nil {
+		return nil, fmt.Errorf("gpg --decrypt: %w: %s", err, errOut)
+	}
+	return out, nil
 }
