@@ -101,3 +101,18 @@ func TestPGPKeyListAndRetire(t *testing.T) {
 	v.queryOne(t, `SELECT count(*) FROM audit_events WHERE action = 'pgp_key.retire'`, &audited)
 	assert.Equal(t, 1, audited)
 }
+
+func TestRotateRootMovesTheImportKeysToTheNewKEK(t *testing.T) {
+	v := newPGPVault(t)
+	pub := v.createPGPKey(t)
+	set := stripeExport(t, 0)
+	newKEK, newURI := vaulttest.KEK(t)
+	_, _, err := run(t, append([]string{"keys", "rotate-root", "--new-kek-uri", newURI}, v.db...)...)
+	require.NoError(t, err)
+
+	moved := v
+	moved.kek, moved.db = newKEK, []string{"--database-url", v.url, "--kek-uri", newURI}
+	out, errOut, err := moved.importFile(t, "stripe-csv", writeTemp(t, "export.pgp", encryptTo(t, pub, set.csv)))
+	require.NoError(t, err, errOut)
+	moved.checkImported(t, set, readMapping(t, strings.TrimSpace(out)))
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/cardvault/cardvault/vault"
 )
@@ -264,3 +265,62 @@ func (b pgpBody) Read(p []byte) (int, error) {
 }
 
 var _ vault.PGPKeys = (*Service)(nil)
+
+// rewrapPGPKeys moves the tenant's live import keys from the configured
+// KEK to newKEK within tx, as the root KEK rotation does with the keysets,
+// and returns how many it moved and how many newKEK already opened.
+func (s *Service) rewrapPGPKeys(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, newKEK tink.AEAD, dryRun bool) (int, int, error) {
+	rows, err := tx.Query(ctx, `SELECT id, private_key_wrapped FROM pgp_keys
+		WHERE tenant_id = $1 AND retired_at IS NULL ORDER BY id FOR UPDATE`, tenantID)
+	if err != nil {
+		return 0, 0, err
+	}
+	wrapped := map[uuid.UUID][]byte{}
+	for rows.Next() {
+		var id uuid.UUID
+		var w []byte
+		if err := rows.Scan(&id, &w); err != nil {
+			return 0, 0, err
+		}
+		wrapped[id] = w
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, err
+	}
+	var n, already int
+	for id, w := range wrapped {
+		moved, err := s.rewrapPGPKey(ctx, tx, tenantID, id, w, newKEK, dryRun)
+		if err != nil {
+			return n, already, err
+		}
+		if moved {
+			n++
+		} else {
+			already++
+		}
+	}
+	return n, already, nil
+}
+
+// rewrapPGPKey moves one wrapped private key to newKEK and reports whether
+// it did; one only newKEK opens is already done.
+func (s *Service) rewrapPGPKey(ctx context.Context, tx pgx.Tx, tenantID, id uuid.UUID, w []byte, newKEK tink.AEAD, dryRun bool) (bool, error) {
+	ad := pgpKeyAD(tenantID, id)
+	clear, err := s.keys.kek.Decrypt(w, ad)
+	if err != nil {
+		if _, err2 := newKEK.Decrypt(w, ad); err2 == nil {
+			return false, nil
+		}
+		return false, keyError(tenantID, err)
+	}
+	defer clear2zero(clear)
+	if dryRun {
+		return true, nil
+	}
+	nw, err := newKEK.Encrypt(clear, ad)
+	if err != nil {
+		return false, keyError(tenantID, err)
+	}
+	_, err = tx.Exec(ctx, `UPDATE pgp_keys SET private_key_wrapped = $2 WHERE id = $1`, id, nw)
+	return true, err
+}

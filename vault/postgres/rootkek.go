@@ -11,8 +11,8 @@ import (
 	"github.com/cardvault/cardvault/vault"
 )
 
-// RotateRootKEK re-wraps every tenant keyset, data and fingerprint, from the
-// configured root KEK to newKEK, one transaction per tenant, and audits each
+// RotateRootKEK re-wraps every tenant keyset, data and fingerprint, and
+// every live OpenPGP import key, from the configured root KEK to newKEK, one transaction per tenant, and audits each
 // tenant. Keysets the new KEK already opens are left alone, so an
 // interrupted rotation can simply be run again. With dryRun it only checks
 // that every keyset opens and counts. Running replicas keep their unwrapped
@@ -69,6 +69,11 @@ func (s *Service) rewrapTenant(ctx context.Context, tenantID uuid.UUID, newKEK t
 				already++
 			}
 		}
+		pn, palready, err := s.rewrapPGPKeys(ctx, tx, tenantID, newKEK, dryRun)
+		if err != nil {
+			return err
+		}
+		n, already = n+pn, already+palready
 		if n == 0 || dryRun {
 			return nil
 		}
