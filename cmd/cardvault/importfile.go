@@ -19,6 +19,10 @@ import (
 	"github.com/cardvault/cardvault/vault/postgres"
 )
 
+// importFileWorkers is how many rows of a file are tokenized at once, so
+// that they share the vault's batched commits.
+const importFileWorkers = 16
+
 // fileImport is one `import file` run's settings.
 type fileImport struct {
 	tenant  uuid.UUID
@@ -107,7 +111,7 @@ func runFileImport(ctx context.Context, svc *postgres.Service, fi fileImport, ou
 		return err
 	}
 	prog := newProgress(errOut, "KiB")
-	counts, runErr := cardfile.Import(ctx, svc, vault.Operator(fi.tenant), rows, func(r cardfile.Result) error {
+	counts, runErr := cardfile.Import(ctx, svc, vault.Operator(fi.tenant), rows, importFileWorkers, func(r cardfile.Result) error {
 		if r.Err != nil {
 			fmt.Fprintf(errOut, "row %d: %s: %s\n", r.Row, r.Err.Code, r.Err.Message)
 		}

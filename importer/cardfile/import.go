@@ -30,29 +30,68 @@ type Counts struct {
 	Created, Existing, Failed int
 }
 
-// Import tokenizes every row of rows for a, calling each with every row's
-// Result in file order. A malformed or refused row fails alone. It returns
-// the counts so far and an error when the file cannot be read further,
-// when the vault fails other than on the row (then the run can be repeated:
-// the rows done keep their tokens by business key), or when each does.
-func Import(ctx context.Context, tok Tokenizer, a vault.Actor, rows RowReader, each func(Result) error) (Counts, error) {
+// Import tokenizes every row of rows for a, up to workers rows at once
+// (so concurrent rows share the vault's batched commits), calling each
+// with every row's Result in file order. A malformed or refused row fails
+// alone. It returns the counts so far and an error when the file cannot be
+// read further, when the vault fails other than on the row (then the run
+// can be repeated: the rows done keep their tokens by business key), or
+// when each does.
+func Import(ctx context.Context, tok Tokenizer, a vault.Actor, rows RowReader, workers int, each func(Result) error) (Counts, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	window := make(chan *pending, max(workers, 1))
+	var readErr error
+	go func() {
+		defer close(window)
+		readErr = feed(ctx, tok, a, rows, window)
+	}()
 	var c Counts
+	var err error
+	for p := range window {
+		<-p.done
+		if err == nil {
+			err = p.err
+		}
+		if err == nil {
+			c.add(p.res)
+			err = each(p.res)
+		}
+		if err != nil {
+			cancel()
+		}
+	}
+	if err == nil && !errors.Is(readErr, io.EOF) {
+		err = readErr
+	}
+	return c, err
+}
+
+// pending is a row being tokenized; done closes once res or err is set.
+type pending struct {
+	done chan struct{}
+	res  Result
+	err  error
+}
+
+// feed reads rows and starts each one's tokenization, in order onto
+// window, until the file ends (io.EOF), it fails, or ctx ends.
+func feed(ctx context.Context, tok Tokenizer, a vault.Actor, rows RowReader, window chan<- *pending) error {
 	for {
 		row, err := rows.Next()
-		if errors.Is(err, io.EOF) {
-			return c, nil
-		}
 		if err != nil {
-			return c, err
+			return err
 		}
-		res, err := tokenizeRow(ctx, tok, a, row)
-		if err != nil {
-			return c, err
+		p := &pending{done: make(chan struct{})}
+		select {
+		case window <- p:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		c.add(res)
-		if err := each(res); err != nil {
-			return c, err
-		}
+		go func() {
+			defer close(p.done)
+			p.res, p.err = tokenizeRow(ctx, tok, a, row)
+		}()
 	}
 }
 

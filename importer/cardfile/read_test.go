@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -111,10 +112,15 @@ func TestABrokenFileEndsTheReadingWithoutQuotingIt(t *testing.T) {
 
 // fakeTokenizer refuses numbers failing Luhn-like checks by prefix, and
 // fails hard on "unavailable".
-type fakeTokenizer struct{ seen []string }
+type fakeTokenizer struct {
+	mu   sync.Mutex
+	seen []string
+}
 
 func (f *fakeTokenizer) Tokenize(_ context.Context, _ vault.Actor, in vault.TokenizeInput) (vault.Token, bool, error) {
+	f.mu.Lock()
 	f.seen = append(f.seen, in.BusinessKey)
+	f.mu.Unlock()
 	if strings.HasSuffix(in.Card.Number, "1") {
 		return vault.Token{}, false, vault.InvalidParam("incorrect_number", "card.number", "card number failed the Luhn check")
 	}
@@ -126,7 +132,7 @@ func TestImportFailsABadRowAloneAndCountsEveryRow(t *testing.T) {
 	require.NoError(t, err)
 	tok := &fakeTokenizer{}
 	var results []cardfile.Result
-	counts, err := cardfile.Import(context.Background(), tok, vault.Actor{}, rd, func(r cardfile.Result) error {
+	counts, err := cardfile.Import(context.Background(), tok, vault.Actor{}, rd, 4, func(r cardfile.Result) error {
 		results = append(results, r)
 		return nil
 	})
@@ -135,5 +141,31 @@ func TestImportFailsABadRowAloneAndCountsEveryRow(t *testing.T) {
 	require.Len(t, results, 3)
 	assert.Equal(t, 3, results[2].Row)
 	assert.Equal(t, "incorrect_number", results[2].Err.Code)
-	assert.Equal(t, []string{"card_1", "card_2", "card_3"}, tok.seen)
+	assert.ElementsMatch(t, []string{"card_1", "card_2", "card_3"}, tok.seen)
+	for i, r := range results {
+		assert.Equal(t, i+1, r.Row, "results come in file order")
+	}
+}
+
+// downTokenizer fails as unavailable from the business key down on.
+type downTokenizer struct{ down string }
+
+func (d downTokenizer) Tokenize(_ context.Context, _ vault.Actor, in vault.TokenizeInput) (vault.Token, bool, error) {
+	if in.BusinessKey >= d.down {
+		return vault.Token{}, false, vault.Errorf(vault.KindUnavailable, vault.CodeServiceUnavailable, "down")
+	}
+	return vault.Token{BusinessKey: in.BusinessKey}, true, nil
+}
+
+func TestImportStopsWhenTheVaultFailsAndReportsOnlyTheRowsBefore(t *testing.T) {
+	rd, err := cardfile.NewReader(strings.NewReader(stripeCSV), cardfile.StripeCSV)
+	require.NoError(t, err)
+	var seen []int
+	counts, err := cardfile.Import(context.Background(), downTokenizer{down: "card_2"}, vault.Actor{}, rd, 4, func(r cardfile.Result) error {
+		seen = append(seen, r.Row)
+		return nil
+	})
+	assert.Equal(t, vault.KindUnavailable, vault.ErrorKind(err))
+	assert.Equal(t, cardfile.Counts{Created: 1}, counts)
+	assert.Equal(t, []int{1}, seen, "no row after the failure is reported")
 }
