@@ -83,6 +83,19 @@ func TestImportFileRefusesADamagedFileOrAnotherKeyClearly(t *testing.T) {
 		})
 	}
 
+	t.Run("a tenant without a live key", func(t *testing.T) {
+		_, _, err := other.importFile(t, "stripe-csv", writeTemp(t, "export.pgp", good))
+		require.Error(t, err, "the other tenant's key cannot open it either")
+		keys, _, err := run(t, append([]string{"pgp", "key", "list", "--tenant", other.tenant}, other.db...)...)
+		require.NoError(t, err)
+		_, _, err = run(t, append([]string{"pgp", "key", "retire", strings.Fields(strings.Split(keys, "\n")[1])[0],
+			"--tenant", other.tenant}, other.db...)...)
+		require.NoError(t, err)
+		_, _, err = other.importFile(t, "stripe-csv", writeTemp(t, "export.pgp", og.Encrypt(og.recipient, []byte(set.csv))))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "no live import key", "a retired key opens nothing")
+	})
+
 	t.Run("the good file after a truncated one completes the import", func(t *testing.T) {
 		out, errOut, err := v.importFile(t, "stripe-csv", writeTemp(t, "export.pgp", good))
 		require.NoError(t, err, errOut)
