@@ -60,6 +60,7 @@ const ActionTokenExport Action = "token.export"
 // every token of the tenant.
 type ExportFilter struct {
 	BusinessKeyPrefix string
+	CreatedAfter      *time.Time // nil: any creation time
 }
 
 // TokenExporter is the role of the operator's export of a tenant's cards.

@@ -38,7 +38,7 @@ func newExportCmd() *cobra.Command {
 
 func newExportFileCmd() *cobra.Command {
 	var raw rawConfig
-	var tenant, format string
+	var tenant, format, createdAfter string
 	var fe fileExport
 	var confirm bool
 	cmd := &cobra.Command{
@@ -56,6 +56,9 @@ func newExportFileCmd() *cobra.Command {
 			if fe.format, err = cardfile.ParseFormat(format); err != nil {
 				return err
 			}
+			if fe.filter.CreatedAfter, err = parseCreatedAfter(createdAfter); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			return withApp(ctx, &raw, func(a *app) error {
 				if err := requireTenant(ctx, a.svc, fe.tenant); err != nil {
@@ -71,11 +74,25 @@ func newExportFileCmd() *cobra.Command {
 	cmd.Flags().StringVar(&fe.recipient, "recipient-key", "", "the recipient's armored OpenPGP public key (RSA of at least 3072 bits, or an elliptic-curve key)")
 	cmd.Flags().StringVar(&fe.out, "out", "", "the encrypted file to write (must not exist)")
 	cmd.Flags().StringVar(&fe.filter.BusinessKeyPrefix, "business-key-prefix", "", "export only tokens whose business key starts with this")
+	cmd.Flags().StringVar(&createdAfter, "created-after", "", "export only tokens created after this RFC 3339 time")
 	cmd.Flags().BoolVar(&confirm, "confirm", false, "confirm that card numbers leave the vault")
 	for _, f := range []string{"tenant", "format", "recipient-key", "out"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
 	return cmd
+}
+
+// parseCreatedAfter returns the time s names, nil for "", or a KindInvalid
+// error for another text.
+func parseCreatedAfter(s string) (*time.Time, error) {
+	if s == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return nil, vault.InvalidParam(vault.CodeParameterInvalid, "created-after", "created-after must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
+	}
+	return &t, nil
 }
 
 // runFileExport encrypts every selected card of fe's tenant to the

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -95,6 +96,34 @@ func TestExportFileImportsBackIntoAnotherVaultUnchanged(t *testing.T) {
 	out, errOut, err := b.importFile(t, "jsonl", path)
 	require.NoError(t, err, errOut)
 	b.checkImported(t, set, readMapping(t, strings.TrimSpace(out)))
+}
+
+func TestExportFileSelectsByBusinessKeyPrefixAndCreationTime(t *testing.T) {
+	set := stripeExport(t, 0)
+	v := importedVault(t, set)
+	g := vaulttestGPG(t)
+	keyPath := writeTemp(t, "peer.asc", []byte(g.GenerateKey("peer <peer@example.com>", "rsa3072")))
+	tests := []struct {
+		name  string
+		extra []string
+		want  int
+	}{
+		{"prefix of one card", []string{"--business-key-prefix", "card_03"}, 1},
+		{"prefix of none", []string{"--business-key-prefix", "pm_"}, 0},
+		{"created after the import", []string{"--created-after", time.Now().Add(time.Hour).Format(time.RFC3339)}, 0},
+		{"created after a day ago", []string{"--created-after", time.Now().Add(-24 * time.Hour).Format(time.RFC3339)}, len(set.numbers)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path, _, stderr, err := v.exportFile(t, keyPath, "jsonl", append(tt.extra, "--confirm")...)
+			require.NoError(t, err, stderr)
+			enc, err := os.ReadFile(path)
+			require.NoError(t, err)
+			clear, err := g.Decrypt(enc)
+			require.NoError(t, err)
+			assert.Len(t, readClearRows(t, cardfile.JSONL, clear), tt.want)
+		})
+	}
 }
 
 func TestExportFileRefusesAWeakKeyAndAnUnconfirmedRun(t *testing.T) {

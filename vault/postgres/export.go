@@ -46,7 +46,8 @@ func (s *Service) exportPage(ctx context.Context, a vault.Actor, tk *tenantKeys,
 	err := s.inTx(ctx, "token", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
 			WHERE tenant_id = $1 AND id > $2 AND ($3 = '' OR left(business_key, length($3)) = $3)
-			ORDER BY id LIMIT $4`, a.TenantID, after, f.BusinessKeyPrefix, exportPage)
+			  AND ($5::timestamptz IS NULL OR created_at > $5)
+			ORDER BY id LIMIT $4`, a.TenantID, after, f.BusinessKeyPrefix, exportPage, f.CreatedAfter)
 		if err != nil {
 			return err
 		}
