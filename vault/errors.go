@@ -95,6 +95,14 @@ const (
 	CodeForwardConnectionError  = "forwarding_api_upstream_connection_error"   // the destination could not be reached (502)
 	CodeForwardTimeout          = "forwarding_api_upstream_connection_timeout" // the destination did not answer in time (504)
 	CodeForwardUpstreamError    = "forwarding_api_upstream_error"              // the destination's answer is unusable (502)
+
+	// OpenPGP import keys and encrypted card files.
+	CodeNoPGPKey       = "no_pgp_key"       // the tenant has no live import key (409)
+	CodePGPWrongKey    = "pgp_wrong_key"    // the file is not encrypted to a live import key of the tenant (422)
+	CodePGPInvalidFile = "pgp_invalid_file" // the file is not a readable OpenPGP message (422)
+	CodePGPIntegrity   = "pgp_integrity"    // the file is truncated or altered: its integrity check fails (422)
+	CodePGPKeyRetired  = "pgp_key_retired"  // the import key is already retired (409)
+	CodePGPWeakKey     = "pgp_weak_key"     // a recipient key that is weak, expired or cannot encrypt (422)
 )
 
 // InvalidCursor returns the KindBadRequest error (parameter_invalid, param

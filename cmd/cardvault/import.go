@@ -81,8 +81,8 @@ func newImporter(svc *postgres.Service, s importSettings, log *slog.Logger, m *m
 }
 
 func newImportCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "import", Short: "Copy a Stripe account's cards into the vault, and watch import jobs"}
-	cmd.AddCommand(newImportStripeCmd(), newImportWatchCmd())
+	cmd := &cobra.Command{Use: "import", Short: "Copy a Stripe account's cards or an encrypted card file into the vault, and watch import jobs"}
+	cmd.AddCommand(newImportStripeCmd(), newImportWatchCmd(), newImportFileCmd())
 	return cmd
 }
 

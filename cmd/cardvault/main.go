@@ -44,7 +44,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.AddCommand(newServeCmd(), newDevCmd(), newMigrateCmd(), newKEKCmd(), newTenantCmd(), newAPIKeyCmd(), newKeysCmd())
-	root.AddCommand(newAuditCmd(), newImportCmd(), newForwardingCmd(), newBenchCmd(), newVersionCmd())
+	root.AddCommand(newAuditCmd(), newImportCmd(), newForwardingCmd(), newBenchCmd(), newVersionCmd(), newPGPCmd(), newExportCmd())
 	markRunErrors(root)
 	return root
 }

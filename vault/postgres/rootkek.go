@@ -11,8 +11,8 @@ import (
 	"github.com/cardvault/cardvault/vault"
 )
 
-// RotateRootKEK re-wraps every tenant keyset, data and fingerprint, from the
-// configured root KEK to newKEK, one transaction per tenant, and audits each
+// RotateRootKEK re-wraps every tenant keyset, data and fingerprint, and
+// every live OpenPGP import key, from the configured root KEK to newKEK, one transaction per tenant, and audits each
 // tenant. Keysets the new KEK already opens are left alone, so an
 // interrupted rotation can simply be run again. With dryRun it only checks
 // that every keyset opens and counts. Running replicas keep their unwrapped
@@ -69,6 +69,11 @@ func (s *Service) rewrapTenant(ctx context.Context, tenantID uuid.UUID, newKEK t
 				already++
 			}
 		}
+		pn, palready, err := s.rewrapPGPKeys(ctx, tx, tenantID, newKEK, dryRun)
+		if err != nil {
+			return err
+		}
+		n, already = n+pn, already+palready
 		if n == 0 || dryRun {
 			return nil
 		}
@@ -128,6 +133,7 @@ func (s *Service) DestroyTenant(ctx context.Context, tenantID uuid.UUID) (int64,
 			`DELETE FROM forwarding_requests WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
 			`DELETE FROM forwarding_destinations WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
 			`DELETE FROM idempotency_keys WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
+			`DELETE FROM pgp_keys WHERE tenant_id = $1 AND $2::timestamptz IS NOT NULL`,
 			`UPDATE webhook_events SET given_up_at = $2 WHERE tenant_id = $1 AND delivered_at IS NULL AND given_up_at IS NULL`,
 			`UPDATE import_jobs SET status = 'aborted', failure_reason = 'tenant destroyed', provider_key_ct = NULL,
 			        forward_key_ct = NULL, lease_owner = NULL, lease_until = NULL, finished_at = $2, updated_at = $2
