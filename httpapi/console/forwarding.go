@@ -132,7 +132,7 @@ func latencyChart(ds []destinationRow, fs []forwardRow) barChart {
 		text := fmt.Sprintf("%s · %d %s", millis(r.avg), r.n, plural(r.n, "forward", "forwards"))
 		ch.Bars = append(ch.Bars, bar{X: latencyLabelWidth, Y: y + 5, W: w, H: latencyRow - 10, Class: "bar",
 			Title: r.label + ": " + text, Text: text, TextX: latencyLabelWidth + w + 6, TextY: y + latencyRow/2 + 4})
-		ch.Axis = append(ch.Axis, axisLabel{X: latencyLabelWidth - 8, Y: y + latencyRow/2 + 4, End: true, Text: r.label})
+		ch.Axis = append(ch.Axis, axisLabel{X: latencyLabelWidth - 8, Y: y + latencyRow/2 + 4, End: true, Text: shortID(r.label)})
 	}
 	return ch
 }
@@ -159,6 +159,16 @@ func averages(ds []destinationRow, fs []forwardRow) []latency {
 		}
 	}
 	return out
+}
+
+// shortID returns id cut to what the chart's label column holds; the
+// bar's tooltip carries it whole.
+func shortID(id string) string {
+	const keep = 20
+	if len(id) <= keep {
+		return id
+	}
+	return id[:keep] + "…"
 }
 
 // millis returns d in milliseconds with one decimal, as "12.3 ms".
