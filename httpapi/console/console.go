@@ -32,6 +32,7 @@ type Service interface {
 	vault.ActivityReports
 	vault.AuditSearch
 	vault.TenantAPIKeys
+	vault.Forwarding
 }
 
 // Throttle is the failed sign-in budget of a client address; the HTTP

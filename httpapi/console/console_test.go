@@ -44,7 +44,7 @@ func TestPagesHaveNoInlineScriptOrStyle(t *testing.T) {
 }
 
 // consolePages are the views an all-scope key opens.
-var consolePages = []string{"/console/", "/console/keys", "/console/imports", "/console/audit", "/console/webhooks", "/console/api-keys"}
+var consolePages = []string{"/console/", "/console/keys", "/console/imports", "/console/audit", "/console/webhooks", "/console/api-keys", "/console/forwarding"}
 
 func TestSessionCookie(t *testing.T) {
 	w := newWorld(t)

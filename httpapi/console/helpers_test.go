@@ -41,7 +41,13 @@ type world struct {
 // newWorld serves a fresh tenant's vault with the console, tuned by opts.
 func newWorld(t *testing.T, opts ...httpapi.Option) *world {
 	t.Helper()
-	w := &world{t: t, svc: vaulttest.NewService(t, dbURL, vaulttest.Options{})}
+	return newWorldOf(t, vaulttest.Options{}, opts...)
+}
+
+// newWorldOf is newWorld with the service tuned by vo.
+func newWorldOf(t *testing.T, vo vaulttest.Options, opts ...httpapi.Option) *world {
+	t.Helper()
+	w := &world{t: t, svc: vaulttest.NewService(t, dbURL, vo)}
 	log := slog.New(slog.DiscardHandler)
 	opts = append([]httpapi.Option{httpapi.WithConsole(console.Options{})}, opts...)
 	w.srv = httptest.NewServer(httpapi.New(w.svc, log, opts...))

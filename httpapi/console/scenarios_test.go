@@ -190,6 +190,7 @@ func TestBrowserKeyWithoutKeysManage(t *testing.T) {
 	b := w.openTab(t)
 	b.signIn(limited)
 	assert.False(t, b.has(`a[data-nav="keys"]`), "no keys view in the navigation")
+	assert.False(t, b.has(`a[data-nav="forwarding"]`), "no forwarding view without forwarding:read")
 	assert.False(t, b.has("#rotate"))
 	require.Equal(t, http.StatusForbidden, b.open("/console/keys"))
 	assert.Contains(t, b.text("[role=alert]"), "lacks the keys:manage scope")
@@ -201,4 +202,19 @@ func TestBrowserKeyWithoutKeysManage(t *testing.T) {
 	assert.Len(t, w.auditRows(vault.ActionAuthDenied, w.keyID(limited)), 2, "both refusals are audited")
 	assert.Empty(t, w.auditRows(vault.ActionKeyAdd, w.keyID(limited)))
 	b.screenshot("limited-key")
+}
+
+func TestBrowserForwardingViewShowsTheDestination(t *testing.T) {
+	w, destURL := forwardingWorld(t)
+	destID, fwdID := w.forwardThroughAPI(destURL)
+	b := w.openTab(t)
+	b.signIn(w.keyWith(vault.ScopeTokensForward))
+	require.Equal(t, http.StatusOK, b.click(`a[data-nav="forwarding"]`))
+	b.waitText("h1", "Forwarding")
+	assert.Equal(t, destURL, b.text("code.destination-url"))
+	assert.Equal(t, fwdID, b.text("table.forwards tbody td code"))
+	bars := eval[[]string](b, `[...document.querySelectorAll(".latency-chart rect title")].map(t => t.textContent)`)
+	require.Len(t, bars, 1, "one bar per destination with forwards")
+	assert.Regexp(t, "^"+destID+`: \d+\.\d ms · 1 forward$`, bars[0])
+	b.screenshot("forwarding")
 }
