@@ -336,6 +336,9 @@ func (s *Service) loadAPIKey(ctx context.Context, prefix string, presented []byt
 	return k, "", nil
 }
 
+// lastUseTimeout bounds the write of an API key's last use.
+const lastUseTimeout = 250 * time.Millisecond
+
 // noteUse records that key id authenticated at now, writing last_used_at
 // only when the value known here is at least vault.APIKeyUsageInterval old
 // (claimUse), and then only if no other process wrote a newer one meanwhile:
@@ -345,6 +348,10 @@ func (s *Service) noteUse(ctx context.Context, prefix string, id uuid.UUID, now 
 	if !s.apiKeys.claimUse(prefix, now, vault.APIKeyUsageInterval) {
 		return
 	}
+	// bookkeeping never holds a request up for long: a database that cannot
+	// commit (no synchronous standby left) costs this request lastUseTimeout
+	ctx, cancel := context.WithTimeout(ctx, lastUseTimeout)
+	defer cancel()
 	_, err := s.db.Exec(ctx, `UPDATE api_keys SET last_used_at = $2
 		WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $2::timestamptz - $3::interval)`,
 		id, now, vault.APIKeyUsageInterval)

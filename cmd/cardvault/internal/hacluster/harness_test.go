@@ -140,6 +140,7 @@ func (h *harness) startVault(files string, i int) *e2e.Vault {
 		"VAULT_STRIPE_API_BASE=" + h.sim.URL(),
 		"VAULT_IMPORT_MAX_ATTEMPTS=8", // see docs/operations.md: 8 attempts outlast a failover
 		"VAULT_KEY_REFRESH=1s",
+		"VAULT_EGRESS_ALLOW_LOOPBACK=true", // the webhook receiver listens on loopback
 	}, h.env...)
 	v, err := e2e.StartVault(context.Background(), e2e.VaultOptions{Command: exec.Command(h.bin, "serve"), Env: env,
 		LogPath: filepath.Join(files, fmt.Sprintf("vault-%d.log", i)), StopGrace: 25 * time.Second})
