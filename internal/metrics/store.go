@@ -16,9 +16,12 @@ const (
 	BatchTokenRead     Batch = "token_read"     // masked reads and their audit rows
 	BatchTokenReveal   Batch = "token_reveal"   // detokenizations and their audit rows
 	BatchImportAttempt Batch = "import_attempt" // import forwarders' attempts
+	// BatchForwardPrepare: forwards' audit rows, CVC consumptions and
+	// pending records, committed before anything is sent
+	BatchForwardPrepare Batch = "forward_prepare"
 )
 
-var batches = []Batch{BatchTokenCreate, BatchTokenRead, BatchTokenReveal, BatchImportAttempt}
+var batches = []Batch{BatchTokenCreate, BatchTokenRead, BatchTokenReveal, BatchImportAttempt, BatchForwardPrepare}
 
 // batchBuckets bound the group-commit batch size histogram.
 var batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}

@@ -23,7 +23,8 @@ import (
 
 // A forward, in the order that lets nothing leave unaudited: resolve the
 // token, match the destination, build the body, then commit the audit row,
-// the CVC's consumption and a pending record in one transaction; only then
+// the CVC's consumption and a pending record in one transaction
+// (forwarding_prepare.go, together with concurrent forwards); only then
 // send (forwarding_send.go), and store the redacted outcome.
 
 // The field names bound into a forwarding request's ciphertexts.
@@ -51,15 +52,17 @@ type forwardRow struct {
 	durationMS            *int64
 	requestCT, responseCT []byte
 	idemFP                []byte
+	idemKey               []byte // read only by the queries that need it
 }
 
-// scanForward reads a row of forwardColumns.
-func scanForward(row pgx.Row) (forwardRow, error) {
+// scanForward reads a row of forwardColumns, after the leading columns
+// lead when given.
+func scanForward(row pgx.Row, lead ...any) (forwardRow, error) {
 	var r forwardRow
 	var status string
-	err := row.Scan(&r.ID, &r.TenantID, &r.TokenID, &r.PaymentMethod, &r.DestinationID, &r.URL, &r.Replacements,
+	err := row.Scan(append(lead, &r.ID, &r.TenantID, &r.TokenID, &r.PaymentMethod, &r.DestinationID, &r.URL, &r.Replacements,
 		&r.Metadata, &status, &r.destStatus, &r.durationMS, &r.DestinationIP, &r.ErrorCode, &r.requestCT,
-		&r.responseCT, &r.idemFP, &r.CreatedAt)
+		&r.responseCT, &r.idemFP, &r.CreatedAt)...)
 	r.Status, r.CreatedAt = vault.ForwardStatus(status), r.CreatedAt.UTC()
 	if r.durationMS != nil {
 		r.DestinationDuration = time.Duration(*r.durationMS) * time.Millisecond
@@ -136,7 +139,7 @@ func (s *Service) Forward(ctx context.Context, a vault.Actor, in vault.ForwardIn
 	if err != nil {
 		return vault.ForwardingRequest{}, err
 	}
-	p, err := s.prepareForwardSealed(ctx, a, tk, in, idem)
+	p, err := s.prepareForward(ctx, a, tk, in, idem)
 	switch {
 	case errors.Is(err, errURLNotAllowed):
 		return vault.ForwardingRequest{}, s.auditRefusedForward(ctx, a, in)
@@ -146,79 +149,6 @@ func (s *Service) Forward(ctx context.Context, a vault.Actor, in vault.ForwardIn
 		return p.rec, replayError(p.rec)
 	}
 	return s.recordOutcome(a.TenantID, p, s.exchange(ctx, p))
-}
-
-// prepareForwardSealed runs prepareForward, again with the tenant's current
-// keys when the one that sealed the pending record was retired meanwhile.
-func (s *Service) prepareForwardSealed(ctx context.Context, a vault.Actor, tk *tenantKeys, in vault.ForwardInput, idem forwardIdem) (*preparedForward, error) {
-	for attempt := 1; ; attempt++ {
-		p, err := s.prepareForward(ctx, a, tk, in, idem)
-		if !isSealingKeyViolation(err) || attempt == maxSealAttempts {
-			return p, err
-		}
-		if tk, err = s.newerKeys(a.TenantID, tk); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// prepareForward resolves, matches and builds the forward and commits its
-// audit row, the CVC's consumption and its pending record in one
-// transaction; or finds the record of an earlier request with the same
-// Idempotency-Key.
-func (s *Service) prepareForward(ctx context.Context, a vault.Actor, tk *tenantKeys, in vault.ForwardInput, idem forwardIdem) (*preparedForward, error) {
-	var p *preparedForward
-	err := s.inTx(ctx, "payment method", func(tx pgx.Tx) error {
-		var err error
-		if p, err = s.earlierForward(ctx, tx, tk, a.TenantID, idem); err != nil || p != nil {
-			return err
-		}
-		row, err := lockPaymentMethod(ctx, tx, a.TenantID, in.PaymentMethod)
-		if err != nil {
-			return err
-		}
-		drow, err := matchDestination(ctx, tx, a.TenantID, in.URL)
-		if err != nil {
-			return err
-		}
-		if p, err = s.buildForward(tk, row, drow, in); err != nil {
-			return err
-		}
-		return s.commitForward(ctx, tx, a, tk, row, p, in, idem)
-	})
-	return p, err
-}
-
-// lockPaymentMethod returns the tenant's token named by pm (its id, else
-// its business key), locked for the forward's transaction, or
-// errNoPaymentMethod.
-func lockPaymentMethod(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, pm string) (tokenRow, error) {
-	var id *uuid.UUID
-	if u, err := uuid.Parse(pm); err == nil {
-		id = &u
-	}
-	row, err := scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+` FROM tokens
-		WHERE tenant_id = $1 AND (id = $2 OR business_key = $3)
-		ORDER BY (id = $2) IS TRUE DESC LIMIT 1 FOR UPDATE`, tenantID, id, pm))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return row, errNoPaymentMethod
-	}
-	return row, err
-}
-
-// matchDestination returns the tenant's first live destination whose URL
-// pattern rawURL matches, or errURLNotAllowed.
-func matchDestination(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, rawURL string) (destinationRow, error) {
-	dests, err := liveDestinations(ctx, tx, tenantID)
-	if err != nil {
-		return destinationRow{}, err
-	}
-	for _, d := range dests {
-		if _, ok := forwarding.Match([]forwarding.Destination{{URL: d.URL}}, rawURL); ok {
-			return d, nil
-		}
-	}
-	return destinationRow{}, errURLNotAllowed
 }
 
 // buildForward opens the card and the destination and builds the body and
@@ -258,70 +188,55 @@ func usableReplacements(requested []string, c card.Card) []string {
 	return slices.DeleteFunc(slices.Clone(requested), func(r string) bool { return r == string(forwarding.CardCVC) })
 }
 
-// insertForwardSQL stores a pending forwarding request.
-const insertForwardSQL = `
-	INSERT INTO forwarding_requests (id, tenant_id, token_id, payment_method, destination_id, url, replacements,
-	                                 metadata, status, request_ct, key_id, idempotency_key, idempotency_fp, created_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11, $12, $13)`
-
-// commitForward writes, in tx and one round trip, the CVC's consumption
-// (when card_cvc is asked for and the token holds one), the token.forward
-// audit row and the pending record, its request details sealed.
-func (s *Service) commitForward(ctx context.Context, tx pgx.Tx, a vault.Actor, tk *tenantKeys, row tokenRow, p *preparedForward, in vault.ForwardInput, idem forwardIdem) error {
-	consume := slices.Contains(in.Replacements, string(forwarding.CardCVC)) && row.sealed.cvc != nil
-	details, err := json.Marshal(p.rec.Request)
-	if err != nil {
-		return vault.Internal(err)
-	}
-	ct, err := s.sealSide(tk, row.TenantID, p.rec.ID, fieldForwardRequest, details)
-	if err != nil {
-		return err
-	}
-	var b pipeline
-	if consume {
-		b.batch.Queue(`UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL WHERE id = $1 AND tenant_id = $2`, row.ID, row.TenantID)
-	}
-	ev := s.event(a, vault.ActionTokenForward, row.ID, map[string]any{"forwarding_request": p.rec.ID,
-		"destination_id": p.rec.DestinationID, "replacements": p.rec.Replacements, "cvc_used": consume})
-	if err := insertAudit(ctx, &b, ev); err != nil {
-		return err
-	}
-	metadata, err := json.Marshal(p.rec.Metadata)
-	if err != nil {
-		return vault.Internal(err)
-	}
-	b.batch.Queue(insertForwardSQL, p.rec.ID, p.rec.TenantID, p.rec.TokenID, p.rec.PaymentMethod, p.rec.DestinationID,
-		p.rec.URL, p.rec.Replacements, metadata, ct, int64(tk.sealer.PrimaryKeyID()), idem.key, idem.fp, p.rec.CreatedAt)
-	return tx.SendBatch(ctx, &b.batch).Close()
+// forwardWrite is what committing a prepared forward writes: the CVC's
+// consumption (when card_cvc is asked for and the token holds one), the
+// token.forward audit row and the pending record, its request details
+// sealed.
+type forwardWrite struct {
+	consume  bool
+	ev       vault.AuditEvent
+	rec      vault.ForwardingRequest
+	ct       []byte // the sealed request details
+	keyID    int64  // the key that sealed ct
+	metadata []byte
+	idem     forwardIdem
 }
 
-// earlierForward returns the record of the tenant's request with the same
-// Idempotency-Key within vault.IdempotencyTTL, marked for replay; nil when
-// there is none (or no key). A key older than that is forgotten first. It
-// returns a KindIdempotency error when the key came with another request.
-func (s *Service) earlierForward(ctx context.Context, tx pgx.Tx, tk *tenantKeys, tenantID uuid.UUID, idem forwardIdem) (*preparedForward, error) {
-	if idem.key == nil {
-		return nil, nil
+// forwardWriteOf lays out what committing p writes.
+func (s *Service) forwardWriteOf(a vault.Actor, tk *tenantKeys, row tokenRow, p *preparedForward, in vault.ForwardInput, idem forwardIdem) (*forwardWrite, error) {
+	w := &forwardWrite{consume: slices.Contains(in.Replacements, string(forwarding.CardCVC)) && row.sealed.cvc != nil,
+		rec: p.rec, keyID: int64(tk.sealer.PrimaryKeyID()), idem: idem}
+	details, err := json.Marshal(p.rec.Request)
+	if err != nil {
+		return nil, vault.Internal(err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE forwarding_requests SET idempotency_key = NULL, idempotency_fp = NULL
-		WHERE tenant_id = $1 AND idempotency_key = $2 AND created_at <= $3`,
-		tenantID, idem.key, s.clock().Add(-vault.IdempotencyTTL)); err != nil {
+	if w.ct, err = s.sealSide(tk, row.TenantID, p.rec.ID, fieldForwardRequest, details); err != nil {
 		return nil, err
 	}
-	row, err := scanForward(tx.QueryRow(ctx, `SELECT `+forwardColumns+` FROM forwarding_requests
-		WHERE tenant_id = $1 AND idempotency_key = $2`, tenantID, idem.key))
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil, nil
-	case err != nil:
-		return nil, err
-	case !bytes.Equal(row.idemFP, idem.fp):
-		return nil, &vault.Error{Kind: vault.KindIdempotency, Code: vault.CodeIdempotencyError, Param: "Idempotency-Key",
-			Message: "this Idempotency-Key was already used with a different request; use a new key for a new request"}
+	w.ev = s.event(a, vault.ActionTokenForward, row.ID, map[string]any{"forwarding_request": p.rec.ID,
+		"destination_id": p.rec.DestinationID, "replacements": p.rec.Replacements, "cvc_used": w.consume})
+	if w.metadata, err = json.Marshal(p.rec.Metadata); err != nil {
+		return nil, vault.Internal(err)
+	}
+	return w, nil
+}
+
+// replayOf returns row, the record of an earlier request with idem's key,
+// marked for replay, or a KindIdempotency error when the key came with
+// another request.
+func (s *Service) replayOf(tk *tenantKeys, row forwardRow, idem forwardIdem) (*preparedForward, error) {
+	if !bytes.Equal(row.idemFP, idem.fp) {
+		return nil, errIdempotencyMismatch()
 	}
 	rec, err := s.openForward(tk, row)
 	rec.Replayed = true
 	return &preparedForward{rec: rec, replay: true}, err
+}
+
+// errIdempotencyMismatch answers an Idempotency-Key used with another request.
+func errIdempotencyMismatch() error {
+	return &vault.Error{Kind: vault.KindIdempotency, Code: vault.CodeIdempotencyError, Param: "Idempotency-Key",
+		Message: "this Idempotency-Key was already used with a different request; use a new key for a new request"}
 }
 
 // replayError is the error an earlier request's record is answered with.

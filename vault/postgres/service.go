@@ -65,6 +65,9 @@ type Service struct {
 	reads, reveals lookupBatch
 	// newTokens commits concurrent new tokens together (token_batch.go).
 	newTokens newTokenBatch
+	// forwardPreps commits the pre-send transactions of concurrent
+	// forwards together (forwarding_prepare.go).
+	forwardPreps forwardPrepBatch
 	// egress sends forwards; allowLoopback admits loopback destinations
 	// (forwarding.go).
 	egress        *egress.Client
@@ -110,6 +113,7 @@ func (s *Service) setMetrics(m *metrics.Store) {
 	s.newTokens.sizes = m.BatchSizes(metrics.BatchTokenCreate)
 	s.reads.sizes = m.BatchSizes(metrics.BatchTokenRead)
 	s.reveals.sizes = m.BatchSizes(metrics.BatchTokenReveal)
+	s.forwardPreps.sizes = m.BatchSizes(metrics.BatchForwardPrepare)
 	s.importCounts.batch.sizes = m.BatchSizes(metrics.BatchImportAttempt)
 }
 
