@@ -19,9 +19,10 @@ const (
 	// BatchForwardPrepare: forwards' audit rows, CVC consumptions and
 	// pending records, committed before anything is sent
 	BatchForwardPrepare Batch = "forward_prepare"
+	BatchForwardOutcome Batch = "forward_outcome" // forwards' outcomes
 )
 
-var batches = []Batch{BatchTokenCreate, BatchTokenRead, BatchTokenReveal, BatchImportAttempt, BatchForwardPrepare}
+var batches = []Batch{BatchTokenCreate, BatchTokenRead, BatchTokenReveal, BatchImportAttempt, BatchForwardPrepare, BatchForwardOutcome}
 
 // batchBuckets bound the group-commit batch size histogram.
 var batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}

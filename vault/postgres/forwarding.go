@@ -108,6 +108,10 @@ type preparedForward struct {
 	// replay is set when rec is the record of an earlier request with the
 	// same Idempotency-Key: nothing is to be sent.
 	replay bool
+	// requestCT is the pending record's sealed request details, under
+	// the key keyID.
+	requestCT []byte
+	keyID     int64
 }
 
 // forwardIdem is a forward's Idempotency-Key and request, as the tenant's
@@ -285,83 +289,6 @@ func (s *Service) auditRefusedForward(ctx context.Context, a vault.Actor, in vau
 		return dbError(err, "audit event")
 	}
 	return errURLNotAllowed
-}
-
-// recordOutcome stores the redacted outcome of p's exchange and returns the
-// record, with the exchange's error when no usable answer came. When the
-// outcome cannot be stored the answer is still returned (the card has been
-// sent) and the failure logged; the record stays pending.
-func (s *Service) recordOutcome(tenantID uuid.UUID, p *preparedForward, ex exchangeResult) (vault.ForwardingRequest, error) {
-	rec := p.rec
-	rec.DestinationDuration, rec.DestinationIP = ex.duration, ex.ip
-	if ex.err != nil {
-		rec.Status, rec.ErrorCode = vault.ForwardFailed, ex.err.Code
-	} else {
-		body, header := forwarding.RedactResponse(ex.body, ex.header, p.card)
-		rec.Status = vault.ForwardSucceeded
-		rec.Response = &vault.ForwardedResponse{Status: ex.status, Body: string(body), Headers: headerList(header)}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), outcomeTimeout)
-	defer cancel()
-	if err := s.storeOutcomeSealed(ctx, tenantID, rec, ex.status); err != nil {
-		s.log.Error("storing a forward's outcome", "forwarding_request", rec.ID, "error", card.MaskPANs(err.Error()))
-		rec.Status = vault.ForwardPending
-	}
-	if ex.err != nil {
-		return rec, ex.err
-	}
-	return rec, nil
-}
-
-// storeOutcomeSealed runs storeOutcome, again with the tenant's current
-// keys when the one it sealed with was retired meanwhile.
-func (s *Service) storeOutcomeSealed(ctx context.Context, tenantID uuid.UUID, rec vault.ForwardingRequest, status int) error {
-	tk, err := s.keys.get(ctx, tenantID)
-	for attempt := 1; err == nil; attempt++ {
-		err = s.storeOutcome(ctx, tk, rec, status)
-		if !isSealingKeyViolation(err) || attempt == maxSealAttempts {
-			break
-		}
-		tk, err = s.newerKeys(tenantID, tk)
-	}
-	return err
-}
-
-// storeOutcome seals rec's request and response details under tk's primary
-// key (both, so that the row's key_id names the one key it is under) and
-// stores them with the outcome.
-func (s *Service) storeOutcome(ctx context.Context, tk *tenantKeys, rec vault.ForwardingRequest, status int) error {
-	reqCT, respCT, err := s.sealForwardDetails(tk, rec)
-	if err != nil {
-		return err
-	}
-	var destStatus *int
-	if status != 0 {
-		destStatus = &status
-	}
-	_, err = s.db.Exec(ctx, `UPDATE forwarding_requests SET status = $3, destination_status = $4, duration_ms = $5,
-		destination_ip = $6, error_code = $7, request_ct = $8, response_ct = $9, key_id = $10
-		WHERE tenant_id = $1 AND id = $2`, rec.TenantID, rec.ID, string(rec.Status), destStatus,
-		rec.DestinationDuration.Milliseconds(), rec.DestinationIP, rec.ErrorCode, reqCT, respCT, int64(tk.sealer.PrimaryKeyID()))
-	return dbError(err, "forwarding request")
-}
-
-// sealForwardDetails seals rec's request details and, when there is one,
-// its response details.
-func (s *Service) sealForwardDetails(tk *tenantKeys, rec vault.ForwardingRequest) (reqCT, respCT []byte, err error) {
-	req, err := json.Marshal(rec.Request)
-	if err != nil {
-		return nil, nil, vault.Internal(err)
-	}
-	if reqCT, err = s.sealSide(tk, rec.TenantID, rec.ID, fieldForwardRequest, req); err != nil || rec.Response == nil {
-		return reqCT, nil, err
-	}
-	resp, err := json.Marshal(rec.Response)
-	if err != nil {
-		return nil, nil, vault.Internal(err)
-	}
-	respCT, err = s.sealSide(tk, rec.TenantID, rec.ID, fieldForwardResponse, resp)
-	return reqCT, respCT, err
 }
 
 // GetForwardingRequest returns the actor's tenant's record id and audits

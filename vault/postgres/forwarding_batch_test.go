@@ -2,10 +2,13 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // forwardIn is a forward of pm's card to url with the own-vault body.
@@ -194,4 +198,86 @@ func TestConcurrentForwardsOfManyTokensSendEachCVCOnce(t *testing.T) {
 		assert.ElementsMatch(t, []bool{true, false}, e.forwardAudits(t, id))
 	}
 	assert.Empty(t, e.pendingRecords(t))
+}
+
+// TestAnOutcomePostgreSQLRefusesIsWrittenAloneInItsBatch: when the database
+// refuses one outcome of a batch (here, one naming a key the tenant never
+// had), nothing of the batch is written and each outcome is written alone:
+// every record ends succeeded, its answer sealed under the tenant's key.
+func TestAnOutcomePostgreSQLRefusesIsWrittenAloneInItsBatch(t *testing.T) {
+	dest := newRecorder(t, nil)
+	e := newForwardEnv(t, dest.Server)
+	ctx := context.Background()
+	url := dest.URL + "/cde-import"
+	e.ownVaultDestination(t, url)
+	reqs := make([]postgres.ForwardBatchRequest, 3)
+	for i := range reqs {
+		e.tokenize(t, visa(fmt.Sprintf("pm_outcome_%d", i)))
+		reqs[i] = postgres.ForwardBatchRequest{Actor: e.actor, In: forwardIn(fmt.Sprintf("pm_outcome_%d", i), url, "", "card_number")}
+	}
+	recs, errs, _, err := postgres.PrepareForwardBatch(ctx, e.svc, reqs)
+	require.NoError(t, err)
+	items := make([]postgres.OutcomeBatchItem, len(recs))
+	for i, rec := range recs {
+		require.NoError(t, errs[i])
+		items[i] = postgres.OutcomeBatchItem{Rec: rec, BadKey: i == 1}
+	}
+	errs, refused, err := postgres.WriteOutcomeBatch(ctx, e.svc, items)
+	require.NoError(t, err)
+	assert.True(t, refused, "the database refused the batch")
+	for i, rec := range recs {
+		require.NoError(t, errs[i], "outcome %d", i)
+		stored, err := e.svc.GetForwardingRequest(ctx, e.actor, rec.ID)
+		require.NoError(t, err)
+		assert.Equal(t, vault.ForwardSucceeded, stored.Status, "outcome %d", i)
+		require.NotNil(t, stored.Response, "outcome %d", i)
+		assert.Equal(t, `{"ok":true}`, stored.Response.Body)
+	}
+	assert.Empty(t, e.pendingRecords(t))
+}
+
+// tinkKeyID is the key id in the output prefix of a Tink ciphertext.
+func tinkKeyID(ct []byte) int64 {
+	return int64(binary.BigEndian.Uint32(ct[1:5]))
+}
+
+// TestAnOutcomeAfterTheRecordWasResealedNamesTheKeyItIsUnder: a replica
+// whose cached keys are stale forwards while the data key is rotated and
+// the records re-encrypted (the destination does it before answering), so
+// the pending record is sealed again under the new key before the outcome
+// is written. The outcome is still stored, and the row's key id names the
+// key both its request and its answer are sealed under.
+func TestAnOutcomeAfterTheRecordWasResealedNamesTheKeyItIsUnder(t *testing.T) {
+	var e *forwardEnv
+	var rotated sync.Once
+	dest := newRecorder(t, func(w http.ResponseWriter, body []byte) {
+		rotated.Do(func() {
+			_, err := e.svc.RotateDataKey(context.Background(), e.actor, 0)
+			require.NoError(t, err)
+			require.NoError(t, reencrypt(context.Background(), e))
+		})
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	})
+	e = newForwardEnv(t, dest.Server)
+	ctx := context.Background()
+	stale := vaulttest.NewService(t, dbURL, vaulttest.Options{Now: e.clock.Now,
+		Egress: vaulttest.LoopbackEgress(5*time.Second, dest.Server), AllowLoopback: true})
+	staleActor := vaulttest.Actor(t, stale, e.secret)
+	e.tokenize(t, visa("pm_resealed"))
+	url := dest.URL + "/cde-import"
+	e.ownVaultDestination(t, url)
+
+	rec, err := stale.Forward(ctx, staleActor, forwardIn("pm_resealed", url, "", "card_number"))
+	require.NoError(t, err)
+	assert.Equal(t, vault.ForwardSucceeded, rec.Status)
+	var keyID int64
+	var reqCT, respCT []byte
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT key_id, request_ct, response_ct FROM forwarding_requests WHERE id = $1`,
+		rec.ID).Scan(&keyID, &reqCT, &respCT))
+	assert.Equal(t, keyID, tinkKeyID(reqCT), "the request details are under the row's key")
+	assert.Equal(t, keyID, tinkKeyID(respCT), "the answer is under the row's key")
+	stored, err := e.svc.GetForwardingRequest(ctx, e.actor, rec.ID)
+	require.NoError(t, err)
+	assert.Equal(t, vault.ForwardSucceeded, stored.Status)
+	assert.Equal(t, rec.Request, stored.Request)
 }

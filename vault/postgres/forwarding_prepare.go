@@ -367,7 +367,11 @@ func (s *Service) buildBatched(f *forwardPrep, dests []destinationRow) (*prepare
 		return nil, nil, err
 	}
 	w, err := s.forwardWriteOf(f.a, f.tk, f.row, p, f.in, f.idem)
-	return p, w, err
+	if err != nil {
+		return nil, nil, err
+	}
+	p.requestCT, p.keyID = w.ct, w.keyID
+	return p, w, nil
 }
 
 // firstMatch returns the first of dests whose URL pattern rawURL matches.

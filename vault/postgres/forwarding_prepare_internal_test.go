@@ -47,3 +47,50 @@ func PrepareForwardBatch(ctx context.Context, s *Service, reqs []ForwardBatchReq
 	}
 	return recs, errs, errors.Is(batchErr, errForwardAlone), nil
 }
+
+// OutcomeBatchItem is one forward's outcome in a batch built by a test:
+// its pending record, answered 200 with a small body. BadKey makes
+// PostgreSQL refuse it (a key id the tenant never had).
+type OutcomeBatchItem struct {
+	Rec    vault.ForwardingRequest
+	BadKey bool
+}
+
+// WriteOutcomeBatch writes items' outcomes as one batch of the outcomes'
+// group commit, and then each alone as recordOutcome does when PostgreSQL
+// refused the batch. It returns each item's error and whether the batch
+// was refused.
+func WriteOutcomeBatch(ctx context.Context, s *Service, items []OutcomeBatchItem) ([]error, bool, error) {
+	batch := make([]*outcomeWrite, len(items))
+	recs := make([]vault.ForwardingRequest, len(items))
+	for i, it := range items {
+		p := &preparedForward{rec: it.Rec}
+		if err := s.db.QueryRow(ctx, `SELECT request_ct, key_id FROM forwarding_requests WHERE tenant_id = $1 AND id = $2`,
+			it.Rec.TenantID, it.Rec.ID).Scan(&p.requestCT, &p.keyID); err != nil {
+			return nil, false, err
+		}
+		tk, err := s.keys.get(ctx, it.Rec.TenantID)
+		if err != nil {
+			return nil, false, err
+		}
+		recs[i] = it.Rec
+		recs[i].Status, recs[i].Response = vault.ForwardSucceeded, &vault.ForwardedResponse{Status: 200, Body: `{"ok":true}`}
+		if batch[i], err = s.sealOutcome(tk, p, recs[i], 200); err != nil {
+			return nil, false, err
+		}
+		if it.BadKey {
+			batch[i].keyID, batch[i].requestCT = 1, p.requestCT
+		}
+	}
+	_ = s.writeOutcomeBatch(batch)
+	errs := make([]error, len(batch))
+	refused := false
+	for i, w := range batch {
+		refused = refused || w.alone
+		errs[i] = dbError(w.err, "forwarding request")
+		if w.alone || isSealingKeyViolation(w.err) {
+			errs[i] = s.storeOutcomeSealed(ctx, recs[i].TenantID, recs[i], 200)
+		}
+	}
+	return errs, refused, nil
+}

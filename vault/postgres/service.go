@@ -68,6 +68,9 @@ type Service struct {
 	// forwardPreps commits the pre-send transactions of concurrent
 	// forwards together (forwarding_prepare.go).
 	forwardPreps forwardPrepBatch
+	// outcomes commits the outcomes of concurrent forwards together
+	// (forwarding_outcome.go).
+	outcomes outcomeBatch
 	// egress sends forwards; allowLoopback admits loopback destinations
 	// (forwarding.go).
 	egress        *egress.Client
@@ -90,6 +93,7 @@ func NewService(cfg Config) (*Service, error) {
 		s.egress = egress.New(egress.Config{AllowLoopback: cfg.AllowLoopback})
 	}
 	s.reads.limit = readBatchesInFlight
+	s.outcomes.limit = outcomeBatchesInFlight
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -114,6 +118,7 @@ func (s *Service) setMetrics(m *metrics.Store) {
 	s.reads.sizes = m.BatchSizes(metrics.BatchTokenRead)
 	s.reveals.sizes = m.BatchSizes(metrics.BatchTokenReveal)
 	s.forwardPreps.sizes = m.BatchSizes(metrics.BatchForwardPrepare)
+	s.outcomes.sizes = m.BatchSizes(metrics.BatchForwardOutcome)
 	s.importCounts.batch.sizes = m.BatchSizes(metrics.BatchImportAttempt)
 }
 
