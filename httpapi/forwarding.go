@@ -174,6 +174,7 @@ type forwardingRequestResponse struct {
 	URL             string                   `json:"url"`
 	Status          string                   `json:"status"`
 	FailureCode     *string                  `json:"failure_code"`
+	FailureMessage  *string                  `json:"failure_message"`
 }
 
 type forwardContext struct {
@@ -190,7 +191,8 @@ func newForwardingRequestResponse(r vault.ForwardingRequest) forwardingRequestRe
 	out := forwardingRequestResponse{ID: r.ID, Object: "forwarding.request", Created: r.CreatedAt.Unix(),
 		Metadata: r.Metadata, PaymentMethod: r.PaymentMethod, Replacements: r.Replacements, URL: r.URL,
 		RequestDetails:  forwardedRequestJSON{ForwardedRequest: r.Request, HTTPMethod: http.MethodPost},
-		ResponseDetails: r.Response, Status: string(r.Status), FailureCode: optional(r.ErrorCode)}
+		ResponseDetails: r.Response, Status: string(r.Status), FailureCode: optional(r.ErrorCode),
+		FailureMessage: optional(r.FailureMessage())}
 	if r.Status != vault.ForwardPending {
 		out.RequestContext = &forwardContext{DestinationDuration: r.DestinationDuration.Milliseconds(),
 			DestinationIPAddress: r.DestinationIP}

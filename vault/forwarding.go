@@ -50,11 +50,27 @@ const (
 	ActionForwardingRead    Action = "forwarding.request.read"
 	ActionForwardingList    Action = "forwarding.request.list"
 	ActionForwardingPrune   Action = "forwarding.request.prune"
+	// ActionForwardingSweep is a pending record of a stopped process
+	// marked failed by the sweeper, its outcome unknown.
+	ActionForwardingSweep Action = "forwarding.request.sweep"
 )
 
 // DefaultForwardRetention is how long forwarding requests are kept when no
 // retention is configured: 30 days, as Stripe keeps them.
 const DefaultForwardRetention = 30 * 24 * time.Hour
+
+// A pending record whose process stopped before writing the outcome is
+// marked failed (forwarding_api_upstream_connection_error, outcome
+// unknown) once it is older than its destination's timeout plus the grace
+// (VAULT_FORWARD_PENDING_GRACE). The grace is at least
+// MinForwardPendingGrace, which covers the bounds of the pre-send batch
+// and of the outcome write (10 s each) with a margin for clocks, so that a
+// forward still running is never swept; should one be, its outcome still
+// replaces the sweeper's.
+const (
+	DefaultForwardPendingGrace = 2 * time.Minute
+	MinForwardPendingGrace     = 30 * time.Second
+)
 
 // Limits on a forward request.
 const (
@@ -177,6 +193,26 @@ type ForwardingRequest struct {
 	// Replayed is set on the record answered to a retry of an earlier
 	// request with the same Idempotency-Key (nothing was sent again).
 	Replayed bool
+	// OutcomeUnknown is set on a failed record the sweeper finished: its
+	// process stopped after the record committed and before the outcome
+	// was written, so the destination may or may not have received it.
+	OutcomeUnknown bool
+}
+
+// FailureMessage says why a failed record failed, "" for any other.
+func (r ForwardingRequest) FailureMessage() string {
+	switch {
+	case r.Status != ForwardFailed:
+		return ""
+	case r.OutcomeUnknown:
+		return "the vault stopped after sending began and before the destination's answer was recorded: " +
+			"whether the destination received the request is unknown"
+	case r.ErrorCode == CodeForwardTimeout:
+		return "the destination did not answer in time"
+	case r.ErrorCode == CodeForwardUpstreamError:
+		return "the destination's answer was larger than the vault keeps (1 MiB)"
+	}
+	return "the destination could not be reached"
 }
 
 // ListForwardingParams filters and pages a listing of forwarding requests,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/httpapi"
+	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 )
 
@@ -57,6 +58,9 @@ type config struct {
 	EgressAllowLoopback bool
 	// ForwardRetention is how long forwarding records are kept.
 	ForwardRetention time.Duration
+	// ForwardPendingGrace is how long past its destination's timeout a
+	// pending forwarding record waits before the sweeper marks it failed.
+	ForwardPendingGrace time.Duration
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// "" is off.
 	MetricsListen string
@@ -77,6 +81,7 @@ type rawConfig struct {
 	console                                                                 string
 	egressAllowLoopback, forwardRetention                                   string
 	cardHistoryRetention                                                    string
+	forwardPendingGrace                                                     string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
@@ -158,6 +163,8 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	fs.StringVar(&r.metricsListen, "metrics-listen", os.Getenv("VAULT_METRICS_LISTEN"), "host:port serving Prometheus metrics at GET /metrics, apart from the API; off when empty (env VAULT_METRICS_LISTEN)")
 	r.bindEgress(fs)
 	fs.StringVar(&r.forwardRetention, "forward-retention", envOr("VAULT_FORWARD_RETENTION", "30d"), "how long forwarding records are kept, e.g. 30d (env VAULT_FORWARD_RETENTION)")
+	fs.StringVar(&r.forwardPendingGrace, "forward-pending-grace", envOr("VAULT_FORWARD_PENDING_GRACE", vault.DefaultForwardPendingGrace.String()),
+		"how long past its destination's timeout a forward left pending by a stopped process waits before it is marked failed, outcome unknown; at least 30s (env VAULT_FORWARD_PENDING_GRACE)")
 	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
 	fs.StringVar(&r.cardHistoryRetention, "card-history-retention", envOr("VAULT_CARD_HISTORY_RETENTION", defaultCardHistory),
 		"how long a card replaced by an update is kept sealed and listed by GET /tokens/{id}/versions, e.g. 30d (env VAULT_CARD_HISTORY_RETENTION)")
@@ -275,6 +282,10 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	forwardRetention := orDefault(r.forwardRetention, "30d")
 	if cfg.ForwardRetention, err = parseDays(forwardRetention); err != nil || cfg.ForwardRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("VAULT_FORWARD_RETENTION %q must be at least 1h, e.g. 30d", forwardRetention))
+	}
+	grace := orDefault(r.forwardPendingGrace, vault.DefaultForwardPendingGrace.String())
+	if cfg.ForwardPendingGrace, err = time.ParseDuration(grace); err != nil || cfg.ForwardPendingGrace < vault.MinForwardPendingGrace {
+		errs = append(errs, fmt.Errorf("VAULT_FORWARD_PENDING_GRACE %q must be a duration of at least 30s, e.g. 2m", grace))
 	}
 	history := orDefault(r.cardHistoryRetention, defaultCardHistory)
 	if cfg.CardHistoryRetention, err = parseDays(history); err != nil || cfg.CardHistoryRetention < 24*time.Hour {

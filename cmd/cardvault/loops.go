@@ -26,6 +26,7 @@ const (
 	sessionSweep       = 10 * time.Minute // delete ended console sessions
 	forwardPrune       = time.Hour        // prune forwarding records past the retention
 	cardHistoryPrune   = time.Hour        // delete replaced card versions past their retention
+	forwardSweep       = 10 * time.Second // mark failed the pending forwards of stopped processes
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
@@ -52,6 +53,7 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 		loop.Every(log, "forwarding prune", forwardPrune, count(log, "forwarding records pruned", func(ctx context.Context) (int64, error) {
 			return svc.PruneForwardingRequests(ctx, cfg.ForwardRetention)
 		})),
+		loop.Every(log, "forwarding pending sweep", forwardSweep, sweepPendingForwards(svc, cfg.ForwardPendingGrace, log)),
 		{Name: "imports", Run: imports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
 	}
@@ -78,6 +80,18 @@ func count(log *slog.Logger, what string, pass func(context.Context) (int64, err
 		}
 		return err
 	}
+}
+
+// sweepPendingForwards returns the tick of the pending-record sweeper: each
+// pass starts where the last complete one left off, the first at the
+// oldest record.
+func sweepPendingForwards(svc *postgres.Service, grace time.Duration, log *slog.Logger) func(context.Context) error {
+	var from time.Time
+	return count(log, "pending forwards of stopped processes marked failed, outcome unknown", func(ctx context.Context) (int64, error) {
+		n, next, err := svc.SweepPendingForwards(ctx, grace, from)
+		from = next
+		return n, err
+	})
 }
 
 // flushKeyUsage writes this process's last encryption counts on the way out.

@@ -43,7 +43,7 @@ const outcomeTimeout = 10 * time.Second
 
 // forwardColumns are read by every forwarding request query, in scanForward order.
 const forwardColumns = `id, tenant_id, token_id, payment_method, destination_id, url, replacements, metadata,
-	status, destination_status, duration_ms, destination_ip, error_code, request_ct, response_ct, idempotency_fp, created_at`
+	status, destination_status, duration_ms, destination_ip, error_code, request_ct, response_ct, idempotency_fp, created_at, outcome_unknown`
 
 // forwardRow is a forwarding request as stored.
 type forwardRow struct {
@@ -62,7 +62,7 @@ func scanForward(row pgx.Row, lead ...any) (forwardRow, error) {
 	var status string
 	err := row.Scan(append(lead, &r.ID, &r.TenantID, &r.TokenID, &r.PaymentMethod, &r.DestinationID, &r.URL, &r.Replacements,
 		&r.Metadata, &status, &r.destStatus, &r.durationMS, &r.DestinationIP, &r.ErrorCode, &r.requestCT,
-		&r.responseCT, &r.idemFP, &r.CreatedAt)...)
+		&r.responseCT, &r.idemFP, &r.CreatedAt, &r.OutcomeUnknown)...)
 	r.Status, r.CreatedAt = vault.ForwardStatus(status), r.CreatedAt.UTC()
 	if r.durationMS != nil {
 		r.DestinationDuration = time.Duration(*r.durationMS) * time.Millisecond
@@ -249,6 +249,10 @@ func replayError(rec vault.ForwardingRequest) error {
 	case vault.ForwardSucceeded:
 		return nil
 	case vault.ForwardFailed:
+		if rec.OutcomeUnknown {
+			return &vault.Error{Kind: vault.KindUpstream, Code: rec.ErrorCode,
+				Message: rec.FailureMessage() + " (forwarding request " + rec.ID + "): it was not sent again"}
+		}
 		return forwardFailure(rec.ErrorCode, rec.ID, nil)
 	}
 	return &vault.Error{Kind: vault.KindUpstream, Code: vault.CodeForwardUpstreamError,

@@ -21,6 +21,8 @@ import (
 // answering only once its own outcome has committed. A batch PostgreSQL
 // refuses (a key retired meanwhile) is written outcome by outcome, as is
 // one whose pending record was sealed again under another key meanwhile.
+// An outcome replaces what the pending-record sweeper wrote, should it
+// have marked the record before the outcome came.
 
 // outcomeBatchesInFlight is how many outcome batches may be written at
 // once: while one waits for its commit to reach the disk, the next runs
@@ -123,7 +125,7 @@ func (s *Service) sealOutcome(tk *tenantKeys, p *preparedForward, rec vault.Forw
 const writeOutcomesSQL = `
 	UPDATE forwarding_requests f SET status = u.status, destination_status = u.dest_status, duration_ms = u.duration_ms,
 		destination_ip = u.ip, error_code = u.error_code, request_ct = coalesce(u.request_ct, f.request_ct),
-		response_ct = u.response_ct, key_id = u.key_id
+		response_ct = u.response_ct, key_id = u.key_id, outcome_unknown = false
 	FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::text[], $7::text[],
 	            $8::bytea[], $9::bytea[], $10::bigint[])
 	AS u(tenant_id, id, status, dest_status, duration_ms, ip, error_code, request_ct, response_ct, key_id)
@@ -197,8 +199,8 @@ func (s *Service) storeOutcome(ctx context.Context, tk *tenantKeys, rec vault.Fo
 		destStatus = &status
 	}
 	_, err = s.db.Exec(ctx, `UPDATE forwarding_requests SET status = $3, destination_status = $4, duration_ms = $5,
-		destination_ip = $6, error_code = $7, request_ct = $8, response_ct = $9, key_id = $10
-		WHERE tenant_id = $1 AND id = $2`, rec.TenantID, rec.ID, string(rec.Status), destStatus,
+		destination_ip = $6, error_code = $7, request_ct = $8, response_ct = $9, key_id = $10,
+		outcome_unknown = false WHERE tenant_id = $1 AND id = $2`, rec.TenantID, rec.ID, string(rec.Status), destStatus,
 		rec.DestinationDuration.Milliseconds(), rec.DestinationIP, rec.ErrorCode, reqCT, respCT, int64(tk.sealer.PrimaryKeyID()))
 	return dbError(err, "forwarding request")
 }

@@ -56,6 +56,11 @@ func (a Answer) APIError() (typ, code string) {
 // Send sends one request, a JSON body unless body is nil, and returns the
 // answer, or an error when none came.
 func (c *Client) Send(ctx context.Context, method, path string, body []byte) (Answer, error) {
+	return c.send(ctx, method, path, body, nil)
+}
+
+// send is Send with extra request headers.
+func (c *Client) send(ctx context.Context, method, path string, body []byte, header http.Header) (Answer, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -63,6 +68,9 @@ func (c *Client) Send(ctx context.Context, method, path string, body []byte) (An
 	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, rd)
 	if err != nil {
 		return Answer{}, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if c.apiKey != "" {
 		req.Header.Set("X-API-Key", c.apiKey)

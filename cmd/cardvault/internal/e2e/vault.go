@@ -49,6 +49,10 @@ type VaultOptions struct {
 	StopGrace time.Duration
 	// ReadyTimeout bounds the wait for readiness; 0 means a minute.
 	ReadyTimeout time.Duration
+	// TLSRootFile, when set, says the child serves HTTPS (its Env sets
+	// VAULT_TLS_CERT and VAULT_TLS_KEY) with a certificate of this PEM
+	// file: URL is https and readiness is polled trusting only that file.
+	TLSRootFile string
 }
 
 // Vault is a `cardvault serve` child process.
@@ -57,6 +61,7 @@ type Vault struct {
 	addr    string // host:port, known once the child logged it
 	logPath string
 	grace   time.Duration
+	tlsRoot string        // the PEM file of the child's HTTPS certificate; "" for HTTP
 	done    chan struct{} // closed when the process has exited
 	waitErr error
 
@@ -80,7 +85,7 @@ var childDefaults = []string{"VAULT_LISTEN=127.0.0.1:0", "VAULT_LOG_LEVEL=info",
 // returned child (if not nil) still needs Stop or Kill.
 func StartVault(ctx context.Context, o VaultOptions) (*Vault, error) {
 	c := &Vault{cmd: o.Command, done: make(chan struct{}), stopSampling: make(chan struct{}),
-		logPath: o.LogPath, grace: o.StopGrace}
+		logPath: o.LogPath, grace: o.StopGrace, tlsRoot: o.TLSRootFile}
 	c.cmd.Env = append(append(append(parentEnv(), c.cmd.Env...), childDefaults...), o.Env...)
 	logf, err := os.Create(c.logPath)
 	if err != nil {
@@ -138,6 +143,13 @@ func FreePort() (int, error) {
 func (c *Vault) waitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
+	if c.tlsRoot != "" {
+		cfg, err := trustedTLS(c.tlsRoot)
+		if err != nil {
+			return err
+		}
+		client.Transport = &http.Transport{TLSClientConfig: cfg}
+	}
 	for {
 		if c.addr == "" {
 			c.addr = servingAddr(c.logPath)
@@ -196,8 +208,14 @@ func servingAddr(path string) string {
 // Addr returns the child's listening address, host:port.
 func (c *Vault) Addr() string { return c.addr }
 
-// URL returns the child's base URL, http://<addr>.
-func (c *Vault) URL() string { return "http://" + c.addr }
+// URL returns the child's base URL, http://<addr>, or https://<addr> when
+// it serves HTTPS.
+func (c *Vault) URL() string {
+	if c.tlsRoot != "" {
+		return "https://" + c.addr
+	}
+	return "http://" + c.addr
+}
 
 // PID returns the child's process id.
 func (c *Vault) PID() int { return c.cmd.Process.Pid }
