@@ -2,9 +2,10 @@
 
 package main
 
-// Forwarding across real processes: a vault killed while a forward waits
-// for its destination leaves a pending record that the restarted vault's
-// sweeper finishes.
+// Forwarding between real processes: a vault forwards a card to a second
+// cardvault process over loopback TLS (the own-vault preset, vault to
+// vault), and a vault killed while a forward waits for its destination
+// leaves a pending record that the restarted vault's sweeper finishes.
 
 import (
 	"context"
@@ -33,6 +34,7 @@ import (
 // forwarding tests that need more than one process.
 func TestForwardingBetweenProcesses(t *testing.T) {
 	bin := buildVault(t)
+	t.Run("a card forwarded to a second vault process detokenizes there", func(t *testing.T) { forwardToSecondVault(t, bin) })
 	t.Run("a forward cut by a crash is finished by the sweeper", func(t *testing.T) { crashMidForward(t, bin) })
 }
 
@@ -74,6 +76,67 @@ func startVaultWith(t *testing.T, bin, tlsRoot string, extra, env []string) *e2e
 	}
 	require.NoError(t, err)
 	return v
+}
+
+// forwardToSecondVault: vault A forwards a stored card with the
+// stripe_own_vault preset to vault B, another cardvault process serving
+// HTTPS on loopback; B stores it (201) and detokenizing B's token gives the
+// card A holds, CVC included.
+func forwardToSecondVault(t *testing.T, bin string) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	certFile, keyFile, err := e2e.LoopbackTLSFiles(dir, "peer")
+	require.NoError(t, err)
+	peerSetup := newChildSetup(t, bin)
+	peer := startVaultWith(t, bin, certFile, nil,
+		append(peerSetup.env, "VAULT_TLS_CERT="+certFile, "VAULT_TLS_KEY="+keyFile))
+	s := newChildSetup(t, bin)
+	sender := startVaultWith(t, bin, "", []string{"SSL_CERT_FILE=" + certFile},
+		append(s.env, "VAULT_EGRESS_ALLOW_LOOPBACK=true"))
+
+	a := e2e.NewClient(sender.URL(), s.key, 2, 30*time.Second)
+	t.Cleanup(a.Close)
+	number := e2e.CardNumber(7)
+	_, err = a.Call(ctx, http.MethodPost, "/tokens", e2e.ForwardBody("pm_to_peer", number), http.StatusCreated)
+	require.NoError(t, err)
+	endpoint := peer.URL() + "/cde-import"
+	_, err = a.Call(ctx, http.MethodPost, "/forwarding/destinations",
+		fmt.Appendf(nil, `{"url":%q,"preset":"stripe_own_vault"}`, endpoint), http.StatusCreated)
+	require.NoError(t, err)
+
+	out, err := a.Call(ctx, http.MethodPost, "/v1/forwarding/requests", forwardJSON("pm_to_peer", endpoint, peerSetup.key), http.StatusOK)
+	require.NoError(t, err)
+	var rec forwardRecord
+	require.NoError(t, json.Unmarshal(out, &rec))
+	require.Equal(t, "succeeded", rec.Status, "%s", out)
+	require.NotNil(t, rec.ResponseDetails)
+	assert.Equal(t, http.StatusCreated, rec.ResponseDetails.Status, "the peer stored the card: %s", rec.ResponseDetails.Body)
+	assert.NotContains(t, string(out), number, "the record holds the card redacted")
+	peerToken, err := e2e.TokenID([]byte(rec.ResponseDetails.Body))
+	require.NoError(t, err)
+
+	b, err := e2e.NewTLSClient(peer.URL(), peerSetup.key, certFile, 2, 30*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	revealed, err := b.Call(ctx, http.MethodPost, "/tokens/"+peerToken+"/detokenize", []byte(`{"reason":"e2e check"}`), http.StatusOK)
+	require.NoError(t, err)
+	var card struct {
+		BusinessKey string `json:"business_key"`
+		Card        struct {
+			Number   string `json:"number"`
+			ExpMonth int    `json:"exp_month"`
+			ExpYear  int    `json:"exp_year"`
+			Name     string `json:"name"`
+			CVC      string `json:"cvc"`
+		} `json:"card"`
+	}
+	require.NoError(t, json.Unmarshal(revealed, &card))
+	assert.Equal(t, "copied", card.BusinessKey)
+	assert.Equal(t, number, card.Card.Number)
+	assert.Equal(t, 4, card.Card.ExpMonth)
+	assert.Equal(t, 2033, card.Card.ExpYear)
+	assert.Equal(t, "John Doe", card.Card.Name)
+	assert.Equal(t, "123", card.Card.CVC, "the CVC went along once")
 }
 
 // holdingDestination is a loopback HTTPS destination that holds every
