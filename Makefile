@@ -62,7 +62,7 @@ test: postgres-check ## Vet and run all tests (needs PostgreSQL; see postgres-ch
 # How long `make fuzz` runs each fuzz target, and the targets, as
 # package:FuzzName (go test allows one -fuzz target per run).
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./vault/card:FuzzParsePAN ./vault/card:FuzzParseExpiry ./vault/card:FuzzParseCard ./vault/card:FuzzContainsPANFindsDisguisedPANs ./httpapi:FuzzDecodeCDEImport
+FUZZ_TARGETS := ./vault/card:FuzzParsePAN ./vault/card:FuzzParseExpiry ./vault/card:FuzzParseCard ./vault/card:FuzzContainsPANFindsDisguisedPANs ./httpapi:FuzzDecodeCDEImport ./forwarding:FuzzRewriteJSONMatchesStd
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s), one at a time; needs no database

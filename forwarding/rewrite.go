@@ -8,6 +8,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // errInvalidBody is the rewriters' error for a body that does not parse in
@@ -149,17 +152,21 @@ func (w *jsonWalker) setKey(k string) {
 	w.segs[n-1] = k
 }
 
-// rewriteJSON walks body with encoding/json's tokenizer. Its offsets locate
+// rewriteJSON walks body with jsontext's tokenizer (strict JSON, but
+// duplicate names and invalid UTF-8 taken as encoding/json takes them:
+// the last name counts, invalid bytes read as U+FFFD). Its offsets locate
 // each scalar, and only the located scalars are replaced: the rest of the
 // body — key order, spacing, escapes, number spellings — stays byte for
 // byte (a decode-modify-encode round trip would reorder and reformat it).
 func rewriteJSON(body []byte, visit visitor) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
+	dec := jsonDecoders.Get().(*jsontext.Decoder)
+	defer jsonDecoders.Put(dec)
+	dec.Reset(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	defer dec.Reset(emptyReader) // keep no body in the pool
 	w, sp := &jsonWalker{}, &splicer{src: body}
 	prev := 0
 	for {
-		tok, err := dec.Token()
+		tok, err := dec.ReadToken()
 		if err == io.EOF {
 			break
 		}
@@ -176,28 +183,39 @@ func rewriteJSON(body []byte, visit visitor) ([]byte, error) {
 	return sp.bytes(), nil
 }
 
+// jsonDecoders keeps rewriteJSON's decoders and their buffers for reuse.
+var jsonDecoders = sync.Pool{New: func() any { return jsontext.NewDecoder(emptyReader) }}
+
+// emptyReader is what a pooled decoder reads while it waits: nothing, and
+// no state to share between goroutines.
+var emptyReader io.Reader = noBody{}
+
+// noBody reads as an empty body.
+type noBody struct{}
+
+func (noBody) Read([]byte) (int, error) { return 0, io.EOF }
+
 // token handles one token that ends at end.
-func (w *jsonWalker) token(tok json.Token, body []byte, prev, end int, sp *splicer, visit visitor) {
+func (w *jsonWalker) token(tok jsontext.Token, body []byte, prev, end int, sp *splicer, visit visitor) {
 	var s slot
-	switch v := tok.(type) {
-	case json.Delim:
-		if v == '{' || v == '[' {
-			w.push(v == '{')
-		} else {
-			w.pop()
-		}
+	switch k := tok.Kind(); k {
+	case '{', '[':
+		w.push(k == '{')
 		return
-	case string:
+	case '}', ']':
+		w.pop()
+		return
+	case '"':
 		if w.wantsKey() {
-			w.setKey(v)
+			w.setKey(tok.String())
 			return
 		}
-		s = slot{kind: kindString, value: v}
-	case json.Number:
-		s = slot{kind: kindNumber, value: string(v)}
-	case bool:
-		s = slot{kind: kindBool, value: strconv.FormatBool(v)}
-	case nil:
+		s = slot{kind: kindString, value: tok.String()}
+	case '0':
+		s = slot{kind: kindNumber, value: tok.String()}
+	case 't', 'f':
+		s = slot{kind: kindBool, value: strconv.FormatBool(k == 't')}
+	case 'n':
 		s = slot{kind: kindNull}
 	}
 	s.path = w.segs
