@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cardvault/cardvault/vault"
 
@@ -18,10 +19,38 @@ import (
 	"github.com/cardvault/cardvault/vault/postgres"
 )
 
+// exportSettings say how a serving process works export jobs.
+type exportSettings struct {
+	// LeaseTTL is how long an item a process took stays its own without a
+	// heartbeat: how soon another replica resumes the items of one that died.
+	LeaseTTL time.Duration
+}
+
+// rawExport holds the unparsed export settings.
+type rawExport struct{ leaseTTL string }
+
+// bind binds the export flags, each defaulting to its env variable.
+func (r *rawExport) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&r.leaseTTL, "export-lease-ttl", envOr("VAULT_EXPORT_LEASE_TTL", "1m"), "how long a process's hold on an export item lasts without its heartbeat: how soon another replica resumes a dead one's (env VAULT_EXPORT_LEASE_TTL)")
+}
+
+// parse validates the export settings.
+func (r *rawExport) parse() (exportSettings, []error) {
+	var s exportSettings
+	var err error
+	if r.leaseTTL == "" {
+		r.leaseTTL = "1m"
+	}
+	if s.LeaseTTL, err = time.ParseDuration(r.leaseTTL); err != nil || s.LeaseTTL < time.Second || s.LeaseTTL > time.Hour {
+		return s, []error{fmt.Errorf("VAULT_EXPORT_LEASE_TTL %q must be a duration between 1s and 1h, e.g. 1m", r.leaseTTL)}
+	}
+	return s, nil
+}
+
 // newExporter returns the export worker of a serving process: it sends the
 // items of running export jobs through svc's forward path.
-func newExporter(svc *postgres.Service, log *slog.Logger) (*exporter.Runner, error) {
-	return exporter.New(exporter.Config{Service: svc, Owner: workerName(), Logger: log})
+func newExporter(svc *postgres.Service, s exportSettings, log *slog.Logger) (*exporter.Runner, error) {
+	return exporter.New(exporter.Config{Service: svc, Owner: workerName(), LeaseTTL: s.LeaseTTL, Logger: log})
 }
 
 func newExportRunCmd() *cobra.Command {

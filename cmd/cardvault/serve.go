@@ -81,7 +81,7 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 	if err != nil {
 		return err
 	}
-	exports, err := newExporter(svc, log)
+	exports, err := newExporter(svc, cfg.Export, log)
 	if err != nil {
 		return err
 	}

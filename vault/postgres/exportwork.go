@@ -106,7 +106,7 @@ func (s *Service) AuditExportItem(ctx context.Context, owner string, w vault.Exp
 	err := s.inTx(ctx, "export item", func(tx pgx.Tx) error {
 		var attempt int
 		err := tx.QueryRow(ctx, `
-			UPDATE export_items i SET attempts = attempts + 1, updated_at = $4
+			UPDATE export_items i SET attempts = i.attempts + 1, updated_at = $4
 			FROM export_jobs j
 			WHERE i.job_id = $1 AND i.token_id = $2 AND i.lease_owner = $3 AND i.status = 'pending'
 			  AND j.id = i.job_id AND j.status = 'running'
@@ -124,7 +124,7 @@ func (s *Service) AuditExportItem(ctx context.Context, owner string, w vault.Exp
 		return insertAudit(ctx, tx, s.event(exportActor(w.TenantID), vault.ActionTokenExport, w.TokenID,
 			map[string]any{"export_id": w.JobID, "attempt": attempt}))
 	})
-	if vault.AsError(err).Kind == vault.KindNotFound {
+	if err != nil && vault.ErrorKind(err) == vault.KindNotFound {
 		return vault.ErrExportEnded
 	}
 	return err
