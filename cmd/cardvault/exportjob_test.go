@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -255,6 +257,7 @@ func TestExportJobRetriesAndFailsItemsAndGuardsAccess(t *testing.T) {
 	tenantID, key := vaulttest.Tenant(t, svc)
 	a.tenantID, a.key = tenantID.String(), key
 	a.env = []string{"VAULT_DATABASE_URL=" + a.db, "VAULT_KEK_URI=" + kekURI}
+	a.pool = vaulttest.Pool(t, a.db)
 	va := startChildVault(t, bin, append(append([]string{}, a.env...), "VAULT_EGRESS_ALLOW_LOOPBACK=true")...)
 	logOnFailure(t, va)
 	ca := e2e.NewClient(va.URL(), a.key, 2, 10*time.Second)
@@ -302,4 +305,17 @@ func TestExportJobRetriesAndFailsItemsAndGuardsAccess(t *testing.T) {
 		assert.Equal(t, "remote_"+bk, *it.RemoteID)
 	}
 	assert.False(t, strings.Contains(va.LogTail(1<<20), cards[fd.refused]), "a card number reached the log")
+
+	// The command line: a job of one card, followed to its end, its mapping written.
+	mapping := filepath.Join(t.TempDir(), "mapping.csv")
+	out, errOut, err := run(t, "export", "run", "--database-url", a.db, "--kek-uri", kekURI, "--tenant", a.tenantID,
+		"--destination", dest, "--business-key-prefix", "r-3", "--wait", "--mapping", mapping)
+	require.NoError(t, err, "%s", errOut)
+	assert.Contains(t, errOut, "finished: 1 of 1 exported, 0 failed")
+	b, err := os.ReadFile(mapping)
+	require.NoError(t, err)
+	var tokenID string
+	require.NoError(t, a.pool.QueryRow(context.Background(), `SELECT id::text FROM tokens WHERE business_key = 'r-3'`).Scan(&tokenID))
+	assert.Equal(t, "token_id,business_key,remote_id,status,last_error\n"+tokenID+",r-3,remote_r-3,succeeded,\n", string(b))
+	assert.Equal(t, strings.TrimSpace(out), strings.TrimSpace(strings.Split(out, "\n")[0]), "stdout is the job id alone")
 }
