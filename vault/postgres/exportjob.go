@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/forwarding"
 	"github.com/cardvault/cardvault/vault"
 )
@@ -272,3 +273,71 @@ func (s *Service) ListExportItems(ctx context.Context, a vault.Actor, id uuid.UU
 }
 
 var _ vault.Exports = (*Service)(nil)
+
+// exportHeadersUnderKey counts the tenant's running export jobs whose
+// headers keyID sealed.
+func exportHeadersUnderKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) (int64, error) {
+	cts, err := runningExportHeaders(ctx, q, tenantID, false)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, c := range cts {
+		if id, _ := crypto.Ciphertext(c.ct).KeyID(); id == keyID {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// resealExportHeaders re-seals, under tk's primary data key, the headers of
+// the tenant's running export jobs still sealed with another key, so that
+// the old key can be retired; it returns how many it re-sealed.
+func (s *Service) resealExportHeaders(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys) (int, error) {
+	cts, err := runningExportHeaders(ctx, tx, tenantID, true)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range cts {
+		if id, _ := crypto.Ciphertext(c.ct).KeyID(); id == tk.sealer.PrimaryKeyID() {
+			continue
+		}
+		pt, err := s.openField(tk, tenantID, c.id, fieldExportHeaders, crypto.Ciphertext(c.ct))
+		if err != nil {
+			return n, err
+		}
+		ct, err := s.sealField(tk, tenantID, c.id, fieldExportHeaders, pt)
+		if err != nil {
+			return n, err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE export_jobs SET headers_ct = $2 WHERE id = $1`, c.id, []byte(ct)); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// sealedHeaders is a running export job's sealed headers.
+type sealedHeaders struct {
+	id uuid.UUID
+	ct []byte
+}
+
+// runningExportHeaders returns the sealed headers of the tenant's running
+// export jobs, locked for update when lock is set.
+func runningExportHeaders(ctx context.Context, q querier, tenantID uuid.UUID, lock bool) ([]sealedHeaders, error) {
+	sql := `SELECT id, headers_ct FROM export_jobs WHERE tenant_id = $1 AND status = 'running'`
+	if lock {
+		sql += ` FOR UPDATE`
+	}
+	rows, err := q.Query(ctx, sql, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (sealedHeaders, error) {
+		var c sealedHeaders
+		return c, r.Scan(&c.id, &c.ct)
+	})
+}
