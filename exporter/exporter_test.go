@@ -59,7 +59,8 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // replicas, four senders each) on one job of 60 tokens and checks that
 // each token reached the receiver exactly once, without its CVC, that the
 // ledger maps every token to its remote id, and that each token has one
-// token.export audit row naming the job.
+// token.export audit row naming the job, and that one export.finished
+// webhook event is queued.
 func TestTwoWorkersOnOneJobNeverSendATokenTwice(t *testing.T) {
 	rc := &receiver{byKey: map[string]int{}, keys: map[string]string{}, cards: map[string]string{}}
 	srv := httptest.NewServer(rc)
@@ -76,6 +77,8 @@ func TestTwoWorkersOnOneJobNeverSendATokenTwice(t *testing.T) {
 			Card: card.CardInput{Number: numbers[bk], ExpMonth: "12", ExpYear: "2031", CVC: "123"}})
 		require.NoError(t, err)
 	}
+	_, _, err := svc.SetWebhook(context.Background(), a, "https://hooks.example.com/cardvault")
+	require.NoError(t, err)
 	dest, err := svc.CreateDestination(context.Background(), a, vault.DestinationInput{URL: srv.URL + "/cde-import", Preset: "stripe_own_vault"})
 	require.NoError(t, err)
 	job, err := svc.CreateExport(context.Background(), a, vault.CreateExportInput{DestinationID: dest.ID, RateLimit: vault.MaxExportRate})
@@ -114,6 +117,10 @@ func TestTwoWorkersOnOneJobNeverSendATokenTwice(t *testing.T) {
 		WHERE tenant_id = $1 AND action = 'token.export' AND detail->>'export_id' = $2`, tenant, job.ID.String()).Scan(&audited, &tokens))
 	assert.Equal(t, n, audited)
 	assert.Equal(t, n, tokens)
+	var events int
+	require.NoError(t, vaulttest.Pool(t, dbURL).QueryRow(context.Background(), `SELECT count(*) FROM webhook_events
+		WHERE tenant_id = $1 AND type = 'export.finished' AND payload->>'id' = $2`, tenant, job.ID.String()).Scan(&events))
+	assert.Equal(t, 1, events, "one export.finished webhook, however many replicas")
 }
 
 // awaitEnd polls the job until it ends or within passes.
