@@ -62,17 +62,26 @@ func TestAnExportItemIsAuditedOnlyWhileItsWorkerHoldsIt(t *testing.T) {
 	assert.Empty(t, again, "leased items are not claimed twice")
 
 	require.NoError(t, e.svc.AuditExportItem(ctx, "w1", items[0]))
-	assert.True(t, vault.IsExportEnded(e.svc.AuditExportItem(ctx, "w2", items[1])), "another worker's item")
+	require.NoError(t, e.svc.AuditExportItem(ctx, "w1", items[1]))
+	// A UUID whose digit groups read as a Luhn-valid number is an id, kept.
+	uuidID := "42424242-4242-4242-a000-000000000000"
+	require.NoError(t, e.svc.RecordExportAttempt(ctx, "w1", items[1], vault.ExportAttempt{Status: vault.ItemSucceeded, RemoteID: uuidID}))
+	require.NoError(t, e.svc.ReleaseExportItem(ctx, "w1", items[1]))
+	assert.True(t, vault.IsExportEnded(e.svc.AuditExportItem(ctx, "w2", items[0])), "another worker's item")
 	require.NoError(t, e.svc.RecordExportAttempt(ctx, "w1", items[0],
 		vault.ExportAttempt{Status: vault.ItemSucceeded, RemoteID: "tok_4242424242424242"}))
 	_, err = e.svc.AbortExport(ctx, e.actor, job.ID)
 	require.NoError(t, err)
-	assert.True(t, vault.IsExportEnded(e.svc.AuditExportItem(ctx, "w1", items[1])), "an aborted job's item")
+	assert.True(t, vault.IsExportEnded(e.svc.AuditExportItem(ctx, "w1", items[1])), "an item that has ended")
 
 	var audited int
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE action = 'token.export'
 		AND detail->>'export_id' = $1`, job.ID.String()).Scan(&audited))
-	assert.Equal(t, 1, audited)
+	assert.Equal(t, 2, audited)
+	kept, err := e.svc.ListExportItems(ctx, e.actor, job.ID, vault.ItemSucceeded, 10, 0)
+	require.NoError(t, err)
+	require.Len(t, kept.Items, 1)
+	assert.Equal(t, uuidID, kept.Items[0].RemoteID)
 	page, err := e.svc.ListExportItems(ctx, e.actor, job.ID, vault.ItemFailed, 10, 0)
 	require.NoError(t, err)
 	require.Len(t, page.Items, 1)

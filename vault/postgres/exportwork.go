@@ -136,12 +136,13 @@ const errRemoteIDLooksLikePAN = "the destination's token id looks like a card nu
 
 // RecordExportAttempt stores the outcome of owner's send of w, releases
 // its lease and counts a success or a failure on the job, in one
-// transaction. A remote token id that looks like a card number fails the
-// item instead of being kept. It returns vault.ErrExportEnded when owner
+// transaction. A remote token id that looks like a card number (UUIDs
+// aside, whose digit groups may pass for one) fails the item instead of
+// being kept. It returns vault.ErrExportEnded when owner
 // no longer holds w, and a domain error when the database fails.
 func (s *Service) RecordExportAttempt(ctx context.Context, owner string, w vault.ExportWork, at vault.ExportAttempt) error {
 	now := s.clock()
-	if at.Status == vault.ItemSucceeded && card.ContainsPAN(at.RemoteID) {
+	if at.Status == vault.ItemSucceeded && card.ContainsPAN(uuidPattern.ReplaceAllString(at.RemoteID, " ")) {
 		at = vault.ExportAttempt{Status: vault.ItemFailed, Error: errRemoteIDLooksLikePAN}
 	}
 	next := now
