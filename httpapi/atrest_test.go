@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardvault/cardvault/exporter"
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
@@ -58,7 +60,19 @@ func TestNoCardDataAtRestOrInLogs(t *testing.T) {
 		_, _ = w.Write(b)
 	}))
 	t.Cleanup(echo.Close)
-	ts := newTestServer(t, forwardingTo(5*time.Second, echo))
+	// An export's receiver that answers with the card number as its token
+	// id: the ledger keeps the id from the redacted answer, masked.
+	panID := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Card struct {
+				Number string `json:"number"`
+			} `json:"card"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		_, _ = fmt.Fprintf(w, `{"id":%q}`, in.Card.Number)
+	}))
+	t.Cleanup(panID.Close)
+	ts := newTestServer(t, forwardingTo(5*time.Second, echo, panID))
 	key := ts.key(t)
 	ts.addDestination(t, key, `{"url":"`+echo.URL+`/cde-import","preset":"stripe_own_vault"}`)
 	cvcs := []string{"7391", "846"}
@@ -89,14 +103,45 @@ func TestNoCardDataAtRestOrInLogs(t *testing.T) {
 		secrets = append(secrets, forbidden(cvc, true)...)
 	}
 	secrets = append(secrets, forbidden(name, false)...)
+	exportAll(t, ts, key, panID.URL)
+	secrets = append(secrets, forbidden(exportHeaderSecret, false)...)
 
 	dump, log := dumpAll(t), ts.log.String()
 	require.Contains(t, dump, "token.reveal", "the dump covers the audit trail")
 	require.Contains(t, dump, "fwdreq_", "the dump covers the forwarding records")
 	require.Contains(t, dump, "fwddst_", "and the destinations")
+	require.Contains(t, dump, `"remote_id": "`, "and the export ledger (the receiver's ids are its redacted answer: a masked number)")
+	require.Contains(t, dump, "export_jobs\n{", "and the export jobs")
 	require.Contains(t, log, `"status":422`, "the log covers the error paths")
 	for _, s := range secrets {
 		assert.NotContains(t, dump, s, "database dump")
 		assert.NotContains(t, log, s, "server log")
 	}
+}
+
+// exportHeaderSecret is the API key an export sends to its receiver: kept
+// sealed only.
+const exportHeaderSecret = "cvk_exportReceiverSecret0001"
+
+// exportAll runs an export job of every token of key's tenant to the
+// receiver at url until it ends.
+func exportAll(t *testing.T, ts *testServer, key, url string) {
+	t.Helper()
+	dest := ts.addDestination(t, key, `{"url":"`+url+`/cde-import","preset":"stripe_own_vault"}`)
+	res := ts.do(t, http.MethodPost, "/tokens/exports", key,
+		`{"destination":"`+dest+`","headers":[{"name":"X-API-Key","value":"`+exportHeaderSecret+`"}],"rate_limit":1000}`)
+	require.Equal(t, http.StatusAccepted, res.status, "%s", res.body)
+	id := res.json(t)["id"].(string)
+	r, err := exporter.New(exporter.Config{Service: ts.svc, Owner: "atrest", Poll: 10 * time.Millisecond})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for ts.do(t, http.MethodGet, "/tokens/exports/"+id, key, "").json(t)["status"] == "running" {
+		require.True(t, time.Now().Before(deadline), "the export did not end")
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
 }

@@ -27,11 +27,12 @@ type tenantFixture struct {
 	key, token, importJob, keyJob string
 	destination, forward          string
 	auditEvent                    int64
+	exportJob                     string
 }
 
 // newTenantFixture makes a tenant with two tokens, an import job, a
-// webhook, a key job, a forwarding destination and forward, and audit
-// events.
+// webhook, a key job, a forwarding destination and forward, audit events,
+// and an export job.
 func newTenantFixture(t *testing.T, ts *testServer) tenantFixture {
 	t.Helper()
 	f := tenantFixture{key: ts.key(t)}
@@ -49,6 +50,9 @@ func newTenantFixture(t *testing.T, ts *testServer) tenantFixture {
 	require.Equal(t, http.StatusAccepted, job.status, "body: %s", job.body)
 	f.keyJob = job.json(t)["id"].(string)
 	f.destination, f.forward = fixtureForward(t, ts, f.key)
+	exp := ts.do(t, http.MethodPost, "/tokens/exports", f.key, `{"destination":"`+f.destination+`"}`)
+	require.Equal(t, http.StatusAccepted, exp.status, "body: %s", exp.body)
+	f.exportJob = exp.json(t)["id"].(string)
 	events := ts.do(t, http.MethodGet, "/audit-events?limit=1", f.key, "").json(t)["data"].([]any)
 	require.NotEmpty(t, events)
 	f.auditEvent = int64(events[0].(map[string]any)["id"].(float64))
@@ -84,6 +88,8 @@ func (f tenantFixture) lists() []listRoute {
 		{"/tokens/imports/" + f.importJob + "/items", "1", true},
 		{"/webhook/deliveries", "1", true},
 		{"/v1/forwarding/requests", f.forward, false},
+		{"/tokens/exports", f.exportJob, false},
+		{"/tokens/exports/" + f.exportJob + "/items", "1", true},
 	}
 }
 

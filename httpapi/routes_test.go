@@ -171,7 +171,8 @@ func TestHEADAnswersLikeGETWithoutABody(t *testing.T) {
 	f := newTenantFixture(t, ts)
 	ids := map[string]string{"/tokens/:id": f.token, "/tokens/:id/versions": f.token, "/tokens/imports/:id": f.importJob,
 		"/tokens/imports/:id/items": f.importJob, "/keys/jobs/:id": f.keyJob,
-		"/forwarding/destinations/:id": f.destination, "/v1/forwarding/requests/:id": f.forward}
+		"/forwarding/destinations/:id": f.destination, "/v1/forwarding/requests/:id": f.forward,
+		"/tokens/exports/:id": f.exportJob, "/tokens/exports/:id/items": f.exportJob}
 	for _, r := range ts.routes(t) {
 		if r.Method != http.MethodGet {
 			continue

@@ -28,6 +28,7 @@ type Service interface {
 	vault.Idempotency
 	vault.Health
 	console.Service
+	vault.Exports
 }
 
 // Server serves the vault's HTTP API.
@@ -41,6 +42,8 @@ type Server struct {
 	safety requestSafety
 	// importWaker is woken when an import job is created (WithImportWaker).
 	importWaker Waker
+	// exportWaker is woken when an export job is created (WithExportWaker).
+	exportWaker Waker
 	// consoleOpts turns the operator console on (WithConsole).
 	consoleOpts *console.Options
 	// metrics records requests and refusals (WithMetrics); routeMetrics
@@ -130,6 +133,12 @@ func (s *Server) routeTable() []route {
 		{get, "/tokens/imports/:id", s.getImport, vault.ScopeImportsRead, false, nil},
 		{get, "/tokens/imports/:id/items", s.listImportItems, vault.ScopeImportsRead, false, listQuery("status")},
 		{post, "/tokens/imports/:id/abort", s.abortImport, vault.ScopeImportsWrite, false, nil},
+
+		{post, "/tokens/exports", s.createExport, vault.ScopeExportsWrite, false, nil},
+		{get, "/tokens/exports", s.listExports, vault.ScopeExportsRead, false, listQuery()},
+		{get, "/tokens/exports/:id", s.getExport, vault.ScopeExportsRead, false, nil},
+		{get, "/tokens/exports/:id/items", s.listExportItems, vault.ScopeExportsRead, false, listQuery("status")},
+		{post, "/tokens/exports/:id/abort", s.abortExport, vault.ScopeExportsWrite, false, nil},
 
 		{put, "/webhook", s.putWebhook, vault.ScopeWebhooksManage, false, nil},
 		{get, "/webhook", s.getWebhook, vault.ScopeWebhooksManage, false, nil},

@@ -62,7 +62,8 @@ const (
 // AllScopes lists every scope, in a stable order.
 var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensUpdate, ScopeTokensRead, ScopeTokensReveal, ScopeTokensDelete,
 	ScopeAuditRead, ScopeKeysManage, ScopeImportsWrite, ScopeImportsRead, ScopeWebhooksManage, ScopeTokensSearch,
-	ScopeTokensForward, ScopeForwardingRead, ScopeForwardingManage}
+	ScopeTokensForward, ScopeForwardingRead, ScopeForwardingManage,
+	ScopeExportsWrite, ScopeExportsRead}
 
 // ParseScopes parses a comma-separated scope list. It returns a KindInvalid
 // error naming the first unknown scope, or when the list is empty.

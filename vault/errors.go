@@ -103,6 +103,9 @@ const (
 	CodePGPIntegrity   = "pgp_integrity"    // the file is truncated or altered: its integrity check fails (422)
 	CodePGPKeyRetired  = "pgp_key_retired"  // the import key is already retired (409)
 	CodePGPWeakKey     = "pgp_weak_key"     // a recipient key that is weak, expired or cannot encrypt (422)
+
+	// Export jobs.
+	CodeExportEnded = "export_ended" // the export job has ended (409)
 )
 
 // InvalidCursor returns the KindBadRequest error (parameter_invalid, param

@@ -28,6 +28,7 @@ const (
 var impliedScopes = map[Scope][]Scope{
 	ScopeTokensForward:    {ScopeForwardingRead},
 	ScopeForwardingManage: {ScopeForwardingRead},
+	ScopeExportsWrite:     {ScopeExportsRead},
 }
 
 // implies reports whether holding scope grants want.

@@ -46,6 +46,8 @@ type config struct {
 	CardHistoryRetention time.Duration
 	// Import says how import jobs drive Stripe.
 	Import importSettings
+	// Export says how export jobs are worked.
+	Export exportSettings
 	// Limits are the request budgets: per-key rate, failed authentications
 	// per address, requests in flight.
 	Limits httpapi.Limits
@@ -83,6 +85,7 @@ type rawConfig struct {
 	cardHistoryRetention                                                    string
 	forwardPendingGrace                                                     string
 	imp                                                                     rawImport
+	exp                                                                     rawExport
 	limits                                                                  rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
 	// are bound, so parse checks them.
@@ -158,6 +161,7 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	fs.StringVar(&r.auditRetention, "audit-retention", envOr("VAULT_AUDIT_RETENTION", defaultAuditRetention), "how long audit rows are kept, e.g. 400d (env VAULT_AUDIT_RETENTION)")
 	r.bindKeyRefresh(fs)
 	r.imp.bind(fs)
+	r.exp.bind(fs)
 	r.limits.bind(fs)
 	fs.StringVar(&r.debugListen, "debug-listen", os.Getenv("VAULT_DEBUG_LISTEN"), "loopback host:port serving Go's pprof profiles under /debug/pprof/; off when empty (env VAULT_DEBUG_LISTEN)")
 	fs.StringVar(&r.metricsListen, "metrics-listen", os.Getenv("VAULT_METRICS_LISTEN"), "host:port serving Prometheus metrics at GET /metrics, apart from the API; off when empty (env VAULT_METRICS_LISTEN)")
@@ -268,6 +272,8 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	var errs, more []error
 	cfg.Import, errs = r.imp.parse()
 	cfg.Limits, more = r.limits.parse()
+	errs = append(errs, more...)
+	cfg.Export, more = r.exp.parse()
 	errs = append(errs, more...)
 	var err error
 	if cfg.DebugListen, err = parseDebugListen(r.debugListen); err != nil {

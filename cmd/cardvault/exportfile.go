@@ -32,7 +32,7 @@ type fileExport struct {
 
 func newExportCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "export", Short: "Let a tenant's cards leave the vault, encrypted to their new holder"}
-	cmd.AddCommand(newExportFileCmd())
+	cmd.AddCommand(newExportFileCmd(), newExportRunCmd())
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cardvault/cardvault/exporter"
 	"github.com/cardvault/cardvault/importer"
 	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
@@ -31,7 +32,7 @@ const (
 
 // backgroundLoops lists every loop a serving process runs besides answering
 // HTTP. runBackground starts them.
-func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry) []loop.Loop {
+func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry, exports *exporter.Runner) []loop.Loop {
 	owner := workerName()
 	keyRefresh := cmp.Or(cfg.KeyRefresh, keyRefreshFallback)
 	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
@@ -56,14 +57,15 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 		loop.Every(log, "forwarding pending sweep", forwardSweep, sweepPendingForwards(svc, cfg.ForwardPendingGrace, log)),
 		{Name: "imports", Run: imports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
+		{Name: "exports", Run: exports.Run},
 	}
 }
 
 // runBackground starts the background loops and returns stop, which stops
 // them all, waits for them, then flushes the key usage one last time. serve
 // calls it after the HTTP server has drained.
-func runBackground(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry) (stop func()) {
-	stopLoops := loop.Start(backgroundLoops(svc, imports, cfg, log, tel)...)
+func runBackground(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry, exports *exporter.Runner) (stop func()) {
+	stopLoops := loop.Start(backgroundLoops(svc, imports, cfg, log, tel, exports)...)
 	return func() {
 		stopLoops()
 		flushKeyUsage(svc, log)

@@ -81,8 +81,12 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 	if err != nil {
 		return err
 	}
+	exports, err := newExporter(svc, cfg.Export, log)
+	if err != nil {
+		return err
+	}
 	opts := []httpapi.Option{httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits),
-		httpapi.WithMetrics(tel.HTTP())}
+		httpapi.WithMetrics(tel.HTTP()), httpapi.WithExportWaker(exports)}
 	if cfg.Console {
 		opts = append(opts, httpapi.WithConsole(console.Options{}))
 	}
@@ -116,7 +120,7 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 		}
 		defer stopMetrics()
 	}
-	defer runBackground(svc, imports, cfg, log, tel)()
+	defer runBackground(svc, imports, cfg, log, tel, exports)()
 	errc := make(chan error, 1)
 	go func() { errc <- serveOn(srv, framingListener{ln}) }()
 	log.Info("serving", "addr", ln.Addr().String())

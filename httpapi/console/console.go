@@ -33,6 +33,7 @@ type Service interface {
 	vault.AuditSearch
 	vault.TenantAPIKeys
 	vault.Forwarding
+	vault.Exports
 }
 
 // Throttle is the failed sign-in budget of a client address; the HTTP
@@ -139,6 +140,7 @@ func (c *Console) routes() {
 	m.HandleFunc("GET "+Path+"/webhooks", c.page(vault.ScopeWebhooksManage, c.webhooks))
 	c.apiKeyRoutes()
 	c.forwardingRoutes()
+	c.exportRoutes()
 	m.HandleFunc(Path+"/", c.page("", func(q *request) error {
 		return vault.Errorf(vault.KindNotFound, vault.CodeRouteNotFound, "there is no such page in the console")
 	}))

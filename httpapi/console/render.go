@@ -88,6 +88,7 @@ func (c *Console) nav(q *request) []navItem {
 	add(vault.ScopeKeysManage, "keys", "Keys", Path+"/keys")
 	add(vault.ScopeImportsRead, "imports", "Imports", Path+"/imports")
 	add(vault.ScopeForwardingRead, "forwarding", "Forwarding", Path+"/forwarding")
+	add(vault.ScopeExportsRead, "exports", "Exports", Path+"/exports")
 	add(vault.ScopeAuditRead, "audit", "Audit", Path+"/audit")
 	add(vault.ScopeWebhooksManage, "webhooks", "Webhooks", Path+"/webhooks")
 	add(vault.ScopeKeysManage, "api-keys", "API keys", Path+"/api-keys")

@@ -37,6 +37,7 @@ func TestImportRules(t *testing.T) {
 		{"/httpapi", []string{module + "/vault/postgres", module + "/cmd"}},
 		{"/httpapi/console", []string{module + "/vault/postgres", module + "/crypto", module + "/importer", module + "/webhook", module + "/cmd", "github.com/jackc/", "github.com/tink-crypto/"}},
 		{"/importer", []string{module + "/vault/postgres", module + "/httpapi", module + "/cmd"}},
+		{"/exporter", []string{module + "/vault/postgres", module + "/httpapi", module + "/importer", module + "/cmd"}},
 		{"/webhook", []string{module + "/vault/postgres", module + "/httpapi", module + "/cmd"}},
 		{"/vault/postgres", []string{module + "/httpapi", module + "/importer", module + "/cmd"}},
 		{"/crypto", []string{module + "/vault", module + "/httpapi", module + "/cmd"}},

@@ -169,6 +169,9 @@ func (s *Service) resealSideRows(ctx context.Context, tenantID uuid.UUID, tk *te
 		if _, err := s.resealAnswers(ctx, tx, tenantID, tk); err != nil {
 			return err
 		}
+		if _, err := s.resealExportHeaders(ctx, tx, tenantID, tk); err != nil {
+			return err
+		}
 		_, err := s.resealImportCredentials(ctx, tx, tenantID, tk)
 		return err
 	})

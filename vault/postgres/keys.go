@@ -122,7 +122,11 @@ func releaseSealingKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID
 	if err != nil {
 		return err
 	}
-	if hooks+imports > 0 {
+	exports, err := exportHeadersUnderKey(ctx, q, tenantID, keyID)
+	if err != nil {
+		return err
+	}
+	if hooks+imports+exports > 0 {
 		return keyInUse(keyID, "webhook events or an import's credentials")
 	}
 	return nil
@@ -253,8 +257,12 @@ func (s *Service) sideRowsUnderKey(ctx context.Context, tenantID uuid.UUID, keyI
 	if err != nil {
 		return 0, dbError(err, "idempotency key")
 	}
+	exports, err := exportHeadersUnderKey(ctx, s.db, tenantID, keyID)
+	if err != nil {
+		return 0, dbError(err, "export")
+	}
 	forwards, err := forwardingRowsUnderKey(ctx, s.db, tenantID, keyID)
-	return hooks + imports + versions + answers + forwards, dbError(err, "forwarding request")
+	return hooks + imports + versions + answers + exports + forwards, dbError(err, "forwarding request")
 }
 
 // RetireDataKey disables a data key that is not primary; with destroy it
