@@ -8,16 +8,19 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/httpapi"
+	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 )
 
@@ -60,6 +63,15 @@ type config struct {
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// "" is off.
 	MetricsListen string
+	// Operator names the person running a command-line operation; its
+	// audit rows carry it (see bindOperator).
+	Operator string
+}
+
+// actor returns the actor of a command-line operation on tenantID, named
+// by the operator.
+func (c config) actor(tenantID uuid.UUID) vault.Actor {
+	return vault.OperatorNamed(tenantID, c.Operator)
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -78,7 +90,11 @@ type rawConfig struct {
 	egressAllowLoopback, forwardRetention                                   string
 	cardHistoryRetention                                                    string
 	imp                                                                     rawImport
-	limits                                                                  rawLimits
+	// operator is --operator; operatorNeed says whether the command binds
+	// it and whether it must be given (see bindOperator).
+	operator     string
+	operatorNeed operatorNeed
+	limits       rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
 	// are bound, so parse checks them.
 	serving bool
@@ -120,6 +136,59 @@ func (r *rawConfig) bindVault(fs *pflag.FlagSet) {
 	fs.StringVar(&r.kekURI, "kek-uri", os.Getenv("VAULT_KEK_URI"), "root KEK: local://PATH, aws-kms://…, gcp-kms://…, hcvault://… (env VAULT_KEK_URI)")
 	hideDefault(fs, "kek-uri")
 	fs.StringVar(&r.logLevel, "log-level", envOr("VAULT_LOG_LEVEL", defaultLogLevel), "debug, info, warn or error (env VAULT_LOG_LEVEL)")
+}
+
+// operatorNeed says whether a command names its operator.
+type operatorNeed int
+
+// The operator needs of a command.
+const (
+	operatorUnbound  operatorNeed = iota // the command writes no operator audit rows
+	operatorDefault                      // --operator, else user@host
+	operatorRequired                     // --operator or VAULT_OPERATOR must be given
+)
+
+// bindOperator binds --operator to VAULT_OPERATOR: the person an operation
+// at the command line is audited as. A key, tenant, API key, OpenPGP key or
+// export operation requires it (PCI DSS 10.2.2: the audit trail names the
+// person); a read-only command defaults to the OS user@host.
+func (r *rawConfig) bindOperator(fs *pflag.FlagSet, need operatorNeed) {
+	r.operatorNeed = need
+	usage := "the person running this command, named in its audit rows; defaults to user@host (env VAULT_OPERATOR)"
+	if need == operatorRequired {
+		usage = "the person running this command, named in its audit rows; required (env VAULT_OPERATOR)"
+	}
+	fs.StringVar(&r.operator, "operator", os.Getenv("VAULT_OPERATOR"), usage)
+}
+
+// parseOperator returns the operator of the command, or an error naming the
+// flag and the variable when the command requires one and none is given.
+func (r *rawConfig) parseOperator() (string, error) {
+	op := strings.TrimSpace(r.operator)
+	switch {
+	case op != "" && (len(op) > 200 || card.ContainsPAN(op)):
+		return "", errors.New("--operator (VAULT_OPERATOR) must be a person's name of at most 200 characters, e.g. --operator alice")
+	case op != "" || r.operatorNeed == operatorUnbound:
+		return op, nil
+	case r.operatorNeed == operatorRequired:
+		return "", errors.New("this command changes keys, tenants or API keys and must name who runs it: " +
+			"--operator NAME or VAULT_OPERATOR=NAME (PCI DSS 10.2.2), e.g. --operator alice")
+	}
+	return defaultOperator(), nil
+}
+
+// defaultOperator is the OS user@host running the process, "unknown" for
+// a part that cannot be read.
+func defaultOperator() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	return name + "@" + host
 }
 
 // bindCryptoperiod binds --key-cryptoperiod, which flags overdue keys.
@@ -212,6 +281,10 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 		errs = append(errs, fmt.Errorf("VAULT_LISTEN %q is not host:port", cfg.Listen))
 	}
 	errs = append(errs, r.parseDurations(&cfg)...)
+	var opErr error
+	if cfg.Operator, opErr = r.parseOperator(); opErr != nil {
+		errs = append(errs, opErr)
+	}
 	if r.serving {
 		errs = append(errs, r.parseServing(&cfg)...)
 	}
