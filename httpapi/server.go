@@ -28,6 +28,7 @@ type Service interface {
 	vault.Idempotency
 	vault.Health
 	console.Service
+	vault.AccessFailures
 }
 
 // Server serves the vault's HTTP API.
@@ -65,7 +66,7 @@ func New(svc Service, log *slog.Logger, opts ...Option) *Server {
 		o(s)
 	}
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(withRequestID, withHeaders, s.accessLog, s.recoverPanics, s.limitInflight, withDeadline)
+	e.Use(withRequestID, withHeaders, s.accessLog, s.auditRefusals, s.recoverPanics, s.limitInflight, withDeadline)
 	s.routes()
 	s.routeMetrics = s.metrics.Routes(routePatterns(e))
 	return s

@@ -117,7 +117,6 @@ func newAPIKeyListCmd() *cobra.Command {
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	_ = cmd.MarkFlagRequired("tenant")
 	raw.bindVault(cmd.Flags())
-	raw.bindOperator(cmd.Flags(), operatorDefault)
 	return cmd
 }
 

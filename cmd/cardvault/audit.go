@@ -67,7 +67,6 @@ func newAuditVerifyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&tenant, "tenant", "", "verify only this tenant's chain")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	raw.bindVault(cmd.Flags())
-	raw.bindOperator(cmd.Flags(), operatorDefault)
 	return cmd
 }
 

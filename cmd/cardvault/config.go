@@ -63,6 +63,9 @@ type config struct {
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// "" is off.
 	MetricsListen string
+	// AuditFailureWindow is how long repeated refusals of one source are
+	// counted in one audit row.
+	AuditFailureWindow time.Duration
 	// Operator names the person running a command-line operation; its
 	// audit rows carry it (see bindOperator).
 	Operator string
@@ -94,7 +97,9 @@ type rawConfig struct {
 	// it and whether it must be given (see bindOperator).
 	operator     string
 	operatorNeed operatorNeed
-	limits       rawLimits
+	// auditFailureWindow is --audit-failure-window (serving only).
+	auditFailureWindow string
+	limits             rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
 	// are bound, so parse checks them.
 	serving bool
@@ -230,6 +235,8 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
 	fs.StringVar(&r.cardHistoryRetention, "card-history-retention", envOr("VAULT_CARD_HISTORY_RETENTION", defaultCardHistory),
 		"how long a card replaced by an update is kept sealed and listed by GET /tokens/{id}/versions, e.g. 30d (env VAULT_CARD_HISTORY_RETENTION)")
+	fs.StringVar(&r.auditFailureWindow, "audit-failure-window", envOr("VAULT_AUDIT_FAILURE_WINDOW", "10s"),
+		"how long repeated refused requests of one source (address, route, reason, key) share one audit row with their count (env VAULT_AUDIT_FAILURE_WINDOW)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", defaultKeyCacheTTL), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
@@ -348,6 +355,10 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	forwardRetention := orDefault(r.forwardRetention, "30d")
 	if cfg.ForwardRetention, err = parseDays(forwardRetention); err != nil || cfg.ForwardRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("VAULT_FORWARD_RETENTION %q must be at least 1h, e.g. 30d", forwardRetention))
+	}
+	window := orDefault(r.auditFailureWindow, "10s")
+	if cfg.AuditFailureWindow, err = time.ParseDuration(window); err != nil || cfg.AuditFailureWindow < 100*time.Millisecond || cfg.AuditFailureWindow > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("VAULT_AUDIT_FAILURE_WINDOW %q must be a duration between 100ms and 5m, e.g. 10s", window))
 	}
 	history := orDefault(r.cardHistoryRetention, defaultCardHistory)
 	if cfg.CardHistoryRetention, err = parseDays(history); err != nil || cfg.CardHistoryRetention < 24*time.Hour {

@@ -144,7 +144,6 @@ func newImportWatchCmd() *cobra.Command {
 		},
 	}
 	raw.bindVault(cmd.Flags())
-	raw.bindOperator(cmd.Flags(), operatorDefault)
 	return cmd
 }
 

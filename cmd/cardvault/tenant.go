@@ -65,7 +65,6 @@ func newTenantListCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 	raw.bindVault(cmd.Flags())
-	raw.bindOperator(cmd.Flags(), operatorDefault)
 	return cmd
 }
 

@@ -367,27 +367,25 @@ func (s *Service) noteUse(ctx context.Context, prefix string, id uuid.UUID, now 
 	}
 }
 
-// authFailed audits a failed authentication and returns the error the caller
+// authFailed audits a failed authentication (counted with the repeats of
+// its source, see RecordAccessFailure) and returns the error the caller
 // sees, which does not say why, so that keys cannot be probed.
 func (s *Service) authFailed(ctx context.Context, a vault.Actor, reason string) error {
-	ev := s.event(a, vault.ActionAuthFailed, uuid.Nil, map[string]any{"reason": reason})
-	ev.Outcome = vault.OutcomeFailure
-	if err := insertAudit(ctx, s.db, ev); err != nil {
-		return dbError(err, "audit event")
-	}
+	s.RecordAccessFailure(ctx, vault.AccessFailure{Action: vault.ActionAuthFailed, Outcome: vault.OutcomeFailure,
+		Reason: reason, Route: vault.RouteOf(ctx), TenantID: a.TenantID, APIKeyID: a.APIKeyID,
+		ClientAddr: a.ClientAddr, RequestID: a.RequestID})
 	return vault.Errorf(vault.KindUnauthenticated, vault.CodeInvalidAPIKey, "a valid API key is required in the X-API-Key header")
 }
 
 // Require returns nil when the actor holds scope, and otherwise audits the
-// denial and returns a KindForbidden error naming the missing scope.
+// denial (counted with the repeats of its source, see RecordAccessFailure)
+// and returns a KindForbidden error naming the missing scope.
 func (s *Service) Require(ctx context.Context, a vault.Actor, scope vault.Scope) error {
 	if a.Can(scope) {
 		return nil
 	}
-	ev := s.event(a, vault.ActionAuthDenied, uuid.Nil, map[string]any{"missing_scope": string(scope)})
-	ev.Outcome = vault.OutcomeDenied
-	if err := insertAudit(ctx, s.db, ev); err != nil {
-		return dbError(err, "audit event")
-	}
+	s.RecordAccessFailure(ctx, vault.AccessFailure{Action: vault.ActionAuthDenied, Outcome: vault.OutcomeDenied,
+		Reason: vault.CodeMissingScope, Scope: scope, Route: vault.RouteOf(ctx), TenantID: a.TenantID,
+		APIKeyID: a.APIKeyID, ClientAddr: a.ClientAddr, RequestID: a.RequestID})
 	return vault.Errorf(vault.KindForbidden, vault.CodeMissingScope, "this API key lacks the %s scope", scope)
 }
