@@ -92,7 +92,8 @@ func (ss *auditServer) rowOf(t *testing.T, res response) refusalRow {
 
 // TestRefusedRequestsAreAudited: every kind of refused request (an
 // unknown token read, a foreign tenant's token revealed, a malformed id, a
-// delete of an unknown id, a missing scope, a bad key, a throttled request)
+// delete of an unknown id, unknown and foreign tokens forwarded, a missing
+// scope, a bad key; throttled requests below)
 // answers as before and is audited with its outcome, the requested id, the
 // route and the client address, as the key and tenant when known.
 func TestRefusedRequestsAreAudited(t *testing.T) {
@@ -123,6 +124,10 @@ func TestRefusedRequestsAreAudited(t *testing.T) {
 			vault.ActionAccessFailed, vault.OutcomeFailure, "not-a-token", "GET /tokens/:id", vault.CodeResourceMissing, true},
 		{"unknown token deleted", "DELETE", "/tokens/" + unknown, key, 404, vault.CodeResourceMissing,
 			vault.ActionAccessFailed, vault.OutcomeFailure, unknown, "DELETE /tokens/:id", vault.CodeResourceMissing, true},
+		{"unknown token forwarded", "FORWARD", "", key, 404, vault.CodeResourceMissing,
+			vault.ActionAccessFailed, vault.OutcomeFailure, unknown, "POST /v1/forwarding/requests", vault.CodeResourceMissing, true},
+		{"foreign token forwarded", "FORWARD", "", key, 404, vault.CodeResourceMissing,
+			vault.ActionAccessFailed, vault.OutcomeFailure, foreign, "POST /v1/forwarding/requests", vault.CodeResourceMissing, true},
 		{"missing scope", "POST", "/tokens/" + unknown + "/detokenize", readOnly, 403, vault.CodeMissingScope,
 			vault.ActionAuthDenied, vault.OutcomeDenied, "", "POST /tokens/:id/detokenize", vault.CodeMissingScope, false},
 		{"bad key", "GET", "/tokens", wrongKey, 401, vault.CodeInvalidAPIKey,
@@ -130,7 +135,12 @@ func TestRefusedRequestsAreAudited(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := ss.do(t, tt.method, tt.path, tt.key, "")
+			var res response
+			if tt.method == "FORWARD" {
+				res = ss.postForm(t, "/v1/forwarding/requests", tt.key, forwardForm(tt.requested, "https://example.com/charge"))
+			} else {
+				res = ss.do(t, tt.method, tt.path, tt.key, "")
+			}
 			require.Equal(t, tt.status, res.status, "%s", res.body)
 			_, code := errorCode(t, res)
 			assert.Equal(t, tt.code, code, "the answer is unchanged")
@@ -292,12 +302,18 @@ func TestNoCardNumberReachesARefusalRow(t *testing.T) {
 			{"POST", "/tokens/" + spaced + "/detokenize", key},
 			{"DELETE", "/tokens/" + pan, key},
 			{"GET", "/v1/forwarding/requests/" + pan, key},
+			{"FORWARD", pan, key},
 			{"POST", "/tokens/" + pan + "/detokenize", readOnly},
 			{"GET", "/tokens?business_key=" + pan, wrongKey},
 			{"GET", "/tokens/" + pan + "?business_key=" + pan, wrongKey},
 			{"GET", "/tokens?business_key=" + pan, key}, // throttled past the first
 		} {
-			res := ss.do(t, req.method, req.path, req.key, "")
+			var res response
+			if req.method == "FORWARD" {
+				res = ss.postForm(t, "/v1/forwarding/requests", req.key, forwardForm(req.path, "https://example.com/charge"))
+			} else {
+				res = ss.do(t, req.method, req.path, req.key, "")
+			}
 			assert.Contains(t, []int{200, 401, 403, 404, 429}, res.status, "%s %s", req.method, cardpkg.MaskPANs(req.path))
 		}
 	}

@@ -7,6 +7,20 @@ import (
 	"github.com/cardvault/cardvault/vault"
 )
 
+// ctxRequestedID is the context key of the id a request names in its body
+// (a forward's payment_method), audited like a path id when it is refused.
+const ctxRequestedID = "cardvault.requested_id"
+
+// requestedID returns the id the request names: its path id, else the one
+// its handler set under ctxRequestedID.
+func requestedID(c echo.Context) string {
+	if id := c.Param("id"); id != "" {
+		return id
+	}
+	id, _ := c.Get(ctxRequestedID).(string)
+	return id
+}
+
 // auditRefusals is where every refused request passes: it names the route
 // in the request's context (for the refusals the service audits itself:
 // failed authentications and missing scopes) and audits the others from
@@ -39,7 +53,7 @@ func routeOf(c echo.Context) string {
 func accessRefusal(c echo.Context, err error) (vault.AccessFailure, bool) {
 	e := domainError(err)
 	a := actor(c)
-	f := vault.AccessFailure{Reason: e.Code, Route: routeOf(c), RequestedID: c.Param("id"),
+	f := vault.AccessFailure{Reason: e.Code, Route: routeOf(c), RequestedID: requestedID(c),
 		TenantID: a.TenantID, APIKeyID: a.APIKeyID, ClientAddr: c.RealIP(), RequestID: requestID(c)}
 	switch {
 	case e.Kind == vault.KindNotFound:
