@@ -19,7 +19,7 @@ const DefaultAccessFailureWindow = 10 * time.Second
 // DefaultAccessFailureSources is how many distinct sources one window
 // keeps apart when Config.AccessFailureSources is 0; past it they fold
 // into one row per action.
-const DefaultAccessFailureSources = 1000
+const DefaultAccessFailureSources = 256
 
 // maxRequestedID bounds the length of a requested id kept in a row.
 const maxRequestedID = 64
