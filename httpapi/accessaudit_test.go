@@ -128,6 +128,8 @@ func TestRefusedRequestsAreAudited(t *testing.T) {
 			vault.ActionAccessFailed, vault.OutcomeFailure, unknown, "POST /v1/forwarding/requests", vault.CodeResourceMissing, true},
 		{"foreign token forwarded", "FORWARD", "", key, 404, vault.CodeResourceMissing,
 			vault.ActionAccessFailed, vault.OutcomeFailure, foreign, "POST /v1/forwarding/requests", vault.CodeResourceMissing, true},
+		{"unknown route", "GET", "/cards/4242424242424242", key, 404, vault.CodeRouteNotFound,
+			vault.ActionAccessFailed, vault.OutcomeFailure, "", "GET (no route)", vault.CodeRouteNotFound, false},
 		{"missing scope", "POST", "/tokens/" + unknown + "/detokenize", readOnly, 403, vault.CodeMissingScope,
 			vault.ActionAuthDenied, vault.OutcomeDenied, "", "POST /tokens/:id/detokenize", vault.CodeMissingScope, false},
 		{"bad key", "GET", "/tokens", wrongKey, 401, vault.CodeInvalidAPIKey,
@@ -303,6 +305,7 @@ func TestNoCardNumberReachesARefusalRow(t *testing.T) {
 			{"DELETE", "/tokens/" + pan, key},
 			{"GET", "/v1/forwarding/requests/" + pan, key},
 			{"FORWARD", pan, key},
+			{"GET", "/cards/" + pan, key}, // no such route: the URL is never kept
 			{"POST", "/tokens/" + pan + "/detokenize", readOnly},
 			{"GET", "/tokens?business_key=" + pan, wrongKey},
 			{"GET", "/tokens/" + pan + "?business_key=" + pan, wrongKey},

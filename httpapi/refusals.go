@@ -42,8 +42,12 @@ func (s *Server) auditRefusals(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// routeOf is the request's method and route pattern (never its URL).
+// routeOf is the request's method and route pattern, never its URL (a
+// path that matches no route is "(no route)").
 func routeOf(c echo.Context) string {
+	if c.Path() == "" {
+		return c.Request().Method + " (no route)"
+	}
 	return c.Request().Method + " " + c.Path()
 }
 
