@@ -176,7 +176,7 @@ func (r *rawConfig) parseOperator() (string, error) {
 	case op != "" || r.operatorNeed == operatorUnbound:
 		return op, nil
 	case r.operatorNeed == operatorRequired:
-		return "", errors.New("this command changes keys, tenants or API keys and must name who runs it: " +
+		return "", errors.New("this command changes keys, tenants, API keys or OpenPGP keys, or exports cards, and must name who runs it: " +
 			"--operator NAME or VAULT_OPERATOR=NAME (PCI DSS 10.2.2), e.g. --operator alice")
 	}
 	return defaultOperator(), nil
