@@ -208,6 +208,7 @@ func (s *Server) createForward(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	c.Set(ctxRequestedID, in.PaymentMethod) // audited if refused (auditRefusals)
 	r, err := s.svc.Forward(c.Request().Context(), actor(c), in)
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ type Service interface {
 	vault.Health
 	console.Service
 	vault.Exports
+	vault.AccessFailures
 }
 
 // Server serves the vault's HTTP API.
@@ -68,7 +69,7 @@ func New(svc Service, log *slog.Logger, opts ...Option) *Server {
 		o(s)
 	}
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(withRequestID, withHeaders, s.accessLog, s.recoverPanics, s.limitInflight, withDeadline)
+	e.Use(withRequestID, withHeaders, s.accessLog, s.auditRefusals, s.recoverPanics, s.limitInflight, withDeadline)
 	s.routes()
 	s.routeMetrics = s.metrics.Routes(routePatterns(e))
 	return s

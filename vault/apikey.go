@@ -16,11 +16,21 @@ type Actor struct {
 	Scopes     []Scope
 	RequestID  string
 	ClientAddr string
+	// Operator names the person who ran a command-line operation (the
+	// --operator flag or VAULT_OPERATOR, else user@host); "" for an API key.
+	// Audit rows carry it in their detail as "operator".
+	Operator string
 }
 
 // Operator returns the actor for a command-line operation on tenantID.
 func Operator(tenantID uuid.UUID) Actor {
 	return Actor{TenantID: tenantID, ClientAddr: "cli"}
+}
+
+// OperatorNamed returns the actor for a command-line operation on tenantID
+// run by the person operator.
+func OperatorNamed(tenantID uuid.UUID, operator string) Actor {
+	return Actor{TenantID: tenantID, ClientAddr: "cli", Operator: operator}
 }
 
 // Can reports whether the actor holds scope, or a scope that implies it
@@ -119,6 +129,9 @@ type NewAPIKey struct {
 	// ExpiresIn is how long the key authenticates from its creation; zero
 	// for a key that never expires.
 	ExpiresIn time.Duration
+	// Operator names the person at the command line who makes the key;
+	// the key's audit row carries it.
+	Operator string
 }
 
 func knownScope(sc Scope) bool {

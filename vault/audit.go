@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"context"
 	"time"
 
 	"github.com/google/uuid"
@@ -117,4 +118,55 @@ type AuditReport struct {
 	Unchained int64        `json:"unchained"` // rows not chained yet (written in the last second or so)
 	Pruned    int64        `json:"pruned"`    // rows removed under retention, covered by checkpoints
 	Breaks    []AuditBreak `json:"breaks"`    // the first bad row of every broken chain
+}
+
+// The refused-access actions and outcome (PCI DSS 10.2.1.4: every invalid
+// logical access attempt is audited). auth.failed and auth.denied above
+// record failed authentications and refused scopes.
+const (
+	// ActionAccessFailed records a request for an id that is unknown,
+	// another tenant's or malformed (all answer 404 alike), or for a route
+	// that does not exist.
+	ActionAccessFailed Action = "access.failed"
+	// ActionAccessThrottled records a request refused 429 (outcome
+	// denied): over its API key's rate, or a failed authentication past its
+	// address's budget.
+	ActionAccessThrottled Action = "access.throttled"
+)
+
+// AccessFailure is one refused request as the audit trail records it.
+// Repeats from one source within a window share one audit row with their
+// count. It never holds card data: RequestedID is dropped when it holds a
+// card number.
+type AccessFailure struct {
+	Action  Action
+	Outcome Outcome
+	// Reason is a code: unknown_key, wrong_secret, missing_scope,
+	// resource_missing, rate_limited…
+	Reason string
+	// Route is the request's method and route pattern, never its URL.
+	Route string
+	// RequestedID is the id the request named in its path; "" when none.
+	RequestedID string
+	// Scope is the scope a denied request lacked; "" otherwise.
+	Scope      Scope
+	TenantID   uuid.UUID // uuid.Nil before authentication
+	APIKeyID   uuid.UUID // uuid.Nil when no key was recognised
+	ClientAddr string
+	RequestID  string
+}
+
+// routeKey is the context key of the route a request came by.
+type routeKey struct{}
+
+// WithRoute returns ctx naming the route (method and pattern) of the
+// request it serves, for the audit rows of its refusals.
+func WithRoute(ctx context.Context, route string) context.Context {
+	return context.WithValue(ctx, routeKey{}, route)
+}
+
+// RouteOf returns the route WithRoute named in ctx, or "".
+func RouteOf(ctx context.Context) string {
+	r, _ := ctx.Value(routeKey{}).(string)
+	return r
 }

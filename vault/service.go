@@ -338,3 +338,16 @@ type WebhookOutbox interface {
 	// time the vault stamps on what it records and schedules.
 	Now() time.Time
 }
+
+// AccessFailures is what the API needs to audit refused requests (PCI DSS
+// 10.2.1.4): unknown, foreign and malformed ids, refused scopes, throttled
+// requests, failed authentications.
+type AccessFailures interface {
+	// RecordAccessFailure records f for the audit trail. Repeats of one
+	// source (action, outcome, reason, route, id, address, tenant and key)
+	// within a window become one audit row with their count, written
+	// through a group commit when the window ends; past a cap on sources
+	// per window the rest fold into one row per action. It never waits for
+	// the database and never fails: a write that fails is logged.
+	RecordAccessFailure(ctx context.Context, f AccessFailure)
+}

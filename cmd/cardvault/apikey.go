@@ -41,6 +41,7 @@ func newAPIKeyCreateCmd() *cobra.Command {
 				return err
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
+				in.Operator = a.cfg.Operator
 				secret, _, err := a.svc.IssueAPIKey(cmd.Context(), in)
 				if err != nil {
 					return ifNotFound(err, errNoTenant(tenantID, err))
@@ -57,6 +58,7 @@ func newAPIKeyCreateCmd() *cobra.Command {
 	_ = cmd.MarkFlagRequired("tenant")
 	_ = cmd.MarkFlagRequired("scopes")
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	return cmd
 }
 
@@ -154,7 +156,7 @@ func newAPIKeyRevokeCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				k, err := revokeAPIKey(cmd.Context(), a.svc, args[0])
+				k, err := revokeAPIKey(cmd.Context(), a.svc, a.cfg.Operator, args[0])
 				if err == nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "revoked API key %s (%s) of tenant %s\n", k.ID, shownPrefix(k.Prefix), k.TenantID)
 				}
@@ -163,6 +165,7 @@ func newAPIKeyRevokeCmd() *cobra.Command {
 		},
 	}
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	return cmd
 }
 
@@ -175,13 +178,13 @@ func shownPrefix(p string) string { return "cvk_" + p + "_…" }
 // revokeAPIKey revokes the live key ref names (an id or a prefix) and
 // returns it; the error says when ref names no key, several keys or a key
 // revoked already.
-func revokeAPIKey(ctx context.Context, svc *postgres.Service, ref string) (vault.APIKey, error) {
+func revokeAPIKey(ctx context.Context, svc *postgres.Service, operator, ref string) (vault.APIKey, error) {
 	k, err := findAPIKey(ctx, svc, ref)
 	if err != nil {
 		return k, err
 	}
 	if k.RevokedAt == nil {
-		k, err = svc.RevokeAPIKey(ctx, k.ID)
+		k, err = svc.RevokeAPIKeyAs(ctx, operator, k.ID)
 		if vault.ErrorKind(err) != vault.KindNotFound {
 			return k, err
 		}

@@ -61,7 +61,7 @@ func open(ctx context.Context, cfg config, log *slog.Logger, checkKEK bool) (*ap
 	tel := newTelemetry(cfg)
 	svc, err := postgres.NewService(postgres.Config{Pool: pool, KEK: kek, CVCTTL: cfg.CVCTTL, KeyCacheTTL: cfg.KeyCacheTTL, Logger: log,
 		Egress: newEgress(cfg, 0), AllowLoopback: cfg.EgressAllowLoopback,
-		Metrics: tel.Store(), ForwardMetrics: tel.Forwards()})
+		Metrics: tel.Store(), ForwardMetrics: tel.Forwards(), AccessFailureWindow: cfg.AuditFailureWindow})
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -125,6 +125,7 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool, url string) error {
 func (a *app) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = a.svc.FlushKeyUsage(ctx) // best effort: the counts are advisory
+	_ = a.svc.FlushKeyUsage(ctx)       // best effort: the counts are advisory
+	_ = a.svc.FlushAccessFailures(ctx) // its failure is logged
 	a.pool.Close()
 }

@@ -182,6 +182,12 @@ func TestCLIErrorsNameTheObjectAndTheNextCommand(t *testing.T) {
 	for _, c := range f.setupCases(t) {
 		writeCase(&b, c.shown, f.placeholders(runLine(t, c.args...)))
 	}
+	t.Setenv("VAULT_OPERATOR", "") // no operator named
+	for _, args := range [][]string{{"keys", "rotate", "--tenant", f.tenant}, {"tenant", "create", "acme"}} {
+		line := runLine(t, append(args, f.flags...)...)
+		require.NotEmpty(t, line, "%v must fail", args)
+		writeCase(&b, f.placeholders(strings.Join(args, " ")), f.placeholders(line))
+	}
 	got := b.String()
 	assert.NotContains(t, got, "no rows in result set")
 	assert.NotContains(t, got, "resource_missing")

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
@@ -66,6 +68,18 @@ type config struct {
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// "" is off.
 	MetricsListen string
+	// AuditFailureWindow is how long repeated refusals of one source are
+	// counted in one audit row.
+	AuditFailureWindow time.Duration
+	// Operator names the person running a command-line operation; its
+	// audit rows carry it (see bindOperator).
+	Operator string
+}
+
+// actor returns the actor of a command-line operation on tenantID, named
+// by the operator.
+func (c config) actor(tenantID uuid.UUID) vault.Actor {
+	return vault.OperatorNamed(tenantID, c.Operator)
 }
 
 // propagation is how long a rotation waits so that every replica has
@@ -86,7 +100,13 @@ type rawConfig struct {
 	forwardPendingGrace                                                     string
 	imp                                                                     rawImport
 	exp                                                                     rawExport
-	limits                                                                  rawLimits
+	// operator is --operator; operatorNeed says whether the command binds
+	// it and whether it must be given (see bindOperator).
+	operator     string
+	operatorNeed operatorNeed
+	// auditFailureWindow is --audit-failure-window (serving only).
+	auditFailureWindow string
+	limits             rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
 	// are bound, so parse checks them.
 	serving bool
@@ -128,6 +148,59 @@ func (r *rawConfig) bindVault(fs *pflag.FlagSet) {
 	fs.StringVar(&r.kekURI, "kek-uri", os.Getenv("VAULT_KEK_URI"), "root KEK: local://PATH, aws-kms://…, gcp-kms://…, hcvault://… (env VAULT_KEK_URI)")
 	hideDefault(fs, "kek-uri")
 	fs.StringVar(&r.logLevel, "log-level", envOr("VAULT_LOG_LEVEL", defaultLogLevel), "debug, info, warn or error (env VAULT_LOG_LEVEL)")
+}
+
+// operatorNeed says whether a command names its operator.
+type operatorNeed int
+
+// The operator needs of a command.
+const (
+	operatorUnbound  operatorNeed = iota // the command writes no operator audit rows
+	operatorDefault                      // --operator, else user@host
+	operatorRequired                     // --operator or VAULT_OPERATOR must be given
+)
+
+// bindOperator binds --operator to VAULT_OPERATOR: the person an operation
+// at the command line is audited as. A key, tenant, API key, OpenPGP key or
+// export operation requires it (PCI DSS 10.2.2: the audit trail names the
+// person); a read-only command defaults to the OS user@host.
+func (r *rawConfig) bindOperator(fs *pflag.FlagSet, need operatorNeed) {
+	r.operatorNeed = need
+	usage := "the person running this command, named in its audit rows; defaults to user@host (env VAULT_OPERATOR)"
+	if need == operatorRequired {
+		usage = "the person running this command, named in its audit rows; required (env VAULT_OPERATOR)"
+	}
+	fs.StringVar(&r.operator, "operator", os.Getenv("VAULT_OPERATOR"), usage)
+}
+
+// parseOperator returns the operator of the command, or an error naming the
+// flag and the variable when the command requires one and none is given.
+func (r *rawConfig) parseOperator() (string, error) {
+	op := strings.TrimSpace(r.operator)
+	switch {
+	case op != "" && (len(op) > 200 || card.ContainsPAN(op)):
+		return "", errors.New("--operator (VAULT_OPERATOR) must be a person's name of at most 200 characters, e.g. --operator alice")
+	case op != "" || r.operatorNeed == operatorUnbound:
+		return op, nil
+	case r.operatorNeed == operatorRequired:
+		return "", errors.New("this command changes keys, tenants, API keys or OpenPGP keys, or exports cards, and must name who runs it: " +
+			"--operator NAME or VAULT_OPERATOR=NAME (PCI DSS 10.2.2), e.g. --operator alice")
+	}
+	return defaultOperator(), nil
+}
+
+// defaultOperator is the OS user@host running the process, "unknown" for
+// a part that cannot be read.
+func defaultOperator() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	return name + "@" + host
 }
 
 // bindCryptoperiod binds --key-cryptoperiod, which flags overdue keys.
@@ -172,6 +245,8 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
 	fs.StringVar(&r.cardHistoryRetention, "card-history-retention", envOr("VAULT_CARD_HISTORY_RETENTION", defaultCardHistory),
 		"how long a card replaced by an update is kept sealed and listed by GET /tokens/{id}/versions, e.g. 30d (env VAULT_CARD_HISTORY_RETENTION)")
+	fs.StringVar(&r.auditFailureWindow, "audit-failure-window", envOr("VAULT_AUDIT_FAILURE_WINDOW", "10s"),
+		"how long repeated refused requests of one source (address, route, reason, key) share one audit row with their count (env VAULT_AUDIT_FAILURE_WINDOW)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", defaultKeyCacheTTL), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
 }
 
@@ -223,6 +298,10 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 		errs = append(errs, fmt.Errorf("VAULT_LISTEN %q is not host:port", cfg.Listen))
 	}
 	errs = append(errs, r.parseDurations(&cfg)...)
+	var opErr error
+	if cfg.Operator, opErr = r.parseOperator(); opErr != nil {
+		errs = append(errs, opErr)
+	}
 	if r.serving {
 		errs = append(errs, r.parseServing(&cfg)...)
 	}
@@ -292,6 +371,10 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	grace := orDefault(r.forwardPendingGrace, vault.DefaultForwardPendingGrace.String())
 	if cfg.ForwardPendingGrace, err = time.ParseDuration(grace); err != nil || cfg.ForwardPendingGrace < vault.MinForwardPendingGrace {
 		errs = append(errs, fmt.Errorf("VAULT_FORWARD_PENDING_GRACE %q must be a duration of at least 30s, e.g. 2m", grace))
+	}
+	window := orDefault(r.auditFailureWindow, "10s")
+	if cfg.AuditFailureWindow, err = time.ParseDuration(window); err != nil || cfg.AuditFailureWindow < 100*time.Millisecond || cfg.AuditFailureWindow > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("VAULT_AUDIT_FAILURE_WINDOW %q must be a duration between 100ms and 5m, e.g. 10s", window))
 	}
 	history := orDefault(r.cardHistoryRetention, defaultCardHistory)
 	if cfg.CardHistoryRetention, err = parseDays(history); err != nil || cfg.CardHistoryRetention < 24*time.Hour {

@@ -64,6 +64,7 @@ func newDevCmd() *cobra.Command {
 		},
 	}
 	raw.bindServing(cmd.Flags(), defaultDevListen)
+	raw.bindOperator(cmd.Flags(), operatorDefault)
 	if os.Getenv("VAULT_EGRESS_ALLOW_LOOPBACK") == "" { // dev's webhook receivers are on this machine
 		raw.egressAllowLoopback = "true"
 		cmd.Flags().Lookup("egress-allow-loopback").DefValue = "true"
@@ -270,8 +271,23 @@ func devKey(ctx context.Context, svc *postgres.Service) (uuid.UUID, string, erro
 	if err != nil {
 		return uuid.Nil, "", err
 	}
-	secret, _, err := svc.CreateAPIKey(ctx, tenant, vault.AllScopes, devKeyDescription)
+	secret, _, err := svc.IssueAPIKey(ctx, devKeyInput(tenant))
 	return tenant, secret, err
+}
+
+// devOperator is the operator that dev's own audit rows name: dev@HOST.
+func devOperator() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "dev@" + host
+}
+
+// devKeyInput asks for dev's all-scope API key of tenant, made by
+// devOperator.
+func devKeyInput(tenant uuid.UUID) vault.NewAPIKey {
+	return vault.NewAPIKey{TenantID: tenant, Scopes: vault.AllScopes, Description: devKeyDescription, Operator: devOperator()}
 }
 
 // devTenantKey returns the live tenant `dev` (creating it on first run, or
@@ -286,7 +302,7 @@ func devTenantKey(ctx context.Context, svc *postgres.Service, dir string) (uuid.
 	secret, keyID := reusableDevKey(ctx, svc, dir, tenant)
 	if secret == "" {
 		var k vault.APIKey
-		if secret, k, err = svc.CreateAPIKey(ctx, tenant, vault.AllScopes, devKeyDescription); err != nil {
+		if secret, k, err = svc.IssueAPIKey(ctx, devKeyInput(tenant)); err != nil {
 			return uuid.Nil, "", err
 		}
 		keyID = k.ID
@@ -313,7 +329,7 @@ func devTenant(ctx context.Context, svc *postgres.Service) (uuid.UUID, error) {
 			return id, nil
 		}
 	}
-	t, err := svc.CreateTenant(ctx, "dev")
+	t, err := svc.CreateTenantAs(ctx, devOperator(), "dev")
 	return t.ID, err
 }
 
@@ -353,7 +369,7 @@ func revokeOtherDevKeys(ctx context.Context, svc *postgres.Service, tenant, keep
 		if k.ID == keep || k.RevokedAt != nil || k.Description != devKeyDescription {
 			continue
 		}
-		if _, err := svc.RevokeAPIKey(ctx, k.ID); err != nil && vault.ErrorKind(err) != vault.KindNotFound {
+		if _, err := svc.RevokeAPIKeyAs(ctx, devOperator(), k.ID); err != nil && vault.ErrorKind(err) != vault.KindNotFound {
 			return err
 		}
 	}
@@ -389,11 +405,11 @@ curl -sS %[1]s/cde-import \
 }
 
 // printOperatorSetup prints the lines that set up another shell for the
-// operator commands: the settings, and alias when `cardvault` on the PATH
-// is not this binary.
+// operator commands: the settings (the operator named in their audit rows
+// too), and alias when `cardvault` on the PATH is not this binary.
 func printOperatorSetup(out io.Writer, cfg config, tenant uuid.UUID, alias string) {
-	fmt.Fprintf(out, "Operator commands (keys, tenant, apikey, import) in another shell: paste\n\nexport VAULT_DATABASE_URL=%s VAULT_KEK_URI=%s TENANT=%s\n",
-		shellQuote(cfg.DatabaseURL), shellQuote(cfg.KEKURI), tenant)
+	fmt.Fprintf(out, "Operator commands (keys, tenant, apikey, import) in another shell: paste\n\nexport VAULT_DATABASE_URL=%s VAULT_KEK_URI=%s VAULT_OPERATOR=%s TENANT=%s\n",
+		shellQuote(cfg.DatabaseURL), shellQuote(cfg.KEKURI), shellQuote(cfg.Operator), tenant)
 	if alias != "" {
 		fmt.Fprintln(out, alias)
 	}

@@ -228,10 +228,10 @@ func TestDevPrintsCommandsThatRunAsPrinted(t *testing.T) {
 	assert.Empty(t, cliAlias(), "cardvault on the PATH is this binary")
 
 	var out bytes.Buffer
-	printOperatorSetup(&out, config{DatabaseURL: "postgres://postgres@127.0.0.1:5/cardvault", KEKURI: "local:///it's/kek.json"},
+	printOperatorSetup(&out, config{DatabaseURL: "postgres://postgres@127.0.0.1:5/cardvault", KEKURI: "local:///it's/kek.json", Operator: "alice@laptop"},
 		[16]byte{1}, "alias cardvault='/x/bin/cardvault'")
 	assert.Equal(t, "Operator commands (keys, tenant, apikey, import) in another shell: paste\n\n"+
-		"export VAULT_DATABASE_URL='postgres://postgres@127.0.0.1:5/cardvault' VAULT_KEK_URI='local:///it'\\''s/kek.json' TENANT=01000000-0000-0000-0000-000000000000\n"+
+		"export VAULT_DATABASE_URL='postgres://postgres@127.0.0.1:5/cardvault' VAULT_KEK_URI='local:///it'\\''s/kek.json' VAULT_OPERATOR='alice@laptop' TENANT=01000000-0000-0000-0000-000000000000\n"+
 		"alias cardvault='/x/bin/cardvault'\n"+
 		"cardvault keys status --tenant $TENANT\n\n", out.String())
 }

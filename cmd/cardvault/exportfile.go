@@ -28,6 +28,7 @@ type fileExport struct {
 	recipient string // the armored public key file
 	out       string
 	filter    vault.ExportFilter
+	operator  string // the person running the export
 }
 
 func newExportCmd() *cobra.Command {
@@ -64,11 +65,13 @@ func newExportFileCmd() *cobra.Command {
 				if err := requireTenant(ctx, a.svc, fe.tenant); err != nil {
 					return err
 				}
+				fe.operator = a.cfg.Operator
 				return runFileExport(ctx, a.svc, fe, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&format, "format", "", "the layout inside: stripe-json, stripe-csv or jsonl")
 	cmd.Flags().StringVar(&fe.recipient, "recipient-key", "", "the recipient's armored OpenPGP public key (RSA of at least 3072 bits, or an elliptic-curve key)")
@@ -139,7 +142,7 @@ func encryptCards(ctx context.Context, svc *postgres.Service, fe fileExport, id 
 	if err != nil {
 		return 0, err
 	}
-	n, err := svc.ExportTokens(ctx, vault.Operator(fe.tenant), fe.filter, id, rows.Write)
+	n, err := svc.ExportTokens(ctx, vault.OperatorNamed(fe.tenant, fe.operator), fe.filter, id, rows.Write)
 	if err != nil {
 		return n, err
 	}

@@ -78,7 +78,7 @@ func newExportRunCmd() *cobra.Command {
 				if err := requireTenant(ctx, a.svc, tenantID); err != nil {
 					return err
 				}
-				job, err := a.svc.CreateExport(ctx, vault.Operator(tenantID), in)
+				job, err := a.svc.CreateExport(ctx, a.cfg.actor(tenantID), in)
 				if err != nil {
 					return err
 				}
@@ -98,6 +98,7 @@ func newExportRunCmd() *cobra.Command {
 		},
 	}
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&in.DestinationID, "destination", "", "the forwarding destination (fwddst_…) the cards go to, in the own-vault shape")
 	cmd.Flags().StringVar(&in.URL, "url", "", "the address to send to, when the destination is a prefix")

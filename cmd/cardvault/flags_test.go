@@ -25,26 +25,26 @@ func flagNames(cmd *cobra.Command) []string {
 
 // TestEachCommandListsOnlyTheFlagsItUses holds every operator command to
 // the flags it reads: the database, the root KEK and the log level, plus
-// its own; the serving flags (listen, limits, imports, TLS…) belong to
+// its own (--operator for a command whose actions are audited); the serving flags (listen, limits, imports, TLS…) belong to
 // serve and dev.
 func TestEachCommandListsOnlyTheFlagsItUses(t *testing.T) {
 	vaultFlags := []string{"database-url", "kek-uri", "log-level"}
 	want := map[string][]string{
 		"migrate":          {"database-url"},
 		"kek create":       {"out"},
-		"tenant create":    vaultFlags,
+		"tenant create":    append([]string{"operator"}, vaultFlags...),
 		"tenant list":      append([]string{"json"}, vaultFlags...),
-		"tenant destroy":   append([]string{"confirm"}, vaultFlags...),
-		"apikey create":    append([]string{"description", "expires-in", "scopes", "tenant"}, vaultFlags...),
+		"tenant destroy":   append([]string{"confirm", "operator"}, vaultFlags...),
+		"apikey create":    append([]string{"description", "expires-in", "operator", "scopes", "tenant"}, vaultFlags...),
 		"apikey list":      append([]string{"tenant"}, vaultFlags...),
-		"apikey revoke":    vaultFlags,
-		"keys status":      append([]string{"all", "json", "key-cryptoperiod", "tenant"}, vaultFlags...),
-		"keys rotate":      append([]string{"all", "key-refresh", "tenant"}, vaultFlags...),
-		"keys reencrypt":   append([]string{"all", "tenant", "wait"}, vaultFlags...),
-		"keys retire":      append([]string{"destroy", "key", "tenant"}, vaultFlags...),
-		"keys rotate-root": append([]string{"dry-run", "new-kek-uri"}, vaultFlags...),
+		"apikey revoke":    append([]string{"operator"}, vaultFlags...),
+		"keys status":      append([]string{"all", "json", "key-cryptoperiod", "operator", "tenant"}, vaultFlags...),
+		"keys rotate":      append([]string{"all", "key-refresh", "operator", "tenant"}, vaultFlags...),
+		"keys reencrypt":   append([]string{"all", "operator", "tenant", "wait"}, vaultFlags...),
+		"keys retire":      append([]string{"destroy", "key", "operator", "tenant"}, vaultFlags...),
+		"keys rotate-root": append([]string{"dry-run", "new-kek-uri", "operator"}, vaultFlags...),
 		"audit verify":     append([]string{"json", "tenant"}, vaultFlags...),
-		"import stripe":    append([]string{"api-key", "tenant", "wait"}, vaultFlags...),
+		"import stripe":    append([]string{"api-key", "operator", "tenant", "wait"}, vaultFlags...),
 		"import watch":     vaultFlags,
 		"version":          nil,
 	}

@@ -94,7 +94,7 @@ func newDestinationAddCmd() *cobra.Command {
 				return err
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				d, err := a.svc.CreateDestination(cmd.Context(), vault.Operator(tenantID), in)
+				d, err := a.svc.CreateDestination(cmd.Context(), a.cfg.actor(tenantID), in)
 				if err == nil {
 					fmt.Fprintln(cmd.OutOrStdout(), d.ID)
 				}
@@ -112,6 +112,7 @@ func newDestinationAddCmd() *cobra.Command {
 	fs.StringVar(&f.clientKeyFile, "client-key", "", "PEM file of the mTLS client certificate's private key")
 	_ = cmd.MarkFlagRequired("tenant")
 	raw.bindVault(fs)
+	raw.bindOperator(fs, operatorDefault)
 	raw.bindEgress(fs)
 	return cmd
 }
@@ -139,7 +140,7 @@ func newDestinationListCmd() *cobra.Command {
 				return err
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				ds, err := a.svc.ListDestinations(cmd.Context(), vault.Operator(tenantID))
+				ds, err := a.svc.ListDestinations(cmd.Context(), a.cfg.actor(tenantID))
 				if err != nil {
 					return err
 				}
@@ -161,6 +162,7 @@ func newDestinationListCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	_ = cmd.MarkFlagRequired("tenant")
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorDefault)
 	return cmd
 }
 
@@ -197,7 +199,7 @@ func newDestinationRemoveCmd() *cobra.Command {
 				return err
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				err := a.svc.DeleteDestination(cmd.Context(), vault.Operator(tenantID), args[0])
+				err := a.svc.DeleteDestination(cmd.Context(), a.cfg.actor(tenantID), args[0])
 				if err == nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "removed forwarding destination %s\n", args[0])
 				}
@@ -208,6 +210,7 @@ func newDestinationRemoveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	_ = cmd.MarkFlagRequired("tenant")
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorDefault)
 	return cmd
 }
 

@@ -104,7 +104,7 @@ func newImportStripeCmd() *cobra.Command {
 				if err := requireTenant(ctx, a.svc, tenantID); err != nil {
 					return err
 				}
-				job, err := a.svc.CreateImport(ctx, vault.Operator(tenantID),
+				job, err := a.svc.CreateImport(ctx, a.cfg.actor(tenantID),
 					vault.CreateImportInput{Provider: vault.ProviderStripe, StripeAPIKey: card.NewSecret(apiKey)})
 				if err != nil {
 					return err
@@ -118,6 +118,7 @@ func newImportStripeCmd() *cobra.Command {
 		},
 	}
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorDefault)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&apiKey, "api-key", os.Getenv("STRIPE_API_KEY"), "the Stripe secret or restricted key (env STRIPE_API_KEY keeps it out of shell history)")
 	hideDefault(cmd.Flags(), "api-key")

@@ -25,10 +25,11 @@ const importFileWorkers = 16
 
 // fileImport is one `import file` run's settings.
 type fileImport struct {
-	tenant  uuid.UUID
-	format  cardfile.Format
-	path    string // the encrypted file
-	mapping string // where the mapping file goes
+	tenant   uuid.UUID
+	format   cardfile.Format
+	path     string // the encrypted file
+	mapping  string // where the mapping file goes
+	operator string // the person running the import
 }
 
 func newImportFileCmd() *cobra.Command {
@@ -48,11 +49,13 @@ func newImportFileCmd() *cobra.Command {
 				if err := requireTenant(ctx, a.svc, fi.tenant); err != nil {
 					return err
 				}
+				fi.operator = a.cfg.Operator
 				return runFileImport(ctx, a.svc, fi, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorDefault)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&format, "format", "", "the clear file's layout: stripe-json, stripe-csv or jsonl")
 	cmd.Flags().StringVar(&mapping, "mapping", "", "where to write the mapping file (default: FILE without .pgp/.gpg, plus .mapping.csv)")
@@ -98,7 +101,7 @@ func runFileImport(ctx context.Context, svc *postgres.Service, fi fileImport, ou
 		return fmt.Errorf("open the card file: %w", err)
 	}
 	cr := &countingReader{r: f}
-	clear, err := svc.OpenPGPMessage(ctx, vault.Operator(fi.tenant), cr)
+	clear, err := svc.OpenPGPMessage(ctx, vault.OperatorNamed(fi.tenant, fi.operator), cr)
 	if err != nil {
 		return err
 	}
@@ -111,7 +114,7 @@ func runFileImport(ctx context.Context, svc *postgres.Service, fi fileImport, ou
 		return err
 	}
 	prog := newProgress(errOut, "KiB")
-	counts, runErr := cardfile.Import(ctx, svc, vault.Operator(fi.tenant), rows, importFileWorkers, func(r cardfile.Result) error {
+	counts, runErr := cardfile.Import(ctx, svc, vault.OperatorNamed(fi.tenant, fi.operator), rows, importFileWorkers, func(r cardfile.Result) error {
 		if r.Err != nil {
 			fmt.Fprintf(errOut, "row %d: %s: %s\n", r.Row, r.Err.Code, r.Err.Message)
 		}

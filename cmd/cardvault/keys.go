@@ -92,7 +92,7 @@ func newKeysStatusCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				r, err := a.svc.KeyReport(cmd.Context(), vault.Operator(uuid.Nil), ids, a.cfg.KEKURI, a.cfg.Cryptoperiod)
+				r, err := a.svc.KeyReport(cmd.Context(), a.cfg.actor(uuid.Nil), ids, a.cfg.KEKURI, a.cfg.Cryptoperiod)
 				if err != nil {
 					return err
 				}
@@ -108,6 +108,7 @@ func newKeysStatusCmd() *cobra.Command {
 	sel.bind(cmd, true)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (the shape of GET /keys)")
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorDefault)
 	raw.bindCryptoperiod(cmd.Flags())
 	return cmd
 }
@@ -156,7 +157,7 @@ func newKeysRotateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return eachTenant(cmd.Context(), &raw, &sel, func(a *app, id uuid.UUID) error {
 				sayRotationWait(cmd.ErrOrStderr(), id, a.cfg)
-				keyID, err := a.svc.RotateDataKey(cmd.Context(), vault.Operator(id), a.cfg.propagation())
+				keyID, err := a.svc.RotateDataKey(cmd.Context(), a.cfg.actor(id), a.cfg.propagation())
 				if err == nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "tenant %s: key %d is primary\n", id, keyID)
 				}
@@ -166,6 +167,7 @@ func newKeysRotateCmd() *cobra.Command {
 	}
 	sel.bind(cmd, false)
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	raw.bindKeyRefresh(cmd.Flags())
 	return cmd
 }
@@ -188,20 +190,22 @@ func newKeysReencryptCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return eachTenant(cmd.Context(), &raw, &sel, func(a *app, id uuid.UUID) error {
-				return reencrypt(cmd.Context(), a.svc, id, wait, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return reencrypt(cmd.Context(), a.svc, a.cfg.actor(id), wait, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
 	sel.bind(cmd, false)
 	cmd.Flags().BoolVar(&wait, "wait", false, "run the job here (or follow the replica running it) and show progress")
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	return cmd
 }
 
 // reencrypt starts a tenant's job and, with wait, works on it in this
 // process while a progress bar follows it to the end.
-func reencrypt(ctx context.Context, svc *postgres.Service, tenant uuid.UUID, wait bool, out, errOut io.Writer) error {
-	job, _, err := svc.StartReencrypt(ctx, vault.Operator(tenant))
+func reencrypt(ctx context.Context, svc *postgres.Service, op vault.Actor, wait bool, out, errOut io.Writer) error {
+	tenant := op.TenantID
+	job, _, err := svc.StartReencrypt(ctx, op)
 	if err != nil {
 		return err
 	}
@@ -267,7 +271,7 @@ func newKeysRetireCmd() *cobra.Command {
 				if err := requireTenant(cmd.Context(), a.svc, id); err != nil {
 					return err
 				}
-				if err := a.svc.RetireDataKey(cmd.Context(), vault.Operator(id), keyID, destroy); err != nil {
+				if err := a.svc.RetireDataKey(cmd.Context(), a.cfg.actor(id), keyID, destroy); err != nil {
 					return retireError(id, keyID, err)
 				}
 				verb := "disabled"
@@ -285,6 +289,7 @@ func newKeysRetireCmd() *cobra.Command {
 	_ = cmd.MarkFlagRequired("tenant")
 	_ = cmd.MarkFlagRequired("key")
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	return cmd
 }
 
@@ -330,7 +335,7 @@ func newKeysRotateRootCmd() *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			r, err := a.svc.RotateRootKEK(cmd.Context(), newKEK, newURI, dryRun)
+			r, err := a.svc.RotateRootKEKAs(cmd.Context(), cfg.Operator, newKEK, newURI, dryRun)
 			if err != nil {
 				return err
 			}
@@ -341,6 +346,7 @@ func newKeysRotateRootCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check that every keyset opens and report what would change")
 	_ = cmd.MarkFlagRequired("new-kek-uri")
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	return cmd
 }
 

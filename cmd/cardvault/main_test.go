@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +19,12 @@ import (
 
 var dbURL string
 
-func TestMain(m *testing.M) { vaulttest.Main(m, "cmd", &dbURL) }
+// TestMain names the operator of the commands the tests run (a test of a
+// missing operator clears VAULT_OPERATOR).
+func TestMain(m *testing.M) {
+	os.Setenv("VAULT_OPERATOR", "test-operator")
+	vaulttest.Main(m, "cmd", &dbURL)
+}
 
 // run executes the cardvault command line with args and returns its stdout
 // and stderr.

@@ -37,7 +37,7 @@ func newPGPKeyCreateCmd() *cobra.Command {
 				if err := requireTenant(ctx, a.svc, tenantID); err != nil {
 					return err
 				}
-				k, err := a.svc.CreatePGPKey(ctx, vault.Operator(tenantID))
+				k, err := a.svc.CreatePGPKey(ctx, a.cfg.actor(tenantID))
 				if err != nil {
 					return err
 				}
@@ -48,6 +48,7 @@ func newPGPKeyCreateCmd() *cobra.Command {
 		},
 	}
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	_ = cmd.MarkFlagRequired("tenant")
 	return cmd
@@ -67,7 +68,7 @@ func newPGPKeyListCmd() *cobra.Command {
 			}
 			ctx := cmd.Context()
 			return withApp(ctx, &raw, func(a *app) error {
-				keys, err := a.svc.ListPGPKeys(ctx, vault.Operator(tenantID))
+				keys, err := a.svc.ListPGPKeys(ctx, a.cfg.actor(tenantID))
 				if err != nil {
 					return err
 				}
@@ -76,6 +77,7 @@ func newPGPKeyListCmd() *cobra.Command {
 		},
 	}
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorDefault)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	_ = cmd.MarkFlagRequired("tenant")
 	return cmd
@@ -109,7 +111,7 @@ func newPGPKeyRetireCmd() *cobra.Command {
 			}
 			ctx := cmd.Context()
 			return withApp(ctx, &raw, func(a *app) error {
-				k, err := a.svc.RetirePGPKey(ctx, vault.Operator(tenantID), keyID)
+				k, err := a.svc.RetirePGPKey(ctx, a.cfg.actor(tenantID), keyID)
 				if err != nil {
 					return err
 				}
@@ -119,6 +121,7 @@ func newPGPKeyRetireCmd() *cobra.Command {
 		},
 	}
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	_ = cmd.MarkFlagRequired("tenant")
 	return cmd

@@ -29,7 +29,7 @@ func newTenantCreateCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				t, err := a.svc.CreateTenant(cmd.Context(), args[0])
+				t, err := a.svc.CreateTenantAs(cmd.Context(), a.cfg.Operator, args[0])
 				if err != nil {
 					return err
 				}
@@ -39,6 +39,7 @@ func newTenantCreateCmd() *cobra.Command {
 		},
 	}
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	return cmd
 }
 
@@ -122,7 +123,7 @@ func newTenantDestroyCmd() *cobra.Command {
 				return actionf(nil, "this destroys every token of tenant %s for good; to go ahead: `cardvault tenant destroy %s --confirm`", id, id)
 			}
 			return withApp(cmd.Context(), &raw, func(a *app) error {
-				n, err := destroyTenant(cmd.Context(), a.svc, id)
+				n, err := destroyTenant(cmd.Context(), a.svc, a.cfg.Operator, id)
 				if err == nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "tenant %s destroyed: %d tokens are unreadable and deleted\n", id, n)
 				}
@@ -132,13 +133,14 @@ func newTenantDestroyCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&confirm, "confirm", false, "yes, destroy it")
 	raw.bindVault(cmd.Flags())
+	raw.bindOperator(cmd.Flags(), operatorRequired)
 	return cmd
 }
 
 // destroyTenant crypto-shreds tenant id and returns how many tokens went;
 // for an unknown or already destroyed tenant the error says which.
-func destroyTenant(ctx context.Context, svc *postgres.Service, id uuid.UUID) (int64, error) {
-	n, err := svc.DestroyTenant(ctx, id)
+func destroyTenant(ctx context.Context, svc *postgres.Service, operator string, id uuid.UUID) (int64, error) {
+	n, err := svc.DestroyTenantAs(ctx, operator, id)
 	if vault.ErrorKind(err) != vault.KindNotFound {
 		return n, err
 	}

@@ -75,11 +75,15 @@ func (w *world) tokenize(businessKey, number string) vault.Token {
 }
 
 // auditRows returns the outcomes of w's tenant's audit rows of action by
-// the API key id, oldest first.
+// the API key id, oldest first; a row counting repeated refusals comes once
+// per refusal.
 func (w *world) auditRows(action vault.Action, keyID uuid.UUID) []vault.AuditEvent {
 	w.t.Helper()
+	require.NoError(w.t, w.svc.FlushAccessFailures(context.Background())) // refusals are counted, then written
 	pool := vaulttest.Pool(w.t, dbURL)
-	rows, err := pool.Query(context.Background(), `SELECT outcome, client_addr, request_id FROM audit_events
+	rows, err := pool.Query(context.Background(), `SELECT outcome, client_addr, request_id FROM audit_events,
+		generate_series(1, CASE WHEN action IN ('auth.failed', 'auth.denied', 'access.failed', 'access.throttled')
+		                        THEN (detail->>'count')::int ELSE 1 END)
 		WHERE tenant_id = $1 AND action = $2 AND api_key_id = $3 ORDER BY id`, w.tenant, string(action), keyID)
 	require.NoError(w.t, err)
 	defer rows.Close()

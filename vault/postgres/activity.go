@@ -14,7 +14,8 @@ const maxActivityDays = 90
 // activitySQL counts, per UTC day from $2, the tenant $1's tokens created
 // (among those still held), the cards its import jobs started that day
 // imported, and its failed or refused actions (through the partial index
-// audit_events_tenant_errors).
+// audit_events_tenant_errors); a row counting repeated refusals (see
+// RecordAccessFailure) counts each of them.
 const activitySQL = `
 	SELECT day, sum(tokens)::bigint, sum(imported)::bigint, sum(errors)::bigint FROM (
 		SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS tokens, 0 AS imported, 0 AS errors
@@ -23,7 +24,9 @@ const activitySQL = `
 		SELECT (created_at AT TIME ZONE 'UTC')::date, 0, sum(successes), 0
 		FROM import_jobs WHERE tenant_id = $1 AND created_at >= $2 GROUP BY 1
 		UNION ALL
-		SELECT (occurred_at AT TIME ZONE 'UTC')::date, 0, 0, count(*)
+		SELECT (occurred_at AT TIME ZONE 'UTC')::date, 0, 0,
+		       sum(CASE WHEN action IN ('auth.failed', 'auth.denied', 'access.failed', 'access.throttled')
+		                THEN coalesce((detail->>'count')::bigint, 1) ELSE 1 END)
 		FROM audit_events WHERE tenant_id = $1 AND outcome <> 'success' AND occurred_at >= $2 GROUP BY 1
 	) d GROUP BY day`
 

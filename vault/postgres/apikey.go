@@ -62,7 +62,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, tenantID uuid.UUID, scopes [
 // KindNotFound error for an unknown tenant and KindInvalid for no scopes or
 // a negative ExpiresIn.
 func (s *Service) IssueAPIKey(ctx context.Context, in vault.NewAPIKey) (string, vault.APIKey, error) {
-	return s.issueAPIKey(ctx, vault.Operator(in.TenantID), in)
+	return s.issueAPIKey(ctx, vault.OperatorNamed(in.TenantID, in.Operator), in)
 }
 
 // CreateTenantAPIKey makes an API key of the actor's tenant with scopes,
@@ -219,19 +219,26 @@ func (s *Service) ListTenantAPIKeys(ctx context.Context, a vault.Actor) ([]vault
 // RevokeAPIKey revokes the key with id at once and audits it. It returns a
 // KindNotFound error for an unknown or already revoked key.
 func (s *Service) RevokeAPIKey(ctx context.Context, id uuid.UUID) (vault.APIKey, error) {
-	return s.revokeAPIKey(ctx, nil, id)
+	return s.revokeAPIKey(ctx, nil, "", id)
+}
+
+// RevokeAPIKeyAs is RevokeAPIKey audited as the person operator at the
+// command line. Its errors are RevokeAPIKey's.
+func (s *Service) RevokeAPIKeyAs(ctx context.Context, operator string, id uuid.UUID) (vault.APIKey, error) {
+	return s.revokeAPIKey(ctx, nil, operator, id)
 }
 
 // RevokeTenantAPIKey revokes the actor's tenant's key id at once, ends its
 // console sessions, and audits it as the actor. It returns a KindNotFound
 // error for an unknown, foreign or already revoked key.
 func (s *Service) RevokeTenantAPIKey(ctx context.Context, a vault.Actor, id uuid.UUID) (vault.APIKey, error) {
-	return s.revokeAPIKey(ctx, &a, id)
+	return s.revokeAPIKey(ctx, &a, "", id)
 }
 
 // revokeAPIKey revokes key id, of by's tenant when by is not nil, and
-// audits it as by (as the operator of the key's tenant when by is nil).
-func (s *Service) revokeAPIKey(ctx context.Context, by *vault.Actor, id uuid.UUID) (vault.APIKey, error) {
+// audits it as by (as the person operator at the command line, of the key's
+// tenant, when by is nil).
+func (s *Service) revokeAPIKey(ctx context.Context, by *vault.Actor, operator string, id uuid.UUID) (vault.APIKey, error) {
 	var k vault.APIKey
 	tenant := uuid.Nil
 	if by != nil {
@@ -248,7 +255,7 @@ func (s *Service) revokeAPIKey(ctx context.Context, by *vault.Actor, id uuid.UUI
 		if err := endKeySessions(ctx, tx, k.ID); err != nil {
 			return err
 		}
-		actor := vault.Operator(k.TenantID)
+		actor := vault.OperatorNamed(k.TenantID, operator)
 		if by != nil {
 			actor = *by
 		}
@@ -360,27 +367,25 @@ func (s *Service) noteUse(ctx context.Context, prefix string, id uuid.UUID, now 
 	}
 }
 
-// authFailed audits a failed authentication and returns the error the caller
+// authFailed audits a failed authentication (counted with the repeats of
+// its source, see RecordAccessFailure) and returns the error the caller
 // sees, which does not say why, so that keys cannot be probed.
 func (s *Service) authFailed(ctx context.Context, a vault.Actor, reason string) error {
-	ev := s.event(a, vault.ActionAuthFailed, uuid.Nil, map[string]any{"reason": reason})
-	ev.Outcome = vault.OutcomeFailure
-	if err := insertAudit(ctx, s.db, ev); err != nil {
-		return dbError(err, "audit event")
-	}
+	s.RecordAccessFailure(ctx, vault.AccessFailure{Action: vault.ActionAuthFailed, Outcome: vault.OutcomeFailure,
+		Reason: reason, Route: vault.RouteOf(ctx), TenantID: a.TenantID, APIKeyID: a.APIKeyID,
+		ClientAddr: a.ClientAddr, RequestID: a.RequestID})
 	return vault.Errorf(vault.KindUnauthenticated, vault.CodeInvalidAPIKey, "a valid API key is required in the X-API-Key header")
 }
 
 // Require returns nil when the actor holds scope, and otherwise audits the
-// denial and returns a KindForbidden error naming the missing scope.
+// denial (counted with the repeats of its source, see RecordAccessFailure)
+// and returns a KindForbidden error naming the missing scope.
 func (s *Service) Require(ctx context.Context, a vault.Actor, scope vault.Scope) error {
 	if a.Can(scope) {
 		return nil
 	}
-	ev := s.event(a, vault.ActionAuthDenied, uuid.Nil, map[string]any{"missing_scope": string(scope)})
-	ev.Outcome = vault.OutcomeDenied
-	if err := insertAudit(ctx, s.db, ev); err != nil {
-		return dbError(err, "audit event")
-	}
+	s.RecordAccessFailure(ctx, vault.AccessFailure{Action: vault.ActionAuthDenied, Outcome: vault.OutcomeDenied,
+		Reason: vault.CodeMissingScope, Scope: scope, Route: vault.RouteOf(ctx), TenantID: a.TenantID,
+		APIKeyID: a.APIKeyID, ClientAddr: a.ClientAddr, RequestID: a.RequestID})
 	return vault.Errorf(vault.KindForbidden, vault.CodeMissingScope, "this API key lacks the %s scope", scope)
 }

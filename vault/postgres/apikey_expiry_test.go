@@ -26,6 +26,7 @@ func (e *env) issue(t *testing.T, expiresIn time.Duration) (string, vault.APIKey
 // request reqID.
 func (e *env) authFailure(t *testing.T, reqID string) string {
 	t.Helper()
+	require.NoError(t, e.svc.FlushAccessFailures(context.Background()))
 	var reason string
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT detail->>'reason' FROM audit_events
 		WHERE request_id = $1 AND action = 'auth.failed' AND outcome = 'failure'`, reqID).Scan(&reason))

@@ -31,6 +31,8 @@ func TestAuthenticateCacheKeepsRevocation(t *testing.T) {
 	}
 	failureReason := func(t *testing.T, requestID string) string {
 		t.Helper()
+		require.NoError(t, svc.FlushAccessFailures(ctx))
+		require.NoError(t, other.FlushAccessFailures(ctx))
 		var reason string
 		require.NoError(t, pool.QueryRow(ctx, `SELECT detail->>'reason' FROM audit_events
 			WHERE request_id = $1 AND action = 'auth.failed'`, requestID).Scan(&reason))

@@ -11,6 +11,9 @@ import (
 
 // event returns an audit event for the actor, stamped with the service clock.
 func (s *Service) event(a vault.Actor, action vault.Action, tokenID uuid.UUID, detail map[string]any) vault.AuditEvent {
+	if a.Operator != "" {
+		detail = withOperator(detail, a.Operator)
+	}
 	return vault.AuditEvent{
 		OccurredAt: s.clock(), TenantID: a.TenantID, APIKeyID: a.APIKeyID,
 		Action: action, TokenID: tokenID, RequestID: a.RequestID,

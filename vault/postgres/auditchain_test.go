@@ -152,6 +152,7 @@ func (e *auditEnv) failAuth(t *testing.T) {
 	t.Helper()
 	_, err := e.svc.Authenticate(context.Background(), "cvk_nope", "req_bad", "192.0.2.1")
 	require.Equal(t, vault.KindUnauthenticated, vault.ErrorKind(err))
+	require.NoError(t, e.svc.FlushAccessFailures(context.Background()))
 }
 
 func (e *auditEnv) chain(t *testing.T) {
@@ -221,6 +222,7 @@ func TestAuditChainVerifiesWithConcurrentWritersAndTwoChainers(t *testing.T) {
 				}
 				if i%5 == 0 {
 					_, _ = e.svc.Authenticate(context.Background(), "cvk_nope", "req_bad", "192.0.2.1")
+					_ = e.svc.FlushAccessFailures(context.Background())
 				}
 			}
 		}()

@@ -19,13 +19,19 @@ import (
 // keys; restart them with the new KEK URI. It returns a domain error naming
 // no key material.
 func (s *Service) RotateRootKEK(ctx context.Context, newKEK tink.AEAD, newURI string, dryRun bool) (vault.RootRotation, error) {
+	return s.RotateRootKEKAs(ctx, "", newKEK, newURI, dryRun)
+}
+
+// RotateRootKEKAs is RotateRootKEK audited as the person operator at the
+// command line. Its errors are RotateRootKEK's.
+func (s *Service) RotateRootKEKAs(ctx context.Context, operator string, newKEK tink.AEAD, newURI string, dryRun bool) (vault.RootRotation, error) {
 	var r vault.RootRotation
 	ids, err := s.TenantIDs(ctx)
 	if err != nil {
 		return r, err
 	}
 	for _, id := range ids {
-		n, already, err := s.rewrapTenant(ctx, id, newKEK, newURI, dryRun)
+		n, already, err := s.rewrapTenant(ctx, operator, id, newKEK, newURI, dryRun)
 		if err != nil {
 			return r, err
 		}
@@ -39,7 +45,7 @@ func (s *Service) RotateRootKEK(ctx context.Context, newKEK tink.AEAD, newURI st
 
 // rewrapTenant re-wraps one tenant's keysets in one transaction and returns
 // how many it re-wrapped and how many were already under newKEK.
-func (s *Service) rewrapTenant(ctx context.Context, tenantID uuid.UUID, newKEK tink.AEAD, newURI string, dryRun bool) (int, int, error) {
+func (s *Service) rewrapTenant(ctx context.Context, operator string, tenantID uuid.UUID, newKEK tink.AEAD, newURI string, dryRun bool) (int, int, error) {
 	var n, already int
 	err := s.inTx(ctx, "tenant", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT purpose, wrapped FROM tenant_keysets WHERE tenant_id = $1 ORDER BY purpose FOR UPDATE`, tenantID)
@@ -77,7 +83,7 @@ func (s *Service) rewrapTenant(ctx context.Context, tenantID uuid.UUID, newKEK t
 		if n == 0 || dryRun {
 			return nil
 		}
-		return insertAudit(ctx, tx, s.event(vault.Operator(tenantID), vault.ActionKEKRotate, uuid.Nil,
+		return insertAudit(ctx, tx, s.event(vault.OperatorNamed(tenantID, operator), vault.ActionKEKRotate, uuid.Nil,
 			map[string]any{"keysets": n, "new_kek_uri": crypto.RedactKEKURI(newURI)}))
 	})
 	return n, already, err
@@ -112,6 +118,12 @@ func (s *Service) rewrap(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, pur
 // transaction. The audit trail stays. It returns how many tokens were
 // destroyed, or KindNotFound for an unknown or already destroyed tenant.
 func (s *Service) DestroyTenant(ctx context.Context, tenantID uuid.UUID) (int64, error) {
+	return s.DestroyTenantAs(ctx, "", tenantID)
+}
+
+// DestroyTenantAs is DestroyTenant audited as the person operator at the
+// command line. Its errors are DestroyTenant's.
+func (s *Service) DestroyTenantAs(ctx context.Context, operator string, tenantID uuid.UUID) (int64, error) {
 	var tokens int64
 	now := s.clock()
 	err := s.inTx(ctx, "tenant", func(tx pgx.Tx) error {
@@ -143,7 +155,7 @@ func (s *Service) DestroyTenant(ctx context.Context, tenantID uuid.UUID) (int64,
 				return err
 			}
 		}
-		return insertAudit(ctx, tx, s.event(vault.Operator(tenantID), vault.ActionTenantShred, uuid.Nil, map[string]any{"tokens": tokens}))
+		return insertAudit(ctx, tx, s.event(vault.OperatorNamed(tenantID, operator), vault.ActionTenantShred, uuid.Nil, map[string]any{"tokens": tokens}))
 	})
 	if err == nil {
 		s.keys.forget(tenantID)

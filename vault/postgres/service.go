@@ -41,6 +41,12 @@ type Config struct {
 	// ForwardMetrics records each forward's outcome and destination
 	// latency; nil records nothing.
 	ForwardMetrics *metrics.Forwards
+	// AccessFailureWindow is how long repeated refusals of one source are
+	// counted in one audit row; DefaultAccessFailureWindow when 0.
+	AccessFailureWindow time.Duration
+	// AccessFailureSources caps the sources one window keeps apart;
+	// DefaultAccessFailureSources when 0.
+	AccessFailureSources int
 }
 
 // DefaultLeaseTTL is how long a key job lease lasts without renewal.
@@ -79,6 +85,8 @@ type Service struct {
 	// forwardMetrics records each forward (forwarding_send.go); nil
 	// without metrics.
 	forwardMetrics *metrics.Forwards
+	// failures counts refused requests into audit rows (auditfailures.go).
+	failures accessFailures
 }
 
 // NewService returns a Service for cfg, or an error when a required part is
@@ -93,6 +101,13 @@ func NewService(cfg Config) (*Service, error) {
 		s.egress = egress.New(egress.Config{AllowLoopback: cfg.AllowLoopback})
 	}
 	s.reads.limit = readBatchesInFlight
+	s.failures.window, s.failures.sources = cfg.AccessFailureWindow, cfg.AccessFailureSources
+	if s.failures.window <= 0 {
+		s.failures.window = DefaultAccessFailureWindow
+	}
+	if s.failures.sources <= 0 {
+		s.failures.sources = DefaultAccessFailureSources
+	}
 	s.outcomes.limit = outcomeBatchesInFlight
 	if s.now == nil {
 		s.now = time.Now

@@ -383,6 +383,7 @@ func TestAuthenticate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.svc.Authenticate(ctx, tt.secret, "req_"+tt.reason, "192.0.2.1")
 			assert.Equal(t, vault.KindUnauthenticated, vault.ErrorKind(err))
+			require.NoError(t, e.svc.FlushAccessFailures(ctx))
 			var reason string
 			require.NoError(t, e.pool.QueryRow(ctx, `SELECT detail->>'reason' FROM audit_events
 				WHERE request_id = $1 AND action = 'auth.failed' AND outcome = 'failure'`, "req_"+tt.reason).Scan(&reason))

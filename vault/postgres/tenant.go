@@ -17,6 +17,12 @@ import (
 // wrapped by the root KEK, and audits it, in one transaction. It returns a
 // KindInvalid error for an empty or over-long name.
 func (s *Service) CreateTenant(ctx context.Context, name string) (vault.Tenant, error) {
+	return s.CreateTenantAs(ctx, "", name)
+}
+
+// CreateTenantAs is CreateTenant audited as the person operator at the
+// command line. Its errors are CreateTenant's.
+func (s *Service) CreateTenantAs(ctx context.Context, operator, name string) (vault.Tenant, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || utf8.RuneCountInString(name) > 200 {
 		return vault.Tenant{}, vault.InvalidParam(vault.CodeInvalidName, "name", "tenant name must be 1 to 200 characters")
@@ -42,7 +48,7 @@ func (s *Service) CreateTenant(ctx context.Context, name string) (vault.Tenant, 
 				return err
 			}
 		}
-		op := vault.Operator(t.ID)
+		op := vault.OperatorNamed(t.ID, operator)
 		if err := insertAudit(ctx, tx, s.event(op, vault.ActionTenantCreate, uuid.Nil, map[string]any{"name": t.Name})); err != nil {
 			return err
 		}

@@ -63,6 +63,13 @@ type Options struct {
 	// NoLoopbackEgress refuses loopback webhook URLs, as production does;
 	// tests otherwise admit them (their receivers listen on loopback).
 	NoLoopbackEgress bool
+	// AccessFailureWindow is how long refusals of one source share an
+	// audit row (postgres.DefaultAccessFailureWindow when 0); the rows
+	// pending when the test ends are written then.
+	AccessFailureWindow time.Duration
+	// AccessFailureSources caps the sources one window keeps apart
+	// (postgres.DefaultAccessFailureSources when 0).
+	AccessFailureSources int
 }
 
 // NewService returns a postgres.Service on a new pool to dbURL, closed when tb
@@ -80,10 +87,12 @@ func NewService(tb testing.TB, dbURL string, o Options) *postgres.Service {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	svc, err := postgres.NewService(postgres.Config{Pool: Pool(tb, dbURL), KEK: o.KEK, Now: o.Now, CVCTTL: o.CVCTTL, Logger: o.Logger,
-		Egress: o.Egress, AllowLoopback: o.AllowLoopback || !o.NoLoopbackEgress})
+		Egress: o.Egress, AllowLoopback: o.AllowLoopback || !o.NoLoopbackEgress, AccessFailureWindow: o.AccessFailureWindow,
+		AccessFailureSources: o.AccessFailureSources})
 	if err != nil {
 		tb.Fatalf("vaulttest: service: %v", err)
 	}
+	tb.Cleanup(func() { _ = svc.FlushAccessFailures(context.Background()) }) // before the pool closes
 	return svc
 }
 

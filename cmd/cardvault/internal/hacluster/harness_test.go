@@ -63,7 +63,7 @@ func newHarness(t *testing.T) *harness {
 	h.bin = buildVault(t)
 	files := h.files
 	h.dbURL = h.cluster.URL(h.cluster.Database())
-	h.env = []string{"VAULT_DATABASE_URL=" + h.dbURL, "VAULT_KEK_URI=local://" + filepath.Join(files, "kek.json")}
+	h.env = []string{"VAULT_DATABASE_URL=" + h.dbURL, "VAULT_KEK_URI=local://" + filepath.Join(files, "kek.json"), "VAULT_OPERATOR=ha-test"}
 	h.cli("kek", "create", "--out", filepath.Join(files, "kek.json"))
 	h.cli("migrate")
 	h.tenantID = strings.TrimSpace(h.cli("tenant", "create", "ha"))
