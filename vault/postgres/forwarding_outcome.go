@@ -23,19 +23,6 @@ import (
 // one whose pending record was sealed again under another key meanwhile.
 // An outcome replaces what the pending-record sweeper wrote, should it
 // have marked the record before the outcome came.
-//
-// Durability of outcomes: an outcome batch commits without waiting for the
-// disk. The audit row, the CVC's consumption and the pending record, which
-// must be durable before a card leaves, commit durably before the send; the
-// outcome is the record of what came back. Once its UPDATE has committed it
-// is visible to GET, to listings and to a replay of its Idempotency-Key;
-// the WAL writer flushes it within a few hundred milliseconds, and so does
-// the next durable commit of any request (the WAL is one sequence). A crash
-// of the vault process loses nothing. Only a crash of PostgreSQL (or a
-// failover) in that window can lose an outcome already answered: the record
-// is then pending again, and the pending-record sweeper marks it failed,
-// outcome unknown (forwarding_sweep.go). This takes one disk flush off
-// every forward's latency.
 
 // outcomeBatchesInFlight is how many outcome batches may be written at
 // once: while one waits for its commit to reach the disk, the next runs
@@ -135,18 +122,13 @@ func (s *Service) sealOutcome(tk *tenantKeys, p *preparedForward, rec vault.Forw
 // response details, $10 key ids). A record whose request details are to be
 // kept is left alone when they were sealed again under another key
 // meanwhile (re-encryption). It answers the ids it wrote.
-//
-// It commits without waiting for its WAL flush (synchronous_commit off for
-// this one statement; see the durability of outcomes above).
-
 const writeOutcomesSQL = `
 	UPDATE forwarding_requests f SET status = u.status, destination_status = u.dest_status, duration_ms = u.duration_ms,
 		destination_ip = u.ip, error_code = u.error_code, request_ct = coalesce(u.request_ct, f.request_ct),
 		response_ct = u.response_ct, key_id = u.key_id, outcome_unknown = false
 	FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::text[], $7::text[],
 	            $8::bytea[], $9::bytea[], $10::bigint[])
-	AS u(tenant_id, id, status, dest_status, duration_ms, ip, error_code, request_ct, response_ct, key_id),
-	     (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+	AS u(tenant_id, id, status, dest_status, duration_ms, ip, error_code, request_ct, response_ct, key_id)
 	WHERE f.tenant_id = u.tenant_id AND f.id = u.id AND (u.request_ct IS NOT NULL OR f.key_id = u.key_id)
 	RETURNING f.id`
 
