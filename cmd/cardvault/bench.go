@@ -25,13 +25,15 @@ and measures, each phase for --duration (after --warmup) at --concurrency:
 
   1. baseline-insert  plain pgx INSERT of a token-shaped row, one durable commit each
   2. tokenize         POST /cde-import with Stripe's forwarding body
-  3. baseline-select  plain pgx point SELECT by primary key
-  4. baseline-http    GET /healthz: the vault's HTTP floor, no database
-  5. read             GET /tokens/{id}
-  6. detokenize       POST /tokens/{id}/detokenize
-  7. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
+  3. tokenize-replay  the same POST /cde-import again (same business key, same card)
+  4. tokenize-update  POST /cde-import of a new card under an existing business key
+  5. baseline-select  plain pgx point SELECT by primary key
+  6. baseline-http    GET /healthz: the vault's HTTP floor, no database
+  7. read             GET /tokens/{id}
+  8. detokenize       POST /tokens/{id}/detokenize
+  9. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
                       also the vault's own overhead (latency minus destination_duration)
-  8. import           an import job of --import-cards payment methods from a Stripe simulator
+ 10. import           an import job of --import-cards payment methods from a Stripe simulator
 
 It prints a table with the ratios to the baselines and PASS/FAIL per target,
 writes bench.json and bench.csv to --out, and exits non-zero if any request

@@ -40,7 +40,7 @@ func TestBenchChildServe(t *testing.T) {
 // TestBenchRunsEveryPhase runs a tiny bench (a fraction of a second per
 // phase, 20 imported cards) with profiling on, and checks the report: eight
 // phases in order, each with requests and no errors, the forward phase's
-// vault overhead, the eight ratios, the twelve targets, the same in
+// vault overhead, the ten ratios, the fourteen targets, the same in
 // bench.csv, and a CPU profile per HTTP phase.
 func TestBenchRunsEveryPhase(t *testing.T) {
 	out := t.TempDir()
@@ -61,7 +61,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	js, err := os.ReadFile(filepath.Join(out, "bench.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(js, &rep))
-	want := []string{bench.PhaseBaselineInsert, bench.PhaseTokenize, bench.PhaseBaselineSelect, bench.PhaseBaselineHTTP, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward, bench.PhaseImport}
+	want := []string{bench.PhaseBaselineInsert, bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseBaselineSelect, bench.PhaseBaselineHTTP, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward, bench.PhaseImport}
 	var got []string
 	for _, p := range rep.Phases {
 		got = append(got, p.Name)
@@ -83,8 +83,8 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.LessOrEqual(t, *fwd.OverheadP99Ms, fwd.MaxMs, "the overhead is part of the latency")
 	assert.Nil(t, rep.Phase(bench.PhaseDetokenize).OverheadP50Ms, "only forwards have a destination")
 	assert.Contains(t, table.String(), "forward: the vault's own overhead")
-	assert.Len(t, rep.Ratios, 8)
-	assert.Len(t, rep.Targets, 12)
+	assert.Len(t, rep.Ratios, 10)
+	assert.Len(t, rep.Targets, 14)
 	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+$`, rep.Machine.Durability, "the server's durability is reported")
 	assert.Contains(t, table.String(), "\ntargets:\n")
 
@@ -93,9 +93,9 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	assert.Len(t, rows, 1+8+8+12)
+	assert.Len(t, rows, 1+10+10+14)
 
-	for _, p := range []string{bench.PhaseTokenize, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
+	for _, p := range []string{bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
 		st, err := os.Stat(filepath.Join(out, p+".cpu.pprof"))
 		if assert.NoError(t, err, p) {
 			assert.Positive(t, st.Size(), p)

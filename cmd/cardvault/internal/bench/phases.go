@@ -25,6 +25,8 @@ import (
 const (
 	PhaseBaselineInsert = "baseline-insert"
 	PhaseTokenize       = "tokenize"
+	PhaseReplay         = "tokenize-replay"
+	PhaseUpdate         = "tokenize-update"
 	PhaseBaselineSelect = "baseline-select"
 	PhaseBaselineHTTP   = "baseline-http"
 	PhaseRead           = "read"
@@ -42,8 +44,10 @@ type benchRun struct {
 	runID    string
 	rowIDs   [][]uuid.UUID // bench_tokens rows from baseline-insert
 	tokenIDs [][]string    // tokens from tokenize
+	tokenNos [][]int       // the request number each of tokenIDs was made by (its business key and card)
 	allRows  []uuid.UUID
 	allToks  []string
+	allNos   []int
 	fwd      forwardState // the forward phase's
 }
 
@@ -55,7 +59,8 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 	var id [4]byte
 	_, _ = rand.Read(id[:])
 	b := &benchRun{env: env, o: o, client: e2e.NewClient(env.child.URL(), env.apiKey, 2*o.Concurrency, 30*time.Second),
-		runID: hex.EncodeToString(id[:]), rowIDs: make([][]uuid.UUID, o.Concurrency), tokenIDs: make([][]string, o.Concurrency)}
+		runID: hex.EncodeToString(id[:]), rowIDs: make([][]uuid.UUID, o.Concurrency), tokenIDs: make([][]string, o.Concurrency),
+		tokenNos: make([][]int, o.Concurrency)}
 	defer b.client.Close()
 	rep := newReport(env, o)
 	steps := []struct {
@@ -65,6 +70,8 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 	}{
 		{PhaseBaselineInsert, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineInsert, progress, b.baselineInsert) }},
 		{PhaseTokenize, true, func() e2e.Result { return b.timed(ctx, PhaseTokenize, progress, b.tokenize) }},
+		{PhaseReplay, true, func() e2e.Result { return b.timed(ctx, PhaseReplay, progress, b.replay) }},
+		{PhaseUpdate, true, func() e2e.Result { return b.timed(ctx, PhaseUpdate, progress, b.update) }},
 		{PhaseBaselineSelect, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineSelect, progress, b.baselineSelect) }},
 		{PhaseBaselineHTTP, true, func() e2e.Result { return b.timed(ctx, PhaseBaselineHTTP, progress, b.baselineHTTP) }},
 		{PhaseRead, true, func() e2e.Result { return b.timed(ctx, PhaseRead, progress, b.read) }},
@@ -77,6 +84,8 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 			return nil, err
 		}
 		switch s.name {
+		case PhaseReplay:
+			b.allNos = flatten(b.tokenNos)
 		case PhaseBaselineSelect:
 			b.allRows = flatten(b.rowIDs)
 		case PhaseRead:
@@ -284,7 +293,36 @@ func (b *benchRun) tokenize(ctx context.Context, w, i int) error {
 		return fmt.Errorf("POST /cde-import: %w", err)
 	}
 	b.tokenIDs[w] = append(b.tokenIDs[w], id)
+	b.tokenNos[w] = append(b.tokenNos[w], i)
 	return nil
+}
+
+// replay forwards again exactly what tokenize stored for a random one of
+// its requests (same business key, same card), as Stripe does when it
+// forwards a payment method twice: the existing token answers, 200.
+func (b *benchRun) replay(ctx context.Context, _, _ int) error {
+	if len(b.allNos) == 0 {
+		return errors.New("tokenize left no tokens to replay")
+	}
+	n := b.allNos[mrand.IntN(len(b.allNos))]
+	_, err := b.client.Call(ctx, http.MethodPost, "/cde-import", e2e.ForwardBody(b.businessKey(n), e2e.CardNumber(n)), http.StatusOK)
+	return err
+}
+
+// updateCardOffset numbers the new cards of the update phase far above
+// any card tokenize forwards.
+const updateCardOffset = 100_000_000
+
+// update forwards a new card under the business key of a random one of
+// tokenize's requests, as an account updater does: the token keeps its id
+// and gets the new card (scope tokens:update), 200.
+func (b *benchRun) update(ctx context.Context, _, i int) error {
+	if len(b.allNos) == 0 {
+		return errors.New("tokenize left no tokens to update")
+	}
+	n := b.allNos[mrand.IntN(len(b.allNos))]
+	_, err := b.client.Call(ctx, http.MethodPost, "/cde-import", e2e.ForwardBody(b.businessKey(n), e2e.CardNumber(updateCardOffset+i)), http.StatusOK)
+	return err
 }
 
 // randomToken returns one of the tokens tokenize made.

@@ -153,6 +153,8 @@ func (r *Report) finish(child *e2e.Vault) {
 	}
 	r.Ratios = []Ratio{
 		{"tokenize/baseline-insert", ratio(PhaseTokenize, PhaseBaselineInsert)},
+		{"tokenize-replay/tokenize", ratio(PhaseReplay, PhaseTokenize)},
+		{"tokenize-update/tokenize", ratio(PhaseUpdate, PhaseTokenize)},
 		{"read/baseline-select", ratio(PhaseRead, PhaseBaselineSelect)},
 		{"detokenize/baseline-select", ratio(PhaseDetokenize, PhaseBaselineSelect)},
 		{"import/tokenize", ratio(PhaseImport, PhaseTokenize)},
@@ -174,13 +176,16 @@ func (r *Report) finish(child *e2e.Vault) {
 	}
 	errs := r.totalErrors()
 	fwd := r.Phase(PhaseForward)
+	sel := r.Phase(PhaseBaselineSelect).P99Ms
 	r.Targets = []Target{
-		atLeast("tokenize ≥ 0.6 × baseline-insert", ratio(PhaseTokenize, PhaseBaselineInsert), 0.6),
+		atLeast("tokenize ≥ 0.9 × baseline-insert", ratio(PhaseTokenize, PhaseBaselineInsert), 0.9),
 		atMost("tokenize p99", r.Phase(PhaseTokenize).P99Ms, 25, " ms"),
-		atLeast("read ≥ 0.6 × baseline-select", ratio(PhaseRead, PhaseBaselineSelect), 0.6),
-		atLeast("detokenize ≥ 0.5 × baseline-select", ratio(PhaseDetokenize, PhaseBaselineSelect), 0.5),
-		atMost("read p99", r.Phase(PhaseRead).P99Ms, 10, " ms"),
-		atMost("detokenize p99", r.Phase(PhaseDetokenize).P99Ms, 10, " ms"),
+		atLeast("tokenize-replay ≥ 1.0 × tokenize", ratio(PhaseReplay, PhaseTokenize), 1.0),
+		atLeast("tokenize-update ≥ 0.7 × tokenize", ratio(PhaseUpdate, PhaseTokenize), 0.7),
+		atLeast("read ≥ 0.5 × baseline-http", ratio(PhaseRead, PhaseBaselineHTTP), 0.5),
+		atLeast("detokenize ≥ 0.45 × baseline-http", ratio(PhaseDetokenize, PhaseBaselineHTTP), 0.45),
+		atMost("read p99 ≤ 1.5 × baseline-select p99", p99Ratio(r.Phase(PhaseRead).P99Ms, sel), 1.5, " ×"),
+		atMost("detokenize p99 ≤ 1.5 × baseline-select p99", p99Ratio(r.Phase(PhaseDetokenize).P99Ms, sel), 1.5, " ×"),
 		{"zero errors in every phase", "0", strconv.FormatInt(errs, 10), errs == 0},
 		atMost("vault peak RSS", r.VaultRSSPeakMB, 150, " MB"),
 		atLeast("import ≥ 0.3 × tokenize", ratio(PhaseImport, PhaseTokenize), 0.3),
@@ -188,6 +193,15 @@ func (r *Report) finish(child *e2e.Vault) {
 		atMost("forward vault overhead p50", orInf(fwd.OverheadP50Ms), 2, " ms"),
 		atMost("forward vault overhead p99", orInf(fwd.OverheadP99Ms), 10, " ms"),
 	}
+}
+
+// p99Ratio returns a phase's p99 over its reference's, or +Inf when the
+// reference has none (no target passes on it).
+func p99Ratio(p99, ref float64) float64 {
+	if ref <= 0 {
+		return math.Inf(1)
+	}
+	return round3(p99 / ref)
 }
 
 // orInf returns *v, or +Inf when the measurement is missing (no target
@@ -231,7 +245,7 @@ func printReport(w io.Writer, r *Report) {
 		if !t.Pass {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(w, "  %s  %-36s got %-10s want %s\n", verdict, t.Name, t.Got, t.Want)
+		fmt.Fprintf(w, "  %s  %-44s got %-10s want %s\n", verdict, t.Name, t.Got, t.Want)
 	}
 	for _, p := range r.Phases {
 		if p.FirstError != "" {
