@@ -65,6 +65,9 @@ type Service struct {
 	reads, reveals lookupBatch
 	// newTokens commits concurrent new tokens together (token_batch.go).
 	newTokens newTokenBatch
+	// replays answers repeated imports of unchanged cards together
+	// (token_replay.go).
+	replays replayBatch
 	// forwardPreps commits the pre-send transactions of concurrent
 	// forwards together (forwarding_prepare.go).
 	forwardPreps forwardPrepBatch
@@ -93,6 +96,7 @@ func NewService(cfg Config) (*Service, error) {
 		s.egress = egress.New(egress.Config{AllowLoopback: cfg.AllowLoopback})
 	}
 	s.reads.limit = readBatchesInFlight
+	s.replays.limit = replayBatchesInFlight
 	s.outcomes.limit = outcomeBatchesInFlight
 	if s.now == nil {
 		s.now = time.Now
