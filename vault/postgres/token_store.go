@@ -115,7 +115,7 @@ func updateCard(ctx context.Context, q querier, r tokenRow) error {
 // card's ciphertexts bound to it, and the masked attributes.
 func (s *Service) newTokenRow(tk *tenantKeys, tenantID uuid.UUID, in vault.TokenizeInput, c card.Card, fp []byte, fpKey uint32) (tokenRow, error) {
 	now := s.clock()
-	r := tokenRow{Token: vault.Token{ID: uuid.New(), TenantID: tenantID, BusinessKey: in.BusinessKey,
+	r := tokenRow{Token: vault.Token{ID: newID(), TenantID: tenantID, BusinessKey: in.BusinessKey,
 		Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now}}
 	if r.Metadata == nil {
 		r.Metadata = map[string]string{}

@@ -230,7 +230,7 @@ func (b *benchRun) baselineInsert(ctx context.Context, w, i int) error {
 	fp, rest := blob[:fingerprintSize], blob[fingerprintSize:]
 	pan, rest := rest[:panCTSize], rest[panCTSize:]
 	name, cvc := rest[:nameCTSize], rest[nameCTSize:]
-	id, now := uuid.New(), time.Now().UTC()
+	id, now := uuid.Must(uuid.NewV7()), time.Now().UTC() // time-ordered, as the vault makes token ids
 	exp := now.Add(time.Hour)
 	_, err := b.env.pool.Exec(ctx, `INSERT INTO bench_tokens (`+benchTokenColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
