@@ -5,3 +5,12 @@
 -- without rewriting the row. NULL for tokens written before it (they take
 -- the slower path, which fills it).
 ALTER TABLE tokens ADD COLUMN card_digest bytea;
+
+-- Retention: the prune finds finished webhook events and finished jobs by
+-- age without reading the ones still in flight.
+CREATE INDEX webhook_events_done ON webhook_events (created_at)
+    WHERE delivered_at IS NOT NULL OR given_up_at IS NOT NULL;
+CREATE INDEX import_jobs_done ON import_jobs (updated_at)
+    WHERE status IN ('finished', 'aborted', 'failed');
+CREATE INDEX key_jobs_done ON key_jobs (updated_at)
+    WHERE status IN ('finished', 'failed');

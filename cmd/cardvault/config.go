@@ -18,6 +18,7 @@ import (
 
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/httpapi"
+	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
 )
 
@@ -57,6 +58,9 @@ type config struct {
 	EgressAllowLoopback bool
 	// ForwardRetention is how long forwarding records are kept.
 	ForwardRetention time.Duration
+	// Retention is how long finished webhook events, import jobs and key
+	// jobs are kept.
+	Retention vault.Retention
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// "" is off.
 	MetricsListen string
@@ -77,6 +81,7 @@ type rawConfig struct {
 	console                                                                 string
 	egressAllowLoopback, forwardRetention                                   string
 	cardHistoryRetention                                                    string
+	webhookRetention, importRetention, keyJobRetention                      string
 	imp                                                                     rawImport
 	limits                                                                  rawLimits
 	// serving is set by bindServer: the import, limit and debug settings
@@ -158,6 +163,9 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	fs.StringVar(&r.metricsListen, "metrics-listen", os.Getenv("VAULT_METRICS_LISTEN"), "host:port serving Prometheus metrics at GET /metrics, apart from the API; off when empty (env VAULT_METRICS_LISTEN)")
 	r.bindEgress(fs)
 	fs.StringVar(&r.forwardRetention, "forward-retention", envOr("VAULT_FORWARD_RETENTION", "30d"), "how long forwarding records are kept, e.g. 30d (env VAULT_FORWARD_RETENTION)")
+	fs.StringVar(&r.webhookRetention, "webhook-retention", envOr("VAULT_WEBHOOK_RETENTION", "30d"), "how long delivered or given-up webhook events and their delivery attempts are kept, e.g. 30d (env VAULT_WEBHOOK_RETENTION)")
+	fs.StringVar(&r.importRetention, "import-retention", envOr("VAULT_IMPORT_RETENTION", "90d"), "how long finished import jobs and their items are kept, e.g. 90d (env VAULT_IMPORT_RETENTION)")
+	fs.StringVar(&r.keyJobRetention, "key-job-retention", envOr("VAULT_KEY_JOB_RETENTION", "365d"), "how long finished key jobs are kept, e.g. 365d (env VAULT_KEY_JOB_RETENTION)")
 	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
 	fs.StringVar(&r.cardHistoryRetention, "card-history-retention", envOr("VAULT_CARD_HISTORY_RETENTION", defaultCardHistory),
 		"how long a card replaced by an update is kept sealed and listed by GET /tokens/{id}/versions, e.g. 30d (env VAULT_CARD_HISTORY_RETENTION)")
@@ -275,6 +283,19 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	forwardRetention := orDefault(r.forwardRetention, "30d")
 	if cfg.ForwardRetention, err = parseDays(forwardRetention); err != nil || cfg.ForwardRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("VAULT_FORWARD_RETENTION %q must be at least 1h, e.g. 30d", forwardRetention))
+	}
+	for _, x := range []struct {
+		env, raw, def string
+		out           *time.Duration
+	}{
+		{"VAULT_WEBHOOK_RETENTION", r.webhookRetention, "30d", &cfg.Retention.Webhooks},
+		{"VAULT_IMPORT_RETENTION", r.importRetention, "90d", &cfg.Retention.Imports},
+		{"VAULT_KEY_JOB_RETENTION", r.keyJobRetention, "365d", &cfg.Retention.KeyJobs},
+	} {
+		v := orDefault(x.raw, x.def)
+		if *x.out, err = parseDays(v); err != nil || *x.out < time.Hour {
+			errs = append(errs, fmt.Errorf("%s %q must be at least 1h, e.g. %s", x.env, v, x.def))
+		}
 	}
 	history := orDefault(r.cardHistoryRetention, defaultCardHistory)
 	if cfg.CardHistoryRetention, err = parseDays(history); err != nil || cfg.CardHistoryRetention < 24*time.Hour {

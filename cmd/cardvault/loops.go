@@ -26,6 +26,7 @@ const (
 	sessionSweep       = 10 * time.Minute // delete ended console sessions
 	forwardPrune       = time.Hour        // prune forwarding records past the retention
 	cardHistoryPrune   = time.Hour        // delete replaced card versions past their retention
+	retentionPrune     = time.Hour        // delete finished webhook events, imports and key jobs past their retention
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
@@ -52,6 +53,15 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 		loop.Every(log, "forwarding prune", forwardPrune, count(log, "forwarding records pruned", func(ctx context.Context) (int64, error) {
 			return svc.PruneForwardingRequests(ctx, cfg.ForwardRetention)
 		})),
+		loop.Every(log, "retention prune", retentionPrune, func(ctx context.Context) error {
+			start := time.Now()
+			c, err := svc.PruneRetained(ctx, cfg.Retention)
+			if n := c.Total(); n > 0 {
+				log.Info("finished rows pruned", "count", n, "webhook_events", c.WebhookEvents, "import_jobs", c.ImportJobs,
+					"import_items", c.ImportItems, "key_jobs", c.KeyJobs, "rows_per_second", float64(n)/time.Since(start).Seconds())
+			}
+			return err
+		}),
 		{Name: "imports", Run: imports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
 	}
