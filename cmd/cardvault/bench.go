@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cardvault/cardvault/cmd/cardvault/internal/bench"
+	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // newBenchCmd parses the bench's flags and runs bench.Run, provisioning
@@ -41,7 +43,7 @@ failed. The database (and a private server) are removed afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Report, o.Progress = cmd.OutOrStdout(), cmd.ErrOrStderr()
-			o.Provision, o.StopGrace = provisionBench, shutdownGrace
+			o.Provision, o.StopGrace, o.Seed = provisionBench, shutdownGrace, seedBench
 			return bench.Run(cmd.Context(), o)
 		},
 	}
@@ -53,6 +55,7 @@ failed. The database (and a private server) are removed afterwards.`,
 	f.StringVar(&o.Out, "out", "cardvault-bench", "folder for bench.json, bench.csv and vault.log")
 	f.IntVar(&o.ImportCards, "import-cards", 2000, "payment methods imported in the import phase")
 	f.IntVar(&o.ImportConcurrency, "import-concurrency", 0, "the vault's VAULT_IMPORT_CONCURRENCY during the import phase; default: --concurrency (at most 256)")
+	f.IntVar(&o.Preload, "preload", 0, "tokens (sealed by the vault's code, written with COPY) and 5 × as many audit rows the database holds before the phases run")
 	f.BoolVar(&o.Profile, "profile", false, "save CPU profiles of the vault for each HTTP phase (and a heap profile) to --out")
 	return cmd
 }
@@ -76,4 +79,30 @@ func provisionBench(ctx context.Context, dbURL, kekURI string) (uuid.UUID, strin
 	}
 	defer a.Close()
 	return devKey(ctx, a.svc)
+}
+
+// seedBench stores n tokens of tenantID and 5 × n audit rows through the
+// vault's own sealing code (`bench --preload`).
+func seedBench(ctx context.Context, dbURL, kekURI string, tenantID uuid.UUID, n int, cardOf func(i int) (string, string)) error {
+	var raw rawConfig
+	raw.bindServer(pflag.NewFlagSet("bench", pflag.ContinueOnError))
+	raw.databaseURL, raw.kekURI, raw.listen = dbURL, kekURI, "127.0.0.1:0"
+	cfg, err := raw.parse(true)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	err = a.svc.SeedTokens(ctx, tenantID, n, func(i int) vault.TokenizeInput {
+		key, number := cardOf(i)
+		return vault.TokenizeInput{BusinessKey: key, Card: card.CardInput{Number: number, ExpMonth: "04", ExpYear: "2033",
+			CVC: "123", Name: "John Doe"}}
+	})
+	if err != nil {
+		return err
+	}
+	return a.svc.SeedAuditEvents(ctx, tenantID, 5*n)
 }

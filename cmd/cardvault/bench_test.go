@@ -38,15 +38,15 @@ func TestBenchChildServe(t *testing.T) {
 }
 
 // TestBenchRunsEveryPhase runs a tiny bench (a fraction of a second per
-// phase, 20 imported cards) with profiling on, and checks the report: eight
-// phases in order, each with requests and no errors, the forward phase's
+// phase, 20 imported cards, 50 preloaded tokens) with profiling on, and
+// checks the report: ten phases in order, each with requests and no errors, the forward phase's
 // vault overhead, the ten ratios, the fourteen targets, the same in
 // bench.csv, and a CPU profile per HTTP phase.
 func TestBenchRunsEveryPhase(t *testing.T) {
 	out := t.TempDir()
 	var table, progress bytes.Buffer
 	o := bench.Options{DatabaseURL: dbURL, Concurrency: 4, Duration: 300 * time.Millisecond, Out: out,
-		ImportCards: 20, ImportConcurrency: 4, Profile: true, SkipSettle: true, Report: &table, Progress: &progress,
+		ImportCards: 20, ImportConcurrency: 4, Profile: true, Preload: 50, Seed: seedBench, SkipSettle: true, Report: &table, Progress: &progress,
 		Provision: provisionBench, StopGrace: shutdownGrace,
 		ChildCommand: func() (*exec.Cmd, error) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestBenchChildServe$", "-test.count=1")
@@ -83,6 +83,11 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.LessOrEqual(t, *fwd.OverheadP99Ms, fwd.MaxMs, "the overhead is part of the latency")
 	assert.Nil(t, rep.Phase(bench.PhaseDetokenize).OverheadP50Ms, "only forwards have a destination")
 	assert.Contains(t, table.String(), "forward: the vault's own overhead")
+	require.NotNil(t, rep.Preload, "the preload is reported")
+	assert.Equal(t, 50, rep.Preload.Tokens)
+	assert.Equal(t, 250, rep.Preload.AuditRows)
+	assert.Positive(t, rep.Preload.TokenBytes)
+	assert.Contains(t, table.String(), "preloaded 50 tokens and 250 audit rows")
 	assert.Len(t, rep.Ratios, 10)
 	assert.Len(t, rep.Targets, 14)
 	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+$`, rep.Machine.Durability, "the server's durability is reported")

@@ -87,9 +87,12 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 		case PhaseReplay:
 			b.allNos = flatten(b.tokenNos)
 		case PhaseBaselineSelect:
-			b.allRows = flatten(b.rowIDs)
+			b.allRows = append(flatten(b.rowIDs), env.preIDs...)
 		case PhaseRead:
 			b.allToks = flatten(b.tokenIDs)
+			for _, id := range env.preIDs {
+				b.allToks = append(b.allToks, id.String())
+			}
 		case PhaseForward:
 			if err := b.addDestination(ctx); err != nil {
 				return nil, err

@@ -21,6 +21,7 @@ import (
 type Report struct {
 	Machine        Machine       `json:"machine"`
 	Config         Config        `json:"config"`
+	Preload        *Preload      `json:"preload,omitempty"`
 	Phases         []PhaseResult `json:"phases"`
 	Ratios         []Ratio       `json:"ratios"`
 	Targets        []Target      `json:"targets"`
@@ -94,7 +95,13 @@ type Target struct {
 
 // newReport returns the report's header: the machine and the options.
 func newReport(env *environment, o Options) *Report {
+	var pre *Preload
+	if o.Preload > 0 {
+		p := env.preload
+		pre = &p
+	}
 	return &Report{
+		Preload: pre,
 		Machine: Machine{CPUs: runtime.NumCPU(), MemTotalGB: round1(e2e.MemTotalGB()), OS: runtime.GOOS + "/" + runtime.GOARCH,
 			Go: runtime.Version(), PostgreSQL: env.pgVersion, Durability: env.durability},
 		Config: Config{Concurrency: o.Concurrency, PhaseSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(), ImportCards: o.ImportCards,
@@ -218,6 +225,10 @@ func printReport(w io.Writer, r *Report) {
 	m := r.Machine
 	fmt.Fprintf(w, "\ncardvault bench — %d CPUs, %.1f GB RAM, %s, %s, PostgreSQL %s (%s); concurrency %d, %gs per phase after %gs of warm-up\n\n",
 		m.CPUs, m.MemTotalGB, m.OS, m.Go, m.PostgreSQL, m.Durability, r.Config.Concurrency, r.Config.PhaseSeconds, r.Config.WarmupSeconds)
+	if p := r.Preload; p != nil {
+		fmt.Fprintf(w, "preloaded %d tokens and %d audit rows in %.1f s: %.0f bytes per token, %.0f per audit row (pg_total_relation_size)\n\n",
+			p.Tokens, p.AuditRows, p.SeedSeconds, p.TokenBytes, p.AuditBytes)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\tPG CPU s/1k\t")
 	for _, p := range r.Phases {
