@@ -55,6 +55,7 @@ failed. The database (and a private server) are removed afterwards.`,
 	f.StringVar(&o.Out, "out", "cardvault-bench", "folder for bench.json, bench.csv and vault.log")
 	f.IntVar(&o.ImportCards, "import-cards", 2000, "payment methods imported in the import phase")
 	f.IntVar(&o.ImportConcurrency, "import-concurrency", 0, "the vault's VAULT_IMPORT_CONCURRENCY during the import phase; default: --concurrency (at most 256)")
+	f.IntVar(&o.Replicas, "replicas", 1, "vault processes serving the run against the one database, the load split evenly across them")
 	f.IntVar(&o.Preload, "preload", 0, "tokens (sealed by the vault's code, written with COPY) and 5 × as many audit rows the database holds before the phases run")
 	f.BoolVar(&o.Profile, "profile", false, "save CPU profiles of the vault for each HTTP phase (and a heap profile) to --out")
 	return cmd

@@ -38,7 +38,8 @@ func TestBenchChildServe(t *testing.T) {
 }
 
 // TestBenchRunsEveryPhase runs a tiny bench (a fraction of a second per
-// phase, 20 imported cards, 50 preloaded tokens) with profiling on, and
+// phase, 20 imported cards, 50 preloaded tokens, two vault processes)
+// with profiling on, and
 // checks the report: ten phases in order, each with requests and no errors, the forward phase's
 // vault overhead, the ten ratios, the fourteen targets, the same in
 // bench.csv, and a CPU profile per HTTP phase.
@@ -46,7 +47,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	out := t.TempDir()
 	var table, progress bytes.Buffer
 	o := bench.Options{DatabaseURL: dbURL, Concurrency: 4, Duration: 300 * time.Millisecond, Out: out,
-		ImportCards: 20, ImportConcurrency: 4, Profile: true, Preload: 50, Seed: seedBench, SkipSettle: true, Report: &table, Progress: &progress,
+		ImportCards: 20, ImportConcurrency: 4, Profile: true, Preload: 50, Seed: seedBench, Replicas: 2, SkipSettle: true, Report: &table, Progress: &progress,
 		Provision: provisionBench, StopGrace: shutdownGrace,
 		ChildCommand: func() (*exec.Cmd, error) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestBenchChildServe$", "-test.count=1")
@@ -83,6 +84,12 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.LessOrEqual(t, *fwd.OverheadP99Ms, fwd.MaxMs, "the overhead is part of the latency")
 	assert.Nil(t, rep.Phase(bench.PhaseDetokenize).OverheadP50Ms, "only forwards have a destination")
 	assert.Contains(t, table.String(), "forward: the vault's own overhead")
+	assert.Equal(t, 2, rep.Config.Replicas)
+	for _, log := range []string{"vault.log", "vault-2.log"} {
+		body, err := os.ReadFile(filepath.Join(out, log))
+		require.NoError(t, err)
+		assert.Contains(t, string(body), "/cde-import", "%s: both vaults served requests", log)
+	}
 	require.NotNil(t, rep.Preload, "the preload is reported")
 	assert.Equal(t, 50, rep.Preload.Tokens)
 	assert.Equal(t, 250, rep.Preload.AuditRows)

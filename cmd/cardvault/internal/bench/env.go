@@ -39,6 +39,7 @@ type environment struct {
 	pool       *pgxpool.Pool // the baselines' own pool, Concurrency connections
 	sim        *stripesim.Server
 	child      *e2e.Vault
+	replicas   []*e2e.Vault     // --replicas beyond the first (child), against the same database
 	dest       *e2e.Destination // the forward phase's destination
 	debugAddr  string           // the vault's pprof listener, "" unless profiling
 	preload    Preload          // what --preload seeded
@@ -139,7 +140,28 @@ func (e *environment) startVault(ctx context.Context, o Options, kekURI string) 
 	if e.child != nil {
 		e.closers = append(e.closers, e.child.Stop)
 	}
+	for r := 2; err == nil && r <= o.Replicas; r++ {
+		if cmd, err = childCommand(o); err != nil {
+			return err
+		}
+		plain := env[:len(env):len(env)]
+		if o.Profile {
+			plain = env[:len(env)-1] // the pprof listener is the first replica's
+		}
+		var v *e2e.Vault
+		v, err = e2e.StartVault(ctx, e2e.VaultOptions{Command: cmd, Env: plain, LogPath: filepath.Join(o.Out, fmt.Sprintf("vault-%d.log", r)),
+			ParentDeathSignal: syscall.SIGTERM, StopGrace: o.StopGrace + 5*time.Second})
+		if v != nil {
+			e.replicas = append(e.replicas, v)
+			e.closers = append(e.closers, v.Stop)
+		}
+	}
 	return err
+}
+
+// vaults returns every vault process of the run, the first one first.
+func (e *environment) vaults() []*e2e.Vault {
+	return append([]*e2e.Vault{e.child}, e.replicas...)
 }
 
 // childCommand returns o's child command, or this executable's `serve`.

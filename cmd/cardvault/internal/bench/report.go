@@ -42,6 +42,7 @@ type Machine struct {
 // Config is how the run was made.
 type Config struct {
 	Concurrency       int     `json:"concurrency"`
+	Replicas          int     `json:"replicas"`
 	PhaseSeconds      float64 `json:"phase_seconds"`
 	WarmupSeconds     float64 `json:"warmup_seconds"`
 	ImportCards       int     `json:"import_cards"`
@@ -104,7 +105,7 @@ func newReport(env *environment, o Options) *Report {
 		Preload: pre,
 		Machine: Machine{CPUs: runtime.NumCPU(), MemTotalGB: round1(e2e.MemTotalGB()), OS: runtime.GOOS + "/" + runtime.GOARCH,
 			Go: runtime.Version(), PostgreSQL: env.pgVersion, Durability: env.durability},
-		Config: Config{Concurrency: o.Concurrency, PhaseSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(), ImportCards: o.ImportCards,
+		Config: Config{Concurrency: o.Concurrency, Replicas: o.Replicas, PhaseSeconds: o.Duration.Seconds(), WarmupSeconds: o.Warmup.Seconds(), ImportCards: o.ImportCards,
 			ImportConcurrency: o.ImportConcurrency,
 			VaultSettings: "VAULT_RATE_LIMIT=0 (no per-key limit), VAULT_MAX_INFLIGHT above the bench's concurrency, " +
 				"VAULT_IMPORT_RATE=0 (unthrottled), VAULT_LOG_LEVEL=info (access log to vault.log), " +
@@ -225,6 +226,9 @@ func printReport(w io.Writer, r *Report) {
 	m := r.Machine
 	fmt.Fprintf(w, "\ncardvault bench — %d CPUs, %.1f GB RAM, %s, %s, PostgreSQL %s (%s); concurrency %d, %gs per phase after %gs of warm-up\n\n",
 		m.CPUs, m.MemTotalGB, m.OS, m.Go, m.PostgreSQL, m.Durability, r.Config.Concurrency, r.Config.PhaseSeconds, r.Config.WarmupSeconds)
+	if r.Config.Replicas > 1 {
+		fmt.Fprintf(w, "%d vault processes against the one database, the load split evenly; vault CPU is their sum, RSS the largest\n\n", r.Config.Replicas)
+	}
 	if p := r.Preload; p != nil {
 		fmt.Fprintf(w, "preloaded %d tokens and %d audit rows in %.1f s: %.0f bytes per token, %.0f per audit row (pg_total_relation_size)\n\n",
 			p.Tokens, p.AuditRows, p.SeedSeconds, p.TokenBytes, p.AuditBytes)
