@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres"
 )
 
@@ -134,15 +136,15 @@ func TestAReplayOfATokenWithoutDigestIsReconciled(t *testing.T) {
 }
 
 // TestConcurrentReplaysAreEachAuditedOnce: many concurrent replays of a few
-// tokens (batched together) each answer their own token and each write one
-// audit row naming it.
+// tokens (batched together) each answer their own token's record, as the
+// first tokenization answered it, and each write one audit row naming it.
 func TestConcurrentReplaysAreEachAuditedOnce(t *testing.T) {
 	e := newEnv(t)
 	keys := []string{"pm_c0", "pm_c1", "pm_c2", "pm_c3"}
-	ids := map[string]uuid.UUID{}
+	ids, firsts := map[string]uuid.UUID{}, map[string]vault.Token{}
 	for _, k := range keys {
 		tok, _ := e.tokenize(t, visa(k))
-		ids[k] = tok.ID
+		ids[k], firsts[k] = tok.ID, tok
 	}
 	const per = 16
 	var wg sync.WaitGroup
@@ -156,8 +158,8 @@ func TestConcurrentReplaysAreEachAuditedOnce(t *testing.T) {
 			switch {
 			case err != nil:
 				errs <- err
-			case created || tok.ID != ids[k]:
-				errs <- assert.AnError
+			case created || !assert.ObjectsAreEqual(firsts[k], tok):
+				errs <- fmt.Errorf("%s: answered %+v, want the stored token %+v", k, tok, firsts[k])
 			}
 		}()
 	}
