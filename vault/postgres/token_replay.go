@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cardvault/cardvault/vault"
@@ -14,7 +13,8 @@ import (
 
 // A repeated import of the card a business key already holds (Stripe
 // forwarding a payment method again) is answered by one indexed read and
-// one audit row, committed with concurrent replays (see groupCommit): the
+// one audit row, in the new tokens' batch statement (insertTokensSQL) or,
+// for a request that wrote alone, in a batch of replays (see groupCommit): the
 // stored row matches when its card digest (cardDigest, keyed, so the card
 // is compared without decrypting) and metadata are the request's and, when
 // the request carries a CVC, the stored CVC is still held within its TTL.
@@ -56,8 +56,9 @@ type replayBatch = groupCommit[*replay]
 // event, $10–$13 business key, card digest, metadata and whether it carries
 // a CVC), the token holding its business key when that token holds the
 // same card (one probe of tokens_business_key per request: q is
-// materialized so that both key columns reach the index), and writes the request's audit row naming that token. It
-// answers ord and the token columns of each match.
+// materialized so that both key columns reach the index), and writes the
+// request's audit row naming that token. It answers ord and the token
+// columns of each match.
 var replayTokensSQL = `
 	WITH ` + lookupRequestsSQL + `, want AS (
 		SELECT * FROM unnest($10::text[], $11::bytea[], $12::jsonb[], $13::bool[]) WITH ORDINALITY
