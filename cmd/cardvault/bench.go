@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cardvault/cardvault/cmd/cardvault/internal/bench"
+	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 )
 
 // newBenchCmd parses the bench's flags and runs bench.Run, provisioning
@@ -25,13 +27,15 @@ and measures, each phase for --duration (after --warmup) at --concurrency:
 
   1. baseline-insert  plain pgx INSERT of a token-shaped row, one durable commit each
   2. tokenize         POST /cde-import with Stripe's forwarding body
-  3. baseline-select  plain pgx point SELECT by primary key
-  4. baseline-http    GET /healthz: the vault's HTTP floor, no database
-  5. read             GET /tokens/{id}
-  6. detokenize       POST /tokens/{id}/detokenize
-  7. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
+  3. tokenize-replay  the same POST /cde-import again (same business key, same card)
+  4. tokenize-update  POST /cde-import of a new card under an existing business key
+  5. baseline-select  plain pgx point SELECT by primary key
+  6. baseline-http    GET /healthz: the vault's HTTP floor, no database
+  7. read             GET /tokens/{id}
+  8. detokenize       POST /tokens/{id}/detokenize
+  9. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
                       also the vault's own overhead (latency minus destination_duration)
-  8. import           an import job of --import-cards payment methods from a Stripe simulator
+ 10. import           an import job of --import-cards payment methods from a Stripe simulator
 
 It prints a table with the ratios to the baselines and PASS/FAIL per target,
 writes bench.json and bench.csv to --out, and exits non-zero if any request
@@ -39,7 +43,7 @@ failed. The database (and a private server) are removed afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Report, o.Progress = cmd.OutOrStdout(), cmd.ErrOrStderr()
-			o.Provision, o.StopGrace = provisionBench, shutdownGrace
+			o.Provision, o.StopGrace, o.Seed = provisionBench, shutdownGrace, seedBench
 			return bench.Run(cmd.Context(), o)
 		},
 	}
@@ -51,6 +55,8 @@ failed. The database (and a private server) are removed afterwards.`,
 	f.StringVar(&o.Out, "out", "cardvault-bench", "folder for bench.json, bench.csv and vault.log")
 	f.IntVar(&o.ImportCards, "import-cards", 2000, "payment methods imported in the import phase")
 	f.IntVar(&o.ImportConcurrency, "import-concurrency", 0, "the vault's VAULT_IMPORT_CONCURRENCY during the import phase; default: --concurrency (at most 256)")
+	f.IntVar(&o.Replicas, "replicas", 1, "vault processes serving the run against the one database, the load split evenly across them")
+	f.IntVar(&o.Preload, "preload", 0, "tokens (sealed by the vault's code, written with COPY) and 5 × as many audit rows the database holds before the phases run")
 	f.BoolVar(&o.Profile, "profile", false, "save CPU profiles of the vault for each HTTP phase (and a heap profile) to --out")
 	return cmd
 }
@@ -74,4 +80,30 @@ func provisionBench(ctx context.Context, dbURL, kekURI string) (uuid.UUID, strin
 	}
 	defer a.Close()
 	return devKey(ctx, a.svc)
+}
+
+// seedBench stores n tokens of tenantID and 5 × n audit rows through the
+// vault's own sealing code (`bench --preload`).
+func seedBench(ctx context.Context, dbURL, kekURI string, tenantID uuid.UUID, n int, cardOf func(i int) (string, string)) error {
+	var raw rawConfig
+	raw.bindServer(pflag.NewFlagSet("bench", pflag.ContinueOnError))
+	raw.databaseURL, raw.kekURI, raw.listen = dbURL, kekURI, "127.0.0.1:0"
+	cfg, err := raw.parse(true)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	err = a.svc.SeedTokens(ctx, tenantID, n, func(i int) vault.TokenizeInput {
+		key, number := cardOf(i)
+		return vault.TokenizeInput{BusinessKey: key, Card: card.CardInput{Number: number, ExpMonth: "04", ExpYear: "2033",
+			CVC: "123", Name: "John Doe"}}
+	})
+	if err != nil {
+		return err
+	}
+	return a.svc.SeedAuditEvents(ctx, tenantID, 5*n)
 }

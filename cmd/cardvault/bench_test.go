@@ -38,15 +38,16 @@ func TestBenchChildServe(t *testing.T) {
 }
 
 // TestBenchRunsEveryPhase runs a tiny bench (a fraction of a second per
-// phase, 20 imported cards) with profiling on, and checks the report: eight
-// phases in order, each with requests and no errors, the forward phase's
-// vault overhead, the eight ratios, the twelve targets, the same in
+// phase, 20 imported cards, 50 preloaded tokens, two vault processes)
+// with profiling on, and
+// checks the report: ten phases in order, each with requests and no errors, the forward phase's
+// vault overhead, the ten ratios, the fourteen targets, the same in
 // bench.csv, and a CPU profile per HTTP phase.
 func TestBenchRunsEveryPhase(t *testing.T) {
 	out := t.TempDir()
 	var table, progress bytes.Buffer
 	o := bench.Options{DatabaseURL: dbURL, Concurrency: 4, Duration: 300 * time.Millisecond, Out: out,
-		ImportCards: 20, ImportConcurrency: 4, Profile: true, SkipSettle: true, Report: &table, Progress: &progress,
+		ImportCards: 20, ImportConcurrency: 4, Profile: true, Preload: 50, Seed: seedBench, Replicas: 2, SkipSettle: true, Report: &table, Progress: &progress,
 		Provision: provisionBench, StopGrace: shutdownGrace,
 		ChildCommand: func() (*exec.Cmd, error) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestBenchChildServe$", "-test.count=1")
@@ -61,7 +62,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	js, err := os.ReadFile(filepath.Join(out, "bench.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(js, &rep))
-	want := []string{bench.PhaseBaselineInsert, bench.PhaseTokenize, bench.PhaseBaselineSelect, bench.PhaseBaselineHTTP, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward, bench.PhaseImport}
+	want := []string{bench.PhaseBaselineInsert, bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseBaselineSelect, bench.PhaseBaselineHTTP, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward, bench.PhaseImport}
 	var got []string
 	for _, p := range rep.Phases {
 		got = append(got, p.Name)
@@ -83,8 +84,19 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.LessOrEqual(t, *fwd.OverheadP99Ms, fwd.MaxMs, "the overhead is part of the latency")
 	assert.Nil(t, rep.Phase(bench.PhaseDetokenize).OverheadP50Ms, "only forwards have a destination")
 	assert.Contains(t, table.String(), "forward: the vault's own overhead")
-	assert.Len(t, rep.Ratios, 8)
-	assert.Len(t, rep.Targets, 12)
+	assert.Equal(t, 2, rep.Config.Replicas)
+	for _, log := range []string{"vault.log", "vault-2.log"} {
+		body, err := os.ReadFile(filepath.Join(out, log))
+		require.NoError(t, err)
+		assert.Contains(t, string(body), "/cde-import", "%s: both vaults served requests", log)
+	}
+	require.NotNil(t, rep.Preload, "the preload is reported")
+	assert.Equal(t, 50, rep.Preload.Tokens)
+	assert.Equal(t, 250, rep.Preload.AuditRows)
+	assert.Positive(t, rep.Preload.TokenBytes)
+	assert.Contains(t, table.String(), "preloaded 50 tokens and 250 audit rows")
+	assert.Len(t, rep.Ratios, 10)
+	assert.Len(t, rep.Targets, 14)
 	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+$`, rep.Machine.Durability, "the server's durability is reported")
 	assert.Contains(t, table.String(), "\ntargets:\n")
 
@@ -93,9 +105,9 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	assert.Len(t, rows, 1+8+8+12)
+	assert.Len(t, rows, 1+10+10+14)
 
-	for _, p := range []string{bench.PhaseTokenize, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
+	for _, p := range []string{bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
 		st, err := os.Stat(filepath.Join(out, p+".cpu.pprof"))
 		if assert.NoError(t, err, p) {
 			assert.Positive(t, st.Size(), p)

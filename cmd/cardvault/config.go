@@ -65,6 +65,9 @@ type config struct {
 	// ForwardPendingGrace is how long past its destination's timeout a
 	// pending forwarding record waits before the sweeper marks it failed.
 	ForwardPendingGrace time.Duration
+	// Retention is how long finished webhook events, import jobs and key
+	// jobs are kept.
+	Retention vault.Retention
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// "" is off.
 	MetricsListen string
@@ -98,6 +101,7 @@ type rawConfig struct {
 	egressAllowLoopback, forwardRetention                                   string
 	cardHistoryRetention                                                    string
 	forwardPendingGrace                                                     string
+	webhookRetention, importRetention, keyJobRetention                      string
 	imp                                                                     rawImport
 	exp                                                                     rawExport
 	// operator is --operator; operatorNeed says whether the command binds
@@ -242,6 +246,9 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	fs.StringVar(&r.forwardRetention, "forward-retention", envOr("VAULT_FORWARD_RETENTION", "30d"), "how long forwarding records are kept, e.g. 30d (env VAULT_FORWARD_RETENTION)")
 	fs.StringVar(&r.forwardPendingGrace, "forward-pending-grace", envOr("VAULT_FORWARD_PENDING_GRACE", vault.DefaultForwardPendingGrace.String()),
 		"how long past its destination's timeout a forward left pending by a stopped process waits before it is marked failed, outcome unknown; at least 30s (env VAULT_FORWARD_PENDING_GRACE)")
+	fs.StringVar(&r.webhookRetention, "webhook-retention", envOr("VAULT_WEBHOOK_RETENTION", "30d"), "how long delivered or given-up webhook events and their delivery attempts are kept, e.g. 30d (env VAULT_WEBHOOK_RETENTION)")
+	fs.StringVar(&r.importRetention, "import-retention", envOr("VAULT_IMPORT_RETENTION", "90d"), "how long finished import jobs and their items are kept, e.g. 90d (env VAULT_IMPORT_RETENTION)")
+	fs.StringVar(&r.keyJobRetention, "key-job-retention", envOr("VAULT_KEY_JOB_RETENTION", "365d"), "how long finished key jobs are kept, e.g. 365d (env VAULT_KEY_JOB_RETENTION)")
 	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
 	fs.StringVar(&r.cardHistoryRetention, "card-history-retention", envOr("VAULT_CARD_HISTORY_RETENTION", defaultCardHistory),
 		"how long a card replaced by an update is kept sealed and listed by GET /tokens/{id}/versions, e.g. 30d (env VAULT_CARD_HISTORY_RETENTION)")
@@ -375,6 +382,19 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	window := orDefault(r.auditFailureWindow, "10s")
 	if cfg.AuditFailureWindow, err = time.ParseDuration(window); err != nil || cfg.AuditFailureWindow < 100*time.Millisecond || cfg.AuditFailureWindow > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("VAULT_AUDIT_FAILURE_WINDOW %q must be a duration between 100ms and 5m, e.g. 10s", window))
+	}
+	for _, x := range []struct {
+		env, raw, def string
+		out           *time.Duration
+	}{
+		{"VAULT_WEBHOOK_RETENTION", r.webhookRetention, "30d", &cfg.Retention.Webhooks},
+		{"VAULT_IMPORT_RETENTION", r.importRetention, "90d", &cfg.Retention.Imports},
+		{"VAULT_KEY_JOB_RETENTION", r.keyJobRetention, "365d", &cfg.Retention.KeyJobs},
+	} {
+		v := orDefault(x.raw, x.def)
+		if *x.out, err = parseDays(v); err != nil || *x.out < time.Hour {
+			errs = append(errs, fmt.Errorf("%s %q must be at least 1h, e.g. %s", x.env, v, x.def))
+		}
 	}
 	history := orDefault(r.cardHistoryRetention, defaultCardHistory)
 	if cfg.CardHistoryRetention, err = parseDays(history); err != nil || cfg.CardHistoryRetention < 24*time.Hour {

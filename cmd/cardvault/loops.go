@@ -28,6 +28,7 @@ const (
 	forwardPrune       = time.Hour        // prune forwarding records past the retention
 	cardHistoryPrune   = time.Hour        // delete replaced card versions past their retention
 	forwardSweep       = 10 * time.Second // mark failed the pending forwards of stopped processes
+	retentionPrune     = time.Hour        // delete finished webhook events, imports and key jobs past their retention
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
@@ -55,6 +56,15 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 			return svc.PruneForwardingRequests(ctx, cfg.ForwardRetention)
 		})),
 		loop.Every(log, "forwarding pending sweep", forwardSweep, sweepPendingForwards(svc, cfg.ForwardPendingGrace, log)),
+		loop.Every(log, "retention prune", retentionPrune, func(ctx context.Context) error {
+			start := time.Now()
+			c, err := svc.PruneRetained(ctx, cfg.Retention)
+			if n := c.Total(); n > 0 {
+				log.Info("finished rows pruned", "count", n, "webhook_events", c.WebhookEvents, "import_jobs", c.ImportJobs,
+					"import_items", c.ImportItems, "key_jobs", c.KeyJobs, "rows_per_second", float64(n)/time.Since(start).Seconds())
+			}
+			return err
+		}),
 		{Name: "imports", Run: imports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
 		{Name: "exports", Run: exports.Run},

@@ -53,7 +53,7 @@ func (s *Service) CreateImport(ctx context.Context, a vault.Actor, in vault.Crea
 		return vault.ImportJob{}, err
 	}
 	now := s.clock()
-	job := vault.ImportJob{ID: uuid.New(), TenantID: a.TenantID, Provider: in.Provider, Status: vault.ImportPreparing,
+	job := vault.ImportJob{ID: newID(), TenantID: a.TenantID, Provider: in.Provider, Status: vault.ImportPreparing,
 		ProviderKeyHint: keyHint(in.StripeAPIKey.Reveal()), CreatedAt: now, UpdatedAt: now}
 	secret, prefix, err := newSecret()
 	if err != nil {

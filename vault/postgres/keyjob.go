@@ -44,7 +44,7 @@ func (s *Service) StartReencrypt(ctx context.Context, a vault.Actor) (vault.KeyJ
 			INSERT INTO key_jobs (id, tenant_id, kind, status, total, created_at, updated_at)
 			SELECT $1, $2, 'reencrypt', 'pending', count(*), $3, $3 FROM tokens WHERE tenant_id = $2 AND key_id <> $4
 			ON CONFLICT (tenant_id, kind) WHERE status IN ('pending', 'running') DO NOTHING
-			RETURNING `+keyJobColumns, uuid.New(), a.TenantID, now, int64(tk.sealer.PrimaryKeyID())))
+			RETURNING `+keyJobColumns, newID(), a.TenantID, now, int64(tk.sealer.PrimaryKeyID())))
 		if errors.Is(err, pgx.ErrNoRows) {
 			job, err = scanKeyJob(tx.QueryRow(ctx, `SELECT `+keyJobColumns+` FROM key_jobs
 				WHERE tenant_id = $1 AND kind = 'reencrypt' AND status IN ('pending', 'running')`, a.TenantID))

@@ -58,7 +58,7 @@ func (s *Service) startRefingerprint(ctx context.Context, a vault.Actor, primary
 			INSERT INTO key_jobs (id, tenant_id, kind, status, total, created_at, updated_at)
 			SELECT $1, $2, 'refingerprint', 'pending', count(*), $3, $3 FROM tokens WHERE tenant_id = $2 AND fingerprint_key_id <> $4
 			ON CONFLICT (tenant_id, kind) WHERE status IN ('pending', 'running') DO NOTHING
-			RETURNING `+keyJobColumns, uuid.New(), a.TenantID, s.clock(), int64(primary)))
+			RETURNING `+keyJobColumns, newID(), a.TenantID, s.clock(), int64(primary)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			job, err = scanKeyJob(tx.QueryRow(ctx, `SELECT `+keyJobColumns+` FROM key_jobs
 				WHERE tenant_id = $1 AND kind = 'refingerprint' AND status IN ('pending', 'running')`, a.TenantID))

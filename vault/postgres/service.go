@@ -71,6 +71,9 @@ type Service struct {
 	reads, reveals lookupBatch
 	// newTokens commits concurrent new tokens together (token_batch.go).
 	newTokens newTokenBatch
+	// replays answers repeated imports of unchanged cards together
+	// (token_replay.go).
+	replays replayBatch
 	// forwardPreps commits the pre-send transactions of concurrent
 	// forwards together (forwarding_prepare.go).
 	forwardPreps forwardPrepBatch
@@ -108,6 +111,7 @@ func NewService(cfg Config) (*Service, error) {
 	if s.failures.sources <= 0 {
 		s.failures.sources = DefaultAccessFailureSources
 	}
+	s.replays.limit = replayBatchesInFlight
 	s.outcomes.limit = outcomeBatchesInFlight
 	if s.now == nil {
 		s.now = time.Now

@@ -20,10 +20,16 @@ const newTokenBatchTimeout = batchTimeout
 
 // insertTokensSQL is insertTokenAuditedSQL for many rows: $1–$19 are the
 // token columns as arrays, $20–$28 the audit events', $29 the event ids,
-// $30 the sealed event data, $31 their key ids and $32 the event type. Rows
-// whose business key is taken (by an existing token or an earlier row of
-// the batch) write nothing. It answers, for each row inserted, its id and
-// whether its event was enqueued.
+// $30 the sealed event data, $31 their key ids, $32 the event type and $33
+// the card digests. Rows whose business key is taken (by an existing token
+// or an earlier row of the batch) write no token. A row whose business
+// key's token already holds the same card (rep: the same card digest and
+// metadata and, when the row carries a CVC, a CVC still held within its
+// TTL; one probe of tokens_business_key) is a replay: its audit row names
+// that token, with "existing": true, and nothing else is written. It
+// answers, for each row inserted, its id and whether its event was
+// enqueued; for each replay, its id, false, and the existing token's id,
+// timestamps, fingerprint and whether its CVC is live.
 const insertTokensSQL = `
 	WITH r AS (
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::bigint[], $6::bigint[],
@@ -32,26 +38,43 @@ const insertTokensSQL = `
 		                     $18::timestamptz[], $19::timestamptz[],
 		                     $20::timestamptz[], $21::uuid[], $22::uuid[], $23::text[], $24::uuid[], $25::text[],
 		                     $26::text[], $27::text[], $28::jsonb[],
-		                     $29::text[], $30::bytea[], $31::bigint[])
+		                     $29::text[], $30::bytea[], $31::bigint[], $33::bytea[])
 		AS r(` + tokenColumns + `,
 		     a_at, a_tenant, a_key, a_action, a_token, a_request, a_client, a_outcome, a_detail,
-		     e_id, e_ct, e_key)
+		     e_id, e_ct, e_key, digest)
+	), rep AS (
+		SELECT r.id AS req_id, k.id, k.created_at, k.updated_at, k.fingerprint,
+		       coalesce(k.cvc_expires_at > r.a_at, false) AS cvc_live
+		FROM r JOIN tokens k ON k.tenant_id = r.tenant_id AND k.business_key = r.business_key
+		WHERE k.card_digest = r.digest AND k.metadata = r.metadata
+		  AND (r.cvc_ct IS NULL OR (k.cvc_ct IS NOT NULL AND k.cvc_expires_at > r.a_at))
 	), ins AS (
-		INSERT INTO tokens (` + tokenColumns + `)
-		SELECT ` + tokenColumns + ` FROM r
+		INSERT INTO tokens (` + tokenColumns + `, card_digest)
+		SELECT ` + tokenColumns + `, digest FROM r
 		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING
 		RETURNING id
 	), audit AS (
 		INSERT INTO audit_events (` + auditInsertColumns + `)
 		SELECT a_at, a_tenant, a_key, a_action, a_token, a_request, a_client, a_outcome, a_detail
 		FROM r JOIN ins USING (id)
+	), replayed AS (
+		SELECT rep.* FROM rep WHERE rep.req_id NOT IN (SELECT id FROM ins)
+	), replay_audit AS (
+		INSERT INTO audit_events (` + auditInsertColumns + `)
+		SELECT r.a_at, r.a_tenant, r.a_key, r.a_action, p.id, r.a_request, r.a_client, r.a_outcome,
+		       r.a_detail || '{"existing": true}'::jsonb
+		FROM r JOIN replayed p ON p.req_id = r.id
 	), event AS (
 		INSERT INTO webhook_events (id, tenant_id, type, payload, payload_ct, key_id)
 		SELECT r.e_id, w.tenant_id, $32::text, NULL::jsonb, r.e_ct, r.e_key
 		FROM r JOIN ins USING (id) JOIN webhooks w ON w.tenant_id = r.tenant_id
 		RETURNING id
 	)
-	SELECT r.id, r.e_id IN (SELECT id FROM event) FROM r JOIN ins USING (id)`
+	SELECT r.id, r.e_id IN (SELECT id FROM event), NULL::uuid, NULL::timestamptz, NULL::timestamptz,
+	       NULL::bytea, false
+	FROM r JOIN ins USING (id)
+	UNION ALL
+	SELECT req_id, false, id, created_at, updated_at, fingerprint, cvc_live FROM replayed`
 
 // writeNewTokens writes a batch in one statement. When that fails for a
 // reason other than the database being unavailable, it writes the tokens
@@ -73,8 +96,50 @@ func (s *Service) writeNewTokens(batch []*newToken) error {
 }
 
 // insertTokens runs insertTokensSQL for batch and records which rows were
-// inserted and enqueued.
+// inserted and enqueued, and which were replays of the card their
+// business key holds (their replay found, with the existing token).
 func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
+	rows, err := s.db.Query(ctx, insertTokensSQL, insertTokensArgs(batch)...)
+	if err != nil {
+		return dbError(err, "token")
+	}
+	byID := make(map[uuid.UUID]*newToken, len(batch))
+	for _, nt := range batch {
+		byID[nt.args[0].(uuid.UUID)] = nt
+		if nt.replay != nil {
+			nt.replay.checked = true
+		}
+	}
+	var id uuid.UUID
+	var enqueued bool
+	var existing replayedToken
+	_, err = pgx.ForEachRow(rows, []any{&id, &enqueued, &existing.id, &existing.createdAt, &existing.updatedAt,
+		&existing.fingerprint, &existing.cvcLive}, func() error {
+		nt := byID[id]
+		switch {
+		case nt == nil:
+		case existing.id == nil:
+			nt.inserted, nt.enqueued = true, enqueued
+		case nt.replay != nil:
+			nt.replay.found, nt.replay.existing = true, existing
+		}
+		existing = replayedToken{}
+		return nil
+	})
+	if err != nil {
+		for _, nt := range batch {
+			nt.inserted, nt.enqueued = false, false
+			if nt.replay != nil {
+				*nt.replay = replay{ev: nt.replay.ev, businessKey: nt.replay.businessKey, digest: nt.replay.digest,
+					metadata: nt.replay.metadata, hasCVC: nt.replay.hasCVC}
+			}
+		}
+	}
+	return dbError(err, "token")
+}
+
+// insertTokensArgs returns insertTokensSQL's arguments for batch.
+func insertTokensArgs(batch []*newToken) []any {
 	cols := make([][]any, newTokenColumns+newTokenAudit+3)
 	for i := range cols {
 		cols[i] = make([]any, len(batch))
@@ -87,26 +152,13 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
 		cols[newTokenColumns+newTokenAudit+1][j] = nt.args[newTokenColumns+newTokenAudit]
 		cols[newTokenColumns+newTokenAudit+2][j] = nt.args[newTokenColumns+newTokenAudit+1]
 	}
-	args := make([]any, 0, len(cols)+1)
+	args := make([]any, 0, len(cols)+2)
 	for _, c := range cols {
 		args = append(args, c)
 	}
-	args = append(args, string(vault.EventTokenCreated))
-	rows, err := s.db.Query(ctx, insertTokensSQL, args...)
-	if err != nil {
-		return dbError(err, "token")
+	digests := make([][]byte, len(batch))
+	for j, nt := range batch {
+		digests[j] = nt.digest
 	}
-	byID := make(map[uuid.UUID]*newToken, len(batch))
-	for _, nt := range batch {
-		byID[nt.args[0].(uuid.UUID)] = nt
-	}
-	var id uuid.UUID
-	var enqueued bool
-	_, err = pgx.ForEachRow(rows, []any{&id, &enqueued}, func() error {
-		if nt := byID[id]; nt != nil {
-			nt.inserted, nt.enqueued = true, enqueued
-		}
-		return nil
-	})
-	return dbError(err, "token")
+	return append(args, string(vault.EventTokenCreated), digests)
 }

@@ -25,12 +25,13 @@ const auditInsertColumns = `occurred_at, tenant_id, api_key_id, action, token_id
 // insertTokenAuditedSQL inserts a token row ($1–$19, tokenColumns order)
 // unless its business key is taken and, only when it inserted, its audit
 // event ($20–$28, auditArgs order) and, when the tenant has a webhook, its
-// sealed token event ($29 id, $30 type, $31 sealed data, $32 key id). It
-// answers whether it inserted and whether it enqueued.
+// sealed token event ($29 id, $30 type, $31 sealed data, $32 key id); $33
+// is the row's card digest. It answers whether it inserted and whether it
+// enqueued.
 const insertTokenAuditedSQL = `
 	WITH ins AS (
-		INSERT INTO tokens (` + tokenColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		INSERT INTO tokens (` + tokenColumns + `, card_digest)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $33)
 		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING
 		RETURNING tenant_id
 	), audit AS (
@@ -51,6 +52,11 @@ type newToken struct {
 	args     []any // insertTokenAuditedSQL's $1–$28, $31 and $32
 	eventID  string
 	keyID    uint32
+	digest   []byte // the card digest ($33)
+	// replay looks, in the same transaction, for the token holding the
+	// business key with this card (nil without a business key); it is not
+	// looked for when the batch falls back to one by one.
+	replay *replay
 
 	inserted, enqueued bool
 	err                error // this token's own error when its batch fell back to one by one
@@ -77,7 +83,7 @@ func (s *Service) prepareNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, t
 	if err != nil {
 		return nil, vault.Internal(err)
 	}
-	nt := &newToken{tenantID: row.TenantID, eventID: newEventID(), keyID: tk.sealer.PrimaryKeyID()}
+	nt := &newToken{tenantID: row.TenantID, eventID: newEventID(), keyID: tk.sealer.PrimaryKeyID(), digest: row.digest}
 	sealedData, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, nt.eventID))
 	if err != nil {
 		return nil, vault.Internal(err)
@@ -87,6 +93,10 @@ func (s *Service) prepareNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, t
 		row.IIN, row.LastFour, int16(row.PANLength), string(row.Scheme), int16(row.ExpiryMonth), int16(row.ExpiryYear),
 		metadata, row.CreatedAt, row.UpdatedAt}, audit...)
 	nt.args = append(nt.args, []byte(sealedData), int64(nt.keyID))
+	if row.BusinessKey != "" && row.digest != nil {
+		nt.replay = &replay{ev: s.event(a, vault.ActionTokenCreate, uuid.Nil, map[string]any{"existing": true}),
+			businessKey: row.BusinessKey, digest: row.digest, metadata: metadata, hasCVC: row.sealed.cvc != nil}
+	}
 	return nt, nil
 }
 
@@ -100,10 +110,21 @@ func (s *Service) prepareNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, t
 // it seals the row again with the tenant's current keys and retries; after
 // maxSealAttempts it returns a KindUnavailable error.
 func (s *Service) insertTokenAudited(a vault.Actor, tk *tenantKeys, row tokenRow, tok vault.Token) (bool, bool, error) {
+	nt, err := s.storeNewToken(a, tk, row, tok)
+	if err != nil {
+		return false, false, err
+	}
+	return nt.inserted, nt.enqueued, nil
+}
+
+// storeNewToken is insertTokenAudited answering the written newToken: a
+// row whose business key is taken was also looked for as a replay of the
+// card that key holds (nt.replay.found, with its audit row committed).
+func (s *Service) storeNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, tok vault.Token) (*newToken, error) {
 	for attempt := 1; ; attempt++ {
 		nt, err := s.prepareNewToken(a, tk, row, tok)
 		if err != nil {
-			return false, false, err
+			return nil, err
 		}
 		if err = s.newTokens.do(nt, s.writeNewTokens); err == nil {
 			err = nt.err
@@ -112,16 +133,16 @@ func (s *Service) insertTokenAudited(a vault.Actor, tk *tenantKeys, row tokenRow
 			if nt.enqueued {
 				s.usage.add(nt.tenantID, nt.keyID)
 			}
-			return nt.inserted, nt.enqueued, nil
+			return nt, nil
 		}
 		if !isSealingKeyViolation(err) {
-			return false, false, err
+			return nil, err
 		}
 		if attempt == maxSealAttempts {
-			return false, false, keysChanging(err)
+			return nil, keysChanging(err)
 		}
 		if tk, row, err = s.resealNewToken(tk, row); err != nil {
-			return false, false, err
+			return nil, err
 		}
 	}
 }
@@ -161,7 +182,7 @@ func (s *Service) insertOneToken(ctx context.Context, nt *newToken) error {
 // oneArgs returns insertTokenAuditedSQL's arguments for nt.
 func (nt *newToken) oneArgs() []any {
 	args := append(append([]any{}, nt.args[:newTokenColumns+newTokenAudit]...), nt.eventID, string(vault.EventTokenCreated))
-	return append(args, nt.args[newTokenColumns+newTokenAudit:]...)
+	return append(append(args, nt.args[newTokenColumns+newTokenAudit:]...), nt.digest)
 }
 
 // commit sends COMMIT on conn and returns the command tag.

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,6 +132,31 @@ func (s *Service) newerKeys(tenantID uuid.UUID, stale *tenantKeys) (*tenantKeys,
 func (s *Service) openString(tk *tenantKeys, tenantID, tokenID uuid.UUID, field string, ct crypto.Ciphertext) (string, error) {
 	pt, err := s.openField(tk, tenantID, tokenID, field, ct)
 	return string(pt), err
+}
+
+// cardDigestDomain separates card digests from fingerprints, which the
+// same PRF keys compute over a PAN's digits alone.
+const cardDigestDomain = "cardvault card digest v1\x00"
+
+// cardDigest returns the keyed digest of c: the PRF of tk's primary
+// fingerprint key over c's PAN, expiry, name and CVC, each length-prefixed.
+// Equal digests under one key mean the same card; a digest made under
+// another key never matches. It returns an internal error when the PRF
+// fails.
+func (tk *tenantKeys) cardDigest(c card.Card) ([]byte, error) {
+	pan, cvc := c.PAN.Reveal(), c.CVC.Reveal()
+	b := make([]byte, 0, len(cardDigestDomain)+64+len(c.Name))
+	b = append(b, cardDigestDomain...)
+	for _, f := range []string{pan, strconv.Itoa(c.Expiry.Month), strconv.Itoa(c.Expiry.Year), c.Name, cvc} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	sum, err := tk.fp.Sum(b)
+	clear(b)
+	if err != nil {
+		return nil, vault.Internal(err)
+	}
+	return sum, nil
 }
 
 // fingerprint returns the keyed fingerprint of a PAN and its key id.

@@ -27,6 +27,9 @@ type tokenRow struct {
 	vault.Token
 	fpKeyID int64
 	sealed  sealedCard
+	// digest is the keyed digest of the card (cardDigest), written with
+	// the row; scanToken does not read it back.
+	digest []byte
 }
 
 // scanToken reads a row of tokenColumns, after the leading columns lead
@@ -100,11 +103,11 @@ func updateCard(ctx context.Context, q querier, r tokenRow) error {
 		UPDATE tokens SET fingerprint = $3, fingerprint_key_id = $4, key_id = $5, pan_ct = $6,
 		       name_ct = $7, cvc_ct = $8, cvc_expires_at = $9, iin = $10, last_four = $11,
 		       pan_length = $12, scheme = $13, exp_month = $14, exp_year = $15, metadata = $16,
-		       updated_at = $17
+		       updated_at = $17, card_digest = $18
 		WHERE id = $1 AND tenant_id = $2`,
 		r.ID, r.TenantID, r.Fingerprint, r.fpKeyID, int64(r.sealed.keyID), []byte(r.sealed.pan),
 		nilIfEmpty(r.sealed.name), nilIfEmpty(r.sealed.cvc), r.sealed.cvcExpiresAt, r.IIN, r.LastFour,
-		r.PANLength, string(r.Scheme), r.ExpiryMonth, r.ExpiryYear, metadata, r.UpdatedAt)
+		r.PANLength, string(r.Scheme), r.ExpiryMonth, r.ExpiryYear, metadata, r.UpdatedAt, r.digest)
 	return err
 }
 
@@ -112,7 +115,7 @@ func updateCard(ctx context.Context, q querier, r tokenRow) error {
 // card's ciphertexts bound to it, and the masked attributes.
 func (s *Service) newTokenRow(tk *tenantKeys, tenantID uuid.UUID, in vault.TokenizeInput, c card.Card, fp []byte, fpKey uint32) (tokenRow, error) {
 	now := s.clock()
-	r := tokenRow{Token: vault.Token{ID: uuid.New(), TenantID: tenantID, BusinessKey: in.BusinessKey,
+	r := tokenRow{Token: vault.Token{ID: newID(), TenantID: tenantID, BusinessKey: in.BusinessKey,
 		Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now}}
 	if r.Metadata == nil {
 		r.Metadata = map[string]string{}
@@ -125,6 +128,9 @@ func (s *Service) newTokenRow(tk *tenantKeys, tenantID uuid.UUID, in vault.Token
 func (s *Service) withCard(tk *tenantKeys, r tokenRow, c card.Card, fp []byte, fpKey uint32) (tokenRow, error) {
 	sealed, err := s.seal(tk, r.TenantID, r.ID, c)
 	if err != nil {
+		return tokenRow{}, err
+	}
+	if r.digest, err = tk.cardDigest(c); err != nil {
 		return tokenRow{}, err
 	}
 	r.sealed, r.Fingerprint, r.fpKeyID = sealed, fp, int64(fpKey)
@@ -196,16 +202,20 @@ func (s *Service) tokenizeOnce(ctx context.Context, a vault.Actor, tk *tenantKey
 	if err != nil {
 		return vault.Token{}, false, err
 	}
-	inserted, enqueued, err := s.insertTokenAudited(a, tk, row, tok)
+	nt, err := s.storeNewToken(a, tk, row, tok)
 	if err != nil {
 		return vault.Token{}, false, err
 	}
-	if inserted {
-		if enqueued {
+	if nt.inserted {
+		if nt.enqueued {
 			s.wakeWebhooks()
 		}
 		return tok, true, nil
 	}
+	if tok, ok, err := s.replayed(tk, nt.replay, tok); err != nil || ok {
+		return tok, false, err
+	}
+	var enqueued bool
 	var out tokenRow
 	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
 		var err error

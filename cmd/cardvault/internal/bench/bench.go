@@ -50,13 +50,25 @@ type Options struct {
 	// ChildCommand returns the command that runs `cardvault serve`; nil
 	// means this executable. Tests run the test binary instead.
 	ChildCommand func() (*exec.Cmd, error)
+	// Replicas is how many vault processes serve the run against the one
+	// database (1 when 0); each worker sends to one of them, so the load is
+	// split evenly.
+	Replicas int
+	// Preload is how many tokens (and five times as many audit rows) the
+	// database holds before the phases run; 0 runs on an empty database.
+	Preload int
+	// Seed stores n tokens of tenantID (the i-th holding card(i)) and 5 × n
+	// audit rows in the database at dbURL with the root KEK at kekURI,
+	// through the vault's own sealing code; needed when Preload > 0.
+	Seed func(ctx context.Context, dbURL, kekURI string, tenantID uuid.UUID, n int, card func(i int) (businessKey, number string)) error
 	// SkipSettle skips waiting for the vault and PostgreSQL to go idle
 	// after each phase (tests).
 	SkipSettle bool
 }
 
-// withDefaults fills ImportConcurrency.
+// withDefaults fills ImportConcurrency and Replicas.
 func (o Options) withDefaults() Options {
+	o.Replicas = max(o.Replicas, 1)
 	if o.ImportConcurrency == 0 {
 		o.ImportConcurrency = min(o.Concurrency, 256)
 	}
@@ -80,6 +92,12 @@ func (o Options) Validate() error {
 	}
 	if o.ImportConcurrency < 1 || o.ImportConcurrency > 256 {
 		errs = append(errs, fmt.Errorf("--import-concurrency %d must be between 1 and 256", o.ImportConcurrency))
+	}
+	if o.Replicas < 1 || o.Replicas > 16 {
+		errs = append(errs, fmt.Errorf("--replicas %d must be between 1 and 16", o.Replicas))
+	}
+	if o.Preload < 0 || o.Preload > 100_000_000 {
+		errs = append(errs, fmt.Errorf("--preload %d must be between 0 and 100000000", o.Preload))
 	}
 	if o.Out == "" {
 		errs = append(errs, errors.New("--out must name a folder"))

@@ -10,7 +10,7 @@ import (
 )
 
 func TestOptionsValidate(t *testing.T) {
-	good := Options{Concurrency: 32, Duration: 10 * time.Second, Out: "x", ImportCards: 2000, ImportConcurrency: 16}
+	good := Options{Concurrency: 32, Duration: 10 * time.Second, Out: "x", ImportCards: 2000, ImportConcurrency: 16, Replicas: 1}
 	require.NoError(t, good.Validate())
 	tests := []struct {
 		name string
@@ -22,6 +22,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"import-cards", func(o *Options) { o.ImportCards = 0 }},
 		{"import-concurrency", func(o *Options) { o.ImportConcurrency = 1000 }},
 		{"out", func(o *Options) { o.Out = "" }},
+		{"replicas", func(o *Options) { o.Replicas = 0 }},
+		{"preload", func(o *Options) { o.Preload = -1 }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -39,8 +39,11 @@ type environment struct {
 	pool       *pgxpool.Pool // the baselines' own pool, Concurrency connections
 	sim        *stripesim.Server
 	child      *e2e.Vault
+	replicas   []*e2e.Vault     // --replicas beyond the first (child), against the same database
 	dest       *e2e.Destination // the forward phase's destination
 	debugAddr  string           // the vault's pprof listener, "" unless profiling
+	preload    Preload          // what --preload seeded
+	preIDs     []uuid.UUID      // a sample of the preloaded tokens (and their bench_tokens copies)
 	closers    []func()
 }
 
@@ -76,6 +79,11 @@ func setup(ctx context.Context, o Options, tmp string) (*environment, error) {
 	}
 	if err := e.openPool(ctx, o.Concurrency); err != nil {
 		return e, err
+	}
+	if o.Preload > 0 {
+		if err := e.seed(ctx, o, kekURI); err != nil {
+			return e, fmt.Errorf("preloading: %w", err)
+		}
 	}
 	if e.sim, err = stripesim.Start("127.0.0.1:0", stripesim.Config{APIKeys: []string{stripeKey}}); err != nil {
 		return e, err
@@ -132,7 +140,28 @@ func (e *environment) startVault(ctx context.Context, o Options, kekURI string) 
 	if e.child != nil {
 		e.closers = append(e.closers, e.child.Stop)
 	}
+	for r := 2; err == nil && r <= o.Replicas; r++ {
+		if cmd, err = childCommand(o); err != nil {
+			return err
+		}
+		plain := env[:len(env):len(env)]
+		if o.Profile {
+			plain = env[:len(env)-1] // the pprof listener is the first replica's
+		}
+		var v *e2e.Vault
+		v, err = e2e.StartVault(ctx, e2e.VaultOptions{Command: cmd, Env: plain, LogPath: filepath.Join(o.Out, fmt.Sprintf("vault-%d.log", r)),
+			ParentDeathSignal: syscall.SIGTERM, StopGrace: o.StopGrace + 5*time.Second})
+		if v != nil {
+			e.replicas = append(e.replicas, v)
+			e.closers = append(e.closers, v.Stop)
+		}
+	}
 	return err
+}
+
+// vaults returns every vault process of the run, the first one first.
+func (e *environment) vaults() []*e2e.Vault {
+	return append([]*e2e.Vault{e.child}, e.replicas...)
 }
 
 // childCommand returns o's child command, or this executable's `serve`.
@@ -268,5 +297,61 @@ func adminExec(ctx context.Context, adminURL, sql string) error {
 	}
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+// Preload describes what --preload seeded and what it weighs.
+type Preload struct {
+	Tokens      int     `json:"tokens"`
+	AuditRows   int     `json:"audit_rows"`
+	SeedSeconds float64 `json:"seed_seconds"`
+	// TokenBytes is pg_total_relation_size('tokens') (heap, TOAST and
+	// every index) per token; AuditBytes the same of audit_events per row.
+	TokenBytes float64 `json:"token_bytes"`
+	AuditBytes float64 `json:"audit_bytes"`
+}
+
+// preloadSample is how many preloaded tokens the read phases draw from.
+const preloadSample = 50_000
+
+// preloadCardOffset numbers the preloaded cards apart from tokenize's and
+// the update phase's.
+const preloadCardOffset = 200_000_000
+
+// seed stores o.Preload tokens and 5 × as many audit rows through the
+// vault's code, copies the tokens into bench_tokens (so that the baselines
+// run on a table of the same size), samples their ids and weighs the
+// tables.
+func (e *environment) seed(ctx context.Context, o Options, kekURI string) error {
+	start := time.Now()
+	fmt.Fprintf(o.Progress, "bench: preloading %d tokens and %d audit rows …\n", o.Preload, 5*o.Preload)
+	err := o.Seed(ctx, e.dbURL, kekURI, e.tenantID, o.Preload, func(i int) (string, string) {
+		return "pm_preload" + strconv.Itoa(i), e2e.CardNumber(preloadCardOffset + i)
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := e.pool.Exec(ctx, `INSERT INTO bench_tokens SELECT * FROM tokens`); err != nil {
+		return err
+	}
+	if _, err := e.pool.Exec(ctx, `ANALYZE`); err != nil {
+		return err
+	}
+	e.preload = Preload{Tokens: o.Preload, AuditRows: 5 * o.Preload, SeedSeconds: round1(time.Since(start).Seconds())}
+	err = e.pool.QueryRow(ctx, `SELECT pg_total_relation_size('tokens')::float8 / greatest(count(*), 1) FROM tokens`).Scan(&e.preload.TokenBytes)
+	if err == nil {
+		err = e.pool.QueryRow(ctx, `SELECT pg_total_relation_size('audit_events')::float8 / greatest(count(*), 1) FROM audit_events`).Scan(&e.preload.AuditBytes)
+	}
+	if err != nil {
+		return err
+	}
+	e.preload.TokenBytes, e.preload.AuditBytes = round1(e.preload.TokenBytes), round1(e.preload.AuditBytes)
+	rows, err := e.pool.Query(ctx, `SELECT id FROM tokens ORDER BY random() LIMIT $1`, preloadSample)
+	if err != nil {
+		return err
+	}
+	e.preIDs, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	fmt.Fprintf(o.Progress, "bench: preloaded in %.1f s: %.0f bytes per token, %.0f per audit row\n",
+		e.preload.SeedSeconds, e.preload.TokenBytes, e.preload.AuditBytes)
 	return err
 }

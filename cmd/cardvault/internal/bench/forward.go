@@ -68,7 +68,7 @@ func (b *benchRun) forward(ctx context.Context, w, _ int) error {
 		return err
 	}
 	t0 := time.Now()
-	out, err := b.client.Call(ctx, http.MethodPost, forwardPath, fmt.Appendf(nil, forwardBodyFormat, id, b.fwd.url), http.StatusOK)
+	out, err := b.cl(w).Call(ctx, http.MethodPost, forwardPath, fmt.Appendf(nil, forwardBodyFormat, id, b.fwd.url), http.StatusOK)
 	elapsed := time.Since(t0)
 	if err != nil {
 		return err

@@ -25,6 +25,8 @@ import (
 const (
 	PhaseBaselineInsert = "baseline-insert"
 	PhaseTokenize       = "tokenize"
+	PhaseReplay         = "tokenize-replay"
+	PhaseUpdate         = "tokenize-update"
 	PhaseBaselineSelect = "baseline-select"
 	PhaseBaselineHTTP   = "baseline-http"
 	PhaseRead           = "read"
@@ -38,12 +40,15 @@ const (
 type benchRun struct {
 	env      *environment
 	o        Options
-	client   *e2e.Client
+	client   *e2e.Client   // the first vault's
+	clients  []*e2e.Client // one per vault; worker w sends to clients[w % len]
 	runID    string
 	rowIDs   [][]uuid.UUID // bench_tokens rows from baseline-insert
 	tokenIDs [][]string    // tokens from tokenize
+	tokenNos [][]int       // the request number each of tokenIDs was made by (its business key and card)
 	allRows  []uuid.UUID
 	allToks  []string
+	allNos   []int
 	fwd      forwardState // the forward phase's
 }
 
@@ -55,8 +60,15 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 	var id [4]byte
 	_, _ = rand.Read(id[:])
 	b := &benchRun{env: env, o: o, client: e2e.NewClient(env.child.URL(), env.apiKey, 2*o.Concurrency, 30*time.Second),
-		runID: hex.EncodeToString(id[:]), rowIDs: make([][]uuid.UUID, o.Concurrency), tokenIDs: make([][]string, o.Concurrency)}
+		runID: hex.EncodeToString(id[:]), rowIDs: make([][]uuid.UUID, o.Concurrency), tokenIDs: make([][]string, o.Concurrency),
+		tokenNos: make([][]int, o.Concurrency)}
 	defer b.client.Close()
+	b.clients = []*e2e.Client{b.client}
+	for _, v := range env.replicas {
+		c := e2e.NewClient(v.URL(), env.apiKey, 2*o.Concurrency, 30*time.Second)
+		defer c.Close()
+		b.clients = append(b.clients, c)
+	}
 	rep := newReport(env, o)
 	steps := []struct {
 		name  string
@@ -65,6 +77,8 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 	}{
 		{PhaseBaselineInsert, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineInsert, progress, b.baselineInsert) }},
 		{PhaseTokenize, true, func() e2e.Result { return b.timed(ctx, PhaseTokenize, progress, b.tokenize) }},
+		{PhaseReplay, true, func() e2e.Result { return b.timed(ctx, PhaseReplay, progress, b.replay) }},
+		{PhaseUpdate, true, func() e2e.Result { return b.timed(ctx, PhaseUpdate, progress, b.update) }},
 		{PhaseBaselineSelect, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineSelect, progress, b.baselineSelect) }},
 		{PhaseBaselineHTTP, true, func() e2e.Result { return b.timed(ctx, PhaseBaselineHTTP, progress, b.baselineHTTP) }},
 		{PhaseRead, true, func() e2e.Result { return b.timed(ctx, PhaseRead, progress, b.read) }},
@@ -77,10 +91,15 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 			return nil, err
 		}
 		switch s.name {
+		case PhaseReplay:
+			b.allNos = flatten(b.tokenNos)
 		case PhaseBaselineSelect:
-			b.allRows = flatten(b.rowIDs)
+			b.allRows = append(flatten(b.rowIDs), env.preIDs...)
 		case PhaseRead:
 			b.allToks = flatten(b.tokenIDs)
+			for _, id := range env.preIDs {
+				b.allToks = append(b.allToks, id.String())
+			}
 		case PhaseForward:
 			if err := b.addDestination(ctx); err != nil {
 				return nil, err
@@ -102,10 +121,9 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 
 // measure runs one phase and adds what the vault spent on it.
 func (b *benchRun) measure(ctx context.Context, name string, vault bool, run func() e2e.Result) PhaseResult {
-	child := b.env.child
 	pg0, pgErr0 := b.pgCPU()
-	cpu0, cpuErr0 := child.CPUSeconds()
-	child.ResetPeakRSS()
+	cpu0, cpuErr0 := b.vaultCPU()
+	b.resetPeakRSS()
 	var profiled chan struct{}
 	if vault && b.o.Profile && name != PhaseImport {
 		profiled = make(chan struct{})
@@ -119,7 +137,7 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 	if !b.o.SkipSettle {
 		settled = b.settle(ctx)
 	}
-	cpu1, cpuErr1 := child.CPUSeconds()
+	cpu1, cpuErr1 := b.vaultCPU()
 	pg1, pgErr1 := b.pgCPU()
 	p := newPhaseResult(name, res)
 	p.SettleSeconds = round3(settled.Seconds())
@@ -128,7 +146,7 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 		v := round3((pg1 - pg0) / float64(all) * 1000)
 		p.PostgresCPUPer1k = &v
 	}
-	p.VaultRSSPeakMB = round1(child.ResetPeakRSS())
+	p.VaultRSSPeakMB = round1(b.resetPeakRSS())
 	if vault && cpuErr0 == nil && cpuErr1 == nil && all > 0 {
 		v := round3((cpu1 - cpu0) / float64(all) * 1000)
 		p.VaultCPUPer1k = &v
@@ -154,7 +172,7 @@ const (
 func (b *benchRun) settle(ctx context.Context) time.Duration {
 	start := time.Now()
 	busy := func() float64 {
-		v, _ := b.env.child.CPUSeconds()
+		v, _ := b.vaultCPU()
 		p, _ := b.pgCPU()
 		return v + p
 	}
@@ -173,6 +191,32 @@ func (b *benchRun) settle(ctx context.Context) time.Duration {
 	}
 	return time.Since(start)
 }
+
+// vaultCPU returns the CPU time of every vault process so far.
+func (b *benchRun) vaultCPU() (float64, error) {
+	var sum float64
+	for _, v := range b.env.vaults() {
+		c, err := v.CPUSeconds()
+		if err != nil {
+			return 0, err
+		}
+		sum += c
+	}
+	return sum, nil
+}
+
+// resetPeakRSS returns the largest peak RSS of the vault processes since
+// the last reset, and resets them.
+func (b *benchRun) resetPeakRSS() float64 {
+	var peak float64
+	for _, v := range b.env.vaults() {
+		peak = max(peak, v.ResetPeakRSS())
+	}
+	return peak
+}
+
+// cl returns worker w's client.
+func (b *benchRun) cl(w int) *e2e.Client { return b.clients[w%len(b.clients)] }
 
 // pgCPU returns the CPU time of the PostgreSQL server so far, when it runs
 // on this machine.
@@ -221,7 +265,7 @@ func (b *benchRun) baselineInsert(ctx context.Context, w, i int) error {
 	fp, rest := blob[:fingerprintSize], blob[fingerprintSize:]
 	pan, rest := rest[:panCTSize], rest[panCTSize:]
 	name, cvc := rest[:nameCTSize], rest[nameCTSize:]
-	id, now := uuid.New(), time.Now().UTC()
+	id, now := uuid.Must(uuid.NewV7()), time.Now().UTC() // time-ordered, as the vault makes token ids
 	exp := now.Add(time.Hour)
 	_, err := b.env.pool.Exec(ctx, `INSERT INTO bench_tokens (`+benchTokenColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
@@ -262,8 +306,8 @@ func (b *benchRun) baselineSelect(ctx context.Context, _, _ int) error {
 // stack, middleware and access log as every request, and no database, no
 // authentication, no crypto. It is the floor of any answer over HTTP on
 // this machine, the reference that read and detokenize cannot pass.
-func (b *benchRun) baselineHTTP(ctx context.Context, _, _ int) error {
-	_, err := b.client.Call(ctx, http.MethodGet, "/healthz", nil, http.StatusOK)
+func (b *benchRun) baselineHTTP(ctx context.Context, w, _ int) error {
+	_, err := b.cl(w).Call(ctx, http.MethodGet, "/healthz", nil, http.StatusOK)
 	return err
 }
 
@@ -275,7 +319,7 @@ func (b *benchRun) businessKey(i int) string {
 
 // tokenize forwards one new card under a new business key, as Stripe does.
 func (b *benchRun) tokenize(ctx context.Context, w, i int) error {
-	out, err := b.client.Call(ctx, http.MethodPost, "/cde-import", e2e.ForwardBody(b.businessKey(i), e2e.CardNumber(i)), http.StatusCreated)
+	out, err := b.cl(w).Call(ctx, http.MethodPost, "/cde-import", e2e.ForwardBody(b.businessKey(i), e2e.CardNumber(i)), http.StatusCreated)
 	if err != nil {
 		return err
 	}
@@ -284,7 +328,36 @@ func (b *benchRun) tokenize(ctx context.Context, w, i int) error {
 		return fmt.Errorf("POST /cde-import: %w", err)
 	}
 	b.tokenIDs[w] = append(b.tokenIDs[w], id)
+	b.tokenNos[w] = append(b.tokenNos[w], i)
 	return nil
+}
+
+// replay forwards again exactly what tokenize stored for a random one of
+// its requests (same business key, same card), as Stripe does when it
+// forwards a payment method twice: the existing token answers, 200.
+func (b *benchRun) replay(ctx context.Context, w, _ int) error {
+	if len(b.allNos) == 0 {
+		return errors.New("tokenize left no tokens to replay")
+	}
+	n := b.allNos[mrand.IntN(len(b.allNos))]
+	_, err := b.cl(w).Call(ctx, http.MethodPost, "/cde-import", e2e.ForwardBody(b.businessKey(n), e2e.CardNumber(n)), http.StatusOK)
+	return err
+}
+
+// updateCardOffset numbers the new cards of the update phase far above
+// any card tokenize forwards.
+const updateCardOffset = 100_000_000
+
+// update forwards a new card under the business key of a random one of
+// tokenize's requests, as an account updater does: the token keeps its id
+// and gets the new card (scope tokens:update), 200.
+func (b *benchRun) update(ctx context.Context, w, i int) error {
+	if len(b.allNos) == 0 {
+		return errors.New("tokenize left no tokens to update")
+	}
+	n := b.allNos[mrand.IntN(len(b.allNos))]
+	_, err := b.cl(w).Call(ctx, http.MethodPost, "/cde-import", e2e.ForwardBody(b.businessKey(n), e2e.CardNumber(updateCardOffset+i)), http.StatusOK)
+	return err
 }
 
 // randomToken returns one of the tokens tokenize made.
@@ -296,12 +369,12 @@ func (b *benchRun) randomToken() (string, error) {
 }
 
 // read fetches the masked record of a random token.
-func (b *benchRun) read(ctx context.Context, _, _ int) error {
+func (b *benchRun) read(ctx context.Context, w, _ int) error {
 	id, err := b.randomToken()
 	if err != nil {
 		return err
 	}
-	_, err = b.client.Call(ctx, http.MethodGet, "/tokens/"+id, nil, http.StatusOK)
+	_, err = b.cl(w).Call(ctx, http.MethodGet, "/tokens/"+id, nil, http.StatusOK)
 	return err
 }
 
@@ -309,12 +382,12 @@ func (b *benchRun) read(ctx context.Context, _, _ int) error {
 var detokenizeBody = []byte(`{"reason":"cardvault bench"}`)
 
 // detokenize reveals a random token.
-func (b *benchRun) detokenize(ctx context.Context, _, _ int) error {
+func (b *benchRun) detokenize(ctx context.Context, w, _ int) error {
 	id, err := b.randomToken()
 	if err != nil {
 		return err
 	}
-	_, err = b.client.Call(ctx, http.MethodPost, "/tokens/"+id+"/detokenize", detokenizeBody, http.StatusOK)
+	_, err = b.cl(w).Call(ctx, http.MethodPost, "/tokens/"+id+"/detokenize", detokenizeBody, http.StatusOK)
 	return err
 }
 

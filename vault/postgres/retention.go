@@ -1,0 +1,127 @@
+package postgres
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cardvault/cardvault/vault"
+)
+
+// retentionBatch bounds how many rows one prune statement deletes, so that
+// no statement holds locks or writes WAL for long, whatever the backlog.
+const retentionBatch = 1000
+
+// Finished rows past their retention, deleted child rows first so that no
+// cascade is unbounded. Each statement takes $1 the cutoff and $2 the
+// batch size. Rows still in flight (webhook events neither delivered nor
+// given up, import jobs preparing or running, key jobs pending or running)
+// never match.
+const (
+	pruneWebhookDeliveriesSQL = `
+		DELETE FROM webhook_deliveries WHERE id IN (
+			SELECT d.id FROM webhook_events e JOIN webhook_deliveries d ON d.event_id = e.id
+			WHERE e.created_at < $1 AND (e.delivered_at IS NOT NULL OR e.given_up_at IS NOT NULL)
+			LIMIT $2)`
+	pruneWebhookEventsSQL = `
+		DELETE FROM webhook_events WHERE id IN (
+			SELECT id FROM webhook_events
+			WHERE created_at < $1 AND (delivered_at IS NOT NULL OR given_up_at IS NOT NULL)
+			ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`
+	pruneImportItemsSQL = `
+		DELETE FROM import_items WHERE (job_id, payment_method) IN (
+			SELECT i.job_id, i.payment_method FROM import_jobs j JOIN import_items i ON i.job_id = j.id
+			WHERE j.status IN ('finished', 'aborted', 'failed') AND j.updated_at < $1
+			LIMIT $2)`
+	pruneImportJobsSQL = `
+		DELETE FROM import_jobs WHERE id IN (
+			SELECT id FROM import_jobs
+			WHERE status IN ('finished', 'aborted', 'failed') AND updated_at < $1
+			  AND NOT EXISTS (SELECT FROM import_items i WHERE i.job_id = import_jobs.id)
+			ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)`
+	pruneKeyJobsSQL = `
+		DELETE FROM key_jobs WHERE id IN (
+			SELECT id FROM key_jobs
+			WHERE status IN ('finished', 'failed') AND updated_at < $1
+			ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)`
+)
+
+// PruneRetained deletes, in batches of at most retentionBatch rows per
+// statement, the finished rows older than their retention in r (each zero
+// one: its vault default): webhook events delivered or given up with their
+// delivery attempts, finished, aborted or failed import jobs with their
+// items, finished or failed key jobs. A pass that deleted anything writes
+// one retention.prune audit row with the counts, the seconds it took and
+// the rows per second. It returns what it deleted, also when it fails
+// part-way with a domain error.
+func (s *Service) PruneRetained(ctx context.Context, r vault.Retention) (vault.PruneCounts, error) {
+	return s.pruneRetained(ctx, r, retentionBatch)
+}
+
+// pruneRetained is PruneRetained with batches of batch rows.
+func (s *Service) pruneRetained(ctx context.Context, r vault.Retention, batch int) (vault.PruneCounts, error) {
+	start, now := time.Now(), s.clock()
+	cutoff := func(d, def time.Duration) time.Time {
+		if d <= 0 {
+			d = def
+		}
+		return now.Add(-d)
+	}
+	var c vault.PruneCounts
+	steps := []struct {
+		sql    string
+		cutoff time.Time
+		n      *int64
+	}{
+		{pruneWebhookDeliveriesSQL, cutoff(r.Webhooks, vault.DefaultWebhookRetention), &c.WebhookDeliveries},
+		{pruneWebhookEventsSQL, cutoff(r.Webhooks, vault.DefaultWebhookRetention), &c.WebhookEvents},
+		{pruneImportItemsSQL, cutoff(r.Imports, vault.DefaultImportRetention), &c.ImportItems},
+		{pruneImportJobsSQL, cutoff(r.Imports, vault.DefaultImportRetention), &c.ImportJobs},
+		{pruneKeyJobsSQL, cutoff(r.KeyJobs, vault.DefaultKeyJobRetention), &c.KeyJobs},
+	}
+	var err error
+	for _, st := range steps {
+		if err = s.pruneInBatches(ctx, st.sql, st.cutoff, batch, st.n); err != nil {
+			break
+		}
+	}
+	if c.Total() == 0 {
+		return c, err
+	}
+	if auditErr := insertAudit(ctx, s.db, s.pruneEvent(c, time.Since(start))); err == nil {
+		err = dbError(auditErr, "audit event")
+	}
+	return c, err
+}
+
+// pruneInBatches runs a prune statement until it deletes fewer than batch
+// rows, adding what it deleted to n.
+func (s *Service) pruneInBatches(ctx context.Context, sql string, cutoff time.Time, batch int, n *int64) error {
+	for {
+		tag, err := s.db.Exec(ctx, sql, cutoff, batch)
+		if err != nil {
+			return dbError(err, "retention prune")
+		}
+		*n += tag.RowsAffected()
+		if tag.RowsAffected() < int64(batch) {
+			return nil
+		}
+	}
+}
+
+// pruneEvent is the audit row of a prune pass that deleted c in took.
+func (s *Service) pruneEvent(c vault.PruneCounts, took time.Duration) vault.AuditEvent {
+	secs := took.Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = math.Round(float64(c.Total()) / secs)
+	}
+	ev := s.event(vault.Actor{}, vault.ActionRetentionPrune, uuid.Nil, map[string]any{
+		"webhook_events": c.WebhookEvents, "webhook_deliveries": c.WebhookDeliveries,
+		"import_jobs": c.ImportJobs, "import_items": c.ImportItems, "key_jobs": c.KeyJobs,
+		"seconds": math.Round(secs*1000) / 1000, "rows_per_second": rate})
+	ev.ClientAddr = "retention-pruner"
+	return ev
+}
