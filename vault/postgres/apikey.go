@@ -132,7 +132,7 @@ func (s *Service) insertAPIKey(ctx context.Context, tx pgx.Tx, by vault.Actor, k
 	if k.ExpiresAt != nil {
 		detail["expires_at"] = vault.Timestamp(*k.ExpiresAt)
 	}
-	return insertAudit(ctx, tx, s.event(by, vault.ActionAPIKeyCreate, uuid.Nil, detail))
+	return s.insertAudit(ctx, tx, s.event(by, vault.ActionAPIKeyCreate, uuid.Nil, detail))
 }
 
 func (s *Service) getTenantTx(ctx context.Context, q querier, id uuid.UUID) (uuid.UUID, error) {
@@ -252,7 +252,7 @@ func (s *Service) revokeAPIKey(ctx context.Context, by *vault.Actor, id uuid.UUI
 		if by != nil {
 			actor = *by
 		}
-		return insertAudit(ctx, tx, s.event(actor, vault.ActionAPIKeyRevoke, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(actor, vault.ActionAPIKeyRevoke, uuid.Nil,
 			map[string]any{"api_key_id": k.ID}))
 	})
 	if err == nil {
@@ -365,7 +365,7 @@ func (s *Service) noteUse(ctx context.Context, prefix string, id uuid.UUID, now 
 func (s *Service) authFailed(ctx context.Context, a vault.Actor, reason string) error {
 	ev := s.event(a, vault.ActionAuthFailed, uuid.Nil, map[string]any{"reason": reason})
 	ev.Outcome = vault.OutcomeFailure
-	if err := insertAudit(ctx, s.db, ev); err != nil {
+	if err := s.insertAudit(ctx, s.db, ev); err != nil {
 		return dbError(err, "audit event")
 	}
 	return vault.Errorf(vault.KindUnauthenticated, vault.CodeInvalidAPIKey, "a valid API key is required in the X-API-Key header")
@@ -379,7 +379,7 @@ func (s *Service) Require(ctx context.Context, a vault.Actor, scope vault.Scope)
 	}
 	ev := s.event(a, vault.ActionAuthDenied, uuid.Nil, map[string]any{"missing_scope": string(scope)})
 	ev.Outcome = vault.OutcomeDenied
-	if err := insertAudit(ctx, s.db, ev); err != nil {
+	if err := s.insertAudit(ctx, s.db, ev); err != nil {
 		return dbError(err, "audit event")
 	}
 	return vault.Errorf(vault.KindForbidden, vault.CodeMissingScope, "this API key lacks the %s scope", scope)

@@ -79,6 +79,8 @@ type Service struct {
 	// forwardMetrics records each forward (forwarding_send.go); nil
 	// without metrics.
 	forwardMetrics *metrics.Forwards
+	// audit caches the audit chain keys (auditlanes.go).
+	audit auditKeys
 }
 
 // NewService returns a Service for cfg, or an error when a required part is

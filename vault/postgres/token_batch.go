@@ -18,11 +18,13 @@ type newTokenBatch = groupCommit[*newToken]
 // newTokenBatchTimeout bounds one batch (see batchTimeout).
 const newTokenBatchTimeout = batchTimeout
 
-// insertTokensSQL is insertTokenAuditedSQL for many rows: $1–$19 are the
+// insertTokensSQL inserts new tokens and their webhook events: $1–$19 are the
 // token columns as arrays, $20–$28 the audit events', $29 the event ids,
 // $30 the sealed event data, $31 their key ids and $32 the event type. Rows
 // whose business key is taken (by an existing token or an earlier row of
-// the batch) write nothing. It answers, for each row inserted, its id and
+// the batch) write nothing. The audit columns $20–$28 are not written here:
+// the batch writes the audit rows of the rows inserted once it knows them
+// (inAuditedTx). It answers, for each row inserted, its id and
 // whether its event was enqueued.
 const insertTokensSQL = `
 	WITH r AS (
@@ -41,10 +43,6 @@ const insertTokensSQL = `
 		SELECT ` + tokenColumns + ` FROM r
 		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING
 		RETURNING id
-	), audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT a_at, a_tenant, a_key, a_action, a_token, a_request, a_client, a_outcome, a_detail
-		FROM r JOIN ins USING (id)
 	), event AS (
 		INSERT INTO webhook_events (id, tenant_id, type, payload, payload_ct, key_id)
 		SELECT r.e_id, w.tenant_id, $32::text, NULL::jsonb, r.e_ct, r.e_key
@@ -75,6 +73,33 @@ func (s *Service) writeNewTokens(batch []*newToken) error {
 // insertTokens runs insertTokensSQL for batch and records which rows were
 // inserted and enqueued.
 func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
+	args := tokenBatchArgs(batch)
+	byID := make(map[uuid.UUID]*newToken, len(batch))
+	for _, nt := range batch {
+		byID[nt.args[0].(uuid.UUID)] = nt
+	}
+	err := s.inAuditedTx(ctx, insertTokensSQL, args, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+		var id uuid.UUID
+		var enqueued bool
+		_, err := pgx.ForEachRow(rows, []any{&id, &enqueued}, func() error {
+			if nt := byID[id]; nt != nil {
+				nt.inserted, nt.enqueued = true, enqueued
+			}
+			return nil
+		})
+		var events []vault.AuditEvent
+		for _, nt := range batch {
+			if nt.inserted {
+				events = append(events, nt.ev)
+			}
+		}
+		return events, err
+	})
+	return dbError(err, "token")
+}
+
+// tokenBatchArgs returns insertTokensSQL's arguments for batch.
+func tokenBatchArgs(batch []*newToken) []any {
 	cols := make([][]any, newTokenColumns+newTokenAudit+3)
 	for i := range cols {
 		cols[i] = make([]any, len(batch))
@@ -91,22 +116,5 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
 	for _, c := range cols {
 		args = append(args, c)
 	}
-	args = append(args, string(vault.EventTokenCreated))
-	rows, err := s.db.Query(ctx, insertTokensSQL, args...)
-	if err != nil {
-		return dbError(err, "token")
-	}
-	byID := make(map[uuid.UUID]*newToken, len(batch))
-	for _, nt := range batch {
-		byID[nt.args[0].(uuid.UUID)] = nt
-	}
-	var id uuid.UUID
-	var enqueued bool
-	_, err = pgx.ForEachRow(rows, []any{&id, &enqueued}, func() error {
-		if nt := byID[id]; nt != nil {
-			nt.inserted, nt.enqueued = true, enqueued
-		}
-		return nil
-	})
-	return dbError(err, "token")
+	return append(args, string(vault.EventTokenCreated))
 }
