@@ -178,17 +178,26 @@ var errNoLanes = errors.New("vault: audit chain has no lanes")
 type auditRowV2 struct {
 	chainRow
 	lane int16
+	// canonical says detail is canonical JSON already.
+	canonical bool
 }
 
 // encodeV2 returns the canonical encoding of a v2 row: every field
 // length-prefixed in a fixed order, the chain, lane, sequence number and
 // previous hash included, the detail as canonical JSON.
 func (r auditRowV2) encodeV2() ([]byte, error) {
-	detail, err := canonicalJSON(r.detail)
-	if err != nil {
-		return nil, err
+	return r.appendV2(make([]byte, 0, 320+len(r.detail)))
+}
+
+// appendV2 appends the row's canonical encoding to b.
+func (r auditRowV2) appendV2(b []byte) ([]byte, error) {
+	detail := r.detail
+	if !r.canonical {
+		var err error
+		if detail, err = canonicalJSON(r.detail); err != nil {
+			return nil, err
+		}
 	}
-	b := make([]byte, 0, 320+len(detail))
 	b = appendField(b, []byte(auditChainDomainV2))
 	b = appendField(b, r.tenant[:])
 	b = appendField(b, binary.BigEndian.AppendUint16(nil, uint16(r.lane)))

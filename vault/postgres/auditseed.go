@@ -13,8 +13,9 @@ import (
 // auditSeedBatch is how many rows one seeding transaction copies.
 const auditSeedBatch = 80000
 
-// seedDetails are the details seeded rows carry, in turn.
-var seedDetails = [][]byte{[]byte(`{}`), []byte(`{"reason":"charge","cvc_revealed":false}`), []byte(`{"count":10}`)}
+// seedDetails are the details seeded rows carry, in turn, each canonical
+// JSON (keys sorted).
+var seedDetails = [][]byte{[]byte(`{}`), []byte(`{"cvc_revealed":false,"reason":"charge"}`), []byte(`{"count":10}`)}
 
 // seedActions are the actions seeded rows record, in turn.
 var seedActions = []vault.Action{vault.ActionTokenRead, vault.ActionTokenCreate, vault.ActionTokenReveal}
@@ -73,7 +74,7 @@ func (s *Service) seedBatch(ctx context.Context, tx pgx.Tx, tenant uuid.UUID, ke
 				occurredAt: first.Add(time.Duration(i) * step).Truncate(time.Microsecond), tenant: tenant,
 				action: string(seedActions[i%len(seedActions)]), token: uuid.New(),
 				requestID: fmt.Sprintf("req_seed_%d", i), clientAddr: "192.0.2.10", outcome: string(vault.OutcomeSuccess),
-				detail: seedDetails[i%len(seedDetails)], seq: h.seq + 1, prev: h.hash}}
+				detail: seedDetails[i%len(seedDetails)], seq: h.seq + 1, prev: h.hash}, canonical: true}
 			hash, err := r.macV2(key)
 			if err != nil {
 				return err
