@@ -84,7 +84,11 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.Nil(t, rep.Phase(bench.PhaseDetokenize).OverheadP50Ms, "only forwards have a destination")
 	assert.Contains(t, table.String(), "forward: the vault's own overhead")
 	assert.Len(t, rep.Ratios, 8)
-	assert.Len(t, rep.Targets, 12)
+	assert.Len(t, rep.Targets, 13)
+	assert.Positive(t, rep.AuditWrites.Inserted, "the audit table's inserts are counted")
+	assert.Zero(t, rep.AuditWrites.Updated, "no audit row was updated")
+	assert.Equal(t, "audit rows never updated", rep.Targets[12].Name)
+	assert.True(t, rep.Targets[12].Pass)
 	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+$`, rep.Machine.Durability, "the server's durability is reported")
 	assert.Contains(t, table.String(), "\ntargets:\n")
 
@@ -93,7 +97,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	assert.Len(t, rows, 1+8+8+12)
+	assert.Len(t, rows, 1+8+8+13)
 
 	for _, p := range []string{bench.PhaseTokenize, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
 		st, err := os.Stat(filepath.Join(out, p+".cpu.pprof"))
