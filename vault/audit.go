@@ -114,7 +114,7 @@ type AuditReport struct {
 	OK        bool         `json:"ok"`
 	Rows      int64        `json:"rows"`      // chained rows verified
 	Chains    int          `json:"chains"`    // chains verified
-	Unchained int64        `json:"unchained"` // rows not chained yet (written in the last second or so)
+	Unchained int64        `json:"unchained"` // rows not chained (only rows from before written-once rows can be)
 	Pruned    int64        `json:"pruned"`    // rows removed under retention, covered by checkpoints
 	Breaks    []AuditBreak `json:"breaks"`    // the first bad row of every broken chain
 }

@@ -179,11 +179,12 @@ func lockAuditChain(ctx context.Context, tx pgx.Tx, wait bool) (bool, error) {
 	return ok, err
 }
 
-// ChainAudit links every audit row not yet chained into its chain, waiting
-// for a pass another process is running, and returns how many rows it
-// chained. Tests and `cardvault audit verify` call it to force a pass; the
-// background chainer does the same every second. It returns a domain error
-// when the database fails.
+// ChainAudit links every v1 audit row not yet chained into its v1 chain
+// (rows written before migration 018 made rows complete when inserted:
+// only rows from before the upgrade can be unchained), waiting for a pass
+// another process is running, and returns how many rows it chained.
+// `cardvault audit verify` calls it first. It returns a domain error when
+// the database fails.
 func (s *Service) ChainAudit(ctx context.Context) (int, error) {
 	return s.chainAll(ctx, true)
 }
