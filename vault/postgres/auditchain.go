@@ -124,11 +124,17 @@ func uuidBytes(id uuid.UUID) []byte {
 	return id[:]
 }
 
+// emptyObject is the canonical form of an empty detail; never modified.
+var emptyObject = []byte("{}")
+
 // canonicalJSON re-encodes a JSON document with object keys sorted, no
 // insignificant whitespace and numbers kept as written, so the hash does
 // not depend on how the database happens to print jsonb. It returns an
 // error for anything but one JSON value.
 func canonicalJSON(doc []byte) ([]byte, error) {
+	if string(doc) == "{}" { // most rows: no detail
+		return emptyObject, nil // never doc itself: the caller may keep the result after doc is reused
+	}
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	var v any
