@@ -115,7 +115,7 @@ type AuditReport struct {
 	OK        bool         `json:"ok"`
 	Rows      int64        `json:"rows"`      // chained rows verified
 	Chains    int          `json:"chains"`    // chains verified
-	Unchained int64        `json:"unchained"` // rows not chained yet (written in the last second or so)
+	Unchained int64        `json:"unchained"` // rows not chained (only rows from before written-once rows can be)
 	Pruned    int64        `json:"pruned"`    // rows removed under retention, covered by checkpoints
 	Breaks    []AuditBreak `json:"breaks"`    // the first bad row of every broken chain
 }
@@ -169,4 +169,31 @@ func WithRoute(ctx context.Context, route string) context.Context {
 func RouteOf(ctx context.Context) string {
 	r, _ := ctx.Value(routeKey{}).(string)
 	return r
+}
+
+// The ways a checkpoint can fail verification.
+const (
+	// AuditTruncated: a checkpoint names a row that is no longer there
+	// because the lane ends before it (rows were deleted from the end and
+	// the head moved back).
+	AuditTruncated AuditBreakReason = "truncated"
+	// AuditRewritten: the row a checkpoint names is there but has another
+	// hash (the lane was rewritten after the checkpoint).
+	AuditRewritten AuditBreakReason = "rewritten"
+	// AuditCheckpointInvalid: a checkpoint's MAC does not verify under the
+	// chain's key (it was forged or edited).
+	AuditCheckpointInvalid AuditBreakReason = "checkpoint_invalid"
+)
+
+// AuditCheckpoint is the head of one lane of one chain at a point in
+// time, MAC'd with the chain's key: exported out of the database, it lets
+// a later verification prove that no row up to Seq was removed or
+// rewritten since.
+type AuditCheckpoint struct {
+	Chain     string    `json:"chain"` // the tenant id, or "system"
+	Lane      int       `json:"lane"`
+	Seq       int64     `json:"seq"`  // the lane's newest row (also how many rows the lane has held)
+	Hash      string    `json:"hash"` // that row's hash, hex
+	CreatedAt time.Time `json:"created_at"`
+	MAC       string    `json:"mac"` // HMAC-SHA256 under the chain key, hex
 }

@@ -78,4 +78,6 @@ type RootRotation struct {
 	Tenants int // tenants whose keysets were (or would be) re-wrapped
 	Keysets int // keysets re-wrapped (or to re-wrap)
 	Already int // keysets already under the new KEK (a resumed rotation)
+	// AuditKeys is how many audit chain keys were (or would be) re-wrapped.
+	AuditKeys int
 }

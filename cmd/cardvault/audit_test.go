@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,7 +35,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 
 	out, _, err = run(t, append([]string{"audit", "verify"}, db...)...)
 	require.NoError(t, err)
-	assert.Equal(t, fmt.Sprintf("ok: %d rows in 1 chains, 0 not yet chained\n", rows), out, "the command chains, then verifies")
+	assert.Equal(t, fmt.Sprintf("ok: %d rows in 1 chains, 0 not yet chained\n", rows), out, "every row was chained when written")
 
 	out, _, err = run(t, append([]string{"audit", "verify", "--tenant", tenant, "--json"}, db...)...)
 	require.NoError(t, err)
@@ -42,13 +43,43 @@ func TestAuditVerifyCommand(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &r), out)
 	assert.Equal(t, vault.AuditReport{OK: true, Rows: int64(rows), Chains: 1, Breaks: []vault.AuditBreak{}}, r)
 
+	// An export kept outside the database, then the tail cut off as a DBA
+	// would: rows deleted, the head moved back, the stored checkpoints removed.
+	export := filepath.Join(t.TempDir(), "checkpoints.jsonl")
+	_, _, err = run(t, append([]string{"audit", "checkpoint", "export", "--out", export}, db...)...)
+	require.NoError(t, err)
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	for _, q := range []string{
+		`SET LOCAL session_replication_role = replica`,
+		`DELETE FROM audit_events WHERE chain_seq = 3 AND tenant_id = '` + tenant + `'`,
+		`UPDATE audit_lanes l SET seq = 2, hash = a.row_hash FROM audit_events a
+		 WHERE a.tenant_id = l.chain_id AND a.chain_lane = l.lane AND a.chain_seq = 2 AND l.lane = 0`,
+		`DELETE FROM audit_checkpoints`,
+	} {
+		_, err = tx.Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	require.NoError(t, tx.Commit(ctx))
+	out, _, err = run(t, append([]string{"audit", "verify"}, db...)...)
+	require.NoError(t, err, "without the export, a cut tail is a shorter chain: %s", out)
+	out, _, err = run(t, append([]string{"audit", "verify", "--checkpoints", export}, db...)...)
+	assert.ErrorIs(t, err, errAuditBroken, "exit status 1")
+	assert.Equal(t, fmt.Sprintf("BROKEN chain %s: first bad row id -, seq 3: truncated: lane 0 ends at seq 2 but a checkpoint of", tenant),
+		out[:strings.Index(out, " of ")+3])
+
 	var id int64
-	require.NoError(t, conn.QueryRow(ctx, `UPDATE audit_events SET detail = '{"name":"someone else"}'
+	tx, err = conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SET LOCAL session_replication_role = replica`)
+	require.NoError(t, err)
+	require.NoError(t, tx.QueryRow(ctx, `UPDATE audit_events SET detail = '{"name":"someone else"}'
 		WHERE chain_seq = 1 AND tenant_id = $1 RETURNING id`, mustUUID(t, tenant)).Scan(&id))
+	require.NoError(t, tx.Commit(ctx))
 	for _, args := range [][]string{{"audit", "verify"}, {"audit", "verify", "--tenant", tenant}} {
 		out, _, err = run(t, append(args, db...)...)
 		assert.ErrorIs(t, err, errAuditBroken, "exit status 1")
-		assert.Equal(t, fmt.Sprintf("BROKEN chain %s: first bad row id %d, seq 1: changed: row id %d at seq 1 does not match its hash: its content was changed\n",
+		assert.Equal(t, fmt.Sprintf("BROKEN chain %s: first bad row id %d, seq 1: changed: lane 0: row id %d at seq 1 does not match its keyed hash: it was changed or forged\n",
 			tenant, id, id), out)
 	}
 

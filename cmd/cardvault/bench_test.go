@@ -96,7 +96,12 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.Positive(t, rep.Preload.TokenBytes)
 	assert.Contains(t, table.String(), "preloaded 50 tokens and 250 audit rows")
 	assert.Len(t, rep.Ratios, 10)
-	assert.Len(t, rep.Targets, 14)
+	assert.Len(t, rep.Targets, 15)
+	assert.Positive(t, rep.AuditWrites.Inserted, "the audit table's inserts are counted")
+	assert.Zero(t, rep.AuditWrites.Updated, "no audit row was updated")
+	audit := rep.Targets[len(rep.Targets)-1]
+	assert.Equal(t, "audit rows never updated", audit.Name)
+	assert.True(t, audit.Pass)
 	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+$`, rep.Machine.Durability, "the server's durability is reported")
 	assert.Contains(t, table.String(), "\ntargets:\n")
 
@@ -105,7 +110,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	assert.Len(t, rows, 1+10+10+14)
+	assert.Len(t, rows, 1+10+10+15)
 
 	for _, p := range []string{bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
 		st, err := os.Stat(filepath.Join(out, p+".cpu.pprof"))

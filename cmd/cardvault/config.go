@@ -43,6 +43,9 @@ type config struct {
 	TLS tlsFiles
 	// AuditRetention is how long audit rows are kept before pruning.
 	AuditRetention time.Duration
+	// AuditCheckpointInterval is how often the audit lanes' heads are
+	// checkpointed (0: the default, a minute).
+	AuditCheckpointInterval time.Duration
 	// CardHistoryRetention is how long a card replaced by an update is kept
 	// sealed as a token version.
 	CardHistoryRetention time.Duration
@@ -96,6 +99,7 @@ type rawConfig struct {
 	databaseURL, kekURI, listen, cvcTTL, logLevel, cryptoperiod, keyRefresh string
 	keyCacheTTL, tlsCert, tlsKey, tlsClientCA                               string
 	auditRetention                                                          string
+	auditCheckpoint                                                         string
 	debugListen, metricsListen                                              string
 	console                                                                 string
 	egressAllowLoopback, forwardRetention                                   string
@@ -128,6 +132,8 @@ const (
 	defaultCardHistory    = "30d"
 	defaultKeyRefresh     = "2s"
 	defaultKeyCacheTTL    = "1h"
+	// defaultAuditCheckpoint is how often audit checkpoints are written.
+	defaultAuditCheckpoint = "1m"
 )
 
 // bindDatabase binds --database-url to VAULT_DATABASE_URL.
@@ -255,6 +261,7 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 	fs.StringVar(&r.auditFailureWindow, "audit-failure-window", envOr("VAULT_AUDIT_FAILURE_WINDOW", "10s"),
 		"how long repeated refused requests of one source (address, route, reason, key) share one audit row with their count (env VAULT_AUDIT_FAILURE_WINDOW)")
 	fs.StringVar(&r.keyCacheTTL, "key-cache-ttl", envOr("VAULT_KEY_CACHE_TTL", defaultKeyCacheTTL), "how long unwrapped tenant keys serve before the root KEK unwraps them again (env VAULT_KEY_CACHE_TTL)")
+	fs.StringVar(&r.auditCheckpoint, "audit-checkpoint-interval", envOr("VAULT_AUDIT_CHECKPOINT_INTERVAL", defaultAuditCheckpoint), "how often the audit chains' heads are checkpointed with a MAC, e.g. 1m (env VAULT_AUDIT_CHECKPOINT_INTERVAL)")
 }
 
 // parseDays parses a Go duration or a whole number of days such as "365d".
@@ -348,6 +355,10 @@ func (r *rawConfig) parseDurations(cfg *config) []error {
 	}
 	if cfg.KeyCacheTTL, err = time.ParseDuration(keyCacheTTL); err != nil || cfg.KeyCacheTTL < time.Second || cfg.KeyCacheTTL > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("VAULT_KEY_CACHE_TTL %q must be a duration between 1s and 24h, e.g. 1h", keyCacheTTL))
+	}
+	checkpoint := orDefault(r.auditCheckpoint, defaultAuditCheckpoint)
+	if cfg.AuditCheckpointInterval, err = time.ParseDuration(checkpoint); err != nil || cfg.AuditCheckpointInterval < time.Second || cfg.AuditCheckpointInterval > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_AUDIT_CHECKPOINT_INTERVAL %q must be a duration between 1s and 24h, e.g. 1m", checkpoint))
 	}
 	return errs
 }

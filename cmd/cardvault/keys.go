@@ -351,6 +351,11 @@ func newKeysRotateRootCmd() *cobra.Command {
 }
 
 func printRootRotation(out io.Writer, r vault.RootRotation, newURI string, dryRun bool) error {
+	if r.AuditKeys > 0 {
+		if _, err := fmt.Fprintf(out, "audit chain keys: %d\n", r.AuditKeys); err != nil {
+			return err
+		}
+	}
 	if dryRun {
 		_, err := fmt.Fprintf(out, "dry run: %d keysets of %d tenants would be re-wrapped under %s; %d already are\n",
 			r.Keysets, r.Tenants, crypto.RedactKEKURI(newURI), r.Already)

@@ -21,7 +21,6 @@ const (
 	keyRefreshFallback = 2 * time.Second
 	cvcSweep           = time.Minute      // destroy expired CVCs
 	keyJobPoll         = 2 * time.Second  // look for key jobs (re-encryption) to run
-	auditChain         = time.Second      // link new audit rows into their chains
 	auditPrune         = time.Hour        // prune audit rows past the retention
 	idempotencySweep   = 10 * time.Minute // delete expired idempotency keys
 	sessionSweep       = 10 * time.Minute // delete ended console sessions
@@ -42,7 +41,10 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 		loop.Every(log, "key refresh", keyRefresh, svc.RefreshKeys),
 		loop.Every(log, "cvc sweep", cvcSweep, count(log, "expired CVCs destroyed", svc.PurgeExpiredCVCs)),
 		loop.Every(log, "key jobs", keyJobPoll, func(ctx context.Context) error { return svc.RunKeyJobs(ctx, owner) }),
-		loop.Every(log, "audit chain", auditChain, func(ctx context.Context) error { _, err := svc.TryChainAudit(ctx); return err }),
+		loop.Every(log, "audit checkpoint", cmp.Or(cfg.AuditCheckpointInterval, time.Minute), func(ctx context.Context) error {
+			_, err := svc.WriteAuditCheckpoints(ctx, nil)
+			return err
+		}),
 		loop.Every(log, "audit prune", auditPrune, func(ctx context.Context) error {
 			_, err := svc.PruneAudit(ctx, retention)
 			return err

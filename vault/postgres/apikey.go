@@ -132,7 +132,7 @@ func (s *Service) insertAPIKey(ctx context.Context, tx pgx.Tx, by vault.Actor, k
 	if k.ExpiresAt != nil {
 		detail["expires_at"] = vault.Timestamp(*k.ExpiresAt)
 	}
-	return insertAudit(ctx, tx, s.event(by, vault.ActionAPIKeyCreate, uuid.Nil, detail))
+	return s.insertAudit(ctx, tx, s.event(by, vault.ActionAPIKeyCreate, uuid.Nil, detail))
 }
 
 func (s *Service) getTenantTx(ctx context.Context, q querier, id uuid.UUID) (uuid.UUID, error) {
@@ -259,7 +259,7 @@ func (s *Service) revokeAPIKey(ctx context.Context, by *vault.Actor, operator st
 		if by != nil {
 			actor = *by
 		}
-		return insertAudit(ctx, tx, s.event(actor, vault.ActionAPIKeyRevoke, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(actor, vault.ActionAPIKeyRevoke, uuid.Nil,
 			map[string]any{"api_key_id": k.ID}))
 	})
 	if err == nil {

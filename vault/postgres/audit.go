@@ -7,6 +7,7 @@ import (
 	"github.com/cardvault/cardvault/vault"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // event returns an audit event for the actor, stamped with the service clock.
@@ -21,16 +22,7 @@ func (s *Service) event(a vault.Actor, action vault.Action, tokenID uuid.UUID, d
 	}
 }
 
-// insertAuditSQL inserts one audit event. The chain columns stay NULL: the
-// background chainer links the row shortly after its transaction commits
-// (see auditchain.go), so that actions of one tenant never queue on a
-// chain lock.
-const insertAuditSQL = `
-		INSERT INTO audit_events (occurred_at, tenant_id, api_key_id, action, token_id,
-		                          request_id, client_addr, outcome, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
-
-// auditArgs returns the arguments of insertAuditSQL for ev.
+// auditArgs returns ev's columns in auditInsertColumns order.
 func auditArgs(ev vault.AuditEvent) ([]any, error) {
 	detail := []byte("{}")
 	if ev.Detail != nil {
@@ -45,25 +37,29 @@ func auditArgs(ev vault.AuditEvent) ([]any, error) {
 
 // insertAudit writes ev with q, inside the caller's transaction when q is
 // one, so that an action and its record commit together: when the audit
-// row cannot be written the action fails.
-func insertAudit(ctx context.Context, q querier, ev vault.AuditEvent) error {
-	args, err := auditArgs(ev)
+// row cannot be written the action fails. The row is written complete,
+// chained and hashed (see auditlanes.go). q is a pgx.Tx, a connection
+// inside a transaction, or the pool (then the row gets a transaction of
+// its own). It returns a domain error when the chain key cannot be had and
+// the driver error when the database fails.
+func (s *Service) insertAudit(ctx context.Context, q querier, ev vault.AuditEvent) error {
+	return s.insertAudits(ctx, q, []vault.AuditEvent{ev})
+}
+
+// insertAudits is insertAudit for many events, chained in the order given,
+// in one statement.
+func (s *Service) insertAudits(ctx context.Context, q querier, events []vault.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if _, ok := q.(*pgxpool.Pool); ok {
+		return s.inTx(ctx, "audit event", func(tx pgx.Tx) error { return s.insertAudits(ctx, tx, events) })
+	}
+	w, err := s.prepareAudit(ctx, q, events)
 	if err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, insertAuditSQL, args...)
-	return err
-}
-
-// insertAuditID is insertAudit returning the new row's id.
-func insertAuditID(ctx context.Context, q querier, ev vault.AuditEvent) (int64, error) {
-	args, err := auditArgs(ev)
-	if err != nil {
-		return 0, err
-	}
-	var id int64
-	err = q.QueryRow(ctx, insertAuditSQL+` RETURNING id`, args...).Scan(&id)
-	return id, err
+	return w.exec(ctx, q, s.clock())
 }
 
 // nullUUID maps uuid.Nil to SQL NULL.
@@ -108,7 +104,7 @@ func (s *Service) FindAuditEvents(ctx context.Context, a vault.Actor, f vault.Au
 		if len(page.Events) > limit {
 			page.Events, page.HasMore = page.Events[:limit], true
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionAuditList, uuid.Nil, auditListDetail(f, len(page.Events))))
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionAuditList, uuid.Nil, auditListDetail(f, len(page.Events))))
 	})
 	if err != nil {
 		return vault.AuditPage{}, err
@@ -140,7 +136,7 @@ func (s *Service) VerifyTenantAudit(ctx context.Context, a vault.Actor) (vault.A
 	}
 	ev := s.event(a, vault.ActionAuditVerify, uuid.Nil, map[string]any{"ok": r.OK, "rows": r.Rows,
 		"unchained": r.Unchained, "breaks": len(r.Breaks)})
-	return r, dbError(insertAudit(ctx, s.db, ev), "audit event")
+	return r, dbError(s.insertAudit(ctx, s.db, ev), "audit event")
 }
 
 func scanAudit(row interface{ Scan(...any) error }) (vault.AuditEvent, error) {

@@ -124,11 +124,17 @@ func uuidBytes(id uuid.UUID) []byte {
 	return id[:]
 }
 
+// emptyObject is the canonical form of an empty detail; never modified.
+var emptyObject = []byte("{}")
+
 // canonicalJSON re-encodes a JSON document with object keys sorted, no
 // insignificant whitespace and numbers kept as written, so the hash does
 // not depend on how the database happens to print jsonb. It returns an
 // error for anything but one JSON value.
 func canonicalJSON(doc []byte) ([]byte, error) {
+	if string(doc) == "{}" { // most rows: no detail
+		return emptyObject, nil // never doc itself: the caller may keep the result after doc is reused
+	}
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	var v any
@@ -179,11 +185,12 @@ func lockAuditChain(ctx context.Context, tx pgx.Tx, wait bool) (bool, error) {
 	return ok, err
 }
 
-// ChainAudit links every audit row not yet chained into its chain, waiting
-// for a pass another process is running, and returns how many rows it
-// chained. Tests and `cardvault audit verify` call it to force a pass; the
-// background chainer does the same every second. It returns a domain error
-// when the database fails.
+// ChainAudit links every v1 audit row not yet chained into its v1 chain
+// (rows written before migration 018 made rows complete when inserted:
+// only rows from before the upgrade can be unchained), waiting for a pass
+// another process is running, and returns how many rows it chained.
+// `cardvault audit verify` calls it first. It returns a domain error when
+// the database fails.
 func (s *Service) ChainAudit(ctx context.Context) (int, error) {
 	return s.chainAll(ctx, true)
 }

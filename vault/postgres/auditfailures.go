@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
@@ -106,7 +105,7 @@ func (s *Service) FlushAccessFailures(ctx context.Context) error {
 		}
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 		defer cancel()
-		return s.inTx(wctx, "audit event", func(tx pgx.Tx) error { return insertAudits(wctx, tx, all) })
+		return s.insertAudits(wctx, s.db, all)
 	})
 	if err != nil {
 		s.log.Warn("writing the audit rows of refused requests", "rows", len(events), "error", err)
@@ -190,14 +189,4 @@ func printable(s string, max int) string {
 		}
 	}
 	return string(b)
-}
-
-// insertAudits writes events in tx, each through insertAudit.
-func insertAudits(ctx context.Context, tx pgx.Tx, events []vault.AuditEvent) error {
-	for _, ev := range events {
-		if err := insertAudit(ctx, tx, ev); err != nil {
-			return err
-		}
-	}
-	return nil
 }

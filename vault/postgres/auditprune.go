@@ -37,8 +37,7 @@ func (s *Service) PruneAudit(ctx context.Context, retention time.Duration) (int6
 	if err != nil {
 		return 0, dbError(err, "audit event")
 	}
-	var total int64
-	var first error
+	total, first := s.pruneLanes(ctx, cutoff)
 	for _, c := range chains {
 		for {
 			n, err := s.pruneBatch(ctx, c, cutoff)
@@ -103,7 +102,7 @@ func (s *Service) pruneBatch(ctx context.Context, tenant uuid.UUID, cutoff time.
 // break that stopped the walk, if one did.
 func prunable(ctx context.Context, tx pgx.Tx, head chainHead, cutoff time.Time) (int64, chainRow, *vault.AuditBreak, error) {
 	rows, err := tx.Query(ctx, `SELECT `+chainRowColumns+` FROM audit_events
-		WHERE `+chainKey+` = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT $3`,
+		WHERE `+chainKey+` = $1 AND chain_lane IS NULL AND chain_seq > $2 ORDER BY chain_seq LIMIT $3`,
 		head.tenant, head.prunedSeq, auditPruneBatch)
 	if err != nil {
 		return 0, chainRow{}, nil, err
@@ -131,7 +130,7 @@ func prunable(ctx context.Context, tx pgx.Tx, head chainHead, cutoff time.Time) 
 // including through, and moves the checkpoint to through.
 func deleteThrough(ctx context.Context, tx pgx.Tx, head chainHead, through chainRow, n int64, now time.Time) error {
 	tag, err := tx.Exec(ctx, `DELETE FROM audit_events
-		WHERE `+chainKey+` = $1 AND chain_seq > $2 AND chain_seq <= $3`,
+		WHERE `+chainKey+` = $1 AND chain_lane IS NULL AND chain_seq > $2 AND chain_seq <= $3`,
 		head.tenant, head.prunedSeq, through.seq)
 	if err != nil {
 		return err
@@ -144,20 +143,12 @@ func deleteThrough(ctx context.Context, tx pgx.Tx, head chainHead, through chain
 	return err
 }
 
-// auditPrune writes the audit.prune row of a batch and chains it at once,
-// so the checkpoint and the row vouching for it commit together.
+// auditPrune writes the audit.prune row of a legacy (v1) batch, written
+// once into the chain's lanes like every new row.
 func (s *Service) auditPrune(ctx context.Context, tx pgx.Tx, tenant uuid.UUID, n int64, through chainRow, cutoff time.Time) ([]chainHead, error) {
 	ev := s.event(vault.Actor{TenantID: tenant, ClientAddr: "audit-pruner"}, vault.ActionAuditPrune, uuid.Nil, map[string]any{
 		"pruned": n, "through_seq": through.seq, "through_hash": hex.EncodeToString(through.hash),
-		"older_than": cutoff.Format(time.RFC3339Nano),
+		"older_than": cutoff.Format(time.RFC3339Nano), "legacy": true,
 	})
-	id, err := insertAuditID(ctx, tx, ev)
-	if err != nil {
-		return nil, err
-	}
-	row, err := scanChainRow(tx.QueryRow(ctx, `SELECT `+chainRowColumns+` FROM audit_events WHERE id = $1`, id))
-	if err != nil {
-		return nil, err
-	}
-	return s.chainRows(ctx, tx, []chainRow{row})
+	return nil, s.insertAudit(ctx, tx, ev)
 }

@@ -28,10 +28,3 @@ func (s *Service) RunKeyJobs(ctx context.Context, owner string) error {
 		}
 	}
 }
-
-// TryChainAudit links new audit rows into their chains unless another
-// process is doing it now. It returns how many rows it linked, or a domain
-// error.
-func (s *Service) TryChainAudit(ctx context.Context) (int, error) {
-	return s.chainAll(ctx, false)
-}

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 )
 
 // cvcPurgeBatch bounds how many rows one purge statement locks.
@@ -29,20 +31,35 @@ func (s *Service) PurgeExpiredCVCs(ctx context.Context) (int64, error) {
 // request holds, and audits them in the same statement.
 func (s *Service) purgeCVCBatch(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.QueryRow(ctx, `
+	now := s.clock()
+	err := s.inAuditedTx(ctx, `
 		WITH purged AS (
 			UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL
 			WHERE id IN (SELECT id FROM tokens WHERE cvc_expires_at <= $1
 			             ORDER BY cvc_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
 			RETURNING tenant_id
-		), per_tenant AS (
-			SELECT tenant_id, count(*) AS n FROM purged GROUP BY tenant_id
-		), audited AS (
-			INSERT INTO audit_events (occurred_at, tenant_id, action, client_addr, outcome, detail)
-			SELECT $1, tenant_id, $3, 'cvc-sweeper', 'success', jsonb_build_object('count', n)
-			FROM per_tenant
 		)
-		SELECT coalesce(sum(n), 0)::bigint FROM per_tenant`,
-		s.clock(), cvcPurgeBatch, string(vault.ActionCVCPurge)).Scan(&n)
+		SELECT tenant_id, count(*) FROM purged GROUP BY tenant_id ORDER BY tenant_id`,
+		[]any{now, cvcPurgeBatch}, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+			events, total, err := perTenantEvents(rows, func(t uuid.UUID, count int64) vault.AuditEvent {
+				return s.event(vault.Actor{TenantID: t, ClientAddr: "cvc-sweeper"}, vault.ActionCVCPurge, uuid.Nil,
+					map[string]any{"count": count})
+			})
+			n = total
+			return events, err
+		})
 	return n, dbError(err, "token")
+}
+
+// perTenantEvents reads (tenant id, count) rows into one audit event each
+// (made by mk) and returns them with the sum of the counts.
+func perTenantEvents(rows pgx.Rows, mk func(uuid.UUID, int64) vault.AuditEvent) ([]vault.AuditEvent, int64, error) {
+	var events []vault.AuditEvent
+	var total, count int64
+	var t uuid.UUID
+	_, err := pgx.ForEachRow(rows, []any{&t, &count}, func() error {
+		events, total = append(events, mk(t, count)), total+count
+		return nil
+	})
+	return events, total, err
 }

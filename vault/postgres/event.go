@@ -86,10 +86,12 @@ func (s *Service) auditTokenEvent(ctx context.Context, tx pgx.Tx, tk *tenantKeys
 	if err != nil {
 		return false, vault.Internal(err)
 	}
-	var p pipeline
-	if err := insertAudit(ctx, &p, ev); err != nil {
+	w, err := s.prepareAudit(ctx, tx, []vault.AuditEvent{ev})
+	if err != nil {
 		return false, err
 	}
+	var p pipeline
+	w.queue(&p.batch, s.clock())
 	var enqueued bool
 	p.batch.Queue(enqueueEventSQL, id, row.TenantID, string(typ), nil, []byte(ct), int64(keyID)).
 		Exec(func(tag pgconn.CommandTag) error { enqueued = tag.RowsAffected() > 0; return nil })
@@ -293,7 +295,7 @@ func (s *Service) RecordWebhookAttempt(ctx context.Context, owner string, ev vau
 		if err != nil || tag.RowsAffected() == 0 || outcome != vault.OutcomeGaveUp {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(vault.Actor{TenantID: ev.TenantID, ClientAddr: "webhook-deliverer"}, vault.ActionWebhookGiveUp,
+		return s.insertAudit(ctx, tx, s.event(vault.Actor{TenantID: ev.TenantID, ClientAddr: "webhook-deliverer"}, vault.ActionWebhookGiveUp,
 			uuid.Nil, map[string]any{"event_id": ev.ID, "type": string(ev.Type), "attempts": ev.Attempt}))
 	})
 }

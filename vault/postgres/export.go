@@ -61,7 +61,7 @@ func (s *Service) exportPage(ctx context.Context, a vault.Actor, tk *tenantKeys,
 				return err
 			}
 			r.Card.CVC, r.Token.CVCAvailable = card.CVC{}, false
-			if err := insertAudit(ctx, tx, s.event(a, vault.ActionTokenExport, row.ID, map[string]any{"export_id": exportID})); err != nil {
+			if err := s.insertAudit(ctx, tx, s.event(a, vault.ActionTokenExport, row.ID, map[string]any{"export_id": exportID})); err != nil {
 				return err
 			}
 			page = append(page, r)

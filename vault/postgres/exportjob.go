@@ -92,7 +92,7 @@ func (s *Service) CreateExport(ctx context.Context, a vault.Actor, in vault.Crea
 		if _, err := tx.Exec(ctx, `UPDATE export_jobs SET total = $2 WHERE id = $1`, job.ID, job.Total); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionExportCreate, uuid.Nil, map[string]any{"export_id": job.ID,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionExportCreate, uuid.Nil, map[string]any{"export_id": job.ID,
 			"destination_id": job.DestinationID, "url": job.URL, "total": job.Total,
 			"business_key_prefix": in.Filter.BusinessKeyPrefix, "created_after": job.Record().Filter.CreatedAfter}))
 	})
@@ -226,7 +226,7 @@ func (s *Service) endExport(ctx context.Context, tx pgx.Tx, a vault.Actor, id uu
 	}
 	ev := s.event(a, action, uuid.Nil, map[string]any{"export_id": id, "total": job.Total,
 		"successes": job.Successes, "failures": job.Failures, "reason": reason})
-	if err := insertAudit(ctx, tx, ev); err != nil {
+	if err := s.insertAudit(ctx, tx, ev); err != nil {
 		return vault.ExportJob{}, err
 	}
 	return job, enqueueEvent(ctx, tx, job.TenantID, event, job.Record())

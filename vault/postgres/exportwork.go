@@ -121,7 +121,7 @@ func (s *Service) AuditExportItem(ctx context.Context, owner string, w vault.Exp
 			w.JobID, s.clock()); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(exportActor(w.TenantID), vault.ActionTokenExport, w.TokenID,
+		return s.insertAudit(ctx, tx, s.event(exportActor(w.TenantID), vault.ActionTokenExport, w.TokenID,
 			map[string]any{"export_id": w.JobID, "attempt": attempt}))
 	})
 	if err != nil && vault.ErrorKind(err) == vault.KindNotFound {

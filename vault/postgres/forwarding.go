@@ -289,7 +289,7 @@ func forwardIdempotency(tk *tenantKeys, in vault.ForwardInput) (forwardIdem, err
 func (s *Service) auditRefusedForward(ctx context.Context, a vault.Actor, in vault.ForwardInput) error {
 	ev := s.event(a, vault.ActionTokenForward, uuid.Nil, map[string]any{"reason": "url_not_allowed"})
 	ev.Outcome = vault.OutcomeDenied
-	if err := insertAudit(ctx, s.db, ev); err != nil {
+	if err := s.insertAudit(ctx, s.db, ev); err != nil {
 		return dbError(err, "audit event")
 	}
 	return errURLNotAllowed
@@ -308,7 +308,7 @@ func (s *Service) GetForwardingRequest(ctx context.Context, a vault.Actor, id st
 			WHERE tenant_id = $1 AND id = $2`, a.TenantID, id)); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionForwardingRead, row.TokenID, map[string]any{"forwarding_request": id}))
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionForwardingRead, row.TokenID, map[string]any{"forwarding_request": id}))
 	})
 	if err != nil {
 		return vault.ForwardingRequest{}, err
@@ -347,7 +347,7 @@ func (s *Service) ListForwardingRequests(ctx context.Context, a vault.Actor, p v
 		if rows, page.HasMore, err = s.forwardPage(ctx, tx, a.TenantID, p); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionForwardingList, uuid.Nil, map[string]any{"count": len(rows)}))
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionForwardingList, uuid.Nil, map[string]any{"count": len(rows)}))
 	})
 	if err != nil {
 		return vault.ForwardingPage{}, err
@@ -437,21 +437,22 @@ func (s *Service) PruneForwardingRequests(ctx context.Context, olderThan time.Du
 	var total int64
 	for {
 		var n int64
-		err := s.db.QueryRow(ctx, `
+		err := s.inAuditedTx(ctx, `
 			WITH pruned AS (
 				DELETE FROM forwarding_requests WHERE (tenant_id, id) IN (
 					SELECT tenant_id, id FROM forwarding_requests WHERE created_at < $1
 					ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
 				RETURNING tenant_id
-			), per_tenant AS (
-				SELECT tenant_id, count(*) AS n FROM pruned GROUP BY tenant_id
-			), audited AS (
-				INSERT INTO audit_events (occurred_at, tenant_id, action, client_addr, outcome, detail)
-				SELECT $3, tenant_id, $4, 'forwarding-pruner', 'success', jsonb_build_object('count', n)
-				FROM per_tenant
 			)
-			SELECT coalesce(sum(n), 0)::bigint FROM per_tenant`,
-			s.clock().Add(-olderThan), forwardPruneBatch, s.clock(), string(vault.ActionForwardingPrune)).Scan(&n)
+			SELECT tenant_id, count(*) FROM pruned GROUP BY tenant_id ORDER BY tenant_id`,
+			[]any{s.clock().Add(-olderThan), forwardPruneBatch}, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+				events, total, err := perTenantEvents(rows, func(t uuid.UUID, count int64) vault.AuditEvent {
+					return s.event(vault.Actor{TenantID: t, ClientAddr: "forwarding-pruner"}, vault.ActionForwardingPrune, uuid.Nil,
+						map[string]any{"count": count})
+				})
+				n = total
+				return events, err
+			})
 		total += n
 		if err != nil || n < forwardPruneBatch {
 			return total, dbError(err, "forwarding request")

@@ -125,7 +125,7 @@ func (s *Service) insertDestination(ctx context.Context, a vault.Actor, d destin
 			d.signatureCT, d.clientCertCT, d.keyID, d.CreatedAt, d.ClientCertExpires); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionDestinationCreate, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionDestinationCreate, uuid.Nil,
 			map[string]any{"destination_id": d.ID, "url": d.URL, "preset": d.Preset}))
 	})
 }
@@ -196,7 +196,7 @@ func (s *Service) GetDestination(ctx context.Context, a vault.Actor, id string) 
 		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionDestinationRead, uuid.Nil, map[string]any{"destination_id": id}))
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionDestinationRead, uuid.Nil, map[string]any{"destination_id": id}))
 	})
 	return d.ForwardDestination, err
 }
@@ -214,7 +214,7 @@ func (s *Service) ListDestinations(ctx context.Context, a vault.Actor) ([]vault.
 		for _, d := range rows {
 			out = append(out, d.ForwardDestination)
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionDestinationList, uuid.Nil, map[string]any{"count": len(out)}))
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionDestinationList, uuid.Nil, map[string]any{"count": len(out)}))
 	})
 	return out, err
 }
@@ -243,7 +243,7 @@ func (s *Service) DeleteDestination(ctx context.Context, a vault.Actor, id strin
 			a.TenantID, id, s.clock()).Scan(&u); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionDestinationDelete, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionDestinationDelete, uuid.Nil,
 			map[string]any{"destination_id": id, "url": u}))
 	})
 }

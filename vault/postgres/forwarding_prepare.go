@@ -126,7 +126,7 @@ func (s *Service) prepareForwards(ctx context.Context, batch []*forwardPrep) err
 	dests, err := lockForwards(ctx, conn, batch, s.clock().Add(-vault.IdempotencyTTL))
 	if err == nil {
 		s.buildForwards(batch, dests)
-		err = writeForwards(ctx, conn, batch)
+		err = s.writeForwards(ctx, conn, batch)
 	}
 	if err != nil {
 		rollback(conn)
@@ -384,35 +384,36 @@ func firstMatch(dests []destinationRow, rawURL string) (destinationRow, bool) {
 	return destinationRow{}, false
 }
 
-// writeForwardsSQL writes a batch's CVC consumptions ($1 token ids), audit
-// rows ($2–$10, auditColumns) and pending records ($11–$23), in one
-// statement.
+// writeForwardsSQL writes a batch's CVC consumptions ($1 token ids) and
+// pending records ($2–$14), in one statement; the audit rows follow in the
+// same round trip (writeForwards).
 const writeForwardsSQL = `
 	WITH cvc AS (
 		UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL WHERE id = ANY($1::uuid[])
-	), audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT * FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[],
-		                     $7::text[], $8::text[], $9::text[], $10::jsonb[])
 	)
 	INSERT INTO forwarding_requests (id, tenant_id, token_id, payment_method, destination_id, url, replacements,
 	                                 metadata, status, request_ct, key_id, idempotency_key, idempotency_fp, created_at)
 	SELECT r.id, r.tenant_id, r.token_id, r.pm, r.dest, r.url, ARRAY(SELECT jsonb_array_elements_text(r.repl)),
 	       r.metadata, 'pending', r.ct, r.key_id, r.ikey, r.ifp, r.created_at
-	FROM unnest($11::text[], $12::uuid[], $13::uuid[], $14::text[], $15::text[], $16::text[], $17::jsonb[],
-	            $18::jsonb[], $19::bytea[], $20::bigint[], $21::bytea[], $22::bytea[], $23::timestamptz[])
+	FROM unnest($2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::jsonb[],
+	            $9::jsonb[], $10::bytea[], $11::bigint[], $12::bytea[], $13::bytea[], $14::timestamptz[])
 	AS r(id, tenant_id, token_id, pm, dest, url, repl, metadata, ct, key_id, ikey, ifp, created_at)`
 
 // writeForwards writes what the batch's built forwards write and commits,
 // in one round trip; only that commit makes them sendable.
-func writeForwards(ctx context.Context, conn *pgxpool.Conn, batch []*forwardPrep) error {
+func (s *Service) writeForwards(ctx context.Context, conn *pgxpool.Conn, batch []*forwardPrep) error {
 	var b pgx.Batch
-	args, err := forwardWriteArgs(batch)
+	args, events, err := forwardWriteArgs(batch)
 	if err != nil {
 		return err
 	}
 	if args != nil {
+		w, err := s.prepareAudit(ctx, conn, events)
+		if err != nil {
+			return err
+		}
 		b.Queue(writeForwardsSQL, args...)
+		w.queue(&b, s.clock())
 	}
 	b.Queue("COMMIT")
 	br := conn.SendBatch(ctx, &b)
@@ -432,8 +433,8 @@ func writeForwards(ctx context.Context, conn *pgxpool.Conn, batch []*forwardPrep
 }
 
 // forwardWriteArgs returns writeForwardsSQL's arguments for the built
-// forwards of batch; nil when there is none.
-func forwardWriteArgs(batch []*forwardPrep) ([]any, error) {
+// forwards of batch, and their audit events; nil when there is none.
+func forwardWriteArgs(batch []*forwardPrep) ([]any, []vault.AuditEvent, error) {
 	cvc := []uuid.UUID{}
 	var events []vault.AuditEvent
 	var cols recordColumns
@@ -446,21 +447,17 @@ func forwardWriteArgs(batch []*forwardPrep) ([]any, error) {
 		}
 		events = append(events, f.w.ev)
 		if err := cols.add(f.w); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if len(events) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	audit, err := auditColumns(events)
-	if err != nil {
-		return nil, err
-	}
-	return append(append([]any{cvc}, audit...), cols.args()...), nil
+	return append([]any{cvc}, cols.args()...), events, nil
 }
 
 // recordColumns are the pending records of a batch as writeForwardsSQL's
-// arrays $11–$23.
+// arrays $2–$14.
 type recordColumns struct {
 	ids, pms, dests, urls            []string
 	tenants, tokens                  []uuid.UUID

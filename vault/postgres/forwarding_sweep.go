@@ -101,7 +101,7 @@ func (s *Service) sweepPendingBatch(ctx context.Context, from, before time.Time)
 			return err
 		}
 		for _, f := range swept {
-			if err := insertAudit(ctx, tx, s.sweepEvent(f)); err != nil {
+			if err := s.insertAudit(ctx, tx, s.sweepEvent(f)); err != nil {
 				return err
 			}
 		}

@@ -86,7 +86,7 @@ func (s *Service) CreateImport(ctx context.Context, a vault.Actor, in vault.Crea
 			job.ID, a.TenantID, job.Provider, []byte(providerCT), job.ProviderKeyHint, keyID, []byte(forwardCT), now); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionImportCreate, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionImportCreate, uuid.Nil,
 			map[string]any{"import_id": job.ID, "provider": job.Provider, "api_key_id": keyID}))
 	})
 	if err != nil {
@@ -223,7 +223,7 @@ func (s *Service) endImport(ctx context.Context, tx pgx.Tx, a vault.Actor, id uu
 	s.apiKeys.forgetTenant(job.TenantID) // the job's key among them
 	ev := s.event(a, endAction(status), uuid.Nil, map[string]any{"import_id": id, "total": job.Total,
 		"successes": job.Successes, "failures": job.Failures, "skipped": job.Skipped, "reason": reason})
-	if err := insertAudit(ctx, tx, ev); err != nil {
+	if err := s.insertAudit(ctx, tx, ev); err != nil {
 		return vault.ImportJob{}, err
 	}
 	return job, enqueueEvent(ctx, tx, job.TenantID, endEvent(status), job.Record())

@@ -54,7 +54,7 @@ func (s *Service) StartReencrypt(ctx context.Context, a vault.Actor) (vault.KeyJ
 			return err
 		}
 		created = true
-		return insertAudit(ctx, tx, s.event(a, vault.ActionReencrypt, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionReencrypt, uuid.Nil,
 			map[string]any{"job_id": job.ID, "status": "pending", "total": job.Total}))
 	})
 	return job, created, err
@@ -285,7 +285,7 @@ func (s *Service) finishKeyJob(ctx context.Context, owner string, job vault.KeyJ
 		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(vault.Operator(job.TenantID), vault.ActionReencrypt, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(vault.Operator(job.TenantID), vault.ActionReencrypt, uuid.Nil,
 			map[string]any{"job_id": job.ID, "status": "finished", "done": done}))
 	})
 }

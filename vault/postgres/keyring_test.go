@@ -51,6 +51,15 @@ func (e *kekEnv) tenant(t *testing.T) vault.Actor {
 		if _, err := e.svc.DestroyTenant(context.Background(), id); err != nil {
 			t.Errorf("shredding the test tenant: %v", err)
 		}
+		// Its audit chain key outlives the shred (the trail stays
+		// verifiable), wrapped by this test's KEK: remove the chain too.
+		for _, q := range []string{`DELETE FROM audit_events WHERE tenant_id = $1`, `DELETE FROM audit_lanes WHERE chain_id = $1`,
+			`DELETE FROM audit_checkpoints WHERE chain_id = $1`, `DELETE FROM audit_verified WHERE chain_id = $1`,
+			`DELETE FROM audit_chain_keys WHERE chain_id = $1`} {
+			if _, err := e.pool.Exec(context.Background(), q, id); err != nil {
+				t.Errorf("removing the test tenant's audit chain: %v", err)
+			}
+		}
 	})
 	return vaulttest.Actor(t, e.svc, secret)
 }

@@ -56,7 +56,7 @@ func (s *Service) editKeyset(ctx context.Context, a vault.Actor, purpose crypto.
 		if err := s.recordKeyState(ctx, tx, a.TenantID, purpose, ch); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, ch.action, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, ch.action, uuid.Nil,
 			map[string]any{"purpose": string(purpose), "key_id": ch.keyID, "state": string(ch.state)}))
 	})
 	if err == nil {
@@ -412,7 +412,7 @@ func (s *Service) KeyReport(ctx context.Context, by vault.Actor, ids []uuid.UUID
 			return r, err
 		}
 		by.TenantID = id
-		if err := insertAudit(ctx, s.db, s.event(by, vault.ActionKeyStatus, uuid.Nil, nil)); err != nil {
+		if err := s.insertAudit(ctx, s.db, s.event(by, vault.ActionKeyStatus, uuid.Nil, nil)); err != nil {
 			return r, dbError(err, "audit event")
 		}
 		r.Tenants = append(r.Tenants, st)

@@ -51,7 +51,7 @@ func (p *PendingToken) Commit() (vault.Token, error) {
 	return p.tok, err
 }
 
-// InsertIn writes the token as it was sealed with insertTokenAuditedSQL in
+// InsertIn writes the token as it was sealed with insertTokensSQL and its audit row in
 // tx, which the caller commits: a writer whose statement ran but whose
 // transaction has not committed yet.
 func (p *PendingToken) InsertIn(ctx context.Context, tx pgx.Tx) (vault.Token, error) {
@@ -59,5 +59,17 @@ func (p *PendingToken) InsertIn(ctx context.Context, tx pgx.Tx) (vault.Token, er
 	if err != nil {
 		return vault.Token{}, err
 	}
-	return p.tok, tx.QueryRow(ctx, insertTokenAuditedSQL, nt.oneArgs()...).Scan(&nt.inserted, &nt.enqueued)
+	rows, err := tx.Query(ctx, insertTokensSQL, insertTokensArgs([]*newToken{nt})...)
+	if err != nil {
+		return vault.Token{}, err
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || n == 0 {
+		return p.tok, err
+	}
+	return p.tok, p.s.insertAudit(ctx, tx, nt.ev)
 }

@@ -220,6 +220,9 @@ func TestRotateRootKEK(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, again.Keysets, "a second run finds everything done")
 	assert.Equal(t, r.Keysets, again.Already)
+	assert.Positive(t, r.AuditKeys, "the audit chain keys are re-wrapped too")
+	assert.Equal(t, dry.AuditKeys, r.AuditKeys)
+	assert.Zero(t, again.AuditKeys)
 
 	withNew := vaulttest.NewService(t, dbURL, vaulttest.Options{KEK: newKEK})
 	for id, number := range cards {
@@ -227,6 +230,9 @@ func TestRotateRootKEK(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, number, rv.Card.PAN.Reveal())
 	}
+	report, err := withNew.VerifyAudit(ctx, &e.actor.TenantID)
+	require.NoError(t, err, "the new KEK opens the chain key")
+	assert.True(t, report.OK, "breaks: %+v", report.Breaks)
 	withOld := vaulttest.NewService(t, dbURL, vaulttest.Options{})
 	_, err = withOld.GetToken(ctx, e.actor, keysOf(cards)[0])
 	assert.Equal(t, vault.KindMisconfigured, vault.ErrorKind(err), "the old KEK no longer opens the keysets")
@@ -265,6 +271,9 @@ func TestDestroyTenantShredsOnlyThatTenant(t *testing.T) {
 	var audit int
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tenant_id = $1`, e.actor.TenantID).Scan(&audit))
 	assert.Greater(t, audit, 3, "the audit trail stays")
+	report, err := e.svc.VerifyAudit(ctx, &e.actor.TenantID)
+	require.NoError(t, err)
+	assert.True(t, report.OK, "the shredded tenant's trail still verifies: its chain key is kept: %+v", report.Breaks)
 	_, err = e.svc.DestroyTenant(ctx, e.actor.TenantID)
 	assert.Equal(t, vault.KindNotFound, vault.ErrorKind(err))
 

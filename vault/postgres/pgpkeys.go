@@ -53,7 +53,7 @@ func (s *Service) CreatePGPKey(ctx context.Context, a vault.Actor) (vault.PGPKey
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.ID, k.TenantID, k.Fingerprint, k.Bits, k.PublicKey, wrapped, k.CreatedAt); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionPGPKeyCreate, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionPGPKeyCreate, uuid.Nil,
 			map[string]any{"pgp_key_id": k.ID, "fingerprint": k.Fingerprint, "bits": k.Bits}))
 	})
 	return k, err
@@ -150,7 +150,7 @@ func (s *Service) RetirePGPKey(ctx context.Context, a vault.Actor, id uuid.UUID)
 		if _, err := tx.Exec(ctx, `UPDATE pgp_keys SET retired_at = $2, private_key_wrapped = NULL WHERE id = $1`, id, now); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionPGPKeyRetire, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionPGPKeyRetire, uuid.Nil,
 			map[string]any{"pgp_key_id": k.ID, "fingerprint": k.Fingerprint}))
 	})
 	return k, err
@@ -176,7 +176,7 @@ func (s *Service) OpenPGPMessage(ctx context.Context, a vault.Actor, r io.Reader
 		return nil, vault.Errorf(vault.KindInvalid, vault.CodePGPInvalidFile, "the file is not encrypted: refusing a clear card file")
 	}
 	fp := fmt.Sprintf("%X", md.DecryptedWith.Entity.PrimaryKey.Fingerprint)
-	err = insertAudit(ctx, s.db, s.event(a, vault.ActionPGPKeyUse, uuid.Nil,
+	err = s.insertAudit(ctx, s.db, s.event(a, vault.ActionPGPKeyUse, uuid.Nil,
 		map[string]any{"pgp_key_id": ids[fp], "fingerprint": fp}))
 	if err != nil {
 		return nil, dbError(err, "pgp key")

@@ -67,7 +67,7 @@ func (s *Service) startRefingerprint(ctx context.Context, a vault.Actor, primary
 		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionReencrypt, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionReencrypt, uuid.Nil,
 			map[string]any{"job_id": job.ID, "kind": vault.KeyJobRefingerprint, "status": "pending", "total": job.Total}))
 	})
 	return job, err

@@ -90,7 +90,7 @@ func (s *Service) pruneRetained(ctx context.Context, r vault.Retention, batch in
 	if c.Total() == 0 {
 		return c, err
 	}
-	if auditErr := insertAudit(ctx, s.db, s.pruneEvent(c, time.Since(start))); err == nil {
+	if auditErr := s.insertAudit(ctx, s.db, s.pruneEvent(c, time.Since(start))); err == nil {
 		err = dbError(auditErr, "audit event")
 	}
 	return c, err

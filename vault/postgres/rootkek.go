@@ -13,7 +13,7 @@ import (
 
 // RotateRootKEK re-wraps every tenant keyset, data and fingerprint, and
 // every live OpenPGP import key, from the configured root KEK to newKEK, one transaction per tenant, and audits each
-// tenant. Keysets the new KEK already opens are left alone, so an
+// tenant; then every audit chain key (rewrapAuditKeys). Keysets the new KEK already opens are left alone, so an
 // interrupted rotation can simply be run again. With dryRun it only checks
 // that every keyset opens and counts. Running replicas keep their unwrapped
 // keys; restart them with the new KEK URI. It returns a domain error naming
@@ -40,7 +40,9 @@ func (s *Service) RotateRootKEKAs(ctx context.Context, operator string, newKEK t
 			r.Tenants++
 		}
 	}
-	return r, nil
+	var err2 error
+	r.AuditKeys, err2 = s.rewrapAuditKeys(ctx, newKEK, dryRun)
+	return r, err2
 }
 
 // rewrapTenant re-wraps one tenant's keysets in one transaction and returns
@@ -83,7 +85,7 @@ func (s *Service) rewrapTenant(ctx context.Context, operator string, tenantID uu
 		if n == 0 || dryRun {
 			return nil
 		}
-		return insertAudit(ctx, tx, s.event(vault.OperatorNamed(tenantID, operator), vault.ActionKEKRotate, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(vault.OperatorNamed(tenantID, operator), vault.ActionKEKRotate, uuid.Nil,
 			map[string]any{"keysets": n, "new_kek_uri": crypto.RedactKEKURI(newURI)}))
 	})
 	return n, already, err
@@ -155,7 +157,7 @@ func (s *Service) DestroyTenantAs(ctx context.Context, operator string, tenantID
 				return err
 			}
 		}
-		return insertAudit(ctx, tx, s.event(vault.OperatorNamed(tenantID, operator), vault.ActionTenantShred, uuid.Nil, map[string]any{"tokens": tokens}))
+		return s.insertAudit(ctx, tx, s.event(vault.OperatorNamed(tenantID, operator), vault.ActionTenantShred, uuid.Nil, map[string]any{"tokens": tokens}))
 	})
 	if err == nil {
 		s.keys.forget(tenantID)

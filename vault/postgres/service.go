@@ -90,6 +90,8 @@ type Service struct {
 	forwardMetrics *metrics.Forwards
 	// failures counts refused requests into audit rows (auditfailures.go).
 	failures accessFailures
+	// audit caches the audit chain keys (auditlanes.go).
+	audit auditKeys
 }
 
 // NewService returns a Service for cfg, or an error when a required part is

@@ -67,7 +67,7 @@ func (s *Service) StartConsoleSession(ctx context.Context, a vault.Actor, life v
 		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionConsoleSignIn, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionConsoleSignIn, uuid.Nil,
 			map[string]any{"expires_at": vault.Timestamp(sess.ExpiresAt)}))
 	})
 	if err != nil {
@@ -141,7 +141,7 @@ func (s *Service) EndConsoleSession(ctx context.Context, a vault.Actor, secret s
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionConsoleSignOut, uuid.Nil, nil))
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionConsoleSignOut, uuid.Nil, nil))
 	})
 }
 

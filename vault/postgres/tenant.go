@@ -49,10 +49,10 @@ func (s *Service) CreateTenantAs(ctx context.Context, operator, name string) (va
 			}
 		}
 		op := vault.OperatorNamed(t.ID, operator)
-		if err := insertAudit(ctx, tx, s.event(op, vault.ActionTenantCreate, uuid.Nil, map[string]any{"name": t.Name})); err != nil {
+		if err := s.insertAudit(ctx, tx, s.event(op, vault.ActionTenantCreate, uuid.Nil, map[string]any{"name": t.Name})); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(op, vault.ActionKeysetCreate, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(op, vault.ActionKeysetCreate, uuid.Nil,
 			map[string]any{"purposes": []string{string(crypto.PurposeData), string(crypto.PurposeFingerprint)}}))
 	})
 	return t, err

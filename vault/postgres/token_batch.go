@@ -18,18 +18,20 @@ type newTokenBatch = groupCommit[*newToken]
 // newTokenBatchTimeout bounds one batch (see batchTimeout).
 const newTokenBatchTimeout = batchTimeout
 
-// insertTokensSQL is insertTokenAuditedSQL for many rows: $1–$19 are the
+// insertTokensSQL inserts new tokens and their webhook events: $1–$19 are the
 // token columns as arrays, $20–$28 the audit events', $29 the event ids,
 // $30 the sealed event data, $31 their key ids, $32 the event type and $33
 // the card digests. Rows whose business key is taken (by an existing token
 // or an earlier row of the batch) write no token. A row whose business
 // key's token already holds the same card (rep: the same card digest and
 // metadata and, when the row carries a CVC, a CVC still held within its
-// TTL; one probe of tokens_business_key) is a replay: its audit row names
-// that token, with "existing": true, and nothing else is written. It
-// answers, for each row inserted, its id and whether its event was
-// enqueued; for each replay, its id, false, and the existing token's id,
-// timestamps, fingerprint and whether its CVC is live.
+// TTL; one probe of tokens_business_key) is a replay: nothing is written
+// for it here. The audit columns $20–$28 are not written here either: the
+// batch writes the audit rows of the rows inserted, and of the replays
+// (naming the existing token, with "existing": true), once it knows them
+// (inAuditedTx). It answers, for each row inserted, its id and whether its
+// event was enqueued; for each replay, its id, false, and the existing
+// token's id, timestamps, fingerprint and whether its CVC is live.
 const insertTokensSQL = `
 	WITH r AS (
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::bigint[], $6::bigint[],
@@ -53,17 +55,8 @@ const insertTokensSQL = `
 		SELECT ` + tokenColumns + `, digest FROM r
 		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING
 		RETURNING id
-	), audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT a_at, a_tenant, a_key, a_action, a_token, a_request, a_client, a_outcome, a_detail
-		FROM r JOIN ins USING (id)
 	), replayed AS (
 		SELECT rep.* FROM rep WHERE rep.req_id NOT IN (SELECT id FROM ins)
-	), replay_audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT r.a_at, r.a_tenant, r.a_key, r.a_action, p.id, r.a_request, r.a_client, r.a_outcome,
-		       r.a_detail || '{"existing": true}'::jsonb
-		FROM r JOIN replayed p ON p.req_id = r.id
 	), event AS (
 		INSERT INTO webhook_events (id, tenant_id, type, payload, payload_ct, key_id)
 		SELECT r.e_id, w.tenant_id, $32::text, NULL::jsonb, r.e_ct, r.e_key
@@ -99,10 +92,6 @@ func (s *Service) writeNewTokens(batch []*newToken) error {
 // inserted and enqueued, and which were replays of the card their
 // business key holds (their replay found, with the existing token).
 func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
-	rows, err := s.db.Query(ctx, insertTokensSQL, insertTokensArgs(batch)...)
-	if err != nil {
-		return dbError(err, "token")
-	}
 	byID := make(map[uuid.UUID]*newToken, len(batch))
 	for _, nt := range batch {
 		byID[nt.args[0].(uuid.UUID)] = nt
@@ -110,10 +99,31 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
 			nt.replay.checked = true
 		}
 	}
+	err := s.inAuditedTx(ctx, insertTokensSQL, insertTokensArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+		if err := scanNewTokens(rows, byID); err != nil {
+			return nil, err
+		}
+		return newTokenAudits(batch), nil
+	})
+	if err != nil {
+		for _, nt := range batch {
+			nt.inserted, nt.enqueued = false, false
+			if nt.replay != nil {
+				*nt.replay = replay{ev: nt.replay.ev, businessKey: nt.replay.businessKey, digest: nt.replay.digest,
+					metadata: nt.replay.metadata, hasCVC: nt.replay.hasCVC}
+			}
+		}
+	}
+	return dbError(err, "token")
+}
+
+// scanNewTokens reads insertTokensSQL's rows into the tokens of byID: which
+// were inserted and enqueued, and which replays found their token.
+func scanNewTokens(rows pgx.Rows, byID map[uuid.UUID]*newToken) error {
 	var id uuid.UUID
 	var enqueued bool
 	var existing replayedToken
-	_, err = pgx.ForEachRow(rows, []any{&id, &enqueued, &existing.id, &existing.createdAt, &existing.updatedAt,
+	_, err := pgx.ForEachRow(rows, []any{&id, &enqueued, &existing.id, &existing.createdAt, &existing.updatedAt,
 		&existing.fingerprint, &existing.cvcLive}, func() error {
 		nt := byID[id]
 		switch {
@@ -126,16 +136,25 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
 		existing = replayedToken{}
 		return nil
 	})
-	if err != nil {
-		for _, nt := range batch {
-			nt.inserted, nt.enqueued = false, false
-			if nt.replay != nil {
-				*nt.replay = replay{ev: nt.replay.ev, businessKey: nt.replay.businessKey, digest: nt.replay.digest,
-					metadata: nt.replay.metadata, hasCVC: nt.replay.hasCVC}
-			}
+	return err
+}
+
+// newTokenAudits returns the audit events of a written batch: each inserted
+// token's, and each replay's (its own event, with "existing": true), naming
+// the token it found.
+func newTokenAudits(batch []*newToken) []vault.AuditEvent {
+	var events []vault.AuditEvent
+	for _, nt := range batch {
+		switch {
+		case nt.inserted:
+			events = append(events, nt.ev)
+		case nt.replay != nil && nt.replay.found:
+			ev := nt.replay.ev
+			ev.TokenID = *nt.replay.existing.id
+			events = append(events, ev)
 		}
 	}
-	return dbError(err, "token")
+	return events
 }
 
 // insertTokensArgs returns insertTokensSQL's arguments for batch.

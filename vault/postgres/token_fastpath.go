@@ -18,44 +18,21 @@ import (
 // PostgreSQL has reported the commit (ReadyForQuery follows the commit and
 // its WAL flush; pgx reads up to it before returning).
 
-// auditInsertColumns are the audit_events columns insertAuditSQL writes,
-// in auditArgs order.
+// auditInsertColumns are the audit_events columns of an event (auditArgs
+// order); insertAuditRowsSQL writes them and the chain columns.
 const auditInsertColumns = `occurred_at, tenant_id, api_key_id, action, token_id, request_id, client_addr, outcome, detail`
-
-// insertTokenAuditedSQL inserts a token row ($1–$19, tokenColumns order)
-// unless its business key is taken and, only when it inserted, its audit
-// event ($20–$28, auditArgs order) and, when the tenant has a webhook, its
-// sealed token event ($29 id, $30 type, $31 sealed data, $32 key id); $33
-// is the row's card digest. It answers whether it inserted and whether it
-// enqueued.
-const insertTokenAuditedSQL = `
-	WITH ins AS (
-		INSERT INTO tokens (` + tokenColumns + `, card_digest)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $33)
-		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING
-		RETURNING tenant_id
-	), audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT $20::timestamptz, $21::uuid, $22::uuid, $23::text, $24::uuid, $25::text, $26::text, $27::text, $28::jsonb FROM ins
-	), event AS (
-		INSERT INTO webhook_events (id, tenant_id, type, payload, payload_ct, key_id)
-		SELECT $29::text, w.tenant_id, $30::text, NULL::jsonb, $31::bytea, $32::bigint
-		FROM webhooks w JOIN ins ON w.tenant_id = ins.tenant_id
-		RETURNING 1
-	)
-	SELECT EXISTS (SELECT FROM ins), EXISTS (SELECT FROM event)`
 
 // newToken is a new token row ready to be written with its audit event and
 // its sealed webhook event, and, once written, what happened to it.
 type newToken struct {
 	tenantID uuid.UUID
-	args     []any // insertTokenAuditedSQL's $1–$28, $31 and $32
+	args     []any // the token row, its audit event, its sealed event data and key id (newTokenArgs)
+	ev       vault.AuditEvent
 	eventID  string
 	keyID    uint32
 	digest   []byte // the card digest ($33)
 	// replay looks, in the same transaction, for the token holding the
-	// business key with this card (nil without a business key); it is not
-	// looked for when the batch falls back to one by one.
+	// business key with this card (nil without a business key).
 	replay *replay
 
 	inserted, enqueued bool
@@ -69,13 +46,14 @@ const (
 )
 
 // prepareNewToken seals the webhook event data (tok, row's masked record)
-// and lays out everything insertTokenAuditedSQL writes for row.
+// and lays out everything insertTokensSQL writes for row.
 func (s *Service) prepareNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, tok vault.Token) (*newToken, error) {
 	metadata, err := json.Marshal(row.Metadata)
 	if err != nil {
 		return nil, vault.Internal(err)
 	}
-	audit, err := auditArgs(s.event(a, vault.ActionTokenCreate, row.ID, nil))
+	ev := s.event(a, vault.ActionTokenCreate, row.ID, nil)
+	audit, err := auditArgs(ev)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +61,7 @@ func (s *Service) prepareNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, t
 	if err != nil {
 		return nil, vault.Internal(err)
 	}
-	nt := &newToken{tenantID: row.TenantID, eventID: newEventID(), keyID: tk.sealer.PrimaryKeyID(), digest: row.digest}
+	nt := &newToken{tenantID: row.TenantID, ev: ev, eventID: newEventID(), keyID: tk.sealer.PrimaryKeyID(), digest: row.digest}
 	sealedData, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, nt.eventID))
 	if err != nil {
 		return nil, vault.Internal(err)
@@ -173,16 +151,9 @@ func (s *Service) resealNewToken(stale *tenantKeys, row tokenRow) (*tenantKeys, 
 	return tk, row, err
 }
 
-// insertOneToken writes nt alone with insertTokenAuditedSQL.
+// insertOneToken writes nt alone, as a batch of one.
 func (s *Service) insertOneToken(ctx context.Context, nt *newToken) error {
-	err := s.db.QueryRow(ctx, insertTokenAuditedSQL, nt.oneArgs()...).Scan(&nt.inserted, &nt.enqueued)
-	return dbError(err, "token")
-}
-
-// oneArgs returns insertTokenAuditedSQL's arguments for nt.
-func (nt *newToken) oneArgs() []any {
-	args := append(append([]any{}, nt.args[:newTokenColumns+newTokenAudit]...), nt.eventID, string(vault.EventTokenCreated))
-	return append(append(args, nt.args[newTokenColumns+newTokenAudit:]...), nt.digest)
+	return s.insertTokens(ctx, []*newToken{nt})
 }
 
 // commit sends COMMIT on conn and returns the command tag.

@@ -50,26 +50,19 @@ const lookupRequestsSQL = `req AS (
 		AS r(occurred_at, tenant_id, api_key_id, action, token_id, request_id, client_addr, outcome, detail, ord)
 	)`
 
-// readTokensSQL finds the tokens of a read batch and writes an audit row
-// for each request whose token it found. It answers ord and the token
-// columns of each found request.
+// readTokensSQL finds the tokens of a read batch; the batch then writes
+// an audit row for each request whose token it found. It answers ord and
+// the token columns of each found request.
 var readTokensSQL = `
-	WITH ` + lookupRequestsSQL + `, t AS (
-		SELECT r.ord, ` + qualified("k", tokenColumns) + `
-		FROM req r JOIN tokens k ON k.id = r.token_id AND k.tenant_id = r.tenant_id
-	), audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT r.occurred_at, r.tenant_id, r.api_key_id, r.action, r.token_id, r.request_id,
-		       r.client_addr, r.outcome, r.detail
-		FROM req r JOIN t ON t.ord = r.ord
-	)
-	SELECT ord, ` + tokenColumns + ` FROM t`
+	WITH ` + lookupRequestsSQL + `
+	SELECT r.ord, ` + qualified("k", tokenColumns) + `
+	FROM req r JOIN tokens k ON k.id = r.token_id AND k.tenant_id = r.tenant_id`
 
 // revealTokensSQL locks the tokens of a reveal batch in id order (so that
 // concurrent batches cannot deadlock), destroys their CVCs, and writes an
-// audit row for each request whose token it found, with cvc_revealed added
-// to its detail. Only the first request of the batch for a token (first)
-// may receive its CVC. It answers ord, first and the token columns as they
+// audit row is then written for each request whose token it found, with
+// cvc_revealed added to its detail (revealAudit). Only the first request of
+// the batch for a token (first) may receive its CVC. It answers ord, first and the token columns as they
 // were before the CVC was destroyed.
 var revealTokensSQL = `
 	WITH ` + lookupRequestsSQL + `, t AS (
@@ -82,13 +75,6 @@ var revealTokensSQL = `
 	), hit AS (
 		SELECT r.*, r.ord = min(r.ord) OVER (PARTITION BY r.token_id) AS first
 		FROM req r JOIN t ON t.id = r.token_id AND t.tenant_id = r.tenant_id
-	), audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT h.occurred_at, h.tenant_id, h.api_key_id, h.action, h.token_id, h.request_id,
-		       h.client_addr, h.outcome,
-		       jsonb_build_object('cvc_revealed', coalesce(h.first AND t.cvc_ct IS NOT NULL
-		                          AND h.occurred_at < t.cvc_expires_at, false)) || h.detail
-		FROM hit h JOIN t ON t.id = h.token_id
 	)
 	SELECT h.ord, h.first, ` + qualified("t", tokenColumns) + ` FROM hit h JOIN t ON t.id = h.token_id`
 
@@ -111,11 +97,34 @@ func (s *Service) readTokens(batch []*lookup) error {
 	if err != nil {
 		return err
 	}
-	rows, err := s.db.Query(ctx, readTokensSQL, args...)
-	if err != nil {
-		return dbError(err, "token")
+	err = s.inAuditedTx(ctx, readTokensSQL, args, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+		if err := scanLookups(rows, batch, false); err != nil {
+			return nil, err
+		}
+		var events []vault.AuditEvent
+		for _, l := range batch {
+			if l.found {
+				events = append(events, l.ev)
+			}
+		}
+		return events, nil
+	})
+	return dbError(err, "token")
+}
+
+// revealAudit returns the audit event of a found reveal: its event with
+// cvc_revealed added to the detail, true when this request receives the
+// token's unexpired CVC.
+func revealAudit(l *lookup) vault.AuditEvent {
+	ev := l.ev
+	revealed := l.row.sealed.cvc != nil && l.row.sealed.cvcExpiresAt != nil && ev.OccurredAt.Before(*l.row.sealed.cvcExpiresAt)
+	d := make(map[string]any, len(ev.Detail)+1)
+	d["cvc_revealed"] = revealed
+	for k, v := range ev.Detail {
+		d[k] = v
 	}
-	return dbError(scanLookups(rows, batch, false), "token")
+	ev.Detail = d
+	return ev
 }
 
 // lookupArgs returns the audit columns of the batch's events.
@@ -185,21 +194,23 @@ func (s *Service) revealTokens(batch []*lookup) error {
 	if err != nil {
 		return err
 	}
-	return s.inPipelinedTxRows(ctx, revealTokensSQL, args, func(rows pgx.Rows) error {
+	return s.inAuditedTx(ctx, revealTokensSQL, args, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanLookups(rows, batch, true); err != nil {
-			return err
+			return nil, err
 		}
 		failed := false
+		var events []vault.AuditEvent
 		for _, l := range batch {
 			if l.found {
+				events = append(events, revealAudit(l))
 				l.out, l.err = s.open(l.tk, l.row)
 				failed = failed || l.err != nil
 			}
 		}
 		if failed {
-			return errRevealBatch
+			return nil, errRevealBatch
 		}
-		return nil
+		return events, nil
 	})
 }
 
@@ -236,39 +247,4 @@ func (s *Service) revealToken(l *lookup) (vault.Revealed, error) {
 		return vault.Revealed{}, dbError(pgx.ErrNoRows, "token")
 	}
 	return l.out, nil
-}
-
-// inPipelinedTxRows is inPipelinedTx for a statement answering many rows:
-// read gets them all, and the transaction commits only when read returns
-// nil. Errors are returned untranslated.
-func (s *Service) inPipelinedTxRows(ctx context.Context, sql string, args []any, read func(pgx.Rows) error) error {
-	conn, err := s.db.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
-	var b pgx.Batch
-	b.Queue("BEGIN")
-	b.Queue(sql, args...)
-	br := conn.SendBatch(ctx, &b)
-	_, err = br.Exec()
-	if err == nil {
-		var rows pgx.Rows
-		if rows, err = br.Query(); err == nil {
-			err = read(rows)
-		}
-	}
-	if closeErr := br.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		var tag []byte
-		if tag, err = commit(ctx, conn); err == nil && string(tag) != "COMMIT" {
-			err = errors.New("vault: the transaction was rolled back")
-		}
-	}
-	if err != nil {
-		rollback(conn)
-	}
-	return err
 }

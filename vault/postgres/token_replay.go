@@ -56,9 +56,9 @@ type replayBatch = groupCommit[*replay]
 // event, $10–$13 business key, card digest, metadata and whether it carries
 // a CVC), the token holding its business key when that token holds the
 // same card (one probe of tokens_business_key per request: q is
-// materialized so that both key columns reach the index), and writes the
-// request's audit row naming that token. It answers ord and the token
-// columns of each match.
+// materialized so that both key columns reach the index). It answers ord
+// and the token columns of each match; the batch then writes each match's
+// audit row naming that token (inAuditedTx).
 var replayTokensSQL = `
 	WITH ` + lookupRequestsSQL + `, want AS (
 		SELECT * FROM unnest($10::text[], $11::bytea[], $12::jsonb[], $13::bool[]) WITH ORDINALITY
@@ -71,16 +71,11 @@ var replayTokensSQL = `
 		FROM q JOIN tokens k ON k.tenant_id = q.tenant_id AND k.business_key = q.business_key
 		WHERE k.card_digest = q.digest AND k.metadata = q.want_metadata
 		  AND (NOT q.has_cvc OR (k.cvc_ct IS NOT NULL AND k.cvc_expires_at > q.occurred_at))
-	), audit AS (
-		INSERT INTO audit_events (` + auditInsertColumns + `)
-		SELECT q.occurred_at, q.tenant_id, q.api_key_id, q.action, t.id, q.request_id,
-		       q.client_addr, q.outcome, q.detail
-		FROM q JOIN t ON t.ord = q.ord
 	)
 	SELECT ord, ` + tokenColumns + ` FROM t`
 
 // replayTokens runs a replay batch: it marks each replay whose token holds
-// its card and commits the audit rows of those.
+// its card and commits the audit rows of those, chained (inAuditedTx).
 func (s *Service) replayTokens(batch []*replay) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
@@ -88,11 +83,21 @@ func (s *Service) replayTokens(batch []*replay) error {
 	if err != nil {
 		return err
 	}
-	rows, err := s.db.Query(ctx, replayTokensSQL, args...)
-	if err != nil {
-		return dbError(err, "token")
-	}
-	return dbError(scanReplays(rows, batch), "token")
+	err = s.inAuditedTx(ctx, replayTokensSQL, args, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+		if err := scanReplays(rows, batch); err != nil {
+			return nil, err
+		}
+		var events []vault.AuditEvent
+		for _, r := range batch {
+			if r.found {
+				ev := r.ev
+				ev.TokenID = r.row.ID
+				events = append(events, ev)
+			}
+		}
+		return events, nil
+	})
+	return dbError(err, "token")
 }
 
 // replayArgs returns replayTokensSQL's arguments for batch.

@@ -331,7 +331,7 @@ func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a vault.Actor, tk *
 		existing = refreshed
 		detail["cvc_refreshed"] = true
 	}
-	return existing, insertAudit(ctx, tx, s.event(a, vault.ActionTokenCreate, existing.ID, detail))
+	return existing, s.insertAudit(ctx, tx, s.event(a, vault.ActionTokenCreate, existing.ID, detail))
 }
 
 // GetToken returns the masked record of the actor's tenant's token id once
@@ -485,7 +485,7 @@ func (s *Service) tokenPage(ctx context.Context, q querier, a vault.Actor, tk *t
 		page.Tokens = append(page.Tokens, t)
 	}
 	ev := s.event(a, action, uuid.Nil, map[string]any{"count": len(page.Tokens)})
-	if err := insertAudit(ctx, q, ev); err != nil {
+	if err := s.insertAudit(ctx, q, ev); err != nil {
 		return vault.TokenPage{}, err
 	}
 	return page, nil

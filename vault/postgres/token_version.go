@@ -48,7 +48,7 @@ func (s *Service) ListTokenVersions(ctx context.Context, a vault.Actor, id uuid.
 		if out, err = readVersions(ctx, tx, a.TenantID, id); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionTokenVersionsList, id, map[string]any{"count": len(out)}))
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionTokenVersionsList, id, map[string]any{"count": len(out)}))
 	})
 	return out, err
 }

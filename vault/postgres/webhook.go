@@ -86,7 +86,7 @@ func (s *Service) SetWebhook(ctx context.Context, a vault.Actor, rawURL string) 
 			wh.TenantID, wh.URL, []byte(ct), int64(keyID), wh.CreatedAt); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionWebhookSet, uuid.Nil, map[string]any{"url": wh.URL}))
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionWebhookSet, uuid.Nil, map[string]any{"url": wh.URL}))
 	})
 	if err != nil {
 		return vault.Webhook{}, "", s.sealRefused(a.TenantID, err)
@@ -148,7 +148,7 @@ func (s *Service) rotateSecretTx(ctx context.Context, tx pgx.Tx, a vault.Actor, 
 		WHERE tenant_id = $1`, a.TenantID, []byte(ct), int64(keyID), wh.CreatedAt, expires); err != nil {
 		return wh, err
 	}
-	return wh, insertAudit(ctx, tx, s.event(a, vault.ActionWebhookSecretRotate, uuid.Nil,
+	return wh, s.insertAudit(ctx, tx, s.event(a, vault.ActionWebhookSecretRotate, uuid.Nil,
 		map[string]any{"url": wh.URL, "overlap_seconds": int64(overlap / time.Second)}))
 }
 
@@ -162,7 +162,7 @@ func (s *Service) GetWebhook(ctx context.Context, a vault.Actor) (vault.Webhook,
 			return err
 		}
 		wh.CreatedAt = wh.CreatedAt.UTC()
-		return insertAudit(ctx, tx, s.event(a, vault.ActionWebhookRead, uuid.Nil, nil))
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionWebhookRead, uuid.Nil, nil))
 	})
 	return wh, err
 }
@@ -181,7 +181,7 @@ func (s *Service) DeleteWebhook(ctx context.Context, a vault.Actor) error {
 		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionWebhookDelete, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionWebhookDelete, uuid.Nil,
 			map[string]any{"url": u, "pending_events_dropped": tag.RowsAffected()}))
 	})
 }
@@ -212,7 +212,7 @@ func (s *Service) ListWebhookDeliveries(ctx context.Context, a vault.Actor, limi
 		if len(page.Deliveries) > limit {
 			page.Deliveries, page.HasMore = page.Deliveries[:limit], true
 		}
-		return insertAudit(ctx, tx, s.event(a, vault.ActionWebhookDeliveriesList, uuid.Nil,
+		return s.insertAudit(ctx, tx, s.event(a, vault.ActionWebhookDeliveriesList, uuid.Nil,
 			map[string]any{"count": len(page.Deliveries)}))
 	})
 	return page, err

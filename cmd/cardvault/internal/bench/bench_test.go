@@ -43,14 +43,16 @@ func TestPrintReportSpeaksOfTargets(t *testing.T) {
 		Phases: []PhaseResult{{Name: PhaseTokenize, Unit: "requests", Requests: 10, RPS: 5, P99Ms: 12.5},
 			{Name: PhaseForward, Unit: "requests", Requests: 8, RPS: 4, P99Ms: 9, OverheadP50Ms: &p50, OverheadP99Ms: &p99},
 			{Name: PhaseImport, Unit: "items", Requests: 20, RPS: 2, P99Ms: 777.25}},
-		Ratios:  []Ratio{{"import/tokenize", 0.4}},
-		Targets: []Target{{"tokenize p99", "≤ 25 ms", "12.5 ms", true}, {"import ≥ 0.3 × tokenize", "≥ 0.3", "0.2", false}},
+		Ratios:      []Ratio{{"import/tokenize", 0.4}},
+		Targets:     []Target{{"tokenize p99", "≤ 25 ms", "12.5 ms", true}, {"import ≥ 0.3 × tokenize", "≥ 0.3", "0.2", false}},
+		AuditWrites: AuditWrites{Rows: 30, Inserted: 30},
 	}
 	var out bytes.Buffer
 	printReport(&out, rep)
 	table := out.String()
 	for _, want := range []string{"tokenize", "12.5", "import", "ratios:\n  import/tokenize", "\ntargets:\n",
 		"PASS  tokenize p99", "FAIL  import ≥ 0.3 × tokenize",
+		"(audit: 30 rows, 30 inserted and 0 updated according to pg_stat_user_tables)",
 		"forward: the vault's own overhead, latency minus the answer's destination_duration: p50 1.25 ms, p99 6.5 ms"} {
 		assert.Contains(t, table, want)
 	}

@@ -115,6 +115,11 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 	if b.o.Profile {
 		b.saveProfile(ctx, "heap", "heap.pprof")
 	}
+	aw, err := readAuditWrites(ctx, env.pool)
+	if err != nil {
+		return nil, err
+	}
+	rep.AuditWrites = aw
 	rep.finish(env.child)
 	return rep, nil
 }

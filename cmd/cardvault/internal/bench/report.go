@@ -27,6 +27,8 @@ type Report struct {
 	Targets        []Target      `json:"targets"`
 	VaultRSSPeakMB float64       `json:"vault_rss_peak_mb"`
 	Time           string        `json:"time"`
+	// AuditWrites is what the run did to the audit table.
+	AuditWrites AuditWrites `json:"audit_writes"`
 }
 
 // Machine describes where the run happened.
@@ -200,6 +202,8 @@ func (r *Report) finish(child *e2e.Vault) {
 		atLeast("forward ≥ 0.8 × detokenize", ratio(PhaseForward, PhaseDetokenize), 0.8),
 		atMost("forward vault overhead p50", orInf(fwd.OverheadP50Ms), 2, " ms"),
 		atMost("forward vault overhead p99", orInf(fwd.OverheadP99Ms), 10, " ms"),
+		{"audit rows never updated", "0 of > 0 inserted", strconv.FormatInt(r.AuditWrites.Updated, 10),
+			r.AuditWrites.Updated == 0 && r.AuditWrites.Inserted > 0},
 	}
 }
 
@@ -250,6 +254,8 @@ func printReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "(forward: the vault's own overhead, latency minus the answer's destination_duration: p50 %s ms, p99 %s ms)\n",
 			fmtOpt(p.OverheadP50Ms, "-"), fmtOpt(p.OverheadP99Ms, "-"))
 	}
+	fmt.Fprintf(w, "(audit: %d rows, %d inserted and %d updated according to pg_stat_user_tables)\n",
+		r.AuditWrites.Rows, r.AuditWrites.Inserted, r.AuditWrites.Updated)
 	fmt.Fprintln(w, "\nratios:")
 	for _, q := range r.Ratios {
 		fmt.Fprintf(w, "  %-30s %s\n", q.Name, fmtNum(q.Value))

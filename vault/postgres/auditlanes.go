@@ -1,0 +1,444 @@
+package postgres
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cardvault/cardvault/vault"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tink-crypto/tink-go/v2/tink"
+)
+
+// Audit rows are written once (migration 018): the transaction that writes
+// a row locks one lane head of the row's chain, computes the row's sequence
+// number, previous hash and HMAC in Go, inserts the row with them and
+// advances the head, all before its commit. A chain has auditLaneCount
+// lanes, each a chain of its own; a transaction takes the lowest lane no
+// other transaction holds (SKIP LOCKED), so concurrent transactions of one
+// tenant do not queue on one head, while a quiet tenant writes one lane
+// only. A transaction finding every lane held waits for one, picked
+// round-robin. The row hash is HMAC-SHA256 under the chain's key, which is stored
+// wrapped by the root KEK: whoever can write to the database but cannot use
+// the KEK cannot compute a valid hash for a row they edit or add.
+
+const (
+	// auditLaneCount is how many lanes a chain has.
+	auditLaneCount = 8
+	// auditChainDomainV2 starts every encoded v2 row.
+	auditChainDomainV2 = "cardvault.audit.v2"
+	// auditKeyADPrefix starts the associated data of a wrapped chain key.
+	auditKeyADPrefix = "cardvault/audit-chain-key/"
+)
+
+// auditKeyAD is the associated data binding a wrapped key to its chain.
+func auditKeyAD(chain uuid.UUID) []byte {
+	return []byte(auditKeyADPrefix + chain.String())
+}
+
+// auditKeys caches the unwrapped chain keys (a chain is cached once its
+// lanes exist too). Keys never change, so they are cached for the life of
+// the process.
+type auditKeys struct {
+	mu   sync.Mutex
+	keys map[uuid.UUID][]byte
+	next atomic.Uint32 // the lane the next transaction finding every lane held waits for
+}
+
+// laneHead is a lane's newest row as its lock read it.
+type laneHead struct {
+	chain uuid.UUID
+	lane  int16
+	seq   int64
+	hash  []byte
+}
+
+// chainOf returns the chain of a row with tenant id t.
+func chainOf(t uuid.UUID) uuid.UUID { return t }
+
+// auditChainKey returns the chain's HMAC key, creating and storing it
+// (wrapped by the root KEK) on first use, and makes sure the chain's lanes
+// exist. It returns a KindUnavailable error when the KEK fails and the
+// driver error when the database does.
+func (s *Service) auditChainKey(ctx context.Context, chain uuid.UUID) ([]byte, error) {
+	s.audit.mu.Lock()
+	k, ok := s.audit.keys[chain]
+	s.audit.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := s.loadAuditKey(ctx, chain)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.db.Exec(ctx, `INSERT INTO audit_lanes (chain_id, lane, seq, hash, updated_at)
+		SELECT $1, l, 0, $2, $3 FROM generate_series(0, $4 - 1) AS l
+		ON CONFLICT DO NOTHING`, chain, genesisHash, s.clock(), auditLaneCount); err != nil {
+		return nil, err
+	}
+	s.audit.mu.Lock()
+	if s.audit.keys == nil {
+		s.audit.keys = map[uuid.UUID][]byte{}
+	}
+	s.audit.keys[chain] = k
+	s.audit.mu.Unlock()
+	return k, nil
+}
+
+// loadAuditKey reads and unwraps the chain's key, generating it first when
+// the chain has none.
+func (s *Service) loadAuditKey(ctx context.Context, chain uuid.UUID) ([]byte, error) {
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, vault.Internal(err)
+	}
+	w, err := s.keys.kek.Encrypt(fresh, auditKeyAD(chain))
+	if err != nil {
+		return nil, keyError(chain, err)
+	}
+	var wrapped []byte
+	err = s.db.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO audit_chain_keys (chain_id, wrapped, created_at, updated_at) VALUES ($1, $2, $3, $3)
+			ON CONFLICT (chain_id) DO NOTHING RETURNING wrapped)
+		SELECT wrapped FROM ins UNION ALL SELECT wrapped FROM audit_chain_keys WHERE chain_id = $1`,
+		chain, w, s.clock()).Scan(&wrapped)
+	if err != nil {
+		return nil, err
+	}
+	k, err := s.keys.kek.Decrypt(wrapped, auditKeyAD(chain))
+	if err != nil {
+		return nil, keyError(chain, fmt.Errorf("unwrap audit chain key: %w", err))
+	}
+	return k, nil
+}
+
+// lockLanesSQL locks, for each chain in $1, the lowest of its lanes no
+// other transaction holds (one this transaction holds already counts as
+// free), and answers its head.
+const lockLanesSQL = `
+	SELECT l.chain_id, l.lane, l.seq, l.hash FROM unnest($1::uuid[]) AS c(id)
+	CROSS JOIN LATERAL (
+		SELECT chain_id, lane, seq, hash FROM audit_lanes WHERE chain_id = c.id
+		ORDER BY lane LIMIT 1 FOR UPDATE SKIP LOCKED) l`
+
+// lockLanes locks one lane of each chain for the rest of q's transaction
+// and returns their heads; when every lane of a chain is held, it waits for
+// one. q must be in a transaction.
+func (s *Service) lockLanes(ctx context.Context, q querier, chains []uuid.UUID) (map[uuid.UUID]*laneHead, error) {
+	rows, err := q.Query(ctx, lockLanesSQL, chains)
+	if err != nil {
+		return nil, err
+	}
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (laneHead, error) {
+		var h laneHead
+		err := r.Scan(&h.chain, &h.lane, &h.seq, &h.hash)
+		return h, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	heads := make(map[uuid.UUID]*laneHead, len(chains))
+	for i := range found {
+		heads[found[i].chain] = &found[i]
+	}
+	for _, c := range chains {
+		if heads[c] != nil {
+			continue
+		}
+		h := laneHead{chain: c, lane: int16(s.audit.next.Add(1) % auditLaneCount)}
+		err := q.QueryRow(ctx, `SELECT seq, hash FROM audit_lanes WHERE chain_id = $1 AND lane = $2 FOR UPDATE`,
+			c, h.lane).Scan(&h.seq, &h.hash)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, errNoLanes
+		}
+		if err != nil {
+			return nil, err
+		}
+		heads[c] = &h
+	}
+	return heads, nil
+}
+
+// errNoLanes means a chain the process knew has no lanes any more (its
+// tables were emptied): its cached key is dropped and it is set up again.
+var errNoLanes = errors.New("vault: audit chain has no lanes")
+
+// auditRowV2 is a v2 audit row as it is written and verified.
+type auditRowV2 struct {
+	chainRow
+	lane int16
+	// canonical says detail is canonical JSON already.
+	canonical bool
+}
+
+// encodeV2 returns the canonical encoding of a v2 row: every field
+// length-prefixed in a fixed order, the chain, lane, sequence number and
+// previous hash included, the detail as canonical JSON.
+func (r auditRowV2) encodeV2() ([]byte, error) {
+	return r.appendV2(make([]byte, 0, 320+len(r.detail)))
+}
+
+// appendV2 appends the row's canonical encoding to b.
+func (r auditRowV2) appendV2(b []byte) ([]byte, error) {
+	detail := r.detail
+	if !r.canonical {
+		var err error
+		if detail, err = canonicalJSON(r.detail); err != nil {
+			return nil, err
+		}
+	}
+	b = appendField(b, []byte(auditChainDomainV2))
+	b = appendField(b, r.tenant[:])
+	b = appendField(b, binary.BigEndian.AppendUint16(nil, uint16(r.lane)))
+	b = appendField(b, binary.BigEndian.AppendUint64(nil, uint64(r.seq)))
+	b = appendField(b, r.prev)
+	b = appendField(b, binary.BigEndian.AppendUint64(nil, uint64(r.occurredAt.UnixMicro())))
+	b = appendField(b, []byte(r.action))
+	b = appendField(b, uuidBytes(r.apiKey))
+	b = appendField(b, uuidBytes(r.token))
+	b = appendField(b, []byte(r.outcome))
+	b = appendField(b, []byte(r.requestID))
+	b = appendField(b, []byte(r.clientAddr))
+	b = appendField(b, detail)
+	return b, nil
+}
+
+// macV2 returns HMAC-SHA256(key, the row's canonical encoding).
+func (r auditRowV2) macV2(key []byte) ([]byte, error) {
+	enc, err := r.encodeV2()
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(enc)
+	return m.Sum(nil), nil
+}
+
+// auditWrite is a batch of v2 rows ready to be inserted, with the lane
+// heads they advance: insertAuditRowsSQL and its arguments.
+type auditWrite struct {
+	args []any
+}
+
+// insertAuditRowsSQL inserts v2 rows ($1–$13 as arrays) and advances the
+// lanes' heads ($14 chains, $15 lanes, $16 seqs, $17 hashes, $18 now).
+const insertAuditRowsSQL = `
+	WITH ins AS (
+		INSERT INTO audit_events (` + auditInsertColumns + `, chain_lane, chain_seq, prev_hash, row_hash)
+		SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[],
+		                     $6::text[], $7::text[], $8::text[], $9::jsonb[],
+		                     $10::smallint[], $11::bigint[], $12::bytea[], $13::bytea[])
+	)
+	UPDATE audit_lanes l SET seq = u.seq, hash = u.hash, updated_at = $18
+	FROM unnest($14::uuid[], $15::smallint[], $16::bigint[], $17::bytea[]) AS u(chain_id, lane, seq, hash)
+	WHERE l.chain_id = u.chain_id AND l.lane = u.lane`
+
+// prepareAudit locks a lane of each chain the events belong to (q must be
+// in a transaction, which holds the locks until it ends) and chains the
+// events in the order given. The caller runs (or queues) the returned write
+// in the same transaction. It returns a domain error when a chain key
+// cannot be had and the driver error when the database fails.
+func (s *Service) prepareAudit(ctx context.Context, q querier, events []vault.AuditEvent) (*auditWrite, error) {
+	w, err := s.prepareAuditOnce(ctx, q, events)
+	if errors.Is(err, errNoLanes) {
+		s.audit.mu.Lock()
+		s.audit.keys = nil
+		s.audit.mu.Unlock()
+		w, err = s.prepareAuditOnce(ctx, q, events)
+	}
+	return w, err
+}
+
+func (s *Service) prepareAuditOnce(ctx context.Context, q querier, events []vault.AuditEvent) (*auditWrite, error) {
+	keys := map[uuid.UUID][]byte{}
+	var chains []uuid.UUID
+	for _, ev := range events {
+		c := chainOf(ev.TenantID)
+		if _, ok := keys[c]; ok {
+			continue
+		}
+		k, err := s.auditChainKey(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		keys[c], chains = k, append(chains, c)
+	}
+	sort.Slice(chains, func(i, j int) bool { return string(chains[i][:]) < string(chains[j][:]) })
+	heads, err := s.lockLanes(ctx, q, chains)
+	if err != nil {
+		return nil, err
+	}
+	return chainEvents(events, heads, keys)
+}
+
+// chainEvents gives each event the next sequence number of its chain's
+// locked lane and its hash, and lays the rows and the advanced heads out as
+// insertAuditRowsSQL's arguments.
+func chainEvents(events []vault.AuditEvent, heads map[uuid.UUID]*laneHead, keys map[uuid.UUID][]byte) (*auditWrite, error) {
+	cols, err := auditColumns(events)
+	if err != nil {
+		return nil, err
+	}
+	n := len(events)
+	lanes, seqs, prevs, hashes := make([]int16, n), make([]int64, n), make([][]byte, n), make([][]byte, n)
+	details := cols[8].([]string)
+	for i, ev := range events {
+		h := heads[chainOf(ev.TenantID)]
+		r := auditRowV2{lane: h.lane, chainRow: chainRow{occurredAt: ev.OccurredAt, tenant: ev.TenantID,
+			apiKey: ev.APIKeyID, action: string(ev.Action), token: ev.TokenID, requestID: ev.RequestID,
+			clientAddr: ev.ClientAddr, outcome: string(ev.Outcome), detail: []byte(details[i]),
+			seq: h.seq + 1, prev: h.hash}}
+		if hashes[i], err = r.macV2(keys[h.chain]); err != nil {
+			return nil, vault.Internal(err)
+		}
+		lanes[i], seqs[i], prevs[i] = h.lane, r.seq, h.hash
+		h.seq, h.hash = r.seq, hashes[i]
+	}
+	var hc []uuid.UUID
+	var hl []int16
+	var hs []int64
+	var hh [][]byte
+	for _, h := range heads {
+		hc, hl, hs, hh = append(hc, h.chain), append(hl, h.lane), append(hs, h.seq), append(hh, h.hash)
+	}
+	args := append(cols, lanes, seqs, prevs, hashes, hc, hl, hs, hh)
+	return &auditWrite{args: args}, nil
+}
+
+// exec runs w with q.
+func (w *auditWrite) exec(ctx context.Context, q querier, now time.Time) error {
+	_, err := q.Exec(ctx, insertAuditRowsSQL, append(w.args, now)...)
+	return err
+}
+
+// queue adds w to b.
+func (w *auditWrite) queue(b *pgx.Batch, now time.Time) {
+	b.Queue(insertAuditRowsSQL, append(w.args, now)...)
+}
+
+// inAuditedTx runs sql in a transaction of its own on one connection,
+// pipelined with its BEGIN; read gets its rows and returns the audit events
+// they call for, which are then chained and inserted with the COMMIT in
+// one more round trip (after one to lock their lanes). The transaction
+// commits only when read returns nil. Errors are returned untranslated.
+func (s *Service) inAuditedTx(ctx context.Context, sql string, args []any, read func(pgx.Rows) ([]vault.AuditEvent, error)) error {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	b.Queue(sql, args...)
+	br := conn.SendBatch(ctx, &b)
+	var events []vault.AuditEvent
+	_, err = br.Exec()
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			events, err = read(rows)
+		}
+	}
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		err = s.commitAudited(ctx, conn, events)
+	}
+	if err != nil {
+		rollback(conn)
+	}
+	return err
+}
+
+// errRolledBack means COMMIT answered ROLLBACK: the transaction had failed.
+var errRolledBack = errors.New("vault: the transaction was rolled back")
+
+// commitAudited chains and inserts events in conn's transaction and
+// commits it, the insert and the COMMIT in one round trip.
+func (s *Service) commitAudited(ctx context.Context, conn *pgxpool.Conn, events []vault.AuditEvent) error {
+	var b pgx.Batch
+	if len(events) > 0 {
+		w, err := s.prepareAudit(ctx, conn, events)
+		if err != nil {
+			return err
+		}
+		w.queue(&b, s.clock())
+	}
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, &b)
+	var tag pgconn.CommandTag
+	var err error
+	for range b.Len() {
+		if tag, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil && tag.String() != "COMMIT" {
+		err = errRolledBack
+	}
+	return err
+}
+
+// rewrapAuditKeys moves every audit chain key (the chains of destroyed
+// tenants and the system chain included) from the configured root KEK to
+// newKEK, in one transaction, and returns how many it moved (with dryRun,
+// how many it would move); a key only newKEK opens is already done. It
+// returns a KindUnavailable error when a key opens under neither KEK.
+func (s *Service) rewrapAuditKeys(ctx context.Context, newKEK tink.AEAD, dryRun bool) (int, error) {
+	n := 0
+	err := s.inTx(ctx, "audit event", func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT chain_id, wrapped FROM audit_chain_keys ORDER BY chain_id FOR UPDATE`)
+		if err != nil {
+			return err
+		}
+		type wrappedKey struct {
+			chain uuid.UUID
+			w     []byte
+		}
+		keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (wrappedKey, error) {
+			var k wrappedKey
+			return k, r.Scan(&k.chain, &k.w)
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			clear, err := s.keys.kek.Decrypt(k.w, auditKeyAD(k.chain))
+			if err != nil {
+				if _, err2 := newKEK.Decrypt(k.w, auditKeyAD(k.chain)); err2 == nil {
+					continue
+				}
+				return keyError(k.chain, fmt.Errorf("unwrap audit chain key: %w", err))
+			}
+			n++
+			if dryRun {
+				continue
+			}
+			nw, err := newKEK.Encrypt(clear, auditKeyAD(k.chain))
+			if err != nil {
+				return keyError(k.chain, err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE audit_chain_keys SET wrapped = $2, updated_at = $3 WHERE chain_id = $1`,
+				k.chain, nw, s.clock()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, err
+}
