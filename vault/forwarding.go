@@ -178,6 +178,11 @@ type ForwardingRequest struct {
 	// Replayed is set on the record answered to a retry of an earlier
 	// request with the same Idempotency-Key (nothing was sent again).
 	Replayed bool
+	// RemoteTokenID is the destination's own token id, read from its
+	// answer (before redaction, which may mask digit runs inside an id) at
+	// the destination's remote_token_path; "" when it has none, the answer
+	// has none there, or it holds the card's number. It is not stored.
+	RemoteTokenID string
 }
 
 // ListForwardingParams filters and pages a listing of forwarding requests,
