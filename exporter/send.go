@@ -64,8 +64,9 @@ func (r *Runner) send(ctx context.Context, w vault.ExportWork) {
 	rec, err := r.svc.Forward(context.WithoutCancel(ctx), vault.Actor{TenantID: w.TenantID, ClientAddr: "exporter",
 		RequestID: "export_" + w.JobID.String()}, vault.ForwardInput{
 		PaymentMethod: w.TokenID.String(), URL: j.setup.URL, Replacements: j.plan.replacements, Body: string(body),
-		Headers:  append(slices.Clone(j.setup.Headers), vault.ForwardHeader{Name: "Idempotency-Key", Value: idempotencyKey(w)}),
-		Metadata: map[string]string{"export_id": w.JobID.String()}})
+		// No metadata: the record names the job by its request id, and a
+		// UUID in metadata may read as a card number to its check.
+		Headers: append(slices.Clone(j.setup.Headers), vault.ForwardHeader{Name: "Idempotency-Key", Value: idempotencyKey(w)})})
 	if isURLRefused(err) {
 		r.fail(ctx, w, "the destination no longer allows the export's url")
 		return
@@ -131,7 +132,7 @@ func (r *Runner) outcome(j *job, rec vault.ForwardingRequest, err error, attempt
 	}
 	status := rec.Response.Status
 	if status >= 200 && status < 300 {
-		return j.plan.remoteID(rec.Response.Body)
+		return j.plan.remoteID(rec)
 	}
 	reason := fmt.Sprintf("destination answered HTTP %d", status)
 	if code := errorCode(rec.Response.Body); code != "" {
@@ -257,16 +258,15 @@ func (p plan) body(businessKey string) ([]byte, error) {
 	return json.Marshal(b)
 }
 
-// remoteID is the attempt of a 2xx answer: succeeded with the token id at
-// the destination's remote_token_path, or failed when that path is set and
-// the answer has nothing there.
-func (p plan) remoteID(body string) vault.ExportAttempt {
+// remoteID is the attempt of a 2xx answer: succeeded with the token id the
+// forward read at the destination's remote_token_path, or failed when that
+// path is set and the answer has no usable id there.
+func (p plan) remoteID(rec vault.ForwardingRequest) vault.ExportAttempt {
 	if p.dest.RemoteTokenPath == "" {
 		return vault.ExportAttempt{Status: vault.ItemSucceeded}
 	}
-	id, ok := forwarding.RemoteTokenID(p.dest, []byte(body))
-	if !ok || id == "" {
-		return vault.ExportAttempt{Status: vault.ItemFailed, Error: "the answer has no token id at " + p.dest.RemoteTokenPath}
+	if rec.RemoteTokenID == "" {
+		return vault.ExportAttempt{Status: vault.ItemFailed, Error: "the answer has no usable token id at " + p.dest.RemoteTokenPath}
 	}
-	return vault.ExportAttempt{Status: vault.ItemSucceeded, RemoteID: id}
+	return vault.ExportAttempt{Status: vault.ItemSucceeded, RemoteID: rec.RemoteTokenID}
 }

@@ -219,6 +219,10 @@ func scrubPAN(b []byte, pan card.PAN) []byte {
 	return out
 }
 
+// HoldsCardNumber reports whether s holds cd's card number, as the
+// redaction finds it (digits with single spaces or dashes between them).
+func HoldsCardNumber(s string, cd card.Card) bool { return containsKnownPAN(s, cd.PAN) }
+
 // containsKnownPAN reports whether s holds pan's digits as scrubPAN finds
 // them.
 func containsKnownPAN(s string, pan card.PAN) bool {

@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"time"
@@ -221,70 +220,4 @@ type ExportAttempt struct {
 	Error    string     // the destination's status and error code; never card data
 	// RetryAfter is how long a pending item waits before its next attempt.
 	RetryAfter time.Duration
-}
-
-// Exports is what the merchant API needs of export jobs.
-type Exports interface {
-	// CreateExport starts an export job of the actor's tenant's tokens that
-	// in.Filter selects, to destination in.DestinationID, and audits it. It
-	// returns KindBadRequest for bad input or a URL the destination does not
-	// allow, and KindNotFound for an unknown, removed or foreign destination.
-	CreateExport(ctx context.Context, a Actor, in CreateExportInput) (ExportJob, error)
-	// GetExport returns the actor's tenant's export job id. It returns
-	// KindNotFound for an unknown or foreign id.
-	GetExport(ctx context.Context, a Actor, id uuid.UUID) (ExportJob, error)
-	// ListExports returns the actor's tenant's export jobs newest first,
-	// after startingAfter when not uuid.Nil. It returns KindBadRequest for
-	// a bad limit or cursor.
-	ListExports(ctx context.Context, a Actor, limit int, startingAfter uuid.UUID) (ExportPage, error)
-	// ListExportItems returns the ledger (and mapping) of the actor's
-	// tenant's job id, optionally only items in status, after the item seq
-	// startingAfter. It returns KindNotFound for an unknown or foreign job
-	// and KindBadRequest or KindInvalid for a bad limit or status.
-	ListExportItems(ctx context.Context, a Actor, id uuid.UUID, status ItemStatus, limit int, startingAfter int64) (ExportItemPage, error)
-	// AbortExport stops the actor's tenant's job id: no new send starts and
-	// its headers are wiped. It returns KindNotFound for an unknown or
-	// foreign id and KindConflict when the job has already ended.
-	AbortExport(ctx context.Context, a Actor, id uuid.UUID) (ExportJob, error)
-}
-
-// ExportQueue is the export worker's side of export jobs: the forward path
-// it sends through, leases on items, the ledger and completion.
-type ExportQueue interface {
-	// Forward sends one card through the forwarding engine (see Forwarding).
-	Forward(ctx context.Context, a Actor, in ForwardInput) (ForwardingRequest, error)
-	// ExportSetup returns what sending a running job's cards needs. It
-	// returns ErrExportEnded once the job has ended, and a domain error
-	// when the headers do not open or the database fails.
-	ExportSetup(ctx context.Context, jobID uuid.UUID) (ExportSetup, error)
-	// ClaimExportItems leases up to n due pending items of running jobs for
-	// owner, skipping items other workers hold. It returns a domain error
-	// when the database fails.
-	ClaimExportItems(ctx context.Context, owner string, n int, ttl time.Duration) ([]ExportWork, error)
-	// AuditExportItem commits the token.export audit row of owner's next
-	// send of w and counts the attempt, before anything is sent. It returns
-	// ErrExportEnded when the job ended or owner no longer holds w.
-	AuditExportItem(ctx context.Context, owner string, w ExportWork) error
-	// RecordExportAttempt stores the outcome of owner's send of w and
-	// releases its lease. It returns ErrExportEnded when owner no longer
-	// holds w, and a domain error when the database fails.
-	RecordExportAttempt(ctx context.Context, owner string, w ExportWork, at ExportAttempt) error
-	// ReleaseExportItem gives back owner's lease on w without an outcome.
-	// It returns a domain error when the database fails.
-	ReleaseExportItem(ctx context.Context, owner string, w ExportWork) error
-	// RenewExportLeases extends owner's leases on held by ttl. It returns a
-	// domain error when the database fails.
-	RenewExportLeases(ctx context.Context, owner string, held []ExportWork, ttl time.Duration) error
-	// ReleaseExportLeases gives back every export lease owner holds. It
-	// returns a domain error when the database fails.
-	ReleaseExportLeases(ctx context.Context, owner string) error
-	// CompleteExports ends as finished every running job without a pending
-	// item, and returns them. It returns a domain error when the database fails.
-	CompleteExports(ctx context.Context) ([]ExportJob, error)
-	// FailExport ends a running job as failed with reason (no secret, no
-	// card data). It returns ErrExportEnded when it had already ended.
-	FailExport(ctx context.Context, jobID uuid.UUID, reason string) error
-	// ActiveExports returns which of ids name running jobs. It returns a
-	// domain error when the database fails.
-	ActiveExports(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error)
 }

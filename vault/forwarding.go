@@ -198,6 +198,11 @@ type ForwardingRequest struct {
 	// process stopped after the record committed and before the outcome
 	// was written, so the destination may or may not have received it.
 	OutcomeUnknown bool
+	// RemoteTokenID is the destination's own token id, read from its
+	// answer (before redaction, which may mask digit runs inside an id) at
+	// the destination's remote_token_path; "" when it has none, the answer
+	// has none there, or it holds the card's number. It is not stored.
+	RemoteTokenID string
 }
 
 // FailureMessage says why a failed record failed, "" for any other.

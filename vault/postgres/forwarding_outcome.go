@@ -56,6 +56,9 @@ func (s *Service) recordOutcome(tenantID uuid.UUID, p *preparedForward, ex excha
 		body, header := forwarding.RedactResponse(ex.body, ex.header, p.card)
 		rec.Status = vault.ForwardSucceeded
 		rec.Response = &vault.ForwardedResponse{Status: ex.status, Body: string(body), Headers: headerList(header)}
+		if id, ok := forwarding.RemoteTokenID(p.dest, ex.body); ok && !forwarding.HoldsCardNumber(id, p.card) {
+			rec.RemoteTokenID = id
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), outcomeTimeout)
 	defer cancel()
