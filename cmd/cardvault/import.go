@@ -180,6 +180,9 @@ func watchImport(ctx context.Context, svc *postgres.Service, id uuid.UUID, out i
 func importEnded(j vault.ImportJob, out io.Writer) error {
 	fmt.Fprintf(out, "import %s %s: %d of %d imported, %d failed, %d skipped\n",
 		j.ID, j.Status, j.Successes, j.Total, j.Failures, j.Skipped)
+	if j.Provider == vault.ProviderFile {
+		return fileImportEnded(j)
+	}
 	switch j.Status {
 	case vault.ImportFinished:
 		if j.Failures > 0 {
@@ -190,4 +193,14 @@ func importEnded(j vault.ImportJob, out io.Writer) error {
 		return actionf(nil, "import failed: %s; fix that, then start a new job: `cardvault import stripe --tenant %s --wait`", j.FailureReason, j.TenantID)
 	}
 	return actionf(nil, "import %s %s; start a new job with `cardvault import stripe --tenant %s --wait`", j.ID, j.Status, j.TenantID)
+}
+
+// fileImportEnded returns the error of a file import that did not finish.
+func fileImportEnded(j vault.ImportJob) error {
+	if j.Status == vault.ImportFailed {
+		return actionf(nil, "import failed: %s; nothing of the file was imported: fix that (the file, the key it is encrypted to), then run `cardvault import file --tenant %s` again",
+			j.FailureReason, j.TenantID)
+	}
+	return actionf(nil, "import %s %s; the rows imported before keep their tokens: run `cardvault import file --tenant %s` again to import the rest",
+		j.ID, j.Status, j.TenantID)
 }

@@ -62,7 +62,7 @@ func (s *Service) writeNewTokens(batch []*newToken) error {
 	if len(batch) == 1 {
 		return s.insertOneToken(ctx, batch[0])
 	}
-	err := s.insertTokens(ctx, batch)
+	err := s.insertTokens(ctx, s.db, batch)
 	if err == nil || vault.ErrorKind(err) == vault.KindUnavailable {
 		return err
 	}
@@ -72,9 +72,10 @@ func (s *Service) writeNewTokens(batch []*newToken) error {
 	return nil
 }
 
-// insertTokens runs insertTokensSQL for batch and records which rows were
+// insertTokens runs insertTokensSQL for batch on q (the pool, or the
+// transaction of a file import's batch) and records which rows were
 // inserted and enqueued.
-func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
+func (s *Service) insertTokens(ctx context.Context, q querier, batch []*newToken) error {
 	cols := make([][]any, newTokenColumns+newTokenAudit+3)
 	for i := range cols {
 		cols[i] = make([]any, len(batch))
@@ -92,7 +93,7 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
 		args = append(args, c)
 	}
 	args = append(args, string(vault.EventTokenCreated))
-	rows, err := s.db.Query(ctx, insertTokensSQL, args...)
+	rows, err := q.Query(ctx, insertTokensSQL, args...)
 	if err != nil {
 		return dbError(err, "token")
 	}
