@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cardvault/cardvault/importer"
+	"github.com/cardvault/cardvault/importer/cardfile"
 	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres"
@@ -34,6 +35,7 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 	owner := workerName()
 	keyRefresh := cmp.Or(cfg.KeyRefresh, keyRefreshFallback)
 	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
+	fileImports := newFileImportWorker(svc, owner, log)
 	deliverer := webhook.NewDeliverer(svc, webhook.NewClient(webhook.DefaultTimeout, cfg.EgressAllowLoopback), log, owner, webhook.WithMetrics(tel.Webhooks()))
 	return []loop.Loop{
 		loop.Every(log, "key refresh", keyRefresh, svc.RefreshKeys),
@@ -53,6 +55,7 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 			return svc.PruneForwardingRequests(ctx, cfg.ForwardRetention)
 		})),
 		{Name: "imports", Run: imports.Run},
+		{Name: "file imports", Run: fileImports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
 	}
 }
@@ -87,4 +90,13 @@ func flushKeyUsage(svc *postgres.Service, log *slog.Logger) {
 	if err := svc.FlushKeyUsage(ctx); err != nil {
 		log.Error("flushing key usage", "error", err)
 	}
+}
+
+// newFileImportWorker returns the worker that runs file import jobs.
+func newFileImportWorker(svc *postgres.Service, owner string, log *slog.Logger) *cardfile.Worker {
+	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: svc, Owner: owner, Logger: log})
+	if err != nil {
+		panic(err) // svc and owner are always set
+	}
+	return w
 }
