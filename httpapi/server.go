@@ -20,6 +20,7 @@ type Service interface {
 	vault.Tokens
 	vault.TokenSearch
 	vault.Imports
+	vault.FileImports
 	vault.Webhooks
 	vault.Keys
 	vault.AuditLog
@@ -41,6 +42,8 @@ type Server struct {
 	safety requestSafety
 	// importWaker is woken when an import job is created (WithImportWaker).
 	importWaker Waker
+	// importFileMax caps an uploaded card file (WithImportFileLimit).
+	importFileMax int64
 	// consoleOpts turns the operator console on (WithConsole).
 	consoleOpts *console.Options
 	// metrics records requests and refusals (WithMetrics); routeMetrics
@@ -130,6 +133,7 @@ func (s *Server) routeTable() []route {
 		{get, "/tokens/imports/:id", s.getImport, vault.ScopeImportsRead, false, nil},
 		{get, "/tokens/imports/:id/items", s.listImportItems, vault.ScopeImportsRead, false, listQuery("status")},
 		{post, "/tokens/imports/:id/abort", s.abortImport, vault.ScopeImportsWrite, false, nil},
+		{get, "/tokens/imports/:id/mapping", s.importMapping, vault.ScopeImportsRead, false, nil},
 
 		{put, "/webhook", s.putWebhook, vault.ScopeWebhooksManage, false, nil},
 		{get, "/webhook", s.getWebhook, vault.ScopeWebhooksManage, false, nil},

@@ -1,7 +1,9 @@
 package vault
 
 import (
+	"encoding/base64"
 	"io"
+	"strconv"
 
 	"github.com/google/uuid"
 )
@@ -74,4 +76,19 @@ type importFile struct {
 	Format   string `json:"format"`
 	Size     int64  `json:"size"`
 	RowsDone int64  `json:"rows_done"`
+}
+
+// MappingColumns name the columns of a mapping file (CSV), in
+// MappingLine.Record's order.
+var MappingColumns = []string{"row", "old_id", "token_id", "fingerprint", "masked_number", "status", "reason"}
+
+// Record returns l as a line of MappingColumns: the fingerprint as the API
+// shows it (unpadded base64url), blanks for a failed row.
+func (l MappingLine) Record() []string {
+	line := []string{strconv.FormatInt(l.Row, 10), l.OldID, "", "", "", string(l.Status), l.Reason}
+	if l.TokenID != uuid.Nil {
+		line[2], line[4] = l.TokenID.String(), l.Masked
+		line[3] = base64.RawURLEncoding.EncodeToString(l.Fingerprint)
+	}
+	return line
 }

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/csv"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -187,7 +185,7 @@ type mappingFile struct {
 }
 
 // mappingHeader names the mapping file's columns.
-var mappingHeader = []string{"row", "old_id", "token_id", "fingerprint", "masked_number", "status", "reason"}
+var mappingHeader = vault.MappingColumns
 
 // newMappingFile creates (or empties) path and writes its header; a run
 // again after a failure writes the whole mapping anew.
@@ -202,17 +200,7 @@ func newMappingFile(path string) (*mappingFile, error) {
 
 // write adds l's line.
 func (m *mappingFile) write(l vault.MappingLine) error {
-	return m.w.Write(mappingRecord(l))
-}
-
-// mappingRecord returns l as a line of mappingHeader's columns.
-func mappingRecord(l vault.MappingLine) []string {
-	line := []string{strconv.FormatInt(l.Row, 10), l.OldID, "", "", "", string(l.Status), l.Reason}
-	if l.TokenID != uuid.Nil {
-		line[2], line[4] = l.TokenID.String(), l.Masked
-		line[3] = base64.RawURLEncoding.EncodeToString(l.Fingerprint)
-	}
-	return line
+	return m.w.Write(l.Record())
 }
 
 // close flushes and closes the file.

@@ -81,7 +81,7 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 	if err != nil {
 		return err
 	}
-	opts := []httpapi.Option{httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits),
+	opts := []httpapi.Option{httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithImportFileLimit(cfg.Import.FileMaxBytes), httpapi.WithLimits(cfg.Limits),
 		httpapi.WithMetrics(tel.HTTP())}
 	if cfg.Console {
 		opts = append(opts, httpapi.WithConsole(console.Options{}))
