@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cardvault/cardvault/cmd/cardvault/internal/bench"
+	"github.com/cardvault/cardvault/vault"
 )
 
 // newBenchCmd parses the bench's flags and runs bench.Run, provisioning
@@ -32,6 +33,8 @@ and measures, each phase for --duration (after --warmup) at --concurrency:
   7. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
                       also the vault's own overhead (latency minus destination_duration)
   8. import           an import job of --import-cards payment methods from a Stripe simulator
+  9. file-import      an encrypted Stripe export of --file-import-cards public test numbers
+                      uploaded to POST /tokens/imports, end to end, rows/s
 
 It prints a table with the ratios to the baselines and PASS/FAIL per target,
 writes bench.json and bench.csv to --out, and exits non-zero if any request
@@ -40,6 +43,7 @@ failed. The database (and a private server) are removed afterwards.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Report, o.Progress = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			o.Provision, o.StopGrace = provisionBench, shutdownGrace
+			o.ImportKey = benchImportKey
 			return bench.Run(cmd.Context(), o)
 		},
 	}
@@ -50,6 +54,7 @@ failed. The database (and a private server) are removed afterwards.`,
 	f.DurationVar(&o.Warmup, "warmup", time.Second, "how long each timed phase runs before it is measured (its errors still count)")
 	f.StringVar(&o.Out, "out", "cardvault-bench", "folder for bench.json, bench.csv and vault.log")
 	f.IntVar(&o.ImportCards, "import-cards", 2000, "payment methods imported in the import phase")
+	f.IntVar(&o.FileImportCards, "file-import-cards", 20_000, "rows of the encrypted card file imported in the file-import phase")
 	f.IntVar(&o.ImportConcurrency, "import-concurrency", 0, "the vault's VAULT_IMPORT_CONCURRENCY during the import phase; default: --concurrency (at most 256)")
 	f.BoolVar(&o.Profile, "profile", false, "save CPU profiles of the vault for each HTTP phase (and a heap profile) to --out")
 	return cmd
@@ -74,4 +79,23 @@ func provisionBench(ctx context.Context, dbURL, kekURI string) (uuid.UUID, strin
 	}
 	defer a.Close()
 	return devKey(ctx, a.svc)
+}
+
+// benchImportKey makes the bench tenant's OpenPGP import key and returns
+// its armored public half.
+func benchImportKey(ctx context.Context, dbURL, kekURI string, tenant uuid.UUID) (string, error) {
+	var raw rawConfig
+	raw.bindServer(pflag.NewFlagSet("bench", pflag.ContinueOnError))
+	raw.databaseURL, raw.kekURI, raw.listen = dbURL, kekURI, "127.0.0.1:0"
+	cfg, err := raw.parse(true)
+	if err != nil {
+		return "", err
+	}
+	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return "", err
+	}
+	defer a.Close()
+	k, err := a.svc.CreatePGPKey(ctx, vault.Operator(tenant))
+	return k.PublicKey, err
 }

@@ -38,9 +38,10 @@ func TestBenchChildServe(t *testing.T) {
 }
 
 // TestBenchRunsEveryPhase runs a tiny bench (a fraction of a second per
-// phase, 20 imported cards) with profiling on, and checks the report: eight
-// phases in order, each with requests and no errors, the forward phase's
-// vault overhead, the eight ratios, the twelve targets, the same in
+// phase, 20 imported cards, a 30-row card file) with profiling on, and
+// checks the report: nine phases in order, each with requests and no
+// errors, the forward phase's vault overhead, the nine ratios, the
+// thirteen targets, the same in
 // bench.csv, and a CPU profile per HTTP phase.
 func TestBenchRunsEveryPhase(t *testing.T) {
 	out := t.TempDir()
@@ -48,6 +49,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	o := bench.Options{DatabaseURL: dbURL, Concurrency: 4, Duration: 300 * time.Millisecond, Out: out,
 		ImportCards: 20, ImportConcurrency: 4, Profile: true, SkipSettle: true, Report: &table, Progress: &progress,
 		Provision: provisionBench, StopGrace: shutdownGrace,
+		FileImportCards: 30, ImportKey: benchImportKey,
 		ChildCommand: func() (*exec.Cmd, error) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestBenchChildServe$", "-test.count=1")
 			cmd.Env = []string{benchChildEnv + "=1", vaulttest.EnvURL + "=" + dbURL}
@@ -61,7 +63,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	js, err := os.ReadFile(filepath.Join(out, "bench.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(js, &rep))
-	want := []string{bench.PhaseBaselineInsert, bench.PhaseTokenize, bench.PhaseBaselineSelect, bench.PhaseBaselineHTTP, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward, bench.PhaseImport}
+	want := []string{bench.PhaseBaselineInsert, bench.PhaseTokenize, bench.PhaseBaselineSelect, bench.PhaseBaselineHTTP, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward, bench.PhaseImport, bench.PhaseFileImport}
 	var got []string
 	for _, p := range rep.Phases {
 		got = append(got, p.Name)
@@ -72,6 +74,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	}
 	assert.Equal(t, want, got)
 	assert.Equal(t, int64(20), rep.Phase(bench.PhaseImport).Requests)
+	assert.Equal(t, int64(30), rep.Phase(bench.PhaseFileImport).Requests, "every row of the card file")
 	assert.NotNil(t, rep.Phase(bench.PhaseTokenize).VaultCPUPer1k)
 	assert.Nil(t, rep.Phase(bench.PhaseBaselineInsert).VaultCPUPer1k, "the vault does not serve the baselines")
 	assert.Positive(t, rep.VaultRSSPeakMB)
@@ -83,8 +86,8 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.LessOrEqual(t, *fwd.OverheadP99Ms, fwd.MaxMs, "the overhead is part of the latency")
 	assert.Nil(t, rep.Phase(bench.PhaseDetokenize).OverheadP50Ms, "only forwards have a destination")
 	assert.Contains(t, table.String(), "forward: the vault's own overhead")
-	assert.Len(t, rep.Ratios, 8)
-	assert.Len(t, rep.Targets, 12)
+	assert.Len(t, rep.Ratios, 9)
+	assert.Len(t, rep.Targets, 13)
 	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+$`, rep.Machine.Durability, "the server's durability is reported")
 	assert.Contains(t, table.String(), "\ntargets:\n")
 
@@ -93,7 +96,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	assert.Len(t, rows, 1+8+8+12)
+	assert.Len(t, rows, 1+9+9+13)
 
 	for _, p := range []string{bench.PhaseTokenize, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
 		st, err := os.Stat(filepath.Join(out, p+".cpu.pprof"))

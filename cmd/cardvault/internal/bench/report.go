@@ -112,6 +112,9 @@ func newPhaseResult(name string, r e2e.Result) PhaseResult {
 	if name == PhaseImport {
 		p.Unit = "items"
 	}
+	if name == PhaseFileImport {
+		p.Unit = "rows"
+	}
 	if r.Elapsed > 0 {
 		p.RPS = round1(float64(r.Requests) / r.Elapsed.Seconds())
 	}
@@ -160,6 +163,7 @@ func (r *Report) finish(child *e2e.Vault) {
 		{"read/baseline-http", ratio(PhaseRead, PhaseBaselineHTTP)},
 		{"detokenize/baseline-http", ratio(PhaseDetokenize, PhaseBaselineHTTP)},
 		{"forward/detokenize", ratio(PhaseForward, PhaseDetokenize)},
+		{"file-import/tokenize", ratio(PhaseFileImport, PhaseTokenize)},
 	}
 	hwm, _ := child.PeakRSS()
 	r.VaultRSSPeakMB = round1(hwm)
@@ -187,6 +191,7 @@ func (r *Report) finish(child *e2e.Vault) {
 		atLeast("forward ≥ 0.8 × detokenize", ratio(PhaseForward, PhaseDetokenize), 0.8),
 		atMost("forward vault overhead p50", orInf(fwd.OverheadP50Ms), 2, " ms"),
 		atMost("forward vault overhead p99", orInf(fwd.OverheadP99Ms), 10, " ms"),
+		atLeast("file-import ≥ 3 × tokenize", ratio(PhaseFileImport, PhaseTokenize), 3),
 	}
 }
 
