@@ -89,7 +89,7 @@ func (o Options) Validate() error {
 	if o.ImportCards < 1 || o.ImportCards > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--import-cards %d must be between 1 and 1000000", o.ImportCards))
 	}
-	if o.FileImportCards < 1 || o.FileImportCards > 1_000_000 {
+	if o.FileImportCards < 0 || o.FileImportCards > 1_000_000 { // 0: the default
 		errs = append(errs, fmt.Errorf("--file-import-cards %d must be between 1 and 1000000", o.FileImportCards))
 	}
 	if o.ImportConcurrency < 1 || o.ImportConcurrency > 256 {
