@@ -16,6 +16,11 @@ import (
 // DefaultBatchRows is how many rows a file import writes per transaction.
 const DefaultBatchRows = 500
 
+// DefaultDepth is how many batches of a file import are written at once:
+// PostgreSQL runs one statement on one core, and a batch is sealed while
+// others are written.
+const DefaultDepth = 3
+
 // WorkerConfig says how a Worker runs file import jobs. Queue and Owner are
 // required; zero values of the rest take the defaults named on each field.
 type WorkerConfig struct {
@@ -27,6 +32,9 @@ type WorkerConfig struct {
 	Poll time.Duration
 	// BatchRows is how many rows one transaction writes (default DefaultBatchRows).
 	BatchRows int
+	// Depth is how many batches are written at once (default
+	// DefaultDepth); they commit in file order.
+	Depth int
 	Logger    *slog.Logger
 	// AfterBatch, when set, is called after each committed batch with the
 	// job and its last committed row (tests stop a worker there).
@@ -59,6 +67,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.BatchRows <= 0 {
 		cfg.BatchRows = DefaultBatchRows
+	}
+	if cfg.Depth <= 0 {
+		cfg.Depth = DefaultDepth
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -190,6 +201,8 @@ func (w *Worker) run(ctx context.Context, job vault.FileImportWork) error {
 	if err != nil {
 		return err
 	}
+	p := newPipeline(ctx, w, job)
+	defer p.stop()
 	batch := make([]vault.FileRow, 0, w.cfg.BatchRows)
 	for {
 		r, err := rows.Next()
@@ -204,33 +217,96 @@ func (w *Worker) run(ctx context.Context, job vault.FileImportWork) error {
 		}
 		batch = append(batch, vault.FileRow{N: int64(r.N), OldID: r.OldID, Input: r.Input, Err: r.Err})
 		if len(batch) == w.cfg.BatchRows {
-			if err := w.flush(ctx, &job, batch); err != nil {
+			if err := p.send(batch); err != nil {
 				return err
 			}
-			clear(batch)
-			batch = batch[:0]
+			batch = make([]vault.FileRow, 0, w.cfg.BatchRows)
 		}
 	}
-	if err := w.flush(ctx, &job, batch); err != nil {
+	if len(batch) > 0 {
+		if err := p.send(batch); err != nil {
+			return err
+		}
+	}
+	if err := p.drain(); err != nil {
 		return err
 	}
 	_, err = w.q.FinishFileImport(ctx, w.cfg.Owner, job.JobID)
 	return err
 }
 
-// flush writes one batch and moves the job's resume point past it.
-func (w *Worker) flush(ctx context.Context, job *vault.FileImportWork, batch []vault.FileRow) error {
-	if len(batch) == 0 {
-		return nil
+// pipeline writes up to Depth batches of one job at once; each batch
+// follows the resume point of the one before, and they commit in order.
+type pipeline struct {
+	w       *Worker
+	job     vault.FileImportWork // RowsDone: the last row of the last batch sent
+	ctx     context.Context
+	cancel  context.CancelFunc
+	flights []flight
+}
+
+// flight is a batch being written.
+type flight struct {
+	last int64
+	done chan error
+}
+
+func newPipeline(ctx context.Context, w *Worker, job vault.FileImportWork) *pipeline {
+	pctx, cancel := context.WithCancel(ctx)
+	return &pipeline{w: w, job: job, ctx: pctx, cancel: cancel}
+}
+
+// send starts writing batch, after waiting for the oldest batch in flight
+// when Depth are; it returns the first error of a batch.
+func (p *pipeline) send(batch []vault.FileRow) error {
+	if len(p.flights) == p.w.cfg.Depth {
+		if err := p.settleOldest(); err != nil {
+			return err
+		}
 	}
-	if _, err := w.q.ImportFileRows(ctx, w.cfg.Owner, *job, batch, w.cfg.LeaseTTL); err != nil {
+	work := p.job
+	f := flight{last: batch[len(batch)-1].N, done: make(chan error, 1)}
+	p.job.RowsDone = f.last
+	go func() {
+		_, err := p.w.q.ImportFileRows(p.ctx, p.w.cfg.Owner, work, batch, p.w.cfg.LeaseTTL)
+		f.done <- err
+	}()
+	p.flights = append(p.flights, f)
+	return nil
+}
+
+// settleOldest waits for the oldest batch in flight; on its error the
+// batches after it are called off (they cannot commit without it).
+func (p *pipeline) settleOldest() error {
+	f := p.flights[0]
+	p.flights = p.flights[1:]
+	if err := <-f.done; err != nil {
+		p.stop()
 		return err
 	}
-	job.RowsDone = batch[len(batch)-1].N
-	if w.cfg.AfterBatch != nil {
-		w.cfg.AfterBatch(job.JobID, job.RowsDone)
+	if p.w.cfg.AfterBatch != nil {
+		p.w.cfg.AfterBatch(p.job.JobID, f.last)
 	}
 	return nil
+}
+
+// drain waits for every batch in flight.
+func (p *pipeline) drain() error {
+	for len(p.flights) > 0 {
+		if err := p.settleOldest(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stop calls off the batches in flight and waits for them.
+func (p *pipeline) stop() {
+	p.cancel()
+	for _, f := range p.flights {
+		<-f.done
+	}
+	p.flights = nil
 }
 
 // open returns the rows of the job's file, decrypted as they are read.

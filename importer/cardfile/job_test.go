@@ -88,10 +88,11 @@ func (e fileEnv) create(t *testing.T, file []byte) vault.ImportJob {
 	return job
 }
 
-// worker returns a worker of owner writing batches of rows rows over q.
-func worker(t *testing.T, q vault.FileImportQueue, owner string, rows int, after func(uuid.UUID, int64)) *cardfile.Worker {
+// worker returns a worker of owner writing batches of rows rows over q,
+// depth at once (the default when 0).
+func worker(t *testing.T, q vault.FileImportQueue, owner string, rows, depth int, after func(uuid.UUID, int64)) *cardfile.Worker {
 	t.Helper()
-	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: q, Owner: owner, BatchRows: rows, Poll: 20 * time.Millisecond,
+	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: q, Owner: owner, BatchRows: rows, Depth: depth, Poll: 20 * time.Millisecond,
 		LeaseTTL: 3 * time.Second, Logger: slog.New(slog.DiscardHandler), AfterBatch: after})
 	require.NoError(t, err)
 	return w
@@ -153,7 +154,7 @@ func TestAFileImportResumesAfterItsWorkerStopsMidBatch(t *testing.T) {
 	// that batch commits whole or not at all.
 	ctx, cancel := context.WithCancel(context.Background())
 	stopper := &stopDuring{FileImportQueue: e.svc, batch: 3, cancel: cancel}
-	first := worker(t, stopper, "first", 40, nil)
+	first := worker(t, stopper, "first", 40, 1, nil)
 	first.RunJob(ctx, job.ID)
 	j, err := e.svc.FindImport(context.Background(), job.ID)
 	require.NoError(t, err)
@@ -164,7 +165,7 @@ func TestAFileImportResumesAfterItsWorkerStopsMidBatch(t *testing.T) {
 	require.Equal(t, j.RowsDone, lines, "the resume point is the last committed row")
 
 	// Another worker (another replica) resumes from there.
-	j = e.runUntilEnded(t, worker(t, e.svc, "second", 40, nil), job.ID)
+	j = e.runUntilEnded(t, worker(t, e.svc, "second", 40, 0, nil), job.ID)
 	e.assertExactlyOnce(t, j, numbers, 77)
 	page, err := e.svc.ListImportItems(context.Background(), vault.Operator(e.tenant), job.ID, vault.ItemFailed, 10, 0)
 	require.NoError(t, err)
@@ -195,20 +196,21 @@ func TestTwoWorkersNeverImportARowTwiceEvenWhenALeaseIsTakenOver(t *testing.T) {
 	clear, numbers := bulkCSV(t, 200, 0)
 	job := e.create(t, encrypt(t, e.pub, clear))
 
-	// Worker A stalls in its second batch; meanwhile its lease runs out and
+	// Worker A stalls in its second batch; meanwhile its lease runs out (its
+	// heartbeats no longer reach the database, so it cannot renew it) and
 	// worker B takes the job over and finishes it. A's stalled batch, written
 	// afterwards, must be refused.
 	stall := &stallBatch{FileImportQueue: e.svc, at: 2, held: make(chan struct{}), release: make(chan struct{})}
-	a := worker(t, stall, "replica-a", 25, nil)
+	a := worker(t, stall, "replica-a", 25, 0, nil)
 	ctxA, cancelA := context.WithCancel(context.Background())
 	doneA := make(chan struct{})
 	go func() { defer close(doneA); a.RunJob(ctxA, job.ID) }()
 	<-stall.held
-	_, err := e.pool.Exec(context.Background(), `UPDATE import_jobs SET lease_until = now() - interval '1 second' WHERE id = $1`, job.ID)
+	_, err := e.pool.Exec(context.Background(), `UPDATE import_jobs SET lease_owner = 'replica-a (lost)', lease_until = now() - interval '1 second' WHERE id = $1`, job.ID)
 	require.NoError(t, err)
 
 	var bRan atomic.Bool
-	b := worker(t, e.svc, "replica-b", 25, func(uuid.UUID, int64) { bRan.Store(true) })
+	b := worker(t, e.svc, "replica-b", 25, 0, func(uuid.UUID, int64) { bRan.Store(true) })
 	j := e.runUntilEnded(t, b, job.ID)
 	require.True(t, bRan.Load(), "replica B wrote batches")
 	close(stall.release)
@@ -265,7 +267,7 @@ func TestAFileThatCannotBeReadFailsTheJobBeforeAnyRow(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			job := e.create(t, tt.file)
-			j := e.runUntilEnded(t, worker(t, e.svc, "w", 10, nil), job.ID)
+			j := e.runUntilEnded(t, worker(t, e.svc, "w", 10, 0, nil), job.ID)
 			assert.Equal(t, vault.ImportFailed, j.Status)
 			assert.True(t, strings.HasPrefix(j.FailureReason, tt.code+": "), j.FailureReason)
 			assert.NotContains(t, j.FailureReason, "424242")

@@ -113,7 +113,11 @@ func (s *Service) ClaimFileImport(ctx context.Context, owner string, ttl time.Du
 	if errors.Is(err, pgx.ErrNoRows) {
 		return vault.FileImportWork{}, false, nil
 	}
-	return w, err == nil, dbError(err, "import")
+	if err != nil {
+		return vault.FileImportWork{}, false, dbError(err, "import")
+	}
+	s.fileOrder.start(w.JobID, w.RowsDone)
+	return w, true, nil
 }
 
 // RenewFileImport extends owner's lease on the file import jobID by ttl.
@@ -173,6 +177,7 @@ func (s *Service) FinishFileImport(ctx context.Context, owner string, jobID uuid
 		return err
 	})
 	if err == nil {
+		s.fileOrder.forget(jobID)
 		s.wakeWebhooks()
 	}
 	return job, err

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -137,17 +138,19 @@ func (fr *fileRow) fail(ve *vault.Error) {
 	fr.reason = card.MaskPANs(ve.Code + ": " + ve.Message)
 }
 
-// writeFileRows is ImportFileRows' transaction.
+// writeFileRows is ImportFileRows' transaction. The batch's rows are
+// written first, so that a worker's next batches write theirs meanwhile on
+// other connections (PostgreSQL runs each statement on one core); then the
+// job's counts and resume point, only once the batch before has issued its
+// own (fileBatchOrder): that update waits for the batch before to commit
+// and finds its resume point, so batches commit in file order, each whole
+// or not at all, and a batch whose predecessor failed, or whose job another
+// worker took, writes nothing.
 func (s *Service) writeFileRows(ctx context.Context, a vault.Actor, tk *tenantKeys, owner string, w vault.FileImportWork,
 	batch []*fileRow, ttl time.Duration) (vault.FileRowCounts, error) {
 	var counts vault.FileRowCounts
+	last := batch[len(batch)-1].N
 	err := s.inTx(ctx, "import", func(tx pgx.Tx) error {
-		var done int64
-		err := tx.QueryRow(ctx, `SELECT rows_done FROM import_jobs WHERE id = $1 AND lease_owner = $2 AND status = 'running'
-			FOR UPDATE`, w.JobID, owner).Scan(&done)
-		if err != nil || done != w.RowsDone {
-			return orEnded(err)
-		}
 		if err := s.insertFileTokens(ctx, tx, a, tk, batch); err != nil {
 			return err
 		}
@@ -155,22 +158,102 @@ func (s *Service) writeFileRows(ctx context.Context, a vault.Actor, tk *tenantKe
 		if err := insertFileRowLines(ctx, tx, w.JobID, batch); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `
+		if err := s.fileOrder.await(ctx, w.JobID, w.RowsDone); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
 			UPDATE import_jobs SET rows_done = $2, attempts = attempts + $3, successes = successes + $4,
 			       failures = failures + $5, lease_until = $6, updated_at = $7
-			WHERE id = $1`, w.JobID, batch[len(batch)-1].N, int64(len(batch)), counts.Created+counts.Existing,
-			counts.Failed, s.clock().Add(ttl), s.clock())
-		return err
+			WHERE id = $1 AND lease_owner = $8 AND status = 'running' AND rows_done = $9`,
+			w.JobID, last, int64(len(batch)), counts.Created+counts.Existing, counts.Failed,
+			s.clock().Add(ttl), s.clock(), owner, w.RowsDone)
+		s.fileOrder.issued(w.JobID, last)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return vault.ErrImportEnded
+		}
+		return nil
 	})
 	return counts, err
 }
 
-// orEnded returns vault.ErrImportEnded for no row (or none expected), err otherwise.
-func orEnded(err error) error {
-	if err == nil || err == pgx.ErrNoRows {
-		return vault.ErrImportEnded
+// fileBatchOrder lets a file import's batch update its job only after the
+// batch before it has: per job, the resume point whose update was issued
+// last. It orders the batches of this process's worker; the database's
+// check of the resume point is what keeps any two writers (replicas)
+// from both committing a batch.
+type fileBatchOrder struct {
+	mu   sync.Mutex
+	jobs map[uuid.UUID]*fileJobOrder
+}
+
+type fileJobOrder struct {
+	issued int64         // the resume point of the last update issued
+	moved  chan struct{} // closed and replaced when issued moves
+}
+
+// job returns id's order, made on first use.
+func (o *fileBatchOrder) job(id uuid.UUID) *fileJobOrder {
+	if o.jobs == nil {
+		o.jobs = map[uuid.UUID]*fileJobOrder{}
 	}
-	return err
+	j := o.jobs[id]
+	if j == nil {
+		j = &fileJobOrder{issued: -1, moved: make(chan struct{})}
+		o.jobs[id] = j
+	}
+	return j
+}
+
+// start records that a worker (re)starts job id after its committed resume
+// point done: its first batch goes at once.
+func (o *fileBatchOrder) start(id uuid.UUID, done int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	j := o.job(id)
+	j.issued = done
+	close(j.moved)
+	j.moved = make(chan struct{})
+}
+
+// await returns once the update of the batch ending at prev was issued,
+// or ctx's error; a worker that gave up on an earlier batch cancels ctx.
+func (o *fileBatchOrder) await(ctx context.Context, id uuid.UUID, prev int64) error {
+	for {
+		o.mu.Lock()
+		j := o.job(id)
+		issued, moved := j.issued, j.moved
+		o.mu.Unlock()
+		if issued >= prev || issued < 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-moved:
+		}
+	}
+}
+
+// issued records that the update of the batch ending at last was issued.
+func (o *fileBatchOrder) issued(id uuid.UUID, last int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	j := o.job(id)
+	if last > j.issued {
+		j.issued = last
+	}
+	close(j.moved)
+	j.moved = make(chan struct{})
+}
+
+// forget drops job id's order once its worker is done with it.
+func (o *fileBatchOrder) forget(id uuid.UUID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.jobs, id)
 }
 
 // insertFileTokens writes the batch's new tokens in one statement, then
@@ -240,7 +323,8 @@ func insertFileRowLines(ctx context.Context, tx pgx.Tx, jobID uuid.UUID, batch [
 	_, err := tx.Exec(ctx, `
 		INSERT INTO import_file_rows (job_id, row_number, old_id, status, token_id, reason)
 		SELECT $1, n, old, st, tok, why FROM unnest($2::bigint[], $3::text[], $4::text[], $5::uuid[], $6::text[])
-		AS u(n, old, st, tok, why)`, jobID, ns, ids, statuses, tokens, reasons)
+		AS u(n, old, st, tok, why)
+		ON CONFLICT DO NOTHING`, jobID, ns, ids, statuses, tokens, reasons)
 	return err
 }
 
