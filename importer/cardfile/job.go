@@ -34,8 +34,8 @@ type WorkerConfig struct {
 	BatchRows int
 	// Depth is how many batches are written at once (default
 	// DefaultDepth); they commit in file order.
-	Depth int
-	Logger    *slog.Logger
+	Depth  int
+	Logger *slog.Logger
 	// AfterBatch, when set, is called after each committed batch with the
 	// job and its last committed row (tests stop a worker there).
 	AfterBatch func(job uuid.UUID, rowsDone int64)
