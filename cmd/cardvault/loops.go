@@ -31,11 +31,10 @@ const (
 
 // backgroundLoops lists every loop a serving process runs besides answering
 // HTTP. runBackground starts them.
-func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry) []loop.Loop {
+func backgroundLoops(svc *postgres.Service, imports *importer.Runner, fileImports *cardfile.Worker, cfg config, log *slog.Logger, tel *telemetry) []loop.Loop {
 	owner := workerName()
 	keyRefresh := cmp.Or(cfg.KeyRefresh, keyRefreshFallback)
 	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
-	fileImports := newFileImportWorker(svc, owner, log)
 	deliverer := webhook.NewDeliverer(svc, webhook.NewClient(webhook.DefaultTimeout, cfg.EgressAllowLoopback), log, owner, webhook.WithMetrics(tel.Webhooks()))
 	return []loop.Loop{
 		loop.Every(log, "key refresh", keyRefresh, svc.RefreshKeys),
@@ -63,8 +62,8 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 // runBackground starts the background loops and returns stop, which stops
 // them all, waits for them, then flushes the key usage one last time. serve
 // calls it after the HTTP server has drained.
-func runBackground(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry) (stop func()) {
-	stopLoops := loop.Start(backgroundLoops(svc, imports, cfg, log, tel)...)
+func runBackground(svc *postgres.Service, imports *importer.Runner, fileImports *cardfile.Worker, cfg config, log *slog.Logger, tel *telemetry) (stop func()) {
+	stopLoops := loop.Start(backgroundLoops(svc, imports, fileImports, cfg, log, tel)...)
 	return func() {
 		stopLoops()
 		flushKeyUsage(svc, log)
@@ -99,4 +98,15 @@ func newFileImportWorker(svc *postgres.Service, owner string, log *slog.Logger) 
 		panic(err) // svc and owner are always set
 	}
 	return w
+}
+
+// wakers wakes several import workers (the Stripe runner, the file
+// worker) when an import job is created.
+type wakers []interface{ Wake() }
+
+// Wake wakes each.
+func (w wakers) Wake() {
+	for _, x := range w {
+		x.Wake()
+	}
 }
