@@ -142,8 +142,8 @@ func (fr *fileRow) fail(ve *vault.Error) {
 // written first, so that a worker's next batches write theirs meanwhile on
 // other connections (PostgreSQL runs each statement on one core); then the
 // job's counts and resume point, only once the batch before has issued its
-// own (fileBatchOrder): that update waits for the batch before to commit
-// and finds its resume point, so batches commit in file order, each whole
+// own (fileBatchOrder): its lock of the job waits for the batch before to
+// commit and finds its resume point, so batches commit in file order, each whole
 // or not at all, and a batch whose predecessor failed, or whose job another
 // worker took, writes nothing.
 func (s *Service) writeFileRows(ctx context.Context, a vault.Actor, tk *tenantKeys, owner string, w vault.FileImportWork,
@@ -161,26 +161,36 @@ func (s *Service) writeFileRows(ctx context.Context, a vault.Actor, tk *tenantKe
 		if err := s.fileOrder.await(ctx, w.JobID, w.RowsDone); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `
-			UPDATE import_jobs SET rows_done = $2, attempts = attempts + $3, successes = successes + $4,
-			       failures = failures + $5, lease_until = $6, updated_at = $7
-			WHERE id = $1 AND lease_owner = $8 AND status = 'running' AND rows_done = $9`,
-			w.JobID, last, int64(len(batch)), counts.Created+counts.Existing, counts.Failed,
-			s.clock().Add(ttl), s.clock(), owner, w.RowsDone)
+		// The lock waits for the batch before to commit, then reads the job
+		// as it left it (READ COMMITTED reads the newest version of a row it
+		// locks), so the resume point checked is the one that batch wrote.
+		// NO KEY UPDATE: the ledger lines' foreign key holds KEY SHARE on the
+		// job row in every batch in flight, which FOR UPDATE would wait for.
+		var done int64
+		var leaseOwner *string
+		var status string
+		err := tx.QueryRow(ctx, `SELECT rows_done, lease_owner, status FROM import_jobs WHERE id = $1 FOR NO KEY UPDATE`,
+			w.JobID).Scan(&done, &leaseOwner, &status)
 		s.fileOrder.issued(w.JobID, last)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
+		if done != w.RowsDone || leaseOwner == nil || *leaseOwner != owner || status != string(vault.ImportRunning) {
 			return vault.ErrImportEnded
 		}
-		return nil
+		_, err = tx.Exec(ctx, `
+			UPDATE import_jobs SET rows_done = $2, attempts = attempts + $3, successes = successes + $4,
+			       failures = failures + $5, lease_until = $6, updated_at = $7
+			WHERE id = $1`,
+			w.JobID, last, int64(len(batch)), counts.Created+counts.Existing, counts.Failed,
+			s.clock().Add(ttl), s.clock())
+		return err
 	})
 	return counts, err
 }
 
-// fileBatchOrder lets a file import's batch update its job only after the
-// batch before it has: per job, the resume point whose update was issued
+// fileBatchOrder lets a file import's batch lock its job only after the
+// batch before it has: per job, the resume point whose lock was taken
 // last. It orders the batches of this process's worker; the database's
 // check of the resume point is what keeps any two writers (replicas)
 // from both committing a batch.
