@@ -188,13 +188,13 @@ func watchImport(ctx context.Context, svc *postgres.Service, id uuid.UUID, out i
 func importEnded(j vault.ImportJob, out io.Writer) error {
 	fmt.Fprintf(out, "import %s %s: %d of %d imported, %d failed, %d skipped\n",
 		j.ID, j.Status, j.Successes, j.Total, j.Failures, j.Skipped)
-	if j.Provider == vault.ProviderFile {
+	if j.Provider == vault.ProviderFile && j.Status != vault.ImportFinished {
 		return fileImportEnded(j)
 	}
 	switch j.Status {
 	case vault.ImportFinished:
 		if j.Failures > 0 {
-			fmt.Fprintf(out, "the failed payment methods: GET /tokens/imports/%s/items?status=failed\n", j.ID)
+			fmt.Fprintf(out, "the failed payment methods (or rows): GET /tokens/imports/%s/items?status=failed\n", j.ID)
 		}
 		return nil
 	case vault.ImportFailed:
