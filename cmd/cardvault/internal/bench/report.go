@@ -213,7 +213,7 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\tPG CPU s/1k\t")
 	for _, p := range r.Phases {
 		lat := []string{fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs)}
-		if p.Unit == "items" {
+		if p.Unit == "items" || p.Unit == "rows" {
 			lat = []string{"-", "-", "-", "-"}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", p.Name, p.Requests, fmtNum(p.RPS),
@@ -222,6 +222,9 @@ func printReport(w io.Writer, r *Report) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n(import: requests are payment methods imported end to end, rps is items per second)")
+	if r.Phase(PhaseFileImport).Requests > 0 {
+		fmt.Fprintln(w, "(file-import: requests are rows of the card file imported end to end, upload and verification included, rps is rows per second)")
+	}
 	if p := r.Phase(PhaseForward); p.OverheadP50Ms != nil {
 		fmt.Fprintf(w, "(forward: the vault's own overhead, latency minus the answer's destination_duration: p50 %s ms, p99 %s ms)\n",
 			fmtOpt(p.OverheadP50Ms, "-"), fmtOpt(p.OverheadP99Ms, "-"))
