@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -12,11 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/exporter"
+	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
@@ -107,8 +110,10 @@ func TestNoCardDataAtRestOrInLogs(t *testing.T) {
 	secrets = append(secrets, forbidden(name, false)...)
 	exportAll(t, ts, key, panID.URL)
 	secrets = append(secrets, forbidden(exportHeaderSecret, false)...)
+	uploadCardFile(t, ts, key) // its ciphertext is kept until a worker runs the job
 
 	dump, log := dumpAll(t), ts.log.String()
+	require.Contains(t, dump, "import_file_chunks\n{", "the dump covers an uploaded card file")
 	require.Contains(t, dump, "token.reveal", "the dump covers the audit trail")
 	require.Contains(t, dump, "fwdreq_", "the dump covers the forwarding records")
 	require.Contains(t, dump, "fwddst_", "and the destinations")
@@ -146,4 +151,29 @@ func exportAll(t *testing.T, ts *testServer, key, url string) {
 	}
 	cancel()
 	<-done
+}
+
+// uploadCardFile uploads every test card as an encrypted stripe-csv file
+// import for key's tenant: the file's chunks are OpenPGP ciphertext, the
+// one form in which card data may be stored besides sealed tokens.
+func uploadCardFile(t *testing.T, ts *testServer, key string) {
+	t.Helper()
+	a := vaulttest.Actor(t, ts.svc, key)
+	k, err := ts.svc.CreatePGPKey(context.Background(), vault.Operator(a.TenantID))
+	require.NoError(t, err)
+	ring, err := openpgp.ReadArmoredKeyRing(strings.NewReader(k.PublicKey))
+	require.NoError(t, err)
+	var clear strings.Builder
+	clear.WriteString("id,card.id,card.number,card.exp_month,card.exp_year,card.name\n")
+	for i, c := range vaulttest.Cards(t) {
+		fmt.Fprintf(&clear, "cus_%d,card_%d,%s,4,2033,Quentin Zyxwerth\n", i, i, c.Number)
+	}
+	var file bytes.Buffer
+	w, err := openpgp.Encrypt(&file, ring, nil, nil, nil)
+	require.NoError(t, err)
+	_, err = w.Write([]byte(clear.String()))
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	res := ts.upload(t, key, fileFields, file.Bytes())
+	require.Equal(t, http.StatusAccepted, res.status, "%s", res.body)
 }

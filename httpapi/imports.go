@@ -51,8 +51,12 @@ func newImportItemResponse(it vault.ImportItem) importItemResponse {
 }
 
 // createImport serves POST /tokens/imports: 202 and the job, which runs in
-// the background.
+// the background. A multipart/form-data body is a card file upload
+// (createFileImport); any other is the JSON of a Stripe import.
 func (s *Server) createImport(c echo.Context) error {
+	if isMultipart(c.Request()) {
+		return s.createFileImport(c)
+	}
 	var req createImportRequest
 	if err := decodeJSON(c, &req, false); err != nil {
 		return err

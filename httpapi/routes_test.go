@@ -173,6 +173,12 @@ func TestHEADAnswersLikeGETWithoutABody(t *testing.T) {
 		"/tokens/imports/:id/items": f.importJob, "/keys/jobs/:id": f.keyJob,
 		"/forwarding/destinations/:id": f.destination, "/v1/forwarding/requests/:id": f.forward,
 		"/tokens/exports/:id": f.exportJob, "/tokens/exports/:id/items": f.exportJob}
+	// A file import's mapping: the Stripe import ends first (one active import
+	// per tenant); the upload is verified only when a worker runs it.
+	require.Equal(t, http.StatusOK, ts.do(t, http.MethodPost, "/tokens/imports/"+f.importJob+"/abort", f.key, "").status)
+	upload := ts.upload(t, f.key, fileFields, []byte("an encrypted card file"))
+	require.Equal(t, http.StatusAccepted, upload.status, "%s", upload.body)
+	ids["/tokens/imports/:id/mapping"] = upload.json(t)["id"].(string)
 	for _, r := range ts.routes(t) {
 		if r.Method != http.MethodGet {
 			continue

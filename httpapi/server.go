@@ -20,6 +20,7 @@ type Service interface {
 	vault.Tokens
 	vault.TokenSearch
 	vault.Imports
+	vault.FileImports
 	vault.Webhooks
 	vault.Keys
 	vault.AuditLog
@@ -45,6 +46,8 @@ type Server struct {
 	importWaker Waker
 	// exportWaker is woken when an export job is created (WithExportWaker).
 	exportWaker Waker
+	// importFileMax caps an uploaded card file (WithImportFileLimit).
+	importFileMax int64
 	// consoleOpts turns the operator console on (WithConsole).
 	consoleOpts *console.Options
 	// metrics records requests and refusals (WithMetrics); routeMetrics
@@ -134,6 +137,7 @@ func (s *Server) routeTable() []route {
 		{get, "/tokens/imports/:id", s.getImport, vault.ScopeImportsRead, false, nil},
 		{get, "/tokens/imports/:id/items", s.listImportItems, vault.ScopeImportsRead, false, listQuery("status")},
 		{post, "/tokens/imports/:id/abort", s.abortImport, vault.ScopeImportsWrite, false, nil},
+		{get, "/tokens/imports/:id/mapping", s.importMapping, vault.ScopeImportsRead, false, nil},
 
 		{post, "/tokens/exports", s.createExport, vault.ScopeExportsWrite, false, nil},
 		{get, "/tokens/exports", s.listExports, vault.ScopeExportsRead, false, listQuery()},

@@ -49,10 +49,16 @@ type ImportJob struct {
 	Successes       int64
 	Failures        int64 // payment methods given up on
 	Skipped         int64 // payment methods that cannot be imported (Link, non-card)
-	CreatedAt       time.Time
-	StartedAt       *time.Time
-	FinishedAt      *time.Time
-	UpdatedAt       time.Time
+	// FileFormat, FileSize and RowsDone describe a file import (provider
+	// file): the clear layout, the encrypted file's size and the last row
+	// committed.
+	FileFormat string
+	FileSize   int64
+	RowsDone   int64
+	CreatedAt  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	UpdatedAt  time.Time
 }
 
 // Active reports whether the job is preparing or running.
@@ -71,7 +77,8 @@ type ImportRecord struct {
 	Provider      string         `json:"provider"`
 	Status        ImportStatus   `json:"status"`
 	FailureReason *string        `json:"failure_reason"`
-	Stripe        importStripe   `json:"stripe"`
+	Stripe        *importStripe  `json:"stripe"`
+	File          *importFile    `json:"file,omitempty"`
 	Counts        importCounters `json:"counts"`
 	CreatedAt     string         `json:"created_at"`
 	StartedAt     *string        `json:"started_at"`
@@ -82,11 +89,15 @@ type ImportRecord struct {
 func (j ImportJob) Record() ImportRecord {
 	r := ImportRecord{
 		ID: j.ID, Object: "import", Provider: j.Provider, Status: j.Status,
-		Stripe: importStripe{APIKey: j.ProviderKeyHint},
 		Counts: importCounters{Total: j.Total, Attempts: j.Attempts, Successes: j.Successes,
 			Failures: j.Failures, Skipped: j.Skipped},
 		CreatedAt: Timestamp(j.CreatedAt), StartedAt: optionalTimestamp(j.StartedAt),
 		FinishedAt: optionalTimestamp(j.FinishedAt),
+	}
+	if j.Provider == ProviderFile {
+		r.File = &importFile{Format: j.FileFormat, Size: j.FileSize, RowsDone: j.RowsDone}
+	} else {
+		r.Stripe = &importStripe{APIKey: j.ProviderKeyHint}
 	}
 	if j.FailureReason != "" {
 		r.FailureReason = &j.FailureReason

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -416,4 +417,69 @@ type ExportQueue interface {
 	// ActiveExports returns which of ids name running jobs. It returns a
 	// domain error when the database fails.
 	ActiveExports(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error)
+}
+
+// FileImports is what the merchant API needs of file imports besides the
+// Imports every provider shares.
+type FileImports interface {
+	// CreateFileImport stores the encrypted file in.File (read to its end, at
+	// most in.MaxBytes) for the actor's tenant and starts a file import job
+	// that any replica's worker runs, and audits. It returns a KindInvalid error
+	// for an unknown format or an empty file, KindTooLarge (body_too_large) for
+	// a file over in.MaxBytes, a KindConflict error naming the job when one is
+	// already preparing or running, and a domain error when reading in.File or
+	// the database fails.
+	CreateFileImport(ctx context.Context, a Actor, in CreateFileImportInput) (ImportJob, error)
+	// ImportMapping calls each with every line of the mapping of the actor's
+	// tenant's file import id, in row order. It returns KindNotFound for an
+	// unknown or foreign job and for a job that is not a file import, each's
+	// error, and a domain error when the database fails.
+	ImportMapping(ctx context.Context, a Actor, id uuid.UUID, each func(MappingLine) error) error
+}
+
+// FileImportQueue is the file import worker's side of file import jobs:
+// the lease on a job, its encrypted file, and its rows' batched writes.
+type FileImportQueue interface {
+	// ClaimFileImport leases, for owner until ttl from now, the oldest active
+	// file import no live worker holds (only job only, unless uuid.Nil), and
+	// returns where it stands; false when there is none. It returns a domain
+	// error when the database fails.
+	ClaimFileImport(ctx context.Context, owner string, ttl time.Duration, only uuid.UUID) (FileImportWork, bool, error)
+	// RenewFileImport extends owner's lease on the file import jobID by ttl.
+	// It returns ErrImportEnded (IsImportEnded) when the job ended or owner
+	// lost it.
+	RenewFileImport(ctx context.Context, owner string, jobID uuid.UUID, ttl time.Duration) error
+	// ReleaseFileImport gives back owner's lease on jobID, so another worker
+	// may take it at once. It returns a domain error when the database fails.
+	ReleaseFileImport(ctx context.Context, owner string, jobID uuid.UUID) error
+	// ImportFile returns a reader of the encrypted file of the active file
+	// import jobID. Its Read returns ErrImportEnded once the job has ended,
+	// and a domain error when the database fails.
+	ImportFile(ctx context.Context, jobID uuid.UUID) io.Reader
+	// OpenPGPMessage returns the clear literal data of the OpenPGP message r,
+	// decrypted as it is read with the tenant's live import keys. Its Read
+	// fails with KindInvalid (pgp_integrity) when the message is truncated or
+	// altered. It returns KindConflict (no_pgp_key) without a live key,
+	// KindInvalid (pgp_wrong_key) when none opens it, KindInvalid
+	// (pgp_invalid_file) when r is not an OpenPGP message, and kek_unavailable
+	// when the KEK fails.
+	OpenPGPMessage(ctx context.Context, a Actor, r io.Reader) (io.Reader, error)
+	// StartFileImport moves owner's verified preparing file import to running
+	// with total rows. It returns ErrImportEnded when the job ended or owner
+	// lost it.
+	StartFileImport(ctx context.Context, owner string, jobID uuid.UUID, total int64) error
+	// ImportFileRows tokenizes and writes a batch of rows of owner's running
+	// file import, following w.RowsDone, in one transaction with the job's
+	// counts and resume point. It returns the batch's counts, ErrImportEnded
+	// when the job ended, owner lost it or another worker wrote these rows,
+	// and a domain error when the keys or the database fail.
+	ImportFileRows(ctx context.Context, owner string, w FileImportWork, rows []FileRow, ttl time.Duration) (FileRowCounts, error)
+	// FinishFileImport ends owner's running file import as finished, deletes
+	// its file and queues import.finished. It returns ErrImportEnded when the
+	// job ended or owner lost it.
+	FinishFileImport(ctx context.Context, owner string, jobID uuid.UUID) (ImportJob, error)
+	// FailImport ends an active job as failed with reason, a text for the
+	// merchant that must hold no secret. It returns ErrImportEnded
+	// (IsImportEnded) when the job had already ended.
+	FailImport(ctx context.Context, jobID uuid.UUID, reason string) error
 }

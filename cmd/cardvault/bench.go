@@ -36,6 +36,8 @@ and measures, each phase for --duration (after --warmup) at --concurrency:
   9. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
                       also the vault's own overhead (latency minus destination_duration)
  10. import           an import job of --import-cards payment methods from a Stripe simulator
+ 11. file-import      an encrypted Stripe export of --file-import-cards public test numbers
+                      uploaded to POST /tokens/imports, end to end, rows/s
 
 It prints a table with the ratios to the baselines and PASS/FAIL per target,
 writes bench.json and bench.csv to --out, and exits non-zero if any request
@@ -44,6 +46,7 @@ failed. The database (and a private server) are removed afterwards.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Report, o.Progress = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			o.Provision, o.StopGrace, o.Seed = provisionBench, shutdownGrace, seedBench
+			o.ImportKey = benchImportKey
 			return bench.Run(cmd.Context(), o)
 		},
 	}
@@ -54,6 +57,7 @@ failed. The database (and a private server) are removed afterwards.`,
 	f.DurationVar(&o.Warmup, "warmup", time.Second, "how long each timed phase runs before it is measured (its errors still count)")
 	f.StringVar(&o.Out, "out", "cardvault-bench", "folder for bench.json, bench.csv and vault.log")
 	f.IntVar(&o.ImportCards, "import-cards", 2000, "payment methods imported in the import phase")
+	f.IntVar(&o.FileImportCards, "file-import-cards", 20_000, "rows of the encrypted card file imported in the file-import phase")
 	f.IntVar(&o.ImportConcurrency, "import-concurrency", 0, "the vault's VAULT_IMPORT_CONCURRENCY during the import phase; default: --concurrency (at most 256)")
 	f.IntVar(&o.Replicas, "replicas", 1, "vault processes serving the run against the one database, the load split evenly across them")
 	f.IntVar(&o.Preload, "preload", 0, "tokens (sealed by the vault's code, written with COPY) and 5 × as many audit rows the database holds before the phases run")
@@ -82,17 +86,24 @@ func provisionBench(ctx context.Context, dbURL, kekURI string) (uuid.UUID, strin
 	return devKey(ctx, a.svc)
 }
 
-// seedBench stores n tokens of tenantID and 5 × n audit rows through the
-// vault's own sealing code (`bench --preload`).
-func seedBench(ctx context.Context, dbURL, kekURI string, tenantID uuid.UUID, n int, cardOf func(i int) (string, string)) error {
+// benchApp opens the vault the bench's child will serve (its database and
+// root KEK), for setting up its tenant before the phases. It returns an
+// error when the configuration or the database is refused.
+func benchApp(ctx context.Context, dbURL, kekURI string) (*app, error) {
 	var raw rawConfig
 	raw.bindServer(pflag.NewFlagSet("bench", pflag.ContinueOnError))
 	raw.databaseURL, raw.kekURI, raw.listen = dbURL, kekURI, "127.0.0.1:0"
 	cfg, err := raw.parse(true)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
+	return openApp(ctx, cfg, slog.New(slog.DiscardHandler))
+}
+
+// seedBench stores n tokens of tenantID and 5 × n audit rows through the
+// vault's own sealing code (`bench --preload`).
+func seedBench(ctx context.Context, dbURL, kekURI string, tenantID uuid.UUID, n int, cardOf func(i int) (string, string)) error {
+	a, err := benchApp(ctx, dbURL, kekURI)
 	if err != nil {
 		return err
 	}
@@ -106,4 +117,16 @@ func seedBench(ctx context.Context, dbURL, kekURI string, tenantID uuid.UUID, n 
 		return err
 	}
 	return a.svc.SeedAuditEvents(ctx, tenantID, 5*n)
+}
+
+// benchImportKey makes the bench tenant's OpenPGP import key and returns
+// its armored public half.
+func benchImportKey(ctx context.Context, dbURL, kekURI string, tenant uuid.UUID) (string, error) {
+	a, err := benchApp(ctx, dbURL, kekURI)
+	if err != nil {
+		return "", err
+	}
+	defer a.Close()
+	k, err := a.svc.CreatePGPKey(ctx, vault.OperatorNamed(tenant, "bench"))
+	return k.PublicKey, err
 }

@@ -38,10 +38,10 @@ func TestBenchChildServe(t *testing.T) {
 }
 
 // TestBenchRunsEveryPhase runs a tiny bench (a fraction of a second per
-// phase, 20 imported cards, 50 preloaded tokens, two vault processes)
-// with profiling on, and
-// checks the report: ten phases in order, each with requests and no errors, the forward phase's
-// vault overhead, the ten ratios, the fourteen targets, the same in
+// phase, 20 imported cards, a 30-row card file, 50 preloaded tokens, two
+// vault processes) with profiling on, and
+// checks the report: eleven phases in order, each with requests and no errors, the forward phase's
+// vault overhead, the eleven ratios, the sixteen targets, the same in
 // bench.csv, and a CPU profile per HTTP phase.
 func TestBenchRunsEveryPhase(t *testing.T) {
 	out := t.TempDir()
@@ -49,6 +49,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	o := bench.Options{DatabaseURL: dbURL, Concurrency: 4, Duration: 300 * time.Millisecond, Out: out,
 		ImportCards: 20, ImportConcurrency: 4, Profile: true, Preload: 50, Seed: seedBench, Replicas: 2, SkipSettle: true, Report: &table, Progress: &progress,
 		Provision: provisionBench, StopGrace: shutdownGrace,
+		FileImportCards: 30, ImportKey: benchImportKey,
 		ChildCommand: func() (*exec.Cmd, error) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestBenchChildServe$", "-test.count=1")
 			cmd.Env = []string{benchChildEnv + "=1", vaulttest.EnvURL + "=" + dbURL}
@@ -62,7 +63,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	js, err := os.ReadFile(filepath.Join(out, "bench.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(js, &rep))
-	want := []string{bench.PhaseBaselineInsert, bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseBaselineSelect, bench.PhaseBaselineHTTP, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward, bench.PhaseImport}
+	want := []string{bench.PhaseBaselineInsert, bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseBaselineSelect, bench.PhaseBaselineHTTP, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward, bench.PhaseImport, bench.PhaseFileImport}
 	var got []string
 	for _, p := range rep.Phases {
 		got = append(got, p.Name)
@@ -73,6 +74,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	}
 	assert.Equal(t, want, got)
 	assert.Equal(t, int64(20), rep.Phase(bench.PhaseImport).Requests)
+	assert.Equal(t, int64(30), rep.Phase(bench.PhaseFileImport).Requests, "every row of the card file")
 	assert.NotNil(t, rep.Phase(bench.PhaseTokenize).VaultCPUPer1k)
 	assert.Nil(t, rep.Phase(bench.PhaseBaselineInsert).VaultCPUPer1k, "the vault does not serve the baselines")
 	assert.Positive(t, rep.VaultRSSPeakMB)
@@ -95,8 +97,8 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.Equal(t, 250, rep.Preload.AuditRows)
 	assert.Positive(t, rep.Preload.TokenBytes)
 	assert.Contains(t, table.String(), "preloaded 50 tokens and 250 audit rows")
-	assert.Len(t, rep.Ratios, 10)
-	assert.Len(t, rep.Targets, 15)
+	assert.Len(t, rep.Ratios, 11)
+	assert.Len(t, rep.Targets, 16)
 	assert.Positive(t, rep.AuditWrites.Inserted, "the audit table's inserts are counted")
 	assert.Zero(t, rep.AuditWrites.Updated, "no audit row was updated")
 	audit := rep.Targets[len(rep.Targets)-1]
@@ -110,7 +112,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	assert.Len(t, rows, 1+10+10+15)
+	assert.Len(t, rows, 1+11+11+16)
 
 	for _, p := range []string{bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
 		st, err := os.Stat(filepath.Join(out, p+".cpu.pprof"))

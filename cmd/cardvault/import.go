@@ -28,11 +28,15 @@ type importSettings struct {
 	Rate          float64 // Stripe requests per second per job; negative: unthrottled
 	Concurrency   int
 	MaxAttempts   int
+	// FileMaxBytes caps an encrypted card file uploaded or imported
+	// (VAULT_IMPORT_FILE_MAX_BYTES).
+	FileMaxBytes int64
 }
 
 // rawImport holds the unparsed import settings.
 type rawImport struct {
 	publicURL, stripeAPIBase, rate, concurrency, maxAttempts string
+	fileMaxBytes                                             string
 }
 
 // bind binds the import flags, each defaulting to its env variable.
@@ -42,6 +46,7 @@ func (r *rawImport) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&r.stripeAPIBase, "stripe-api-base", envOr("VAULT_STRIPE_API_BASE", importer.DefaultStripeAPIBase), "Stripe's API base URL (env VAULT_STRIPE_API_BASE)")
 	fs.StringVar(&r.rate, "import-rate", envOr("VAULT_IMPORT_RATE", "20"), "Stripe requests per second per import job; 0 for unthrottled (env VAULT_IMPORT_RATE)")
 	fs.StringVar(&r.concurrency, "import-concurrency", envOr("VAULT_IMPORT_CONCURRENCY", "4"), "forwards in flight per process (env VAULT_IMPORT_CONCURRENCY)")
+	fs.StringVar(&r.fileMaxBytes, "import-file-max-bytes", envOr("VAULT_IMPORT_FILE_MAX_BYTES", strconv.Itoa(vault.DefaultMaxImportFileBytes)), "the largest encrypted card file an import takes, in bytes (env VAULT_IMPORT_FILE_MAX_BYTES)")
 	fs.StringVar(&r.maxAttempts, "import-max-attempts", envOr("VAULT_IMPORT_MAX_ATTEMPTS", "5"), "forward attempts before a payment method is given up (env VAULT_IMPORT_MAX_ATTEMPTS)")
 }
 
@@ -68,6 +73,9 @@ func (r *rawImport) parse() (importSettings, []error) {
 	}
 	if s.MaxAttempts, err = strconv.Atoi(r.maxAttempts); err != nil || s.MaxAttempts < 1 || s.MaxAttempts > 100 {
 		errs = append(errs, fmt.Errorf("VAULT_IMPORT_MAX_ATTEMPTS %q must be between 1 and 100", r.maxAttempts))
+	}
+	if s.FileMaxBytes, err = strconv.ParseInt(r.fileMaxBytes, 10, 64); err != nil || s.FileMaxBytes < 1 || s.FileMaxBytes > 1<<40 {
+		errs = append(errs, fmt.Errorf("VAULT_IMPORT_FILE_MAX_BYTES %q must be a number of bytes between 1 and 1 TiB", r.fileMaxBytes))
 	}
 	return s, errs
 }
@@ -181,14 +189,27 @@ func watchImport(ctx context.Context, svc *postgres.Service, id uuid.UUID, out i
 func importEnded(j vault.ImportJob, out io.Writer) error {
 	fmt.Fprintf(out, "import %s %s: %d of %d imported, %d failed, %d skipped\n",
 		j.ID, j.Status, j.Successes, j.Total, j.Failures, j.Skipped)
+	if j.Provider == vault.ProviderFile && j.Status != vault.ImportFinished {
+		return fileImportEnded(j)
+	}
 	switch j.Status {
 	case vault.ImportFinished:
 		if j.Failures > 0 {
-			fmt.Fprintf(out, "the failed payment methods: GET /tokens/imports/%s/items?status=failed\n", j.ID)
+			fmt.Fprintf(out, "the failed payment methods (or rows): GET /tokens/imports/%s/items?status=failed\n", j.ID)
 		}
 		return nil
 	case vault.ImportFailed:
 		return actionf(nil, "import failed: %s; fix that, then start a new job: `cardvault import stripe --tenant %s --wait`", j.FailureReason, j.TenantID)
 	}
 	return actionf(nil, "import %s %s; start a new job with `cardvault import stripe --tenant %s --wait`", j.ID, j.Status, j.TenantID)
+}
+
+// fileImportEnded returns the error of a file import that did not finish.
+func fileImportEnded(j vault.ImportJob) error {
+	if j.Status == vault.ImportFailed {
+		return actionf(nil, "import failed: %s; nothing of the file was imported: fix that (the file, the key it is encrypted to), then run `cardvault import file --tenant %s` again",
+			j.FailureReason, j.TenantID)
+	}
+	return actionf(nil, "import %s %s; the rows imported before keep their tokens: run `cardvault import file --tenant %s` again to import the rest",
+		j.ID, j.Status, j.TenantID)
 }

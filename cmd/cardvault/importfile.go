@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/csv"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"strconv"
 	"strings"
-	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
@@ -19,38 +18,37 @@ import (
 	"github.com/cardvault/cardvault/vault/postgres"
 )
 
-// importFileWorkers is how many rows of a file are tokenized at once, so
-// that they share the vault's batched commits.
-const importFileWorkers = 16
-
 // fileImport is one `import file` run's settings.
 type fileImport struct {
 	tenant   uuid.UUID
 	format   cardfile.Format
 	path     string // the encrypted file
 	mapping  string // where the mapping file goes
+	wait     bool   // run and follow the job here until it ends
 	operator string // the person running the import
 }
 
 func newImportFileCmd() *cobra.Command {
 	var raw rawConfig
 	var tenant, format, mapping string
+	var wait bool
 	cmd := &cobra.Command{
 		Use:   "file --tenant ID --format stripe-json|stripe-csv|jsonl FILE.pgp",
-		Short: "Tokenize every card of an OpenPGP-encrypted card file (Stripe's PAN export) and write the mapping file",
+		Short: "Import every card of an OpenPGP-encrypted card file (Stripe's PAN export) as a resumable job and write the mapping file",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fi, err := parseFileImport(tenant, format, args[0], mapping)
 			if err != nil {
 				return err
 			}
+			fi.wait = wait
 			ctx := cmd.Context()
 			return withApp(ctx, &raw, func(a *app) error {
 				if err := requireTenant(ctx, a.svc, fi.tenant); err != nil {
 					return err
 				}
 				fi.operator = a.cfg.Operator
-				return runFileImport(ctx, a.svc, fi, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return runFileImport(ctx, a.svc, fi, 0, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
@@ -58,6 +56,7 @@ func newImportFileCmd() *cobra.Command {
 	raw.bindOperator(cmd.Flags(), operatorDefault)
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&format, "format", "", "the clear file's layout: stripe-json, stripe-csv or jsonl")
+	cmd.Flags().BoolVar(&wait, "wait", true, "run the job here too (with any `cardvault serve`), show progress until it ends and write the mapping file; --wait=false only starts it")
 	cmd.Flags().StringVar(&mapping, "mapping", "", "where to write the mapping file (default: FILE without .pgp/.gpg, plus .mapping.csv)")
 	_ = cmd.MarkFlagRequired("tenant")
 	_ = cmd.MarkFlagRequired("format")
@@ -84,63 +83,100 @@ func parseFileImport(tenant, format, path, mapping string) (fileImport, error) {
 	return fileImport{tenant: id, format: f, path: path, mapping: mapping}, nil
 }
 
-// runFileImport decrypts fi's file as it reads it, tokenizes its rows and
-// writes the mapping file; clear card bytes stay in memory, a row at a time.
-// It prints the mapping file's path on out and progress and failed rows on
-// errOut. It returns an error when the file cannot be opened, decrypted or
-// read to its end, or the vault fails; the rows before keep their tokens,
-// so running it again is safe.
-func runFileImport(ctx context.Context, svc *postgres.Service, fi fileImport, out, errOut io.Writer) error {
+// runFileImport stores fi's encrypted file as a file import job (the
+// ciphertext only; any replica's worker may run it). With fi.wait it also
+// runs the job in this process, shows its progress on errOut until it
+// ends, then writes the mapping file, prints its path on out and the failed
+// rows on errOut; without, it prints the job's id on out. It returns an
+// error when the file cannot be read or stored, or the job did not finish
+// (a damaged file, a key that does not open it); the reason never quotes
+// card data.
+func runFileImport(ctx context.Context, svc *postgres.Service, fi fileImport, maxBytes int64, out, errOut io.Writer) error {
 	f, err := os.Open(fi.path)
 	if err != nil {
 		return fmt.Errorf("open the card file: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("open the card file: %w", err)
-	}
-	cr := &countingReader{r: f}
-	clear, err := svc.OpenPGPMessage(ctx, vault.OperatorNamed(fi.tenant, fi.operator), cr)
+	a := vault.OperatorNamed(fi.tenant, fi.operator)
+	job, err := svc.CreateFileImport(ctx, a, vault.CreateFileImportInput{Format: string(fi.format), File: f, MaxBytes: maxBytes})
 	if err != nil {
 		return err
 	}
-	rows, err := cardfile.NewReader(clear, fi.format)
+	if !fi.wait {
+		fmt.Fprintln(out, job.ID)
+		return nil
+	}
+	fmt.Fprintf(errOut, "import %s\n", job.ID)
+	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: svc, Owner: workerName(), Poll: 250 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}
-	m, err := newMappingFile(fi.mapping)
+	workCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.RunJob(workCtx, job.ID) }()
+	j, err := followFileImport(ctx, svc, job.ID, errOut)
+	stop()
+	<-done
 	if err != nil {
 		return err
 	}
-	prog := newProgress(errOut, "KiB")
-	counts, runErr := cardfile.Import(ctx, svc, vault.OperatorNamed(fi.tenant, fi.operator), rows, importFileWorkers, func(r cardfile.Result) error {
-		if r.Err != nil {
-			fmt.Fprintf(errOut, "row %d: %s: %s\n", r.Row, r.Err.Code, r.Err.Message)
-		}
-		prog.update("importing", cr.n.Load()/1024, st.Size()/1024)
-		return m.write(r)
-	})
-	prog.finish("importing", cr.n.Load()/1024, st.Size()/1024)
-	if err := m.close(); err != nil && runErr == nil {
-		runErr = err
+	if j.Status != vault.ImportFinished {
+		return importEnded(j, errOut)
 	}
-	fmt.Fprintf(errOut, "%d created, %d already present, %d failed\n", counts.Created, counts.Existing, counts.Failed)
+	if err := writeMapping(ctx, svc, a, job.ID, fi.mapping, errOut); err != nil {
+		return err
+	}
 	fmt.Fprintln(out, fi.mapping)
-	return runErr
+	return nil
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
+// followFileImport shows the job's progress in rows, with rate and time
+// left, until it ends, and returns it.
+func followFileImport(ctx context.Context, svc *postgres.Service, id uuid.UUID, errOut io.Writer) (vault.ImportJob, error) {
+	p := newProgress(errOut, "rows")
+	for {
+		j, err := svc.FindImport(ctx, id)
+		if err != nil {
+			return vault.ImportJob{}, err
+		}
+		desc := fmt.Sprintf("%-9s ok %d failed %d", j.Status, j.Successes, j.Failures)
+		if j.Ended() {
+			p.finish(desc, j.Successes+j.Failures, j.Total)
+			return j, nil
+		}
+		p.update(desc, j.Successes+j.Failures, j.Total)
+		if err := pause(ctx, 200*time.Millisecond); err != nil {
+			return vault.ImportJob{}, err
+		}
+	}
 }
 
-// Read reads from the underlying reader.
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
+// writeMapping writes the mapping of file import id to path and prints the
+// failed rows and the counts on errOut.
+func writeMapping(ctx context.Context, svc vault.FileImports, a vault.Actor, id uuid.UUID, path string, errOut io.Writer) error {
+	m, err := newMappingFile(path)
+	if err != nil {
+		return err
+	}
+	var created, existing, failed int
+	err = svc.ImportMapping(ctx, a, id, func(l vault.MappingLine) error {
+		switch l.Status {
+		case vault.FileRowCreated:
+			created++
+		case vault.FileRowExisting:
+			existing++
+		default:
+			failed++
+			fmt.Fprintf(errOut, "row %d: %s\n", l.Row, l.Reason)
+		}
+		return m.write(l)
+	})
+	if cerr := m.close(); err == nil {
+		err = cerr
+	}
+	fmt.Fprintf(errOut, "%d created, %d already present, %d failed\n", created, existing, failed)
+	return err
 }
 
 // mappingFile is the CSV an import answers with: per row, the card's id in
@@ -152,7 +188,7 @@ type mappingFile struct {
 }
 
 // mappingHeader names the mapping file's columns.
-var mappingHeader = []string{"row", "old_id", "token_id", "fingerprint", "masked_number", "status", "reason"}
+var mappingHeader = vault.MappingColumns
 
 // newMappingFile creates (or empties) path and writes its header; a run
 // again after a failure writes the whole mapping anew.
@@ -165,18 +201,9 @@ func newMappingFile(path string) (*mappingFile, error) {
 	return m, m.w.Write(mappingHeader)
 }
 
-// write adds r's line.
-func (m *mappingFile) write(r cardfile.Result) error {
-	line := []string{strconv.Itoa(r.Row), r.OldID, "", "", "", "", ""}
-	switch {
-	case r.Err != nil:
-		line[5], line[6] = "failed", r.Err.Code+": "+r.Err.Message
-	default:
-		line[2], line[4] = r.Token.ID.String(), r.Token.MaskedAccountNumber()
-		line[3] = base64.RawURLEncoding.EncodeToString(r.Token.Fingerprint)
-		line[5] = map[bool]string{true: "created", false: "existing"}[r.Created]
-	}
-	return m.w.Write(line)
+// write adds l's line.
+func (m *mappingFile) write(l vault.MappingLine) error {
+	return m.w.Write(l.Record())
 }
 
 // close flushes and closes the file.

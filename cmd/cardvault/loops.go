@@ -8,6 +8,7 @@ import (
 
 	"github.com/cardvault/cardvault/exporter"
 	"github.com/cardvault/cardvault/importer"
+	"github.com/cardvault/cardvault/importer/cardfile"
 	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres"
@@ -32,7 +33,7 @@ const (
 
 // backgroundLoops lists every loop a serving process runs besides answering
 // HTTP. runBackground starts them.
-func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry, exports *exporter.Runner) []loop.Loop {
+func backgroundLoops(svc *postgres.Service, imports *importer.Runner, fileImports *cardfile.Worker, cfg config, log *slog.Logger, tel *telemetry, exports *exporter.Runner) []loop.Loop {
 	owner := workerName()
 	keyRefresh := cmp.Or(cfg.KeyRefresh, keyRefreshFallback)
 	retention := cmp.Or(cfg.AuditRetention, vault.DefaultAuditRetention)
@@ -68,6 +69,7 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 			return err
 		}),
 		{Name: "imports", Run: imports.Run},
+		{Name: "file imports", Run: fileImports.Run},
 		{Name: "webhooks", Run: deliverer.Run},
 		{Name: "exports", Run: exports.Run},
 	}
@@ -76,8 +78,8 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, cfg config
 // runBackground starts the background loops and returns stop, which stops
 // them all, waits for them, then flushes the key usage one last time. serve
 // calls it after the HTTP server has drained.
-func runBackground(svc *postgres.Service, imports *importer.Runner, cfg config, log *slog.Logger, tel *telemetry, exports *exporter.Runner) (stop func()) {
-	stopLoops := loop.Start(backgroundLoops(svc, imports, cfg, log, tel, exports)...)
+func runBackground(svc *postgres.Service, imports *importer.Runner, fileImports *cardfile.Worker, cfg config, log *slog.Logger, tel *telemetry, exports *exporter.Runner) (stop func()) {
+	stopLoops := loop.Start(backgroundLoops(svc, imports, fileImports, cfg, log, tel, exports)...)
 	return func() {
 		stopLoops()
 		flushKeyUsage(svc, log)
@@ -114,5 +116,25 @@ func flushKeyUsage(svc *postgres.Service, log *slog.Logger) {
 	defer cancel()
 	if err := svc.FlushKeyUsage(ctx); err != nil {
 		log.Error("flushing key usage", "error", err)
+	}
+}
+
+// newFileImportWorker returns the worker that runs file import jobs.
+func newFileImportWorker(svc *postgres.Service, owner string, log *slog.Logger) *cardfile.Worker {
+	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: svc, Owner: owner, Logger: log})
+	if err != nil {
+		panic(err) // svc and owner are always set
+	}
+	return w
+}
+
+// wakers wakes several import workers (the Stripe runner, the file
+// worker) when an import job is created.
+type wakers []interface{ Wake() }
+
+// Wake wakes each.
+func (w wakers) Wake() {
+	for _, x := range w {
+		x.Wake()
 	}
 }

@@ -85,7 +85,8 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 	if err != nil {
 		return err
 	}
-	opts := []httpapi.Option{httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(imports), httpapi.WithLimits(cfg.Limits),
+	fileImports := newFileImportWorker(svc, workerName(), log)
+	opts := []httpapi.Option{httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(wakers{imports, fileImports}), httpapi.WithImportFileLimit(cfg.Import.FileMaxBytes), httpapi.WithLimits(cfg.Limits),
 		httpapi.WithMetrics(tel.HTTP()), httpapi.WithExportWaker(exports)}
 	if cfg.Console {
 		opts = append(opts, httpapi.WithConsole(console.Options{}))
@@ -120,7 +121,7 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 		}
 		defer stopMetrics()
 	}
-	defer runBackground(svc, imports, cfg, log, tel, exports)()
+	defer runBackground(svc, imports, fileImports, cfg, log, tel, exports)()
 	errc := make(chan error, 1)
 	go func() { errc <- serveOn(srv, framingListener{ln}) }()
 	log.Info("serving", "addr", ln.Addr().String())

@@ -130,8 +130,10 @@ func compareItemKeys(a, b itemKey) int {
 }
 
 // recountImportSQL is the SET list that recomputes a job's ($1) attempt
-// counters from its items, for endImport.
+// counters from its items, for endImport; a file import's counters are
+// exact already (each batch adds its rows in the transaction that writes
+// them) and are kept.
 const recountImportSQL = `
-	attempts = (SELECT coalesce(sum(i.attempts), 0) FROM import_items i WHERE i.job_id = $1),
-	successes = (SELECT count(*) FROM import_items i WHERE i.job_id = $1 AND i.status = 'succeeded'),
-	failures = (SELECT count(*) FROM import_items i WHERE i.job_id = $1 AND i.status = 'failed')`
+	attempts = CASE WHEN provider = 'file' THEN attempts ELSE (SELECT coalesce(sum(i.attempts), 0) FROM import_items i WHERE i.job_id = $1) END,
+	successes = CASE WHEN provider = 'file' THEN successes ELSE (SELECT count(*) FROM import_items i WHERE i.job_id = $1 AND i.status = 'succeeded') END,
+	failures = CASE WHEN provider = 'file' THEN failures ELSE (SELECT count(*) FROM import_items i WHERE i.job_id = $1 AND i.status = 'failed') END`

@@ -29,12 +29,13 @@ const (
 )
 
 const importColumns = `id, tenant_id, provider, status, failure_reason, provider_key_hint,
-	total, attempts, successes, failures, skipped, created_at, started_at, finished_at, updated_at`
+	total, attempts, successes, failures, skipped, file_format, file_size, rows_done,
+	created_at, started_at, finished_at, updated_at`
 
 func scanImport(row pgx.Row) (vault.ImportJob, error) {
 	var j vault.ImportJob
 	err := row.Scan(&j.ID, &j.TenantID, &j.Provider, &j.Status, &j.FailureReason, &j.ProviderKeyHint,
-		&j.Total, &j.Attempts, &j.Successes, &j.Failures, &j.Skipped,
+		&j.Total, &j.Attempts, &j.Successes, &j.Failures, &j.Skipped, &j.FileFormat, &j.FileSize, &j.RowsDone,
 		&j.CreatedAt, &j.StartedAt, &j.FinishedAt, &j.UpdatedAt)
 	return j, err
 }
@@ -215,6 +216,9 @@ func (s *Service) endImport(ctx context.Context, tx pgx.Tx, a vault.Actor, id uu
 	if err != nil {
 		return vault.ImportJob{}, err
 	}
+	if _, err := tx.Exec(ctx, `DELETE FROM import_file_chunks WHERE job_id = $1`, id); err != nil {
+		return vault.ImportJob{}, err
+	}
 	if _, err := tx.Exec(ctx, `
 		UPDATE api_keys SET revoked_at = $2 WHERE id = (SELECT forward_key_id FROM import_jobs WHERE id = $1)
 		AND revoked_at IS NULL`, id, now); err != nil {
@@ -332,7 +336,7 @@ func (c sealedCredentials) keyID(i int) uint32 {
 // import jobs, locked for update when lock is set.
 func activeCredentials(ctx context.Context, q querier, tenantID uuid.UUID, lock bool) ([]sealedCredentials, error) {
 	sql := `SELECT id, provider_key_ct, forward_key_ct FROM import_jobs
-		WHERE tenant_id = $1 AND status IN ('preparing', 'running')`
+		WHERE tenant_id = $1 AND status IN ('preparing', 'running') AND provider = 'stripe'`
 	if lock {
 		sql += ` FOR UPDATE`
 	}

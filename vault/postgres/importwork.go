@@ -27,7 +27,7 @@ func (s *Service) ClaimPreparation(ctx context.Context, owner string, ttl time.D
 	err := s.db.QueryRow(ctx, `
 		UPDATE import_jobs SET lease_owner = $1, lease_until = $2, started_at = COALESCE(started_at, $3), updated_at = $3
 		WHERE id = (SELECT id FROM import_jobs
-		            WHERE status = 'preparing' AND (lease_until IS NULL OR lease_until < $3 OR lease_owner = $1)
+		            WHERE status = 'preparing' AND provider = 'stripe' AND (lease_until IS NULL OR lease_until < $3 OR lease_owner = $1)
 		            ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
 		RETURNING id, tenant_id, provider_key_ct, forward_key_ct, cursor`,
 		owner, now.Add(ttl), now).Scan(&p.JobID, &p.TenantID, &providerCT, &forwardCT, &p.Cursor)
@@ -230,7 +230,7 @@ func (s *Service) RenewImportLeases(ctx context.Context, owner string, held []va
 		jobs[i], pms[i] = w.JobID, w.PaymentMethod
 	}
 	return s.inTx(ctx, "import", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE import_jobs SET lease_until = $2 WHERE lease_owner = $1 AND status = 'preparing'`,
+		if _, err := tx.Exec(ctx, `UPDATE import_jobs SET lease_until = $2 WHERE lease_owner = $1 AND status = 'preparing' AND provider = 'stripe'`,
 			owner, now.Add(ttl)); err != nil {
 			return err
 		}
@@ -260,7 +260,7 @@ func (s *Service) ReleaseImportLeases(ctx context.Context, owner string) error {
 func (s *Service) CompleteImports(ctx context.Context) ([]vault.ImportJob, error) {
 	rows, err := s.db.Query(ctx, `
 		SELECT j.id, j.tenant_id FROM import_jobs j
-		WHERE j.status = 'running' AND NOT EXISTS (
+		WHERE j.status = 'running' AND j.provider = 'stripe' AND NOT EXISTS (
 			SELECT 1 FROM import_items i WHERE i.job_id = j.id AND i.status = 'pending')`)
 	if err != nil {
 		return nil, dbError(err, "import")
@@ -306,8 +306,16 @@ func (s *Service) ListImportItems(ctx context.Context, a vault.Actor, id uuid.UU
 	default:
 		return vault.ItemPage{}, vault.InvalidParam(vault.CodeInvalidStatus, "status", "status must be pending, succeeded, failed or skipped")
 	}
-	if _, err := s.GetImport(ctx, a, id); err != nil {
+	job, err := s.GetImport(ctx, a, id)
+	if err != nil {
 		return vault.ItemPage{}, err
+	}
+	if job.Provider == vault.ProviderFile {
+		items, err := s.listFileRows(ctx, id, status, limit+1, startingAfter)
+		if err != nil {
+			return vault.ItemPage{}, dbError(err, "import item")
+		}
+		return itemPage(items, limit), nil
 	}
 	rows, err := s.db.Query(ctx, `
 		SELECT seq, payment_method, customer, status, attempts, last_error, token_id, updated_at
@@ -328,11 +336,17 @@ func (s *Service) ListImportItems(ctx context.Context, a vault.Actor, id uuid.UU
 	if err != nil {
 		return vault.ItemPage{}, dbError(err, "import item")
 	}
+	return itemPage(items, limit), nil
+}
+
+// itemPage returns the page of up to limit items of items, one more than
+// limit when there are more.
+func itemPage(items []vault.ImportItem, limit int) vault.ItemPage {
 	page := vault.ItemPage{Items: items}
 	if len(items) > limit {
 		page.Items, page.HasMore = items[:limit], true
 	}
-	return page, nil
+	return page
 }
 
 // ActiveImports returns which of ids name jobs still preparing or running.

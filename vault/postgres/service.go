@@ -66,6 +66,9 @@ type Service struct {
 	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
 	// importCounts gathers import attempt counters (importcounts.go).
 	importCounts importCounts
+	// fileOrder orders the commits of a file import's concurrent batches
+	// (fileimport_rows.go).
+	fileOrder fileBatchOrder
 	// reads and reveals look up the tokens of concurrent requests and
 	// commit their audit rows together (token_lookup.go).
 	reads, reveals lookupBatch

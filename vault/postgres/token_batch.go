@@ -117,6 +117,32 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
 	return dbError(err, "token")
 }
 
+// insertTokensTx runs insertTokensSQL for batch in tx (a file import's
+// batch) and writes, in tx, the audit rows of the tokens it inserted. A row
+// whose business key was taken is left to the caller, which brings that
+// token up to date and audits it. It returns a domain error when the
+// database fails.
+func (s *Service) insertTokensTx(ctx context.Context, tx pgx.Tx, batch []*newToken) error {
+	rows, err := tx.Query(ctx, insertTokensSQL, insertTokensArgs(batch)...)
+	if err != nil {
+		return dbError(err, "token")
+	}
+	byID := make(map[uuid.UUID]*newToken, len(batch))
+	for _, nt := range batch {
+		byID[nt.args[0].(uuid.UUID)] = nt
+	}
+	if err := scanNewTokens(rows, byID); err != nil {
+		return dbError(err, "token")
+	}
+	var events []vault.AuditEvent
+	for _, nt := range batch {
+		if nt.inserted {
+			events = append(events, nt.ev)
+		}
+	}
+	return dbError(s.insertAudits(ctx, tx, events), "token")
+}
+
 // scanNewTokens reads insertTokensSQL's rows into the tokens of byID: which
 // were inserted and enqueued, and which replays found their token.
 func scanNewTokens(rows pgx.Rows, byID map[uuid.UUID]*newToken) error {

@@ -37,6 +37,14 @@ type Options struct {
 	// Concurrency (at most 256), so that the import has as many requests in
 	// flight as the tokenize phase it is compared with.
 	ImportConcurrency int
+	// FileImportCards is how many rows the file import phase's card file
+	// has (default 20,000).
+	FileImportCards int
+	// ImportKey makes the tenant's OpenPGP import key in the database at
+	// dbURL (root KEK at kekURI) and returns its armored public key, which
+	// the file import phase's card file is encrypted to; nil leaves the
+	// phase without a file (it then fails).
+	ImportKey func(ctx context.Context, dbURL, kekURI string, tenantID uuid.UUID) (string, error)
 	// Profile captures CPU profiles of the vault during the HTTP phases,
 	// through its --debug-listen pprof listener, into Out.
 	Profile bool
@@ -72,6 +80,9 @@ func (o Options) withDefaults() Options {
 	if o.ImportConcurrency == 0 {
 		o.ImportConcurrency = min(o.Concurrency, 256)
 	}
+	if o.FileImportCards == 0 {
+		o.FileImportCards = 20_000
+	}
 	return o
 }
 
@@ -89,6 +100,9 @@ func (o Options) Validate() error {
 	}
 	if o.ImportCards < 1 || o.ImportCards > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--import-cards %d must be between 1 and 1000000", o.ImportCards))
+	}
+	if o.FileImportCards < 0 || o.FileImportCards > 1_000_000 { // 0: the default
+		errs = append(errs, fmt.Errorf("--file-import-cards %d must be between 1 and 1000000", o.FileImportCards))
 	}
 	if o.ImportConcurrency < 1 || o.ImportConcurrency > 256 {
 		errs = append(errs, fmt.Errorf("--import-concurrency %d must be between 1 and 256", o.ImportConcurrency))

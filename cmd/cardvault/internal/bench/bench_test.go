@@ -21,6 +21,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"warmup", func(o *Options) { o.Warmup = -time.Second }},
 		{"import-cards", func(o *Options) { o.ImportCards = 0 }},
 		{"import-concurrency", func(o *Options) { o.ImportConcurrency = 1000 }},
+		{"file-import-cards", func(o *Options) { o.FileImportCards = -1 }},
 		{"out", func(o *Options) { o.Out = "" }},
 		{"replicas", func(o *Options) { o.Replicas = 0 }},
 		{"preload", func(o *Options) { o.Preload = -1 }},

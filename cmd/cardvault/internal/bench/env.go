@@ -44,6 +44,7 @@ type environment struct {
 	debugAddr  string           // the vault's pprof listener, "" unless profiling
 	preload    Preload          // what --preload seeded
 	preIDs     []uuid.UUID      // a sample of the preloaded tokens (and their bench_tokens copies)
+	cardFile   []byte           // the file import phase's encrypted card file
 	closers    []func()
 }
 
@@ -76,6 +77,15 @@ func setup(ctx context.Context, o Options, tmp string) (*environment, error) {
 	kekURI := "local://" + kekPath
 	if e.tenantID, e.apiKey, err = o.Provision(ctx, dbURL, kekURI); err != nil {
 		return e, err
+	}
+	if o.ImportKey != nil {
+		pub, err := o.ImportKey(ctx, dbURL, kekURI, e.tenantID)
+		if err != nil {
+			return e, fmt.Errorf("the tenant's import key: %w", err)
+		}
+		if e.cardFile, err = cardFile(pub, o.FileImportCards); err != nil {
+			return e, err
+		}
 	}
 	if err := e.openPool(ctx, o.Concurrency); err != nil {
 		return e, err

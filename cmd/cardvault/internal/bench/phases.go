@@ -85,6 +85,7 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 		{PhaseDetokenize, true, func() e2e.Result { return b.timed(ctx, PhaseDetokenize, progress, b.detokenize) }},
 		{PhaseForward, true, func() e2e.Result { return b.timedForward(ctx) }},
 		{PhaseImport, true, func() e2e.Result { return b.importJob(ctx, progress) }},
+		{PhaseFileImport, true, func() e2e.Result { return b.fileImport(ctx, progress) }},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
@@ -130,7 +131,7 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 	cpu0, cpuErr0 := b.vaultCPU()
 	b.resetPeakRSS()
 	var profiled chan struct{}
-	if vault && b.o.Profile && name != PhaseImport {
+	if vault && b.o.Profile && name != PhaseImport && name != PhaseFileImport {
 		profiled = make(chan struct{})
 		go func() { defer close(profiled); b.cpuProfile(ctx, name) }()
 	}

@@ -122,6 +122,9 @@ func newPhaseResult(name string, r e2e.Result) PhaseResult {
 	if name == PhaseImport {
 		p.Unit = "items"
 	}
+	if name == PhaseFileImport {
+		p.Unit = "rows"
+	}
 	if r.Elapsed > 0 {
 		p.RPS = round1(float64(r.Requests) / r.Elapsed.Seconds())
 	}
@@ -172,6 +175,7 @@ func (r *Report) finish(child *e2e.Vault) {
 		{"read/baseline-http", ratio(PhaseRead, PhaseBaselineHTTP)},
 		{"detokenize/baseline-http", ratio(PhaseDetokenize, PhaseBaselineHTTP)},
 		{"forward/detokenize", ratio(PhaseForward, PhaseDetokenize)},
+		{"file-import/tokenize", ratio(PhaseFileImport, PhaseTokenize)},
 	}
 	hwm, _ := child.PeakRSS()
 	r.VaultRSSPeakMB = round1(hwm)
@@ -202,6 +206,7 @@ func (r *Report) finish(child *e2e.Vault) {
 		atLeast("forward ≥ 0.8 × detokenize", ratio(PhaseForward, PhaseDetokenize), 0.8),
 		atMost("forward vault overhead p50", orInf(fwd.OverheadP50Ms), 2, " ms"),
 		atMost("forward vault overhead p99", orInf(fwd.OverheadP99Ms), 10, " ms"),
+		atLeast("file-import ≥ 3 × tokenize", ratio(PhaseFileImport, PhaseTokenize), 3),
 		{"audit rows never updated", "0 of > 0 inserted", strconv.FormatInt(r.AuditWrites.Updated, 10),
 			r.AuditWrites.Updated == 0 && r.AuditWrites.Inserted > 0},
 	}
@@ -241,7 +246,7 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\tPG CPU s/1k\t")
 	for _, p := range r.Phases {
 		lat := []string{fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs)}
-		if p.Unit == "items" {
+		if p.Unit == "items" || p.Unit == "rows" {
 			lat = []string{"-", "-", "-", "-"}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", p.Name, p.Requests, fmtNum(p.RPS),
@@ -250,6 +255,9 @@ func printReport(w io.Writer, r *Report) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n(import: requests are payment methods imported end to end, rps is items per second)")
+	if r.Phase(PhaseFileImport).Requests > 0 {
+		fmt.Fprintln(w, "(file-import: requests are rows of the card file imported end to end, upload and verification included, rps is rows per second)")
+	}
 	if p := r.Phase(PhaseForward); p.OverheadP50Ms != nil {
 		fmt.Fprintf(w, "(forward: the vault's own overhead, latency minus the answer's destination_duration: p50 %s ms, p99 %s ms)\n",
 			fmtOpt(p.OverheadP50Ms, "-"), fmtOpt(p.OverheadP99Ms, "-"))
