@@ -110,6 +110,10 @@ func (s *Service) auditTokenEvent(ctx context.Context, tx pgx.Tx, tk *tenantKeys
 // fail.
 type pipeline struct {
 	batch pgx.Batch
+	// audits are the audit events written into the pipeline: they are
+	// chained and queued when it is sent (a chained row needs its lane's
+	// head, which a pipeline cannot read).
+	audits []vault.AuditEvent
 }
 
 var errPipelineRead = errors.New("vault: a pipeline cannot read")

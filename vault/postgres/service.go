@@ -74,6 +74,9 @@ type Service struct {
 	reads, reveals lookupBatch
 	// newTokens commits concurrent new tokens together (token_batch.go).
 	newTokens newTokenBatch
+	// updates reconciles the tokens of concurrent tokenizations whose
+	// business key holds another card together (token_update.go).
+	updates tokenUpdateBatch
 	// replays answers repeated imports of unchanged cards together
 	// (token_replay.go).
 	replays replayBatch
@@ -117,6 +120,7 @@ func NewService(cfg Config) (*Service, error) {
 		s.failures.sources = DefaultAccessFailureSources
 	}
 	s.replays.limit = replayBatchesInFlight
+	s.updates.limit = updateBatchesInFlight
 	s.outcomes.limit = outcomeBatchesInFlight
 	if s.now == nil {
 		s.now = time.Now

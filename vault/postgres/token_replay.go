@@ -20,7 +20,7 @@ import (
 // the request carries a CVC, the stored CVC is still held within its TTL.
 // Nothing is rewritten, so such a replay does not extend the CVC's TTL. Any
 // other case (a changed card, a CVC to store again, a token written before
-// digests were kept) takes the transactional path of reconcile.
+// digests were kept) is reconciled in a batch of updates (token_update.go).
 
 // replayBatchesInFlight is how many replay batches may be written at once,
 // as for reads (readBatchesInFlight): a batch is one statement.

@@ -215,13 +215,7 @@ func (s *Service) tokenizeOnce(ctx context.Context, a vault.Actor, tk *tenantKey
 	if tok, ok, err := s.replayed(tk, nt.replay, tok); err != nil || ok {
 		return tok, false, err
 	}
-	var enqueued bool
-	var out tokenRow
-	err = s.inTx(ctx, "token", func(tx pgx.Tx) error {
-		var err error
-		out, enqueued, err = s.reconcile(ctx, tx, a, tk, row, card)
-		return err
-	})
+	out, enqueued, err := s.updateToken(ctx, a, tk, row, card)
 	if err != nil {
 		return vault.Token{}, false, err
 	}
@@ -244,36 +238,53 @@ func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a vault.Actor, tk *t
 	if err != nil {
 		return tokenRow{}, false, err
 	}
+	updated, ev, err := s.reconcileLocked(ctx, tx, a, tk, existing, row, card, func(scope vault.Scope) error {
+		return s.Require(ctx, a, scope)
+	})
+	if err != nil || ev == nil {
+		return updated, false, err
+	}
+	enqueued, err := s.auditTokenEvent(ctx, tx, tk, *ev, vault.EventTokenUpdated, updated)
+	return updated, enqueued, err
+}
+
+// reconcileLocked brings existing, the locked token holding row's business
+// key, up to date with card through q (the replaced card's version, the
+// token's new card, or the refreshed CVC and audit row of a repeated
+// import), after require accepted the scope a changed number needs. It
+// returns the token as updated and, for a changed card, its token.update
+// audit event, still to be written with its webhook event (nil otherwise);
+// or the first error of require, of decrypting or sealing, or of q.
+func (s *Service) reconcileLocked(ctx context.Context, q querier, a vault.Actor, tk *tenantKeys, existing, row tokenRow, card card.Card, require func(vault.Scope) error) (tokenRow, *vault.AuditEvent, error) {
 	changed, err := s.changes(tk, existing, row, card)
 	if err != nil {
-		return tokenRow{}, false, err
+		return tokenRow{}, nil, err
 	}
 	if len(changed) == 0 {
-		existing, err = s.refreshCVC(ctx, tx, a, tk, existing, card)
-		return existing, false, err
+		existing, err = s.refreshCVC(ctx, q, a, tk, existing, card)
+		return existing, nil, err
 	}
 	if slices.Contains(changed, "number") {
-		if err := s.Require(ctx, a, vault.ScopeTokensUpdate); err != nil {
-			return tokenRow{}, false, err
+		if err := require(vault.ScopeTokensUpdate); err != nil {
+			return tokenRow{}, nil, err
 		}
 	}
 	updated, err := s.withCard(tk, existing, card, row.Fingerprint, uint32(row.fpKeyID))
 	if err != nil {
-		return tokenRow{}, false, err
+		return tokenRow{}, nil, err
 	}
 	updated.Metadata, updated.UpdatedAt = row.Metadata, s.clock()
 	if slices.Contains(changed, "number") || slices.Contains(changed, "expiry") {
-		if err := s.keepVersion(ctx, tx, existing); err != nil {
-			return tokenRow{}, false, err
+		if err := s.keepVersion(ctx, q, existing); err != nil {
+			return tokenRow{}, nil, err
 		}
 	}
-	if err := updateCard(ctx, tx, updated); err != nil {
-		return tokenRow{}, false, err
+	if err := updateCard(ctx, q, updated); err != nil {
+		return tokenRow{}, nil, err
 	}
 	ev := s.event(a, vault.ActionTokenUpdate, updated.ID, map[string]any{"changed": changed,
 		"fingerprint_before": fingerprintText(existing.Fingerprint), "fingerprint_after": fingerprintText(updated.Fingerprint)})
-	enqueued, err := s.auditTokenEvent(ctx, tx, tk, ev, vault.EventTokenUpdated, updated)
-	return updated, enqueued, err
+	return updated, &ev, nil
 }
 
 // changes lists what differs between the stored token and the new card:
@@ -318,20 +329,20 @@ func (s *Service) samePAN(tk *tenantKeys, old, row tokenRow, card card.Card) (bo
 // whole card is sealed again with tk's primary key, so that the row's
 // key_id names the one key every field is under (a CVC sealed alone with a
 // newer or older key than the row's would escape a retire's checks).
-func (s *Service) refreshCVC(ctx context.Context, tx pgx.Tx, a vault.Actor, tk *tenantKeys, existing tokenRow, card card.Card) (tokenRow, error) {
+func (s *Service) refreshCVC(ctx context.Context, q querier, a vault.Actor, tk *tenantKeys, existing tokenRow, card card.Card) (tokenRow, error) {
 	detail := map[string]any{"existing": true}
 	if !card.CVC.IsZero() {
 		refreshed, err := s.withCard(tk, existing, card, existing.Fingerprint, uint32(existing.fpKeyID))
 		if err != nil {
 			return tokenRow{}, err
 		}
-		if err := updateCard(ctx, tx, refreshed); err != nil {
+		if err := updateCard(ctx, q, refreshed); err != nil {
 			return tokenRow{}, err
 		}
 		existing = refreshed
 		detail["cvc_refreshed"] = true
 	}
-	return existing, s.insertAudit(ctx, tx, s.event(a, vault.ActionTokenCreate, existing.ID, detail))
+	return existing, s.insertAudit(ctx, q, s.event(a, vault.ActionTokenCreate, existing.ID, detail))
 }
 
 // GetToken returns the masked record of the actor's tenant's token id once
