@@ -82,9 +82,11 @@ type Runner struct {
 	cfg Config
 	svc vault.ExportQueue
 	log *slog.Logger
+	// Waker's Wake makes every idle worker look for work now, e.g. right
+	// after a job was created in this process.
+	loop.Waker
 
 	mu      sync.Mutex
-	wake    chan struct{} // closed and replaced by Wake
 	jobs    map[uuid.UUID]*job
 	claimMu sync.Mutex
 	claimed []vault.ExportWork // leased in a batch, waiting for a sender
@@ -107,23 +109,8 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, svc: cfg.Service, log: cfg.Logger, wake: make(chan struct{}),
+	return &Runner{cfg: cfg, svc: cfg.Service, log: cfg.Logger,
 		jobs: map[uuid.UUID]*job{}, held: map[heldKey]vault.ExportWork{}}, nil
-}
-
-// Wake makes every idle worker look for work now, e.g. right after a job
-// was created in this process.
-func (r *Runner) Wake() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	close(r.wake)
-	r.wake = make(chan struct{})
-}
-
-func (r *Runner) woken() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.wake
 }
 
 // Run sends items and ends finished jobs until ctx ends, then waits for the
@@ -137,7 +124,7 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 	for _, step := range steps {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.loop(ctx, step) }()
+		go func() { defer wg.Done(); loop.Poll(ctx, r.cfg.Poll, &r.Waker, step, nil) }()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); r.heartbeat(ctx) }()
@@ -147,24 +134,6 @@ func (r *Runner) Run(ctx context.Context) {
 	defer cancel()
 	if err := r.svc.ReleaseExportLeases(releaseCtx, r.cfg.Owner); err != nil {
 		r.log.Error("releasing export leases", "error", err)
-	}
-}
-
-// loop calls step until ctx ends, waiting for a poll or a wake-up whenever
-// a step found nothing to do.
-func (r *Runner) loop(ctx context.Context, step func(context.Context) bool) {
-	t := time.NewTicker(r.cfg.Poll)
-	defer t.Stop()
-	for ctx.Err() == nil {
-		woken := r.woken()
-		if step(ctx) {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-woken:
-		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
@@ -124,8 +125,11 @@ type Runner struct {
 	svc vault.ImportQueue
 	log *slog.Logger
 
-	mu   sync.Mutex
-	wake chan struct{} // closed and replaced by Wake
+	// Waker's Wake makes every idle worker look for work now, e.g. right
+	// after a job was created in this process.
+	loop.Waker
+
+	mu sync.Mutex // guards clients
 	// drained is whether the last claim found nothing due; itemsSettled
 	// (buffered, one) wakes the complete loop when an item ends then.
 	drained      atomic.Bool
@@ -141,24 +145,8 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, svc: cfg.Service, log: cfg.Logger, wake: make(chan struct{}), itemsSettled: make(chan struct{}, 1),
+	return &Runner{cfg: cfg, svc: cfg.Service, log: cfg.Logger, itemsSettled: make(chan struct{}, 1),
 		clients: map[uuid.UUID]*jobClient{}, recorder: newRecorder(cfg.Concurrency)}, nil
-}
-
-// Wake makes every idle worker look for work now, e.g. right after a job
-// was created in this process.
-func (r *Runner) Wake() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	close(r.wake)
-	r.wake = make(chan struct{})
-}
-
-// woken returns the channel the next Wake closes.
-func (r *Runner) woken() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.wake
 }
 
 // Run prepares jobs, forwards their items and ends finished jobs until ctx
@@ -167,17 +155,17 @@ func (r *Runner) woken() <-chan struct{} {
 // Failures are logged and retried on the next poll.
 func (r *Runner) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	type loop struct {
+	type stepper struct {
 		step  func(context.Context) bool
 		nudge <-chan struct{} // besides Wake; nil for none
 	}
-	loops := []loop{{r.prepareOne, nil}, {r.complete, r.itemsSettled}}
+	steps := []stepper{{r.prepareOne, nil}, {r.complete, r.itemsSettled}}
 	for range r.cfg.Concurrency {
-		loops = append(loops, loop{r.forwardOne, nil})
+		steps = append(steps, stepper{r.forwardOne, nil})
 	}
-	for _, l := range loops {
+	for _, l := range steps {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.loop(ctx, l.step, l.nudge) }()
+		go func() { defer wg.Done(); loop.Poll(ctx, r.cfg.Poll, &r.Waker, l.step, l.nudge) }()
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); r.heartbeat(ctx) }()
@@ -187,25 +175,6 @@ func (r *Runner) Run(ctx context.Context) {
 	defer cancel()
 	if err := r.svc.ReleaseImportLeases(releaseCtx, r.cfg.Owner); err != nil {
 		r.log.Error("releasing import leases", "error", err)
-	}
-}
-
-// loop calls step until ctx ends, waiting for a poll, a wake-up or a nudge
-// whenever a step found nothing to do.
-func (r *Runner) loop(ctx context.Context, step func(context.Context) bool, nudge <-chan struct{}) {
-	t := time.NewTicker(r.cfg.Poll)
-	defer t.Stop()
-	for ctx.Err() == nil {
-		woken := r.woken()
-		if step(ctx) {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-woken:
-		case <-nudge:
-		}
 	}
 }
 

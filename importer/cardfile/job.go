@@ -5,11 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -50,8 +50,8 @@ type Worker struct {
 	q   vault.FileImportQueue
 	log *slog.Logger
 
-	mu   sync.Mutex
-	wake chan struct{}
+	// Waker's Wake makes an idle worker look for a job now.
+	loop.Waker
 }
 
 // NewWorker returns a Worker for cfg, or an error when cfg lacks Queue or Owner.
@@ -74,21 +74,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Worker{cfg: cfg, q: cfg.Queue, log: cfg.Logger, wake: make(chan struct{})}, nil
-}
-
-// Wake makes an idle worker look for a job now.
-func (w *Worker) Wake() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	close(w.wake)
-	w.wake = make(chan struct{})
-}
-
-func (w *Worker) woken() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.wake
+	return &Worker{cfg: cfg, q: cfg.Queue, log: cfg.Logger}, nil
 }
 
 // Run runs file import jobs, one at a time, until ctx ends.
@@ -99,19 +85,7 @@ func (w *Worker) Run(ctx context.Context) {
 // RunJob runs the file import only (every file import when uuid.Nil)
 // until ctx ends; a caller following one job cancels ctx once it ended.
 func (w *Worker) RunJob(ctx context.Context, only uuid.UUID) {
-	t := time.NewTicker(w.cfg.Poll)
-	defer t.Stop()
-	for ctx.Err() == nil {
-		woken := w.woken()
-		if w.Step(ctx, only) {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-woken:
-		}
-	}
+	loop.Poll(ctx, w.cfg.Poll, &w.Waker, func(ctx context.Context) bool { return w.Step(ctx, only) }, nil)
 }
 
 // Step leases one file import (only that one, unless uuid.Nil) and runs it
