@@ -93,6 +93,11 @@ func TestAuditRetentionDropsAVerifiedMonth(t *testing.T) {
 	assert.Zero(t, n, "nor is it pruned row by row")
 
 	require.True(t, e.verify(t, nil).OK) // the verified checkpoint
+	_, err = e.svc.WriteAuditCheckpoints(ctx, nil)
+	require.NoError(t, err)
+	exported, err := e.svc.AuditCheckpoints(ctx, nil) // checkpoints naming January's rows, kept outside
+	require.NoError(t, err)
+	require.NotEmpty(t, exported)
 	drops, err = e.svc.DropAuditPartitions(ctx, retention)
 	require.NoError(t, err)
 	require.Len(t, drops, 1)
@@ -132,6 +137,8 @@ func TestAuditRetentionDropsAVerifiedMonth(t *testing.T) {
 	resumed, err := e.svc.VerifyAuditResume(ctx, nil)
 	require.NoError(t, err)
 	assert.True(t, resumed.OK)
+	require.NoError(t, e.svc.VerifyAuditCheckpoints(ctx, exported, &r))
+	assert.Empty(t, r.Breaks, "checkpoints of dropped rows are behind the retention checkpoints")
 
 	// New rows chain on; the next pass has nothing to drop.
 	e.tokenize(t, a, 1)
