@@ -67,3 +67,17 @@ func Check(ctx context.Context, conn *pgx.Conn) error {
 	}
 	return nil
 }
+
+// MigrateTo applies the pending migrations over conn up to and including
+// version (for upgrade tests). It returns an error naming the failing
+// migration.
+func MigrateTo(ctx context.Context, conn *pgx.Conn, version int32) error {
+	m, err := newMigrator(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if err := m.MigrateTo(ctx, version); err != nil {
+		return fmt.Errorf("migrations: apply: %w", err)
+	}
+	return nil
+}

@@ -23,6 +23,7 @@ const (
 	cvcSweep           = time.Minute      // destroy expired CVCs
 	keyJobPoll         = 2 * time.Second  // look for key jobs (re-encryption) to run
 	auditPrune         = time.Hour        // prune audit rows past the retention
+	auditPartitions    = 24 * time.Hour   // create the audit partitions of the coming months
 	idempotencySweep   = 10 * time.Minute // delete expired idempotency keys
 	sessionSweep       = 10 * time.Minute // delete ended console sessions
 	forwardPrune       = time.Hour        // prune forwarding records past the retention
@@ -47,7 +48,15 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, fileImport
 			return err
 		}),
 		loop.Every(log, "audit prune", auditPrune, func(ctx context.Context) error {
+			// A resumed verify first: its checkpoint is what lets whole months be dropped.
+			if r, err := svc.VerifyAuditResume(ctx, nil); err != nil || !r.OK {
+				log.Error("audit verify before pruning found the trail not whole: months behind a break are kept", "error", err, "breaks", len(r.Breaks))
+			}
 			_, err := svc.PruneAudit(ctx, retention)
+			return err
+		}),
+		loop.Every(log, "audit partitions", auditPartitions, func(ctx context.Context) error {
+			_, _, err := svc.EnsureAuditPartitions(ctx)
 			return err
 		}),
 		loop.Every(log, "card history prune", cardHistoryPrune, count(log, "replaced card versions deleted", func(ctx context.Context) (int64, error) {

@@ -12,7 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// PruneAudit deletes the chained audit rows older than retention, chain by
+// PruneAudit first drops the monthly partitions older than retention that
+// a verified checkpoint covers (DropAuditPartitions), then deletes the
+// chained audit rows still older than retention, chain by
 // chain and in batches, oldest sequence numbers first, so that every chain
 // keeps a gapless tail: a chain is pruned only up to its first row that is
 // still within the retention (rows commit, and are chained, slightly out of
@@ -37,7 +39,12 @@ func (s *Service) PruneAudit(ctx context.Context, retention time.Duration) (int6
 	if err != nil {
 		return 0, dbError(err, "audit event")
 	}
-	total, first := s.pruneLanes(ctx, cutoff)
+	total, first := s.dropPartitions(ctx, retention)
+	n, err := s.pruneLanes(ctx, cutoff)
+	total += n
+	if first == nil {
+		first = err
+	}
 	for _, c := range chains {
 		for {
 			n, err := s.pruneBatch(ctx, c, cutoff)
@@ -151,4 +158,19 @@ func (s *Service) auditPrune(ctx context.Context, tx pgx.Tx, tenant uuid.UUID, n
 		"older_than": cutoff.Format(time.RFC3339Nano), "legacy": true,
 	})
 	return nil, s.insertAudit(ctx, tx, ev)
+}
+
+// dropPartitions drops the partitions DropAuditPartitions may drop and
+// returns the rows they held; a refused partition is not an error (its
+// rows are pruned row by row), a database failure is.
+func (s *Service) dropPartitions(ctx context.Context, retention time.Duration) (int64, error) {
+	drops, err := s.DropAuditPartitions(ctx, retention)
+	var n int64
+	for _, d := range drops {
+		n += d.Rows + d.Deleted
+	}
+	if vault.ErrorKind(err) == vault.KindConflict {
+		err = nil
+	}
+	return n, err
 }

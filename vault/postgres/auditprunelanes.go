@@ -11,7 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// pruneLanes prunes the written-once rows older than cutoff, lane by lane
+// pruneLanes prunes the written-once rows older than cutoff that are in
+// the DEFAULT partition (rows whose month had no partition), lane by lane
 // and in batches, each batch verified before it is deleted; it returns how
 // many rows it deleted and the first error (the other lanes are still
 // pruned).
@@ -114,9 +115,10 @@ func (s *Service) pruneLaneBatch(ctx context.Context, id laneID, cutoff time.Tim
 			n, through = n+1, r
 		}
 		brk = w.brk
-		if n == 0 {
-			return nil
+		if n, err = inDefaultPartition(ctx, tx, id, l.prunedSeq, n); err != nil || n == 0 {
+			return err
 		}
+		through = batch[n-1]
 		tag, err := tx.Exec(ctx, `DELETE FROM audit_events WHERE `+chainKey+` = $1 AND chain_lane = $2
 			AND chain_seq > $3 AND chain_seq <= $4`, id.chain, id.lane, l.prunedSeq, through.seq)
 		if err != nil {
@@ -166,4 +168,18 @@ func readLaneRows(ctx context.Context, q querier, id laneID, after int64, limit 
 		r.tenant, r.apiKey, r.token = derefUUID(tenant), derefUUID(key), derefUUID(token)
 		return r, err
 	})
+}
+
+// inDefaultPartition returns how many of the lane's n rows after seq
+// are in a row in the DEFAULT partition: the rows of a monthly partition
+// go only when the whole month is dropped (DropAuditPartitions), never row
+// by row.
+func inDefaultPartition(ctx context.Context, tx pgx.Tx, id laneID, after, n int64) (int64, error) {
+	var first *int64
+	if err := tx.QueryRow(ctx, `SELECT min(chain_seq) FROM audit_events WHERE `+chainKey+` = $1 AND chain_lane = $2
+		AND chain_seq > $3 AND chain_seq <= $4 AND tableoid <> 'audit_events_default'::regclass`,
+		id.chain, id.lane, after, after+n).Scan(&first); err != nil || first == nil {
+		return n, err
+	}
+	return *first - after - 1, nil
 }

@@ -91,17 +91,7 @@ func (w *laneWalker) step(r auditRowV2) *vault.AuditBreak {
 			fmt.Sprintf("lane %d: row id %d at seq %d does not match its keyed hash: it was changed or forged", w.id.lane, r.id, r.seq))
 	}
 	if vault.Action(r.action) == vault.ActionAuditPrune {
-		var p struct {
-			Lane        *int16 `json:"lane"`
-			ThroughSeq  int64  `json:"through_seq"`
-			ThroughHash string `json:"through_hash"`
-		}
-		if json.Unmarshal(r.detail, &p) == nil && p.Lane != nil {
-			if w.prunes[*p.Lane] == nil {
-				w.prunes[*p.Lane] = map[string]bool{}
-			}
-			w.prunes[*p.Lane][fmt.Sprintf("%d:%s", p.ThroughSeq, p.ThroughHash)] = true
-		}
+		w.vouch(r.detail)
 	}
 	w.next, w.prev, w.rows = r.seq+1, append(w.prevBuf[:0], r.hash...), w.rows+1
 	return nil
@@ -324,4 +314,31 @@ func (s *Service) recordVerified(ctx context.Context, l laneState) error {
 		ON CONFLICT (chain_id, lane) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, verified_at = excluded.verified_at`,
 		l.chain, l.lane, l.seq, l.hash, s.clock())
 	return err
+}
+
+// laneVouch is a retention checkpoint an audit.prune row sets: one lane's
+// (a batch of deletes) or each of its "lanes" (a dropped partition).
+type laneVouch struct {
+	Lane        *int16      `json:"lane"`
+	ThroughSeq  int64       `json:"through_seq"`
+	ThroughHash string      `json:"through_hash"`
+	Lanes       []laneVouch `json:"lanes"`
+}
+
+// vouch records the retention checkpoints an audit.prune row's detail
+// vouches for.
+func (w *laneWalker) vouch(detail []byte) {
+	var p laneVouch
+	if json.Unmarshal(detail, &p) != nil {
+		return
+	}
+	for _, v := range append(p.Lanes, p) {
+		if v.Lane == nil {
+			continue
+		}
+		if w.prunes[*v.Lane] == nil {
+			w.prunes[*v.Lane] = map[string]bool{}
+		}
+		w.prunes[*v.Lane][fmt.Sprintf("%d:%s", v.ThroughSeq, v.ThroughHash)] = true
+	}
 }
