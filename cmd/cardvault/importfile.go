@@ -26,6 +26,9 @@ type fileImport struct {
 	mapping  string // where the mapping file goes
 	wait     bool   // run and follow the job here until it ends
 	operator string // the person running the import
+	// leaseTTL is how long this process's hold on the job lasts without
+	// renewal (VAULT_FILE_IMPORT_LEASE_TTL).
+	leaseTTL time.Duration
 }
 
 func newImportFileCmd() *cobra.Command {
@@ -48,12 +51,14 @@ func newImportFileCmd() *cobra.Command {
 					return err
 				}
 				fi.operator = a.cfg.Operator
+				fi.leaseTTL = a.cfg.Import.FileLeaseTTL
 				return runFileImport(ctx, a.svc, fi, 0, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
 	raw.bindVault(cmd.Flags())
 	raw.bindOperator(cmd.Flags(), operatorDefault)
+	raw.bindFileImport(cmd.Flags())
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&format, "format", "", "the clear file's layout: stripe-json, stripe-csv or jsonl")
 	cmd.Flags().BoolVar(&wait, "wait", true, "run the job here too (with any `cardvault serve`), show progress until it ends and write the mapping file; --wait=false only starts it")
@@ -107,7 +112,7 @@ func runFileImport(ctx context.Context, svc *postgres.Service, fi fileImport, ma
 		return nil
 	}
 	fmt.Fprintf(errOut, "import %s\n", job.ID)
-	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: svc, Owner: workerName(), Poll: 250 * time.Millisecond,
+	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: svc, Owner: workerName(), LeaseTTL: fi.leaseTTL, Poll: 250 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
