@@ -50,7 +50,6 @@ func (r *rawImport) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&r.stripeAPIBase, "stripe-api-base", envOr("VAULT_STRIPE_API_BASE", importer.DefaultStripeAPIBase), "Stripe's API base URL (env VAULT_STRIPE_API_BASE)")
 	fs.StringVar(&r.rate, "import-rate", envOr("VAULT_IMPORT_RATE", "20"), "Stripe requests per second per import job; 0 for unthrottled (env VAULT_IMPORT_RATE)")
 	fs.StringVar(&r.concurrency, "import-concurrency", envOr("VAULT_IMPORT_CONCURRENCY", "4"), "forwards in flight per process (env VAULT_IMPORT_CONCURRENCY)")
-	fs.StringVar(&r.fileMaxBytes, "import-file-max-bytes", envOr("VAULT_IMPORT_FILE_MAX_BYTES", strconv.Itoa(vault.DefaultMaxImportFileBytes)), "the largest encrypted card file an import takes, in bytes (env VAULT_IMPORT_FILE_MAX_BYTES)")
 	r.bindFile(fs)
 	fs.StringVar(&r.maxAttempts, "import-max-attempts", envOr("VAULT_IMPORT_MAX_ATTEMPTS", "5"), "forward attempts before a payment method is given up (env VAULT_IMPORT_MAX_ATTEMPTS)")
 }
@@ -89,6 +88,7 @@ const defaultFileLeaseTTL = "1m"
 // bindFile binds the file import flags (serve and `import file`), each
 // defaulting to its env variable.
 func (r *rawImport) bindFile(fs *pflag.FlagSet) {
+	fs.StringVar(&r.fileMaxBytes, "import-file-max-bytes", envOr("VAULT_IMPORT_FILE_MAX_BYTES", strconv.Itoa(vault.DefaultMaxImportFileBytes)), "the largest encrypted card file an import takes, in bytes (env VAULT_IMPORT_FILE_MAX_BYTES)")
 	fs.StringVar(&r.fileLeaseTTL, "file-import-lease-ttl", envOr("VAULT_FILE_IMPORT_LEASE_TTL", defaultFileLeaseTTL), "how long a process's hold on a file import lasts without renewal: how soon another process resumes a dead one's job (env VAULT_FILE_IMPORT_LEASE_TTL)")
 }
 
