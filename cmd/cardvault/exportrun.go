@@ -164,24 +164,12 @@ func writeExportMapping(ctx context.Context, svc *postgres.Service, tenantID, id
 		}
 	}()
 	w := csv.NewWriter(f)
-	if err := w.Write([]string{"token_id", "business_key", "remote_id", "status", "last_error"}); err != nil {
+	if err := w.Write(vault.ExportMappingColumns); err != nil {
 		return err
 	}
-	var after int64
-	for {
-		page, err := svc.ListExportItems(ctx, vault.Operator(tenantID), id, "", 100, after)
-		if err != nil {
-			return err
-		}
-		for _, it := range page.Items {
-			if err := w.Write([]string{it.TokenID.String(), it.BusinessKey, it.RemoteID, string(it.Status), it.LastError}); err != nil {
-				return err
-			}
-			after = it.Seq
-		}
-		if !page.HasMore {
-			w.Flush()
-			return w.Error()
-		}
+	if err := svc.ExportMapping(ctx, vault.Operator(tenantID), id, func(it vault.ExportItem) error { return w.Write(it.MappingRecord()) }); err != nil {
+		return err
 	}
+	w.Flush()
+	return w.Error()
 }
