@@ -16,6 +16,7 @@ import (
 	"github.com/cardvault/cardvault/vault"
 
 	"github.com/cardvault/cardvault/exporter"
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault/postgres"
 )
 
@@ -47,10 +48,11 @@ func (r *rawExport) parse() (exportSettings, []error) {
 	return s, nil
 }
 
-// newExporter returns the export worker of a serving process: it sends the
+// newExporter returns the export worker of a serving process (recording
+// its attempts on m, which may be nil): it sends the
 // items of running export jobs through svc's forward path.
-func newExporter(svc *postgres.Service, s exportSettings, log *slog.Logger) (*exporter.Runner, error) {
-	return exporter.New(exporter.Config{Service: svc, Owner: workerName(), LeaseTTL: s.LeaseTTL, Logger: log})
+func newExporter(svc *postgres.Service, s exportSettings, log *slog.Logger, m *metrics.Exports) (*exporter.Runner, error) {
+	return exporter.New(exporter.Config{Service: svc, Owner: workerName(), LeaseTTL: s.LeaseTTL, Logger: log, Metrics: m})
 }
 
 func newExportRunCmd() *cobra.Command {

@@ -81,7 +81,7 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 	if err != nil {
 		return err
 	}
-	exports, err := newExporter(svc, cfg.Export, log)
+	exports, err := newExporter(svc, cfg.Export, log, tel.Exports())
 	if err != nil {
 		return err
 	}
