@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cardvault/cardvault/internal/loop"
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -51,6 +52,8 @@ type Config struct {
 	// DefaultLeaseTTL).
 	LeaseTTL time.Duration
 	Logger   *slog.Logger
+	// Metrics counts attempts by outcome; nil records nothing.
+	Metrics *metrics.Exports
 }
 
 // validate fills the defaults and returns an error when a required value
@@ -280,10 +283,25 @@ func (r *Runner) record(ctx context.Context, w vault.ExportWork, at vault.Export
 			defer cancel()
 			return r.svc.RecordExportAttempt(recCtx, r.cfg.Owner, w, at)
 		})
+		if err == nil {
+			r.cfg.Metrics.Items(attemptOutcome(at), 1)
+		}
 		if err != nil && !vault.IsExportEnded(err) {
 			r.itemLog(w).Error("recording an export attempt", "error", err)
 		}
 	}()
+}
+
+// attemptOutcome is the metrics outcome of a recorded attempt: a pending
+// item is retried.
+func attemptOutcome(at vault.ExportAttempt) metrics.ItemOutcome {
+	switch at.Status {
+	case vault.ItemSucceeded:
+		return metrics.ItemSucceeded
+	case vault.ItemFailed:
+		return metrics.ItemFailed
+	}
+	return metrics.ItemRetried
 }
 
 // giveBack releases w's lease without an outcome.

@@ -123,6 +123,18 @@ func (s *Server) listExportItems(c echo.Context) error {
 	return respondList(c, pg.Items, pg.HasMore, newExportItemResponse)
 }
 
+// exportMapping serves GET /tokens/exports/:id/mapping: the export's
+// mapping as CSV (vault.ExportMappingColumns), one line per token.
+func (s *Server) exportMapping(c echo.Context) error {
+	id, err := exportID(c)
+	if err != nil {
+		return err
+	}
+	return s.answerCSV(c, vault.ExportMappingColumns, "export_id", id, func(line func([]string) error) error {
+		return s.svc.ExportMapping(c.Request().Context(), actor(c), id, func(it vault.ExportItem) error { return line(it.MappingRecord()) })
+	})
+}
+
 // exportID parses the :id path parameter; a malformed id is as unknown as a
 // missing one.
 func exportID(c echo.Context) (uuid.UUID, error) {

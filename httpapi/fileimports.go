@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/cardvault/cardvault/vault"
@@ -114,32 +115,42 @@ func (s *Server) importMapping(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.answerCSV(c, vault.MappingColumns, "import_id", id, func(line func([]string) error) error {
+		return s.svc.ImportMapping(c.Request().Context(), actor(c), id, func(l vault.MappingLine) error { return line(l.Record()) })
+	})
+}
+
+// answerCSV answers 200 text/csv: the columns, then every line stream
+// passes to line. An error of stream before the first line is the answer's
+// error; after it, the answer has started, so it ends short and the log
+// names the job (idKey: id) and why.
+func (s *Server) answerCSV(c echo.Context, columns []string, idKey string, id uuid.UUID, stream func(line func([]string) error) error) error {
 	var w *csv.Writer
-	err = s.svc.ImportMapping(c.Request().Context(), actor(c), id, func(l vault.MappingLine) error {
+	err := stream(func(rec []string) error {
 		if w == nil {
-			w = startMapping(c)
+			w = startCSV(c, columns)
 		}
-		return w.Write(l.Record())
+		return w.Write(rec)
 	})
 	if err != nil && w == nil {
 		return err
 	}
-	if err != nil { // the answer has started: it ends short, and the log says why
-		s.log.Error("mapping cut short", "import_id", id, "error", err)
+	if err != nil {
+		s.log.Error("mapping cut short", idKey, id, "error", err)
 	}
 	if w == nil {
-		w = startMapping(c)
+		w = startCSV(c, columns)
 	}
 	w.Flush()
 	return nil
 }
 
-// startMapping sends the mapping's status, headers and column names.
-func startMapping(c echo.Context) *csv.Writer {
+// startCSV sends a CSV answer's status, headers and column names.
+func startCSV(c echo.Context, columns []string) *csv.Writer {
 	res := c.Response()
 	res.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
 	res.WriteHeader(http.StatusOK)
 	w := csv.NewWriter(res)
-	_ = w.Write(vault.MappingColumns)
+	_ = w.Write(columns)
 	return w
 }

@@ -172,7 +172,8 @@ func TestHEADAnswersLikeGETWithoutABody(t *testing.T) {
 	ids := map[string]string{"/tokens/:id": f.token, "/tokens/:id/versions": f.token, "/tokens/imports/:id": f.importJob,
 		"/tokens/imports/:id/items": f.importJob, "/keys/jobs/:id": f.keyJob,
 		"/forwarding/destinations/:id": f.destination, "/v1/forwarding/requests/:id": f.forward,
-		"/tokens/exports/:id": f.exportJob, "/tokens/exports/:id/items": f.exportJob}
+		"/tokens/exports/:id": f.exportJob, "/tokens/exports/:id/items": f.exportJob,
+		"/tokens/exports/:id/mapping": f.exportJob}
 	// A file import's mapping: the Stripe import ends first (one active import
 	// per tenant); the upload is verified only when a worker runs it.
 	require.Equal(t, http.StatusOK, ts.do(t, http.MethodPost, "/tokens/imports/"+f.importJob+"/abort", f.key, "").status)

@@ -144,6 +144,7 @@ func (s *Server) routeTable() []route {
 		{get, "/tokens/exports/:id", s.getExport, vault.ScopeExportsRead, false, nil},
 		{get, "/tokens/exports/:id/items", s.listExportItems, vault.ScopeExportsRead, false, listQuery("status")},
 		{post, "/tokens/exports/:id/abort", s.abortExport, vault.ScopeExportsWrite, false, nil},
+		{get, "/tokens/exports/:id/mapping", s.exportMapping, vault.ScopeExportsRead, false, nil},
 
 		{put, "/webhook", s.putWebhook, vault.ScopeWebhooksManage, false, nil},
 		{get, "/webhook", s.getWebhook, vault.ScopeWebhooksManage, false, nil},

@@ -177,6 +177,17 @@ type ExportItem struct {
 	UpdatedAt   time.Time
 }
 
+// ExportMappingColumns name the columns of an export's mapping (CSV), in
+// ExportItem.MappingRecord's order.
+var ExportMappingColumns = []string{"token_id", "business_key", "remote_id", "status", "last_error"}
+
+// MappingRecord returns it as a line of ExportMappingColumns: blanks for a
+// business key, remote id or error it has none of. It holds no card data
+// (last_error is the redacted reason).
+func (it ExportItem) MappingRecord() []string {
+	return []string{it.TokenID.String(), it.BusinessKey, it.RemoteID, string(it.Status), it.LastError}
+}
+
 // ExportItemPage is one page of an export's ledger, in token order.
 type ExportItemPage struct {
 	Items   []ExportItem

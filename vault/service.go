@@ -372,6 +372,11 @@ type Exports interface {
 	// startingAfter. It returns KindNotFound for an unknown or foreign job
 	// and KindBadRequest or KindInvalid for a bad limit or status.
 	ListExportItems(ctx context.Context, a Actor, id uuid.UUID, status ItemStatus, limit int, startingAfter int64) (ExportItemPage, error)
+	// ExportMapping calls each with every item of the actor's tenant's
+	// job id (the mapping of each token to the other vault's token), in
+	// ledger order. It returns KindNotFound for an unknown or foreign job,
+	// the first error of each, and a domain error when the database fails.
+	ExportMapping(ctx context.Context, a Actor, id uuid.UUID, each func(ExportItem) error) error
 	// AbortExport stops the actor's tenant's job id: no new send starts and
 	// its headers are wiped. It returns KindNotFound for an unknown or
 	// foreign id and KindConflict when the job has already ended.

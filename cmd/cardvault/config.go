@@ -118,6 +118,9 @@ type rawConfig struct {
 	// serving is set by bindServer: the import, limit and debug settings
 	// are bound, so parse checks them.
 	serving bool
+	// fileImport is set by bindFileImport: the file import settings are
+	// bound, so parse checks them.
+	fileImport bool
 }
 
 // The defaults of the settings, used by a flag's default and by parse for a
@@ -211,6 +214,13 @@ func defaultOperator() string {
 		host = "unknown"
 	}
 	return name + "@" + host
+}
+
+// bindFileImport binds the file import settings of a command that stores
+// and runs a file import outside serve (`import file`).
+func (r *rawConfig) bindFileImport(fs *pflag.FlagSet) {
+	r.fileImport = true
+	r.imp.bindFile(fs)
 }
 
 // bindCryptoperiod binds --key-cryptoperiod, which flags overdue keys.
@@ -318,6 +328,8 @@ func (r *rawConfig) parse(needDB bool) (config, error) {
 	}
 	if r.serving {
 		errs = append(errs, r.parseServing(&cfg)...)
+	} else if r.fileImport {
+		errs = append(errs, r.imp.parseFile(&cfg.Import)...)
 	}
 	var err error
 	if cfg.EgressAllowLoopback, err = strconv.ParseBool(orDefault(r.egressAllowLoopback, "false")); err != nil {

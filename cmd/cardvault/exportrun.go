@@ -16,6 +16,7 @@ import (
 	"github.com/cardvault/cardvault/vault"
 
 	"github.com/cardvault/cardvault/exporter"
+	"github.com/cardvault/cardvault/internal/metrics"
 	"github.com/cardvault/cardvault/vault/postgres"
 )
 
@@ -47,10 +48,11 @@ func (r *rawExport) parse() (exportSettings, []error) {
 	return s, nil
 }
 
-// newExporter returns the export worker of a serving process: it sends the
+// newExporter returns the export worker of a serving process (recording
+// its attempts on m, which may be nil): it sends the
 // items of running export jobs through svc's forward path.
-func newExporter(svc *postgres.Service, s exportSettings, log *slog.Logger) (*exporter.Runner, error) {
-	return exporter.New(exporter.Config{Service: svc, Owner: workerName(), LeaseTTL: s.LeaseTTL, Logger: log})
+func newExporter(svc *postgres.Service, s exportSettings, log *slog.Logger, m *metrics.Exports) (*exporter.Runner, error) {
+	return exporter.New(exporter.Config{Service: svc, Owner: workerName(), LeaseTTL: s.LeaseTTL, Logger: log, Metrics: m})
 }
 
 func newExportRunCmd() *cobra.Command {
@@ -164,24 +166,12 @@ func writeExportMapping(ctx context.Context, svc *postgres.Service, tenantID, id
 		}
 	}()
 	w := csv.NewWriter(f)
-	if err := w.Write([]string{"token_id", "business_key", "remote_id", "status", "last_error"}); err != nil {
+	if err := w.Write(vault.ExportMappingColumns); err != nil {
 		return err
 	}
-	var after int64
-	for {
-		page, err := svc.ListExportItems(ctx, vault.Operator(tenantID), id, "", 100, after)
-		if err != nil {
-			return err
-		}
-		for _, it := range page.Items {
-			if err := w.Write([]string{it.TokenID.String(), it.BusinessKey, it.RemoteID, string(it.Status), it.LastError}); err != nil {
-				return err
-			}
-			after = it.Seq
-		}
-		if !page.HasMore {
-			w.Flush()
-			return w.Error()
-		}
+	if err := svc.ExportMapping(ctx, vault.Operator(tenantID), id, func(it vault.ExportItem) error { return w.Write(it.MappingRecord()) }); err != nil {
+		return err
 	}
+	w.Flush()
+	return w.Error()
 }

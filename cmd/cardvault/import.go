@@ -31,12 +31,16 @@ type importSettings struct {
 	// FileMaxBytes caps an encrypted card file uploaded or imported
 	// (VAULT_IMPORT_FILE_MAX_BYTES).
 	FileMaxBytes int64
+	// FileLeaseTTL is how long a file import's lease lasts without renewal:
+	// how soon another process resumes the job of one that died
+	// (VAULT_FILE_IMPORT_LEASE_TTL).
+	FileLeaseTTL time.Duration
 }
 
 // rawImport holds the unparsed import settings.
 type rawImport struct {
 	publicURL, stripeAPIBase, rate, concurrency, maxAttempts string
-	fileMaxBytes                                             string
+	fileMaxBytes, fileLeaseTTL                               string
 }
 
 // bind binds the import flags, each defaulting to its env variable.
@@ -46,7 +50,7 @@ func (r *rawImport) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&r.stripeAPIBase, "stripe-api-base", envOr("VAULT_STRIPE_API_BASE", importer.DefaultStripeAPIBase), "Stripe's API base URL (env VAULT_STRIPE_API_BASE)")
 	fs.StringVar(&r.rate, "import-rate", envOr("VAULT_IMPORT_RATE", "20"), "Stripe requests per second per import job; 0 for unthrottled (env VAULT_IMPORT_RATE)")
 	fs.StringVar(&r.concurrency, "import-concurrency", envOr("VAULT_IMPORT_CONCURRENCY", "4"), "forwards in flight per process (env VAULT_IMPORT_CONCURRENCY)")
-	fs.StringVar(&r.fileMaxBytes, "import-file-max-bytes", envOr("VAULT_IMPORT_FILE_MAX_BYTES", strconv.Itoa(vault.DefaultMaxImportFileBytes)), "the largest encrypted card file an import takes, in bytes (env VAULT_IMPORT_FILE_MAX_BYTES)")
+	r.bindFile(fs)
 	fs.StringVar(&r.maxAttempts, "import-max-attempts", envOr("VAULT_IMPORT_MAX_ATTEMPTS", "5"), "forward attempts before a payment method is given up (env VAULT_IMPORT_MAX_ATTEMPTS)")
 }
 
@@ -74,10 +78,34 @@ func (r *rawImport) parse() (importSettings, []error) {
 	if s.MaxAttempts, err = strconv.Atoi(r.maxAttempts); err != nil || s.MaxAttempts < 1 || s.MaxAttempts > 100 {
 		errs = append(errs, fmt.Errorf("VAULT_IMPORT_MAX_ATTEMPTS %q must be between 1 and 100", r.maxAttempts))
 	}
-	if s.FileMaxBytes, err = strconv.ParseInt(r.fileMaxBytes, 10, 64); err != nil || s.FileMaxBytes < 1 || s.FileMaxBytes > 1<<40 {
-		errs = append(errs, fmt.Errorf("VAULT_IMPORT_FILE_MAX_BYTES %q must be a number of bytes between 1 and 1 TiB", r.fileMaxBytes))
-	}
+	errs = append(errs, r.parseFile(&s)...)
 	return s, errs
+}
+
+// defaultFileLeaseTTL is how long a file import's lease lasts by default.
+const defaultFileLeaseTTL = "1m"
+
+// bindFile binds the file import flags (serve and `import file`), each
+// defaulting to its env variable.
+func (r *rawImport) bindFile(fs *pflag.FlagSet) {
+	fs.StringVar(&r.fileMaxBytes, "import-file-max-bytes", envOr("VAULT_IMPORT_FILE_MAX_BYTES", strconv.Itoa(vault.DefaultMaxImportFileBytes)), "the largest encrypted card file an import takes, in bytes (env VAULT_IMPORT_FILE_MAX_BYTES)")
+	fs.StringVar(&r.fileLeaseTTL, "file-import-lease-ttl", envOr("VAULT_FILE_IMPORT_LEASE_TTL", defaultFileLeaseTTL), "how long a process's hold on a file import lasts without renewal: how soon another process resumes a dead one's job (env VAULT_FILE_IMPORT_LEASE_TTL)")
+}
+
+// parseFile sets s's file import settings (the defaults for those not
+// bound) and returns every problem with them.
+func (r *rawImport) parseFile(s *importSettings) []error {
+	var errs []error
+	var err error
+	maxBytes := orDefault(r.fileMaxBytes, strconv.Itoa(vault.DefaultMaxImportFileBytes))
+	if s.FileMaxBytes, err = strconv.ParseInt(maxBytes, 10, 64); err != nil || s.FileMaxBytes < 1 || s.FileMaxBytes > 1<<40 {
+		errs = append(errs, fmt.Errorf("VAULT_IMPORT_FILE_MAX_BYTES %q must be a number of bytes between 1 and 1 TiB", maxBytes))
+	}
+	ttl := orDefault(r.fileLeaseTTL, defaultFileLeaseTTL)
+	if s.FileLeaseTTL, err = time.ParseDuration(ttl); err != nil || s.FileLeaseTTL < time.Second || s.FileLeaseTTL > time.Hour {
+		errs = append(errs, fmt.Errorf("VAULT_FILE_IMPORT_LEASE_TTL %q must be a duration between 1s and 1h, e.g. 1m", ttl))
+	}
+	return errs
 }
 
 // newImporter returns serve's import runner.

@@ -26,6 +26,11 @@ type fileImport struct {
 	mapping  string // where the mapping file goes
 	wait     bool   // run and follow the job here until it ends
 	operator string // the person running the import
+	// maxBytes caps the encrypted file (VAULT_IMPORT_FILE_MAX_BYTES).
+	maxBytes int64
+	// leaseTTL is how long this process's hold on the job lasts without
+	// renewal (VAULT_FILE_IMPORT_LEASE_TTL).
+	leaseTTL time.Duration
 }
 
 func newImportFileCmd() *cobra.Command {
@@ -48,12 +53,14 @@ func newImportFileCmd() *cobra.Command {
 					return err
 				}
 				fi.operator = a.cfg.Operator
-				return runFileImport(ctx, a.svc, fi, 0, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				fi.leaseTTL, fi.maxBytes = a.cfg.Import.FileLeaseTTL, a.cfg.Import.FileMaxBytes
+				return runFileImport(ctx, a.svc, fi, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
 	raw.bindVault(cmd.Flags())
 	raw.bindOperator(cmd.Flags(), operatorDefault)
+	raw.bindFileImport(cmd.Flags())
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant id")
 	cmd.Flags().StringVar(&format, "format", "", "the clear file's layout: stripe-json, stripe-csv or jsonl")
 	cmd.Flags().BoolVar(&wait, "wait", true, "run the job here too (with any `cardvault serve`), show progress until it ends and write the mapping file; --wait=false only starts it")
@@ -88,17 +95,21 @@ func parseFileImport(tenant, format, path, mapping string) (fileImport, error) {
 // runs the job in this process, shows its progress on errOut until it
 // ends, then writes the mapping file, prints its path on out and the failed
 // rows on errOut; without, it prints the job's id on out. It returns an
-// error when the file cannot be read or stored, or the job did not finish
-// (a damaged file, a key that does not open it); the reason never quotes
-// card data.
-func runFileImport(ctx context.Context, svc *postgres.Service, fi fileImport, maxBytes int64, out, errOut io.Writer) error {
+// error when the file cannot be read or stored (over fi.maxBytes: naming
+// VAULT_IMPORT_FILE_MAX_BYTES, and no job is left), or the job did not
+// finish (a damaged file, a key that does not open it); the reason never
+// quotes card data.
+func runFileImport(ctx context.Context, svc *postgres.Service, fi fileImport, out, errOut io.Writer) error {
 	f, err := os.Open(fi.path)
 	if err != nil {
 		return fmt.Errorf("open the card file: %w", err)
 	}
 	defer f.Close()
 	a := vault.OperatorNamed(fi.tenant, fi.operator)
-	job, err := svc.CreateFileImport(ctx, a, vault.CreateFileImportInput{Format: string(fi.format), File: f, MaxBytes: maxBytes})
+	job, err := svc.CreateFileImport(ctx, a, vault.CreateFileImportInput{Format: string(fi.format), File: f, MaxBytes: fi.maxBytes})
+	if ve := vault.AsError(err); err != nil && ve.Kind == vault.KindTooLarge {
+		return actionf(err, "the card file is over the limit of %d bytes (VAULT_IMPORT_FILE_MAX_BYTES, --import-file-max-bytes); no import was started: raise the limit to import it", fi.maxBytes)
+	}
 	if err != nil {
 		return err
 	}
@@ -107,7 +118,7 @@ func runFileImport(ctx context.Context, svc *postgres.Service, fi fileImport, ma
 		return nil
 	}
 	fmt.Fprintf(errOut, "import %s\n", job.ID)
-	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: svc, Owner: workerName(), Poll: 250 * time.Millisecond,
+	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: svc, Owner: workerName(), LeaseTTL: fi.leaseTTL, Poll: 250 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err

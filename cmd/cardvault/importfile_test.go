@@ -162,3 +162,34 @@ func TestImportFileTokenizesAStripeExportEncryptedToTheImportKey(t *testing.T) {
 	assert.Contains(t, errOut, fmt.Sprintf("0 created, %d already present, 1 failed", len(set.numbers)),
 		"a second run finds every card under its business key")
 }
+
+// TestImportFileRefusesAFileOverVAULT_IMPORT_FILE_MAX_BYTES: `import file`
+// takes the limit from the variable (and the flag), refuses a larger file
+// with an error naming the setting, and leaves no job behind; a file within
+// the limit is imported.
+func TestImportFileRefusesAFileOverVAULT_IMPORT_FILE_MAX_BYTES(t *testing.T) {
+	v := newPGPVault(t)
+	pub := v.createPGPKey(t)
+	set := stripeExport(t, 0)
+	file := encryptTo(t, pub, set.csv)
+	path := writeTemp(t, "export.csv.pgp", file)
+
+	t.Setenv("VAULT_IMPORT_FILE_MAX_BYTES", fmt.Sprint(len(file)-1))
+	_, _, err := v.importFile(t, "stripe-csv", path)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "VAULT_IMPORT_FILE_MAX_BYTES")
+	assert.Contains(t, err.Error(), fmt.Sprintf("over the limit of %d bytes", len(file)-1))
+	_, _, err = run(t, append([]string{"import", "file", "--tenant", v.tenant, "--format", "stripe-csv", "--import-file-max-bytes", "100", path}, v.db...)...)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "over the limit of 100 bytes", "the flag overrides the variable")
+	var jobs, chunks int
+	v.queryOne(t, `SELECT count(*) FROM import_jobs`, &jobs)
+	v.queryOne(t, `SELECT count(*) FROM import_file_chunks`, &chunks)
+	assert.Zero(t, jobs, "a refused file leaves no job")
+	assert.Zero(t, chunks, "nor any of its bytes")
+
+	t.Setenv("VAULT_IMPORT_FILE_MAX_BYTES", fmt.Sprint(len(file)))
+	_, errOut, err := v.importFile(t, "stripe-csv", path)
+	require.NoError(t, err, errOut)
+	assert.Contains(t, errOut, fmt.Sprintf("%d created", len(set.numbers)))
+}

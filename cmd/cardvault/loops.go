@@ -128,9 +128,10 @@ func flushKeyUsage(svc *postgres.Service, log *slog.Logger) {
 	}
 }
 
-// newFileImportWorker returns the worker that runs file import jobs.
-func newFileImportWorker(svc *postgres.Service, owner string, log *slog.Logger) *cardfile.Worker {
-	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: svc, Owner: owner, Logger: log})
+// newFileImportWorker returns the worker that runs file import jobs, each
+// held for leaseTTL without renewal.
+func newFileImportWorker(svc *postgres.Service, owner string, leaseTTL time.Duration, log *slog.Logger) *cardfile.Worker {
+	w, err := cardfile.NewWorker(cardfile.WorkerConfig{Queue: svc, Owner: owner, LeaseTTL: leaseTTL, Logger: log})
 	if err != nil {
 		panic(err) // svc and owner are always set
 	}

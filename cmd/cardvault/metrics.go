@@ -29,6 +29,8 @@ type telemetry struct {
 	// id and outcome, with the destination's latency: the forwarding code
 	// records through Forwards().ForwardObserved.
 	forwards *metrics.Forwards
+	// exports records export attempts by outcome.
+	exports *metrics.Exports
 }
 
 // newTelemetry returns the metrics of a process serving on cfg, or nil when
@@ -44,7 +46,7 @@ func newTelemetry(cfg config) *telemetry {
 	}
 	return &telemetry{reg: reg, http: metrics.NewHTTP(reg), store: metrics.NewStore(reg),
 		imports: metrics.NewImports(reg), webhooks: metrics.NewWebhooks(reg),
-		forwards: metrics.NewForwards(reg, metrics.DefaultMaxDestinations)}
+		forwards: metrics.NewForwards(reg, metrics.DefaultMaxDestinations), exports: metrics.NewExports(reg)}
 }
 
 // watch registers the collectors read at scrape time: the state of svc's
@@ -141,4 +143,12 @@ func startMetricsListener(addr string, t *telemetry, log *slog.Logger) (stop fun
 	}()
 	log.Info("serving metrics", "addr", ln.Addr().String(), "path", "/metrics")
 	return func() { _ = srv.Close() }, nil
+}
+
+// Exports returns the export worker's recorder, nil when metrics are off.
+func (t *telemetry) Exports() *metrics.Exports {
+	if t == nil {
+		return nil
+	}
+	return t.exports
 }

@@ -41,3 +41,28 @@ func TestRetentionSettings(t *testing.T) {
 		assert.Contains(t, fmt.Sprint(err), name)
 	}
 }
+
+// TestFileImportLeaseTTLSetting: serve and `import file` both take
+// VAULT_FILE_IMPORT_LEASE_TTL (a minute by default) and refuse a value
+// outside 1s-1h, naming the variable.
+func TestFileImportLeaseTTLSetting(t *testing.T) {
+	t.Setenv("VAULT_FILE_IMPORT_LEASE_TTL", "")
+	for _, bind := range []func(*rawConfig, *pflag.FlagSet){(*rawConfig).bindServer, (*rawConfig).bindFileImport} {
+		parse := func(args ...string) (config, error) {
+			var raw rawConfig
+			fs := pflag.NewFlagSet("cmd", pflag.ContinueOnError)
+			bind(&raw, fs)
+			require.NoError(t, fs.Parse(args))
+			raw.databaseURL, raw.kekURI = "postgres://x", "local:///k.json"
+			return raw.parse(true)
+		}
+		cfg, err := parse()
+		require.NoError(t, err)
+		assert.Equal(t, time.Minute, cfg.Import.FileLeaseTTL)
+		cfg, err = parse("--file-import-lease-ttl", "2s")
+		require.NoError(t, err)
+		assert.Equal(t, 2*time.Second, cfg.Import.FileLeaseTTL)
+		_, err = parse("--file-import-lease-ttl", "100ms")
+		assert.ErrorContains(t, err, "VAULT_FILE_IMPORT_LEASE_TTL")
+	}
+}

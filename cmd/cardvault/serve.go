@@ -81,11 +81,11 @@ func serve(ctx context.Context, ln net.Listener, svc *postgres.Service, cfg conf
 	if err != nil {
 		return err
 	}
-	exports, err := newExporter(svc, cfg.Export, log)
+	exports, err := newExporter(svc, cfg.Export, log, tel.Exports())
 	if err != nil {
 		return err
 	}
-	fileImports := newFileImportWorker(svc, workerName(), log)
+	fileImports := newFileImportWorker(svc, workerName(), cfg.Import.FileLeaseTTL, log)
 	opts := []httpapi.Option{httpapi.WithKeyConfig(keys), tlsOption(cfg.TLS), httpapi.WithImportWaker(wakers{imports, fileImports}), httpapi.WithImportFileLimit(cfg.Import.FileMaxBytes), httpapi.WithLimits(cfg.Limits),
 		httpapi.WithMetrics(tel.HTTP()), httpapi.WithExportWaker(exports)}
 	if cfg.Console {

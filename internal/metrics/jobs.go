@@ -52,6 +52,38 @@ func (im *Imports) Items(outcome ItemOutcome, n int) {
 	im.items[outcome].Add(float64(n))
 }
 
+// exportOutcomes are the outcomes an export attempt ends with.
+var exportOutcomes = []ItemOutcome{ItemSucceeded, ItemFailed, ItemRetried}
+
+// Exports records export jobs' send attempts by outcome. A nil *Exports
+// records nothing.
+type Exports struct {
+	items [itemOutcomeCount]prometheus.Counter // nil for an outcome exports do not have
+}
+
+// NewExports returns an Exports recorder registered on reg. It panics when
+// its metrics are registered on reg already.
+func NewExports(reg prometheus.Registerer) *Exports {
+	items := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "export_items_total",
+		Help: "Export item send attempts recorded by this process, by outcome: succeeded, failed (given up), retried (another attempt is scheduled)."},
+		[]string{"outcome"})
+	e := &Exports{}
+	for _, o := range exportOutcomes {
+		e.items[o] = items.WithLabelValues(itemOutcomeNames[o])
+	}
+	mustRegister(reg, items)
+	return e
+}
+
+// Items counts n export attempts that ended with outcome (ItemSucceeded,
+// ItemFailed or ItemRetried; any other is not counted).
+func (e *Exports) Items(outcome ItemOutcome, n int) {
+	if e == nil || outcome < 0 || outcome >= itemOutcomeCount || n <= 0 || e.items[outcome] == nil {
+		return
+	}
+	e.items[outcome].Add(float64(n))
+}
+
 // DeliveryOutcome is how one webhook delivery attempt ended.
 type DeliveryOutcome int
 

@@ -54,6 +54,7 @@ func TestNilRecordersRecordNothing(t *testing.T) {
 		rt *metrics.RouteTable
 		s  *metrics.Store
 		im *metrics.Imports
+		ex *metrics.Exports
 		w  *metrics.Webhooks
 		f  *metrics.Forwards
 	)
@@ -69,6 +70,7 @@ func TestNilRecordersRecordNothing(t *testing.T) {
 		"Store.Reencrypted":         func() { s.Reencrypted(5) },
 		"Store.CountKEK":            func() { assert.Nil(t, s.CountKEK(nil)) },
 		"Imports.Items":             func() { im.Items(metrics.ItemSucceeded, 1) },
+		"Exports.Items":             func() { ex.Items(metrics.ItemSucceeded, 1) },
 		"Webhooks.Attempted":        func() { w.Attempted(metrics.Delivered, true, time.Second) },
 		"Forwards.ForwardObserved":  func() { f.ForwardObserved("dst_1", metrics.ForwardOK, time.Second) },
 	}
@@ -111,7 +113,7 @@ func TestRoutesAreLabelledByPatternNeverByURL(t *testing.T) {
 func TestRecordingAllocatesNothing(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	h, s, im := metrics.NewHTTP(reg), metrics.NewStore(reg), metrics.NewImports(reg)
-	w, f := metrics.NewWebhooks(reg), metrics.NewForwards(reg, 0)
+	w, f, ex := metrics.NewWebhooks(reg), metrics.NewForwards(reg, 0), metrics.NewExports(reg)
 	table := h.Routes([]metrics.Pattern{{Method: "GET", Path: "/tokens/:id"}})
 	table.Lookup("GET", "/tokens/:id").Observe(200, time.Millisecond) // the first request of a code resolves it
 	f.ForwardObserved("dst_1", metrics.ForwardOK, time.Millisecond)   // the first forward resolves the destination
@@ -123,6 +125,7 @@ func TestRecordingAllocatesNothing(t *testing.T) {
 		"batch size":  func() { sizes.Observe(7) },
 		"key cache":   func() { s.KeyCacheHit() },
 		"import item": func() { im.Items(metrics.ItemRetried, 1) },
+		"export item": func() { ex.Items(metrics.ItemRetried, 1) },
 		"webhook":     func() { w.Attempted(metrics.Retrying, true, time.Millisecond) },
 		"forward":     func() { f.ForwardObserved("dst_1", metrics.ForwardOK, time.Millisecond) },
 	}
@@ -303,7 +306,7 @@ func TestEveryRecorderPassesPromtoolCheckMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	require.NoError(t, metrics.RegisterRuntime(reg))
 	h, s, im := metrics.NewHTTP(reg), metrics.NewStore(reg), metrics.NewImports(reg)
-	w, f := metrics.NewWebhooks(reg), metrics.NewForwards(reg, 0)
+	w, f, ex := metrics.NewWebhooks(reg), metrics.NewForwards(reg, 0), metrics.NewExports(reg)
 	reg.MustRegister(metrics.NewStateCollector(&fakeState{st: metrics.State{ImportJobs: map[string]int64{"running": 1}}},
 		metrics.StateOptions{Cryptoperiod: time.Hour}))
 	reg.MustRegister(metrics.NewPoolCollector(func() metrics.PoolStats { return metrics.PoolStats{Max: 4} }))
@@ -314,7 +317,25 @@ func TestEveryRecorderPassesPromtoolCheckMetrics(t *testing.T) {
 	s.CVCSweep(3, nil)
 	s.Reencrypted(10)
 	im.Items(metrics.ItemSkipped, 2)
+	ex.Items(metrics.ItemFailed, 1)
 	w.Attempted(metrics.GaveUp, true, time.Second)
 	f.ForwardObserved("dst_1", metrics.ForwardDestination, 300*time.Millisecond)
 	metricstest.CheckMetrics(t, expose(t, reg))
+}
+
+// TestExportItemsCountOnlyTheirOutcomes: export attempts are counted as
+// succeeded, failed or retried; an outcome exports do not have (throttled,
+// skipped) is no series.
+func TestExportItemsCountOnlyTheirOutcomes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ex := metrics.NewExports(reg)
+	ex.Items(metrics.ItemSucceeded, 3)
+	ex.Items(metrics.ItemRetried, 2)
+	ex.Items(metrics.ItemSkipped, 5)
+	ex.Items(metrics.ItemThrottled, 5)
+	out := expose(t, reg)
+	assert.Equal(t, 3.0, metricstest.Value(t, out, `cardvault_export_items_total{outcome="succeeded"}`))
+	assert.Equal(t, 2.0, metricstest.Value(t, out, `cardvault_export_items_total{outcome="retried"}`))
+	assert.Equal(t, 0.0, metricstest.Value(t, out, `cardvault_export_items_total{outcome="failed"}`))
+	assert.Len(t, seriesWith(out, "cardvault_export_items_total{"), 3, "succeeded, failed, retried")
 }

@@ -272,6 +272,29 @@ func (s *Service) ListExportItems(ctx context.Context, a vault.Actor, id uuid.UU
 	return page, nil
 }
 
+// ExportMapping calls each with every item of the actor's tenant's job id,
+// in ledger order, a page of the ledger at a time. It returns KindNotFound
+// for an unknown or foreign job, the first error of each, and a domain
+// error when the database fails.
+func (s *Service) ExportMapping(ctx context.Context, a vault.Actor, id uuid.UUID, each func(vault.ExportItem) error) error {
+	var after int64
+	for {
+		page, err := s.ListExportItems(ctx, a, id, "", 100, after) // the largest page checkLimit takes
+		if err != nil {
+			return err
+		}
+		for _, it := range page.Items {
+			if err := each(it); err != nil {
+				return err
+			}
+			after = it.Seq
+		}
+		if !page.HasMore {
+			return nil
+		}
+	}
+}
+
 var _ vault.Exports = (*Service)(nil)
 
 // exportHeadersUnderKey counts the tenant's running export jobs whose
