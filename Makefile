@@ -71,7 +71,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s), one at a time; needs n
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
 
-bench: build postgres-check ## Benchmark the vault against PostgreSQL's own insert and select (~2 min; BENCH_FLAGS=… adds flags; results in bin/bench/)
+bench: build postgres-check ## Benchmark the vault against PostgreSQL's own insert and select (~2.5 min; BENCH_FLAGS=… adds flags; results in bin/bench/)
 	bin/cardvault bench --out bin/bench $(BENCH_FLAGS)
 
 .PHONY: soak
