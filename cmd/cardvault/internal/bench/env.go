@@ -350,7 +350,9 @@ func (e *environment) seed(ctx context.Context, o Options, kekURI string) error 
 	e.preload = Preload{Tokens: o.Preload, AuditRows: 5 * o.Preload, SeedSeconds: round1(time.Since(start).Seconds())}
 	err = e.pool.QueryRow(ctx, `SELECT pg_total_relation_size('tokens')::float8 / greatest(count(*), 1) FROM tokens`).Scan(&e.preload.TokenBytes)
 	if err == nil {
-		err = e.pool.QueryRow(ctx, `SELECT pg_total_relation_size('audit_events')::float8 / greatest(count(*), 1) FROM audit_events`).Scan(&e.preload.AuditBytes)
+		// audit_events is partitioned: its own size is 0, its partitions hold the rows.
+		err = e.pool.QueryRow(ctx, `SELECT (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits
+			WHERE inhparent = 'audit_events'::regclass)::float8 / greatest(count(*), 1) FROM audit_events`).Scan(&e.preload.AuditBytes)
 	}
 	if err != nil {
 		return err
