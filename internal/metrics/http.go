@@ -150,10 +150,6 @@ func methodIndex(m string) int {
 	return otherMethod
 }
 
-// Method returns the method label of an HTTP method: the method when it is
-// a standard one, else "OTHER".
-func Method(m string) string { return methods[methodIndex(m)] }
-
 func (h *HTTP) route(method, pattern string) *Route {
 	r := &Route{requests: h.requests.MustCurryWith(prometheus.Labels{"route": pattern, "method": method}),
 		duration: h.duration.WithLabelValues(pattern, method)}

@@ -156,12 +156,6 @@ func (s *Service) insertOneToken(ctx context.Context, nt *newToken) error {
 	return s.insertTokens(ctx, []*newToken{nt})
 }
 
-// commit sends COMMIT on conn and returns the command tag.
-func commit(ctx context.Context, conn *pgxpool.Conn) ([]byte, error) {
-	tag, err := conn.Exec(ctx, "COMMIT")
-	return []byte(tag.String()), err
-}
-
 // rollback ends conn's transaction, if any, best effort: a connection still
 // in one is destroyed on release anyway.
 func rollback(conn *pgxpool.Conn) {

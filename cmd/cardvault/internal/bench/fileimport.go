@@ -56,49 +56,9 @@ func cardFile(pub string, n int) ([]byte, error) {
 // ends. Each imported row counts as a request; each failed row, and a job
 // that does not finish, as an error.
 func (b *benchRun) fileImport(ctx context.Context, progress io.Writer) e2e.Result {
-	var res e2e.Result
 	start := time.Now()
 	job, err := b.uploadCardFile(ctx)
-	lastDraw := time.Time{}
-	for err == nil && job.Status != "finished" && job.Status != "failed" && job.Status != "aborted" {
-		if time.Since(lastDraw) >= 250*time.Millisecond {
-			lastDraw = time.Now()
-			fmt.Fprintf(progress, "\r%-16s %9d of %d rows %9.0f rows/s %6d errors", PhaseFileImport,
-				job.Counts.Successes, job.Counts.Total, float64(job.Counts.Successes)/time.Since(start).Seconds(), job.Counts.Failures)
-		}
-		if time.Since(start) > importTimeout {
-			err = fmt.Errorf("file import did not end within %s", importTimeout)
-			break
-		}
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-time.After(25 * time.Millisecond):
-			var out []byte
-			if out, err = b.client.Call(ctx, http.MethodGet, "/tokens/imports/"+job.ID, nil, http.StatusOK); err == nil {
-				err = json.Unmarshal(out, &job)
-			}
-		}
-	}
-	res.Elapsed = time.Since(start)
-	res.Requests, res.Errors = job.Counts.Successes, job.Counts.Failures
-	fmt.Fprintf(progress, "\r%-16s %9d of %d rows %9.0f rows/s %6d errors\n", PhaseFileImport,
-		res.Requests, job.Counts.Total, float64(res.Requests)/res.Elapsed.Seconds(), res.Errors)
-	switch {
-	case err != nil:
-		res.Errors++
-		res.FirstErr = err
-	case job.Status != "finished":
-		res.Errors++
-		reason := ""
-		if job.FailureReason != nil {
-			reason = ": " + *job.FailureReason
-		}
-		res.FirstErr = fmt.Errorf("file import %s%s", job.Status, reason)
-	case job.Counts.Failures > 0:
-		res.FirstErr = fmt.Errorf("%d rows failed to import; GET /tokens/imports/%s/items?status=failed", job.Counts.Failures, job.ID)
-	}
-	return res
+	return followImport(ctx, b.client, progress, importFollow{phase: PhaseFileImport, unit: "rows", what: "rows"}, start, job, err)
 }
 
 // uploadCardFile posts the card file as multipart/form-data and returns

@@ -417,7 +417,6 @@ const importTimeout = 10 * time.Minute
 // it until it ends. Each imported payment method counts as a request; each
 // failed one, and a job that does not finish, as an error.
 func (b *benchRun) importJob(ctx context.Context, progress io.Writer) e2e.Result {
-	var res e2e.Result
 	start := time.Now()
 	body := fmt.Appendf(nil, `{"provider":"stripe","stripe":{"api_key":%q}}`, stripeKey)
 	out, err := b.client.Call(ctx, http.MethodPost, "/tokens/imports", body, http.StatusAccepted)
@@ -425,30 +424,44 @@ func (b *benchRun) importJob(ctx context.Context, progress io.Writer) e2e.Result
 	if err == nil {
 		err = json.Unmarshal(out, &job)
 	}
+	return followImport(ctx, b.client, progress, importFollow{phase: PhaseImport, unit: "items", what: "payment methods"}, start, job, err)
+}
+
+// importFollow names what followImport reports: the phase, the unit of
+// its progress line, and what failed items are.
+type importFollow struct{ phase, unit, what string }
+
+// followImport polls the import job (created at start; err is the
+// creation's error) until it ends, drawing its progress, and returns the
+// phase's result: each imported item a request; each failed one, and a job
+// that does not finish, an error.
+func followImport(ctx context.Context, client *e2e.Client, progress io.Writer, f importFollow, start time.Time, job importRecord, err error) e2e.Result {
+	var res e2e.Result
 	lastDraw := time.Time{}
 	for err == nil && job.Status != "finished" && job.Status != "failed" && job.Status != "aborted" {
 		if time.Since(lastDraw) >= 250*time.Millisecond {
 			lastDraw = time.Now()
-			fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors", PhaseImport,
-				job.Counts.Successes, job.Counts.Total, float64(job.Counts.Successes)/time.Since(start).Seconds(), job.Counts.Failures)
+			fmt.Fprintf(progress, "\r%-16s %9d of %d %s %9.0f %s/s %6d errors", f.phase,
+				job.Counts.Successes, job.Counts.Total, f.unit, float64(job.Counts.Successes)/time.Since(start).Seconds(), f.unit, job.Counts.Failures)
 		}
 		if time.Since(start) > importTimeout {
-			err = fmt.Errorf("import did not end within %s", importTimeout)
+			err = fmt.Errorf("%s did not end within %s", f.phase, importTimeout)
 			break
 		}
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-time.After(25 * time.Millisecond):
-			if out, err = b.client.Call(ctx, http.MethodGet, "/tokens/imports/"+job.ID, nil, http.StatusOK); err == nil {
+			var out []byte
+			if out, err = client.Call(ctx, http.MethodGet, "/tokens/imports/"+job.ID, nil, http.StatusOK); err == nil {
 				err = json.Unmarshal(out, &job)
 			}
 		}
 	}
 	res.Elapsed = time.Since(start)
 	res.Requests, res.Errors = job.Counts.Successes, job.Counts.Failures
-	fmt.Fprintf(progress, "\r%-16s %9d of %d items %9.0f items/s %6d errors\n", PhaseImport,
-		res.Requests, job.Counts.Total, float64(res.Requests)/res.Elapsed.Seconds(), res.Errors)
+	fmt.Fprintf(progress, "\r%-16s %9d of %d %s %9.0f %s/s %6d errors\n", f.phase,
+		res.Requests, job.Counts.Total, f.unit, float64(res.Requests)/res.Elapsed.Seconds(), f.unit, res.Errors)
 	switch {
 	case err != nil:
 		res.Errors++
@@ -459,9 +472,9 @@ func (b *benchRun) importJob(ctx context.Context, progress io.Writer) e2e.Result
 		if job.FailureReason != nil {
 			reason = ": " + *job.FailureReason
 		}
-		res.FirstErr = fmt.Errorf("import %s%s", job.Status, reason)
+		res.FirstErr = fmt.Errorf("%s %s%s", f.phase, job.Status, reason)
 	case job.Counts.Failures > 0:
-		res.FirstErr = fmt.Errorf("%d payment methods failed to import; GET /tokens/imports/%s/items?status=failed", job.Counts.Failures, job.ID)
+		res.FirstErr = fmt.Errorf("%d %s failed to import; GET /tokens/imports/%s/items?status=failed", job.Counts.Failures, f.what, job.ID)
 	}
 	return res
 }
