@@ -19,7 +19,7 @@ import (
 func newBenchCmd() *cobra.Command {
 	var o bench.Options
 	cmd := &cobra.Command{
-		Use:   "bench [--database-url URL] [--concurrency 32] [--duration 10s] [--out DIR] [--import-cards N]",
+		Use:   "bench [--database-url URL] [--concurrency 32] [--duration 10s] [--out DIR] [--phases a,b] [--import-cards N]",
 		Short: "Measure tokenize, read, detokenize, forward and import against PostgreSQL's own durable insert and point select",
 		Long: `bench creates a fresh database (on a private PostgreSQL it starts, or on the
 server --database-url names), runs the vault as a child process on loopback
@@ -30,14 +30,18 @@ and measures, each phase for --duration (after --warmup) at --concurrency:
   3. tokenize-replay  the same POST /cde-import again (same business key, same card)
   4. tokenize-update  POST /cde-import of a new card under an existing business key
   5. baseline-select  plain pgx point SELECT by primary key
-  6. baseline-http    GET /healthz: the vault's HTTP floor, no database
-  7. read             GET /tokens/{id}
-  8. detokenize       POST /tokens/{id}/detokenize
-  9. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
+  6. baseline-audit   PostgreSQL alone: a batch of reads' tokens found and their audit rows
+                      written, one durable commit per batch (the database's floor for a read)
+  7. baseline-http    GET /healthz: the vault's HTTP floor, no database
+  8. read             GET /tokens/{id}
+  9. detokenize       POST /tokens/{id}/detokenize
+ 10. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
                       also the vault's own overhead (latency minus destination_duration)
- 10. import           an import job of --import-cards payment methods from a Stripe simulator
- 11. file-import      an encrypted Stripe export of --file-import-cards public test numbers
+ 11. import           an import job of --import-cards payment methods from a Stripe simulator
+ 12. file-import      an encrypted Stripe export of --file-import-cards public test numbers
                       uploaded to POST /tokens/imports, end to end, rows/s
+
+--phases runs only the phases named (and those they draw from).
 
 It prints a table with the ratios to the baselines and PASS/FAIL per target,
 writes bench.json and bench.csv to --out, and exits non-zero if any request
@@ -61,6 +65,7 @@ failed. The database (and a private server) are removed afterwards.`,
 	f.IntVar(&o.ImportConcurrency, "import-concurrency", 0, "the vault's VAULT_IMPORT_CONCURRENCY during the import phase; default: --concurrency (at most 256)")
 	f.IntVar(&o.Replicas, "replicas", 1, "vault processes serving the run against the one database, the load split evenly across them")
 	f.IntVar(&o.Preload, "preload", 0, "tokens (sealed by the vault's code, written with COPY) and 5 × as many audit rows the database holds before the phases run")
+	f.StringSliceVar(&o.Phases, "phases", nil, "run only these phases (comma-separated; the phases they draw from are added, e.g. tokenize for read); default: all")
 	f.BoolVar(&o.Profile, "profile", false, "save CPU profiles of the vault for each HTTP phase (and a heap profile) to --out")
 	return cmd
 }

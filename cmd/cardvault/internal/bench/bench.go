@@ -69,6 +69,11 @@ type Options struct {
 	// audit rows in the database at dbURL with the root KEK at kekURI,
 	// through the vault's own sealing code; needed when Preload > 0.
 	Seed func(ctx context.Context, dbURL, kekURI string, tenantID uuid.UUID, n int, card func(i int) (businessKey, number string)) error
+	// Phases names the phases to run (every phase when empty); the phases
+	// they draw from are added (tokenize for replays, updates, reads,
+	// reveals and forwards; baseline-insert for baseline-select). Targets
+	// on a phase that did not run are reported as skipped.
+	Phases []string
 	// SkipSettle skips waiting for the vault and PostgreSQL to go idle
 	// after each phase (tests).
 	SkipSettle bool
@@ -113,6 +118,9 @@ func (o Options) Validate() error {
 	if o.Preload < 0 || o.Preload > 100_000_000 {
 		errs = append(errs, fmt.Errorf("--preload %d must be between 0 and 100000000", o.Preload))
 	}
+	if _, err := selectPhases(o.Phases); err != nil {
+		errs = append(errs, err)
+	}
 	if o.Out == "" {
 		errs = append(errs, errors.New("--out must name a folder"))
 	}
@@ -123,7 +131,7 @@ func (o Options) Validate() error {
 var ErrRequests = errors.New("bench: some requests failed (see the errors column and vault.log)")
 
 // Run sets up the database, the vault child, the Stripe simulator and the
-// forward phase's destination, runs the eight phases, reports, and tears
+// forward phase's destination, runs the phases (every one, or those --phases names), reports, and tears
 // everything down. It returns the
 // options' validation error, an error when setup fails, or ErrRequests when
 // any request failed.

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bytes"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,15 +46,17 @@ func TestPrintReportSpeaksOfTargets(t *testing.T) {
 		Phases: []PhaseResult{{Name: PhaseTokenize, Unit: "requests", Requests: 10, RPS: 5, P99Ms: 12.5},
 			{Name: PhaseForward, Unit: "requests", Requests: 8, RPS: 4, P99Ms: 9, OverheadP50Ms: &p50, OverheadP99Ms: &p99},
 			{Name: PhaseImport, Unit: "items", Requests: 20, RPS: 2, P99Ms: 777.25}},
-		Ratios:      []Ratio{{"import/tokenize", 0.4}},
-		Targets:     []Target{{"tokenize p99", "≤ 25 ms", "12.5 ms", true}, {"import ≥ 0.3 × tokenize", "≥ 0.3", "0.2", false}},
+		Ratios: []Ratio{{"import/tokenize", 0.4}},
+		Targets: []Target{{Name: "tokenize p99", Want: "≤ 25 ms", Got: "12.5 ms", Pass: true},
+			{Name: "import ≥ 0.3 × tokenize", Want: "≥ 0.3", Got: "0.2"},
+			{Name: "read ≥ 0.5 × baseline-http", Want: "≥ 0.5", Got: "-", Skipped: true}},
 		AuditWrites: AuditWrites{Rows: 30, Inserted: 30},
 	}
 	var out bytes.Buffer
 	printReport(&out, rep)
 	table := out.String()
 	for _, want := range []string{"tokenize", "12.5", "import", "ratios:\n  import/tokenize", "\ntargets:\n",
-		"PASS  tokenize p99", "FAIL  import ≥ 0.3 × tokenize",
+		"PASS  tokenize p99", "FAIL  import ≥ 0.3 × tokenize", "SKIP  read ≥ 0.5 × baseline-http",
 		"(audit: 30 rows, 30 inserted and 0 updated according to pg_stat_user_tables)",
 		"forward: the vault's own overhead, latency minus the answer's destination_duration: p50 1.25 ms, p99 6.5 ms"} {
 		assert.Contains(t, table, want)
@@ -85,4 +89,58 @@ func TestDestinationDurationNeedsADestinationThatAnswered200(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// TestSelectPhases: --phases runs the named phases and the phases they
+// draw from, and refuses a name it does not know.
+func TestSelectPhases(t *testing.T) {
+	tests := []struct {
+		names []string
+		want  []string
+	}{
+		{nil, AllPhases},
+		{[]string{"read"}, []string{PhaseTokenize, PhaseRead}},
+		{[]string{"baseline-select", "baseline-http"}, []string{PhaseBaselineInsert, PhaseBaselineSelect, PhaseBaselineHTTP}},
+		{[]string{" import"}, []string{PhaseImport}},
+	}
+	for _, tt := range tests {
+		got, err := selectPhases(tt.names)
+		if err != nil {
+			t.Fatalf("selectPhases(%q): %v", tt.names, err)
+		}
+		var ran []string
+		for _, p := range AllPhases {
+			if got[p] {
+				ran = append(ran, p)
+			}
+		}
+		if !slices.Equal(ran, tt.want) {
+			t.Errorf("selectPhases(%q) runs %q, want %q", tt.names, ran, tt.want)
+		}
+	}
+	if _, err := selectPhases([]string{"reed"}); err == nil || !strings.Contains(err.Error(), `"reed"`) {
+		t.Errorf("selectPhases(reed) = %v, want an error naming it", err)
+	}
+}
+
+// TestReadCeiling: the ceiling adds every process's CPU per baseline-http
+// request to PostgreSQL's per read in baseline-audit and divides the
+// machine's CPUs by it; without either phase there is none.
+func TestReadCeiling(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	httpPhase := PhaseResult{Name: PhaseBaselineHTTP, Unit: "requests", RPS: 20_000,
+		VaultCPUPer1k: f(0.04), PostgresCPUPer1k: f(0), BenchCPUPer1k: f(0.04)}
+	audit := PhaseResult{Name: PhaseBaselineAudit, Unit: "reads", PostgresCPUPer1k: f(0.12), BenchCPUPer1k: f(0.01)}
+	rep := &Report{Machine: Machine{CPUs: 2}, Phases: []PhaseResult{httpPhase, audit}}
+	c := rep.readCeiling()
+	require.NotNil(t, c)
+	assert.Equal(t, 0.08, c.HTTPCPUMs)
+	assert.Equal(t, 0.12, c.AuditCPUMs)
+	assert.Equal(t, 10_000.0, c.ReadsPerSecond) // 2 CPUs × 1000 ms / 0.2 ms
+	assert.Equal(t, 0.5, c.OfBaselineHTTP)
+
+	rep.Phases = []PhaseResult{httpPhase}
+	assert.Nil(t, rep.readCeiling(), "no baseline-audit, no ceiling")
+	rep.Phases = []PhaseResult{{Name: PhaseBaselineHTTP, RPS: 1}, audit}
+	assert.Nil(t, rep.readCeiling(), "baseline-http's CPU unmeasured, no ceiling")
 }

@@ -227,8 +227,9 @@ func localPostmaster(ctx context.Context, conn *pgx.Conn) int {
 	return parent
 }
 
-// openPool opens the baselines' pool and creates bench_tokens, a copy of the
-// tokens table with the same columns, checks and indexes.
+// openPool opens the baselines' pool and creates bench_tokens and
+// bench_audit, copies of the tokens and audit tables with the same columns,
+// checks and indexes.
 func (e *environment) openPool(ctx context.Context, conns int) error {
 	cfg, err := pgxpool.ParseConfig(e.dbURL)
 	if err != nil {
@@ -239,7 +240,10 @@ func (e *environment) openPool(ctx context.Context, conns int) error {
 		return err
 	}
 	e.closers = append(e.closers, e.pool.Close)
-	_, err = e.pool.Exec(ctx, `CREATE TABLE bench_tokens (LIKE tokens INCLUDING ALL)`)
+	if _, err = e.pool.Exec(ctx, `CREATE TABLE bench_tokens (LIKE tokens INCLUDING ALL)`); err != nil {
+		return err
+	}
+	_, err = e.pool.Exec(ctx, benchAuditSQL)
 	return err
 }
 

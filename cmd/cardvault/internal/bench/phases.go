@@ -52,7 +52,7 @@ type benchRun struct {
 	fwd      forwardState // the forward phase's
 }
 
-// runPhases runs the eight phases and returns the report. It returns an
+// runPhases runs the selected phases and returns the report. It returns an
 // error when the context ends or the forward phase's destination cannot be
 // allow-listed.
 func runPhases(ctx context.Context, env *environment, o Options) (*Report, error) {
@@ -80,6 +80,7 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 		{PhaseReplay, true, func() e2e.Result { return b.timed(ctx, PhaseReplay, progress, b.replay) }},
 		{PhaseUpdate, true, func() e2e.Result { return b.timed(ctx, PhaseUpdate, progress, b.update) }},
 		{PhaseBaselineSelect, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineSelect, progress, b.baselineSelect) }},
+		{PhaseBaselineAudit, false, func() e2e.Result { return b.timedAuditFloor(ctx) }},
 		{PhaseBaselineHTTP, true, func() e2e.Result { return b.timed(ctx, PhaseBaselineHTTP, progress, b.baselineHTTP) }},
 		{PhaseRead, true, func() e2e.Result { return b.timed(ctx, PhaseRead, progress, b.read) }},
 		{PhaseDetokenize, true, func() e2e.Result { return b.timed(ctx, PhaseDetokenize, progress, b.detokenize) }},
@@ -87,14 +88,21 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 		{PhaseImport, true, func() e2e.Result { return b.importJob(ctx, progress) }},
 		{PhaseFileImport, true, func() e2e.Result { return b.fileImport(ctx, progress) }},
 	}
+	selected, err := selectPhases(o.Phases)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range steps {
+		if !selected[s.name] {
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		switch s.name {
 		case PhaseReplay:
 			b.allNos = flatten(b.tokenNos)
-		case PhaseBaselineSelect:
+		case PhaseBaselineSelect, PhaseBaselineAudit:
 			b.allRows = append(flatten(b.rowIDs), env.preIDs...)
 		case PhaseRead:
 			b.allToks = flatten(b.tokenIDs)
@@ -129,6 +137,7 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 func (b *benchRun) measure(ctx context.Context, name string, vault bool, run func() e2e.Result) PhaseResult {
 	pg0, pgErr0 := b.pgCPU()
 	cpu0, cpuErr0 := b.vaultCPU()
+	own0, ownErr0 := e2e.CPUSeconds(os.Getpid())
 	b.resetPeakRSS()
 	var profiled chan struct{}
 	if vault && b.o.Profile && name != PhaseImport && name != PhaseFileImport {
@@ -145,19 +154,27 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 	}
 	cpu1, cpuErr1 := b.vaultCPU()
 	pg1, pgErr1 := b.pgCPU()
+	own1, ownErr1 := e2e.CPUSeconds(os.Getpid())
 	p := newPhaseResult(name, res)
 	p.SettleSeconds = round3(settled.Seconds())
 	all := max(res.All, res.Requests) // the CPU went to the warm-up's requests too
-	if pgErr0 == nil && pgErr1 == nil && all > 0 {
-		v := round3((pg1 - pg0) / float64(all) * 1000)
-		p.PostgresCPUPer1k = &v
-	}
+	p.PostgresCPUPer1k = per1k(pg0, pg1, pgErr0, pgErr1, all)
+	p.BenchCPUPer1k = per1k(own0, own1, ownErr0, ownErr1, all)
 	p.VaultRSSPeakMB = round1(b.resetPeakRSS())
-	if vault && cpuErr0 == nil && cpuErr1 == nil && all > 0 {
-		v := round3((cpu1 - cpu0) / float64(all) * 1000)
-		p.VaultCPUPer1k = &v
+	if vault {
+		p.VaultCPUPer1k = per1k(cpu0, cpu1, cpuErr0, cpuErr1, all)
 	}
 	return p
+}
+
+// per1k returns the CPU seconds between the readings c0 and c1 per 1,000
+// of n requests, or nil when a reading failed or there were none.
+func per1k(c0, c1 float64, err0, err1 error, n int64) *float64 {
+	if err0 != nil || err1 != nil || n <= 0 {
+		return nil
+	}
+	v := round3((c1 - c0) / float64(n) * 1000)
+	return &v
 }
 
 // Settling after a phase: the vault and PostgreSQL count as idle once they

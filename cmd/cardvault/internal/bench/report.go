@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -27,6 +28,9 @@ type Report struct {
 	Targets        []Target      `json:"targets"`
 	VaultRSSPeakMB float64       `json:"vault_rss_peak_mb"`
 	Time           string        `json:"time"`
+	// Ceiling bounds reads on this machine (nil unless baseline-http and
+	// baseline-audit ran).
+	Ceiling *Ceiling `json:"read_ceiling,omitempty"`
 	// AuditWrites is what the run did to the audit table.
 	AuditWrites AuditWrites `json:"audit_writes"`
 }
@@ -69,7 +73,11 @@ type PhaseResult struct {
 	// PostgresCPUPer1k is the server's CPU per 1,000 requests, when it runs
 	// on this machine.
 	PostgresCPUPer1k *float64 `json:"postgres_cpu_seconds_per_1k"`
-	VaultRSSPeakMB   float64  `json:"vault_rss_peak_mb"`
+	// BenchCPUPer1k is the bench process's own CPU per 1,000 requests: the
+	// load generator (and, in their phases, the Stripe simulator and the
+	// forward destination it serves).
+	BenchCPUPer1k  *float64 `json:"bench_cpu_seconds_per_1k"`
+	VaultRSSPeakMB float64  `json:"vault_rss_peak_mb"`
 	// SettleSeconds is how long the vault and PostgreSQL took after the
 	// phase to finish its background work (counted in the CPU figures).
 	SettleSeconds float64 `json:"settle_seconds"`
@@ -94,6 +102,62 @@ type Target struct {
 	Want string `json:"want"`
 	Got  string `json:"got"`
 	Pass bool   `json:"pass"`
+	// Skipped is set when a phase the target is measured on did not run
+	// (--phases); Pass is then false.
+	Skipped bool `json:"skipped,omitempty"`
+}
+
+// onPhases returns t, skipped when any of phases did not run.
+func (r *Report) onPhases(t Target, phases ...string) Target {
+	for _, name := range phases {
+		if !r.ran(name) {
+			t.Got, t.Pass, t.Skipped = "-", false, true
+		}
+	}
+	return t
+}
+
+// ran reports whether the named phase ran.
+func (r *Report) ran(name string) bool {
+	return slices.ContainsFunc(r.Phases, func(p PhaseResult) bool { return p.Name == name })
+}
+
+// Ceiling is the most reads a second this machine could serve if the
+// vault's own work for a read, beyond answering HTTP, cost nothing: every
+// process's CPU per baseline-http request (the load generator's and the
+// vault's HTTP floor) plus PostgreSQL's per read in baseline-audit (finding
+// the token and making its audit row durable), over the machine's CPUs.
+type Ceiling struct {
+	HTTPCPUMs      float64 `json:"http_cpu_ms"`      // bench + vault + PostgreSQL CPU per baseline-http request
+	AuditCPUMs     float64 `json:"audit_cpu_ms"`     // PostgreSQL (and bench) CPU per read in baseline-audit
+	ReadsPerSecond float64 `json:"reads_per_second"` // CPUs × 1000 / (HTTPCPUMs + AuditCPUMs)
+	OfBaselineHTTP float64 `json:"of_baseline_http"` // ReadsPerSecond / baseline-http's requests per second
+}
+
+// cpuMs returns every process's CPU milliseconds per request of p (the
+// vault, PostgreSQL and the bench itself), and whether all were measured.
+func cpuMs(p PhaseResult) (float64, bool) {
+	if p.PostgresCPUPer1k == nil || p.BenchCPUPer1k == nil || p.VaultCPUPer1k == nil {
+		return 0, false
+	}
+	return *p.PostgresCPUPer1k + *p.BenchCPUPer1k + *p.VaultCPUPer1k, true
+}
+
+// readCeiling returns the read ceiling, or nil when baseline-http or
+// baseline-audit did not run or their CPU was not measured.
+func (r *Report) readCeiling() *Ceiling {
+	if !r.ran(PhaseBaselineHTTP) || !r.ran(PhaseBaselineAudit) {
+		return nil
+	}
+	httpPhase := r.Phase(PhaseBaselineHTTP)
+	h, ok1 := cpuMs(httpPhase)
+	audit := r.Phase(PhaseBaselineAudit).PostgresCPUPer1k
+	if !ok1 || audit == nil || h+*audit <= 0 || httpPhase.RPS <= 0 {
+		return nil
+	}
+	a := *audit
+	rps := float64(r.Machine.CPUs) * 1000 / (h + a)
+	return &Ceiling{HTTPCPUMs: round3(h), AuditCPUMs: round3(a), ReadsPerSecond: round1(rps), OfBaselineHTTP: round3(rps / httpPhase.RPS)}
 }
 
 // newReport returns the report's header: the machine and the options.
@@ -124,6 +188,9 @@ func newPhaseResult(name string, r e2e.Result) PhaseResult {
 	}
 	if name == PhaseFileImport {
 		p.Unit = "rows"
+	}
+	if name == PhaseBaselineAudit {
+		p.Unit = "reads" // latencies are of batches
 	}
 	if r.Elapsed > 0 {
 		p.RPS = round1(float64(r.Requests) / r.Elapsed.Seconds())
@@ -164,51 +231,50 @@ func (r *Report) finish(child *e2e.Vault) {
 		}
 		return 0
 	}
-	r.Ratios = []Ratio{
-		{"tokenize/baseline-insert", ratio(PhaseTokenize, PhaseBaselineInsert)},
-		{"tokenize-replay/tokenize", ratio(PhaseReplay, PhaseTokenize)},
-		{"tokenize-update/tokenize", ratio(PhaseUpdate, PhaseTokenize)},
-		{"read/baseline-select", ratio(PhaseRead, PhaseBaselineSelect)},
-		{"detokenize/baseline-select", ratio(PhaseDetokenize, PhaseBaselineSelect)},
-		{"import/tokenize", ratio(PhaseImport, PhaseTokenize)},
-		{"baseline-http/baseline-select", ratio(PhaseBaselineHTTP, PhaseBaselineSelect)},
-		{"read/baseline-http", ratio(PhaseRead, PhaseBaselineHTTP)},
-		{"detokenize/baseline-http", ratio(PhaseDetokenize, PhaseBaselineHTTP)},
-		{"forward/detokenize", ratio(PhaseForward, PhaseDetokenize)},
-		{"file-import/tokenize", ratio(PhaseFileImport, PhaseTokenize)},
+	pairs := [][2]string{{PhaseTokenize, PhaseBaselineInsert}, {PhaseReplay, PhaseTokenize}, {PhaseUpdate, PhaseTokenize},
+		{PhaseRead, PhaseBaselineSelect}, {PhaseDetokenize, PhaseBaselineSelect}, {PhaseImport, PhaseTokenize},
+		{PhaseBaselineHTTP, PhaseBaselineSelect}, {PhaseRead, PhaseBaselineHTTP}, {PhaseDetokenize, PhaseBaselineHTTP},
+		{PhaseForward, PhaseDetokenize}, {PhaseFileImport, PhaseTokenize}}
+	r.Ratios = nil
+	for _, q := range pairs {
+		if r.ran(q[0]) && r.ran(q[1]) {
+			r.Ratios = append(r.Ratios, Ratio{q[0] + "/" + q[1], ratio(q[0], q[1])})
+		}
 	}
+	r.Ceiling = r.readCeiling()
 	hwm, _ := child.PeakRSS()
 	r.VaultRSSPeakMB = round1(hwm)
 	for _, p := range r.Phases {
 		r.VaultRSSPeakMB = max(r.VaultRSSPeakMB, p.VaultRSSPeakMB)
 	}
 	atLeast := func(name string, got, want float64) Target {
-		return Target{name, "≥ " + fmtNum(want), fmtNum(got), got >= want}
+		return Target{name, "≥ " + fmtNum(want), fmtNum(got), got >= want, false}
 	}
 	atMost := func(name string, got, want float64, unit string) Target {
-		return Target{name, "≤ " + fmtNum(want) + unit, fmtNum(got) + unit, got <= want}
+		return Target{name, "≤ " + fmtNum(want) + unit, fmtNum(got) + unit, got <= want, false}
 	}
 	errs := r.totalErrors()
 	fwd := r.Phase(PhaseForward)
 	sel := r.Phase(PhaseBaselineSelect).P99Ms
+	on := r.onPhases
 	r.Targets = []Target{
-		atLeast("tokenize ≥ 0.9 × baseline-insert", ratio(PhaseTokenize, PhaseBaselineInsert), 0.9),
-		atMost("tokenize p99", r.Phase(PhaseTokenize).P99Ms, 25, " ms"),
-		atLeast("tokenize-replay ≥ 1.0 × tokenize", ratio(PhaseReplay, PhaseTokenize), 1.0),
-		atLeast("tokenize-update ≥ 0.7 × tokenize", ratio(PhaseUpdate, PhaseTokenize), 0.7),
-		atLeast("read ≥ 0.5 × baseline-http", ratio(PhaseRead, PhaseBaselineHTTP), 0.5),
-		atLeast("detokenize ≥ 0.45 × baseline-http", ratio(PhaseDetokenize, PhaseBaselineHTTP), 0.45),
-		atMost("read p99 ≤ 1.5 × baseline-select p99", p99Ratio(r.Phase(PhaseRead).P99Ms, sel), 1.5, " ×"),
-		atMost("detokenize p99 ≤ 1.5 × baseline-select p99", p99Ratio(r.Phase(PhaseDetokenize).P99Ms, sel), 1.5, " ×"),
-		{"zero errors in every phase", "0", strconv.FormatInt(errs, 10), errs == 0},
+		on(atLeast("tokenize ≥ 0.9 × baseline-insert", ratio(PhaseTokenize, PhaseBaselineInsert), 0.9), PhaseTokenize, PhaseBaselineInsert),
+		on(atMost("tokenize p99", r.Phase(PhaseTokenize).P99Ms, 25, " ms"), PhaseTokenize),
+		on(atLeast("tokenize-replay ≥ 1.0 × tokenize", ratio(PhaseReplay, PhaseTokenize), 1.0), PhaseReplay),
+		on(atLeast("tokenize-update ≥ 0.7 × tokenize", ratio(PhaseUpdate, PhaseTokenize), 0.7), PhaseUpdate),
+		on(atLeast("read ≥ 0.5 × baseline-http", ratio(PhaseRead, PhaseBaselineHTTP), 0.5), PhaseRead, PhaseBaselineHTTP),
+		on(atLeast("detokenize ≥ 0.45 × baseline-http", ratio(PhaseDetokenize, PhaseBaselineHTTP), 0.45), PhaseDetokenize, PhaseBaselineHTTP),
+		on(atMost("read p99 ≤ 1.5 × baseline-select p99", p99Ratio(r.Phase(PhaseRead).P99Ms, sel), 1.5, " ×"), PhaseRead, PhaseBaselineSelect),
+		on(atMost("detokenize p99 ≤ 1.5 × baseline-select p99", p99Ratio(r.Phase(PhaseDetokenize).P99Ms, sel), 1.5, " ×"), PhaseDetokenize, PhaseBaselineSelect),
+		{"zero errors in every phase", "0", strconv.FormatInt(errs, 10), errs == 0, false},
 		atMost("vault peak RSS", r.VaultRSSPeakMB, 150, " MB"),
-		atLeast("import ≥ 0.3 × tokenize", ratio(PhaseImport, PhaseTokenize), 0.3),
-		atLeast("forward ≥ 0.8 × detokenize", ratio(PhaseForward, PhaseDetokenize), 0.8),
-		atMost("forward vault overhead p50", orInf(fwd.OverheadP50Ms), 2, " ms"),
-		atMost("forward vault overhead p99", orInf(fwd.OverheadP99Ms), 10, " ms"),
-		atLeast("file-import ≥ 3 × tokenize", ratio(PhaseFileImport, PhaseTokenize), 3),
+		on(atLeast("import ≥ 0.3 × tokenize", ratio(PhaseImport, PhaseTokenize), 0.3), PhaseImport, PhaseTokenize),
+		on(atLeast("forward ≥ 0.8 × detokenize", ratio(PhaseForward, PhaseDetokenize), 0.8), PhaseForward, PhaseDetokenize),
+		on(atMost("forward vault overhead p50", orInf(fwd.OverheadP50Ms), 2, " ms"), PhaseForward),
+		on(atMost("forward vault overhead p99", orInf(fwd.OverheadP99Ms), 10, " ms"), PhaseForward),
+		on(atLeast("file-import ≥ 3 × tokenize", ratio(PhaseFileImport, PhaseTokenize), 3), PhaseFileImport, PhaseTokenize),
 		{"audit rows never updated", "0 of > 0 inserted", strconv.FormatInt(r.AuditWrites.Updated, 10),
-			r.AuditWrites.Updated == 0 && r.AuditWrites.Inserted > 0},
+			r.AuditWrites.Updated == 0 && r.AuditWrites.Inserted > 0, false},
 	}
 }
 
@@ -243,15 +309,15 @@ func printReport(w io.Writer, r *Report) {
 			p.Tokens, p.AuditRows, p.SeedSeconds, p.TokenBytes, p.AuditBytes)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\tPG CPU s/1k\t")
+	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\tPG CPU s/1k\tbench CPU s/1k\t")
 	for _, p := range r.Phases {
 		lat := []string{fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs)}
-		if p.Unit == "items" || p.Unit == "rows" {
+		if p.Unit != "requests" {
 			lat = []string{"-", "-", "-", "-"}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", p.Name, p.Requests, fmtNum(p.RPS),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", p.Name, p.Requests, fmtNum(p.RPS),
 			lat[0], lat[1], lat[2], lat[3], p.Errors, fmtOpt(p.VaultCPUPer1k, "-"), fmtNum(p.VaultRSSPeakMB),
-			fmtOpt(p.PostgresCPUPer1k, "-"))
+			fmtOpt(p.PostgresCPUPer1k, "-"), fmtOpt(p.BenchCPUPer1k, "-"))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n(import: requests are payment methods imported end to end, rps is items per second)")
@@ -264,6 +330,11 @@ func printReport(w io.Writer, r *Report) {
 	}
 	fmt.Fprintf(w, "(audit: %d rows, %d inserted and %d updated according to pg_stat_user_tables)\n",
 		r.AuditWrites.Rows, r.AuditWrites.Inserted, r.AuditWrites.Updated)
+	if c := r.Ceiling; c != nil {
+		fmt.Fprintf(w, "(read ceiling: baseline-http's CPU, %s ms a request in all processes, plus PostgreSQL's for an audited lookup in baseline-audit, %s ms a read, "+
+			"on %d CPUs: at most %s reads/s, %s × baseline-http, even if the vault's own work for a read cost nothing)\n",
+			fmtNum(c.HTTPCPUMs), fmtNum(c.AuditCPUMs), r.Machine.CPUs, fmtNum(c.ReadsPerSecond), fmtNum(c.OfBaselineHTTP))
+	}
 	fmt.Fprintln(w, "\nratios:")
 	for _, q := range r.Ratios {
 		fmt.Fprintf(w, "  %-30s %s\n", q.Name, fmtNum(q.Value))
@@ -271,7 +342,10 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintln(w, "\ntargets:")
 	for _, t := range r.Targets {
 		verdict := "PASS"
-		if !t.Pass {
+		switch {
+		case t.Skipped:
+			verdict = "SKIP"
+		case !t.Pass:
 			verdict = "FAIL"
 		}
 		fmt.Fprintf(w, "  %s  %-44s got %-10s want %s\n", verdict, t.Name, t.Got, t.Want)
@@ -300,14 +374,14 @@ func writeReport(dir string, r *Report) error {
 	cw := csv.NewWriter(f)
 	_ = cw.Write([]string{"kind", "name", "requests", "errors", "seconds", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms",
 		"vault_cpu_seconds_per_1k", "vault_rss_peak_mb", "postgres_cpu_seconds_per_1k", "vault_overhead_p50_ms",
-		"vault_overhead_p99_ms", "value", "want", "pass"})
+		"vault_overhead_p99_ms", "bench_cpu_seconds_per_1k", "value", "want", "pass"})
 	for _, p := range r.Phases {
 		_ = cw.Write([]string{"phase", p.Name, strconv.FormatInt(p.Requests, 10), strconv.FormatInt(p.Errors, 10),
 			fmtNum(p.Seconds), fmtNum(p.RPS), fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs),
 			fmtOpt(p.VaultCPUPer1k, ""), fmtNum(p.VaultRSSPeakMB), fmtOpt(p.PostgresCPUPer1k, ""),
-			fmtOpt(p.OverheadP50Ms, ""), fmtOpt(p.OverheadP99Ms, ""), "", "", ""})
+			fmtOpt(p.OverheadP50Ms, ""), fmtOpt(p.OverheadP99Ms, ""), fmtOpt(p.BenchCPUPer1k, ""), "", "", ""})
 	}
-	blank := make([]string, 13)
+	blank := make([]string, 14)
 	for _, q := range r.Ratios {
 		_ = cw.Write(append(append([]string{"ratio", q.Name}, blank...), fmtNum(q.Value), "", ""))
 	}
