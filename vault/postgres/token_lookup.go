@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -42,12 +44,12 @@ type lookup struct {
 // lookupBatch is a group commit of lookups.
 type lookupBatch = groupCommit[*lookup]
 
-// lookupRequestsSQL unnests the batch's audit events ($1–$9, the columns
-// of auditColumns) into the rows of req, numbered by ord.
+// lookupRequestsSQL unnests when ($1), whose ($2) and which token ($3)
+// each request of the batch names into the rows of req, numbered by ord.
+// The rest of each request's audit event is sent once, with its audit row.
 const lookupRequestsSQL = `req AS (
-		SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[],
-		                     $6::text[], $7::text[], $8::text[], $9::jsonb[]) WITH ORDINALITY
-		AS r(occurred_at, tenant_id, api_key_id, action, token_id, request_id, client_addr, outcome, detail, ord)
+		SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::uuid[]) WITH ORDINALITY
+		AS r(occurred_at, tenant_id, token_id, ord)
 	)`
 
 // readTokensSQL finds the tokens of a read batch; the batch then writes
@@ -93,11 +95,7 @@ func qualified(alias, cols string) string {
 func (s *Service) readTokens(batch []*lookup) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
-	args, err := lookupArgs(batch)
-	if err != nil {
-		return err
-	}
-	err = s.inAuditedTx(ctx, readTokensSQL, args, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	err := s.inAuditedTx(ctx, readTokensSQL, lookupArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanLookups(rows, batch, false); err != nil {
 			return nil, err
 		}
@@ -127,13 +125,13 @@ func revealAudit(l *lookup) vault.AuditEvent {
 	return ev
 }
 
-// lookupArgs returns the audit columns of the batch's events.
-func lookupArgs(batch []*lookup) ([]any, error) {
-	events := make([]vault.AuditEvent, len(batch))
+// lookupArgs returns lookupRequestsSQL's arguments for the batch.
+func lookupArgs(batch []*lookup) []any {
+	at, tenants, tokens := make([]time.Time, len(batch)), make([]uuid.UUID, len(batch)), make([]uuid.UUID, len(batch))
 	for i, l := range batch {
-		events[i] = l.ev
+		at[i], tenants[i], tokens[i] = l.ev.OccurredAt, l.ev.TenantID, l.ev.TokenID
 	}
-	return auditColumns(events)
+	return []any{at, tenants, tokens}
 }
 
 // scanLookups reads the rows of a batch statement into the lookups they
@@ -190,11 +188,7 @@ var errRevealBatch = errors.New("vault: reveal batch rolled back")
 func (s *Service) revealTokens(batch []*lookup) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
-	args, err := lookupArgs(batch)
-	if err != nil {
-		return err
-	}
-	return s.inAuditedTx(ctx, revealTokensSQL, args, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	return s.inAuditedTx(ctx, revealTokensSQL, lookupArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanLookups(rows, batch, true); err != nil {
 			return nil, err
 		}

@@ -52,16 +52,16 @@ type replayedToken struct {
 // replayBatch is a group commit of replays.
 type replayBatch = groupCommit[*replay]
 
-// replayTokensSQL finds, for each request of the batch ($1–$9 its audit
-// event, $10–$13 business key, card digest, metadata and whether it carries
-// a CVC), the token holding its business key when that token holds the
+// replayTokensSQL finds, for each request of the batch ($1–$3 as in
+// lookupRequestsSQL, $4–$7 business key, card digest, metadata and whether
+// it carries a CVC), the token holding its business key when that token holds the
 // same card (one probe of tokens_business_key per request: q is
 // materialized so that both key columns reach the index). It answers ord
 // and the token columns of each match; the batch then writes each match's
 // audit row naming that token (inAuditedTx).
 var replayTokensSQL = `
 	WITH ` + lookupRequestsSQL + `, want AS (
-		SELECT * FROM unnest($10::text[], $11::bytea[], $12::jsonb[], $13::bool[]) WITH ORDINALITY
+		SELECT * FROM unnest($4::text[], $5::bytea[], $6::jsonb[], $7::bool[]) WITH ORDINALITY
 		AS w(business_key, digest, metadata, has_cvc, ord)
 	), q AS MATERIALIZED (
 		SELECT r.*, w.business_key, w.digest, w.metadata AS want_metadata, w.has_cvc
@@ -79,11 +79,7 @@ var replayTokensSQL = `
 func (s *Service) replayTokens(batch []*replay) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
-	args, err := replayArgs(batch)
-	if err != nil {
-		return err
-	}
-	err = s.inAuditedTx(ctx, replayTokensSQL, args, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	err := s.inAuditedTx(ctx, replayTokensSQL, replayArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanReplays(rows, batch); err != nil {
 			return nil, err
 		}
@@ -101,18 +97,15 @@ func (s *Service) replayTokens(batch []*replay) error {
 }
 
 // replayArgs returns replayTokensSQL's arguments for batch.
-func replayArgs(batch []*replay) ([]any, error) {
-	events := make([]vault.AuditEvent, len(batch))
-	keys, digests, metadata, cvcs := make([]string, len(batch)), make([][]byte, len(batch)), make([]string, len(batch)), make([]bool, len(batch))
+func replayArgs(batch []*replay) []any {
+	n := len(batch)
+	at, tenants, tokens := make([]time.Time, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	keys, digests, metadata, cvcs := make([]string, n), make([][]byte, n), make([]string, n), make([]bool, n)
 	for i, r := range batch {
-		events[i] = r.ev
+		at[i], tenants[i], tokens[i] = r.ev.OccurredAt, r.ev.TenantID, r.ev.TokenID
 		keys[i], digests[i], metadata[i], cvcs[i] = r.businessKey, r.digest, string(r.metadata), r.hasCVC
 	}
-	args, err := auditColumns(events)
-	if err != nil {
-		return nil, err
-	}
-	return append(args, keys, digests, metadata, cvcs), nil
+	return []any{at, tenants, tokens, keys, digests, metadata, cvcs}
 }
 
 // scanReplays reads replayTokensSQL's rows into the replays they answer
