@@ -63,7 +63,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	js, err := os.ReadFile(filepath.Join(out, "bench.json"))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(js, &rep))
-	want := []string{bench.PhaseBaselineInsert, bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseBaselineSelect, bench.PhaseBaselineHTTP, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward, bench.PhaseImport, bench.PhaseFileImport}
+	want := bench.AllPhases
 	var got []string
 	for _, p := range rep.Phases {
 		got = append(got, p.Name)
@@ -71,8 +71,13 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 		assert.Zero(t, p.Errors, "%s: %s", p.Name, p.FirstError)
 		assert.Positive(t, p.RPS, p.Name)
 		assert.Contains(t, table.String(), p.Name)
+		assert.NotNil(t, p.BenchCPUPer1k, "%s: the bench's own CPU", p.Name)
 	}
 	assert.Equal(t, want, got)
+	require.NotNil(t, rep.Ceiling, "baseline-http and baseline-audit give a read ceiling")
+	assert.Positive(t, rep.Ceiling.AuditCPUMs)
+	assert.Positive(t, rep.Ceiling.ReadsPerSecond)
+	assert.Contains(t, table.String(), "(read ceiling: ")
 	assert.Equal(t, int64(20), rep.Phase(bench.PhaseImport).Requests)
 	assert.Equal(t, int64(30), rep.Phase(bench.PhaseFileImport).Requests, "every row of the card file")
 	assert.NotNil(t, rep.Phase(bench.PhaseTokenize).VaultCPUPer1k)
@@ -112,7 +117,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	assert.Len(t, rows, 1+11+11+16)
+	assert.Len(t, rows, 1+len(bench.AllPhases)+11+16)
 
 	for _, p := range []string{bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
 		st, err := os.Stat(filepath.Join(out, p+".cpu.pprof"))
