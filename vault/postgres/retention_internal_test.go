@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/cardvault/cardvault/vault"
 )
@@ -24,4 +25,17 @@ func PruneRetainedOnce(ctx context.Context, s *Service, r vault.Retention, batch
 		*st.n = tag.RowsAffected()
 	}
 	return c, nil
+}
+
+// PruneTokenVersionsInBatches is PruneTokenVersions with batches of batch
+// rows.
+func PruneTokenVersionsInBatches(ctx context.Context, s *Service, retention time.Duration, batch int) (int64, error) {
+	return s.pruneTokenVersions(ctx, retention, batch)
+}
+
+// PruneTokenVersionsOnce runs the statement of PruneTokenVersions once, with
+// a batch of batch rows, and returns what it deleted.
+func PruneTokenVersionsOnce(ctx context.Context, s *Service, retention time.Duration, batch int) (int64, error) {
+	tag, err := s.db.Exec(ctx, pruneTokenVersionsSQL, s.clock().Add(-retention), batch)
+	return tag.RowsAffected(), err
 }
