@@ -68,8 +68,8 @@ type config struct {
 	// ForwardPendingGrace is how long past its destination's timeout a
 	// pending forwarding record waits before the sweeper marks it failed.
 	ForwardPendingGrace time.Duration
-	// Retention is how long finished webhook events, import jobs and key
-	// jobs are kept.
+	// Retention is how long finished webhook events, import jobs, export
+	// jobs and key jobs are kept.
 	Retention vault.Retention
 	// MetricsListen is the address of the Prometheus /metrics listener;
 	// "" is off.
@@ -105,7 +105,7 @@ type rawConfig struct {
 	egressAllowLoopback, forwardRetention                                   string
 	cardHistoryRetention                                                    string
 	forwardPendingGrace                                                     string
-	webhookRetention, importRetention, keyJobRetention                      string
+	webhookRetention, importRetention, exportRetention, keyJobRetention     string
 	imp                                                                     rawImport
 	exp                                                                     rawExport
 	// operator is --operator; operatorNeed says whether the command binds
@@ -264,6 +264,7 @@ func (r *rawConfig) bindServing(fs *pflag.FlagSet, listen string) {
 		"how long past its destination's timeout a forward left pending by a stopped process waits before it is marked failed, outcome unknown; at least 30s (env VAULT_FORWARD_PENDING_GRACE)")
 	fs.StringVar(&r.webhookRetention, "webhook-retention", envOr("VAULT_WEBHOOK_RETENTION", "30d"), "how long delivered or given-up webhook events and their delivery attempts are kept, e.g. 30d (env VAULT_WEBHOOK_RETENTION)")
 	fs.StringVar(&r.importRetention, "import-retention", envOr("VAULT_IMPORT_RETENTION", "90d"), "how long finished import jobs and their items are kept, e.g. 90d (env VAULT_IMPORT_RETENTION)")
+	fs.StringVar(&r.exportRetention, "export-retention", envOr("VAULT_EXPORT_RETENTION", "90d"), "how long finished export jobs and their items are kept, e.g. 90d (env VAULT_EXPORT_RETENTION)")
 	fs.StringVar(&r.keyJobRetention, "key-job-retention", envOr("VAULT_KEY_JOB_RETENTION", "365d"), "how long finished key jobs are kept, e.g. 365d (env VAULT_KEY_JOB_RETENTION)")
 	fs.StringVar(&r.console, "console", envOr("VAULT_CONSOLE", "on"), "serve the operator console at /console: on or off (env VAULT_CONSOLE)")
 	fs.StringVar(&r.cardHistoryRetention, "card-history-retention", envOr("VAULT_CARD_HISTORY_RETENTION", defaultCardHistory),
@@ -412,6 +413,7 @@ func (r *rawConfig) parseServing(cfg *config) []error {
 	}{
 		{"VAULT_WEBHOOK_RETENTION", r.webhookRetention, "30d", &cfg.Retention.Webhooks},
 		{"VAULT_IMPORT_RETENTION", r.importRetention, "90d", &cfg.Retention.Imports},
+		{"VAULT_EXPORT_RETENTION", r.exportRetention, "90d", &cfg.Retention.Exports},
 		{"VAULT_KEY_JOB_RETENTION", r.keyJobRetention, "365d", &cfg.Retention.KeyJobs},
 	} {
 		v := orDefault(x.raw, x.def)

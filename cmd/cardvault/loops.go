@@ -29,7 +29,7 @@ const (
 	forwardPrune       = time.Hour        // prune forwarding records past the retention
 	cardHistoryPrune   = time.Hour        // delete replaced card versions past their retention
 	forwardSweep       = 10 * time.Second // mark failed the pending forwards of stopped processes
-	retentionPrune     = time.Hour        // delete finished webhook events, imports and key jobs past their retention
+	retentionPrune     = time.Hour        // delete finished webhook events, imports, exports and key jobs past their retention
 )
 
 // backgroundLoops lists every loop a serving process runs besides answering
@@ -73,7 +73,8 @@ func backgroundLoops(svc *postgres.Service, imports *importer.Runner, fileImport
 			c, err := svc.PruneRetained(ctx, cfg.Retention)
 			if n := c.Total(); n > 0 {
 				log.Info("finished rows pruned", "count", n, "webhook_events", c.WebhookEvents, "import_jobs", c.ImportJobs,
-					"import_items", c.ImportItems, "key_jobs", c.KeyJobs, "rows_per_second", float64(n)/time.Since(start).Seconds())
+					"import_items", c.ImportItems, "import_file_rows", c.ImportFileRows, "import_file_chunks", c.ImportFileChunks,
+					"export_jobs", c.ExportJobs, "export_items", c.ExportItems, "key_jobs", c.KeyJobs, "rows_per_second", float64(n)/time.Since(start).Seconds())
 			}
 			return err
 		}),

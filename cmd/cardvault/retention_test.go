@@ -12,11 +12,11 @@ import (
 	"github.com/cardvault/cardvault/vault"
 )
 
-// TestRetentionSettings: the three retentions default to 30, 90 and 365
+// TestRetentionSettings: the four retentions default to 30, 90, 90 and 365
 // days, take a number of days or a duration, and refuse anything under an
 // hour, each named by its variable.
 func TestRetentionSettings(t *testing.T) {
-	for _, name := range []string{"VAULT_WEBHOOK_RETENTION", "VAULT_IMPORT_RETENTION", "VAULT_KEY_JOB_RETENTION"} {
+	for _, name := range []string{"VAULT_WEBHOOK_RETENTION", "VAULT_IMPORT_RETENTION", "VAULT_EXPORT_RETENTION", "VAULT_KEY_JOB_RETENTION"} {
 		t.Setenv(name, "")
 	}
 	parse := func(args ...string) (config, error) {
@@ -30,14 +30,20 @@ func TestRetentionSettings(t *testing.T) {
 	cfg, err := parse()
 	require.NoError(t, err)
 	assert.Equal(t, vault.Retention{Webhooks: vault.DefaultWebhookRetention, Imports: vault.DefaultImportRetention,
-		KeyJobs: vault.DefaultKeyJobRetention}, cfg.Retention)
+		Exports: vault.DefaultExportRetention, KeyJobs: vault.DefaultKeyJobRetention}, cfg.Retention)
 
-	cfg, err = parse("--webhook-retention", "7d", "--import-retention", "36h", "--key-job-retention", "2d")
+	cfg, err = parse("--webhook-retention", "7d", "--import-retention", "36h", "--export-retention", "3d", "--key-job-retention", "2d")
 	require.NoError(t, err)
-	assert.Equal(t, vault.Retention{Webhooks: 7 * 24 * time.Hour, Imports: 36 * time.Hour, KeyJobs: 48 * time.Hour}, cfg.Retention)
+	assert.Equal(t, vault.Retention{Webhooks: 7 * 24 * time.Hour, Imports: 36 * time.Hour, Exports: 72 * time.Hour,
+		KeyJobs: 48 * time.Hour}, cfg.Retention)
 
-	_, err = parse("--webhook-retention", "10m", "--import-retention", "forever", "--key-job-retention", "0d")
-	for _, name := range []string{"VAULT_WEBHOOK_RETENTION", "VAULT_IMPORT_RETENTION", "VAULT_KEY_JOB_RETENTION"} {
+	t.Setenv("VAULT_EXPORT_RETENTION", "5d")
+	cfg, err = parse()
+	require.NoError(t, err)
+	assert.Equal(t, 5*24*time.Hour, cfg.Retention.Exports)
+
+	_, err = parse("--webhook-retention", "10m", "--import-retention", "forever", "--export-retention", "59m", "--key-job-retention", "0d")
+	for _, name := range []string{"VAULT_WEBHOOK_RETENTION", "VAULT_IMPORT_RETENTION", "VAULT_EXPORT_RETENTION", "VAULT_KEY_JOB_RETENTION"} {
 		assert.Contains(t, fmt.Sprint(err), name)
 	}
 }

@@ -13,27 +13,29 @@ func PruneRetainedInBatches(ctx context.Context, s *Service, r vault.Retention, 
 }
 
 // PruneRetainedOnce runs each prune statement of PruneRetained once, with
-// batches of batch rows and the retentions of r, and returns what each
-// deleted.
+// batches of batch rows (file chunks: at most retentionChunkBatch) and the
+// retentions of r, and returns what each deleted.
 func PruneRetainedOnce(ctx context.Context, s *Service, r vault.Retention, batch int) (vault.PruneCounts, error) {
 	var c vault.PruneCounts
-	now := s.clock()
-	for _, st := range []struct {
-		sql string
-		d   time.Duration
-		n   *int64
-	}{
-		{pruneWebhookDeliveriesSQL, r.Webhooks, &c.WebhookDeliveries},
-		{pruneWebhookEventsSQL, r.Webhooks, &c.WebhookEvents},
-		{pruneImportItemsSQL, r.Imports, &c.ImportItems},
-		{pruneImportJobsSQL, r.Imports, &c.ImportJobs},
-		{pruneKeyJobsSQL, r.KeyJobs, &c.KeyJobs},
-	} {
-		tag, err := s.db.Exec(ctx, st.sql, now.Add(-st.d), batch)
+	for _, st := range pruneSteps(r, s.clock(), &c) {
+		tag, err := s.db.Exec(ctx, st.sql, st.cutoff, st.batchOf(batch))
 		if err != nil {
 			return c, err
 		}
 		*st.n = tag.RowsAffected()
 	}
 	return c, nil
+}
+
+// PruneTokenVersionsInBatches is PruneTokenVersions with batches of batch
+// rows.
+func PruneTokenVersionsInBatches(ctx context.Context, s *Service, retention time.Duration, batch int) (int64, error) {
+	return s.pruneTokenVersions(ctx, retention, batch)
+}
+
+// PruneTokenVersionsOnce runs the statement of PruneTokenVersions once, with
+// a batch of batch rows, and returns what it deleted.
+func PruneTokenVersionsOnce(ctx context.Context, s *Service, retention time.Duration, batch int) (int64, error) {
+	tag, err := s.db.Exec(ctx, pruneTokenVersionsSQL, s.clock().Add(-retention), batch)
+	return tag.RowsAffected(), err
 }

@@ -76,11 +76,27 @@ func readVersions(ctx context.Context, q querier, tenantID, id uuid.UUID) ([]vau
 	return out, rows.Err()
 }
 
+// pruneTokenVersionsSQL deletes at most $2 card versions replaced before
+// $1: an update of a million cards replaces a million versions at once,
+// which one statement would delete in one transaction.
+const pruneTokenVersionsSQL = `
+	DELETE FROM token_versions WHERE id IN (
+		SELECT id FROM token_versions WHERE replaced_at < $1
+		LIMIT $2 FOR UPDATE SKIP LOCKED)`
+
 // PruneTokenVersions deletes the replaced card versions older than
-// retention and returns how many it deleted, or a domain error.
+// retention, in batches of at most retentionBatch per statement, and
+// returns how many it deleted, also when it fails part-way with a domain
+// error.
 func (s *Service) PruneTokenVersions(ctx context.Context, retention time.Duration) (int64, error) {
-	tag, err := s.db.Exec(ctx, `DELETE FROM token_versions WHERE replaced_at < $1`, s.clock().Add(-retention))
-	return tag.RowsAffected(), dbError(err, "token version")
+	return s.pruneTokenVersions(ctx, retention, retentionBatch)
+}
+
+// pruneTokenVersions is PruneTokenVersions with batches of batch rows.
+func (s *Service) pruneTokenVersions(ctx context.Context, retention time.Duration, batch int) (int64, error) {
+	var n int64
+	err := s.pruneInBatches(ctx, pruneTokenVersionsSQL, s.clock().Add(-retention), batch, &n)
+	return n, err
 }
 
 // versionsUnderKey counts the tenant's card versions sealed with keyID.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
+	"github.com/cardvault/cardvault/vault/postgres"
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
@@ -109,6 +110,35 @@ func TestReplacedCardVersionsArePrunedAfterTheirRetention(t *testing.T) {
 		require.NoError(t, err)
 		assert.Len(t, versions, tt.kept, tt.name)
 	}
+}
+
+// TestReplacedCardVersionsArePrunedInBoundedBatches: one prune statement
+// deletes at most its batch, however many versions are due; the prune runs
+// statements until none is left. The clock moves ten years past the
+// retention so that every version in the database is due.
+func TestReplacedCardVersionsArePrunedInBoundedBatches(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var tok vault.Token
+	for _, month := range []string{"01", "02", "03", "04", "05", "06"} {
+		var err error
+		tok, _, err = e.svc.Tokenize(ctx, e.actor, cardOf("pm_prune_batches", "4242424242424242", month))
+		require.NoError(t, err)
+	}
+	versions, err := e.svc.ListTokenVersions(ctx, e.actor, tok.ID)
+	require.NoError(t, err)
+	require.Len(t, versions, 5)
+	e.clock.Advance(vault.DefaultCardHistoryRetention + 3650*24*time.Hour)
+
+	n, err := postgres.PruneTokenVersionsOnce(ctx, e.svc, vault.DefaultCardHistoryRetention, 2)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), n, "one statement deletes one batch")
+	n, err = postgres.PruneTokenVersionsInBatches(ctx, e.svc, vault.DefaultCardHistoryRetention, 2)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, n, int64(3))
+	versions, err = e.svc.ListTokenVersions(ctx, e.actor, tok.ID)
+	require.NoError(t, err)
+	assert.Empty(t, versions)
 }
 
 func TestCardVersionsAreReencryptedAndHoldTheirKeyAgainstRetire(t *testing.T) {
