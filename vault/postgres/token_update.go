@@ -18,8 +18,9 @@ import (
 // card (an account updater's new card, a changed name or metadata, a CVC
 // forwarded again) reconciles that token. Concurrent reconciliations are
 // written together (see groupCommit): one transaction per batch, on one
-// connection, in two round trips. The first begins it and locks every
-// token the batch names, in id order; the vault then reconciles each
+// connection, in two round trips. The first begins it, locks every token
+// the batch names, in id order, and a lane of each of its tenants' audit
+// chains (auditlanes.go); the vault then reconciles each
 // request in arrival order against the token as the requests before it in
 // the batch left it (so several updates of one token keep every replaced
 // card as a version and the last one wins, as one after the other would);
@@ -107,8 +108,8 @@ func (s *Service) writeUpdates(batch []*tokenUpdate) error {
 	return nil
 }
 
-// updateTogether runs batch's transaction on one connection: lock, build
-// every request's writes, write and commit. Errors are returned
+// updateTogether runs batch's transaction on one connection: lock the
+// tokens and audit lanes, build every request's writes, write and commit. Errors are returned
 // untranslated.
 func (s *Service) updateTogether(ctx context.Context, batch []*tokenUpdate) error {
 	conn, err := s.db.Acquire(ctx)
@@ -116,10 +117,10 @@ func (s *Service) updateTogether(ctx context.Context, batch []*tokenUpdate) erro
 		return err
 	}
 	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
-	locked, err := lockUpdated(ctx, conn, batch)
+	l, err := s.lockUpdated(ctx, conn, batch)
 	if err == nil {
-		w := s.buildUpdates(ctx, batch, locked)
-		err = w.send(ctx, s, conn)
+		w := s.buildUpdates(ctx, batch, l.tokens)
+		err = w.send(ctx, s, conn, l)
 	}
 	if err != nil {
 		rollback(conn)
@@ -139,10 +140,21 @@ type tokenKey struct {
 	businessKey string
 }
 
-// lockUpdated begins the batch's transaction and locks the tokens its
-// requests name, in one round trip; it returns them by tenant and business
-// key.
-func lockUpdated(ctx context.Context, conn *pgxpool.Conn, batch []*tokenUpdate) (map[tokenKey]tokenRow, error) {
+// updateLocks is what the first round trip of an update batch locked: the
+// tokens its requests name, by tenant and business key, and a lane of each
+// of its tenants' audit chains, with those chains' keys.
+type updateLocks struct {
+	tokens map[tokenKey]tokenRow
+	heads  map[uuid.UUID]*laneHead
+	keys   map[uuid.UUID][]byte
+}
+
+// lockUpdated begins the batch's transaction, locks the tokens its
+// requests name and a lane of each of its tenants' audit chains, in one
+// round trip (a chain whose every lane is held waits for one in another).
+// It returns errNoLanes (forgetting the cached chain keys) when a chain
+// has no lanes any more, auditChainKey's errors, or the driver error.
+func (s *Service) lockUpdated(ctx context.Context, conn *pgxpool.Conn, batch []*tokenUpdate) (updateLocks, error) {
 	seen := make(map[tokenKey]bool, len(batch))
 	var tenants []uuid.UUID
 	var keys []string
@@ -153,36 +165,56 @@ func lockUpdated(ctx context.Context, conn *pgxpool.Conn, batch []*tokenUpdate) 
 			tenants, keys = append(tenants, k.tenant), append(keys, k.businessKey)
 		}
 	}
+	chains, chainKeys, err := s.auditChains(ctx, tenants)
+	if err != nil {
+		return updateLocks{}, err
+	}
 	var b pgx.Batch
 	b.Queue("BEGIN")
 	b.Queue(lockTokensSQL, tenants, keys)
+	b.Queue(lockLanesSQL, chains)
 	br := conn.SendBatch(ctx, &b)
-	locked, err := readUpdated(br, len(keys))
+	l, err := readUpdated(br, len(keys))
 	if closeErr := br.Close(); err == nil {
 		err = closeErr
 	}
-	return locked, err
+	if err == nil {
+		err = s.awaitLanes(ctx, conn, chains, l.heads)
+	}
+	if errors.Is(err, errNoLanes) {
+		s.forgetAuditKeys()
+	}
+	l.keys = chainKeys
+	return l, err
 }
 
 // readUpdated reads lockUpdated's answers.
-func readUpdated(br pgx.BatchResults, n int) (map[tokenKey]tokenRow, error) {
+func readUpdated(br pgx.BatchResults, n int) (updateLocks, error) {
 	if _, err := br.Exec(); err != nil {
-		return nil, err
+		return updateLocks{}, err
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, err
+		return updateLocks{}, err
 	}
-	defer rows.Close()
 	locked := make(map[tokenKey]tokenRow, n)
 	for rows.Next() {
 		r, err := scanToken(rows)
 		if err != nil {
-			return nil, err
+			rows.Close()
+			return updateLocks{}, err
 		}
 		locked[tokenKey{r.TenantID, r.BusinessKey}] = r
 	}
-	return locked, rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return updateLocks{}, err
+	}
+	if rows, err = br.Query(); err != nil {
+		return updateLocks{}, err
+	}
+	heads, err := scanLaneHeads(rows)
+	return updateLocks{tokens: locked, heads: heads}, err
 }
 
 // updateWrites is what a batch writes: every statement, in order, and
@@ -228,12 +260,12 @@ func (s *Service) buildUpdates(ctx context.Context, batch []*tokenUpdate, locked
 	return w
 }
 
-// send writes w and commits, in one round trip once the audit lanes of its
-// audit rows are locked, and records which requests enqueued a webhook
-// event.
-func (w *updateWrites) send(ctx context.Context, s *Service, conn *pgxpool.Conn) error {
+// send writes w, its audit rows chained on the lanes l locked, and
+// commits, in one round trip, and records which requests enqueued a
+// webhook event.
+func (w *updateWrites) send(ctx context.Context, s *Service, conn *pgxpool.Conn, l updateLocks) error {
 	if len(w.p.audits) > 0 {
-		aw, err := s.prepareAudit(ctx, conn, w.p.audits)
+		aw, err := chainEvents(w.p.audits, l.heads, l.keys)
 		if err != nil {
 			return err
 		}
