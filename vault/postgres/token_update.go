@@ -2,12 +2,10 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cardvault/cardvault/vault"
@@ -20,12 +18,13 @@ import (
 // written together (see groupCommit): one transaction per batch, on one
 // connection, in two round trips. The first begins it, locks every token
 // the batch names, in id order, and a lane of each of its tenants' audit
-// chains (auditlanes.go); the vault then reconciles each
-// request in arrival order against the token as the requests before it in
-// the batch left it (so several updates of one token keep every replaced
-// card as a version and the last one wins, as one after the other would);
-// the second sends every request's writes (version, token, audit row and
-// webhook event, the statements of the sequential path) and the COMMIT.
+// chains (auditlanes.go); the vault then reconciles each request in
+// arrival order against the token as the requests before it in the batch
+// left it (so several updates of one token keep every replaced card as a
+// version and the last one wins, as one after the other would); the second
+// sends the batch's writes as sets (versions, tokens and webhook events in
+// one statement, audit rows in another, token_update_set.go) and the
+// COMMIT.
 // A request the batch cannot settle so (its token vanished, a missing
 // scope, a card that does not open) and every request of a batch that
 // PostgreSQL refuses reconcile alone afterwards, each in its own
@@ -120,7 +119,7 @@ func (s *Service) updateTogether(ctx context.Context, batch []*tokenUpdate) erro
 	l, err := s.lockUpdated(ctx, conn, batch)
 	if err == nil {
 		w := s.buildUpdates(ctx, batch, l.tokens)
-		err = w.send(ctx, s, conn, l)
+		err = w.send(ctx, conn, l, s.clock())
 	}
 	if err != nil {
 		rollback(conn)
@@ -215,112 +214,6 @@ func readUpdated(br pgx.BatchResults, n int) (updateLocks, error) {
 	}
 	heads, err := scanLaneHeads(rows)
 	return updateLocks{tokens: locked, heads: heads}, err
-}
-
-// updateWrites is what a batch writes: every statement, in order, and
-// which of them enqueues which request's webhook event.
-type updateWrites struct {
-	p      pipeline
-	events map[int]*tokenUpdate // statement index → its request
-}
-
-// buildUpdates reconciles each request of batch in order against the
-// token as locked or as the requests before it left it, and returns their
-// writes. A request it cannot settle is marked alone and writes nothing.
-func (s *Service) buildUpdates(ctx context.Context, batch []*tokenUpdate, locked map[tokenKey]tokenRow) updateWrites {
-	w := updateWrites{events: map[int]*tokenUpdate{}}
-	for _, u := range batch {
-		k := tokenKey{u.a.TenantID, u.row.BusinessKey}
-		existing, ok := locked[k]
-		if !ok {
-			u.alone = true // vanished: reconcile answers errRaced
-			continue
-		}
-		var p pipeline
-		out, ev, err := s.reconcileLocked(ctx, &p, u.a, u.tk, existing, u.row, u.card, func(scope vault.Scope) error {
-			if u.a.Can(scope) {
-				return nil
-			}
-			return errReconcileAlone // Require audits the denial
-		})
-		if err == nil && ev != nil {
-			u.eventKey, err = s.queueTokenEvent(ctx, &p, u.tk, *ev, vault.EventTokenUpdated, out)
-			if err == nil {
-				w.events[w.p.batch.Len()+p.batch.Len()-1] = u
-			}
-		}
-		if err != nil {
-			u.alone = true
-			continue
-		}
-		w.p.batch.QueuedQueries = append(w.p.batch.QueuedQueries, p.batch.QueuedQueries...)
-		w.p.audits = append(w.p.audits, p.audits...)
-		u.out, locked[k] = out, out
-	}
-	return w
-}
-
-// send writes w, its audit rows chained on the lanes l locked, and
-// commits, in one round trip, and records which requests enqueued a
-// webhook event.
-func (w *updateWrites) send(ctx context.Context, s *Service, conn *pgxpool.Conn, l updateLocks) error {
-	if len(w.p.audits) > 0 {
-		aw, err := chainEvents(w.p.audits, l.heads, l.keys)
-		if err != nil {
-			return err
-		}
-		aw.queue(&w.p.batch, s.clock())
-	}
-	w.p.batch.Queue("COMMIT")
-	br := conn.SendBatch(ctx, &w.p.batch)
-	tags := make([]pgconn.CommandTag, 0, w.p.batch.Len())
-	var err error
-	for range w.p.batch.Len() {
-		var tag pgconn.CommandTag
-		if tag, err = br.Exec(); err != nil {
-			break
-		}
-		tags = append(tags, tag)
-	}
-	if closeErr := br.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil && tags[len(tags)-1].String() != "COMMIT" {
-		err = errors.New("vault: the update batch's transaction was rolled back")
-	}
-	if err != nil {
-		return err
-	}
-	for i, u := range w.events {
-		u.enqueued = tags[i].RowsAffected() > 0
-	}
-	return nil
-}
-
-// queueTokenEvent queues, into p, ev's audit row and the token event typ
-// carrying row's masked record sealed with tk's primary key (written only
-// when the tenant has a webhook), as auditTokenEvent writes them. It
-// returns the id of the key that sealed the event's data, or the error of
-// masking or sealing.
-func (s *Service) queueTokenEvent(ctx context.Context, p *pipeline, tk *tenantKeys, ev vault.AuditEvent, typ vault.EventType, row tokenRow) (uint32, error) {
-	tok, err := s.masked(tk, row)
-	if err != nil {
-		return 0, err
-	}
-	data, err := json.Marshal(tok.Record())
-	if err != nil {
-		return 0, vault.Internal(err)
-	}
-	id, keyID := newEventID(), tk.sealer.PrimaryKeyID()
-	ct, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, id))
-	if err != nil {
-		return 0, vault.Internal(err)
-	}
-	if err := s.insertAudit(ctx, p, ev); err != nil {
-		return 0, err
-	}
-	p.batch.Queue(enqueueEventSQL, id, row.TenantID, string(typ), nil, []byte(ct), int64(keyID))
-	return keyID, nil
 }
 
 // updateBatchesInFlight is how many update batches may be written at once:

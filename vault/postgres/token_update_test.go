@@ -304,12 +304,22 @@ func TestUpdateBatchesKeepTheAuditChainValid(t *testing.T) {
 		tok, _ := e.tokenize(t, cardOf(k, testNumber(i), "04"))
 		ids[k] = tok.ID
 	}
+	refresh := cardOf("pm_chain3", testNumber(3), "04") // the card it holds, with a CVC
+	refresh.Card.CVC = "321"
 	ins := []vault.TokenizeInput{cardOf("pm_chain0", testNumber(10), "05"), cardOf("pm_chain1", testNumber(11), "05"),
-		cardOf("pm_chain0", testNumber(12), "06"), cardOf("pm_chain2", testNumber(13), "05")}
+		cardOf("pm_chain0", testNumber(12), "06"), cardOf("pm_chain2", testNumber(13), "05"), refresh}
 	alone, errs, err := postgres.WriteUpdateBatch(ctx, e.svc, e.actor, ins, false)
 	require.NoError(t, err)
-	assert.Equal(t, []bool{false, false, false, false}, alone)
-	assert.Equal(t, []error{nil, nil, nil, nil}, errs)
+	assert.Equal(t, []bool{false, false, false, false, false}, alone)
+	assert.Equal(t, []error{nil, nil, nil, nil, nil}, errs)
+	assert.Equal(t, 4, e.updatedEvents(t), "one token.updated event per changed card, none for a refreshed CVC")
+	got, err := e.svc.Detokenize(ctx, e.actor, ids["pm_chain3"], "")
+	require.NoError(t, err)
+	assert.Equal(t, "321", got.Card.CVC.Reveal(), "the refreshed CVC is stored")
+	assert.Equal(t, testNumber(3), got.Card.PAN.Reveal())
+	versions, err := e.svc.ListTokenVersions(ctx, e.actor, ids["pm_chain3"])
+	require.NoError(t, err)
+	assert.Empty(t, versions, "a refreshed CVC keeps no version")
 	var more []vault.TokenizeInput
 	for i := range 12 {
 		more = append(more, cardOf(fmt.Sprintf("pm_chain%d", i%4), testNumber(20+i), "07"))
@@ -319,4 +329,5 @@ func TestUpdateBatchesKeepTheAuditChainValid(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, r.OK, "%+v", r)
 	assert.Len(t, e.updateAudits(t, ids["pm_chain0"]), 2+3)
+	assert.Equal(t, 4+12, e.updatedEvents(t))
 }
