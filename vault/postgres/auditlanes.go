@@ -140,6 +140,16 @@ func (s *Service) lockLanes(ctx context.Context, q querier, chains []uuid.UUID) 
 	if err != nil {
 		return nil, err
 	}
+	heads, err := scanLaneHeads(rows)
+	if err != nil {
+		return nil, err
+	}
+	return heads, s.awaitLanes(ctx, q, chains, heads)
+}
+
+// scanLaneHeads reads lockLanesSQL's answer: the head of each lane it
+// locked, by chain. It returns the rows' error.
+func scanLaneHeads(rows pgx.Rows) (map[uuid.UUID]*laneHead, error) {
 	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (laneHead, error) {
 		var h laneHead
 		err := r.Scan(&h.chain, &h.lane, &h.seq, &h.hash)
@@ -148,10 +158,18 @@ func (s *Service) lockLanes(ctx context.Context, q querier, chains []uuid.UUID) 
 	if err != nil {
 		return nil, err
 	}
-	heads := make(map[uuid.UUID]*laneHead, len(chains))
+	heads := make(map[uuid.UUID]*laneHead, len(found))
 	for i := range found {
 		heads[found[i].chain] = &found[i]
 	}
+	return heads, nil
+}
+
+// awaitLanes locks, for each of chains that heads has no lane of (every
+// lane was held when lockLanesSQL ran), one lane picked round-robin,
+// waiting for it, and adds its head to heads. It returns errNoLanes when
+// the chain has no lanes, or the driver error.
+func (s *Service) awaitLanes(ctx context.Context, q querier, chains []uuid.UUID, heads map[uuid.UUID]*laneHead) error {
 	for _, c := range chains {
 		if heads[c] != nil {
 			continue
@@ -160,14 +178,14 @@ func (s *Service) lockLanes(ctx context.Context, q querier, chains []uuid.UUID) 
 		err := q.QueryRow(ctx, `SELECT seq, hash FROM audit_lanes WHERE chain_id = $1 AND lane = $2 FOR UPDATE`,
 			c, h.lane).Scan(&h.seq, &h.hash)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, errNoLanes
+			return errNoLanes
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		heads[c] = &h
 	}
-	return heads, nil
+	return nil
 }
 
 // errNoLanes means a chain the process knew has no lanes any more (its
@@ -252,34 +270,55 @@ const insertAuditRowsSQL = `
 func (s *Service) prepareAudit(ctx context.Context, q querier, events []vault.AuditEvent) (*auditWrite, error) {
 	w, err := s.prepareAuditOnce(ctx, q, events)
 	if errors.Is(err, errNoLanes) {
-		s.audit.mu.Lock()
-		s.audit.keys = nil
-		s.audit.mu.Unlock()
+		s.forgetAuditKeys()
 		w, err = s.prepareAuditOnce(ctx, q, events)
 	}
 	return w, err
 }
 
+// forgetAuditKeys drops the cached chain keys, so that the next use of a
+// chain sets its lanes up again (see errNoLanes).
+func (s *Service) forgetAuditKeys() {
+	s.audit.mu.Lock()
+	s.audit.keys = nil
+	s.audit.mu.Unlock()
+}
+
 func (s *Service) prepareAuditOnce(ctx context.Context, q querier, events []vault.AuditEvent) (*auditWrite, error) {
-	keys := map[uuid.UUID][]byte{}
-	var chains []uuid.UUID
-	for _, ev := range events {
-		c := chainOf(ev.TenantID)
-		if _, ok := keys[c]; ok {
-			continue
-		}
-		k, err := s.auditChainKey(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		keys[c], chains = k, append(chains, c)
+	tenants := make([]uuid.UUID, len(events))
+	for i, ev := range events {
+		tenants[i] = ev.TenantID
 	}
-	sort.Slice(chains, func(i, j int) bool { return string(chains[i][:]) < string(chains[j][:]) })
+	chains, keys, err := s.auditChains(ctx, tenants)
+	if err != nil {
+		return nil, err
+	}
 	heads, err := s.lockLanes(ctx, q, chains)
 	if err != nil {
 		return nil, err
 	}
 	return chainEvents(events, heads, keys)
+}
+
+// auditChains returns the chains the audit rows of tenants belong to, once
+// each and sorted (the order their lanes are locked in), and their keys. It
+// returns auditChainKey's errors.
+func (s *Service) auditChains(ctx context.Context, tenants []uuid.UUID) ([]uuid.UUID, map[uuid.UUID][]byte, error) {
+	keys := map[uuid.UUID][]byte{}
+	var chains []uuid.UUID
+	for _, t := range tenants {
+		c := chainOf(t)
+		if _, ok := keys[c]; ok {
+			continue
+		}
+		k, err := s.auditChainKey(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		keys[c], chains = k, append(chains, c)
+	}
+	sort.Slice(chains, func(i, j int) bool { return string(chains[i][:]) < string(chains[j][:]) })
+	return chains, keys, nil
 }
 
 // chainEvents gives each event the next sequence number of its chain's

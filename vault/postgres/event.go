@@ -67,24 +67,42 @@ func eventDataAD(tenantID uuid.UUID, eventID string) []byte {
 	return crypto.FieldAD(tenantID.String(), eventID, "webhook_event_data")
 }
 
+// sealedEvent is a token event's id and its data sealed for the outbox.
+type sealedEvent struct {
+	id    string
+	ct    []byte
+	keyID uint32
+}
+
+// sealTokenEvent returns a new token event carrying row's masked record
+// sealed with tk's primary key. It returns the error of masking or
+// sealing.
+func (s *Service) sealTokenEvent(tk *tenantKeys, row tokenRow) (*sealedEvent, error) {
+	tok, err := s.masked(tk, row)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(tok.Record())
+	if err != nil {
+		return nil, vault.Internal(err)
+	}
+	id, keyID := newEventID(), tk.sealer.PrimaryKeyID()
+	ct, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, id))
+	if err != nil {
+		return nil, vault.Internal(err)
+	}
+	return &sealedEvent{id: id, ct: []byte(ct), keyID: keyID}, nil
+}
+
 // auditTokenEvent writes a token action's audit event and, when the tenant
 // has a webhook, the token event of type typ whose data is row's masked
 // record, in one round trip. The record holds the cardholder name, which
 // the vault keeps sealed at rest, so the event data is sealed too. It
 // reports whether an event was enqueued.
 func (s *Service) auditTokenEvent(ctx context.Context, tx pgx.Tx, tk *tenantKeys, ev vault.AuditEvent, typ vault.EventType, row tokenRow) (bool, error) {
-	tok, err := s.masked(tk, row)
+	sealed, err := s.sealTokenEvent(tk, row)
 	if err != nil {
 		return false, err
-	}
-	data, err := json.Marshal(tok.Record())
-	if err != nil {
-		return false, vault.Internal(err)
-	}
-	id, keyID := newEventID(), tk.sealer.PrimaryKeyID()
-	ct, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, id))
-	if err != nil {
-		return false, vault.Internal(err)
 	}
 	w, err := s.prepareAudit(ctx, tx, []vault.AuditEvent{ev})
 	if err != nil {
@@ -93,13 +111,13 @@ func (s *Service) auditTokenEvent(ctx context.Context, tx pgx.Tx, tk *tenantKeys
 	var p pipeline
 	w.queue(&p.batch, s.clock())
 	var enqueued bool
-	p.batch.Queue(enqueueEventSQL, id, row.TenantID, string(typ), nil, []byte(ct), int64(keyID)).
+	p.batch.Queue(enqueueEventSQL, sealed.id, row.TenantID, string(typ), nil, sealed.ct, int64(sealed.keyID)).
 		Exec(func(tag pgconn.CommandTag) error { enqueued = tag.RowsAffected() > 0; return nil })
 	if err := tx.SendBatch(ctx, &p.batch).Close(); err != nil {
 		return false, err
 	}
 	if enqueued {
-		s.usage.add(row.TenantID, keyID)
+		s.usage.add(row.TenantID, sealed.keyID)
 	}
 	return enqueued, nil
 }

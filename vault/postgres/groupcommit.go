@@ -37,6 +37,31 @@ type groupCommit[T any] struct {
 	sizes metrics.Sizes
 }
 
+// earlyReleaser is an item its batch's writer may let go before the batch
+// is written (its request needs nothing of the batch's commit): once the
+// channel is closed, do returns nil at once, and the writer no longer
+// touches the item.
+type earlyReleaser interface{ released() <-chan struct{} }
+
+// releasedOf returns item's release channel, nil (never closed) when the
+// item cannot be released early.
+func releasedOf(item any) <-chan struct{} {
+	if r, ok := item.(earlyReleaser); ok {
+		return r.released()
+	}
+	return nil
+}
+
+// isClosed reports whether c, possibly nil, is closed.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // groupWaiter is one request's item and how it learns the outcome.
 type groupWaiter[T any] struct {
 	item  T
@@ -47,9 +72,12 @@ type groupWaiter[T any] struct {
 }
 
 // do adds item to the next batch and returns once that batch was written
-// by write (here or by another request), with write's error. write gets the
-// batch in arrival order and may record per-item results in the items.
+// by write (here or by another request), with write's error, or, for an
+// item write released early (earlyReleaser), nil once it was released.
+// write gets the batch in arrival order and may record per-item results
+// in the items.
 func (g *groupCommit[T]) do(item T, write func([]T) error) error {
+	early := releasedOf(item)
 	w := &groupWaiter[T]{item: item, done: make(chan struct{}), lead: make(chan struct{})}
 	g.mu.Lock()
 	g.pending = append(g.pending, w)
@@ -62,7 +90,12 @@ func (g *groupCommit[T]) do(item T, write func([]T) error) error {
 	if batch == nil {
 		// A waiter never gives up: the one that is handed a batch must write it.
 		select {
+		case <-early:
+			return nil
 		case <-w.done:
+			if isClosed(early) {
+				return nil
+			}
 			return w.err
 		case <-w.lead:
 			batch = w.batch
@@ -79,6 +112,9 @@ func (g *groupCommit[T]) do(item T, write func([]T) error) error {
 		g.flushing--
 	}
 	g.mu.Unlock()
+	if isClosed(early) {
+		return nil
+	}
 	return w.err
 }
 

@@ -94,3 +94,53 @@ func TestGroupCommitUnderLoad(t *testing.T) {
 		assert.Zero(t, g.flushing)
 	}
 }
+
+// releasable is an item its batch's writer can release early.
+type releasable struct {
+	id      int
+	release chan struct{}
+}
+
+func (r *releasable) released() <-chan struct{} { return r.release }
+
+// TestGroupCommitReleasesAnItemEarly: an item its batch's writer releases
+// returns from do at once, with no error, while the writer still works;
+// the batch's error reaches only the items not released.
+func TestGroupCommitReleasesAnItemEarly(t *testing.T) {
+	g := &groupCommit[*releasable]{}
+	gate, cReturned := make(chan struct{}), make(chan struct{})
+	items := []*releasable{{1, make(chan struct{})}, {2, make(chan struct{})}, {3, make(chan struct{})}}
+	write := func(batch []*releasable) error {
+		if batch[0].id == 1 {
+			<-gate
+			return nil
+		}
+		close(batch[1].release)
+		select {
+		case <-cReturned:
+		case <-time.After(10 * time.Second): // a deadlock guard, not a timing
+			t.Error("the released item still waits for its batch")
+		}
+		return errors.New("batch failed")
+	}
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	run := func(i int, after func()) {
+		wg.Go(func() {
+			errs[i] = g.do(items[i], write)
+			after()
+		})
+	}
+	run(0, func() {})
+	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.flushing == 1 }, 5*time.Second, time.Millisecond)
+	run(1, func() {})
+	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.pending) == 1 }, 5*time.Second, time.Millisecond)
+	run(2, func() { close(cReturned) })
+	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.pending) == 2 }, 5*time.Second, time.Millisecond)
+	close(gate)
+	wg.Wait()
+	assert.NoError(t, errs[0])
+	assert.EqualError(t, errs[1], "batch failed")
+	assert.NoError(t, errs[2], "released before its batch failed")
+	assert.Zero(t, g.flushing)
+}

@@ -78,20 +78,24 @@ func (s *Service) writeNewTokens(batch []*newToken) error {
 	if len(batch) == 1 {
 		return s.insertOneToken(ctx, batch[0])
 	}
-	err := s.insertTokens(ctx, batch)
+	err := s.insertTokens(ctx, batch, true)
 	if err == nil || vault.ErrorKind(err) == vault.KindUnavailable {
 		return err
 	}
 	for _, nt := range batch {
-		nt.err = s.insertOneToken(ctx, nt)
+		if !isClosed(nt.release) {
+			nt.err = s.insertOneToken(ctx, nt)
+		}
 	}
 	return nil
 }
 
 // insertTokens runs insertTokensSQL for batch and records which rows were
 // inserted and enqueued, and which were replays of the card their
-// business key holds (their replay found, with the existing token).
-func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
+// business key holds (their replay found, with the existing token). With
+// release, the requests whose business key holds another card are let go
+// as soon as the statement answered (releaseTaken).
+func (s *Service) insertTokens(ctx context.Context, batch []*newToken, release bool) error {
 	byID := make(map[uuid.UUID]*newToken, len(batch))
 	for _, nt := range batch {
 		byID[nt.args[0].(uuid.UUID)] = nt
@@ -103,10 +107,16 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken) error {
 		if err := scanNewTokens(rows, byID); err != nil {
 			return nil, err
 		}
+		if release {
+			releaseTaken(batch)
+		}
 		return newTokenAudits(batch), nil
 	})
 	if err != nil {
 		for _, nt := range batch {
+			if isClosed(nt.release) {
+				continue
+			}
 			nt.inserted, nt.enqueued = false, false
 			if nt.replay != nil {
 				*nt.replay = replay{ev: nt.replay.ev, businessKey: nt.replay.businessKey, digest: nt.replay.digest,
@@ -163,6 +173,28 @@ func scanNewTokens(rows pgx.Rows, byID map[uuid.UUID]*newToken) error {
 		return nil
 	})
 	return err
+}
+
+// releaseTaken lets go, before the batch commits, each request of a
+// written batch whose business key holds a committed token with another
+// card: it wrote nothing here, and reconciles that token in a batch of
+// its own, whose commit its answer waits for. A request whose key an
+// earlier row of this batch took waits for the commit, which makes that
+// token visible to it.
+func releaseTaken(batch []*newToken) {
+	taken := map[tokenKey]bool{}
+	for _, nt := range batch {
+		if nt.inserted {
+			taken[tokenKey{nt.tenantID, nt.businessKey}] = true
+		}
+	}
+	for _, nt := range batch {
+		k := tokenKey{nt.tenantID, nt.businessKey}
+		if nt.inserted || nt.businessKey == "" || (nt.replay != nil && nt.replay.found) || taken[k] {
+			continue
+		}
+		close(nt.release)
+	}
 }
 
 // newTokenAudits returns the audit events of a written batch: each inserted

@@ -13,37 +13,9 @@ import (
 // tenant that does not exist, which violates a foreign key. It returns, per
 // row (the foreign one last), whether it was inserted and its own error.
 func WriteTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, foreign bool) ([]bool, []error, error) {
-	tk, err := s.keys.get(ctx, a.TenantID)
+	batch, err := newTokenBatchOf(ctx, s, a, ins, foreign)
 	if err != nil {
 		return nil, nil, err
-	}
-	var batch []*newToken
-	for i, in := range ins {
-		card, err := card.ParseCard(in.Card)
-		if err != nil {
-			return nil, nil, err
-		}
-		fp, fpKey, err := tk.fingerprint(card.PAN)
-		if err != nil {
-			return nil, nil, err
-		}
-		row, err := s.newTokenRow(tk, a.TenantID, in, card, fp, fpKey)
-		if err != nil {
-			return nil, nil, err
-		}
-		tok, err := s.masked(tk, row)
-		if err != nil {
-			return nil, nil, err
-		}
-		nt, err := s.prepareNewToken(a, tk, row, tok)
-		if err != nil {
-			return nil, nil, err
-		}
-		if foreign && i == len(ins)-1 {
-			nt.tenantID = uuid.New()
-			nt.args[1] = nt.tenantID // tokens.tenant_id
-		}
-		batch = append(batch, nt)
 	}
 	if err := s.writeNewTokens(batch); err != nil {
 		return nil, nil, err
@@ -53,4 +25,60 @@ func WriteTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []vault
 		inserted[i], errs[i] = nt.inserted, nt.err
 	}
 	return inserted, errs, nil
+}
+
+// ReleasedByTokenBatch writes ins for a as one batch, as WriteTokenBatch,
+// and returns, per row, whether it was inserted and whether the batch let
+// its request go before committing.
+func ReleasedByTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput) ([]bool, []bool, error) {
+	batch, err := newTokenBatchOf(ctx, s, a, ins, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.writeNewTokens(batch); err != nil {
+		return nil, nil, err
+	}
+	inserted, released := make([]bool, len(batch)), make([]bool, len(batch))
+	for i, nt := range batch {
+		inserted[i], released[i] = nt.inserted, isClosed(nt.release)
+	}
+	return inserted, released, nil
+}
+
+// newTokenBatchOf prepares ins for a as the rows of a new tokens' batch
+// (see WriteTokenBatch for foreign).
+func newTokenBatchOf(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, foreign bool) ([]*newToken, error) {
+	tk, err := s.keys.get(ctx, a.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	var batch []*newToken
+	for i, in := range ins {
+		card, err := card.ParseCard(in.Card)
+		if err != nil {
+			return nil, err
+		}
+		fp, fpKey, err := tk.fingerprint(card.PAN)
+		if err != nil {
+			return nil, err
+		}
+		row, err := s.newTokenRow(tk, a.TenantID, in, card, fp, fpKey)
+		if err != nil {
+			return nil, err
+		}
+		tok, err := s.masked(tk, row)
+		if err != nil {
+			return nil, err
+		}
+		nt, err := s.prepareNewToken(a, tk, row, tok)
+		if err != nil {
+			return nil, err
+		}
+		if foreign && i == len(ins)-1 {
+			nt.tenantID = uuid.New()
+			nt.args[1] = nt.tenantID // tokens.tenant_id
+		}
+		batch = append(batch, nt)
+	}
+	return batch, nil
 }

@@ -81,3 +81,26 @@ func TestTokenBatchFailureFailsOnlyTheBadRow(t *testing.T) {
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM tokens WHERE business_key LIKE 'pm_batchfail_%'`).Scan(&n))
 	assert.Equal(t, 2, n)
 }
+
+// TestTokenBatchReleasesUpdatesBeforeItsCommit: a request of a new tokens'
+// batch whose business key holds a committed token with another card
+// wrote nothing there and is let go before the batch commits, to reconcile
+// that token; a replay of the card its key holds, a new token, and a
+// second row naming the key an earlier row of the batch took (a token
+// visible only once the batch commits) wait for the commit.
+func TestTokenBatchReleasesUpdatesBeforeItsCommit(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.tokenize(t, cardOf("pm_rel_held", testNumber(1), "04"))
+	ins := []vault.TokenizeInput{
+		cardOf("pm_rel_held", testNumber(2), "04"), // another card: an update
+		cardOf("pm_rel_new", testNumber(3), "04"),  // a new token
+		cardOf("pm_rel_dup", testNumber(4), "04"),  // a new token …
+		cardOf("pm_rel_dup", testNumber(5), "04"),  // … whose key this row names too
+		cardOf("pm_rel_held", testNumber(1), "04"), // the card the key holds: a replay
+	}
+	inserted, released, err := postgres.ReleasedByTokenBatch(ctx, e.svc, e.actor, ins)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{false, true, true, false, false}, inserted)
+	assert.Equal(t, []bool{true, false, false, false, false}, released)
+}

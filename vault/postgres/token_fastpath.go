@@ -25,19 +25,26 @@ const auditInsertColumns = `occurred_at, tenant_id, api_key_id, action, token_id
 // newToken is a new token row ready to be written with its audit event and
 // its sealed webhook event, and, once written, what happened to it.
 type newToken struct {
-	tenantID uuid.UUID
-	args     []any // the token row, its audit event, its sealed event data and key id (newTokenArgs)
-	ev       vault.AuditEvent
-	eventID  string
-	keyID    uint32
-	digest   []byte // the card digest ($33)
+	tenantID    uuid.UUID
+	businessKey string
+	args        []any // the token row, its audit event, its sealed event data and key id (newTokenArgs)
+	ev          vault.AuditEvent
+	eventID     string
+	keyID       uint32
+	digest      []byte // the card digest ($33)
 	// replay looks, in the same transaction, for the token holding the
 	// business key with this card (nil without a business key).
 	replay *replay
 
 	inserted, enqueued bool
 	err                error // this token's own error when its batch fell back to one by one
+	// release is closed when the batch lets the request go before its
+	// commit (see releaseTaken); the batch no longer touches it then.
+	release chan struct{}
 }
+
+// released answers nt's release (earlyReleaser).
+func (nt *newToken) released() <-chan struct{} { return nt.release }
 
 // newTokenArgs indexes newToken.args.
 const (
@@ -61,7 +68,8 @@ func (s *Service) prepareNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, t
 	if err != nil {
 		return nil, vault.Internal(err)
 	}
-	nt := &newToken{tenantID: row.TenantID, ev: ev, eventID: newEventID(), keyID: tk.sealer.PrimaryKeyID(), digest: row.digest}
+	nt := &newToken{tenantID: row.TenantID, businessKey: row.BusinessKey, ev: ev, eventID: newEventID(), keyID: tk.sealer.PrimaryKeyID(), digest: row.digest,
+		release: make(chan struct{})}
 	sealedData, err := tk.sealer.Seal(data, eventDataAD(row.TenantID, nt.eventID))
 	if err != nil {
 		return nil, vault.Internal(err)
@@ -153,7 +161,7 @@ func (s *Service) resealNewToken(stale *tenantKeys, row tokenRow) (*tenantKeys, 
 
 // insertOneToken writes nt alone, as a batch of one.
 func (s *Service) insertOneToken(ctx context.Context, nt *newToken) error {
-	return s.insertTokens(ctx, []*newToken{nt})
+	return s.insertTokens(ctx, []*newToken{nt}, false)
 }
 
 // rollback ends conn's transaction, if any, best effort: a connection still

@@ -95,7 +95,7 @@ func nilIfEmpty(c crypto.Ciphertext) []byte {
 
 // updateCard replaces the card data, metadata and updated_at of row r.
 func updateCard(ctx context.Context, q querier, r tokenRow) error {
-	metadata, err := json.Marshal(r.Metadata)
+	args, err := cardArgs(r)
 	if err != nil {
 		return err
 	}
@@ -104,11 +104,48 @@ func updateCard(ctx context.Context, q querier, r tokenRow) error {
 		       name_ct = $7, cvc_ct = $8, cvc_expires_at = $9, iin = $10, last_four = $11,
 		       pan_length = $12, scheme = $13, exp_month = $14, exp_year = $15, metadata = $16,
 		       updated_at = $17, card_digest = $18
-		WHERE id = $1 AND tenant_id = $2`,
-		r.ID, r.TenantID, r.Fingerprint, r.fpKeyID, int64(r.sealed.keyID), []byte(r.sealed.pan),
-		nilIfEmpty(r.sealed.name), nilIfEmpty(r.sealed.cvc), r.sealed.cvcExpiresAt, r.IIN, r.LastFour,
-		r.PANLength, string(r.Scheme), r.ExpiryMonth, r.ExpiryYear, metadata, r.UpdatedAt, r.digest)
+		WHERE id = $1 AND tenant_id = $2`, args...)
 	return err
+}
+
+// cardArgs returns what updateCard writes of r, in its order: id, tenant,
+// then the card data, metadata (JSON), updated_at and card digest. It
+// returns the error of encoding the metadata.
+func cardArgs(r tokenRow) ([]any, error) {
+	metadata, err := json.Marshal(r.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	return []any{r.ID, r.TenantID, r.Fingerprint, r.fpKeyID, int64(r.sealed.keyID), []byte(r.sealed.pan),
+		nilIfEmpty(r.sealed.name), nilIfEmpty(r.sealed.cvc), r.sealed.cvcExpiresAt, r.IIN, r.LastFour,
+		r.PANLength, string(r.Scheme), r.ExpiryMonth, r.ExpiryYear, metadata, r.UpdatedAt, r.digest}, nil
+}
+
+// tokenWriter is where reconcileLocked writes: a transaction, one
+// statement each (txWriter), or an update batch's sets (updateWrites).
+type tokenWriter interface {
+	// keepVersion keeps old, the card being replaced, as a version.
+	keepVersion(ctx context.Context, old tokenRow) error
+	// updateCard writes r's card data, metadata and updated_at.
+	updateCard(ctx context.Context, r tokenRow) error
+	// audit writes ev's audit row.
+	audit(ctx context.Context, ev vault.AuditEvent) error
+}
+
+// txWriter writes through q, inside its transaction.
+type txWriter struct {
+	s *Service
+	q querier
+}
+
+func (w txWriter) keepVersion(ctx context.Context, old tokenRow) error {
+	return w.s.keepVersion(ctx, w.q, old)
+}
+
+func (w txWriter) updateCard(ctx context.Context, r tokenRow) error { return updateCard(ctx, w.q, r) }
+
+func (w txWriter) audit(ctx context.Context, ev vault.AuditEvent) error {
+	return w.s.insertAudit(ctx, w.q, ev)
 }
 
 // newTokenRow builds the row for a new token of card: a fresh id, the
@@ -238,7 +275,7 @@ func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a vault.Actor, tk *t
 	if err != nil {
 		return tokenRow{}, false, err
 	}
-	updated, ev, err := s.reconcileLocked(ctx, tx, a, tk, existing, row, card, func(scope vault.Scope) error {
+	updated, ev, err := s.reconcileLocked(ctx, txWriter{s, tx}, a, tk, existing, row, card, func(scope vault.Scope) error {
 		return s.Require(ctx, a, scope)
 	})
 	if err != nil || ev == nil {
@@ -249,19 +286,19 @@ func (s *Service) reconcile(ctx context.Context, tx pgx.Tx, a vault.Actor, tk *t
 }
 
 // reconcileLocked brings existing, the locked token holding row's business
-// key, up to date with card through q (the replaced card's version, the
+// key, up to date with card through w (the replaced card's version, the
 // token's new card, or the refreshed CVC and audit row of a repeated
 // import), after require accepted the scope a changed number needs. It
 // returns the token as updated and, for a changed card, its token.update
 // audit event, still to be written with its webhook event (nil otherwise);
-// or the first error of require, of decrypting or sealing, or of q.
-func (s *Service) reconcileLocked(ctx context.Context, q querier, a vault.Actor, tk *tenantKeys, existing, row tokenRow, card card.Card, require func(vault.Scope) error) (tokenRow, *vault.AuditEvent, error) {
+// or the first error of require, of decrypting or sealing, or of w.
+func (s *Service) reconcileLocked(ctx context.Context, w tokenWriter, a vault.Actor, tk *tenantKeys, existing, row tokenRow, card card.Card, require func(vault.Scope) error) (tokenRow, *vault.AuditEvent, error) {
 	changed, err := s.changes(tk, existing, row, card)
 	if err != nil {
 		return tokenRow{}, nil, err
 	}
 	if len(changed) == 0 {
-		existing, err = s.refreshCVC(ctx, q, a, tk, existing, card)
+		existing, err = s.refreshCVC(ctx, w, a, tk, existing, card)
 		return existing, nil, err
 	}
 	if slices.Contains(changed, "number") {
@@ -275,11 +312,11 @@ func (s *Service) reconcileLocked(ctx context.Context, q querier, a vault.Actor,
 	}
 	updated.Metadata, updated.UpdatedAt = row.Metadata, s.clock()
 	if slices.Contains(changed, "number") || slices.Contains(changed, "expiry") {
-		if err := s.keepVersion(ctx, q, existing); err != nil {
+		if err := w.keepVersion(ctx, existing); err != nil {
 			return tokenRow{}, nil, err
 		}
 	}
-	if err := updateCard(ctx, q, updated); err != nil {
+	if err := w.updateCard(ctx, updated); err != nil {
 		return tokenRow{}, nil, err
 	}
 	ev := s.event(a, vault.ActionTokenUpdate, updated.ID, map[string]any{"changed": changed,
@@ -329,20 +366,20 @@ func (s *Service) samePAN(tk *tenantKeys, old, row tokenRow, card card.Card) (bo
 // whole card is sealed again with tk's primary key, so that the row's
 // key_id names the one key every field is under (a CVC sealed alone with a
 // newer or older key than the row's would escape a retire's checks).
-func (s *Service) refreshCVC(ctx context.Context, q querier, a vault.Actor, tk *tenantKeys, existing tokenRow, card card.Card) (tokenRow, error) {
+func (s *Service) refreshCVC(ctx context.Context, w tokenWriter, a vault.Actor, tk *tenantKeys, existing tokenRow, card card.Card) (tokenRow, error) {
 	detail := map[string]any{"existing": true}
 	if !card.CVC.IsZero() {
 		refreshed, err := s.withCard(tk, existing, card, existing.Fingerprint, uint32(existing.fpKeyID))
 		if err != nil {
 			return tokenRow{}, err
 		}
-		if err := updateCard(ctx, q, refreshed); err != nil {
+		if err := w.updateCard(ctx, refreshed); err != nil {
 			return tokenRow{}, err
 		}
 		existing = refreshed
 		detail["cvc_refreshed"] = true
 	}
-	return existing, s.insertAudit(ctx, q, s.event(a, vault.ActionTokenCreate, existing.ID, detail))
+	return existing, w.audit(ctx, s.event(a, vault.ActionTokenCreate, existing.ID, detail))
 }
 
 // GetToken returns the masked record of the actor's tenant's token id once

@@ -47,3 +47,24 @@ func WriteUpdateBatch(ctx context.Context, s *Service, a vault.Actor, ins []vaul
 	}
 	return alone, errs, nil
 }
+
+// WhileUpdateBatchLocked runs the first round trip of an update batch of
+// ins for a (business keys already taken), calls f while its transaction
+// holds what that round trip locked, then rolls it back. It returns the
+// error of locking or f's.
+func WhileUpdateBatchLocked(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, f func() error) error {
+	var batch []*tokenUpdate
+	for _, in := range ins {
+		batch = append(batch, &tokenUpdate{a: a, row: tokenRow{Token: vault.Token{TenantID: a.TenantID, BusinessKey: in.BusinessKey}}})
+	}
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	defer rollback(conn)
+	if _, err := s.lockUpdated(ctx, conn, batch); err != nil {
+		return err
+	}
+	return f()
+}

@@ -263,3 +263,71 @@ func TestAnUpdateBatchUpdatesOneTokenInArrivalOrder(t *testing.T) {
 	assert.Equal(t, audits[0].after, audits[1].before)
 	assert.Equal(t, fingerprintOf(got.Token), audits[1].after)
 }
+
+// TestAnUpdateBatchLocksItsAuditLaneWithItsTokens: the first round trip of
+// an update batch locks, besides its tokens, a lane of its tenant's audit
+// chain, so that its audit rows need no round trip of their own: while it
+// holds them, another transaction finds the token and one lane held.
+func TestAnUpdateBatchLocksItsAuditLaneWithItsTokens(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.tokenize(t, cardOf("pm_lanes", testNumber(0), "04"))
+	ins := []vault.TokenizeInput{cardOf("pm_lanes", testNumber(1), "05")}
+	err := postgres.WhileUpdateBatchLocked(ctx, e.svc, e.actor, ins, func() error {
+		var free, tokens int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM audit_lanes WHERE chain_id = $1
+			FOR UPDATE SKIP LOCKED) l`, e.actor.TenantID).Scan(&free); err != nil {
+			return err
+		}
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM tokens WHERE tenant_id = $1
+			AND business_key = 'pm_lanes' FOR UPDATE SKIP LOCKED) k`, e.actor.TenantID).Scan(&tokens); err != nil {
+			return err
+		}
+		assert.Equal(t, 7, free, "one of the chain's eight lanes is held")
+		assert.Equal(t, 0, tokens, "the token is held")
+		return nil
+	})
+	require.NoError(t, err)
+}
+
+// TestUpdateBatchesKeepTheAuditChainValid: update batches (several updates
+// of one token among updates of others, concurrent with new tokens) leave
+// a tenant's audit chain that verifies, each row written once.
+func TestUpdateBatchesKeepTheAuditChainValid(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	_, _, err := e.svc.SetWebhook(ctx, e.actor, "https://hooks.example.com/hooks")
+	require.NoError(t, err)
+	ids := map[string]uuid.UUID{}
+	for i := range 4 {
+		k := fmt.Sprintf("pm_chain%d", i)
+		tok, _ := e.tokenize(t, cardOf(k, testNumber(i), "04"))
+		ids[k] = tok.ID
+	}
+	refresh := cardOf("pm_chain3", testNumber(3), "04") // the card it holds, with a CVC
+	refresh.Card.CVC = "321"
+	ins := []vault.TokenizeInput{cardOf("pm_chain0", testNumber(10), "05"), cardOf("pm_chain1", testNumber(11), "05"),
+		cardOf("pm_chain0", testNumber(12), "06"), cardOf("pm_chain2", testNumber(13), "05"), refresh}
+	alone, errs, err := postgres.WriteUpdateBatch(ctx, e.svc, e.actor, ins, false)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{false, false, false, false, false}, alone)
+	assert.Equal(t, []error{nil, nil, nil, nil, nil}, errs)
+	assert.Equal(t, 4, e.updatedEvents(t), "one token.updated event per changed card, none for a refreshed CVC")
+	got, err := e.svc.Detokenize(ctx, e.actor, ids["pm_chain3"], "")
+	require.NoError(t, err)
+	assert.Equal(t, "321", got.Card.CVC.Reveal(), "the refreshed CVC is stored")
+	assert.Equal(t, testNumber(3), got.Card.PAN.Reveal())
+	versions, err := e.svc.ListTokenVersions(ctx, e.actor, ids["pm_chain3"])
+	require.NoError(t, err)
+	assert.Empty(t, versions, "a refreshed CVC keeps no version")
+	var more []vault.TokenizeInput
+	for i := range 12 {
+		more = append(more, cardOf(fmt.Sprintf("pm_chain%d", i%4), testNumber(20+i), "07"))
+	}
+	e.updateAll(t, more, ids, true)
+	r, err := e.svc.VerifyAudit(ctx, &e.actor.TenantID)
+	require.NoError(t, err)
+	assert.True(t, r.OK, "%+v", r)
+	assert.Len(t, e.updateAudits(t, ids["pm_chain0"]), 2+3)
+	assert.Equal(t, 4+12, e.updatedEvents(t))
+}

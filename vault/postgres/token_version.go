@@ -18,13 +18,22 @@ import (
 // key locks that key like a token write does.
 func (s *Service) keepVersion(ctx context.Context, q querier, old tokenRow) error {
 	_, err := q.Exec(ctx, `
-		INSERT INTO token_versions (token_id, tenant_id, key_id, pan_ct, name_ct, fingerprint, fingerprint_key_id,
-		       iin, last_four, pan_length, scheme, exp_month, exp_year, valid_from, replaced_at)
+		INSERT INTO token_versions (`+versionColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		old.ID, old.TenantID, int64(old.sealed.keyID), []byte(old.sealed.pan), nilIfEmpty(old.sealed.name),
-		old.Fingerprint, old.fpKeyID, old.IIN, old.LastFour, old.PANLength, string(old.Scheme),
-		old.ExpiryMonth, old.ExpiryYear, old.UpdatedAt, s.clock())
+		versionArgs(old, s.clock())...)
 	return err
+}
+
+// versionColumns are the columns keepVersion writes, in versionArgs' order.
+const versionColumns = `token_id, tenant_id, key_id, pan_ct, name_ct, fingerprint, fingerprint_key_id,
+	iin, last_four, pan_length, scheme, exp_month, exp_year, valid_from, replaced_at`
+
+// versionArgs returns the versionColumns of old kept as a version replaced
+// at replacedAt.
+func versionArgs(old tokenRow, replacedAt time.Time) []any {
+	return []any{old.ID, old.TenantID, int64(old.sealed.keyID), []byte(old.sealed.pan), nilIfEmpty(old.sealed.name),
+		old.Fingerprint, old.fpKeyID, old.IIN, old.LastFour, old.PANLength, string(old.Scheme),
+		old.ExpiryMonth, old.ExpiryYear, old.UpdatedAt, replacedAt}
 }
 
 // fingerprintText is how a fingerprint appears in audit rows and answers.
