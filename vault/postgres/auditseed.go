@@ -34,6 +34,9 @@ func (s *Service) SeedAuditEvents(ctx context.Context, tenantID uuid.UUID, n int
 	}
 	now := s.clock()
 	step := min(time.Second, 30*24*time.Hour/time.Duration(max(n, 1)))
+	if err := s.seedPartitions(ctx, now.Add(-time.Duration(n)*step), now); err != nil {
+		return err
+	}
 	for done := 0; done < n; {
 		size := min(auditSeedBatch, n-done)
 		first := now.Add(-time.Duration(n-done) * step)
@@ -45,6 +48,17 @@ func (s *Service) SeedAuditEvents(ctx context.Context, tenantID uuid.UUID, n int
 		done += size
 	}
 	return nil
+}
+
+// seedPartitions creates the monthly audit partitions from the month of
+// oldest to that of now, so that seeded rows of past months land in their
+// own partition (which retention can drop) rather than the DEFAULT one. It
+// returns a domain error when the database fails.
+func (s *Service) seedPartitions(ctx context.Context, oldest, now time.Time) error {
+	oldest, now = oldest.UTC(), now.UTC()
+	months := (now.Year()-oldest.Year())*12 + int(now.Month()) - int(oldest.Month())
+	_, err := s.db.Exec(ctx, `SELECT audit_events_ensure_partitions($1, $2)`, oldest, max(months, 0))
+	return dbError(err, "audit partition")
 }
 
 // seedBatch copies size rows in tx, spread over the chain's lanes in

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -45,4 +46,22 @@ func TestSeededAuditRowsVerifyAndVerificationResumes(t *testing.T) {
 	resumed, err = e.svc.VerifyAuditResume(ctx, &a.TenantID)
 	require.NoError(t, err)
 	assert.Contains(t, reasons(resumed), vault.AuditChanged)
+}
+
+// TestSeededAuditRowsOfPastMonthsGetTheirPartition: rows seeded into a
+// month before the current one land in that month's partition, which
+// retention can drop, not in the DEFAULT partition.
+func TestSeededAuditRowsOfPastMonthsGetTheirPartition(t *testing.T) {
+	e := newAuditEnv(t)
+	ctx := context.Background()
+	a := e.actor(t)
+	e.clock.Advance(time.Date(2030, 4, 1, 0, 30, 0, 0, time.UTC).Sub(e.clock.Now())) // half an hour into April 2030
+	require.NoError(t, e.svc.SeedAuditEvents(ctx, a.TenantID, 3600))                 // an hour of rows, one a second
+
+	var inDefault, inMarch int64
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events_default WHERE occurred_at >= '2030-03-01'`).Scan(&inDefault))
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events_2030_03 WHERE tenant_id = $1`, a.TenantID).Scan(&inMarch))
+	assert.Zero(t, inDefault, "no seeded row in the DEFAULT partition")
+	assert.InDelta(t, 1800, inMarch, 2, "the half hour of March in March's partition")
+	require.True(t, e.verify(t, &a.TenantID).OK)
 }
