@@ -321,18 +321,20 @@ func TestNoCardNumberReachesARefusalRow(t *testing.T) {
 		}
 	}
 	ss.flush(t)
-	rows, err := ss.pool.Query(context.Background(), `SELECT action, client_addr || ' ' || request_id || ' ' || detail::text
+	rows, err := ss.pool.Query(context.Background(), `SELECT action, client_addr || ' ' || detail::text, request_id
 		FROM audit_events WHERE action IN ('auth.failed', 'auth.denied', 'access.failed', 'access.throttled') AND id > $1`, ss.since)
 	require.NoError(t, err)
 	defer rows.Close()
 	seen := map[string]bool{}
 	for rows.Next() {
-		var action, text string
-		require.NoError(t, rows.Scan(&action, &text))
+		var action, text, requestID string
+		require.NoError(t, rows.Scan(&action, &text, &requestID))
 		seen[action] = true
+		// The request id is random hex, whose digit runs are Luhn-valid by
+		// chance now and then: it is searched for the numbers sent only.
 		assert.False(t, cardpkg.ContainsPAN(text), "%s row holds a card number: %s", action, cardpkg.MaskPANs(text))
 		for _, c := range vaulttest.Cards(t) {
-			assert.NotContains(t, text, c.Number)
+			assert.NotContains(t, text+" "+requestID, c.Number)
 		}
 	}
 	require.NoError(t, rows.Err())
