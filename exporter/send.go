@@ -135,10 +135,25 @@ func (r *Runner) outcome(j *job, rec vault.ForwardingRequest, err error, attempt
 		return j.plan.remoteID(rec)
 	}
 	reason := fmt.Sprintf("destination answered HTTP %d", status)
-	if code := errorCode(rec.Response.Body); code != "" {
+	code := errorCode(rec.Response.Body)
+	if code != "" {
 		reason += " (" + code + ")"
 	}
-	return r.retryOrFail(reason, status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500, attempt)
+	return r.retryOrFail(reason, retryableStatus(status, code), attempt)
+}
+
+// retryableStatus reports whether an error answer may succeed when sent
+// again: a timeout, a 429, a 5xx, or a 409 idempotency_key_in_use (the
+// destination still runs an earlier send of the same key, such as one a
+// crashed process made; Stripe's and cardvault's retry guidance).
+func retryableStatus(status int, code string) bool {
+	switch {
+	case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout, status >= 500:
+		return true
+	case status == http.StatusConflict:
+		return code == vault.CodeIdempotencyKeyInUse
+	}
+	return false
 }
 
 // retryOrFail schedules another attempt with jittered exponential backoff,

@@ -79,6 +79,14 @@ func exportItems(t *testing.T, c *e2e.Client, id string) []exportItemView {
 	return page.Data
 }
 
+// derefOr returns *p, or none when p is nil.
+func derefOr(p *string, none string) string {
+	if p == nil {
+		return none
+	}
+	return *p
+}
+
 // seedCards tokenizes n cards under business keys prefix-i and returns
 // business key → card number.
 func seedCards(t *testing.T, c *e2e.Client, prefix string, first, n int) map[string]string {
@@ -165,7 +173,7 @@ func TestExportJobIntoAnotherVaultResumesAfterSIGKILL(t *testing.T) {
 	assert.Len(t, tokenIDs(t, b.pool, b.tenantID), n, "every card is on B exactly once")
 	remotes := map[string]bool{}
 	for _, it := range items {
-		require.Equal(t, "succeeded", it.Status)
+		require.Equal(t, "succeeded", it.Status, "last error: %v", derefOr(it.LastError, "none"))
 		require.NotNil(t, it.RemoteID)
 		require.NotNil(t, it.BusinessKey)
 		assert.False(t, remotes[*it.RemoteID], "two tokens mapped to one remote token")
