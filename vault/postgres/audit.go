@@ -52,10 +52,6 @@ func (s *Service) insertAudits(ctx context.Context, q querier, events []vault.Au
 	if len(events) == 0 {
 		return nil
 	}
-	if p, ok := q.(*pipeline); ok {
-		p.audits = append(p.audits, events...)
-		return nil
-	}
 	if _, ok := q.(*pgxpool.Pool); ok {
 		return s.inTx(ctx, "audit event", func(tx pgx.Tx) error { return s.insertAudits(ctx, tx, events) })
 	}

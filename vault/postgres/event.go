@@ -108,12 +108,12 @@ func (s *Service) auditTokenEvent(ctx context.Context, tx pgx.Tx, tk *tenantKeys
 	if err != nil {
 		return false, err
 	}
-	var p pipeline
-	w.queue(&p.batch, s.clock())
+	var b pgx.Batch
+	w.queue(&b, s.clock())
 	var enqueued bool
-	p.batch.Queue(enqueueEventSQL, sealed.id, row.TenantID, string(typ), nil, sealed.ct, int64(sealed.keyID)).
+	b.Queue(enqueueEventSQL, sealed.id, row.TenantID, string(typ), nil, sealed.ct, int64(sealed.keyID)).
 		Exec(func(tag pgconn.CommandTag) error { enqueued = tag.RowsAffected() > 0; return nil })
-	if err := tx.SendBatch(ctx, &p.batch).Close(); err != nil {
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return false, err
 	}
 	if enqueued {
@@ -121,38 +121,6 @@ func (s *Service) auditTokenEvent(ctx context.Context, tx pgx.Tx, tk *tenantKeys
 	}
 	return enqueued, nil
 }
-
-// pipeline is a querier that queues Exec calls into a pgx.Batch instead of
-// running them, so that a statement written for a querier (insertAudit)
-// can share one round trip with others. It cannot read: Query and QueryRow
-// fail.
-type pipeline struct {
-	batch pgx.Batch
-	// audits are the audit events written into the pipeline: they are
-	// chained and queued when it is sent (a chained row needs its lane's
-	// head, which a pipeline cannot read).
-	audits []vault.AuditEvent
-}
-
-var errPipelineRead = errors.New("vault: a pipeline cannot read")
-
-// Exec queues sql; its outcome is known when the batch is sent.
-func (p *pipeline) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	p.batch.Queue(sql, args...)
-	return pgconn.CommandTag{}, nil
-}
-
-// Query fails: a pipeline cannot read.
-func (p *pipeline) Query(context.Context, string, ...any) (pgx.Rows, error) {
-	return nil, errPipelineRead
-}
-
-// QueryRow returns a row whose Scan fails: a pipeline cannot read.
-func (p *pipeline) QueryRow(context.Context, string, ...any) pgx.Row { return errRow{errPipelineRead} }
-
-type errRow struct{ err error }
-
-func (r errRow) Scan(...any) error { return r.err }
 
 // envelope is the JSON body of every webhook request.
 type envelope struct {
