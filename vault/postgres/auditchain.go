@@ -87,6 +87,13 @@ func (r chainRow) encode() ([]byte, error) {
 	b = appendField(b, binary.BigEndian.AppendUint64(nil, uint64(r.seq)))
 	b = appendField(b, binary.BigEndian.AppendUint64(nil, uint64(r.id)))
 	b = appendField(b, uuidBytes(r.tenant))
+	return r.appendEvent(b, detail), nil
+}
+
+// appendEvent appends the fields every chain version encodes after its
+// own (time, action, API key, token, outcome, request id, client address
+// and the canonical detail), in that order.
+func (r chainRow) appendEvent(b, detail []byte) []byte {
 	b = appendField(b, binary.BigEndian.AppendUint64(nil, uint64(r.occurredAt.UnixMicro())))
 	b = appendField(b, []byte(r.action))
 	b = appendField(b, uuidBytes(r.apiKey))
@@ -94,8 +101,7 @@ func (r chainRow) encode() ([]byte, error) {
 	b = appendField(b, []byte(r.outcome))
 	b = appendField(b, []byte(r.requestID))
 	b = appendField(b, []byte(r.clientAddr))
-	b = appendField(b, detail)
-	return b, nil
+	return appendField(b, detail)
 }
 
 // rowHash returns SHA-256(prev || the row's canonical encoding).

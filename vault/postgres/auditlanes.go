@@ -221,15 +221,7 @@ func (r auditRowV2) appendV2(b []byte) ([]byte, error) {
 	b = appendField(b, binary.BigEndian.AppendUint16(nil, uint16(r.lane)))
 	b = appendField(b, binary.BigEndian.AppendUint64(nil, uint64(r.seq)))
 	b = appendField(b, r.prev)
-	b = appendField(b, binary.BigEndian.AppendUint64(nil, uint64(r.occurredAt.UnixMicro())))
-	b = appendField(b, []byte(r.action))
-	b = appendField(b, uuidBytes(r.apiKey))
-	b = appendField(b, uuidBytes(r.token))
-	b = appendField(b, []byte(r.outcome))
-	b = appendField(b, []byte(r.requestID))
-	b = appendField(b, []byte(r.clientAddr))
-	b = appendField(b, detail)
-	return b, nil
+	return r.appendEvent(b, detail), nil
 }
 
 // macV2 returns HMAC-SHA256(key, the row's canonical encoding).

@@ -256,6 +256,14 @@ func readLockedTokens(br pgx.BatchResults, batch []*forwardPrep) error {
 	if err != nil {
 		return err
 	}
+	return scanTokensByOrd(rows, len(batch), func(i int, row tokenRow) { batch[i].row, batch[i].found = row, true })
+}
+
+// scanTokensByOrd reads rows of ord (1-based, the request of a batch of n)
+// and token columns, giving each to found with its request's index, and
+// returns the rows' error once they are all read; an ord outside the batch
+// is an error.
+func scanTokensByOrd(rows pgx.Rows, n int, found func(i int, row tokenRow)) error {
 	defer rows.Close()
 	for rows.Next() {
 		var ord int64
@@ -263,10 +271,10 @@ func readLockedTokens(br pgx.BatchResults, batch []*forwardPrep) error {
 		if err != nil {
 			return err
 		}
-		if ord < 1 || ord > int64(len(batch)) {
+		if ord < 1 || ord > int64(n) {
 			return errors.New("vault: batch answered an unknown request")
 		}
-		batch[ord-1].row, batch[ord-1].found = row, true
+		found(int(ord-1), row)
 	}
 	rows.Close()
 	return rows.Err()

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -112,20 +111,8 @@ func replayArgs(batch []*replay) []any {
 // (by ord, 1-based), marks every replay of batch checked, and returns the
 // rows' error once they are all read.
 func scanReplays(rows pgx.Rows, batch []*replay) error {
-	defer rows.Close()
-	for rows.Next() {
-		var ord int64
-		row, err := scanToken(rows, &ord)
-		if err != nil {
-			return err
-		}
-		if ord < 1 || ord > int64(len(batch)) {
-			return errors.New("vault: batch answered an unknown request")
-		}
-		batch[ord-1].found, batch[ord-1].row = true, row
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	err := scanTokensByOrd(rows, len(batch), func(i int, row tokenRow) { batch[i].found, batch[i].row = true, row })
+	if err != nil {
 		return err
 	}
 	for _, r := range batch {
