@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -22,6 +23,26 @@ import (
 func (c *Cluster) Switchover(ctx context.Context) error {
 	_, err := c.run(ctx, c.Monitor, "perform", "switchover", "--pgdata", c.Monitor.pgdata())
 	return err
+}
+
+// Failover asks the monitor to fail the primary over now with
+// `pg_autoctl perform failover`, as an operator does when the primary's
+// disk is suspect and the monitor has not noticed (docs/operations.md). It
+// returns once pg_autoctl reports the failover done, or an error quoting
+// it.
+func (c *Cluster) Failover(ctx context.Context) error {
+	_, err := c.run(ctx, c.Monitor, "perform", "failover", "--pgdata", c.Monitor.pgdata())
+	return err
+}
+
+// Events returns the monitor's last n events (`pg_autoctl show events`),
+// or the error's text, for a report.
+func (c *Cluster) Events(ctx context.Context, n int) string {
+	out, err := c.run(ctx, c.Monitor, "show", "events", "--count", strconv.Itoa(n), "--pgdata", c.Monitor.pgdata())
+	if err != nil {
+		return err.Error()
+	}
+	return out
 }
 
 // KillPostmaster sends SIGKILL to node n's postmaster, as a crash of the
@@ -60,9 +81,14 @@ func postmasterPID(n *Node) (int, error) {
 // chmod can take away: without the checkpoint, PostgreSQL notices only at
 // its next checkpoint (checkpoint_timeout, 5 min by default) and
 // pg_auto_failover, whose health check only connects, not at all (see
-// docs/operations.md). It returns an error when n cannot be reached before
-// or a permission cannot be changed.
+// docs/operations.md). It returns an error when n cannot be reached before,
+// a permission cannot be changed, or the postmaster survives the
+// checkpoint (the fault did not take).
 func (c *Cluster) FailDisk(ctx context.Context, n *Node) error {
+	pid, err := postmasterPID(n)
+	if err != nil {
+		return err
+	}
 	conn, err := pgx.Connect(ctx, n.URL("postgres"))
 	if err != nil {
 		return fmt.Errorf("hacluster: connecting to %s before its disk fails: %w", n.Name, err)
@@ -72,8 +98,28 @@ func (c *Cluster) FailDisk(ctx context.Context, n *Node) error {
 		return err
 	}
 	_, _ = conn.Exec(ctx, "CHECKPOINT") // fails: that is the point
+	return awaitExit(ctx, pid, fmt.Sprintf("%s's postmaster (pid %d) after its checkpoint failed", n.Name, pid))
+}
+
+// awaitExit waits up to diskPanicWithin for process pid to be gone, and
+// returns an error naming what otherwise.
+func awaitExit(ctx context.Context, pid int, what string) error {
+	ctx, cancel := context.WithTimeout(ctx, diskPanicWithin)
+	defer cancel()
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for syscall.Kill(pid, 0) == nil {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hacluster: %s still runs after %s: the disk fault did not take", what, diskPanicWithin)
+		case <-t.C:
+		}
+	}
 	return nil
 }
+
+// diskPanicWithin bounds the wait for a server to panic on its failed disk.
+const diskPanicWithin = 15 * time.Second
 
 // RepairDisk gives node n's data directory its write permissions back (a
 // replaced disk): its keeper then rebuilds the node as a standby of the

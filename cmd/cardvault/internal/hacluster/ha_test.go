@@ -36,19 +36,24 @@ type fault struct {
 	name   string
 	inject func(ctx context.Context, c *hacluster.Cluster, primary *hacluster.Node) error
 	repair func(c *hacluster.Cluster, primary *hacluster.Node) error // nil: pg_auto_failover heals it alone
+	// byHandAfter, when not 0, is how long pg_auto_failover has to fail
+	// over on its own before the test does it by hand (`pg_autoctl perform
+	// failover`), as docs/operations.md tells an operator to for a primary
+	// whose disk is suspect; the report says so.
+	byHandAfter time.Duration
 }
 
 var faults = []fault{
 	{"planned switchover", func(ctx context.Context, c *hacluster.Cluster, _ *hacluster.Node) error {
 		return c.Switchover(ctx)
-	}, nil},
+	}, nil, 0},
 	{"postmaster SIGKILL", func(_ context.Context, c *hacluster.Cluster, n *hacluster.Node) error {
 		_, err := c.KillPostmaster(n)
 		return err
-	}, nil},
+	}, nil, 0},
 	{"failing disk", func(ctx context.Context, c *hacluster.Cluster, n *hacluster.Node) error {
 		return c.FailDisk(ctx, n)
-	}, func(c *hacluster.Cluster, n *hacluster.Node) error { return c.RepairDisk(n) }},
+	}, func(c *hacluster.Cluster, n *hacluster.Node) error { return c.RepairDisk(n) }, time.Minute},
 }
 
 // Traffic and import sizes: small enough for a shared 2-core machine.
@@ -112,6 +117,7 @@ type phaseResult struct {
 	lost                     int // acknowledged in this phase and not read back equal at the end
 	importForwards           int // Stripe forwards of the import (retries of 503s included)
 	importPMs                int
+	byHand                   bool // failed over with pg_autoctl perform failover (see fault.byHandAfter)
 }
 
 // phase waits for a healthy cluster, starts an import, injects f under
@@ -132,6 +138,9 @@ func (h *harness) phase(t *testing.T, tr *traffic, i int, f fault) *phaseResult 
 	r.faultAt = time.Now()
 	require.NoError(t, f.inject(ctx, h.cluster, primary), "injecting %s into %s", f.name, primary.Name)
 	t.Logf("%s of %s at %s", f.name, primary.Name, r.faultAt.Format("15:04:05.000"))
+	if f.byHandAfter > 0 && !pollFor(f.byHandAfter, func() bool { return recovered(tr, r) }) {
+		h.failOverByHand(ctx, t, r)
+	}
 	waitRecovery(t, tr, r, 2*time.Minute)
 	if f.repair != nil {
 		require.NoError(t, f.repair(h.cluster, primary))
@@ -145,6 +154,18 @@ func (h *harness) phase(t *testing.T, tr *traffic, i int, f fault) *phaseResult 
 		f.name, r.recovery.Sub(r.faultAt).Round(10*time.Millisecond), r.failed503, r.slowest.Round(10*time.Millisecond), primary.Name, r.newPrimary)
 	h.requirePhaseReadsBack(t, tr, r)
 	return r
+}
+
+// failOverByHand logs what the monitor knows, then fails the primary over
+// with `pg_autoctl perform failover` and marks r as failed over by hand.
+func (h *harness) failOverByHand(ctx context.Context, t *testing.T, r *phaseResult) {
+	states, _ := h.cluster.States(ctx)
+	t.Logf("%s: no failover %s after the fault; failing over by hand. Monitor states: %v; its last events:\n%s",
+		r.name, time.Since(r.faultAt).Round(time.Second), states, h.cluster.Events(ctx, 20))
+	r.byHand = true
+	if err := h.cluster.Failover(ctx); err != nil {
+		t.Logf("pg_autoctl perform failover: %v", err)
+	}
 }
 
 // requirePhaseReadsBack detokenizes the tokens acknowledged since the phase
@@ -190,33 +211,7 @@ const stableFor = 3 * time.Second
 // fault when none failed) and the 503s in between.
 func waitRecovery(t *testing.T, tr *traffic, r *phaseResult, within time.Duration) {
 	t.Helper()
-	poll(t, within, "tokenize to succeed again after the fault", func() bool {
-		answers, _ := tr.snapshot()
-		var lastFail answer
-		r.firstFailure = time.Time{}
-		for _, a := range answers {
-			if a.sent.Before(r.faultAt) || a.ok() {
-				continue
-			}
-			if r.firstFailure.IsZero() || a.sent.Before(r.firstFailure) {
-				r.firstFailure = a.sent
-			}
-			if a.op == "tokenize" && a.sent.After(lastFail.sent) {
-				lastFail = a
-			}
-		}
-		from := r.faultAt
-		if !lastFail.sent.IsZero() {
-			from = lastFail.sent
-		}
-		r.recovery = time.Time{}
-		for _, a := range answers {
-			if a.op == "tokenize" && a.ok() && a.sent.After(from) && (r.recovery.IsZero() || a.done.Before(r.recovery)) {
-				r.recovery = a.done
-			}
-		}
-		return !r.recovery.IsZero() && time.Since(r.recovery) >= stableFor
-	})
+	poll(t, within, "tokenize to succeed again after the fault", func() bool { return recovered(tr, r) })
 	answers, _ := tr.snapshot()
 	for _, a := range answers {
 		if a.sent.Before(r.faultAt) || a.sent.After(r.recovery) {
@@ -229,16 +224,57 @@ func waitRecovery(t *testing.T, tr *traffic, r *phaseResult, within time.Duratio
 	}
 }
 
+// recovered reports whether tokenizes have succeeded for stableFor after
+// the last failure since the fault, and fills in r: the first failure, the
+// recovery (the first success sent after the last failure, or after the
+// fault when none failed).
+func recovered(tr *traffic, r *phaseResult) bool {
+	answers, _ := tr.snapshot()
+	var lastFail answer
+	r.firstFailure = time.Time{}
+	for _, a := range answers {
+		if a.sent.Before(r.faultAt) || a.ok() {
+			continue
+		}
+		if r.firstFailure.IsZero() || a.sent.Before(r.firstFailure) {
+			r.firstFailure = a.sent
+		}
+		if a.op == "tokenize" && a.sent.After(lastFail.sent) {
+			lastFail = a
+		}
+	}
+	from := r.faultAt
+	if !lastFail.sent.IsZero() {
+		from = lastFail.sent
+	}
+	r.recovery = time.Time{}
+	for _, a := range answers {
+		if a.op == "tokenize" && a.ok() && a.sent.After(from) && (r.recovery.IsZero() || a.done.Before(r.recovery)) {
+			r.recovery = a.done
+		}
+	}
+	return !r.recovery.IsZero() && time.Since(r.recovery) >= stableFor
+}
+
 // poll calls ok every 50 ms until it reports true, failing t after within.
 func poll(t *testing.T, within time.Duration, what string, ok func() bool) {
 	t.Helper()
+	if !pollFor(within, ok) {
+		t.Fatalf("waited %s for %s", within, what)
+	}
+}
+
+// pollFor calls ok every 50 ms until it reports true or within has passed,
+// and returns its last answer.
+func pollFor(within time.Duration, ok func() bool) bool {
 	deadline := time.Now().Add(within)
 	for !ok() {
 		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", within, what)
+			return false
 		}
 		time.Sleep(50 * time.Millisecond) // polling a state outside this process, with a deadline
 	}
+	return true
 }
 
 // report prints the measurements as the table the README and
@@ -248,7 +284,11 @@ func report(t *testing.T, results []*phaseResult) {
 	fmt.Fprintf(&b, "\n| Fault | Fault → first successful tokenize | Requests answered 503 | Slowest answer meanwhile | Tokens acknowledged (before / during / after) | Lost | Import: payment methods, forwards | Primary |\n")
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %.1f s | %d | %.1f s | %d / %d / %d | %d | %d, %d | %s → %s |\n", r.name, r.recovery.Sub(r.faultAt).Seconds(),
+		name := r.name
+		if r.byHand {
+			name += " (failed over by hand)"
+		}
+		fmt.Fprintf(&b, "| %s | %.1f s | %d | %.1f s | %d / %d / %d | %d | %d, %d | %s → %s |\n", name, r.recovery.Sub(r.faultAt).Seconds(),
 			r.failed503, r.slowest.Seconds(), r.acksBefore, r.acksDuring, r.acksAfter, r.lost, r.importPMs, r.importForwards, r.oldPrimary, r.newPrimary)
 	}
 	t.Log(b.String())
