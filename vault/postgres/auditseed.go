@@ -8,6 +8,7 @@ import (
 	"github.com/cardvault/cardvault/vault"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 )
 
 // auditSeedBatch is how many rows one seeding transaction copies.
@@ -24,9 +25,11 @@ var seedActions = []vault.Action{vault.ActionTokenRead, vault.ActionTokenCreate,
 // creates and reveals of random token ids over the last 30 days), chained
 // and keyed like any other row, fast: batches of auditSeedBatch rows, each
 // copied (COPY) in one transaction that holds every lane of the chain, each
-// lane's rows contiguous. It is for benchmarks (`cardvault bench
-// --preload`) and measurements. It returns a domain error when the chain
-// key cannot be had or the database fails.
+// lane's rows contiguous; the next batch is chained while the last one is
+// copied (one CPU each). It is for benchmarks (`cardvault bench --preload`)
+// and measurements, with nothing else writing the tenant's trail. It
+// returns a domain error when the chain key cannot be had, the database
+// fails or the chain moved under it.
 func (s *Service) SeedAuditEvents(ctx context.Context, tenantID uuid.UUID, n int) error {
 	key, err := s.auditChainKey(ctx, tenantID)
 	if err != nil {
@@ -37,17 +40,38 @@ func (s *Service) SeedAuditEvents(ctx context.Context, tenantID uuid.UUID, n int
 	if err := s.seedPartitions(ctx, now.Add(-time.Duration(n)*step), now); err != nil {
 		return err
 	}
-	for done := 0; done < n; {
-		size := min(auditSeedBatch, n-done)
-		first := now.Add(-time.Duration(n-done) * step)
-		if err := s.inTx(ctx, "audit event", func(tx pgx.Tx) error {
-			return s.seedBatch(ctx, tx, tenantID, key, first, step, size)
-		}); err != nil {
-			return err
-		}
-		done += size
+	heads, err := s.seedHeads(ctx, tenantID)
+	if err != nil {
+		return err
 	}
-	return nil
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan *seedBatch, 1)
+	g.Go(func() error {
+		defer close(batches)
+		for done := 0; done < n; {
+			size := min(auditSeedBatch, n-done)
+			b, err := chainSeedBatch(tenantID, key, heads, now.Add(-time.Duration(n-done)*step), step, size)
+			if err != nil {
+				return err
+			}
+			select {
+			case batches <- b:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			heads, done = b.to, done+size
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for b := range batches {
+			if err := s.inTx(gctx, "audit event", func(tx pgx.Tx) error { return s.copySeedBatch(gctx, tx, b) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return g.Wait()
 }
 
 // seedPartitions creates the monthly audit partitions from the month of
@@ -61,29 +85,47 @@ func (s *Service) seedPartitions(ctx context.Context, oldest, now time.Time) err
 	return dbError(err, "audit partition")
 }
 
-// seedBatch copies size rows in tx, spread over the chain's lanes in
-// contiguous runs, and advances the lanes.
-func (s *Service) seedBatch(ctx context.Context, tx pgx.Tx, tenant uuid.UUID, key []byte, first time.Time, step time.Duration, size int) error {
-	rows, err := tx.Query(ctx, `SELECT chain_id, lane, seq, hash FROM audit_lanes WHERE chain_id = $1 ORDER BY lane FOR UPDATE`, tenant)
+// seedBatch is a batch of chained seed rows and the lane heads before
+// (from) and after (to) it.
+type seedBatch struct {
+	rows     [][]any
+	from, to []laneHead
+}
+
+// lockLanesInOrderSQL locks every lane of a chain and answers their heads.
+const lockLanesInOrderSQL = `SELECT chain_id, lane, seq, hash FROM audit_lanes WHERE chain_id = $1 ORDER BY lane FOR UPDATE`
+
+// seedHeads returns the heads of the chain's lanes, in lane order, or an
+// error when the chain has no lanes or the database fails.
+func (s *Service) seedHeads(ctx context.Context, chain uuid.UUID) ([]laneHead, error) {
+	rows, err := s.db.Query(ctx, lockLanesInOrderSQL, chain)
 	if err != nil {
-		return err
+		return nil, dbError(err, "audit lane")
 	}
-	heads, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (laneHead, error) {
+	heads, err := collectHeads(rows)
+	if err == nil && len(heads) == 0 {
+		err = fmt.Errorf("audit seed: chain %s has no lanes", chain)
+	}
+	return heads, err
+}
+
+// collectHeads reads lane heads in the order rows answers them.
+func collectHeads(rows pgx.Rows) ([]laneHead, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (laneHead, error) {
 		var h laneHead
 		return h, r.Scan(&h.chain, &h.lane, &h.seq, &h.hash)
 	})
-	if err != nil {
-		return err
-	}
-	if len(heads) == 0 {
-		return fmt.Errorf("audit seed: chain %s has no lanes", tenant)
-	}
+}
+
+// chainSeedBatch chains size rows after heads (left unchanged), spread over
+// the lanes in contiguous runs, the i-th occurring at first + i × step.
+func chainSeedBatch(tenant uuid.UUID, key []byte, heads []laneHead, first time.Time, step time.Duration, size int) (*seedBatch, error) {
+	b := &seedBatch{rows: make([][]any, 0, size), from: heads, to: append([]laneHead(nil), heads...)}
 	per := (size + len(heads) - 1) / len(heads)
-	out := make([][]any, 0, size)
-	for li := range heads {
-		h := &heads[li]
-		for j := 0; j < per && len(out) < size; j++ {
-			i := len(out)
+	for li := range b.to {
+		h := &b.to[li]
+		for j := 0; j < per && len(b.rows) < size; j++ {
+			i := len(b.rows)
 			r := auditRowV2{lane: h.lane, chainRow: chainRow{
 				occurredAt: first.Add(time.Duration(i) * step).Truncate(time.Microsecond), tenant: tenant,
 				action: string(seedActions[i%len(seedActions)]), token: uuid.New(),
@@ -91,19 +133,38 @@ func (s *Service) seedBatch(ctx context.Context, tx pgx.Tx, tenant uuid.UUID, ke
 				detail: seedDetails[i%len(seedDetails)], seq: h.seq + 1, prev: h.hash}, canonical: true}
 			hash, err := r.macV2(key)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			out = append(out, []any{r.occurredAt, tenant, nil, r.action, r.token, r.requestID, r.clientAddr,
+			b.rows = append(b.rows, []any{r.occurredAt, tenant, nil, r.action, r.token, r.requestID, r.clientAddr,
 				r.outcome, string(r.detail), r.lane, r.seq, r.prev, hash})
 			h.seq, h.hash = r.seq, hash
 		}
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, []string{"occurred_at", "tenant_id", "api_key_id",
-		"action", "token_id", "request_id", "client_addr", "outcome", "detail", "chain_lane", "chain_seq", "prev_hash", "row_hash"},
-		pgx.CopyFromRows(out)); err != nil {
+	return b, nil
+}
+
+// copySeedBatch locks the chain's lanes in tx, checks they still stand
+// where b was chained from, copies b's rows and advances the lanes.
+func (s *Service) copySeedBatch(ctx context.Context, tx pgx.Tx, b *seedBatch) error {
+	rows, err := tx.Query(ctx, lockLanesInOrderSQL, b.from[0].chain)
+	if err != nil {
 		return err
 	}
-	for _, h := range heads {
+	heads, err := collectHeads(rows)
+	if err != nil {
+		return err
+	}
+	for i := range heads {
+		if i >= len(b.from) || heads[i].lane != b.from[i].lane || heads[i].seq != b.from[i].seq {
+			return fmt.Errorf("audit seed: chain %s moved while seeding", b.from[0].chain)
+		}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, []string{"occurred_at", "tenant_id", "api_key_id",
+		"action", "token_id", "request_id", "client_addr", "outcome", "detail", "chain_lane", "chain_seq", "prev_hash", "row_hash"},
+		pgx.CopyFromRows(b.rows)); err != nil {
+		return err
+	}
+	for _, h := range b.to {
 		if _, err := tx.Exec(ctx, `UPDATE audit_lanes SET seq = $3, hash = $4, updated_at = $5 WHERE chain_id = $1 AND lane = $2`,
 			h.chain, h.lane, h.seq, h.hash, s.clock()); err != nil {
 			return err

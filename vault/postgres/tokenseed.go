@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
@@ -20,7 +21,8 @@ const tokenSeedChunk = 10_000
 // and bound to its token, the keyed fingerprint and card digest), written
 // with COPY in chunks of tokenSeedChunk, one transaction each, without
 // audit rows or webhook events: it fills a database to a size for
-// `cardvault bench --preload`, it is not a way to import cards. It returns
+// `cardvault bench --preload`, it is not a way to import cards. The next
+// chunk is sealed while the last one is copied (one CPU each). It returns
 // a KindInvalid error for a card that does not parse and a domain error
 // when the database fails.
 func (s *Service) SeedTokens(ctx context.Context, tenantID uuid.UUID, n int, cardOf func(i int) vault.TokenizeInput) error {
@@ -29,21 +31,45 @@ func (s *Service) SeedTokens(ctx context.Context, tenantID uuid.UUID, n int, car
 		return err
 	}
 	cols := append(splitColumns(tokenColumns), "card_digest")
-	for done := 0; done < n; done += tokenSeedChunk {
-		k := min(tokenSeedChunk, n-done)
-		rows := make([][]any, 0, k)
-		for i := done; i < done+k; i++ {
-			r, err := s.seedRow(tk, tenantID, cardOf(i))
+	g, gctx := errgroup.WithContext(ctx)
+	chunks := make(chan [][]any, 1)
+	g.Go(func() error {
+		defer close(chunks)
+		for done := 0; done < n; done += tokenSeedChunk {
+			rows, err := s.seedChunk(tk, tenantID, done, min(tokenSeedChunk, n-done), cardOf)
 			if err != nil {
 				return err
 			}
-			rows = append(rows, r)
+			select {
+			case chunks <- rows:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
 		}
-		if _, err := s.db.CopyFrom(ctx, pgx.Identifier{"tokens"}, cols, pgx.CopyFromRows(rows)); err != nil {
-			return dbError(err, "token")
+		return nil
+	})
+	g.Go(func() error {
+		for rows := range chunks {
+			if _, err := s.db.CopyFrom(gctx, pgx.Identifier{"tokens"}, cols, pgx.CopyFromRows(rows)); err != nil {
+				return dbError(err, "token")
+			}
 		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// seedChunk returns the rows of the k tokens from the from-th on.
+func (s *Service) seedChunk(tk *tenantKeys, tenantID uuid.UUID, from, k int, cardOf func(i int) vault.TokenizeInput) ([][]any, error) {
+	rows := make([][]any, 0, k)
+	for i := from; i < from+k; i++ {
+		r, err := s.seedRow(tk, tenantID, cardOf(i))
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r)
 	}
-	return nil
+	return rows, nil
 }
 
 // seedRow returns the token columns and card digest of a new token of in.

@@ -43,6 +43,9 @@ type Options struct {
 	// synchronous_commit and full_page_writes off: much faster, but a machine
 	// crash can corrupt the data. For throwaway test servers.
 	NoSync bool
+	// Settings are server settings (name=value, e.g. shared_buffers=4GB)
+	// passed to postgres with -c, after NoSync's.
+	Settings []string
 	// Log receives the output of initdb and postgres and pglocal's notes;
 	// nil discards them.
 	Log io.Writer
@@ -192,7 +195,7 @@ func launch(ctx context.Context, bin string, l *layout, acct *account, opts Opti
 		Dir: l.dir, DataDir: l.data, SocketDir: l.socket, Port: port, Note: strings.Join(l.notes, "; "),
 		layout: l, log: w, tail: newTailBuffer(), done: make(chan struct{}),
 	}
-	if err := s.spawn(bin, acct, opts.NoSync); err != nil {
+	if err := s.spawn(bin, acct, opts.NoSync, opts.Settings); err != nil {
 		return nil, err
 	}
 	timeout := opts.StartTimeout
@@ -217,14 +220,17 @@ func choosePort(port int) (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// spawn starts the postgres process in its own process group and a
+// spawn starts the postgres process, with settings, in its own process group and a
 // goroutine that records its exit. The goroutine stays locked to the OS
 // thread that forked postgres, because on Linux the parent-death signal
 // fires when that thread (not the process) exits.
-func (s *Server) spawn(bin string, acct *account, noSync bool) error {
+func (s *Server) spawn(bin string, acct *account, noSync bool, settings []string) error {
 	args := []string{"-D", s.DataDir, "-k", s.SocketDir, "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port)}
 	if noSync {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	for _, kv := range settings {
+		args = append(args, "-c", kv)
 	}
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	cmd.Dir = s.Dir

@@ -34,7 +34,7 @@ const stripeKey = "sk_test_cardvaultBench"
 type environment struct {
 	dbURL      string
 	pgVersion  string
-	durability string // the server's fsync and synchronous_commit settings
+	durability string // the server's fsync, synchronous_commit, shared_buffers and max_wal_size
 	pgPID      int    // the postmaster when the server runs on this machine, else 0
 	tenantID   uuid.UUID
 	apiKey     string
@@ -188,17 +188,18 @@ func childCommand(o Options) (*exec.Cmd, error) {
 	return exec.Command(self, "serve"), nil
 }
 
-// describeServer records the server's version and durability settings.
+// describeServer records the server's version, durability and size settings.
 func (e *environment) describeServer(ctx context.Context) error {
 	conn, err := pgx.Connect(ctx, e.dbURL)
 	if err != nil {
 		return fmt.Errorf("bench database: %w", err)
 	}
 	defer conn.Close(ctx)
-	var fsync, syncCommit string
+	var fsync, syncCommit, buffers, wal string
 	err = conn.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('fsync'),
-		current_setting('synchronous_commit')`).Scan(&e.pgVersion, &fsync, &syncCommit)
-	e.durability = "fsync=" + fsync + " synchronous_commit=" + syncCommit
+		current_setting('synchronous_commit'), current_setting('shared_buffers'), current_setting('max_wal_size')`).
+		Scan(&e.pgVersion, &fsync, &syncCommit, &buffers, &wal)
+	e.durability = "fsync=" + fsync + " synchronous_commit=" + syncCommit + " shared_buffers=" + buffers + " max_wal_size=" + wal
 	if err != nil {
 		return err
 	}
@@ -249,6 +250,24 @@ func (e *environment) openPool(ctx context.Context, conns int) error {
 	return err
 }
 
+// serverSettings sizes the private server for the machine's memory (memGB)
+// as one would size a production server for a database of millions of
+// tokens (a --preload of 10,000,000 is about 38 GB): shared_buffers a
+// quarter of the memory (128 MB to 8 GB), the planner told the page cache
+// holds half, and WAL room for a checkpoint every 15 minutes rather than
+// every gigabyte written (at PostgreSQL's defaults, 128 MB and 1 GB, a
+// large preload's phases checkpointed every 5–22 s). Durability settings
+// stay at their defaults (fsync, synchronous_commit and full_page_writes
+// on). The baselines run on the same server.
+func serverSettings(memGB float64) []string {
+	mb := func(f float64) string { return strconv.Itoa(int(f*1024)) + "MB" }
+	return []string{
+		"shared_buffers=" + mb(min(max(memGB/4, 0.125), 8)),
+		"effective_cache_size=" + mb(max(memGB/2, 0.5)),
+		"max_wal_size=8GB", "checkpoint_timeout=15min",
+	}
+}
+
 // database creates a fresh database named cardvault_bench_<hex> on the
 // server adminURL names, or on a private server started under tmp when
 // adminURL is "". It returns the database's URL and a func that drops it
@@ -260,7 +279,7 @@ func database(ctx context.Context, adminURL, tmp string) (string, func(), error)
 		if err != nil {
 			return "", nil, err
 		}
-		srv, err := pglocal.Start(ctx, filepath.Join(tmp, "pg"), pglocal.Options{Log: logf})
+		srv, err := pglocal.Start(ctx, filepath.Join(tmp, "pg"), pglocal.Options{Log: logf, Settings: serverSettings(e2e.MemTotalGB())})
 		if err != nil {
 			logf.Close()
 			return "", nil, fmt.Errorf("private PostgreSQL: %w", err)
