@@ -55,7 +55,7 @@ func (s *Service) insertAudits(ctx context.Context, q querier, events []vault.Au
 	if _, ok := q.(*pgxpool.Pool); ok {
 		return s.inTx(ctx, "audit event", func(tx pgx.Tx) error { return s.insertAudits(ctx, tx, events) })
 	}
-	w, err := s.prepareAudit(ctx, q, events)
+	w, err := s.prepareAudit(ctx, q, writerLanes, events)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,19 @@ type auditKeys struct {
 	mu   sync.Mutex
 	keys map[uuid.UUID][]byte
 	next atomic.Uint32 // the lane the next transaction finding every lane held waits for
+	idle idleHeads     // the heads read batches left (auditidle.go)
 }
+
+// laneEnd is the end of a chain's lanes a transaction takes its lane from.
+type laneEnd bool
+
+const (
+	// writerLanes: the lowest lane no other transaction holds.
+	writerLanes laneEnd = false
+	// readerLanes: the highest, for read batches, whose heads are then
+	// kept idle for the next read batch (auditidle.go).
+	readerLanes laneEnd = true
+)
 
 // laneHead is a lane's newest row as its lock read it.
 type laneHead struct {
@@ -123,20 +135,25 @@ func (s *Service) loadAuditKey(ctx context.Context, chain uuid.UUID) ([]byte, er
 	return k, nil
 }
 
-// lockLanesSQL locks, for each chain in $1, the lowest of its lanes no
-// other transaction holds (one this transaction holds already counts as
-// free), and answers its head.
-const lockLanesSQL = `
+// lockLanesSQL locks, for each chain in $1, the lowest (writerLanes) or
+// highest (readerLanes) of its lanes no other transaction holds (one this
+// transaction holds already counts as free), and answers its head.
+var lockLanesSQL = map[laneEnd]string{writerLanes: lockLanesOrderedSQL("lane"), readerLanes: lockLanesOrderedSQL("lane DESC")}
+
+// lockLanesOrderedSQL returns lockLanesSQL taking the first lane in order.
+func lockLanesOrderedSQL(order string) string {
+	return `
 	SELECT l.chain_id, l.lane, l.seq, l.hash FROM unnest($1::uuid[]) AS c(id)
 	CROSS JOIN LATERAL (
 		SELECT chain_id, lane, seq, hash FROM audit_lanes WHERE chain_id = c.id
-		ORDER BY lane LIMIT 1 FOR UPDATE SKIP LOCKED) l`
+		ORDER BY ` + order + ` LIMIT 1 FOR UPDATE SKIP LOCKED) l`
+}
 
-// lockLanes locks one lane of each chain for the rest of q's transaction
-// and returns their heads; when every lane of a chain is held, it waits for
-// one. q must be in a transaction.
-func (s *Service) lockLanes(ctx context.Context, q querier, chains []uuid.UUID) (map[uuid.UUID]*laneHead, error) {
-	rows, err := q.Query(ctx, lockLanesSQL, chains)
+// lockLanes locks one lane of each chain, taken from end, for the rest of
+// q's transaction and returns their heads; when every lane of a chain is
+// held, it waits for one. q must be in a transaction.
+func (s *Service) lockLanes(ctx context.Context, q querier, end laneEnd, chains []uuid.UUID) (map[uuid.UUID]*laneHead, error) {
+	rows, err := q.Query(ctx, lockLanesSQL[end], chains)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +184,8 @@ func scanLaneHeads(rows pgx.Rows) (map[uuid.UUID]*laneHead, error) {
 
 // awaitLanes locks, for each of chains that heads has no lane of (every
 // lane was held when lockLanesSQL ran), one lane picked round-robin,
-// waiting for it, and adds its head to heads. It returns errNoLanes when
+// waiting for it, and adds its head to heads; then it forgets the idle
+// heads of the lanes now held (auditidle.go). It returns errNoLanes when
 // the chain has no lanes, or the driver error.
 func (s *Service) awaitLanes(ctx context.Context, q querier, chains []uuid.UUID, heads map[uuid.UUID]*laneHead) error {
 	for _, c := range chains {
@@ -185,6 +203,7 @@ func (s *Service) awaitLanes(ctx context.Context, q querier, chains []uuid.UUID,
 		}
 		heads[c] = &h
 	}
+	s.audit.idle.drop(heads)
 	return nil
 }
 
@@ -236,9 +255,11 @@ func (r auditRowV2) macV2(key []byte) ([]byte, error) {
 }
 
 // auditWrite is a batch of v2 rows ready to be inserted, with the lane
-// heads they advance: insertAuditRowsSQL and its arguments.
+// heads they advance: insertAuditRowsSQL and its arguments, and the heads
+// as the rows leave them.
 type auditWrite struct {
-	args []any
+	args  []any
+	heads map[uuid.UUID]*laneHead
 }
 
 // insertAuditRowsSQL inserts v2 rows ($1–$13 as arrays) and advances the
@@ -254,16 +275,16 @@ const insertAuditRowsSQL = `
 	FROM unnest($14::uuid[], $15::smallint[], $16::bigint[], $17::bytea[]) AS u(chain_id, lane, seq, hash)
 	WHERE l.chain_id = u.chain_id AND l.lane = u.lane`
 
-// prepareAudit locks a lane of each chain the events belong to (q must be
-// in a transaction, which holds the locks until it ends) and chains the
-// events in the order given. The caller runs (or queues) the returned write
-// in the same transaction. It returns a domain error when a chain key
-// cannot be had and the driver error when the database fails.
-func (s *Service) prepareAudit(ctx context.Context, q querier, events []vault.AuditEvent) (*auditWrite, error) {
-	w, err := s.prepareAuditOnce(ctx, q, events)
+// prepareAudit locks a lane of each chain the events belong to, from end
+// (q must be in a transaction, which holds the locks until it ends), and
+// chains the events in the order given. The caller runs (or queues) the
+// returned write in the same transaction. It returns a domain error when a
+// chain key cannot be had and the driver error when the database fails.
+func (s *Service) prepareAudit(ctx context.Context, q querier, end laneEnd, events []vault.AuditEvent) (*auditWrite, error) {
+	w, err := s.prepareAuditOnce(ctx, q, end, events)
 	if errors.Is(err, errNoLanes) {
 		s.forgetAuditKeys()
-		w, err = s.prepareAuditOnce(ctx, q, events)
+		w, err = s.prepareAuditOnce(ctx, q, end, events)
 	}
 	return w, err
 }
@@ -274,9 +295,10 @@ func (s *Service) forgetAuditKeys() {
 	s.audit.mu.Lock()
 	s.audit.keys = nil
 	s.audit.mu.Unlock()
+	s.audit.idle.clear()
 }
 
-func (s *Service) prepareAuditOnce(ctx context.Context, q querier, events []vault.AuditEvent) (*auditWrite, error) {
+func (s *Service) prepareAuditOnce(ctx context.Context, q querier, end laneEnd, events []vault.AuditEvent) (*auditWrite, error) {
 	tenants := make([]uuid.UUID, len(events))
 	for i, ev := range events {
 		tenants[i] = ev.TenantID
@@ -285,7 +307,7 @@ func (s *Service) prepareAuditOnce(ctx context.Context, q querier, events []vaul
 	if err != nil {
 		return nil, err
 	}
-	heads, err := s.lockLanes(ctx, q, chains)
+	heads, err := s.lockLanes(ctx, q, end, chains)
 	if err != nil {
 		return nil, err
 	}
@@ -344,7 +366,7 @@ func chainEvents(events []vault.AuditEvent, heads map[uuid.UUID]*laneHead, keys 
 		hc, hl, hs, hh = append(hc, h.chain), append(hl, h.lane), append(hs, h.seq), append(hh, h.hash)
 	}
 	args := append(cols, lanes, seqs, prevs, hashes, hc, hl, hs, hh)
-	return &auditWrite{args: args}, nil
+	return &auditWrite{args: args, heads: heads}, nil
 }
 
 // exec runs w with q.
@@ -363,7 +385,7 @@ func (w *auditWrite) queue(b *pgx.Batch, now time.Time) {
 // they call for, which are then chained and inserted with the COMMIT in
 // one more round trip (after one to lock their lanes). The transaction
 // commits only when read returns nil. Errors are returned untranslated.
-func (s *Service) inAuditedTx(ctx context.Context, sql string, args []any, read func(pgx.Rows) ([]vault.AuditEvent, error)) error {
+func (s *Service) inAuditedTx(ctx context.Context, end laneEnd, sql string, args []any, read func(pgx.Rows) ([]vault.AuditEvent, error)) error {
 	conn, err := s.db.Acquire(ctx)
 	if err != nil {
 		return err
@@ -385,7 +407,7 @@ func (s *Service) inAuditedTx(ctx context.Context, sql string, args []any, read 
 		err = closeErr
 	}
 	if err == nil {
-		err = s.commitAudited(ctx, conn, events)
+		err = s.commitAudited(ctx, conn, end, events)
 	}
 	if err != nil {
 		rollback(conn)
@@ -396,13 +418,15 @@ func (s *Service) inAuditedTx(ctx context.Context, sql string, args []any, read 
 // errRolledBack means COMMIT answered ROLLBACK: the transaction had failed.
 var errRolledBack = errors.New("vault: the transaction was rolled back")
 
-// commitAudited chains and inserts events in conn's transaction and
-// commits it, the insert and the COMMIT in one round trip.
-func (s *Service) commitAudited(ctx context.Context, conn *pgxpool.Conn, events []vault.AuditEvent) error {
+// commitAudited chains and inserts events in conn's transaction, on lanes
+// taken from end, and commits it, the insert and the COMMIT in one round
+// trip. A read batch's heads (readerLanes) are then kept idle.
+func (s *Service) commitAudited(ctx context.Context, conn *pgxpool.Conn, end laneEnd, events []vault.AuditEvent) error {
 	var b pgx.Batch
+	var w *auditWrite
 	if len(events) > 0 {
-		w, err := s.prepareAudit(ctx, conn, events)
-		if err != nil {
+		var err error
+		if w, err = s.prepareAudit(ctx, conn, end, events); err != nil {
 			return err
 		}
 		w.queue(&b, s.clock())
@@ -421,6 +445,9 @@ func (s *Service) commitAudited(ctx context.Context, conn *pgxpool.Conn, events 
 	}
 	if err == nil && tag.String() != "COMMIT" {
 		err = errRolledBack
+	}
+	if err == nil && w != nil && end == readerLanes {
+		s.audit.idle.put(w.heads)
 	}
 	return err
 }

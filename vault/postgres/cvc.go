@@ -32,7 +32,7 @@ func (s *Service) PurgeExpiredCVCs(ctx context.Context) (int64, error) {
 func (s *Service) purgeCVCBatch(ctx context.Context) (int64, error) {
 	var n int64
 	now := s.clock()
-	err := s.inAuditedTx(ctx, `
+	err := s.inAuditedTx(ctx, writerLanes, `
 		WITH purged AS (
 			UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL
 			WHERE id IN (SELECT id FROM tokens WHERE cvc_expires_at <= $1

@@ -104,7 +104,7 @@ func (s *Service) auditTokenEvent(ctx context.Context, tx pgx.Tx, tk *tenantKeys
 	if err != nil {
 		return false, err
 	}
-	w, err := s.prepareAudit(ctx, tx, []vault.AuditEvent{ev})
+	w, err := s.prepareAudit(ctx, tx, writerLanes, []vault.AuditEvent{ev})
 	if err != nil {
 		return false, err
 	}

@@ -437,7 +437,7 @@ func (s *Service) PruneForwardingRequests(ctx context.Context, olderThan time.Du
 	var total int64
 	for {
 		var n int64
-		err := s.inAuditedTx(ctx, `
+		err := s.inAuditedTx(ctx, writerLanes, `
 			WITH pruned AS (
 				DELETE FROM forwarding_requests WHERE (tenant_id, id) IN (
 					SELECT tenant_id, id FROM forwarding_requests WHERE created_at < $1

@@ -416,7 +416,7 @@ func (s *Service) writeForwards(ctx context.Context, conn *pgxpool.Conn, batch [
 		return err
 	}
 	if args != nil {
-		w, err := s.prepareAudit(ctx, conn, events)
+		w, err := s.prepareAudit(ctx, conn, writerLanes, events)
 		if err != nil {
 			return err
 		}

@@ -103,7 +103,7 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken, release b
 			nt.replay.checked = true
 		}
 	}
-	err := s.inAuditedTx(ctx, insertTokensSQL, insertTokensArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	err := s.inAuditedTx(ctx, writerLanes, insertTokensSQL, insertTokensArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanNewTokens(rows, byID); err != nil {
 			return nil, err
 		}

@@ -91,11 +91,20 @@ func qualified(alias, cols string) string {
 }
 
 // readTokens runs a read batch: it marks each lookup whose token it found
-// and commits the audit rows of those.
+// and commits the audit rows of those, in one statement after idle lane
+// heads when it can (token_read_chained.go), else in a transaction that
+// finds the tokens, then locks the lanes, then writes the rows.
 func (s *Service) readTokens(batch []*lookup) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
-	err := s.inAuditedTx(ctx, readTokensSQL, lookupArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	err := s.readTokensChained(ctx, batch)
+	if !errors.Is(err, errNotChained) {
+		return dbError(err, "token")
+	}
+	for _, l := range batch {
+		l.found = false
+	}
+	err = s.inAuditedTx(ctx, readerLanes, readTokensSQL, lookupArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanLookups(rows, batch, false); err != nil {
 			return nil, err
 		}
@@ -188,7 +197,7 @@ var errRevealBatch = errors.New("vault: reveal batch rolled back")
 func (s *Service) revealTokens(batch []*lookup) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
-	return s.inAuditedTx(ctx, revealTokensSQL, lookupArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	return s.inAuditedTx(ctx, writerLanes, revealTokensSQL, lookupArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanLookups(rows, batch, true); err != nil {
 			return nil, err
 		}

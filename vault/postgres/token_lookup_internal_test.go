@@ -31,6 +31,29 @@ func ReadBatch(ctx context.Context, s *Service, reqs []BatchLookup) ([]bool, err
 	return found, nil
 }
 
+// ReadBatchChained reads reqs as one batch through readTokensChained only,
+// the one-statement write after idle lane heads. It returns, per request,
+// whether its token was found, and ErrNotChained when the batch could not
+// be written so (it then wrote nothing).
+func ReadBatchChained(ctx context.Context, s *Service, reqs []BatchLookup) ([]bool, error) {
+	batch, err := testLookups(ctx, s, vault.ActionTokenRead, reqs)
+	if err != nil {
+		return nil, err
+	}
+	err = s.readTokensChained(ctx, batch)
+	found := make([]bool, len(batch))
+	for i, l := range batch {
+		found[i] = l.found && err == nil
+	}
+	return found, err
+}
+
+// ErrNotChained is errNotChained, for tests.
+var ErrNotChained = errNotChained
+
+// ReaderLane is the lane read batches lock first: the highest.
+const ReaderLane = auditLaneCount - 1
+
 // RevealBatch reveals reqs as one batch through revealTokens. It returns,
 // per request, whether its token was found and the card revealed, and the
 // batch's error (ErrRevealBatch when it rolled back for one request's sake).

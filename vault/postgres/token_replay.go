@@ -78,7 +78,7 @@ var replayTokensSQL = `
 func (s *Service) replayTokens(batch []*replay) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
-	err := s.inAuditedTx(ctx, replayTokensSQL, replayArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	err := s.inAuditedTx(ctx, writerLanes, replayTokensSQL, replayArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanReplays(rows, batch); err != nil {
 			return nil, err
 		}
