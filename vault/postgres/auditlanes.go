@@ -337,7 +337,8 @@ func (s *Service) auditChains(ctx context.Context, tenants []uuid.UUID) ([]uuid.
 
 // chainEvents gives each event the next sequence number of its chain's
 // locked lane and its hash, and lays the rows and the advanced heads out as
-// insertAuditRowsSQL's arguments.
+// insertAuditRowsSQL's arguments. It returns a KindInternal error for an
+// event of a chain heads holds no lane of.
 func chainEvents(events []vault.AuditEvent, heads map[uuid.UUID]*laneHead, keys map[uuid.UUID][]byte) (*auditWrite, error) {
 	cols, err := auditColumns(events)
 	if err != nil {
@@ -346,8 +347,13 @@ func chainEvents(events []vault.AuditEvent, heads map[uuid.UUID]*laneHead, keys 
 	n := len(events)
 	lanes, seqs, prevs, hashes := make([]int16, n), make([]int64, n), make([][]byte, n), make([][]byte, n)
 	details := cols[8].([]string)
+	advanced := make(map[uuid.UUID]*laneHead, len(heads))
 	for i, ev := range events {
 		h := heads[chainOf(ev.TenantID)]
+		if h == nil {
+			return nil, vault.Internal(fmt.Errorf("audit: no lane held for chain %s", chainOf(ev.TenantID)))
+		}
+		advanced[h.chain] = h
 		r := auditRowV2{lane: h.lane, chainRow: chainRow{occurredAt: ev.OccurredAt, tenant: ev.TenantID,
 			apiKey: ev.APIKeyID, action: string(ev.Action), token: ev.TokenID, requestID: ev.RequestID,
 			clientAddr: ev.ClientAddr, outcome: string(ev.Outcome), detail: []byte(details[i]),
@@ -362,11 +368,11 @@ func chainEvents(events []vault.AuditEvent, heads map[uuid.UUID]*laneHead, keys 
 	var hl []int16
 	var hs []int64
 	var hh [][]byte
-	for _, h := range heads {
+	for _, h := range advanced {
 		hc, hl, hs, hh = append(hc, h.chain), append(hl, h.lane), append(hs, h.seq), append(hh, h.hash)
 	}
 	args := append(cols, lanes, seqs, prevs, hashes, hc, hl, hs, hh)
-	return &auditWrite{args: args, heads: heads}, nil
+	return &auditWrite{args: args, heads: advanced}, nil
 }
 
 // exec runs w with q.
@@ -381,33 +387,31 @@ func (w *auditWrite) queue(b *pgx.Batch, now time.Time) {
 }
 
 // inAuditedTx runs sql in a transaction of its own on one connection,
-// pipelined with its BEGIN; read gets its rows and returns the audit events
-// they call for, which are then chained and inserted with the COMMIT in
-// one more round trip (after one to lock their lanes). The transaction
-// commits only when read returns nil. Errors are returned untranslated.
-func (s *Service) inAuditedTx(ctx context.Context, end laneEnd, sql string, args []any, read func(pgx.Rows) ([]vault.AuditEvent, error)) error {
+// pipelined with its BEGIN and, when the tenants its audit rows can belong
+// to are known (tenants not nil), with the lock of a lane of each of their
+// chains, taken from end; read gets its rows and returns the audit events
+// they call for (each of one of tenants), which are then chained and
+// inserted with the COMMIT in one more round trip. Without tenants, the
+// lanes are locked in a round trip of their own before that. The
+// transaction commits only when read returns nil. Errors are returned
+// untranslated.
+func (s *Service) inAuditedTx(ctx context.Context, end laneEnd, sql string, args []any, tenants []uuid.UUID, read func(pgx.Rows) ([]vault.AuditEvent, error)) error {
+	var pre *lockedLanes
+	if tenants != nil {
+		chains, keys, err := s.auditChains(ctx, tenants)
+		if err != nil {
+			return err
+		}
+		pre = &lockedLanes{chains: chains, keys: keys}
+	}
 	conn, err := s.db.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
-	var b pgx.Batch
-	b.Queue("BEGIN")
-	b.Queue(sql, args...)
-	br := conn.SendBatch(ctx, &b)
-	var events []vault.AuditEvent
-	_, err = br.Exec()
+	events, err := s.runAudited(ctx, conn, end, sql, args, pre, read)
 	if err == nil {
-		var rows pgx.Rows
-		if rows, err = br.Query(); err == nil {
-			events, err = read(rows)
-		}
-	}
-	if closeErr := br.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = s.commitAudited(ctx, conn, end, events)
+		err = s.commitAudited(ctx, conn, end, events, pre)
 	}
 	if err != nil {
 		rollback(conn)
@@ -415,18 +419,71 @@ func (s *Service) inAuditedTx(ctx context.Context, end laneEnd, sql string, args
 	return err
 }
 
+// lockedLanes are lanes locked with a transaction's first statement: a
+// lane of each of chains, their keys and, once read, their heads.
+type lockedLanes struct {
+	chains []uuid.UUID
+	keys   map[uuid.UUID][]byte
+	heads  map[uuid.UUID]*laneHead
+}
+
+// runAudited sends BEGIN, sql and, with pre, the lock of pre's lanes in
+// one round trip, and returns what read makes of sql's rows; pre gets the
+// heads. A chain left without lanes (its tables emptied under the
+// process) makes pre's heads nil: commitAudited then sets it up again.
+func (s *Service) runAudited(ctx context.Context, conn *pgxpool.Conn, end laneEnd, sql string, args []any, pre *lockedLanes, read func(pgx.Rows) ([]vault.AuditEvent, error)) ([]vault.AuditEvent, error) {
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	b.Queue(sql, args...)
+	if pre != nil {
+		b.Queue(lockLanesSQL[end], pre.chains)
+	}
+	br := conn.SendBatch(ctx, &b)
+	var events []vault.AuditEvent
+	_, err := br.Exec()
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			events, err = read(rows)
+		}
+	}
+	if err == nil && pre != nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			pre.heads, err = scanLaneHeads(rows)
+		}
+	}
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil && pre != nil {
+		err = s.awaitLanes(ctx, conn, pre.chains, pre.heads)
+	}
+	if errors.Is(err, errNoLanes) {
+		s.forgetAuditKeys()
+		pre.heads, err = nil, nil
+	}
+	return events, err
+}
+
 // errRolledBack means COMMIT answered ROLLBACK: the transaction had failed.
 var errRolledBack = errors.New("vault: the transaction was rolled back")
 
-// commitAudited chains and inserts events in conn's transaction, on lanes
-// taken from end, and commits it, the insert and the COMMIT in one round
-// trip. A read batch's heads (readerLanes) are then kept idle.
-func (s *Service) commitAudited(ctx context.Context, conn *pgxpool.Conn, end laneEnd, events []vault.AuditEvent) error {
+// commitAudited chains and inserts events in conn's transaction, after
+// the heads of pre's lanes when it holds them, else on lanes it locks from
+// end, and commits it, the insert and the COMMIT in one round trip. A read
+// batch's heads (readerLanes) are then kept idle.
+func (s *Service) commitAudited(ctx context.Context, conn *pgxpool.Conn, end laneEnd, events []vault.AuditEvent, pre *lockedLanes) error {
 	var b pgx.Batch
 	var w *auditWrite
 	if len(events) > 0 {
 		var err error
-		if w, err = s.prepareAudit(ctx, conn, end, events); err != nil {
+		if pre != nil && pre.heads != nil {
+			w, err = chainEvents(events, pre.heads, pre.keys)
+		} else {
+			w, err = s.prepareAudit(ctx, conn, end, events)
+		}
+		if err != nil {
 			return err
 		}
 		w.queue(&b, s.clock())

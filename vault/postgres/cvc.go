@@ -40,7 +40,7 @@ func (s *Service) purgeCVCBatch(ctx context.Context) (int64, error) {
 			RETURNING tenant_id
 		)
 		SELECT tenant_id, count(*) FROM purged GROUP BY tenant_id ORDER BY tenant_id`,
-		[]any{now, cvcPurgeBatch}, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+		[]any{now, cvcPurgeBatch}, nil, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 			events, total, err := perTenantEvents(rows, func(t uuid.UUID, count int64) vault.AuditEvent {
 				return s.event(vault.Actor{TenantID: t, ClientAddr: "cvc-sweeper"}, vault.ActionCVCPurge, uuid.Nil,
 					map[string]any{"count": count})

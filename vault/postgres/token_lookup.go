@@ -104,7 +104,7 @@ func (s *Service) readTokens(batch []*lookup) error {
 	for _, l := range batch {
 		l.found = false
 	}
-	err = s.inAuditedTx(ctx, readerLanes, readTokensSQL, lookupArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	err = s.inAuditedTx(ctx, readerLanes, readTokensSQL, lookupArgs(batch), lookupTenants(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanLookups(rows, batch, false); err != nil {
 			return nil, err
 		}
@@ -141,6 +141,15 @@ func lookupArgs(batch []*lookup) []any {
 		at[i], tenants[i], tokens[i] = l.ev.OccurredAt, l.ev.TenantID, l.ev.TokenID
 	}
 	return []any{at, tenants, tokens}
+}
+
+// lookupTenants returns the tenant of each lookup of batch.
+func lookupTenants(batch []*lookup) []uuid.UUID {
+	tenants := make([]uuid.UUID, len(batch))
+	for i, l := range batch {
+		tenants[i] = l.ev.TenantID
+	}
+	return tenants
 }
 
 // scanLookups reads the rows of a batch statement into the lookups they
@@ -197,7 +206,7 @@ var errRevealBatch = errors.New("vault: reveal batch rolled back")
 func (s *Service) revealTokens(batch []*lookup) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
-	return s.inAuditedTx(ctx, writerLanes, revealTokensSQL, lookupArgs(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	return s.inAuditedTx(ctx, writerLanes, revealTokensSQL, lookupArgs(batch), lookupTenants(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanLookups(rows, batch, true); err != nil {
 			return nil, err
 		}

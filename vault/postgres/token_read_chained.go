@@ -55,11 +55,10 @@ var errNotChained = errors.New("vault: read batch not chained")
 // error when a chain key cannot be had, or the driver error.
 func (s *Service) readTokensChained(ctx context.Context, batch []*lookup) error {
 	events := make([]vault.AuditEvent, len(batch))
-	tenants := make([]uuid.UUID, len(batch))
 	for i, l := range batch {
-		events[i], tenants[i] = l.ev, l.ev.TenantID
+		events[i] = l.ev
 	}
-	chains, keys, err := s.auditChains(ctx, tenants)
+	chains, keys, err := s.auditChains(ctx, lookupTenants(batch))
 	if err != nil {
 		return err
 	}
