@@ -7,7 +7,7 @@ import (
 )
 
 // Read batches write their audit rows in the statement that finds their
-// tokens (token_lookup.go, readTokensChained), chained after lane heads held
+// tokens (token_read_chained.go), chained after lane heads held
 // in memory: the head a read batch advanced a lane to is kept here, idle,
 // for the next read batch, which chains its rows after it and advances the
 // lane only where it still stands there. Read batches lock their lanes from

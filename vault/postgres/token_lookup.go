@@ -105,7 +105,7 @@ func (s *Service) readTokens(batch []*lookup) error {
 		l.found = false
 	}
 	err = s.inAuditedTx(ctx, readerLanes, readTokensSQL, lookupArgs(batch), lookupTenants(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
-		if err := scanLookups(rows, batch, false); err != nil {
+		if err := scanLookups(rows, batch, nil); err != nil {
 			return nil, err
 		}
 		var events []vault.AuditEvent
@@ -153,18 +153,17 @@ func lookupTenants(batch []*lookup) []uuid.UUID {
 }
 
 // scanLookups reads the rows of a batch statement into the lookups they
-// answer (by ord, 1-based), with the first column when withFirst, and
-// returns the rows' error once they are all read (a failed commit too).
-// A request that is not its token's first in a reveal batch gets the row
-// without its CVC.
-func scanLookups(rows pgx.Rows, batch []*lookup, withFirst bool) error {
+// answer (by ord, 1-based), and returns the rows' error once they are all
+// read (a failed commit too). With flag, each row holds a bool after ord,
+// handed to flag with the row before the lookup gets it.
+func scanLookups(rows pgx.Rows, batch []*lookup, flag func(row *tokenRow, v bool)) error {
 	defer rows.Close()
 	for rows.Next() {
 		var ord int64
-		var first bool
+		var v bool
 		lead := []any{&ord}
-		if withFirst {
-			lead = append(lead, &first)
+		if flag != nil {
+			lead = append(lead, &v)
 		}
 		row, err := scanToken(rows, lead...)
 		if err != nil {
@@ -173,14 +172,22 @@ func scanLookups(rows pgx.Rows, batch []*lookup, withFirst bool) error {
 		if ord < 1 || ord > int64(len(batch)) {
 			return errors.New("vault: batch answered an unknown request")
 		}
-		if withFirst && !first {
-			row.sealed.cvc, row.sealed.cvcExpiresAt = nil, nil
+		if flag != nil {
+			flag(&row, v)
 		}
 		l := batch[ord-1]
 		l.found, l.row = true, row
 	}
 	rows.Close()
 	return rows.Err()
+}
+
+// keepFirstCVC is the flag of revealTokensSQL's rows: a request that is
+// not its token's first in the batch gets the row without its CVC.
+func keepFirstCVC(row *tokenRow, first bool) {
+	if !first {
+		row.sealed.cvc, row.sealed.cvcExpiresAt = nil, nil
+	}
 }
 
 // readToken returns the stored row of the lookup's token once its read's
@@ -207,7 +214,7 @@ func (s *Service) revealTokens(batch []*lookup) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
 	return s.inAuditedTx(ctx, writerLanes, revealTokensSQL, lookupArgs(batch), lookupTenants(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
-		if err := scanLookups(rows, batch, true); err != nil {
+		if err := scanLookups(rows, batch, keepFirstCVC); err != nil {
 			return nil, err
 		}
 		failed := false

@@ -5,45 +5,52 @@ import (
 	"errors"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cardvault/cardvault/vault"
 )
 
 // A read batch is written in one round trip when it can (auditidle.go):
 // its audit rows are chained in the vault after idle lane heads, and one
-// statement, its own transaction, finds the tokens, advances the lanes
-// where they still stand at those heads and inserts the rows. The
-// statement fails whole (audit_read_chained, SQLSTATE CV001) when a lane
-// moved or a token was not found, and the batch is then redone the
-// ordinary way (readTokens). A request still answers only once the
-// statement's commit is durable: pgx reports the rows' error only after
-// the server's ReadyForQuery, which follows the commit.
+// statement, its own transaction, finds the tokens, locks the lanes where
+// they still stand at those heads, and only when every lane was so locked
+// and every token found, advances the lanes and inserts the rows; it
+// answers whether it did (ok). Otherwise it wrote nothing and the batch is
+// redone the ordinary way (readTokens). A request still answers only once
+// the statement's commit is durable: pgx reports the rows' error only
+// after the server's ReadyForQuery, which follows the commit.
 
 // readChainedSQL is that statement: lookupRequestsSQL's $1–$3, the audit
 // rows as insertAuditRowsSQL's first thirteen arrays ($4–$16), the lanes
 // ($17 chains, $18 lanes, $19 and $20 the heads' seqs and hashes the rows
 // were chained after, $21 and $22 the new ones) and $23 now. It answers
-// ord and the token columns of each request whose token it found.
+// ord, ok and the token columns of each request whose token it found. A
+// lane moved by a transaction that commits while the statement waits for
+// its lock is not locked (the lock rechecks the row's newest version).
 var readChainedSQL = `
 	WITH ` + lookupRequestsSQL + `, found AS (
 		SELECT r.ord, ` + qualified("k", tokenColumns) + `
 		FROM req r JOIN tokens k ON k.id = r.token_id AND k.tenant_id = r.tenant_id
+	), u AS (
+		SELECT * FROM unnest($17::uuid[], $18::smallint[], $19::bigint[], $20::bytea[], $21::bigint[], $22::bytea[])
+			AS u(chain_id, lane, prev_seq, prev_hash, seq, hash)
+	), held AS (
+		SELECT l.chain_id FROM audit_lanes l JOIN u ON l.chain_id = u.chain_id AND l.lane = u.lane
+		WHERE l.seq = u.prev_seq AND l.hash = u.prev_hash
+		FOR UPDATE OF l
+	), ok AS (
+		SELECT (SELECT count(*) FROM held) = cardinality($17::uuid[])
+		   AND (SELECT count(*) FROM found) = cardinality($3::uuid[]) AS ok
 	), lane AS (
 		UPDATE audit_lanes l SET seq = u.seq, hash = u.hash, updated_at = $23
-		FROM unnest($17::uuid[], $18::smallint[], $19::bigint[], $20::bytea[], $21::bigint[], $22::bytea[])
-			AS u(chain_id, lane, prev_seq, prev_hash, seq, hash)
-		WHERE l.chain_id = u.chain_id AND l.lane = u.lane AND l.seq = u.prev_seq AND l.hash = u.prev_hash
-		RETURNING l.lane
+		FROM u WHERE l.chain_id = u.chain_id AND l.lane = u.lane AND (SELECT ok FROM ok)
 	), ins AS (
 		INSERT INTO audit_events (` + auditInsertColumns + `, chain_lane, chain_seq, prev_hash, row_hash)
 		SELECT * FROM unnest($4::timestamptz[], $5::uuid[], $6::uuid[], $7::text[], $8::uuid[],
 		                     $9::text[], $10::text[], $11::text[], $12::jsonb[],
 		                     $13::smallint[], $14::bigint[], $15::bytea[], $16::bytea[])
-		WHERE audit_read_chained((SELECT count(*) FROM found) = cardinality($3::uuid[])
-		                         AND (SELECT count(*) FROM lane) = cardinality($17::uuid[]))
+		WHERE (SELECT ok FROM ok)
 	)
-	SELECT ord, ` + tokenColumns + ` FROM found`
+	SELECT ord, (SELECT ok FROM ok), ` + tokenColumns + ` FROM found`
 
 // errNotChained means a read batch could not be written in one statement
 // (no idle head, a lane moved, a token not found, a deadlock): it wrote
@@ -74,23 +81,17 @@ func (s *Service) readTokensChained(ctx context.Context, batch []*lookup) error 
 	args := append(lookupArgs(batch), w.args[:13]...)
 	args = append(append(args, before.args(heads)...), s.clock())
 	rows, err := s.db.Query(ctx, readChainedSQL, args...)
+	wrote := false // no row answered: no token found, nothing written
 	if err == nil {
-		err = scanLookups(rows, batch, false)
+		err = scanLookups(rows, batch, func(_ *tokenRow, ok bool) { wrote = ok })
 	}
-	if isNotChained(err) || isDeadlock(err) {
+	switch {
+	case isDeadlock(err) || (err == nil && !wrote):
 		return errNotChained
-	}
-	if err == nil {
+	case err == nil:
 		s.audit.idle.put(heads)
 	}
 	return err
-}
-
-// isNotChained reports whether err is audit_read_chained's: a lane moved
-// or a token was not found.
-func isNotChained(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "CV001"
 }
 
 // laneHeads are the heads of one lane of each chain, as parallel arrays.
