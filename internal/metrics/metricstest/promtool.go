@@ -94,7 +94,7 @@ func install(sudo []string) error {
 	defer undo()
 	env := []string{"env", "DEBIAN_FRONTEND=noninteractive"}
 	get := func(args ...string) error {
-		argv := append(append(append([]string{}, sudo...), env...), append([]string{"apt-get"}, args...)...)
+		argv := append(append(append([]string{}, sudo...), env...), append([]string{"apt-get", "-o", "DPkg::Lock::Timeout=300"}, args...)...) // other test packages may be installing at once
 		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, tail(out))

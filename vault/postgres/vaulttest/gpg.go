@@ -62,14 +62,14 @@ func installGnuPG() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	install := func() error {
-		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "-q", "gnupg")
+		cmd := exec.CommandContext(ctx, "apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-q", "gnupg") // other test packages may be installing at once
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		return cmd.Run()
 	}
 	if install() == nil {
 		return nil
 	}
-	if err := exec.CommandContext(ctx, "apt-get", "update", "-q").Run(); err != nil {
+	if err := exec.CommandContext(ctx, "apt-get", "-o", "DPkg::Lock::Timeout=300", "update", "-q").Run(); err != nil {
 		return err
 	}
 	return install()
