@@ -8,7 +8,6 @@ import (
 	"github.com/cardvault/cardvault/vault"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/sync/errgroup"
 )
 
 // auditSeedBatch is how many rows one seeding transaction copies.
@@ -44,34 +43,17 @@ func (s *Service) SeedAuditEvents(ctx context.Context, tenantID uuid.UUID, n int
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	batches := make(chan *seedBatch, 1)
-	g.Go(func() error {
-		defer close(batches)
-		for done := 0; done < n; {
-			size := min(auditSeedBatch, n-done)
-			b, err := chainSeedBatch(tenantID, key, heads, now.Add(-time.Duration(n-done)*step), step, size)
-			if err != nil {
-				return err
-			}
-			select {
-			case batches <- b:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			heads, done = b.to, done+size
+	batches := (n + auditSeedBatch - 1) / auditSeedBatch
+	return makeAhead(ctx, batches, func(i int) (*seedBatch, error) {
+		done := i * auditSeedBatch
+		b, err := chainSeedBatch(tenantID, key, heads, now.Add(-time.Duration(n-done)*step), step, min(auditSeedBatch, n-done))
+		if err == nil {
+			heads = b.to
 		}
-		return nil
+		return b, err
+	}, func(ctx context.Context, b *seedBatch) error {
+		return s.inTx(ctx, "audit event", func(tx pgx.Tx) error { return s.copySeedBatch(ctx, tx, b) })
 	})
-	g.Go(func() error {
-		for b := range batches {
-			if err := s.inTx(gctx, "audit event", func(tx pgx.Tx) error { return s.copySeedBatch(gctx, tx, b) }); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return g.Wait()
 }
 
 // seedPartitions creates the monthly audit partitions from the month of

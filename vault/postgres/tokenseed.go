@@ -31,17 +31,31 @@ func (s *Service) SeedTokens(ctx context.Context, tenantID uuid.UUID, n int, car
 		return err
 	}
 	cols := append(splitColumns(tokenColumns), "card_digest")
+	chunks := (n + tokenSeedChunk - 1) / tokenSeedChunk
+	return makeAhead(ctx, chunks, func(i int) ([][]any, error) {
+		return s.seedChunk(tk, tenantID, i*tokenSeedChunk, min(tokenSeedChunk, n-i*tokenSeedChunk), cardOf)
+	}, func(ctx context.Context, rows [][]any) error {
+		_, err := s.db.CopyFrom(ctx, pgx.Identifier{"tokens"}, cols, pgx.CopyFromRows(rows))
+		return dbError(err, "token")
+	})
+}
+
+// makeAhead makes parts one ahead of their writing: next returns the i-th
+// of parts, and write writes it in another goroutine while next makes the
+// one after (one CPU each). It returns the first error of either; the
+// other then stops.
+func makeAhead[T any](ctx context.Context, parts int, next func(i int) (T, error), write func(ctx context.Context, part T) error) error {
 	g, gctx := errgroup.WithContext(ctx)
-	chunks := make(chan [][]any, 1)
+	made := make(chan T, 1)
 	g.Go(func() error {
-		defer close(chunks)
-		for done := 0; done < n; done += tokenSeedChunk {
-			rows, err := s.seedChunk(tk, tenantID, done, min(tokenSeedChunk, n-done), cardOf)
+		defer close(made)
+		for i := range parts {
+			p, err := next(i)
 			if err != nil {
 				return err
 			}
 			select {
-			case chunks <- rows:
+			case made <- p:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
@@ -49,9 +63,9 @@ func (s *Service) SeedTokens(ctx context.Context, tenantID uuid.UUID, n int, car
 		return nil
 	})
 	g.Go(func() error {
-		for rows := range chunks {
-			if _, err := s.db.CopyFrom(gctx, pgx.Identifier{"tokens"}, cols, pgx.CopyFromRows(rows)); err != nil {
-				return dbError(err, "token")
+		for p := range made {
+			if err := write(gctx, p); err != nil {
+				return err
 			}
 		}
 		return nil
