@@ -11,10 +11,10 @@ import (
 // in memory: the head a read batch advanced a lane to is kept here, idle,
 // for the next read batch, which chains its rows after it and advances the
 // lane only where it still stands there. Read batches lock their lanes from
-// the top of the chain (readerLanes) and every other writer from the bottom
-// (writerLanes), so an idle head is seldom moved by another transaction of
-// this process; another process may still move it, which costs the batch a
-// redo the ordinary way, never a broken chain.
+// the upper half of the chain, each process in its own turn (readerLanes),
+// and every other writer from the bottom (writerLanes), so an idle head is
+// seldom moved by another transaction; when it is, the batch costs a redo
+// the ordinary way, never a broken chain.
 
 // maxIdleHeads is how many idle heads a chain keeps: one for each read
 // batch in flight.

@@ -55,6 +55,9 @@ type auditKeys struct {
 	keys map[uuid.UUID][]byte
 	next atomic.Uint32 // the lane the next transaction finding every lane held waits for
 	idle idleHeads     // the heads read batches left (auditidle.go)
+	// readerTurn turns the order in which this process's read batches take
+	// the upper half of the lanes (lockLanesSQL), picked at random at start.
+	readerTurn int
 }
 
 // laneEnd is the end of a chain's lanes a transaction takes its lane from.
@@ -135,10 +138,23 @@ func (s *Service) loadAuditKey(ctx context.Context, chain uuid.UUID) ([]byte, er
 	return k, nil
 }
 
-// lockLanesSQL locks, for each chain in $1, the lowest (writerLanes) or
-// highest (readerLanes) of its lanes no other transaction holds (one this
-// transaction holds already counts as free), and answers its head.
-var lockLanesSQL = map[laneEnd]string{writerLanes: lockLanesOrderedSQL("lane"), readerLanes: lockLanesOrderedSQL("lane DESC")}
+// lockLanesSQL locks, for each chain in $1, the first of its lanes no other
+// transaction holds (one this transaction holds already counts as free),
+// and answers its head: for writers the lowest; for readers one of the
+// upper half first, the process's own turn of them ($2) first, so that two
+// vault processes seldom keep the head of the same lane (auditidle.go).
+var lockLanesSQL = map[laneEnd]string{
+	writerLanes: lockLanesOrderedSQL("lane"),
+	readerLanes: lockLanesOrderedSQL(fmt.Sprintf("lane >= %[1]d DESC, (lane + $2::int) %% %[1]d DESC", auditLaneCount/2)),
+}
+
+// lockLanesArgs returns lockLanesSQL[end]'s arguments for chains.
+func (s *Service) lockLanesArgs(end laneEnd, chains []uuid.UUID) []any {
+	if end == readerLanes {
+		return []any{chains, s.audit.readerTurn}
+	}
+	return []any{chains}
+}
 
 // lockLanesOrderedSQL returns lockLanesSQL taking the first lane in order.
 func lockLanesOrderedSQL(order string) string {
@@ -153,7 +169,7 @@ func lockLanesOrderedSQL(order string) string {
 // q's transaction and returns their heads; when every lane of a chain is
 // held, it waits for one. q must be in a transaction.
 func (s *Service) lockLanes(ctx context.Context, q querier, end laneEnd, chains []uuid.UUID) (map[uuid.UUID]*laneHead, error) {
-	rows, err := q.Query(ctx, lockLanesSQL[end], chains)
+	rows, err := q.Query(ctx, lockLanesSQL[end], s.lockLanesArgs(end, chains)...)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +452,7 @@ func (s *Service) runAudited(ctx context.Context, conn *pgxpool.Conn, end laneEn
 	b.Queue("BEGIN")
 	b.Queue(sql, args...)
 	if pre != nil {
-		b.Queue(lockLanesSQL[end], pre.chains)
+		b.Queue(lockLanesSQL[end], s.lockLanesArgs(end, pre.chains)...)
 	}
 	br := conn.SendBatch(ctx, &b)
 	var events []vault.AuditEvent

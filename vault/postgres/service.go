@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -112,6 +113,7 @@ func NewService(cfg Config) (*Service, error) {
 		s.egress = egress.New(egress.Config{AllowLoopback: cfg.AllowLoopback})
 	}
 	s.reads.limit = readBatchesInFlight
+	s.audit.readerTurn = mathrand.IntN(auditLaneCount / 2)
 	s.failures.window, s.failures.sources = cfg.AccessFailureWindow, cfg.AccessFailureSources
 	if s.failures.window <= 0 {
 		s.failures.window = DefaultAccessFailureWindow

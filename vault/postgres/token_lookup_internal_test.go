@@ -51,8 +51,21 @@ func ReadBatchChained(ctx context.Context, s *Service, reqs []BatchLookup) ([]bo
 // ErrNotChained is errNotChained, for tests.
 var ErrNotChained = errNotChained
 
-// ReaderLane is the lane read batches lock first: the highest.
-const ReaderLane = auditLaneCount - 1
+// ReaderLane returns the lane s's read batches lock first: the one of the
+// upper half that its turn puts first.
+func ReaderLane(s *Service) int64 {
+	half := auditLaneCount / 2
+	for l := half; l < auditLaneCount; l++ {
+		if (l+s.audit.readerTurn)%half == half-1 {
+			return int64(l)
+		}
+	}
+	panic("no reader lane")
+}
+
+// SetReaderTurn sets s's turn of the reader lanes (picked at random when
+// the service starts).
+func SetReaderTurn(s *Service, turn int) { s.audit.readerTurn = turn }
 
 // RevealBatch reveals reqs as one batch through revealTokens. It returns,
 // per request, whether its token was found and the card revealed, and the

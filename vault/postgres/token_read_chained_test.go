@@ -16,7 +16,7 @@ import (
 func (e *env) readerLane(t *testing.T, tenant uuid.UUID) (seq int64, hash []byte) {
 	t.Helper()
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT seq, hash FROM audit_lanes WHERE chain_id = $1 AND lane = $2`,
-		tenant, postgres.ReaderLane).Scan(&seq, &hash))
+		tenant, postgres.ReaderLane(e.svc)).Scan(&seq, &hash))
 	return seq, hash
 }
 
@@ -64,7 +64,8 @@ func TestReadBatchChainsAfterTheHeadItLeft(t *testing.T) {
 	require.Equal(t, []bool{true}, found)
 	first := e.readLanes(t, tok.ID)
 	require.Len(t, first, 1)
-	assert.Equal(t, int64(postgres.ReaderLane), first[0][0], "reads take the highest lane")
+	assert.Equal(t, postgres.ReaderLane(e.svc), first[0][0], "reads take the process's first reader lane")
+	assert.GreaterOrEqual(t, first[0][0], int64(4), "reader lanes are the upper half")
 
 	found, err = postgres.ReadBatchChained(ctx, e.svc, []postgres.BatchLookup{{e.actor, tok.ID}, {e.actor, tok.ID}})
 	require.NoError(t, err)
@@ -89,6 +90,7 @@ func TestReadBatchChainedWritesNothingWhenItCannot(t *testing.T) {
 	}{
 		{"another process moved the lane", func(e *env, tok vault.Token) {
 			replica, ra, _ := e.staleReplica(t)
+			postgres.SetReaderTurn(replica, 0) // the turn of e.svc: both take the same lane first
 			_, err := postgres.ReadBatch(context.Background(), replica, []postgres.BatchLookup{{ra, tok.ID}})
 			require.NoError(t, err)
 		}, func(e *env, tok vault.Token) []postgres.BatchLookup {
@@ -104,6 +106,7 @@ func TestReadBatchChainedWritesNothingWhenItCannot(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
+			postgres.SetReaderTurn(e.svc, 0)
 			ctx := context.Background()
 			tok, _ := e.tokenize(t, visa("pm_chained_moved"))
 			_, err := postgres.ReadBatch(ctx, e.svc, []postgres.BatchLookup{{e.actor, tok.ID}})
@@ -154,4 +157,38 @@ func TestReadBatchChainedAcrossTenants(t *testing.T) {
 	assert.Len(t, e.readLanes(t, theirs.ID), 2)
 	e.requireVerified(t, e.actor.TenantID)
 	e.requireVerified(t, other.TenantID)
+}
+
+// TestReplicasKeepTheHeadsOfTheirOwnLanes: two vault processes whose turns
+// differ read on different lanes first, so each one's next read batch is
+// still chained after the head it left, however the other reads between.
+func TestReplicasKeepTheHeadsOfTheirOwnLanes(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tok, _ := e.tokenize(t, visa("pm_chained_replicas"))
+	replica, ra, _ := e.staleReplica(t)
+	postgres.SetReaderTurn(e.svc, 0)
+	postgres.SetReaderTurn(replica, 1)
+	require.NotEqual(t, postgres.ReaderLane(e.svc), postgres.ReaderLane(replica))
+	mine := []postgres.BatchLookup{{e.actor, tok.ID}}
+	theirs := []postgres.BatchLookup{{ra, tok.ID}}
+	for _, r := range []struct {
+		svc  *postgres.Service
+		reqs []postgres.BatchLookup
+	}{{e.svc, mine}, {replica, theirs}} {
+		_, err := postgres.ReadBatch(ctx, r.svc, r.reqs)
+		require.NoError(t, err, "leaves an idle head")
+	}
+	for range 3 {
+		_, err := postgres.ReadBatchChained(ctx, e.svc, mine)
+		require.NoError(t, err)
+		_, err = postgres.ReadBatchChained(ctx, replica, theirs)
+		require.NoError(t, err)
+	}
+	lanes := map[int64]int{}
+	for _, l := range e.readLanes(t, tok.ID) {
+		lanes[l[0]]++
+	}
+	assert.Equal(t, map[int64]int{postgres.ReaderLane(e.svc): 4, postgres.ReaderLane(replica): 4}, lanes)
+	e.requireVerified(t, e.actor.TenantID)
 }
