@@ -66,8 +66,9 @@ type laneEnd bool
 const (
 	// writerLanes: the lowest lane no other transaction holds.
 	writerLanes laneEnd = false
-	// readerLanes: the highest, for read batches, whose heads are then
-	// kept idle for the next read batch (auditidle.go).
+	// readerLanes: one of the upper half, in the process's own turn, for
+	// read batches, whose heads are then kept idle for the next read batch
+	// (auditidle.go).
 	readerLanes laneEnd = true
 )
 
