@@ -316,11 +316,7 @@ func (s *Service) forgetAuditKeys() {
 }
 
 func (s *Service) prepareAuditOnce(ctx context.Context, q querier, end laneEnd, events []vault.AuditEvent) (*auditWrite, error) {
-	tenants := make([]uuid.UUID, len(events))
-	for i, ev := range events {
-		tenants[i] = ev.TenantID
-	}
-	chains, keys, err := s.auditChains(ctx, tenants)
+	chains, keys, err := s.auditChains(ctx, tenantsOf(events, func(ev vault.AuditEvent) uuid.UUID { return ev.TenantID }))
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +325,15 @@ func (s *Service) prepareAuditOnce(ctx context.Context, q querier, end laneEnd, 
 		return nil, err
 	}
 	return chainEvents(events, heads, keys)
+}
+
+// tenantsOf returns the tenant of each of xs, as tenant reads it.
+func tenantsOf[T any](xs []T, tenant func(T) uuid.UUID) []uuid.UUID {
+	out := make([]uuid.UUID, len(xs))
+	for i, x := range xs {
+		out[i] = tenant(x)
+	}
+	return out
 }
 
 // auditChains returns the chains the audit rows of tenants belong to, once

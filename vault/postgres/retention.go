@@ -19,12 +19,22 @@ const retentionBatch = 1000
 // batch of retentionBatch would be a gigabyte.
 const retentionChunkBatch = 16
 
+// pruneJobRowsSQL returns the statement deleting up to $2 rows of table
+// rows (keyed by job_id and key) whose job in table jobs ended before $1.
+func pruneJobRowsSQL(jobs, rows, key string) string {
+	return `
+		DELETE FROM ` + rows + ` WHERE (job_id, ` + key + `) IN (
+			SELECT r.job_id, r.` + key + ` FROM ` + jobs + ` j JOIN ` + rows + ` r ON r.job_id = j.id
+			WHERE j.status IN ('finished', 'aborted', 'failed') AND j.updated_at < $1
+			LIMIT $2)`
+}
+
 // Finished rows past their retention, deleted child rows first so that no
 // cascade is unbounded. Each statement takes $1 the cutoff and $2 the
 // batch size. Rows still in flight (webhook events neither delivered nor
 // given up, import jobs preparing or running, export jobs running, key
 // jobs pending or running) never match.
-const (
+var (
 	pruneWebhookDeliveriesSQL = `
 		DELETE FROM webhook_deliveries WHERE id IN (
 			SELECT d.id FROM webhook_events e JOIN webhook_deliveries d ON d.event_id = e.id
@@ -35,26 +45,14 @@ const (
 			SELECT id FROM webhook_events
 			WHERE created_at < $1 AND (delivered_at IS NOT NULL OR given_up_at IS NOT NULL)
 			ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`
-	pruneImportItemsSQL = `
-		DELETE FROM import_items WHERE (job_id, payment_method) IN (
-			SELECT i.job_id, i.payment_method FROM import_jobs j JOIN import_items i ON i.job_id = j.id
-			WHERE j.status IN ('finished', 'aborted', 'failed') AND j.updated_at < $1
-			LIMIT $2)`
+	pruneImportItemsSQL = pruneJobRowsSQL("import_jobs", "import_items", "payment_method")
 	// A file job's ledger has a row per row of the file (a million for a
 	// million-card file): deleted here in batches, never by the cascade.
-	pruneImportFileRowsSQL = `
-		DELETE FROM import_file_rows WHERE (job_id, row_number) IN (
-			SELECT r.job_id, r.row_number FROM import_jobs j JOIN import_file_rows r ON r.job_id = j.id
-			WHERE j.status IN ('finished', 'aborted', 'failed') AND j.updated_at < $1
-			LIMIT $2)`
+	pruneImportFileRowsSQL = pruneJobRowsSQL("import_jobs", "import_file_rows", "row_number")
 	// Ending a job deletes its chunks; a job aborted by a tenant's shred
 	// keeps them, until here.
-	pruneImportFileChunksSQL = `
-		DELETE FROM import_file_chunks WHERE (job_id, seq) IN (
-			SELECT c.job_id, c.seq FROM import_jobs j JOIN import_file_chunks c ON c.job_id = j.id
-			WHERE j.status IN ('finished', 'aborted', 'failed') AND j.updated_at < $1
-			LIMIT $2)`
-	pruneImportJobsSQL = `
+	pruneImportFileChunksSQL = pruneJobRowsSQL("import_jobs", "import_file_chunks", "seq")
+	pruneImportJobsSQL       = `
 		DELETE FROM import_jobs WHERE id IN (
 			SELECT id FROM import_jobs
 			WHERE status IN ('finished', 'aborted', 'failed') AND updated_at < $1
@@ -62,12 +60,8 @@ const (
 			  AND NOT EXISTS (SELECT FROM import_file_rows r WHERE r.job_id = import_jobs.id)
 			  AND NOT EXISTS (SELECT FROM import_file_chunks c WHERE c.job_id = import_jobs.id)
 			ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)`
-	pruneExportItemsSQL = `
-		DELETE FROM export_items WHERE (job_id, token_id) IN (
-			SELECT i.job_id, i.token_id FROM export_jobs j JOIN export_items i ON i.job_id = j.id
-			WHERE j.status IN ('finished', 'aborted', 'failed') AND j.updated_at < $1
-			LIMIT $2)`
-	pruneExportJobsSQL = `
+	pruneExportItemsSQL = pruneJobRowsSQL("export_jobs", "export_items", "token_id")
+	pruneExportJobsSQL  = `
 		DELETE FROM export_jobs WHERE id IN (
 			SELECT id FROM export_jobs
 			WHERE status IN ('finished', 'aborted', 'failed') AND updated_at < $1

@@ -103,7 +103,7 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken, release b
 			nt.replay.checked = true
 		}
 	}
-	err := s.inAuditedTx(ctx, writerLanes, insertTokensSQL, insertTokensArgs(batch), newTokenTenants(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	err := s.inAuditedTx(ctx, writerLanes, insertTokensSQL, insertTokensArgs(batch), tenantsOf(batch, func(nt *newToken) uuid.UUID { return nt.tenantID }), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanNewTokens(rows, byID); err != nil {
 			return nil, err
 		}
@@ -195,15 +195,6 @@ func releaseTaken(batch []*newToken) {
 		}
 		close(nt.release)
 	}
-}
-
-// newTokenTenants returns the tenant of each request of batch.
-func newTokenTenants(batch []*newToken) []uuid.UUID {
-	tenants := make([]uuid.UUID, len(batch))
-	for i, nt := range batch {
-		tenants[i] = nt.tenantID
-	}
-	return tenants
 }
 
 // newTokenAudits returns the audit events of a written batch: each inserted

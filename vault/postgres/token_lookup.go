@@ -145,11 +145,7 @@ func lookupArgs(batch []*lookup) []any {
 
 // lookupTenants returns the tenant of each lookup of batch.
 func lookupTenants(batch []*lookup) []uuid.UUID {
-	tenants := make([]uuid.UUID, len(batch))
-	for i, l := range batch {
-		tenants[i] = l.ev.TenantID
-	}
-	return tenants
+	return tenantsOf(batch, func(l *lookup) uuid.UUID { return l.ev.TenantID })
 }
 
 // scanLookups reads the rows of a batch statement into the lookups they

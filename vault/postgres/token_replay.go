@@ -78,7 +78,7 @@ var replayTokensSQL = `
 func (s *Service) replayTokens(batch []*replay) error {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupBatchTimeout)
 	defer cancel()
-	err := s.inAuditedTx(ctx, writerLanes, replayTokensSQL, replayArgs(batch), replayTenants(batch), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
+	err := s.inAuditedTx(ctx, writerLanes, replayTokensSQL, replayArgs(batch), tenantsOf(batch, func(r *replay) uuid.UUID { return r.ev.TenantID }), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
 		if err := scanReplays(rows, batch); err != nil {
 			return nil, err
 		}
@@ -93,15 +93,6 @@ func (s *Service) replayTokens(batch []*replay) error {
 		return events, nil
 	})
 	return dbError(err, "token")
-}
-
-// replayTenants returns the tenant of each replay of batch.
-func replayTenants(batch []*replay) []uuid.UUID {
-	tenants := make([]uuid.UUID, len(batch))
-	for i, r := range batch {
-		tenants[i] = r.ev.TenantID
-	}
-	return tenants
 }
 
 // replayArgs returns replayTokensSQL's arguments for batch.
