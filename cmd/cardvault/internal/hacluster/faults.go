@@ -25,16 +25,6 @@ func (c *Cluster) Switchover(ctx context.Context) error {
 	return err
 }
 
-// Failover asks the monitor to fail the primary over now with
-// `pg_autoctl perform failover`, as an operator does when the primary's
-// disk is suspect and the monitor has not noticed (docs/operations.md). It
-// returns once pg_autoctl reports the failover done, or an error quoting
-// it.
-func (c *Cluster) Failover(ctx context.Context) error {
-	_, err := c.run(ctx, c.Monitor, "perform", "failover", "--pgdata", c.Monitor.pgdata())
-	return err
-}
-
 // Events returns the monitor's last n events (`pg_autoctl show events`),
 // or the error's text, for a report.
 func (c *Cluster) Events(ctx context.Context, n int) string {
@@ -70,20 +60,24 @@ func postmasterPID(n *Node) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(line))
 }
 
-// FailDisk makes node n's data directory fail as a disk does: every file
-// and folder in it loses its owner's write permission, so PostgreSQL,
-// running as that unprivileged owner, can no longer open a file for
-// writing (its files are always opened read-write, so no new connection
-// or newly read table works either), and then asks it for a checkpoint
-// over a connection opened before, whose writes then fail: the server
-// panics and cannot start again, as on the first failed write to a dying
-// disk. Files PostgreSQL holds open stay writable until then, which no
-// chmod can take away: without the checkpoint, PostgreSQL notices only at
-// its next checkpoint (checkpoint_timeout, 5 min by default) and
+// FailDisk makes node n's disk fail: the node's folder, which holds its
+// data directory and its keeper's state and configuration (as
+// /var/lib/postgresql, the postgres account's home, does on Debian), loses
+// its owner's write permission on every file and folder, so PostgreSQL and
+// pg_autoctl, running as that unprivileged owner, can no longer open a file
+// for writing (PostgreSQL opens its files read-write, so no new connection
+// or newly read table works either). Then it asks PostgreSQL for a
+// checkpoint over a connection opened before, whose writes fail: the
+// server panics and cannot start again, as on the first failed write to a
+// dying disk. Files already open stay writable until then, which no chmod
+// can take away: without the checkpoint, PostgreSQL notices only at its
+// next checkpoint (checkpoint_timeout, 5 min by default) and
 // pg_auto_failover, whose health check only connects, not at all (see
-// docs/operations.md). It returns an error when n cannot be reached before,
-// a permission cannot be changed, or the postmaster survives the
-// checkpoint (the fault did not take).
+// docs/operations.md). The keeper keeps running and reporting to the
+// monitor, but cannot record a new state, so it keeps reporting the one
+// it had. It returns an error when n cannot be reached before, a
+// permission cannot be changed, or the postmaster survives the checkpoint
+// (the fault did not take).
 func (c *Cluster) FailDisk(ctx context.Context, n *Node) error {
 	pid, err := postmasterPID(n)
 	if err != nil {
@@ -94,7 +88,7 @@ func (c *Cluster) FailDisk(ctx context.Context, n *Node) error {
 		return fmt.Errorf("hacluster: connecting to %s before its disk fails: %w", n.Name, err)
 	}
 	defer conn.Close(context.Background())
-	if err := chmodTree(n.pgdata(), 0, 0o200); err != nil {
+	if err := chmodTree(n.dir, 0, 0o200); err != nil {
 		return err
 	}
 	_, _ = conn.Exec(ctx, "CHECKPOINT") // fails: that is the point
@@ -121,10 +115,10 @@ func awaitExit(ctx context.Context, pid int, what string) error {
 // diskPanicWithin bounds the wait for a server to panic on its failed disk.
 const diskPanicWithin = 15 * time.Second
 
-// RepairDisk gives node n's data directory its write permissions back (a
-// replaced disk): its keeper then rebuilds the node as a standby of the
-// new primary.
-func (c *Cluster) RepairDisk(n *Node) error { return chmodTree(n.pgdata(), 0o200, 0) }
+// RepairDisk gives node n's folder its write permissions back (a replaced
+// disk): its keeper then rebuilds the node as a standby of the new
+// primary. It returns an error when a permission cannot be changed.
+func (c *Cluster) RepairDisk(n *Node) error { return chmodTree(n.dir, 0o200, 0) }
 
 // chmodTree adds the permission bits add and removes clear on every file
 // and folder under root (symbolic links left alone; a file PostgreSQL

@@ -36,24 +36,19 @@ type fault struct {
 	name   string
 	inject func(ctx context.Context, c *hacluster.Cluster, primary *hacluster.Node) error
 	repair func(c *hacluster.Cluster, primary *hacluster.Node) error // nil: pg_auto_failover heals it alone
-	// byHandAfter, when not 0, is how long pg_auto_failover has to fail
-	// over on its own before the test does it by hand (`pg_autoctl perform
-	// failover`), as docs/operations.md tells an operator to for a primary
-	// whose disk is suspect; the report says so.
-	byHandAfter time.Duration
 }
 
 var faults = []fault{
 	{"planned switchover", func(ctx context.Context, c *hacluster.Cluster, _ *hacluster.Node) error {
 		return c.Switchover(ctx)
-	}, nil, 0},
+	}, nil},
 	{"postmaster SIGKILL", func(_ context.Context, c *hacluster.Cluster, n *hacluster.Node) error {
 		_, err := c.KillPostmaster(n)
 		return err
-	}, nil, 0},
+	}, nil},
 	{"failing disk", func(ctx context.Context, c *hacluster.Cluster, n *hacluster.Node) error {
 		return c.FailDisk(ctx, n)
-	}, func(c *hacluster.Cluster, n *hacluster.Node) error { return c.RepairDisk(n) }, time.Minute},
+	}, func(c *hacluster.Cluster, n *hacluster.Node) error { return c.RepairDisk(n) }},
 }
 
 // Traffic and import sizes: small enough for a shared 2-core machine.
@@ -117,7 +112,6 @@ type phaseResult struct {
 	lost                     int // acknowledged in this phase and not read back equal at the end
 	importForwards           int // Stripe forwards of the import (retries of 503s included)
 	importPMs                int
-	byHand                   bool // failed over with pg_autoctl perform failover (see fault.byHandAfter)
 }
 
 // phase waits for a healthy cluster, starts an import, injects f under
@@ -138,9 +132,6 @@ func (h *harness) phase(t *testing.T, tr *traffic, i int, f fault) *phaseResult 
 	r.faultAt = time.Now()
 	require.NoError(t, f.inject(ctx, h.cluster, primary), "injecting %s into %s", f.name, primary.Name)
 	t.Logf("%s of %s at %s", f.name, primary.Name, r.faultAt.Format("15:04:05.000"))
-	if f.byHandAfter > 0 && !pollFor(f.byHandAfter, func() bool { return recovered(tr, r) }) {
-		h.failOverByHand(ctx, t, r)
-	}
 	waitRecovery(t, tr, r, 2*time.Minute)
 	if f.repair != nil {
 		require.NoError(t, f.repair(h.cluster, primary))
@@ -154,18 +145,6 @@ func (h *harness) phase(t *testing.T, tr *traffic, i int, f fault) *phaseResult 
 		f.name, r.recovery.Sub(r.faultAt).Round(10*time.Millisecond), r.failed503, r.slowest.Round(10*time.Millisecond), primary.Name, r.newPrimary)
 	h.requirePhaseReadsBack(t, tr, r)
 	return r
-}
-
-// failOverByHand logs what the monitor knows, then fails the primary over
-// with `pg_autoctl perform failover` and marks r as failed over by hand.
-func (h *harness) failOverByHand(ctx context.Context, t *testing.T, r *phaseResult) {
-	states, _ := h.cluster.States(ctx)
-	t.Logf("%s: no failover %s after the fault; failing over by hand. Monitor states: %v; its last events:\n%s",
-		r.name, time.Since(r.faultAt).Round(time.Second), states, h.cluster.Events(ctx, 20))
-	r.byHand = true
-	if err := h.cluster.Failover(ctx); err != nil {
-		t.Logf("pg_autoctl perform failover: %v", err)
-	}
 }
 
 // requirePhaseReadsBack detokenizes the tokens acknowledged since the phase
@@ -284,11 +263,7 @@ func report(t *testing.T, results []*phaseResult) {
 	fmt.Fprintf(&b, "\n| Fault | Fault → first successful tokenize | Requests answered 503 | Slowest answer meanwhile | Tokens acknowledged (before / during / after) | Lost | Import: payment methods, forwards | Primary |\n")
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		name := r.name
-		if r.byHand {
-			name += " (failed over by hand)"
-		}
-		fmt.Fprintf(&b, "| %s | %.1f s | %d | %.1f s | %d / %d / %d | %d | %d, %d | %s → %s |\n", name, r.recovery.Sub(r.faultAt).Seconds(),
+		fmt.Fprintf(&b, "| %s | %.1f s | %d | %.1f s | %d / %d / %d | %d | %d, %d | %s → %s |\n", r.name, r.recovery.Sub(r.faultAt).Seconds(),
 			r.failed503, r.slowest.Seconds(), r.acksBefore, r.acksDuring, r.acksAfter, r.lost, r.importPMs, r.importForwards, r.oldPrimary, r.newPrimary)
 	}
 	t.Log(b.String())

@@ -113,12 +113,9 @@ func (h *harness) startCluster() {
 	t.Logf("cluster up in %s: %v", time.Since(start).Round(100*time.Millisecond), states)
 }
 
-// quoteLogs logs the end of every node's and replica's log.
+// quoteLogs logs the end of every replica's and node's log, then the
+// monitor's states and last events: what a failed run's excerpt ends with.
 func (h *harness) quoteLogs() {
-	for _, n := range append([]*hacluster.Node{h.cluster.Monitor}, h.cluster.Nodes...) {
-		b, _ := os.ReadFile(h.cluster.LogPath(n))
-		h.t.Logf("---- %s log (end):\n%s", n.Name, lastBytes(b, 3000))
-	}
 	for i := range h.vaults {
 		b, _ := os.ReadFile(filepath.Join(h.files, fmt.Sprintf("vault-%d.log", i)))
 		var errs []string
@@ -129,6 +126,14 @@ func (h *harness) quoteLogs() {
 		}
 		h.t.Logf("---- vault %d: %d errors and warnings, the last ones:\n%s", i, len(errs), strings.Join(errs[max(0, len(errs)-25):], "\n"))
 	}
+	for _, n := range append([]*hacluster.Node{h.cluster.Monitor}, h.cluster.Nodes...) {
+		b, _ := os.ReadFile(h.cluster.LogPath(n))
+		h.t.Logf("---- %s log (end):\n%s", n.Name, lastBytes(b, 3000))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	states, err := h.cluster.States(ctx)
+	h.t.Logf("---- monitor: states %v (%v); last events:\n%s", states, err, h.cluster.Events(ctx, 15))
 }
 
 func lastBytes(b []byte, n int) string { return string(b[max(0, len(b)-n):]) }
