@@ -104,6 +104,9 @@ func (h *harness) startCluster() {
 			h.quoteLogs()
 		}
 		c.Stop()
+		for _, n := range c.Nodes {
+			_ = c.RepairDisk(n) // a run that failed with a disk still failed
+		}
 		os.RemoveAll(dir)
 		os.RemoveAll(h.files)
 	})
