@@ -144,3 +144,22 @@ func TestReadCeiling(t *testing.T) {
 	rep.Phases = []PhaseResult{{Name: PhaseBaselineHTTP, RPS: 1}, audit}
 	assert.Nil(t, rep.readCeiling(), "baseline-http's CPU unmeasured, no ceiling")
 }
+
+// TestATargetOnAPhaseWithErrorsFails: a phase whose requests fail at once
+// runs at any speed; a ratio on it must not pass, and one on a phase that
+// did not run is skipped.
+func TestATargetOnAPhaseWithErrorsFails(t *testing.T) {
+	rep := &Report{Phases: []PhaseResult{{Name: PhaseTokenize, RPS: 100}, {Name: PhaseUpdate, RPS: 7e6, Errors: 4e7}}}
+	for _, tt := range []struct {
+		phase       string
+		pass, skips bool
+		got         string
+	}{
+		{PhaseUpdate, false, false, "70000 (errors)"},
+		{PhaseTokenize, true, false, "70000"},
+		{PhaseReplay, false, true, "-"},
+	} {
+		got := rep.onPhases(Target{Name: "x", Got: "70000", Pass: true}, tt.phase)
+		assert.Equal(t, Target{Name: "x", Got: tt.got, Pass: tt.pass, Skipped: tt.skips}, got, tt.phase)
+	}
+}

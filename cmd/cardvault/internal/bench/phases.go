@@ -100,7 +100,7 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 			return nil, err
 		}
 		switch s.name {
-		case PhaseReplay:
+		case PhaseReplay, PhaseUpdate: // either may run without the other
 			b.allNos = flatten(b.tokenNos)
 		case PhaseBaselineSelect, PhaseBaselineAudit:
 			b.allRows = append(flatten(b.rowIDs), env.preIDs...)

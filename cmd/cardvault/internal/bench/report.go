@@ -107,11 +107,16 @@ type Target struct {
 	Skipped bool `json:"skipped,omitempty"`
 }
 
-// onPhases returns t, skipped when any of phases did not run.
+// onPhases returns t, skipped when any of phases did not run and failed
+// when any of them had errors (a phase whose requests fail at once runs
+// at any speed).
 func (r *Report) onPhases(t Target, phases ...string) Target {
 	for _, name := range phases {
-		if !r.ran(name) {
+		switch {
+		case !r.ran(name):
 			t.Got, t.Pass, t.Skipped = "-", false, true
+		case r.Phase(name).Errors > 0:
+			t.Got, t.Pass = t.Got+" (errors)", false
 		}
 	}
 	return t
