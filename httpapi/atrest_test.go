@@ -119,6 +119,7 @@ func TestNoCardDataAtRestOrInLogs(t *testing.T) {
 	require.Contains(t, dump, "fwddst_", "and the destinations")
 	require.Contains(t, dump, "no usable token id", "and the export ledger (a receiver's id holding the card number is not kept)")
 	require.Contains(t, dump, "export_jobs\n{", "and the export jobs")
+	require.Contains(t, dump, "cvc_expiries\n{", "and the CVC expiry queue")
 	require.Contains(t, log, `"status":422`, "the log covers the error paths")
 	for _, s := range secrets {
 		assert.NotContains(t, dump, s, "database dump")

@@ -446,7 +446,7 @@ func (s *Service) PruneForwardingRequests(ctx context.Context, olderThan time.Du
 			)
 			SELECT tenant_id, count(*) FROM pruned GROUP BY tenant_id ORDER BY tenant_id`,
 			[]any{s.clock().Add(-olderThan), forwardPruneBatch}, nil, func(rows pgx.Rows) ([]vault.AuditEvent, error) {
-				events, total, err := perTenantEvents(rows, func(t uuid.UUID, count int64) vault.AuditEvent {
+				events, total, _, err := perTenantEvents(rows, func(t uuid.UUID, count int64) vault.AuditEvent {
 					return s.event(vault.Actor{TenantID: t, ClientAddr: "forwarding-pruner"}, vault.ActionForwardingPrune, uuid.Nil,
 						map[string]any{"count": count})
 				})

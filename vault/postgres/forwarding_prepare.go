@@ -397,7 +397,7 @@ func firstMatch(dests []destinationRow, rawURL string) (destinationRow, bool) {
 // same round trip (writeForwards).
 const writeForwardsSQL = `
 	WITH cvc AS (
-		UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL WHERE id = ANY($1::uuid[])
+		UPDATE tokens SET cvc_ct = NULL WHERE id = ANY($1::uuid[]) AND cvc_ct IS NOT NULL
 	)
 	INSERT INTO forwarding_requests (id, tenant_id, token_id, payment_method, destination_id, url, replacements,
 	                                 metadata, status, request_ct, key_id, idempotency_key, idempotency_fp, created_at)

@@ -32,7 +32,7 @@ const newTokenBatchTimeout = batchTimeout
 // (inAuditedTx). It answers, for each row inserted, its id and whether its
 // event was enqueued; for each replay, its id, false, and the existing
 // token's id, timestamps, fingerprint and whether its CVC is live.
-const insertTokensSQL = `
+var insertTokensSQL = `
 	WITH r AS (
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::bigint[], $6::bigint[],
 		                     $7::bytea[], $8::bytea[], $9::bytea[], $10::timestamptz[], $11::text[], $12::text[],
@@ -46,7 +46,7 @@ const insertTokensSQL = `
 		     e_id, e_ct, e_key, digest)
 	), rep AS (
 		SELECT r.id AS req_id, k.id, k.created_at, k.updated_at, k.fingerprint,
-		       coalesce(k.cvc_expires_at > r.a_at, false) AS cvc_live
+		       coalesce(k.cvc_ct IS NOT NULL AND k.cvc_expires_at > r.a_at, false) AS cvc_live
 		FROM r JOIN tokens k ON k.tenant_id = r.tenant_id AND k.business_key = r.business_key
 		WHERE k.card_digest = r.digest AND k.metadata = r.metadata
 		  AND (r.cvc_ct IS NULL OR (k.cvc_ct IS NOT NULL AND k.cvc_expires_at > r.a_at))
@@ -55,6 +55,8 @@ const insertTokensSQL = `
 		SELECT ` + tokenColumns + `, digest FROM r
 		ON CONFLICT (tenant_id, business_key) WHERE business_key IS NOT NULL DO NOTHING
 		RETURNING id
+	), cvc AS (
+		` + queueCVCExpiries("r JOIN ins USING (id) WHERE r.cvc_ct IS NOT NULL") + `
 	), replayed AS (
 		SELECT rep.* FROM rep WHERE rep.req_id NOT IN (SELECT id FROM ins)
 	), event AS (

@@ -86,10 +86,7 @@ func TestRevealAuditsCVCAndReason(t *testing.T) {
 		{"cvc_revealed": true, "reason": "charge"},
 		{"cvc_revealed": false},
 	}, e.revealDetails(t, tok.ID))
-	var cvcGone bool
-	require.NoError(t, e.pool.QueryRow(ctx, `SELECT cvc_ct IS NULL AND cvc_expires_at IS NULL FROM tokens WHERE id = $1`,
-		tok.ID).Scan(&cvcGone))
-	assert.True(t, cvcGone)
+	assert.True(t, e.cvcGone(t, tok.ID))
 }
 
 // TestRevealOfExpiredCVCSaysNotRevealed: a CVC past its TTL is neither

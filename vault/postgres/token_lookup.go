@@ -61,18 +61,21 @@ var readTokensSQL = `
 	FROM req r JOIN tokens k ON k.id = r.token_id AND k.tenant_id = r.tenant_id`
 
 // revealTokensSQL locks the tokens of a reveal batch in id order (so that
-// concurrent batches cannot deadlock), destroys their CVCs, and writes an
-// audit row is then written for each request whose token it found, with
-// cvc_revealed added to its detail (revealAudit). Only the first request of
-// the batch for a token (first) may receive its CVC. It answers ord, first and the token columns as they
-// were before the CVC was destroyed.
+// concurrent batches cannot deadlock) and destroys their CVCs; an audit row
+// is then written for each request whose token it found, with cvc_revealed
+// added to its detail (revealAudit). Only the first request of the batch
+// for a token (first) may receive its CVC. It answers ord, first and the
+// token columns as they were before the CVC was destroyed. Destroying
+// clears cvc_ct alone: cvc_expires_at, which means nothing without it,
+// stays until the sweeper takes its queue entry, so no index of tokens
+// changes and PostgreSQL can rewrite the row within its page (HOT).
 var revealTokensSQL = `
 	WITH ` + lookupRequestsSQL + `, t AS (
 		SELECT ` + tokenColumns + ` FROM tokens
 		WHERE (id, tenant_id) IN (SELECT token_id, tenant_id FROM req)
 		ORDER BY id FOR UPDATE
 	), cvc AS (
-		UPDATE tokens SET cvc_ct = NULL, cvc_expires_at = NULL
+		UPDATE tokens SET cvc_ct = NULL
 		FROM t WHERE tokens.id = t.id AND t.cvc_ct IS NOT NULL
 	), hit AS (
 		SELECT r.*, r.ord = min(r.ord) OVER (PARTITION BY r.token_id) AS first

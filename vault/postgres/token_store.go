@@ -93,19 +93,33 @@ func nilIfEmpty(c crypto.Ciphertext) []byte {
 	return c
 }
 
-// updateCard replaces the card data, metadata and updated_at of row r.
+// updateCard replaces the card data, metadata and updated_at of row r,
+// and queues the expiry of its new CVC, if it has one. It returns the
+// driver's error.
 func updateCard(ctx context.Context, q querier, r tokenRow) error {
 	args, err := cardArgs(r)
 	if err != nil {
 		return err
 	}
 	_, err = q.Exec(ctx, `
-		UPDATE tokens SET fingerprint = $3, fingerprint_key_id = $4, key_id = $5, pan_ct = $6,
-		       name_ct = $7, cvc_ct = $8, cvc_expires_at = $9, iin = $10, last_four = $11,
-		       pan_length = $12, scheme = $13, exp_month = $14, exp_year = $15, metadata = $16,
-		       updated_at = $17, card_digest = $18
-		WHERE id = $1 AND tenant_id = $2`, args...)
+		WITH u AS (
+			UPDATE tokens SET fingerprint = $3, fingerprint_key_id = $4, key_id = $5, pan_ct = $6,
+			       name_ct = $7, cvc_ct = $8, cvc_expires_at = $9, iin = $10, last_four = $11,
+			       pan_length = $12, scheme = $13, exp_month = $14, exp_year = $15, metadata = $16,
+			       updated_at = $17, card_digest = $18
+			WHERE id = $1 AND tenant_id = $2
+			RETURNING id, cvc_ct IS NOT NULL AS has_cvc, cvc_expires_at
+		)
+		`+queueCVCExpiries("u WHERE has_cvc"), args...)
 	return err
+}
+
+// queueCVCExpiries returns the statement that queues, for the sweeper
+// (cvc.go), the expiry of each CVC in rows, a FROM clause (WHERE
+// included) giving the id and cvc_expires_at of tokens just written with a
+// CVC; a row rewritten with the same expiry keeps its one entry.
+func queueCVCExpiries(rows string) string {
+	return `INSERT INTO cvc_expiries (expires_at, token_id) SELECT cvc_expires_at, id FROM ` + rows + ` ON CONFLICT DO NOTHING`
 }
 
 // cardArgs returns what updateCard writes of r, in its order: id, tenant,

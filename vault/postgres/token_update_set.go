@@ -24,7 +24,7 @@ import (
 // (cardArgs' columns, one row per token), $34–$37 the webhook events (id,
 // tenant, sealed data, key id; written only for a tenant with a webhook)
 // and $38 their type. It answers the ids of the events written.
-const updateSetSQL = `
+var updateSetSQL = `
 	WITH v AS (
 		INSERT INTO token_versions (` + versionColumns + `)
 		SELECT ` + versionColumns + `
@@ -48,6 +48,9 @@ const updateSetSQL = `
 		     cvc_expires_at, iin, last_four, pan_length, scheme, exp_month, exp_year, metadata,
 		     updated_at, card_digest)
 		WHERE k.id = u.id AND k.tenant_id = u.tenant_id
+		RETURNING k.id, k.cvc_ct IS NOT NULL AS has_cvc, k.cvc_expires_at
+	), c AS (
+		` + queueCVCExpiries("t WHERE has_cvc") + `
 	), e AS (
 		INSERT INTO webhook_events (id, tenant_id, type, payload, payload_ct, key_id)
 		SELECT e.id, w.tenant_id, $38::text, NULL::jsonb, e.ct, e.key_id

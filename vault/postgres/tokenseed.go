@@ -35,9 +35,25 @@ func (s *Service) SeedTokens(ctx context.Context, tenantID uuid.UUID, n int, car
 	return makeAhead(ctx, chunks, func(i int) ([][]any, error) {
 		return s.seedChunk(tk, tenantID, i*tokenSeedChunk, min(tokenSeedChunk, n-i*tokenSeedChunk), cardOf)
 	}, func(ctx context.Context, rows [][]any) error {
-		_, err := s.db.CopyFrom(ctx, pgx.Identifier{"tokens"}, cols, pgx.CopyFromRows(rows))
+		if _, err := s.db.CopyFrom(ctx, pgx.Identifier{"tokens"}, cols, pgx.CopyFromRows(rows)); err != nil {
+			return dbError(err, "token")
+		}
+		_, err := s.db.CopyFrom(ctx, pgx.Identifier{"cvc_expiries"}, []string{"expires_at", "token_id"}, pgx.CopyFromRows(cvcExpiries(rows)))
 		return dbError(err, "token")
 	})
+}
+
+// cvcExpiries returns the CVC expiry queue's rows (expires_at, token_id)
+// of the seeded token rows (tokenColumns order) that hold a CVC.
+func cvcExpiries(rows [][]any) [][]any {
+	const id, cvc, expires = 0, 8, 9
+	var out [][]any
+	for _, r := range rows {
+		if ct, _ := r[cvc].([]byte); ct != nil {
+			out = append(out, []any{r[expires], r[id]})
+		}
+	}
+	return out
 }
 
 // makeAhead makes parts one ahead of their writing: next returns the i-th
