@@ -87,6 +87,36 @@ func TestSweeperSkipsCVCsRevealedOrReplaced(t *testing.T) {
 	assert.Equal(t, 1, purges, "one purge audited, for the batch that destroyed a CVC")
 }
 
+// TestSweeperSkipsATokenARequestHolds: the sweeper never waits for a
+// token another transaction has locked (a reveal batch locks in id order;
+// waiting in another order could deadlock with it): it leaves that CVC and
+// its queue entry to the next pass.
+func TestSweeperSkipsATokenARequestHolds(t *testing.T) {
+	e := newEnv(t)
+	tok, _ := e.tokenize(t, visa("pm_sweep_held"))
+	e.clock.Advance(time.Hour + time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tx, err := e.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background())
+	_, err = tx.Exec(ctx, `SELECT FROM tokens WHERE id = $1 FOR UPDATE`, tok.ID)
+	require.NoError(t, err)
+
+	n, err := e.svc.PurgeExpiredCVCs(ctx)
+	require.NoError(t, err, "the sweep does not wait for the held token")
+	assert.Zero(t, n)
+	assert.False(t, e.cvcGone(t, tok.ID))
+	assert.Equal(t, 1, e.queuedCVCs(t, tok.ID), "the held token keeps its entry")
+
+	require.NoError(t, tx.Rollback(ctx))
+	n, err = e.svc.PurgeExpiredCVCs(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	assert.True(t, e.cvcGone(t, tok.ID))
+	assert.Zero(t, e.queuedCVCs(t, tok.ID))
+}
+
 // TestCVCExpiryQueueMigrationQueuesStoredCVCs: migration 024 queues the
 // expiry of every CVC stored before it, and of no token without one.
 func TestCVCExpiryQueueMigrationQueuesStoredCVCs(t *testing.T) {
