@@ -16,6 +16,26 @@ type AuditWrites struct {
 	Updated  int64 `json:"updated"`  // n_tup_upd of the audit table(s)
 }
 
+// TokenUpdates is what PostgreSQL's statistics say the run did to the
+// token table's rows: how many row versions it rewrote, and how many of
+// those within their page with no index entry (HOT: a reveal's CVC
+// destruction, a sweep), the rest being card updates, which change indexed
+// columns.
+type TokenUpdates struct {
+	Updated int64 `json:"updated"` // n_tup_upd of tokens
+	HOT     int64 `json:"hot"`     // n_tup_hot_upd of tokens
+}
+
+// readTokenUpdates reads the token table's update statistics; call it
+// after readAuditWrites, which waits for the vault's backends to flush
+// theirs. It returns the database's error.
+func readTokenUpdates(ctx context.Context, pool *pgxpool.Pool) (TokenUpdates, error) {
+	var u TokenUpdates
+	err := pool.QueryRow(ctx, `SELECT coalesce(sum(n_tup_upd), 0)::bigint, coalesce(sum(n_tup_hot_upd), 0)::bigint
+		FROM pg_stat_user_tables WHERE relname = 'tokens'`).Scan(&u.Updated, &u.HOT)
+	return u, err
+}
+
 // auditStatsWait bounds the wait for the vault's backends to flush their
 // statistics (PostgreSQL does so at most about ten seconds after their
 // last transaction).

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -50,7 +51,8 @@ func TestPrintReportSpeaksOfTargets(t *testing.T) {
 		Targets: []Target{{Name: "tokenize p99", Want: "≤ 25 ms", Got: "12.5 ms", Pass: true},
 			{Name: "import ≥ 0.3 × tokenize", Want: "≥ 0.3", Got: "0.2"},
 			{Name: "read ≥ 0.5 × baseline-http", Want: "≥ 0.5", Got: "-", Skipped: true}},
-		AuditWrites: AuditWrites{Rows: 30, Inserted: 30},
+		AuditWrites:  AuditWrites{Rows: 30, Inserted: 30},
+		TokenUpdates: TokenUpdates{Updated: 12, HOT: 9},
 	}
 	var out bytes.Buffer
 	printReport(&out, rep)
@@ -58,6 +60,7 @@ func TestPrintReportSpeaksOfTargets(t *testing.T) {
 	for _, want := range []string{"tokenize", "12.5", "import", "ratios:\n  import/tokenize", "\ntargets:\n",
 		"PASS  tokenize p99", "FAIL  import ≥ 0.3 × tokenize", "SKIP  read ≥ 0.5 × baseline-http",
 		"(audit: 30 rows, 30 inserted and 0 updated according to pg_stat_user_tables)",
+		"(tokens: 12 row versions rewritten, 9 of them HOT, within their page and with no index entry)",
 		"forward: the vault's own overhead, latency minus the answer's destination_duration: p50 1.25 ms, p99 6.5 ms"} {
 		assert.Contains(t, table, want)
 	}
@@ -161,5 +164,29 @@ func TestATargetOnAPhaseWithErrorsFails(t *testing.T) {
 	} {
 		got := rep.onPhases(Target{Name: "x", Got: "70000", Pass: true}, tt.phase)
 		assert.Equal(t, Target{Name: "x", Got: tt.got, Pass: tt.pass, Skipped: tt.skips}, got, tt.phase)
+	}
+}
+
+// TestEveryPhaseHasWhatItDrawsFrom: whichever phases --phases picks, a
+// phase drawing from tokenize's tokens or baseline-insert's rows finds
+// them (reveals once drew from a pool only the read phase filled, and
+// failed every request when run without it).
+func TestEveryPhaseHasWhatItDrawsFrom(t *testing.T) {
+	pre := []uuid.UUID{uuid.New()}
+	for _, tt := range []struct {
+		phase string
+		pool  func(b *benchRun) int
+	}{
+		{PhaseReplay, func(b *benchRun) int { return len(b.allNos) }},
+		{PhaseUpdate, func(b *benchRun) int { return len(b.allNos) }},
+		{PhaseBaselineSelect, func(b *benchRun) int { return len(b.allRows) }},
+		{PhaseBaselineAudit, func(b *benchRun) int { return len(b.allRows) }},
+		{PhaseRead, func(b *benchRun) int { return len(b.allToks) }},
+		{PhaseDetokenize, func(b *benchRun) int { return len(b.allToks) }},
+		{PhaseForward, func(b *benchRun) int { return len(b.allToks) }},
+	} {
+		b := &benchRun{tokenNos: [][]int{{1, 2}}, tokenIDs: [][]string{{"a", "b"}}, rowIDs: [][]uuid.UUID{{uuid.New()}}}
+		b.drawFrom(tt.phase, pre)
+		assert.NotZero(t, tt.pool(b), tt.phase)
 	}
 }

@@ -99,17 +99,8 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		switch s.name {
-		case PhaseReplay, PhaseUpdate: // either may run without the other
-			b.allNos = flatten(b.tokenNos)
-		case PhaseBaselineSelect, PhaseBaselineAudit:
-			b.allRows = append(flatten(b.rowIDs), env.preIDs...)
-		case PhaseRead:
-			b.allToks = flatten(b.tokenIDs)
-			for _, id := range env.preIDs {
-				b.allToks = append(b.allToks, id.String())
-			}
-		case PhaseForward:
+		b.drawFrom(s.name, env.preIDs)
+		if s.name == PhaseForward {
 			if err := b.addDestination(ctx); err != nil {
 				return nil, err
 			}
@@ -129,6 +120,9 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 		return nil, err
 	}
 	rep.AuditWrites = aw
+	if rep.TokenUpdates, err = readTokenUpdates(ctx, env.pool); err != nil {
+		return nil, err
+	}
 	rep.finish(env.child)
 	return rep, nil
 }
@@ -254,6 +248,24 @@ func (b *benchRun) pgCPU() (float64, error) {
 func (b *benchRun) timed(ctx context.Context, name string, progress io.Writer, do e2e.Op) e2e.Result {
 	return e2e.RunLoad(ctx, e2e.LoadOptions{Name: name, Workers: b.o.Concurrency, Warmup: b.o.Warmup,
 		Duration: b.o.Duration, Progress: progress}, do)
+}
+
+// drawFrom fills what phase draws from, whichever of the phases drawing
+// from the same pool ran before it (--phases may pick any): replays' and
+// updates' business keys, the baselines' rows, and the tokens reads,
+// reveals and forwards use (tokenize's and the preloaded sample, preIDs).
+func (b *benchRun) drawFrom(phase string, preIDs []uuid.UUID) {
+	switch phase {
+	case PhaseReplay, PhaseUpdate:
+		b.allNos = flatten(b.tokenNos)
+	case PhaseBaselineSelect, PhaseBaselineAudit:
+		b.allRows = append(flatten(b.rowIDs), preIDs...)
+	case PhaseRead, PhaseDetokenize, PhaseForward:
+		b.allToks = flatten(b.tokenIDs)
+		for _, id := range preIDs {
+			b.allToks = append(b.allToks, id.String())
+		}
+	}
 }
 
 // flatten concatenates per-worker id slices.

@@ -33,6 +33,8 @@ type Report struct {
 	Ceiling *Ceiling `json:"read_ceiling,omitempty"`
 	// AuditWrites is what the run did to the audit table.
 	AuditWrites AuditWrites `json:"audit_writes"`
+	// TokenUpdates is what the run did to the token table's rows.
+	TokenUpdates TokenUpdates `json:"token_updates"`
 }
 
 // Machine describes where the run happened.
@@ -335,6 +337,8 @@ func printReport(w io.Writer, r *Report) {
 	}
 	fmt.Fprintf(w, "(audit: %d rows, %d inserted and %d updated according to pg_stat_user_tables)\n",
 		r.AuditWrites.Rows, r.AuditWrites.Inserted, r.AuditWrites.Updated)
+	fmt.Fprintf(w, "(tokens: %d row versions rewritten, %d of them HOT, within their page and with no index entry)\n",
+		r.TokenUpdates.Updated, r.TokenUpdates.HOT)
 	if c := r.Ceiling; c != nil {
 		fmt.Fprintf(w, "(read ceiling: baseline-http's CPU, %s ms a request in all processes, plus PostgreSQL's for an audited lookup in baseline-audit, %s ms a read, "+
 			"on %d CPUs: at most %s reads/s, %s × baseline-http, even if the vault's own work for a read cost nothing)\n",
