@@ -50,21 +50,27 @@ func (s *Service) purgeCVCBatch(ctx context.Context) (purged, removed int64, err
 
 // purgeCVCsSQL is purgeCVCBatch's statement ($1 now, $2 the batch size):
 // it answers (tenant, CVCs destroyed) per tenant, then (NULL, entries
-// removed). Clearing cvc_ct alone leaves every index of tokens unchanged.
+// removed). Only tokens with a CVC to destroy are locked (a revealed
+// token's page is not written again), and clearing cvc_ct alone leaves
+// every index of tokens unchanged. An entry goes once its token is held or
+// has nothing to destroy (gone, revealed, or a later expiry with its own
+// entry); a due token another transaction holds keeps its entry.
 const purgeCVCsSQL = `
 	WITH due AS (
 		SELECT expires_at, token_id FROM cvc_expiries WHERE expires_at <= $1
 		ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
 	), held AS (
-		SELECT id FROM tokens WHERE id IN (SELECT token_id FROM due) FOR UPDATE SKIP LOCKED
+		SELECT id FROM tokens
+		WHERE id IN (SELECT token_id FROM due) AND cvc_ct IS NOT NULL AND cvc_expires_at <= $1
+		FOR UPDATE SKIP LOCKED
 	), purged AS (
-		UPDATE tokens SET cvc_ct = NULL FROM held
-		WHERE tokens.id = held.id AND tokens.cvc_ct IS NOT NULL AND tokens.cvc_expires_at <= $1
+		UPDATE tokens SET cvc_ct = NULL FROM held WHERE tokens.id = held.id
 		RETURNING tokens.tenant_id
 	), removed AS (
 		DELETE FROM cvc_expiries c USING due
 		WHERE c.expires_at = due.expires_at AND c.token_id = due.token_id
-		  AND (due.token_id IN (SELECT id FROM held) OR NOT EXISTS (SELECT FROM tokens WHERE id = due.token_id))
+		  AND (due.token_id IN (SELECT id FROM held) OR NOT EXISTS (
+		       SELECT FROM tokens k WHERE k.id = due.token_id AND k.cvc_ct IS NOT NULL AND k.cvc_expires_at <= $1))
 		RETURNING 1
 	)
 	(SELECT tenant_id, count(*) FROM purged GROUP BY tenant_id ORDER BY tenant_id)

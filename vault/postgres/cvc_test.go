@@ -67,9 +67,11 @@ func TestSweeperSkipsCVCsRevealedOrReplaced(t *testing.T) {
 	require.False(t, created, "the business key's token took the new card")
 
 	e.clock.Advance(30*time.Minute + time.Second) // the first CVCs' TTL has passed, not the new one's
+	untouched := e.rowVersion(t, revealed.ID)
 	n, err := e.svc.PurgeExpiredCVCs(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing left to destroy")
+	assert.Equal(t, untouched, e.rowVersion(t, revealed.ID), "the revealed token is neither locked nor rewritten")
 	assert.Equal(t, 1, e.queuedCVCs(t, revealed.ID, replaced.ID), "only the new CVC's entry is left")
 	got, err := e.svc.GetToken(ctx, e.actor, replaced.ID)
 	require.NoError(t, err)

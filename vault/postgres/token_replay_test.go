@@ -15,13 +15,13 @@ import (
 	"github.com/cardvault/cardvault/vault/postgres"
 )
 
-// rowVersion returns what changes whenever a token row is rewritten: its
-// tuple's xmin and location.
+// rowVersion returns what changes whenever a token row is rewritten or
+// locked: its tuple's location, xmin and xmax.
 func (e *env) rowVersion(t *testing.T, id uuid.UUID) string {
 	t.Helper()
 	var v string
 	require.NoError(t, e.pool.QueryRow(context.Background(),
-		`SELECT xmin::text || ctid::text FROM tokens WHERE id = $1`, id).Scan(&v))
+		`SELECT ctid::text || ' ' || xmin::text || ' ' || xmax::text FROM tokens WHERE id = $1`, id).Scan(&v))
 	return v
 }
 
