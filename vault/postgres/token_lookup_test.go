@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/postgres"
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // auditCount returns how many rows of action name token id.
@@ -147,4 +149,64 @@ func TestConcurrentRevealsOfOneTokenGiveTheCVCOnce(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, revealed)
+}
+
+// TestARevealWithoutACVCWritesNothingToTheToken: once its CVC is gone, a
+// token is only read by a reveal, neither locked nor rewritten.
+func TestARevealWithoutACVCWritesNothingToTheToken(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tok, _ := e.tokenize(t, visa("pm_reveal_again"))
+	first, err := e.svc.Detokenize(ctx, e.actor, tok.ID, "")
+	require.NoError(t, err)
+	require.False(t, first.Card.CVC.IsZero())
+	before := e.rowVersion(t, tok.ID)
+	again, err := e.svc.Detokenize(ctx, e.actor, tok.ID, "")
+	require.NoError(t, err)
+	assert.True(t, again.Card.CVC.IsZero())
+	assert.Equal(t, "4242424242424242", again.Card.PAN.Reveal())
+	assert.Equal(t, before, e.rowVersion(t, tok.ID), "the second reveal locks and writes nothing")
+}
+
+// TestRevealsOnSeveralReplicasGiveEachCVCOnce: replicas reveal in batches
+// of their own, concurrently; a batch that waits for another's lock on a
+// token must find its CVC gone, so each CVC is answered exactly once.
+func TestRevealsOnSeveralReplicasGiveEachCVCOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const replicas, perReplica, tokens = 3, 4, 12
+	var ids []uuid.UUID
+	for i := range tokens {
+		tok, _ := e.tokenize(t, visa(fmt.Sprintf("pm_replicas_%d", i)))
+		ids = append(ids, tok.ID)
+	}
+	type answer struct {
+		id  uuid.UUID
+		cvc bool
+		err error
+	}
+	answers := make(chan answer, replicas*perReplica*tokens)
+	for range replicas {
+		svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Now: e.clock.Now, CVCTTL: time.Hour})
+		a := vaulttest.Actor(t, svc, e.secret)
+		for range perReplica {
+			go func() {
+				for _, id := range ids {
+					out, err := svc.Detokenize(ctx, a, id, "")
+					answers <- answer{id, !out.Card.CVC.IsZero(), err}
+				}
+			}()
+		}
+	}
+	withCVC := map[uuid.UUID]int{}
+	for range replicas * perReplica * tokens {
+		a := <-answers
+		require.NoError(t, a.err)
+		if a.cvc {
+			withCVC[a.id]++
+		}
+	}
+	for _, id := range ids {
+		assert.Equal(t, 1, withCVC[id], "token %s", id)
+	}
 }
