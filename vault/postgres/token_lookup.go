@@ -82,7 +82,8 @@ var revealTokensSQL = `
 		WHERE (id, tenant_id) IN (SELECT token_id, tenant_id FROM req)
 	), cvc AS (
 		SELECT id, cvc_ct FROM tokens
-		WHERE id IN (SELECT id FROM k WHERE cvc_ct IS NOT NULL) AND cvc_ct IS NOT NULL
+		WHERE id IN (SELECT id FROM k WHERE cvc_ct IS NOT NULL)
+		  AND cvc_ct IS NOT NULL -- checked again on the row as locked
 		ORDER BY id FOR UPDATE
 	), gone AS (
 		UPDATE tokens SET cvc_ct = NULL FROM cvc WHERE tokens.id = cvc.id

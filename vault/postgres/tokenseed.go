@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -38,15 +39,15 @@ func (s *Service) SeedTokens(ctx context.Context, tenantID uuid.UUID, n int, car
 		if _, err := s.db.CopyFrom(ctx, pgx.Identifier{"tokens"}, cols, pgx.CopyFromRows(rows)); err != nil {
 			return dbError(err, "token")
 		}
-		_, err := s.db.CopyFrom(ctx, pgx.Identifier{"cvc_expiries"}, []string{"expires_at", "token_id"}, pgx.CopyFromRows(cvcExpiries(rows)))
+		_, err := s.db.CopyFrom(ctx, pgx.Identifier{"cvc_expiries"}, []string{"expires_at", "token_id"}, pgx.CopyFromRows(cvcExpiries(cols, rows)))
 		return dbError(err, "token")
 	})
 }
 
 // cvcExpiries returns the CVC expiry queue's rows (expires_at, token_id)
-// of the seeded token rows (tokenColumns order) that hold a CVC.
-func cvcExpiries(rows [][]any) [][]any {
-	const id, cvc, expires = 0, 8, 9
+// of the seeded token rows (columns cols) that hold a CVC.
+func cvcExpiries(cols []string, rows [][]any) [][]any {
+	id, cvc, expires := slices.Index(cols, "id"), slices.Index(cols, "cvc_ct"), slices.Index(cols, "cvc_expires_at")
 	var out [][]any
 	for _, r := range rows {
 		if ct, _ := r[cvc].([]byte); ct != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -14,7 +15,8 @@ import (
 
 // TestSeededTokensAreRealTokens: tokens written by SeedTokens are sealed
 // like any other: they list, read and reveal their own card, and a replay
-// of a seeded card answers the seeded token; seeded audit rows are chained
+// of a seeded card answers the seeded token; their CVCs' expiries are
+// queued; seeded audit rows are chained
 // when SeedAuditEvents returns.
 func TestSeededTokensAreRealTokens(t *testing.T) {
 	e := newEnv(t)
@@ -28,6 +30,11 @@ func TestSeededTokensAreRealTokens(t *testing.T) {
 	page, err := e.svc.ListTokens(ctx, e.actor, vault.ListTokensParams{Limit: 100})
 	require.NoError(t, err)
 	require.Len(t, page.Tokens, 7)
+	var ids []uuid.UUID
+	for _, tok := range page.Tokens {
+		ids = append(ids, tok.ID)
+	}
+	assert.Equal(t, 7, e.queuedCVCs(t, ids...), "each seeded CVC's expiry is queued for the sweeper")
 	for _, tok := range page.Tokens {
 		var i int
 		_, err := fmt.Sscanf(tok.BusinessKey, "pm_seed%d", &i)

@@ -238,22 +238,13 @@ func recovered(tr *traffic, r *phaseResult) bool {
 // poll calls ok every 50 ms until it reports true, failing t after within.
 func poll(t *testing.T, within time.Duration, what string, ok func() bool) {
 	t.Helper()
-	if !pollFor(within, ok) {
-		t.Fatalf("waited %s for %s", within, what)
-	}
-}
-
-// pollFor calls ok every 50 ms until it reports true or within has passed,
-// and returns its last answer.
-func pollFor(within time.Duration, ok func() bool) bool {
 	deadline := time.Now().Add(within)
 	for !ok() {
 		if time.Now().After(deadline) {
-			return false
+			t.Fatalf("waited %s for %s", within, what)
 		}
 		time.Sleep(50 * time.Millisecond) // polling a state outside this process, with a deadline
 	}
-	return true
 }
 
 // report prints the measurements as the table the README and
