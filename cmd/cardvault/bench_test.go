@@ -109,7 +109,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	audit := rep.Targets[len(rep.Targets)-1]
 	assert.Equal(t, "audit rows never updated", audit.Name)
 	assert.True(t, audit.Pass)
-	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+ shared_buffers=\S+ max_wal_size=\S+$`, rep.Machine.Durability, "the server's durability is reported")
+	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+ shared_buffers=\S+ max_wal_size=\S+ wal_compression=\S+$`, rep.Machine.Durability, "the server's durability is reported")
 	assert.Contains(t, table.String(), "\ntargets:\n")
 
 	f, err := os.Open(filepath.Join(out, "bench.csv"))

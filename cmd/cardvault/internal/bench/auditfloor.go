@@ -28,7 +28,7 @@ const auditFloorBatches = 2
 // the routing).
 const benchAuditSQL = `CREATE TABLE bench_audit (LIKE audit_events INCLUDING ALL)`
 
-// auditFloorSQL finds the batch's tokens in bench_tokens and writes one
+// auditFloorSQL finds the batch's tokens in the vault's table and writes one
 // audit-shaped row for each, chain columns filled as the vault fills them,
 // in the statement shape of the vault's read batch.
 const auditFloorSQL = `
@@ -40,9 +40,9 @@ const auditFloorSQL = `
 			outcome, detail, chain_lane, chain_seq, prev_hash, row_hash)
 		SELECT $5, k.tenant_id, $6, 'token.read', k.id, 'req_bench', '127.0.0.1', 'success',
 			'{"route":"/tokens/{id}"}', 0, r.seq, r.prev_hash, r.row_hash
-		FROM req r JOIN bench_tokens k ON k.id = r.token_id
+		FROM req r JOIN tokens k ON k.id = r.token_id
 	)
-	SELECT ` + benchTokenColumns + ` FROM bench_tokens WHERE id = ANY($1)`
+	SELECT ` + benchTokenColumns + ` FROM tokens WHERE id = ANY($1)`
 
 // auditFloorBatch returns the baseline-audit batch size: the reads one of
 // the vault's read batches holds when every request of the phase is in
@@ -53,7 +53,7 @@ func (b *benchRun) auditFloorBatch() int { return max(b.o.Concurrency/auditFloor
 // statement and a durable commit, sent in one round trip.
 func (b *benchRun) baselineAudit(ctx context.Context, w, i int) error {
 	if len(b.allRows) == 0 {
-		return errors.New("baseline-insert left no rows to read")
+		return errors.New("tokenize left no tokens to read")
 	}
 	n := b.auditFloorBatch()
 	ids, seqs, prev, hash := make([]uuid.UUID, n), make([]int64, n), make([][]byte, n), make([][]byte, n)

@@ -103,7 +103,7 @@ func TestSelectPhases(t *testing.T) {
 	}{
 		{nil, AllPhases},
 		{[]string{"read"}, []string{PhaseTokenize, PhaseRead}},
-		{[]string{"baseline-select", "baseline-http"}, []string{PhaseBaselineInsert, PhaseBaselineSelect, PhaseBaselineHTTP}},
+		{[]string{"baseline-select", "baseline-http"}, []string{PhaseTokenize, PhaseBaselineSelect, PhaseBaselineHTTP}},
 		{[]string{" import"}, []string{PhaseImport}},
 	}
 	for _, tt := range tests {
@@ -168,9 +168,9 @@ func TestATargetOnAPhaseWithErrorsFails(t *testing.T) {
 }
 
 // TestEveryPhaseHasWhatItDrawsFrom: whichever phases --phases picks, a
-// phase drawing from tokenize's tokens or baseline-insert's rows finds
-// them (reveals once drew from a pool only the read phase filled, and
-// failed every request when run without it).
+// phase drawing from tokenize's tokens finds them (reveals once drew from a
+// pool only the read phase filled, and failed every request when run
+// without it).
 func TestEveryPhaseHasWhatItDrawsFrom(t *testing.T) {
 	pre := []uuid.UUID{uuid.New()}
 	for _, tt := range []struct {
@@ -185,7 +185,7 @@ func TestEveryPhaseHasWhatItDrawsFrom(t *testing.T) {
 		{PhaseDetokenize, func(b *benchRun) int { return len(b.allToks) }},
 		{PhaseForward, func(b *benchRun) int { return len(b.allToks) }},
 	} {
-		b := &benchRun{tokenNos: [][]int{{1, 2}}, tokenIDs: [][]string{{"a", "b"}}, rowIDs: [][]uuid.UUID{{uuid.New()}}}
+		b := &benchRun{tokenNos: [][]int{{1, 2}}, tokenIDs: [][]string{{uuid.NewString(), uuid.NewString()}}}
 		b.drawFrom(tt.phase, pre)
 		assert.NotZero(t, tt.pool(b), tt.phase)
 	}

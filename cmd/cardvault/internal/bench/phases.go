@@ -43,9 +43,8 @@ type benchRun struct {
 	client   *e2e.Client   // the first vault's
 	clients  []*e2e.Client // one per vault; worker w sends to clients[w % len]
 	runID    string
-	rowIDs   [][]uuid.UUID // bench_tokens rows from baseline-insert
-	tokenIDs [][]string    // tokens from tokenize
-	tokenNos [][]int       // the request number each of tokenIDs was made by (its business key and card)
+	tokenIDs [][]string // tokens from tokenize
+	tokenNos [][]int    // the request number each of tokenIDs was made by (its business key and card)
 	allRows  []uuid.UUID
 	allToks  []string
 	allNos   []int
@@ -60,7 +59,7 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 	var id [4]byte
 	_, _ = rand.Read(id[:])
 	b := &benchRun{env: env, o: o, client: e2e.NewClient(env.child.URL(), env.apiKey, 2*o.Concurrency, 30*time.Second),
-		runID: hex.EncodeToString(id[:]), rowIDs: make([][]uuid.UUID, o.Concurrency), tokenIDs: make([][]string, o.Concurrency),
+		runID: hex.EncodeToString(id[:]), tokenIDs: make([][]string, o.Concurrency),
 		tokenNos: make([][]int, o.Concurrency)}
 	defer b.client.Close()
 	b.clients = []*e2e.Client{b.client}
@@ -111,6 +110,11 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 			b.addOverhead(&p)
 		}
 		rep.Phases = append(rep.Phases, p)
+		if s.name == PhaseBaselineInsert {
+			if err := env.dropInsertTable(ctx); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if b.o.Profile {
 		b.saveProfile(ctx, "heap", "heap.pprof")
@@ -252,20 +256,32 @@ func (b *benchRun) timed(ctx context.Context, name string, progress io.Writer, d
 
 // drawFrom fills what phase draws from, whichever of the phases drawing
 // from the same pool ran before it (--phases may pick any): replays' and
-// updates' business keys, the baselines' rows, and the tokens reads,
+// updates' business keys, and the tokens that the read baselines, reads,
 // reveals and forwards use (tokenize's and the preloaded sample, preIDs).
 func (b *benchRun) drawFrom(phase string, preIDs []uuid.UUID) {
 	switch phase {
 	case PhaseReplay, PhaseUpdate:
 		b.allNos = flatten(b.tokenNos)
 	case PhaseBaselineSelect, PhaseBaselineAudit:
-		b.allRows = append(flatten(b.rowIDs), preIDs...)
+		b.allRows = append(tokenUUIDs(flatten(b.tokenIDs)), preIDs...)
 	case PhaseRead, PhaseDetokenize, PhaseForward:
 		b.allToks = flatten(b.tokenIDs)
 		for _, id := range preIDs {
 			b.allToks = append(b.allToks, id.String())
 		}
 	}
+}
+
+// tokenUUIDs returns the ids among ids that are UUIDs (every token id the
+// vault answers).
+func tokenUUIDs(ids []string) []uuid.UUID {
+	out := make([]uuid.UUID, 0, len(ids))
+	for _, id := range ids {
+		if u, err := uuid.Parse(id); err == nil {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // flatten concatenates per-worker id slices.
@@ -306,14 +322,10 @@ func (b *benchRun) baselineInsert(ctx context.Context, w, i int) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
 		id, b.env.tenantID, b.businessKey(i), fp, int64(1), int64(1), pan, name, cvc, &exp,
 		"424242", "4242", 16, "VISA", 4, 2033, []byte("{}"), now, now)
-	if err != nil {
-		return err
-	}
-	b.rowIDs[w] = append(b.rowIDs[w], id)
-	return nil
+	return err
 }
 
-// benchRow receives a bench_tokens row.
+// benchRow receives a token row.
 type benchRow struct {
 	id, tenantID                      uuid.UUID
 	businessKey                       *string
@@ -325,13 +337,14 @@ type benchRow struct {
 	created, updated                  time.Time
 }
 
-// baselineSelect reads one random bench_tokens row by primary key.
+// baselineSelect reads one random row of the vault's token table by
+// primary key: the rows the read phases read, in the same cache.
 func (b *benchRun) baselineSelect(ctx context.Context, _, _ int) error {
 	if len(b.allRows) == 0 {
-		return errors.New("baseline-insert left no rows to select")
+		return errors.New("tokenize left no tokens to select")
 	}
 	var r benchRow
-	return b.env.pool.QueryRow(ctx, `SELECT `+benchTokenColumns+` FROM bench_tokens WHERE id = $1`,
+	return b.env.pool.QueryRow(ctx, `SELECT `+benchTokenColumns+` FROM tokens WHERE id = $1`,
 		b.allRows[mrand.IntN(len(b.allRows))]).Scan(&r.id, &r.tenantID, &r.businessKey, &r.fingerprint,
 		&r.fpKeyID, &r.keyID, &r.pan, &r.name, &r.cvc, &r.cvcExpires, &r.iin, &r.lastFour, &r.panLen,
 		&r.scheme, &r.expMonth, &r.expYear, &r.meta, &r.created, &r.updated)

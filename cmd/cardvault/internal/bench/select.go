@@ -11,12 +11,12 @@ var AllPhases = []string{PhaseBaselineInsert, PhaseTokenize, PhaseReplay, PhaseU
 	PhaseBaselineAudit, PhaseBaselineHTTP, PhaseRead, PhaseDetokenize, PhaseForward, PhaseImport, PhaseFileImport}
 
 // needs names the phase whose rows a phase draws from: replays, updates,
-// reads, reveals and forwards use tokenize's tokens, baseline-select the
-// rows of baseline-insert.
+// reads, reveals and forwards use tokenize's tokens, and so do the read
+// baselines (the vault's own rows, as the reads they are the floor of).
 var needs = map[string]string{
 	PhaseReplay: PhaseTokenize, PhaseUpdate: PhaseTokenize, PhaseRead: PhaseTokenize,
-	PhaseDetokenize: PhaseTokenize, PhaseForward: PhaseTokenize, PhaseBaselineSelect: PhaseBaselineInsert,
-	PhaseBaselineAudit: PhaseBaselineInsert,
+	PhaseDetokenize: PhaseTokenize, PhaseForward: PhaseTokenize, PhaseBaselineSelect: PhaseTokenize,
+	PhaseBaselineAudit: PhaseTokenize,
 }
 
 // selectPhases returns the phases to run for the --phases list names (all
