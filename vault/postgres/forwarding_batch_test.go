@@ -281,3 +281,68 @@ func TestAnOutcomeAfterTheRecordWasResealedNamesTheKeyItIsUnder(t *testing.T) {
 	assert.Equal(t, vault.ForwardSucceeded, stored.Status)
 	assert.Equal(t, rec.Request, stored.Request)
 }
+
+// TestAForwardWithoutACVCWritesNothingToTheToken: once its CVC is used, a
+// token is only read by the forwards that follow (a merchant's repeated
+// charges), neither locked nor rewritten, and they send the card without
+// a CVC.
+func TestAForwardWithoutACVCWritesNothingToTheToken(t *testing.T) {
+	dest := newRecorder(t, nil)
+	e := newForwardEnv(t, dest.Server)
+	url := dest.URL + "/cde-import"
+	e.ownVaultDestination(t, url)
+	tok, _ := e.tokenize(t, visa("pm_charge_again"))
+	_, err := e.forward(t, "pm_charge_again", url, "", allCardFields...)
+	require.NoError(t, err)
+	before := e.rowVersion(t, tok.ID)
+	rec, err := e.forward(t, "pm_charge_again", url, "", allCardFields...)
+	require.NoError(t, err)
+	assert.Equal(t, vault.ForwardSucceeded, rec.Status)
+	assert.Equal(t, before, e.rowVersion(t, tok.ID), "the second forward locks and writes nothing on the token")
+	sent := dest.received()
+	require.Len(t, sent, 2)
+	assert.Contains(t, sent[0], `"cvc":"123"`)
+	assert.NotContains(t, sent[1], `"cvc":"123"`)
+	assert.Contains(t, sent[1], "4242424242424242")
+	assert.Equal(t, []bool{true, false}, e.forwardAudits(t, tok.ID))
+}
+
+// TestForwardsOnSeveralReplicasSendEachCVCOnce: replicas prepare forwards
+// in batches of their own, concurrently; a batch that waits for another's
+// lock on a token must find its CVC gone, so each CVC goes out once.
+func TestForwardsOnSeveralReplicasSendEachCVCOnce(t *testing.T) {
+	dest := newRecorder(t, nil)
+	e := newForwardEnv(t, dest.Server)
+	url := dest.URL + "/cde-import"
+	e.ownVaultDestination(t, url)
+	const replicas, perReplica, tokens = 3, 3, 8
+	for i := range tokens {
+		e.tokenize(t, visa(fmt.Sprintf("pm_fwd_replicas_%d", i)))
+	}
+	errs := make(chan error, replicas*perReplica*tokens)
+	for range replicas {
+		svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Now: e.clock.Now, CVCTTL: time.Hour,
+			Egress: vaulttest.LoopbackEgress(5*time.Second, dest.Server), AllowLoopback: true})
+		a := vaulttest.Actor(t, svc, e.secret)
+		for range perReplica {
+			go func() {
+				for i := range tokens {
+					in := forwardIn(fmt.Sprintf("pm_fwd_replicas_%d", i), url, "", allCardFields...)
+					_, err := svc.Forward(context.Background(), a, in)
+					errs <- err
+				}
+			}()
+		}
+	}
+	for range replicas * perReplica * tokens {
+		require.NoError(t, <-errs)
+	}
+	withCVC := 0
+	for _, body := range dest.received() {
+		if strings.Contains(body, `"cvc":"123"`) {
+			withCVC++
+		}
+	}
+	assert.Len(t, dest.received(), replicas*perReplica*tokens)
+	assert.Equal(t, tokens, withCVC, "each token's CVC went out once")
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,11 +22,11 @@ import (
 // and its pending record are committed. The pre-send transactions of
 // concurrent forwards are group-committed (see groupCommit): one
 // transaction frees expired Idempotency-Keys, reads the records holding
-// the batch's keys, locks every token of the batch (in id order, so that
-// concurrent transactions cannot deadlock) and reads its tenants'
-// destinations, in one round trip; the vault builds each forward; then one
-// statement writes every CVC consumption, audit row and pending record and
-// the commit follows in the same round trip. Nothing is sent before that
+// the batch's keys, reads its tokens, locking those that still hold a CVC
+// (in id order, so that concurrent transactions cannot deadlock), and
+// reads its tenants' destinations, in one round trip; the vault builds
+// each forward; then one statement writes every CVC consumption, audit row
+// and pending record and the commit follows in the same round trip. Nothing is sent before that
 // commit has returned. Each request keeps its own outcome: a bad
 // parameter, an unknown payment method or a URL off the allow-list fails
 // only that request, and of the requests for one token that ask for
@@ -134,10 +135,16 @@ func (s *Service) prepareForwards(ctx context.Context, batch []*forwardPrep) err
 	return err
 }
 
-// lockForwardsSQL locks the token each request names ($1 tenant, $2 the
+// lockForwardsSQL finds the token each request names ($1 tenant, $2 the
 // payment method as a token id or NULL, $3 as a business key): by id when
-// it is one of the tenant's, else by business key. Tokens are locked in id
-// order. It answers the request's ord and the token columns.
+// it is one of the tenant's, else by business key. It answers the
+// request's ord and the token columns.
+//
+// As a reveal does (revealTokensSQL), it locks only the tokens that still
+// hold a CVC in the statement's snapshot, in id order, and takes the CVC
+// from the row as locked: a batch that waited for another's lock finds the
+// CVC gone and sends none. A token without a CVC (a merchant's repeated
+// charges) is read and neither locked nor written.
 var lockForwardsSQL = `
 	WITH req AS (
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS r(tenant_id, token_id, pm, ord)
@@ -146,8 +153,16 @@ var lockForwardsSQL = `
 			(SELECT k.id FROM tokens k WHERE k.tenant_id = r.tenant_id AND k.id = r.token_id),
 			(SELECT k.id FROM tokens k WHERE k.tenant_id = r.tenant_id AND k.business_key = r.pm)) AS id
 		FROM req r
+	), k AS (
+		SELECT ` + tokenColumns + ` FROM tokens WHERE id IN (SELECT id FROM pick)
+	), cvc AS (
+		SELECT id, cvc_ct FROM tokens
+		WHERE id IN (SELECT id FROM k WHERE cvc_ct IS NOT NULL)
+		  AND cvc_ct IS NOT NULL -- checked again on the row as locked
+		ORDER BY id FOR UPDATE
 	), t AS (
-		SELECT ` + tokenColumns + ` FROM tokens WHERE id IN (SELECT id FROM pick) ORDER BY id FOR UPDATE
+		SELECT ` + strings.Replace(qualified("k", tokenColumns), "k.cvc_ct", "cvc.cvc_ct", 1) + `
+		FROM k LEFT JOIN cvc ON cvc.id = k.id
 	)
 	SELECT p.ord, ` + qualified("t", tokenColumns) + ` FROM pick p JOIN t ON t.id = p.id`
 
@@ -168,8 +183,8 @@ const earlierForwardsSQL = `SELECT idempotency_key, ` + forwardColumns + ` FROM 
 
 // lockForwards begins the transaction, frees the batch's Idempotency-Keys
 // held by records created at or before keysBefore, reads the records
-// holding the others, locks the batch's tokens and reads its tenants'
-// destinations, in one round trip. It fills each request's row, found and
+// holding the others, reads the batch's tokens (locking those that hold a
+// CVC) and its tenants' destinations, in one round trip. It fills each request's row, found and
 // earlier, and returns the destinations by tenant.
 func lockForwards(ctx context.Context, conn *pgxpool.Conn, batch []*forwardPrep, keysBefore time.Time) (map[uuid.UUID][]destinationRow, error) {
 	var b pgx.Batch
