@@ -149,28 +149,50 @@ var lockLanesSQL = map[laneEnd]string{
 	readerLanes: lockLanesOrderedSQL(fmt.Sprintf("lane >= %[1]d DESC, (lane + $2::int) %% %[1]d DESC", auditLaneCount/2)),
 }
 
-// lockLanesArgs returns lockLanesSQL[end]'s arguments for chains.
-func (s *Service) lockLanesArgs(end laneEnd, chains []uuid.UUID) []any {
-	if end == readerLanes {
-		return []any{chains, s.audit.readerTurn}
+// lockLaneSQL is lockLanesSQL for one chain, $1 (a batch of one tenant's
+// requests, the common case). PostgreSQL plans the array form anew at every
+// execution, its generic plan costed for ten chains: 0.07–0.14 ms of
+// planning for a 0.03 ms lookup, in every audited batch. It keeps a generic
+// plan of this form.
+var lockLaneSQL = map[laneEnd]string{
+	writerLanes: lockLaneOrderedSQL("$1", "lane"),
+	readerLanes: lockLaneOrderedSQL("$1", fmt.Sprintf("lane >= %[1]d DESC, (lane + $2::int) %% %[1]d DESC", auditLaneCount/2)),
+}
+
+// lockLanesQuery returns the statement locking a lane of each of chains
+// from end, and its arguments.
+func (s *Service) lockLanesQuery(end laneEnd, chains []uuid.UUID) (string, []any) {
+	sql, chain := lockLanesSQL[end], any(chains)
+	if len(chains) == 1 {
+		sql, chain = lockLaneSQL[end], chains[0]
 	}
-	return []any{chains}
+	if end == readerLanes {
+		return sql, []any{chain, s.audit.readerTurn}
+	}
+	return sql, []any{chain}
 }
 
 // lockLanesOrderedSQL returns lockLanesSQL taking the first lane in order.
 func lockLanesOrderedSQL(order string) string {
 	return `
 	SELECT l.chain_id, l.lane, l.seq, l.hash FROM unnest($1::uuid[]) AS c(id)
-	CROSS JOIN LATERAL (
-		SELECT chain_id, lane, seq, hash FROM audit_lanes WHERE chain_id = c.id
-		ORDER BY ` + order + ` LIMIT 1 FOR UPDATE SKIP LOCKED) l`
+	CROSS JOIN LATERAL (` + lockLaneOrderedSQL("c.id", order) + `) l`
+}
+
+// lockLaneOrderedSQL returns the lock of chain's first free lane in order
+// (lockLaneSQL for chain $1; lockLanesOrderedSQL's for each chain).
+func lockLaneOrderedSQL(chain, order string) string {
+	return `
+		SELECT chain_id, lane, seq, hash FROM audit_lanes WHERE chain_id = ` + chain + `
+		ORDER BY ` + order + ` LIMIT 1 FOR UPDATE SKIP LOCKED`
 }
 
 // lockLanes locks one lane of each chain, taken from end, for the rest of
 // q's transaction and returns their heads; when every lane of a chain is
 // held, it waits for one. q must be in a transaction.
 func (s *Service) lockLanes(ctx context.Context, q querier, end laneEnd, chains []uuid.UUID) (map[uuid.UUID]*laneHead, error) {
-	rows, err := q.Query(ctx, lockLanesSQL[end], s.lockLanesArgs(end, chains)...)
+	sql, args := s.lockLanesQuery(end, chains)
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +480,8 @@ func (s *Service) runAudited(ctx context.Context, conn *pgxpool.Conn, end laneEn
 	b.Queue("BEGIN")
 	b.Queue(sql, args...)
 	if pre != nil {
-		b.Queue(lockLanesSQL[end], s.lockLanesArgs(end, pre.chains)...)
+		lanes, args := s.lockLanesQuery(end, pre.chains)
+		b.Queue(lanes, args...)
 	}
 	br := conn.SendBatch(ctx, &b)
 	var events []vault.AuditEvent

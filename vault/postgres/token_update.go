@@ -171,7 +171,8 @@ func (s *Service) lockUpdated(ctx context.Context, conn *pgxpool.Conn, batch []*
 	var b pgx.Batch
 	b.Queue("BEGIN")
 	b.Queue(lockTokensSQL, tenants, keys)
-	b.Queue(lockLanesSQL[writerLanes], chains)
+	lanes, args := s.lockLanesQuery(writerLanes, chains)
+	b.Queue(lanes, args...)
 	br := conn.SendBatch(ctx, &b)
 	l, err := readUpdated(br, len(keys))
 	if closeErr := br.Close(); err == nil {
