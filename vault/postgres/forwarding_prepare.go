@@ -188,7 +188,7 @@ const earlierForwardsSQL = `SELECT idempotency_key, ` + forwardColumns + ` FROM 
 // earlier, and returns the destinations by tenant.
 func lockForwards(ctx context.Context, conn *pgxpool.Conn, batch []*forwardPrep, keysBefore time.Time) (map[uuid.UUID][]destinationRow, error) {
 	var b pgx.Batch
-	b.Queue("BEGIN")
+	queueBeginGeneric(&b)
 	keyTenants, keys := batchIdempotencyKeys(batch)
 	if len(keys) > 0 {
 		b.Queue(forgetIdempotencySQL, keyTenants, keys, keysBefore)
@@ -213,7 +213,7 @@ func lockForwards(ctx context.Context, conn *pgxpool.Conn, batch []*forwardPrep,
 
 // readLocked reads lockForwards's answers in the order they were queued.
 func readLocked(br pgx.BatchResults, batch []*forwardPrep, withKeys bool) (map[uuid.UUID][]destinationRow, error) {
-	if _, err := br.Exec(); err != nil {
+	if err := readBeginGeneric(br); err != nil {
 		return nil, err
 	}
 	if withKeys {

@@ -169,7 +169,7 @@ func (s *Service) lockUpdated(ctx context.Context, conn *pgxpool.Conn, batch []*
 		return updateLocks{}, err
 	}
 	var b pgx.Batch
-	b.Queue("BEGIN")
+	queueBeginGeneric(&b)
 	b.Queue(lockTokensSQL, tenants, keys)
 	lanes, args := s.lockLanesQuery(writerLanes, chains)
 	b.Queue(lanes, args...)
@@ -190,7 +190,7 @@ func (s *Service) lockUpdated(ctx context.Context, conn *pgxpool.Conn, batch []*
 
 // readUpdated reads lockUpdated's answers.
 func readUpdated(br pgx.BatchResults, n int) (updateLocks, error) {
-	if _, err := br.Exec(); err != nil {
+	if err := readBeginGeneric(br); err != nil {
 		return updateLocks{}, err
 	}
 	rows, err := br.Query()
