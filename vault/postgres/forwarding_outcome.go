@@ -160,40 +160,18 @@ func (s *Service) writeOutcomeBatch(batch []*outcomeWrite) error {
 	return nil
 }
 
-// writeOutcomes runs writeOutcomesSQL with args, in a transaction of its
-// own with its generic plan (genericplans.go), one round trip, and returns
-// the ids written.
+// writeOutcomes runs writeOutcomesSQL with args, with its generic plan
+// (queryGeneric), and returns the ids written.
 func (s *Service) writeOutcomes(ctx context.Context, args ...any) (map[string]bool, error) {
-	var b pgx.Batch
-	queueBeginGeneric(&b)
-	b.Queue(writeOutcomesSQL, args...)
-	b.Queue("COMMIT")
-	br := s.db.SendBatch(ctx, &b)
-	written, err := readOutcomes(br)
-	if closeErr := br.Close(); err == nil {
-		err = closeErr
-	}
-	return written, err
-}
-
-// readOutcomes reads writeOutcomes's answers: the ids written.
-func readOutcomes(br pgx.BatchResults) (map[string]bool, error) {
-	if err := readBeginGeneric(br); err != nil {
-		return nil, err
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, err
-	}
 	written := map[string]bool{}
-	var id string
-	if _, err = pgx.ForEachRow(rows, []any{&id}, func() error {
-		written[id] = true
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	_, err = br.Exec()
+	err := s.queryGeneric(ctx, writeOutcomesSQL, args, func(rows pgx.Rows) error {
+		var id string
+		_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+			written[id] = true
+			return nil
+		})
+		return err
+	})
 	return written, err
 }
 
