@@ -471,13 +471,14 @@ type lockedLanes struct {
 	heads  map[uuid.UUID]*laneHead
 }
 
-// runAudited sends BEGIN, sql and, with pre, the lock of pre's lanes in
-// one round trip, and returns what read makes of sql's rows; pre gets the
+// runAudited sends BEGIN (its statements with their generic plans,
+// genericplans.go), sql and, with pre, the lock of pre's lanes in one
+// round trip, and returns what read makes of sql's rows; pre gets the
 // heads. A chain left without lanes (its tables emptied under the
 // process) makes pre's heads nil: commitAudited then sets it up again.
 func (s *Service) runAudited(ctx context.Context, conn *pgxpool.Conn, end laneEnd, sql string, args []any, pre *lockedLanes, read func(pgx.Rows) ([]vault.AuditEvent, error)) ([]vault.AuditEvent, error) {
 	var b pgx.Batch
-	b.Queue("BEGIN")
+	queueBeginGeneric(&b)
 	b.Queue(sql, args...)
 	if pre != nil {
 		lanes, args := s.lockLanesQuery(end, pre.chains)
@@ -485,7 +486,7 @@ func (s *Service) runAudited(ctx context.Context, conn *pgxpool.Conn, end laneEn
 	}
 	br := conn.SendBatch(ctx, &b)
 	var events []vault.AuditEvent
-	_, err := br.Exec()
+	err := readBeginGeneric(br)
 	if err == nil {
 		var rows pgx.Rows
 		if rows, err = br.Query(); err == nil {
