@@ -160,17 +160,20 @@ func (s *Service) writeOutcomeBatch(batch []*outcomeWrite) error {
 	return nil
 }
 
-// writeOutcomes runs writeOutcomesSQL with args, with its generic plan
-// (queryGeneric), and returns the ids written.
+// writeOutcomes runs writeOutcomesSQL with args and returns the ids
+// written. It keeps PostgreSQL's custom plans: run with its generic plan
+// (genericplans.go) this update read 421 buffers a call against 188 and
+// took 1.71 ms against 0.76, more than planning it costs (0.22 ms).
 func (s *Service) writeOutcomes(ctx context.Context, args ...any) (map[string]bool, error) {
+	rows, err := s.db.Query(ctx, writeOutcomesSQL, args...)
+	if err != nil {
+		return nil, err
+	}
 	written := map[string]bool{}
-	err := s.queryGeneric(ctx, writeOutcomesSQL, args, func(rows pgx.Rows) error {
-		var id string
-		_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
-			written[id] = true
-			return nil
-		})
-		return err
+	var id string
+	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+		written[id] = true
+		return nil
 	})
 	return written, err
 }

@@ -84,8 +84,7 @@ const writeAttemptsSQL = `
 		FROM n WHERE j.id = n.job_id AND j.status IN ('preparing', 'running'))
 	SELECT job_id, payment_method FROM u`
 
-// writeAttemptsOnce runs writeAttemptsSQL for batch, with its generic plan
-// (queryGeneric).
+// writeAttemptsOnce runs writeAttemptsSQL for batch.
 func (s *Service) writeAttemptsOnce(ctx context.Context, batch []*recordedAttempt) error {
 	n := len(batch)
 	jobs, pms, owners, statuses := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n)
@@ -94,14 +93,13 @@ func (s *Service) writeAttemptsOnce(ctx context.Context, batch []*recordedAttemp
 		jobs[i], pms[i], owners[i], statuses[i] = a.job, a.pm, a.owner, string(a.status)
 		tokens[i], errs[i], next[i], throttled[i] = a.token, a.err, a.retryAt, int32(a.throttled)
 	}
-	args := []any{jobs, pms, owners, statuses, tokens, errs, next, throttled, s.clock()}
-	var written []itemKey
-	err := s.queryGeneric(ctx, writeAttemptsSQL, args, func(rows pgx.Rows) (err error) {
-		written, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (itemKey, error) {
-			var k itemKey
-			return k, r.Scan(&k.job, &k.pm)
-		})
+	rows, err := s.db.Query(ctx, writeAttemptsSQL, jobs, pms, owners, statuses, tokens, errs, next, throttled, s.clock())
+	if err != nil {
 		return err
+	}
+	written, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (itemKey, error) {
+		var k itemKey
+		return k, r.Scan(&k.job, &k.pm)
 	})
 	if err != nil {
 		return err
