@@ -269,7 +269,7 @@ func (e *environment) dropInsertTable(ctx context.Context) error {
 // every gigabyte written (at PostgreSQL's defaults, 128 MB and 1 GB, a
 // large preload's phases checkpointed every 5–22 s), and the full-page
 // images written after each checkpoint compressed (lz4), as
-// docs/operations.md recommends. Durability settings stay at their
+// docs/scaling.md recommends. Durability settings stay at their
 // defaults (fsync, synchronous_commit and full_page_writes on). The
 // baselines run on the same server.
 func serverSettings(memGB float64) []string {
