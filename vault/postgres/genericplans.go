@@ -36,4 +36,3 @@ func readBeginGeneric(br pgx.BatchResults) error {
 	}
 	return nil
 }
-
