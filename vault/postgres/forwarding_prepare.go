@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -140,11 +139,9 @@ func (s *Service) prepareForwards(ctx context.Context, batch []*forwardPrep) err
 // it is one of the tenant's, else by business key. It answers the
 // request's ord and the token columns.
 //
-// As a reveal does (revealTokensSQL), it locks only the tokens that still
-// hold a CVC in the statement's snapshot, in id order, and takes the CVC
-// from the row as locked: a batch that waited for another's lock finds the
-// CVC gone and sends none. A token without a CVC (a merchant's repeated
-// charges) is read and neither locked nor written.
+// As a reveal does, it locks only the tokens that still hold a CVC, and
+// takes the CVC from the row as locked (cvcLockedSQL): a token without one
+// (a merchant's repeated charges) is read and neither locked nor written.
 var lockForwardsSQL = `
 	WITH req AS (
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY AS r(tenant_id, token_id, pm, ord)
@@ -153,17 +150,7 @@ var lockForwardsSQL = `
 			(SELECT k.id FROM tokens k WHERE k.tenant_id = r.tenant_id AND k.id = r.token_id),
 			(SELECT k.id FROM tokens k WHERE k.tenant_id = r.tenant_id AND k.business_key = r.pm)) AS id
 		FROM req r
-	), k AS (
-		SELECT ` + tokenColumns + ` FROM tokens WHERE id IN (SELECT id FROM pick)
-	), cvc AS (
-		SELECT id, cvc_ct FROM tokens
-		WHERE id IN (SELECT id FROM k WHERE cvc_ct IS NOT NULL)
-		  AND cvc_ct IS NOT NULL -- checked again on the row as locked
-		ORDER BY id FOR UPDATE
-	), t AS (
-		SELECT ` + strings.Replace(qualified("k", tokenColumns), "k.cvc_ct", "cvc.cvc_ct", 1) + `
-		FROM k LEFT JOIN cvc ON cvc.id = k.id
-	)
+	), ` + cvcLockedSQL(`id IN (SELECT id FROM pick)`) + `
 	SELECT p.ord, ` + qualified("t", tokenColumns) + ` FROM pick p JOIN t ON t.id = p.id`
 
 // batchDestinationsSQL reads the live destinations of the tenants $1,

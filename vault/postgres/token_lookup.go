@@ -60,36 +60,40 @@ var readTokensSQL = `
 	SELECT r.ord, ` + qualified("k", tokenColumns) + `
 	FROM req r JOIN tokens k ON k.id = r.token_id AND k.tenant_id = r.tenant_id`
 
-// revealTokensSQL locks the batch's tokens that still hold a CVC, in id
-// order (so that concurrent batches cannot deadlock), destroys those CVCs,
-// and reads every token of the batch; an audit row is then written for
-// each request whose token it found, with cvc_revealed added to its detail
-// (revealAudit). Only the first request of the batch for a token (first)
-// may receive its CVC. It answers ord, first and the token columns, the
-// CVC as it was before it was destroyed.
-//
-// A token without a CVC in the statement's snapshot (k) is read once and
-// not locked: nothing is written to its page. One with a CVC is looked up
-// again to be locked, and its CVC comes from the locked row (cvc), never
-// from the snapshot: a batch that waited for another's lock finds the CVC
-// gone when it gets the row, and answers none. Destroying clears
-// cvc_ct alone: cvc_expires_at, which means nothing without it, stays
-// until the sweeper takes its queue entry, so no index of tokens changes
-// and PostgreSQL rewrites the row within its page (HOT).
-var revealTokensSQL = `
-	WITH ` + lookupRequestsSQL + `, k AS (
-		SELECT ` + tokenColumns + ` FROM tokens
-		WHERE (id, tenant_id) IN (SELECT token_id, tenant_id FROM req)
+// cvcLockedSQL returns the CTEs a reveal or a forward reads its tokens
+// with: k, the tokens the condition pick names, as of the statement's
+// snapshot; cvc, those of them that still hold a CVC, looked up again and
+// locked in id order (so that concurrent batches cannot deadlock); t, k's
+// columns with the CVC as locked. A token without a CVC in the snapshot is
+// read once and not locked: nothing is written to its page. The CVC comes
+// from the locked row, never from the snapshot: a batch that waited for
+// another's lock finds the CVC gone when it gets the row, and answers none.
+func cvcLockedSQL(pick string) string {
+	return `k AS (
+		SELECT ` + tokenColumns + ` FROM tokens WHERE ` + pick + `
 	), cvc AS (
 		SELECT id, cvc_ct FROM tokens
 		WHERE id IN (SELECT id FROM k WHERE cvc_ct IS NOT NULL)
 		  AND cvc_ct IS NOT NULL -- checked again on the row as locked
 		ORDER BY id FOR UPDATE
-	), gone AS (
-		UPDATE tokens SET cvc_ct = NULL FROM cvc WHERE tokens.id = cvc.id
 	), t AS (
 		SELECT ` + strings.Replace(qualified("k", tokenColumns), "k.cvc_ct", "cvc.cvc_ct", 1) + `
 		FROM k LEFT JOIN cvc ON cvc.id = k.id
+	)`
+}
+
+// revealTokensSQL reads the batch's tokens, locking and destroying the
+// CVCs they still hold (cvcLockedSQL); an audit row is then written for
+// each request whose token it found, with cvc_revealed added to its detail
+// (revealAudit). Only the first request of the batch for a token (first)
+// may receive its CVC. It answers ord, first and the token columns, the
+// CVC as it was before it was destroyed. Destroying clears cvc_ct alone:
+// cvc_expires_at, which means nothing without it, stays until the sweeper
+// takes its queue entry, so no index of tokens changes and PostgreSQL
+// rewrites the row within its page (HOT).
+var revealTokensSQL = `
+	WITH ` + lookupRequestsSQL + `, ` + cvcLockedSQL(`(id, tenant_id) IN (SELECT token_id, tenant_id FROM req)`) + `, gone AS (
+		UPDATE tokens SET cvc_ct = NULL FROM cvc WHERE tokens.id = cvc.id
 	), hit AS (
 		SELECT r.*, r.ord = min(r.ord) OVER (PARTITION BY r.token_id) AS first
 		FROM req r JOIN t ON t.id = r.token_id AND t.tenant_id = r.tenant_id
