@@ -72,6 +72,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 		assert.Positive(t, p.RPS, p.Name)
 		assert.Contains(t, table.String(), p.Name)
 		assert.NotNil(t, p.BenchCPUPer1k, "%s: the bench's own CPU", p.Name)
+		assert.NotNil(t, p.PostgresIO, "%s: PostgreSQL's WAL and reads", p.Name)
 	}
 	assert.Equal(t, want, got)
 	require.NotNil(t, rep.Ceiling, "baseline-http and baseline-audit give a read ceiling")
@@ -102,6 +103,12 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.Equal(t, 250, rep.Preload.AuditRows)
 	assert.Positive(t, rep.Preload.TokenBytes)
 	assert.Contains(t, table.String(), "preloaded 50 tokens and 250 audit rows")
+	assert.Positive(t, rep.Preload.PrewarmMB, "the token table's indexes are read into shared buffers")
+	for _, table := range []string{"bench_tokens", "tokens"} {
+		assert.Contains(t, progress.String(), "of the indexes of "+table+" into shared buffers")
+	}
+	assert.Positive(t, rep.Phase(bench.PhaseTokenize).PostgresIO.WALKB, "a new token is written to the WAL")
+	assert.Contains(t, table.String(), "PostgreSQL per request (WAL kB")
 	assert.Len(t, rep.Ratios, 11)
 	assert.Len(t, rep.Targets, 16)
 	assert.Positive(t, rep.AuditWrites.Inserted, "the audit table's inserts are counted")

@@ -360,6 +360,11 @@ type Preload struct {
 	// VacuumSeconds is how long the VACUUM (ANALYZE) and CHECKPOINT after
 	// the seeding took (settleAfterLoad).
 	VacuumSeconds float64 `json:"vacuum_seconds"`
+	// PrewarmMB is how much of the token table's indexes the bench read
+	// into shared buffers before the vault's phases, in PrewarmSeconds
+	// (prewarm).
+	PrewarmMB      float64 `json:"prewarm_mb"`
+	PrewarmSeconds float64 `json:"prewarm_seconds"`
 }
 
 // settleAfterLoad brings the database to the state a vault that has held

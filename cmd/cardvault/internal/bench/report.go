@@ -78,8 +78,11 @@ type PhaseResult struct {
 	// BenchCPUPer1k is the bench process's own CPU per 1,000 requests: the
 	// load generator (and, in their phases, the Stripe simulator and the
 	// forward destination it serves).
-	BenchCPUPer1k  *float64 `json:"bench_cpu_seconds_per_1k"`
-	VaultRSSPeakMB float64  `json:"vault_rss_peak_mb"`
+	BenchCPUPer1k *float64 `json:"bench_cpu_seconds_per_1k"`
+	// PostgresIO is the server's WAL and block reads per request (nil when
+	// they could not be read).
+	PostgresIO     *ServerIO `json:"postgres_io,omitempty"`
+	VaultRSSPeakMB float64   `json:"vault_rss_peak_mb"`
 	// SettleSeconds is how long the vault and PostgreSQL took after the
 	// phase to finish its background work (counted in the CPU figures).
 	SettleSeconds float64 `json:"settle_seconds"`
@@ -312,8 +315,9 @@ func printReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "%d vault processes against the one database, the load split evenly; vault CPU is their sum, RSS the largest\n\n", r.Config.Replicas)
 	}
 	if p := r.Preload; p != nil {
-		fmt.Fprintf(w, "preloaded %d tokens and %d audit rows in %.1f s, then VACUUM (ANALYZE) and CHECKPOINT in %.1f s: %.0f bytes per token, %.0f per audit row (pg_total_relation_size)\n\n",
-			p.Tokens, p.AuditRows, p.SeedSeconds, p.VacuumSeconds, p.TokenBytes, p.AuditBytes)
+		fmt.Fprintf(w, "preloaded %d tokens and %d audit rows in %.1f s, then VACUUM (ANALYZE) and CHECKPOINT in %.1f s: %.0f bytes per token, %.0f per audit row (pg_total_relation_size); "+
+			"the token table's indexes, %.0f MB, read into shared buffers before the vault's phases in %.1f s (pg_prewarm)\n\n",
+			p.Tokens, p.AuditRows, p.SeedSeconds, p.VacuumSeconds, p.TokenBytes, p.AuditBytes, p.PrewarmMB, p.PrewarmSeconds)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\tPG CPU s/1k\tbench CPU s/1k\t")
@@ -327,6 +331,7 @@ func printReport(w io.Writer, r *Report) {
 			fmtOpt(p.PostgresCPUPer1k, "-"), fmtOpt(p.BenchCPUPer1k, "-"))
 	}
 	tw.Flush()
+	printServerIO(w, r.Phases)
 	fmt.Fprintln(w, "\n(import: requests are payment methods imported end to end, rps is items per second)")
 	if r.Phase(PhaseFileImport).Requests > 0 {
 		fmt.Fprintln(w, "(file-import: requests are rows of the card file imported end to end, upload and verification included, rps is rows per second)")
@@ -383,14 +388,16 @@ func writeReport(dir string, r *Report) error {
 	cw := csv.NewWriter(f)
 	_ = cw.Write([]string{"kind", "name", "requests", "errors", "seconds", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms",
 		"vault_cpu_seconds_per_1k", "vault_rss_peak_mb", "postgres_cpu_seconds_per_1k", "vault_overhead_p50_ms",
-		"vault_overhead_p99_ms", "bench_cpu_seconds_per_1k", "value", "want", "pass"})
+		"vault_overhead_p99_ms", "bench_cpu_seconds_per_1k", "postgres_wal_kb_per_request", "postgres_fpi_per_request",
+		"postgres_blocks_read_per_request", "value", "want", "pass"})
 	for _, p := range r.Phases {
-		_ = cw.Write([]string{"phase", p.Name, strconv.FormatInt(p.Requests, 10), strconv.FormatInt(p.Errors, 10),
+		row := []string{"phase", p.Name, strconv.FormatInt(p.Requests, 10), strconv.FormatInt(p.Errors, 10),
 			fmtNum(p.Seconds), fmtNum(p.RPS), fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs),
 			fmtOpt(p.VaultCPUPer1k, ""), fmtNum(p.VaultRSSPeakMB), fmtOpt(p.PostgresCPUPer1k, ""),
-			fmtOpt(p.OverheadP50Ms, ""), fmtOpt(p.OverheadP99Ms, ""), fmtOpt(p.BenchCPUPer1k, ""), "", "", ""})
+			fmtOpt(p.OverheadP50Ms, ""), fmtOpt(p.OverheadP99Ms, ""), fmtOpt(p.BenchCPUPer1k, "")}
+		_ = cw.Write(append(append(row, p.PostgresIO.columns()...), "", "", ""))
 	}
-	blank := make([]string, 14)
+	blank := make([]string, 17)
 	for _, q := range r.Ratios {
 		_ = cw.Write(append(append([]string{"ratio", q.Name}, blank...), fmtNum(q.Value), "", ""))
 	}
