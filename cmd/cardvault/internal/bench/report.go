@@ -389,7 +389,7 @@ func writeReport(dir string, r *Report) error {
 	_ = cw.Write([]string{"kind", "name", "requests", "errors", "seconds", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms",
 		"vault_cpu_seconds_per_1k", "vault_rss_peak_mb", "postgres_cpu_seconds_per_1k", "vault_overhead_p50_ms",
 		"vault_overhead_p99_ms", "bench_cpu_seconds_per_1k", "postgres_wal_kb_per_request", "postgres_fpi_per_request",
-		"postgres_blocks_read_per_request", "value", "want", "pass"})
+		"postgres_blocks_read_per_request", "postgres_backend_writes_per_request", "value", "want", "pass"})
 	for _, p := range r.Phases {
 		row := []string{"phase", p.Name, strconv.FormatInt(p.Requests, 10), strconv.FormatInt(p.Errors, 10),
 			fmtNum(p.Seconds), fmtNum(p.RPS), fmtNum(p.P50Ms), fmtNum(p.P95Ms), fmtNum(p.P99Ms), fmtNum(p.MaxMs),
@@ -397,7 +397,7 @@ func writeReport(dir string, r *Report) error {
 			fmtOpt(p.OverheadP50Ms, ""), fmtOpt(p.OverheadP99Ms, ""), fmtOpt(p.BenchCPUPer1k, "")}
 		_ = cw.Write(append(append(row, p.PostgresIO.columns()...), "", "", ""))
 	}
-	blank := make([]string, 17)
+	blank := make([]string, 18)
 	for _, q := range r.Ratios {
 		_ = cw.Write(append(append([]string{"ratio", q.Name}, blank...), fmtNum(q.Value), "", ""))
 	}
