@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -188,5 +189,29 @@ func TestEveryPhaseHasWhatItDrawsFrom(t *testing.T) {
 		b := &benchRun{tokenNos: [][]int{{1, 2}}, tokenIDs: [][]string{{uuid.NewString(), uuid.NewString()}}}
 		b.drawFrom(tt.phase, pre)
 		assert.NotZero(t, tt.pool(b), tt.phase)
+	}
+}
+
+func TestPerRequestServerIO(t *testing.T) {
+	r0 := ioReading{walBytes: 1 << 20, fpi: 10, blocksRead: 100, backendWrites: 1}
+	r1 := ioReading{walBytes: 1<<20 + 4*1024*1000, fpi: 910, blocksRead: 270, backendWrites: 1}
+	failed := errors.New("no reading")
+	tests := []struct {
+		name       string
+		err0, err1 error
+		n          int64
+		want       *ServerIO
+	}{
+		{"per request", nil, nil, 1000, &ServerIO{WALKB: 4, FPI: 0.9, BlocksRead: 0.17, BackendWrites: 0}},
+		{"no requests", nil, nil, 0, nil},
+		{"first reading failed", failed, nil, 1000, nil},
+		{"last reading failed", nil, failed, 1000, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := perRequest(r0, r1, tt.err0, tt.err1, tt.n)
+			assert.Equal(t, tt.want, got)
+			assert.Len(t, got.columns(), 4, "bench.csv has its four columns whether or not they were measured")
+		})
 	}
 }
