@@ -140,14 +140,16 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 // before the first phase after it (pre, the report's preload, records
 // how much). It returns the database's error.
 func (b *benchRun) warm(ctx context.Context, phase string, pre *Preload) error {
-	table := "bench_tokens"
+	var table string
 	switch {
 	case pre == nil:
 		return nil
-	case phase != PhaseBaselineInsert && b.warmed:
-		return nil
-	case phase != PhaseBaselineInsert:
+	case phase == PhaseBaselineInsert:
+		table = "bench_tokens"
+	case !b.warmed:
 		table, b.warmed = "tokens", true
+	default:
+		return nil
 	}
 	start := time.Now()
 	mb, err := prewarm(ctx, b.env.pool, table)

@@ -79,8 +79,8 @@ type PhaseResult struct {
 	// load generator (and, in their phases, the Stripe simulator and the
 	// forward destination it serves).
 	BenchCPUPer1k *float64 `json:"bench_cpu_seconds_per_1k"`
-	// PostgresIO is the server's WAL and block reads per request (nil when
-	// they could not be read).
+	// PostgresIO is the server's WAL, full-page images, block reads and
+	// backend writes per request (nil when they could not be read).
 	PostgresIO     *ServerIO `json:"postgres_io,omitempty"`
 	VaultRSSPeakMB float64   `json:"vault_rss_peak_mb"`
 	// SettleSeconds is how long the vault and PostgreSQL took after the
@@ -315,9 +315,13 @@ func printReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "%d vault processes against the one database, the load split evenly; vault CPU is their sum, RSS the largest\n\n", r.Config.Replicas)
 	}
 	if p := r.Preload; p != nil {
-		fmt.Fprintf(w, "preloaded %d tokens and %d audit rows in %.1f s, then VACUUM (ANALYZE) and CHECKPOINT in %.1f s: %.0f bytes per token, %.0f per audit row (pg_total_relation_size); "+
-			"the token table's indexes, %.0f MB, read into shared buffers before the vault's phases in %.1f s (pg_prewarm)\n\n",
-			p.Tokens, p.AuditRows, p.SeedSeconds, p.VacuumSeconds, p.TokenBytes, p.AuditBytes, p.PrewarmMB, p.PrewarmSeconds)
+		fmt.Fprintf(w, "preloaded %d tokens and %d audit rows in %.1f s, then VACUUM (ANALYZE) and CHECKPOINT in %.1f s: %.0f bytes per token, %.0f per audit row (pg_total_relation_size)",
+			p.Tokens, p.AuditRows, p.SeedSeconds, p.VacuumSeconds, p.TokenBytes, p.AuditBytes)
+		if p.PrewarmMB > 0 {
+			fmt.Fprintf(w, "; the token table's indexes, %.0f MB, read into shared buffers before the vault's phases in %.1f s (pg_prewarm)",
+				p.PrewarmMB, p.PrewarmSeconds)
+		}
+		fmt.Fprint(w, "\n\n")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\trequests\trps\tp50 ms\tp95 ms\tp99 ms\tmax ms\terrors\tvault CPU s/1k\tvault RSS MB\tPG CPU s/1k\tbench CPU s/1k\t")

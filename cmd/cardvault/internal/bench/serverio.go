@@ -12,11 +12,11 @@ import (
 
 // ServerIO is what PostgreSQL wrote and read for a phase, per request: the
 // WAL it generated, the full-page images in that WAL (the first change of
-// a page after a checkpoint logs the whole page), and the blocks it had to
-// read from outside its shared buffers (from the page cache or the disk),
-// and the dirty buffers a backend had to write out itself to make room for
-// them (the background writer and the checkpointer did not get there
-// first). It is what grows with the data when a request's CPU does.
+// a page after a checkpoint logs the whole page), the blocks it read from
+// outside its shared buffers (from the page cache or the disk), and the
+// dirty buffers a backend wrote out itself to make room for them (the
+// background writer and the checkpointer had not). It is what grows with
+// the data when a request's CPU does.
 type ServerIO struct {
 	WALKB         float64 `json:"wal_kb"`
 	FPI           float64 `json:"full_page_images"`
@@ -29,10 +29,10 @@ type ioReading struct {
 	walBytes, fpi, blocksRead, backendWrites float64
 }
 
-// readServerIO reads the WAL position and the server's full-page image,
-// block read and backend write counters. The counters are the server's statistics,
-// which a backend flushes at most once a second, so up to a second of a
-// phase's may count for the next. It returns the database's error.
+// readServerIO reads the WAL position and the server's counters of
+// full-page images, block reads and backend writes. A backend flushes its
+// counters at most once a second, so up to a second of a phase's may count
+// for the next. It returns the database's error.
 func readServerIO(ctx context.Context, pool *pgxpool.Pool) (ioReading, error) {
 	var r ioReading
 	err := pool.QueryRow(ctx, `SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::float8,
