@@ -6,12 +6,13 @@ import "github.com/jackc/pgx/v5"
 // plan) when its generic plan costs more than the custom plans it has
 // made. A batch statement over unnest() arrays is costed for ten rows in
 // its generic plan, so for the smaller batches it mostly runs, PostgreSQL
-// planned the update and forward batches at nearly every call:
-// pg_stat_statements (track_planning) measured 0.2–0.6 ms of planning a
-// call, about a seventh of PostgreSQL's CPU per update and per forward.
-// Their generic plans execute as fast as the custom ones (index probes per
-// element; measured per statement with a 100,000-token preload), so those
-// transactions keep the generic plan. Not every statement's does: the
+// planned the update and forward batches and the audited batches
+// (runAudited: new tokens, replays, reads redone, reveals) at nearly every
+// call: pg_stat_statements (track_planning) measured 0.2–0.6 ms of
+// planning a call, about a seventh of PostgreSQL's CPU per update and per
+// forward. Their generic plans execute as fast as the custom ones (index
+// probes per element; measured per statement with a 100,000-token
+// preload), so those transactions keep the generic plan. Not every statement's does: the
 // forward outcome update's and the import attempt batch's executed slower
 // than their custom plans, which they keep.
 
