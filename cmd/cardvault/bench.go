@@ -67,7 +67,7 @@ failed. The database (and a private server) are removed afterwards.`,
 	f.IntVar(&o.Replicas, "replicas", 1, "vault processes serving the run against the one database, the load split evenly across them")
 	f.IntVar(&o.Preload, "preload", 0, "tokens (sealed by the vault's code, written with COPY) and 5 × as many audit rows the database holds before the phases run")
 	f.StringSliceVar(&o.Phases, "phases", nil, "run only these phases (comma-separated; the phases they draw from are added, e.g. tokenize for read); default: all")
-	f.BoolVar(&o.Profile, "profile", false, "save CPU profiles of the vault for each HTTP phase (and a heap profile) to --out")
+	f.BoolVar(&o.Profile, "profile", false, "save CPU profiles of the vault for each phase it serves (the imports over --duration from their start) and a heap profile to --out")
 	return cmd
 }
 

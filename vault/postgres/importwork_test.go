@@ -226,3 +226,40 @@ func TestRecordAttemptOnAnItemNoLongerHeldSaysTheImportEnded(t *testing.T) {
 	require.Equal(t, "pending", e.item(t, job, "pm_a_0").Status)
 	require.Equal(t, [3]int64{0, 0, 0}, e.jobCounts(t, job))
 }
+
+// Concurrent ActiveImports calls share queries; each must still get the
+// answer for its own jobs only, and a call made after an abort committed
+// must see it.
+func TestConcurrentActiveImportsEachGetTheirOwnJobs(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	running := e.importJob(t, vault.ImportRunning, "r", 1)
+	preparing := e.importJob(t, vault.ImportPreparing, "p", 1)
+	aborted := e.importJob(t, vault.ImportAborted, "x", 1)
+	unknown := uuid.New()
+	asks := [][]uuid.UUID{{running}, {preparing, aborted}, {aborted}, {unknown, running}, {running, preparing, aborted, unknown}}
+	want := []map[uuid.UUID]bool{{running: true}, {preparing: true}, {}, {running: true}, {running: true, preparing: true}}
+
+	const n = 50
+	got := make([]map[uuid.UUID]bool, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			var err error
+			got[i], err = e.svc.ActiveImports(ctx, asks[i%len(asks)])
+			errs <- err
+		}()
+	}
+	for range n {
+		require.NoError(t, <-errs)
+	}
+	for i := range n {
+		require.Equal(t, want[i%len(asks)], got[i], "call %d asked %v", i, asks[i%len(asks)])
+	}
+
+	_, err := e.pool.Exec(ctx, `UPDATE import_jobs SET status = 'aborted' WHERE id = $1`, running)
+	require.NoError(t, err)
+	after, err := e.svc.ActiveImports(ctx, []uuid.UUID{running, preparing})
+	require.NoError(t, err)
+	require.Equal(t, map[uuid.UUID]bool{preparing: true}, after)
+}

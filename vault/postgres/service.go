@@ -67,6 +67,9 @@ type Service struct {
 	apiKeys  apiKeyCache  // recently authenticated keys (apikeycache.go)
 	// importCounts gathers import attempt counters (importcounts.go).
 	importCounts importCounts
+	// activeChecks answers concurrent ActiveImports calls with one query
+	// (importwork.go).
+	activeChecks groupCommit[*activeCheck]
 	// fileOrder orders the commits of a file import's concurrent batches
 	// (fileimport_rows.go).
 	fileOrder fileBatchOrder

@@ -171,7 +171,7 @@ func (b *benchRun) measure(ctx context.Context, name string, vault bool, run fun
 	own0, ownErr0 := e2e.CPUSeconds(os.Getpid())
 	b.resetPeakRSS()
 	var profiled chan struct{}
-	if vault && b.o.Profile && name != PhaseImport && name != PhaseFileImport {
+	if vault && b.o.Profile {
 		profiled = make(chan struct{})
 		go func() { defer close(profiled); b.cpuProfile(ctx, name) }()
 	}
