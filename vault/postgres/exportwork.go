@@ -87,7 +87,7 @@ const claimExportSQL = `
 // returns a domain error when the database fails.
 func (s *Service) ClaimExportItems(ctx context.Context, owner string, n int, ttl time.Duration) ([]vault.ExportWork, error) {
 	now := s.clock()
-	rows, err := s.db.Query(ctx, claimExportSQL, now, n, owner, now.Add(ttl))
+	rows, err := s.db.Query(ctx, claimExportSQL, planNow, now, n, owner, now.Add(ttl))
 	if err != nil {
 		return nil, dbError(err, "export item")
 	}

@@ -152,7 +152,7 @@ func (s *Service) FailImport(ctx context.Context, jobID uuid.UUID, reason string
 // error when the database fails.
 func (s *Service) ClaimItems(ctx context.Context, owner string, n int, ttl time.Duration) ([]vault.ItemWork, error) {
 	now := s.clock()
-	rows, err := s.db.Query(ctx, claimItemsSQL, now, n, owner, now.Add(ttl))
+	rows, err := s.db.Query(ctx, claimItemsSQL, planNow, now, n, owner, now.Add(ttl))
 	if err != nil {
 		return nil, dbError(err, "import item")
 	}

@@ -69,3 +69,21 @@ func WriteAttempts(ctx context.Context, s *Service, owner string, ws []vault.Ite
 	}
 	return written, nil
 }
+
+// PreparedClaims returns how many statements prepared on the connections
+// of s's pool that it can reach hold a claim of import or export items (a
+// pool of one connection: that connection's).
+func PreparedClaims(ctx context.Context, s *Service) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements
+		WHERE statement LIKE '%FOR UPDATE SKIP LOCKED) c%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&n)
+	return n, err
+}
+
+// PreparedStatements returns how many statements are prepared on the
+// connection s's pool hands out (the only one, in a pool of one).
+func PreparedStatements(ctx context.Context, s *Service) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements`).Scan(&n)
+	return n, err
+}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"testing"
 	"time"
 
@@ -262,4 +263,38 @@ func TestConcurrentActiveImportsEachGetTheirOwnJobs(t *testing.T) {
 	after, err := e.svc.ActiveImports(ctx, []uuid.UUID{running, preparing})
 	require.NoError(t, err)
 	require.Equal(t, map[uuid.UUID]bool{preparing: true}, after)
+}
+
+// Claims are planned for their queue as it is when they run, never from a
+// plan cached on the connection: a cached plan made while import_items was
+// (or was last analysed) empty read and sorted every pending item of the
+// job at each claim. So the one connection that ran claims holds no
+// prepared statement of them, while the lookups it ran are prepared.
+func TestClaimsAreNotRunFromCachedPlans(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("pool_max_conns", "1")
+	u.RawQuery = q.Encode()
+	svc := vaulttest.NewService(t, u.String(), vaulttest.Options{Now: e.clock.Now})
+	e.importJob(t, vault.ImportRunning, "cached", 20)
+	e.clock.Advance(time.Hour)
+
+	for range 8 { // past the five custom plans after which PostgreSQL may keep a generic one
+		_, err := svc.ClaimItems(ctx, "me", 2, time.Minute)
+		require.NoError(t, err)
+		_, err = svc.ClaimExportItems(ctx, "me", 2, time.Minute)
+		require.NoError(t, err)
+		_, err = svc.ActiveImports(ctx, []uuid.UUID{uuid.New()})
+		require.NoError(t, err)
+	}
+
+	n, err := postgres.PreparedClaims(ctx, svc)
+	require.NoError(t, err)
+	require.Zero(t, n, "claims prepared on the connection")
+	prepared, err := postgres.PreparedStatements(ctx, svc)
+	require.NoError(t, err)
+	require.NotZero(t, prepared, "the connection keeps the statements it may")
 }
