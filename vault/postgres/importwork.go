@@ -231,17 +231,30 @@ func (s *Service) RenewImportLeases(ctx context.Context, owner string, held []va
 		jobs[i], pms[i] = w.JobID, w.PaymentMethod
 	}
 	return s.inTx(ctx, "import", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE import_jobs SET lease_until = $2 WHERE lease_owner = $1 AND status = 'preparing' AND provider = 'stripe'`,
-			owner, now.Add(ttl)); err != nil {
+		if _, err := tx.Exec(ctx, renewItemLeasesSQL, owner, now.Add(ttl), jobs, pms); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE import_items i SET lease_until = $2
-			FROM unnest($3::uuid[], $4::text[]) AS h(job_id, payment_method)
-			WHERE i.job_id = h.job_id AND i.payment_method = h.payment_method AND i.lease_owner = $1 AND i.status = 'pending'`,
-			owner, now.Add(ttl), jobs, pms)
+		_, err := tx.Exec(ctx, `UPDATE import_jobs SET lease_until = $2 WHERE lease_owner = $1 AND status = 'preparing' AND provider = 'stripe'`,
+			owner, now.Add(ttl))
 		return err
 	})
 }
+
+// renewItemLeasesSQL extends owner's ($1) leases to $2 on the items named
+// by $3 and $4 that are still pending, skipping any another transaction has
+// locked: an attempt being written (which releases the lease) or an item
+// given back. Waiting for those, with the items locked so far held and the
+// job row next, deadlocked with attempt batches, which lock their items and
+// then the job row to count on it; the job row is updated last for the same
+// reason.
+const renewItemLeasesSQL = `
+	UPDATE import_items i SET lease_until = $2
+	FROM (SELECT l.job_id, l.payment_method FROM import_items l
+	      JOIN unnest($3::uuid[], $4::text[]) AS h(job_id, payment_method)
+	        ON l.job_id = h.job_id AND l.payment_method = h.payment_method
+	      WHERE l.lease_owner = $1 AND l.status = 'pending'
+	      FOR UPDATE OF l SKIP LOCKED) h
+	WHERE i.job_id = h.job_id AND i.payment_method = h.payment_method`
 
 // ReleaseImportLeases gives back every import lease owner holds, for a
 // worker that stops cleanly.

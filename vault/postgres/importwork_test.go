@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -297,4 +298,36 @@ func TestClaimsAreNotRunFromCachedPlans(t *testing.T) {
 	prepared, err := postgres.PreparedStatements(ctx, svc)
 	require.NoError(t, err)
 	require.NotZero(t, prepared, "the connection keeps the statements it may")
+}
+
+// The heartbeat's lease renewal and the attempt batches lock a job's items
+// and its row in the same order: renewing while attempts are written never
+// deadlocks (it did when the renewal locked the job row first).
+func TestLeaseRenewalsAndAttemptBatchesDoNotDeadlock(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	const n = 48
+	job := e.importJob(t, vault.ImportPreparing, "renew", n)
+	_, err := e.pool.Exec(ctx, `UPDATE import_jobs SET lease_owner = 'me' WHERE id = $1`, job)
+	require.NoError(t, err)
+	for round := range 15 {
+		e.clock.Advance(time.Hour)
+		items, err := e.svc.ClaimItems(ctx, "me", n, time.Minute)
+		require.NoError(t, err)
+		require.Len(t, items, n, "round %d", round)
+		errs := make(chan error, 2*n)
+		for i, w := range items {
+			go func() {
+				errs <- e.svc.RecordAttempt(ctx, "me", w, vault.Attempt{Status: vault.ItemPending, Error: "destination 503", RetryAfter: time.Second})
+			}()
+			if i%4 == 0 {
+				held := slices.Clone(items)
+				slices.Reverse(held)
+				go func() { errs <- e.svc.RenewImportLeases(ctx, "me", held, time.Minute) }()
+			}
+		}
+		for range n + n/4 {
+			require.NoError(t, <-errs, "round %d", round)
+		}
+	}
 }
