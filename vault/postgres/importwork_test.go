@@ -331,3 +331,30 @@ func TestLeaseRenewalsAndAttemptBatchesDoNotDeadlock(t *testing.T) {
 		}
 	}
 }
+
+func TestLeaseRenewalExtendsTheHeldItemsAndThePreparation(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	job := e.importJob(t, vault.ImportPreparing, "extend", 3)
+	_, err := e.pool.Exec(ctx, `UPDATE import_jobs SET lease_owner = 'me', lease_until = $2 WHERE id = $1`, job, e.clock.Now())
+	require.NoError(t, err)
+	e.clock.Advance(time.Hour)
+	items, err := e.svc.ClaimItems(ctx, "me", 3, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, items, 3)
+	e.clock.Advance(30 * time.Second)
+
+	require.NoError(t, e.svc.RenewImportLeases(ctx, "me", items[:2], 10*time.Minute))
+
+	want := e.clock.Now().Add(10 * time.Minute)
+	leaseUntil := func(sql string, args ...any) time.Time {
+		var until time.Time
+		require.NoError(t, e.pool.QueryRow(ctx, sql, args...).Scan(&until))
+		return until
+	}
+	itemSQL := `SELECT lease_until FROM import_items WHERE job_id = $1 AND payment_method = $2`
+	require.WithinDuration(t, want, leaseUntil(itemSQL, job, items[0].PaymentMethod), time.Millisecond)
+	require.WithinDuration(t, want, leaseUntil(itemSQL, job, items[1].PaymentMethod), time.Millisecond)
+	require.True(t, leaseUntil(itemSQL, job, items[2].PaymentMethod).Before(want), "an item not held keeps its lease")
+	require.WithinDuration(t, want, leaseUntil(`SELECT lease_until FROM import_jobs WHERE id = $1`, job), time.Millisecond)
+}
