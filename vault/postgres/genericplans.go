@@ -14,7 +14,7 @@ import "github.com/jackc/pgx/v5"
 // probes per element; measured per statement with a 100,000-token
 // preload), so those transactions keep the generic plan. Not every statement's does: the
 // forward outcome update's and the import attempt batch's executed slower
-// than their custom plans, which they keep.
+// than their custom plans, and they are planned at every call (planNow).
 
 // genericPlansSQL makes the statements after it in its transaction run
 // with their generic plans.
@@ -41,11 +41,13 @@ func readBeginGeneric(br pgx.BatchResults) error {
 // planNow, passed as a query's first argument, has PostgreSQL plan the
 // statement for its tables as they are at this execution (pgx sends it as
 // the unnamed statement, described in a first round trip) instead of
-// running a plan cached on the connection. The claims of job queues use it:
-// import_items and export_items fill within seconds of a job's start, and
-// the plan a connection cached while the table was nearly empty, or empty
-// according to its statistics (a vacuum or ANALYZE that found it so, until
-// autovacuum analyses it again), read and sorted every pending item of the
-// job at each claim (auto_explain: a sequential scan and a sort; 4.8 ms a
-// claim at 10,000 items instead of 0.3–0.7 ms through the claim index).
+// running a plan cached on the connection. The statements on tables that
+// fill within seconds of a job's start use it: the import and export item
+// claims, the import attempt batch and the forward outcome update. A plan a
+// connection cached while such a table was nearly empty, or empty according
+// to its statistics (a vacuum or ANALYZE that found it so, until autovacuum
+// analyses it again), read and sorted every pending item of the job at each
+// claim (auto_explain: a sequential scan and a sort; 4.8 ms a claim at
+// 10,000 items instead of 0.3–0.7 ms through the claim index) and scanned
+// every forward record for each outcome batch.
 const planNow = pgx.QueryExecModeDescribeExec

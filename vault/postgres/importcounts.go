@@ -93,7 +93,7 @@ func (s *Service) writeAttemptsOnce(ctx context.Context, batch []*recordedAttemp
 		jobs[i], pms[i], owners[i], statuses[i] = a.job, a.pm, a.owner, string(a.status)
 		tokens[i], errs[i], next[i], throttled[i] = a.token, a.err, a.retryAt, int32(a.throttled)
 	}
-	rows, err := s.db.Query(ctx, writeAttemptsSQL, jobs, pms, owners, statuses, tokens, errs, next, throttled, s.clock())
+	rows, err := s.db.Query(ctx, writeAttemptsSQL, planNow, jobs, pms, owners, statuses, tokens, errs, next, throttled, s.clock())
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -70,14 +72,22 @@ func WriteAttempts(ctx context.Context, s *Service, owner string, ws []vault.Ite
 	return written, nil
 }
 
-// PreparedClaims returns how many statements prepared on the connections
-// of s's pool that it can reach hold a claim of import or export items (a
-// pool of one connection: that connection's).
-func PreparedClaims(ctx context.Context, s *Service) (int, error) {
+// PreparedPlannedNow returns how many statements prepared on the
+// connection s's pool hands out (the only one, in a pool of one) are
+// statements run with planNow: the item claims, the import attempt batch
+// and the forward outcome update.
+func PreparedPlannedNow(ctx context.Context, s *Service) (int, error) {
 	var n int
-	err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements
-		WHERE statement LIKE '%FOR UPDATE SKIP LOCKED) c%' AND statement NOT LIKE '%pg_prepared_statements%'`).Scan(&n)
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement = ANY($1)`,
+		[]string{claimItemsSQL, writeAttemptsSQL, claimExportSQL, writeOutcomesSQL}).Scan(&n)
 	return n, err
+}
+
+// WriteNoOutcomes runs the forward outcome update for no forward.
+func WriteNoOutcomes(ctx context.Context, s *Service) error {
+	_, err := s.writeOutcomes(ctx, []uuid.UUID{}, []string{}, []string{}, []*int32{}, []int64{}, []string{}, []string{},
+		[][]byte{}, [][]byte{}, []int64{})
+	return err
 }
 
 // PreparedStatements returns how many statements are prepared on the

@@ -266,12 +266,14 @@ func TestConcurrentActiveImportsEachGetTheirOwnJobs(t *testing.T) {
 	require.Equal(t, map[uuid.UUID]bool{preparing: true}, after)
 }
 
-// Claims are planned for their queue as it is when they run, never from a
-// plan cached on the connection: a cached plan made while import_items was
-// (or was last analysed) empty read and sorted every pending item of the
-// job at each claim. So the one connection that ran claims holds no
-// prepared statement of them, while the lookups it ran are prepared.
-func TestClaimsAreNotRunFromCachedPlans(t *testing.T) {
+// Claims, import attempts and forward outcomes are planned for their
+// tables as they are when they run, never from a plan cached on the connection: a cached plan
+// made while import_items was (or was last analysed) empty read and sorted
+// every pending item of the job at each claim, and one made while
+// forwarding_requests was small scanned all of it for each outcome batch.
+// So the one connection that ran them holds no prepared statement of them,
+// while the lookups it ran are prepared.
+func TestQueueStatementsAreNotRunFromCachedPlans(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
 	u, err := url.Parse(dbURL)
@@ -284,17 +286,21 @@ func TestClaimsAreNotRunFromCachedPlans(t *testing.T) {
 	e.clock.Advance(time.Hour)
 
 	for range 8 { // past the five custom plans after which PostgreSQL may keep a generic one
-		_, err := svc.ClaimItems(ctx, "me", 2, time.Minute)
+		items, err := svc.ClaimItems(ctx, "me", 2, time.Minute)
 		require.NoError(t, err)
+		for _, w := range items {
+			require.NoError(t, svc.RecordAttempt(ctx, "me", w, vault.Attempt{Status: vault.ItemSucceeded, TokenID: uuid.New()}))
+		}
 		_, err = svc.ClaimExportItems(ctx, "me", 2, time.Minute)
 		require.NoError(t, err)
 		_, err = svc.ActiveImports(ctx, []uuid.UUID{uuid.New()})
 		require.NoError(t, err)
+		require.NoError(t, postgres.WriteNoOutcomes(ctx, svc))
 	}
 
-	n, err := postgres.PreparedClaims(ctx, svc)
+	n, err := postgres.PreparedPlannedNow(ctx, svc)
 	require.NoError(t, err)
-	require.Zero(t, n, "claims prepared on the connection")
+	require.Zero(t, n, "claims and outcome updates prepared on the connection")
 	prepared, err := postgres.PreparedStatements(ctx, svc)
 	require.NoError(t, err)
 	require.NotZero(t, prepared, "the connection keeps the statements it may")
