@@ -91,8 +91,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	jobs    map[uuid.UUID]*job
-	claimMu sync.Mutex
-	claimed []vault.ExportWork // leased in a batch, waiting for a sender
+	claimed loop.Claimed[vault.ExportWork] // leased in a batch, waiting for a sender
 	held    map[heldKey]vault.ExportWork
 	writing sync.WaitGroup // attempts being recorded
 }
@@ -199,28 +198,25 @@ func (r *Runner) complete(ctx context.Context) bool {
 }
 
 // next returns the next leased item, claiming a batch of up to Concurrency
-// items when none is left; false when nothing is due.
+// items when none is left; false when nothing is due. Idle senders share a
+// claim that found nothing for half a poll (loop.Claimed).
 func (r *Runner) next(ctx context.Context) (vault.ExportWork, bool, error) {
-	r.claimMu.Lock()
-	defer r.claimMu.Unlock()
-	if len(r.claimed) == 0 {
+	return r.claimed.Next(ctx, r.cfg.Poll/2, func(ctx context.Context) ([]vault.ExportWork, error) {
 		items, err := r.svc.ClaimExportItems(ctx, r.cfg.Owner, r.cfg.Concurrency, r.cfg.LeaseTTL)
-		if err != nil {
-			return vault.ExportWork{}, false, err
-		}
 		r.mu.Lock()
 		for _, w := range items {
 			r.held[heldKey{w.JobID, w.TokenID}] = w
 		}
 		r.mu.Unlock()
-		r.claimed = items
-	}
-	if len(r.claimed) == 0 {
-		return vault.ExportWork{}, false, nil
-	}
-	w := r.claimed[0]
-	r.claimed = r.claimed[1:]
-	return w, true, nil
+		return items, err
+	})
+}
+
+// Wake makes every idle worker look for work now, e.g. right after a job
+// was created in this process: the senders claim again at once.
+func (r *Runner) Wake() {
+	r.claimed.Awake()
+	r.Waker.Wake()
 }
 
 func (r *Runner) heldList() []vault.ExportWork {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -14,32 +15,20 @@ import (
 // had every forwarder run the claiming query (a sort of the due items,
 // skipping locked rows) on its own: `cardvault bench` measured it at 17 ms
 // of PostgreSQL time per item for a 2,000-item job, the import's
-// bottleneck. Claims are made one at a time per runner; a batch's leases are
-// renewed by the heartbeat like any other and given back on stop.
-type claimed struct {
-	mu    sync.Mutex
-	items []vault.ItemWork
-}
+// bottleneck. Claims are made one at a time per runner, and idle
+// forwarders share a claim that found nothing for half a poll (each claim
+// is planned as it runs); a batch's leases are renewed by the heartbeat
+// like any other and given back on stop.
+type claimed struct{ loop.Claimed[vault.ItemWork] }
 
 // next returns the next leased item, claiming a new batch of up to n items
 // for owner when none is left. It reports false when nothing is due.
 func (c *claimed) next(ctx context.Context, r *Runner, n int) (vault.ItemWork, bool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.items) == 0 {
+	return c.Next(ctx, r.cfg.Poll/2, func(ctx context.Context) ([]vault.ItemWork, error) {
 		items, err := r.svc.ClaimItems(ctx, r.cfg.Owner, n, r.cfg.LeaseTTL)
-		if err != nil {
-			return vault.ItemWork{}, false, err
-		}
 		r.held.add(items)
-		c.items = items
-	}
-	if len(c.items) == 0 {
-		return vault.ItemWork{}, false, nil
-	}
-	w := c.items[0]
-	c.items = c.items[1:]
-	return w, true, nil
+		return items, err
+	})
 }
 
 // heldItems are the items a runner has leased and not yet recorded or

@@ -140,6 +140,13 @@ type Runner struct {
 	recorder     *recorder // attempts being written (record.go)
 }
 
+// Wake makes every idle worker look for work now, e.g. right after a job
+// was created in this process: the forwarders claim again at once.
+func (r *Runner) Wake() {
+	r.claimed.Awake()
+	r.Waker.Wake()
+}
+
 // New returns a Runner for cfg, or an error when cfg lacks a required value.
 func New(cfg Config) (*Runner, error) {
 	if err := cfg.validate(); err != nil {
