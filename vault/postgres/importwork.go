@@ -402,7 +402,7 @@ func (s *Service) readActiveImports(ctx context.Context, batch []*activeCheck) e
 	for _, c := range batch {
 		c.active = make(map[uuid.UUID]bool, len(c.ids))
 		for _, id := range c.ids {
-			if slices.Contains(found, id) { // found holds the batch's distinct active jobs: one or two
+			if slices.Contains(found, id) { // found: the few jobs this process's runners work on
 				c.active[id] = true
 			}
 		}
