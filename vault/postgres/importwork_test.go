@@ -267,12 +267,12 @@ func TestConcurrentActiveImportsEachGetTheirOwnJobs(t *testing.T) {
 }
 
 // Claims, import attempts and forward outcomes are planned for their
-// tables as they are when they run, never from a plan cached on the connection: a cached plan
-// made while import_items was (or was last analysed) empty read and sorted
-// every pending item of the job at each claim, and one made while
-// forwarding_requests was small scanned all of it for each outcome batch.
-// So the one connection that ran them holds no prepared statement of them,
-// while the lookups it ran are prepared.
+// tables as they are when they run, never from a plan cached on the
+// connection: a cached plan made while import_items was (or was last
+// analysed) empty read and sorted every pending item of the job at each
+// claim, and one made while forwarding_requests was small scanned all of
+// it for each outcome batch. So the one connection that ran them holds no
+// prepared statement of them, while the lookups it ran are prepared.
 func TestQueueStatementsAreNotRunFromCachedPlans(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
@@ -306,9 +306,10 @@ func TestQueueStatementsAreNotRunFromCachedPlans(t *testing.T) {
 	require.NotZero(t, prepared, "the connection keeps the statements it may")
 }
 
-// The heartbeat's lease renewal and the attempt batches lock a job's items
-// and its row in the same order: renewing while attempts are written never
-// deadlocks (it did when the renewal locked the job row first).
+// Renewing leases while attempts are written never deadlocks: the renewal
+// skips items an attempt batch holds and updates the job row last (it
+// locked the job row first, then waited for items a batch held while the
+// batch waited to count on the job row).
 func TestLeaseRenewalsAndAttemptBatchesDoNotDeadlock(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
