@@ -6,26 +6,22 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 )
 
-// claimed hands out leased items to this runner's forwarders from batches
-// of up to Concurrency items claimed in one statement. One claim per item
-// had every forwarder run the claiming query (a sort of the due items,
-// skipping locked rows) on its own: `cardvault bench` measured it at 17 ms
-// of PostgreSQL time per item for a 2,000-item job, the import's
+// next returns the next leased item for one of this runner's forwarders,
+// claiming a new batch of up to Concurrency items in one statement when
+// none is left (r.claimed); it reports false when nothing is due. One claim
+// per item had every forwarder run the claiming query (a sort of the due
+// items, skipping locked rows) on its own: `cardvault bench` measured it at
+// 17 ms of PostgreSQL time per item for a 2,000-item job, the import's
 // bottleneck. Claims are made one at a time per runner, and idle
 // forwarders share a claim that found nothing for half a poll (each claim
 // is planned as it runs); a batch's leases are renewed by the heartbeat
 // like any other and given back on stop.
-type claimed struct{ loop.Claimed[vault.ItemWork] }
-
-// next returns the next leased item, claiming a new batch of up to n items
-// for owner when none is left. It reports false when nothing is due.
-func (c *claimed) next(ctx context.Context, r *Runner, n int) (vault.ItemWork, bool, error) {
-	return c.Next(ctx, r.cfg.Poll/2, func(ctx context.Context) ([]vault.ItemWork, error) {
-		items, err := r.svc.ClaimItems(ctx, r.cfg.Owner, n, r.cfg.LeaseTTL)
+func (r *Runner) next(ctx context.Context) (vault.ItemWork, bool, error) {
+	return r.claimed.Next(ctx, r.cfg.Poll/2, func(ctx context.Context) ([]vault.ItemWork, error) {
+		items, err := r.svc.ClaimItems(ctx, r.cfg.Owner, r.cfg.Concurrency, r.cfg.LeaseTTL)
 		r.held.add(items)
 		return items, err
 	})

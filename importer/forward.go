@@ -65,10 +65,10 @@ func ForwardParams(jobID uuid.UUID, pm, url string, vaultKey card.Secret, attemp
 	return p
 }
 
-// forwardOne takes one leased due item (see claimed) and forwards it; it
+// forwardOne takes one leased due item (see next) and forwards it; it
 // reports whether it found one.
 func (r *Runner) forwardOne(ctx context.Context) bool {
-	w, ok, err := r.claimed.next(ctx, r, r.cfg.Concurrency)
+	w, ok, err := r.next(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Error("claiming import items", "error", err)

@@ -135,9 +135,9 @@ type Runner struct {
 	drained      atomic.Bool
 	itemsSettled chan struct{}
 	clients      map[uuid.UUID]*jobClient
-	claimed      claimed   // items leased in batches, waiting for a forwarder (claim.go)
-	held         heldItems // items leased and not yet recorded or given back (claim.go)
-	recorder     *recorder // attempts being written (record.go)
+	claimed      loop.Claimed[vault.ItemWork] // items leased in batches, waiting for a forwarder (claim.go)
+	held         heldItems                    // items leased and not yet recorded or given back (claim.go)
+	recorder     *recorder                    // attempts being written (record.go)
 }
 
 // Wake makes every idle worker look for work now, e.g. right after a job
