@@ -34,12 +34,16 @@ and measures, each phase for --duration (after --warmup) at --concurrency:
   6. baseline-audit   PostgreSQL alone: a batch of reads' tokens found and their audit rows
                       written, one durable commit per batch (the database's floor for a read)
   7. baseline-http    GET /healthz: the vault's HTTP floor, no database
-  8. read             GET /tokens/{id}
-  9. detokenize       POST /tokens/{id}/detokenize
- 10. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
+  8. baseline-http-audit
+                      GET /tokens/{id} from a bare HTTP server in the bench process whose
+                      only work is baseline-audit's statement, batched as the vault batches
+                      reads: the floor of any read audited durably before it answers
+  9. read             GET /tokens/{id}
+ 10. detokenize       POST /tokens/{id}/detokenize
+ 11. forward          POST /v1/forwarding/requests to an instant loopback HTTPS destination;
                       also the vault's own overhead (latency minus destination_duration)
- 11. import           an import job of --import-cards payment methods from a Stripe simulator
- 12. file-import      an encrypted Stripe export of --file-import-cards public test numbers
+ 12. import           an import job of --import-cards payment methods from a Stripe simulator
+ 13. file-import      an encrypted Stripe export of --file-import-cards public test numbers
                       uploaded to POST /tokens/imports, end to end, rows/s
 
 --phases runs only the phases named (and those they draw from).

@@ -40,8 +40,8 @@ func TestBenchChildServe(t *testing.T) {
 // TestBenchRunsEveryPhase runs a tiny bench (a fraction of a second per
 // phase, 20 imported cards, a 30-row card file, 50 preloaded tokens, two
 // vault processes) with profiling on, and
-// checks the report: eleven phases in order, each with requests and no errors, the forward phase's
-// vault overhead, the eleven ratios, the sixteen targets, the same in
+// checks the report: every phase in order, each with requests and no errors, the forward phase's
+// vault overhead, the fourteen ratios, the sixteen targets, the same in
 // bench.csv, and a CPU profile per HTTP phase.
 func TestBenchRunsEveryPhase(t *testing.T) {
 	out := t.TempDir()
@@ -79,6 +79,8 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.Positive(t, rep.Ceiling.AuditCPUMs)
 	assert.Positive(t, rep.Ceiling.ReadsPerSecond)
 	assert.Contains(t, table.String(), "(read ceiling: ")
+	assert.Nil(t, rep.Phase(bench.PhaseReadFloor).VaultCPUPer1k, "the bench serves the read floor itself")
+	assert.Contains(t, table.String(), "(read floor: a bare HTTP server")
 	assert.Equal(t, int64(20), rep.Phase(bench.PhaseImport).Requests)
 	assert.Equal(t, int64(30), rep.Phase(bench.PhaseFileImport).Requests, "every row of the card file")
 	assert.NotNil(t, rep.Phase(bench.PhaseTokenize).VaultCPUPer1k)
@@ -109,7 +111,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	}
 	assert.Positive(t, rep.Phase(bench.PhaseTokenize).PostgresIO.WALKB, "a new token is written to the WAL")
 	assert.Contains(t, table.String(), "PostgreSQL per request (WAL kB")
-	assert.Len(t, rep.Ratios, 11)
+	assert.Len(t, rep.Ratios, 14)
 	assert.Len(t, rep.Targets, 16)
 	assert.Positive(t, rep.AuditWrites.Inserted, "the audit table's inserts are counted")
 	assert.Zero(t, rep.AuditWrites.Updated, "no audit row was updated")
@@ -124,7 +126,7 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	assert.Len(t, rows, 1+len(bench.AllPhases)+11+16)
+	assert.Len(t, rows, 1+len(bench.AllPhases)+14+16)
 
 	for _, p := range []string{bench.PhaseTokenize, bench.PhaseReplay, bench.PhaseUpdate, bench.PhaseRead, bench.PhaseDetokenize, bench.PhaseForward} {
 		st, err := os.Stat(filepath.Join(out, p+".cpu.pprof"))

@@ -82,6 +82,7 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 		{PhaseBaselineSelect, false, func() e2e.Result { return b.timed(ctx, PhaseBaselineSelect, progress, b.baselineSelect) }},
 		{PhaseBaselineAudit, false, func() e2e.Result { return b.timedAuditFloor(ctx) }},
 		{PhaseBaselineHTTP, true, func() e2e.Result { return b.timed(ctx, PhaseBaselineHTTP, progress, b.baselineHTTP) }},
+		{PhaseReadFloor, false, func() e2e.Result { return b.timedReadFloor(ctx) }},
 		{PhaseRead, true, func() e2e.Result { return b.timed(ctx, PhaseRead, progress, b.read) }},
 		{PhaseDetokenize, true, func() e2e.Result { return b.timed(ctx, PhaseDetokenize, progress, b.detokenize) }},
 		{PhaseForward, true, func() e2e.Result { return b.timedForward(ctx) }},
@@ -297,7 +298,7 @@ func (b *benchRun) drawFrom(phase string, preIDs []uuid.UUID) {
 	switch phase {
 	case PhaseReplay, PhaseUpdate:
 		b.allNos = flatten(b.tokenNos)
-	case PhaseBaselineSelect, PhaseBaselineAudit:
+	case PhaseBaselineSelect, PhaseBaselineAudit, PhaseReadFloor:
 		b.allRows = append(tokenUUIDs(flatten(b.tokenIDs)), preIDs...)
 	case PhaseRead, PhaseDetokenize, PhaseForward:
 		b.allToks = flatten(b.tokenIDs)

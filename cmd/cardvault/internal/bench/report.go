@@ -244,6 +244,7 @@ func (r *Report) finish(child *e2e.Vault) {
 	pairs := [][2]string{{PhaseTokenize, PhaseBaselineInsert}, {PhaseReplay, PhaseTokenize}, {PhaseUpdate, PhaseTokenize},
 		{PhaseRead, PhaseBaselineSelect}, {PhaseDetokenize, PhaseBaselineSelect}, {PhaseImport, PhaseTokenize},
 		{PhaseBaselineHTTP, PhaseBaselineSelect}, {PhaseRead, PhaseBaselineHTTP}, {PhaseDetokenize, PhaseBaselineHTTP},
+		{PhaseReadFloor, PhaseBaselineHTTP}, {PhaseRead, PhaseReadFloor}, {PhaseDetokenize, PhaseReadFloor},
 		{PhaseForward, PhaseDetokenize}, {PhaseFileImport, PhaseTokenize}}
 	r.Ratios = nil
 	for _, q := range pairs {
@@ -352,6 +353,11 @@ func printReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "(read ceiling: baseline-http's CPU, %s ms a request in all processes, plus PostgreSQL's for an audited lookup in baseline-audit, %s ms a read, "+
 			"on %d CPUs: at most %s reads/s, %s × baseline-http, even if the vault's own work for a read cost nothing)\n",
 			fmtNum(c.HTTPCPUMs), fmtNum(c.AuditCPUMs), r.Machine.CPUs, fmtNum(c.ReadsPerSecond), fmtNum(c.OfBaselineHTTP))
+	}
+	if f, h := r.Phase(PhaseReadFloor), r.Phase(PhaseBaselineHTTP); f.RPS > 0 && h.RPS > 0 {
+		fmt.Fprintf(w, "(read floor: a bare HTTP server whose only work is baseline-audit's statement, batched as the vault batches reads, "+
+			"answered %s reads/s, %s × baseline-http: a vault that makes each read's audit row durable before answering does at least this work)\n",
+			fmtNum(f.RPS), fmtNum(round3(f.RPS/h.RPS)))
 	}
 	fmt.Fprintln(w, "\nratios:")
 	for _, q := range r.Ratios {

@@ -8,7 +8,7 @@ import (
 
 // AllPhases lists every phase in the order they run.
 var AllPhases = []string{PhaseBaselineInsert, PhaseTokenize, PhaseReplay, PhaseUpdate, PhaseBaselineSelect,
-	PhaseBaselineAudit, PhaseBaselineHTTP, PhaseRead, PhaseDetokenize, PhaseForward, PhaseImport, PhaseFileImport}
+	PhaseBaselineAudit, PhaseBaselineHTTP, PhaseReadFloor, PhaseRead, PhaseDetokenize, PhaseForward, PhaseImport, PhaseFileImport}
 
 // needs names the phase whose rows a phase draws from: replays, updates,
 // reads, reveals and forwards use tokenize's tokens, and so do the read
@@ -16,7 +16,7 @@ var AllPhases = []string{PhaseBaselineInsert, PhaseTokenize, PhaseReplay, PhaseU
 var needs = map[string]string{
 	PhaseReplay: PhaseTokenize, PhaseUpdate: PhaseTokenize, PhaseRead: PhaseTokenize,
 	PhaseDetokenize: PhaseTokenize, PhaseForward: PhaseTokenize, PhaseBaselineSelect: PhaseTokenize,
-	PhaseBaselineAudit: PhaseTokenize,
+	PhaseBaselineAudit: PhaseTokenize, PhaseReadFloor: PhaseTokenize,
 }
 
 // selectPhases returns the phases to run for the --phases list names (all
