@@ -20,7 +20,8 @@ const batchTimeout = 7 * time.Second
 // batches were being written (group commit done by the vault rather than
 // left to PostgreSQL's WAL writer alone). A request returns only once its
 // batch has committed, so what it answers is durable. A request that finds
-// fewer than limit batches in flight writes one with everything pending;
+// fewer than limit batches in flight (and, when one is, at least overlapAt
+// requests pending) writes one with everything pending;
 // when a batch is done, its writer hands everything that arrived meanwhile
 // to the first of those requests, which writes it as the next batch. So no
 // request waits for more than the batch before its own and its own. The
@@ -33,6 +34,13 @@ type groupCommit[T any] struct {
 	// than one lets a batch start while the last one waits for its commit
 	// to reach the disk.
 	limit int
+	// overlapAt is how many requests must be waiting for a batch to start
+	// while another is in flight (0 or 1: any one). Below it they wait for
+	// the batch in flight, which hands them on as the next batch: one larger
+	// batch costs less per request than two small ones when commits are
+	// quick, and under load (slow commits) the waiting requests soon reach
+	// it.
+	overlapAt int
 	// sizes records the size of each batch written (nothing when zero).
 	sizes metrics.Sizes
 }
@@ -82,7 +90,7 @@ func (g *groupCommit[T]) do(item T, write func([]T) error) error {
 	g.mu.Lock()
 	g.pending = append(g.pending, w)
 	var batch []*groupWaiter[T]
-	if g.flushing < max(g.limit, 1) {
+	if g.mayStart() {
 		g.flushing++
 		batch, g.pending = g.pending, nil
 	}
@@ -116,6 +124,13 @@ func (g *groupCommit[T]) do(item T, write func([]T) error) error {
 		return nil
 	}
 	return w.err
+}
+
+// mayStart reports whether a request that just joined the pending ones
+// (g.mu held) starts a batch with them now: when none is in flight, or
+// fewer than limit are and at least overlapAt requests wait.
+func (g *groupCommit[T]) mayStart() bool {
+	return g.flushing == 0 || g.flushing < max(g.limit, 1) && len(g.pending) >= g.overlapAt
 }
 
 // write writes batch with write and tells each of its requests the outcome.

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,7 +33,7 @@ func TestGroupCommitWritesAtMostLimitBatchesAtOnce(t *testing.T) {
 		for _, it := range items {
 			written[it]++
 		}
-		if items[0] == 3 {
+		if slices.Contains(items, 3) { // 3 and 4 arrive in either order
 			return errors.New("batch of 3 failed")
 		}
 		return nil
@@ -66,11 +67,54 @@ func TestGroupCommitWritesAtMostLimitBatchesAtOnce(t *testing.T) {
 	assert.Zero(t, g.flushing)
 }
 
+// TestGroupCommitOverlapsOnlyOnceEnoughWait: with limit 2 and overlapAt
+// 3, requests arriving while a batch is in flight wait (pending) until
+// three do; the third starts the second batch with all three.
+func TestGroupCommitOverlapsOnlyOnceEnoughWait(t *testing.T) {
+	g := &groupCommit[int]{limit: 2, overlapAt: 3}
+	gate := make(chan struct{})
+	var inFlight atomic.Int32
+	var mu sync.Mutex
+	var batches [][]int
+	write := func(items []int) error {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		mu.Lock()
+		batches = append(batches, items)
+		mu.Unlock()
+		<-gate
+		return nil
+	}
+	var wg sync.WaitGroup
+	start := func(i int) { wg.Go(func() { assert.NoError(t, g.do(i, write)) }) }
+	pending := func() int {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return len(g.pending)
+	}
+	start(1)
+	require.Eventually(t, func() bool { return inFlight.Load() == 1 }, 5*time.Second, time.Millisecond)
+	start(2)
+	start(3)
+	require.Eventually(t, func() bool { return pending() == 2 }, 5*time.Second, time.Millisecond,
+		"two waiting are fewer than overlapAt: no second batch")
+	start(4)
+	require.Eventually(t, func() bool { return inFlight.Load() == 2 }, 5*time.Second, time.Millisecond,
+		"the third waiting starts the second batch")
+	assert.Zero(t, pending())
+	close(gate)
+	wg.Wait()
+	require.Len(t, batches, 2)
+	assert.Equal(t, []int{1}, batches[0])
+	assert.ElementsMatch(t, []int{2, 3, 4}, batches[1])
+	assert.Zero(t, g.flushing)
+}
+
 // TestGroupCommitUnderLoad: many requests through a limit-3 group commit
 // are each written once, in batches of at most the requests in flight.
 func TestGroupCommitUnderLoad(t *testing.T) {
 	for _, limit := range []int{0, 1, 3} {
-		g := &groupCommit[int]{limit: limit}
+		g := &groupCommit[int]{limit: limit, overlapAt: limit}
 		var mu sync.Mutex
 		written := map[int]int{}
 		var wg sync.WaitGroup

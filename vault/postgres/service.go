@@ -115,7 +115,7 @@ func NewService(cfg Config) (*Service, error) {
 	if s.egress == nil {
 		s.egress = egress.New(egress.Config{AllowLoopback: cfg.AllowLoopback})
 	}
-	s.reads.limit = readBatchesInFlight
+	s.reads.limit, s.reads.overlapAt = readBatchesInFlight, readOverlapAt
 	s.audit.readerTurn = mathrand.IntN(auditLaneCount / 2)
 	s.failures.window, s.failures.sources = cfg.AccessFailureWindow, cfg.AccessFailureSources
 	if s.failures.window <= 0 {

@@ -29,6 +29,16 @@ const lookupBatchTimeout = batchTimeout
 // vault, 0.14-0.18 -> 0.21-0.27 ms in PostgreSQL) for no more reveals.
 const readBatchesInFlight = 2
 
+// readOverlapAt is how many reads must be waiting for a second read batch
+// to start while one is in flight: a batch of one or two beside another
+// cost more per read than waiting for the one in flight (idle machine, 5 s
+// read phases, 100,000 tokens, alternating: starting at once 8,353 and 8,549
+// reads/s, PostgreSQL 0.069-0.070 ms a read; at 8 waiting 9,163 and 9,447,
+// 0.065 ms; at 16 9,615 and 9,225, 0.059-0.062 ms). Under load, when commits
+// are slow and second batches pay, 8 of the bench's 32 requests in flight
+// wait within a fraction of a commit.
+const readOverlapAt = 8
+
 // lookup is one request of a read or reveal batch: the audit event says
 // which token (TokenID) of which tenant (TenantID); the batch fills in what
 // it found.
