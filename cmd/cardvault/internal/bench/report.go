@@ -361,7 +361,7 @@ func printReport(w io.Writer, r *Report) {
 	}
 	fmt.Fprintln(w, "\nratios:")
 	for _, q := range r.Ratios {
-		fmt.Fprintf(w, "  %-30s %s\n", q.Name, fmtNum(q.Value))
+		fmt.Fprintf(w, "  %-34s %s\n", q.Name, fmtNum(q.Value))
 	}
 	fmt.Fprintln(w, "\ntargets:")
 	for _, t := range r.Targets {
