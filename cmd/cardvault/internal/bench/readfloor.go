@@ -31,12 +31,17 @@ const PhaseReadFloor = "baseline-http-audit"
 
 // readFloor is the phase's server.
 type readFloor struct {
-	b     *benchRun
-	srv   *http.Server
-	url   string
-	reads chan floorRead
-	seq   atomic.Int64
+	b       *benchRun
+	srv     *http.Server
+	url     string
+	reads   chan floorRead
+	seq     atomic.Int64    // the audit rows' chain_seq, above baseline-audit's (floorSeqBase)
+	stopped <-chan struct{} // closed when the phase ends and the batch writers stop
 }
+
+// floorSeqBase puts the phase's chain_seq values above those of
+// baseline-audit's two workers (worker << 40), in the same bench_audit.
+const floorSeqBase = int64(auditFloorBatches) << 40
 
 // floorRead is one request waiting for its batch.
 type floorRead struct {
@@ -75,7 +80,8 @@ func (b *benchRun) startReadFloor(ctx context.Context) (*readFloor, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &readFloor{b: b, url: "http://" + ln.Addr().String(), reads: make(chan floorRead, b.o.Concurrency)}
+	f := &readFloor{b: b, url: "http://" + ln.Addr().String(), reads: make(chan floorRead, b.o.Concurrency), stopped: ctx.Done()}
+	f.seq.Store(floorSeqBase)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /tokens/{id}", f.serveRead)
 	f.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -88,7 +94,8 @@ func (b *benchRun) startReadFloor(ctx context.Context) (*readFloor, error) {
 }
 
 // serveRead answers one read once its batch committed: 200 with the row,
-// 404 for an id no token has, 500 when the batch failed.
+// 404 for an id no token has, 500 when the batch failed; nothing once the
+// phase ended.
 func (f *readFloor) serveRead(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(r.PathValue("id"))
 	if err != nil {
@@ -101,7 +108,12 @@ func (f *readFloor) serveRead(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
-	a := <-rd.done
+	var a floorAnswer
+	select {
+	case a = <-rd.done:
+	case <-f.stopped: // the writers are gone: nobody answers a read still queued
+		return
+	}
 	switch {
 	case a.err != nil:
 		http.Error(w, a.err.Error(), http.StatusInternalServerError)
