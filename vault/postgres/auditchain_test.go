@@ -431,6 +431,35 @@ func TestAuditPruningStopsAtATamperedRow(t *testing.T) {
 	assert.Equal(t, bad, r.Breaks[0].ID)
 }
 
+// TestAuditPruningPassesLanesWithNothingDue: a prune pass over lanes whose
+// oldest row is within the retention neither locks them nor waits for the
+// writers holding them (it used to lock each lane and read a batch of its
+// rows to find nothing), and once rows are due it prunes them.
+func TestAuditPruningPassesLanesWithNothingDue(t *testing.T) {
+	e := newAuditEnv(t)
+	ctx := context.Background()
+	a := e.actor(t)
+	e.tokenize(t, a, 5)
+
+	held, err := e.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = held.Rollback(ctx) }()
+	_, err = held.Exec(ctx, `SELECT 1 FROM audit_lanes FOR UPDATE`) // every lane, as busy writers hold them
+	require.NoError(t, err)
+	pass, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := e.svc.PruneAudit(pass, vault.DefaultAuditRetention)
+	require.NoError(t, err, "nothing is due: no lane is waited for")
+	assert.Zero(t, n)
+	require.NoError(t, held.Rollback(ctx))
+
+	e.clock.Advance(401 * 24 * time.Hour)
+	n, err = e.svc.PruneAudit(ctx, vault.DefaultAuditRetention)
+	require.NoError(t, err)
+	assert.Positive(t, n, "rows past the retention are pruned")
+	assert.True(t, e.verify(t, nil).OK)
+}
+
 func TestAuditInsertFailureFailsTheAction(t *testing.T) {
 	e := newAuditEnv(t)
 	ctx := context.Background()

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -36,6 +37,27 @@ func (s *Service) pruneLanes(ctx context.Context, cutoff time.Time) (int64, erro
 		}
 	}
 	return total, first
+}
+
+// laneHasPrunable reports whether the lane's oldest row after its
+// retention checkpoint is older than cutoff and in the DEFAULT partition:
+// otherwise pruneLaneBatch would delete nothing, and the lane is neither
+// locked (its writers wait for no prune) nor its rows read, which a lane
+// whose rows all sit in monthly partitions (every lane once retention
+// applies: a month goes whole, by DropAuditPartitions) would have cost every
+// prune pass, a batch of its rows read and discarded. One index probe.
+func laneHasPrunable(ctx context.Context, q querier, id laneID, cutoff time.Time) (bool, error) {
+	var due bool
+	err := q.QueryRow(ctx, `SELECT e.occurred_at < $3 AND e.tableoid = 'audit_events_default'::regclass
+		FROM audit_lanes l CROSS JOIN LATERAL (
+			SELECT occurred_at, tableoid FROM audit_events
+			WHERE `+chainKey+` = l.chain_id AND chain_lane = l.lane AND chain_seq > l.pruned_seq
+			ORDER BY chain_seq LIMIT 1) e
+		WHERE l.chain_id = $1 AND l.lane = $2`, id.chain, id.lane, cutoff).Scan(&due)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return due, dbError(err, "audit event")
 }
 
 // laneID names one lane of one chain.
@@ -90,6 +112,9 @@ func scanLaneState(row pgx.Row) (laneState, error) {
 // deleted; a broken lane is an error and nothing past the break is
 // deleted.
 func (s *Service) pruneLaneBatch(ctx context.Context, id laneID, cutoff time.Time) (int64, error) {
+	if due, err := laneHasPrunable(ctx, s.db, id, cutoff); err != nil || !due {
+		return 0, err
+	}
 	key, err := s.auditChainKey(ctx, id.chain)
 	if err != nil {
 		return 0, err
