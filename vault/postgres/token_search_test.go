@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +124,35 @@ func TestSearchTokensAuditsWithoutTheNumber(t *testing.T) {
 	for _, form := range []string{"6011111111111117", "6011 1111 1111 1117", "111111"} {
 		assert.NotContains(t, joined, form, "the searched number is never audited")
 	}
+}
+
+// TestCardLookupsUseTheFingerprintHashIndex: tokens are found by card
+// through tokens_fingerprint_hash (migration 025), a hash index whose
+// inserts touch half the pages a B-tree of the random fingerprints did.
+func TestCardLookupsUseTheFingerprintHashIndex(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tok, _ := e.tokenize(t, withNumber("pm_hash", "4242424242424242"))
+	_, err := e.pool.Exec(ctx, `INSERT INTO tokens (id, tenant_id, business_key, fingerprint, fingerprint_key_id, key_id,
+		pan_ct, iin, last_four, pan_length, scheme, exp_month, exp_year, metadata, created_at, updated_at)
+		SELECT gen_random_uuid(), tenant_id, 'pm_fill' || g, sha256(g::text::bytea), fingerprint_key_id, key_id, pan_ct, iin,
+		       last_four, pan_length, scheme, exp_month, exp_year, metadata, created_at, updated_at
+		FROM tokens, generate_series(1, 5000) g WHERE id = $1`, tok.ID)
+	require.NoError(t, err)
+	_, err = e.pool.Exec(ctx, `ANALYZE tokens`)
+	require.NoError(t, err)
+
+	var method string
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam
+		WHERE c.relname = 'tokens_fingerprint_hash'`).Scan(&method))
+	assert.Equal(t, "hash", method)
+	rows, err := e.pool.Query(ctx, `EXPLAIN SELECT id FROM tokens WHERE tenant_id = '`+e.actor.TenantID.String()+
+		`' AND fingerprint = '\x`+hex.EncodeToString(tok.Fingerprint)+`'`)
+	require.NoError(t, err)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	assert.Contains(t, strings.Join(plan, "\n"), "tokens_fingerprint_hash", "a lookup by card probes the hash index")
+	page, err := e.svc.ListTokens(ctx, e.actor, vault.ListTokensParams{Fingerprint: tok.Fingerprint, Limit: 10})
+	require.NoError(t, err)
+	assert.Equal(t, []uuid.UUID{tok.ID}, ids(page))
 }
