@@ -381,9 +381,14 @@ func (b *benchRun) baselineSelect(ctx context.Context, _, _ int) error {
 	}
 	var r benchRow
 	return b.env.pool.QueryRow(ctx, `SELECT `+benchTokenColumns+` FROM tokens WHERE id = $1`,
-		b.allRows[mrand.IntN(len(b.allRows))]).Scan(&r.id, &r.tenantID, &r.businessKey, &r.fingerprint,
-		&r.fpKeyID, &r.keyID, &r.pan, &r.name, &r.cvc, &r.cvcExpires, &r.iin, &r.lastFour, &r.panLen,
-		&r.scheme, &r.expMonth, &r.expYear, &r.meta, &r.created, &r.updated)
+		b.allRows[mrand.IntN(len(b.allRows))]).Scan(r.dest()...)
+}
+
+// dest returns where a row of benchTokenColumns scans into, in their order.
+func (r *benchRow) dest() []any {
+	return []any{&r.id, &r.tenantID, &r.businessKey, &r.fingerprint, &r.fpKeyID, &r.keyID, &r.pan, &r.name,
+		&r.cvc, &r.cvcExpires, &r.iin, &r.lastFour, &r.panLen, &r.scheme, &r.expMonth, &r.expYear, &r.meta,
+		&r.created, &r.updated}
 }
 
 // baselineHTTP asks the vault's GET /healthz: the same listener, HTTP

@@ -192,9 +192,7 @@ type floorRow struct {
 // floorJSON scans a token row and returns it as JSON.
 func floorJSON(rows pgx.Rows) (floorRow, error) {
 	var r benchRow
-	if err := rows.Scan(&r.id, &r.tenantID, &r.businessKey, &r.fingerprint, &r.fpKeyID, &r.keyID, &r.pan, &r.name,
-		&r.cvc, &r.cvcExpires, &r.iin, &r.lastFour, &r.panLen, &r.scheme, &r.expMonth, &r.expYear, &r.meta,
-		&r.created, &r.updated); err != nil {
+	if err := rows.Scan(r.dest()...); err != nil {
 		return floorRow{}, err
 	}
 	body, err := json.Marshal(floorRecord{ID: r.id, Tenant: r.tenantID, Key: r.businessKey, IIN: r.iin,
