@@ -26,14 +26,17 @@ import "github.com/jackc/pgx/v5"
 // these transactions also turn off sequential scans, hash joins and merge
 // joins: each of their statements looks up at most a batch of rows by
 // keys that have an index, one probe per row, which is the plan at any
-// size past a few pages (the 100,000-token bench's plans were already so).
+// size past a few pages (the 100,000-token bench's lookups were already
+// so); the joins of a batch's own rows to each other become nested loops
+// over at most a batch.
 // Measured with `cardvault bench` on an empty database (no --preload),
 // three alternating pairs: tokenize-update 1,595, 2,297, 2,311 → 2,878,
 // 3,071, 2,842 updates/s, PostgreSQL's CPU per update 0.35–0.64 → 0.28–0.30
 // ms, p99 27–58 → 20–24 ms.
 
 // genericPlansSQL makes the statements after it in its transaction run
-// with their generic plans, made without sequential scans.
+// with their generic plans, made without sequential scans, hash joins or
+// merge joins.
 const genericPlansSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
 	set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true),
 	set_config('enable_mergejoin', 'off', true)`
