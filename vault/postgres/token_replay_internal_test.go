@@ -49,22 +49,29 @@ func ReplayIndexConds(ctx context.Context, s *Service, a vault.Actor, in vault.T
 
 // tokenIndexConds returns the index conditions of the scans of tokens in
 // an EXPLAIN (FORMAT JSON) document.
-func tokenIndexConds(v any) []string {
+func tokenIndexConds(doc any) []string {
 	var out []string
-	switch n := v.(type) {
-	case map[string]any:
+	walkPlan(doc, func(n map[string]any) {
 		if c, ok := n["Index Cond"].(string); ok && fmtAny(n["Relation Name"]) == "tokens" {
 			out = append(out, c)
 		}
+	})
+	return out
+}
+
+// walkPlan calls visit for every node of an EXPLAIN (FORMAT JSON) document.
+func walkPlan(v any, visit func(map[string]any)) {
+	switch n := v.(type) {
+	case map[string]any:
+		visit(n)
 		for _, x := range n {
-			out = append(out, tokenIndexConds(x)...)
+			walkPlan(x, visit)
 		}
 	case []any:
 		for _, x := range n {
-			out = append(out, tokenIndexConds(x)...)
+			walkPlan(x, visit)
 		}
 	}
-	return out
 }
 
 // testNewToken prepares in as a new token of a, ready for a batch.
