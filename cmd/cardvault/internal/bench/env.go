@@ -176,6 +176,16 @@ func (e *environment) vaults() []*e2e.Vault {
 	return append([]*e2e.Vault{e.child}, e.replicas...)
 }
 
+// vaultURLs returns the base URL of every vault process of the run, the
+// first one first.
+func (e *environment) vaultURLs() []string {
+	var urls []string
+	for _, v := range e.vaults() {
+		urls = append(urls, v.URL())
+	}
+	return urls
+}
+
 // childCommand returns o's child command, or this executable's `serve`.
 func childCommand(o Options) (*exec.Cmd, error) {
 	if o.ChildCommand != nil {

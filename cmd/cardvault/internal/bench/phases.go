@@ -40,8 +40,8 @@ const (
 type benchRun struct {
 	env      *environment
 	o        Options
-	client   *e2e.Client   // the first vault's
-	clients  []*e2e.Client // one per vault; worker w sends to clients[w % len]
+	client   *e2e.Client // the first vault's, for the calls around the phases
+	conns    []*e2e.Conn // worker w's connection, to vault w % vaults
 	runID    string
 	tokenIDs [][]string // tokens from tokenize
 	tokenNos [][]int    // the request number each of tokenIDs was made by (its business key and card)
@@ -63,12 +63,12 @@ func runPhases(ctx context.Context, env *environment, o Options) (*Report, error
 		runID: hex.EncodeToString(id[:]), tokenIDs: make([][]string, o.Concurrency),
 		tokenNos: make([][]int, o.Concurrency)}
 	defer b.client.Close()
-	b.clients = []*e2e.Client{b.client}
-	for _, v := range env.replicas {
-		c := e2e.NewClient(v.URL(), env.apiKey, 2*o.Concurrency, 30*time.Second)
-		defer c.Close()
-		b.clients = append(b.clients, c)
+	conns, err := e2e.NewConns(env.vaultURLs(), env.apiKey, o.Concurrency, 30*time.Second)
+	if err != nil {
+		return nil, err
 	}
+	b.conns = conns
+	defer e2e.CloseConns(conns)
 	rep := newReport(env, o)
 	steps := []struct {
 		name  string
@@ -272,8 +272,8 @@ func (b *benchRun) resetPeakRSS() float64 {
 	return peak
 }
 
-// cl returns worker w's client.
-func (b *benchRun) cl(w int) *e2e.Client { return b.clients[w%len(b.clients)] }
+// cl returns worker w's connection.
+func (b *benchRun) cl(w int) *e2e.Conn { return b.conns[w] }
 
 // pgCPU returns the CPU time of the PostgreSQL server so far, when it runs
 // on this machine.

@@ -210,13 +210,16 @@ func (b *benchRun) timedReadFloor(ctx context.Context) e2e.Result {
 	if err != nil {
 		return e2e.Result{Errors: 1, FirstErr: err}
 	}
-	cl := e2e.NewClient(f.url, "", 2*b.o.Concurrency, 30*time.Second)
-	defer cl.Close()
-	return b.timed(ctx, PhaseReadFloor, b.o.Progress, func(ctx context.Context, _, _ int) error {
+	conns, err := e2e.NewConns([]string{f.url}, "", b.o.Concurrency, 30*time.Second)
+	if err != nil {
+		return e2e.Result{Errors: 1, FirstErr: err}
+	}
+	defer e2e.CloseConns(conns)
+	return b.timed(ctx, PhaseReadFloor, b.o.Progress, func(ctx context.Context, w, _ int) error {
 		if len(b.allRows) == 0 {
 			return errors.New("tokenize left no tokens to read")
 		}
-		_, err := cl.Call(ctx, http.MethodGet, "/tokens/"+b.allRows[mrand.IntN(len(b.allRows))].String(), nil, http.StatusOK)
+		_, err := conns[w].Call(ctx, http.MethodGet, "/tokens/"+b.allRows[mrand.IntN(len(b.allRows))].String(), nil, http.StatusOK)
 		return err
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -98,8 +97,7 @@ func (c *Client) Call(ctx context.Context, method, path string, body []byte, wan
 		return nil, err
 	}
 	if a.Status != want {
-		// An error answer never holds card data; the cut keeps the line short.
-		return nil, fmt.Errorf("%s %s: HTTP %d %s", method, Route(path), a.Status, a.Body[:min(len(a.Body), 300)])
+		return nil, statusError(method, path, a.Status, a.Body)
 	}
 	return a.Body, nil
 }
