@@ -101,10 +101,10 @@ func (s *Service) recordKeyState(ctx context.Context, q querier, tenantID uuid.U
 // within the caller's transaction: it deletes the key's tenant_sealing_keys
 // row, which waits for the writers under way that hold it (every writer of a
 // sealed row locks that row in its own transaction, see migration
-// 008_sealing_keys.sql) and which the foreign keys refuse while a token or
-// the webhook secret still names the key; then, with no writer able to use
-// the key any more, it counts the webhook events and import credentials
-// still under it. It returns a KindConflict error (key_in_use) when any row
+// 008_sealing_keys.sql) and which is refused while a token (a trigger,
+// migration 026) or the webhook secret (a foreign key) still names the key;
+// then, with no writer able to use the key any more, it counts the webhook
+// events and import credentials still under it. It returns a KindConflict error (key_in_use) when any row
 // still needs the key, so the whole retire rolls back.
 func releaseSealingKey(ctx context.Context, q querier, tenantID uuid.UUID, keyID uint32) error {
 	_, err := q.Exec(ctx, `DELETE FROM tenant_sealing_keys WHERE tenant_id = $1 AND key_id = $2`, tenantID, int64(keyID))

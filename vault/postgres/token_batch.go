@@ -10,9 +10,8 @@ import (
 
 // newTokenBatch commits the new tokens of concurrent tokenize requests
 // together (see groupCommit): one statement, one commit, and one lock of
-// the tenant row for the foreign keys of the whole batch instead of one
-// shared lock per token (which PostgreSQL turns into a multixact when many
-// transactions hold it at once).
+// each data key the batch sealed with (migration 026's statement trigger)
+// instead of one per token.
 type newTokenBatch = groupCommit[*newToken]
 
 // newTokenBatchTimeout bounds one batch (see batchTimeout).

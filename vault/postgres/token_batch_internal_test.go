@@ -2,18 +2,18 @@ package postgres
 
 import (
 	"context"
+	"strings"
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
-	"github.com/google/uuid"
 )
 
 // WriteTokenBatch tokenizes each of ins for a as one batch through
-// writeNewTokens, as concurrent requests would be; foreign adds a row of a
-// tenant that does not exist, which violates a foreign key. It returns, per
-// row (the foreign one last), whether it was inserted and its own error.
-func WriteTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, foreign bool) ([]bool, []error, error) {
-	batch, err := newTokenBatchOf(ctx, s, a, ins, foreign)
+// writeNewTokens, as concurrent requests would be; with bad, the last row
+// is one the table refuses (an IIN its CHECK constraint rejects). It
+// returns, per row, whether it was inserted and its own error.
+func WriteTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, bad bool) ([]bool, []error, error) {
+	batch, err := newTokenBatchOf(ctx, s, a, ins, bad)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -46,8 +46,8 @@ func ReleasedByTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []
 }
 
 // newTokenBatchOf prepares ins for a as the rows of a new tokens' batch
-// (see WriteTokenBatch for foreign).
-func newTokenBatchOf(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, foreign bool) ([]*newToken, error) {
+// (see WriteTokenBatch for bad).
+func newTokenBatchOf(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, bad bool) ([]*newToken, error) {
 	tk, err := s.keys.get(ctx, a.TenantID)
 	if err != nil {
 		return nil, err
@@ -74,11 +74,21 @@ func newTokenBatchOf(ctx context.Context, s *Service, a vault.Actor, ins []vault
 		if err != nil {
 			return nil, err
 		}
-		if foreign && i == len(ins)-1 {
-			nt.tenantID = uuid.New()
-			nt.args[1] = nt.tenantID // tokens.tenant_id
+		if bad && i == len(ins)-1 {
+			nt.args[tokenColumn("iin")] = "not an IIN"
 		}
 		batch = append(batch, nt)
 	}
 	return batch, nil
+}
+
+// tokenColumn returns the index of column name in tokenColumns, and so in
+// a new token's args.
+func tokenColumn(name string) int {
+	for i, c := range strings.Split(tokenColumns, ",") {
+		if strings.TrimSpace(c) == name {
+			return i
+		}
+	}
+	panic("no token column " + name)
 }
