@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -66,7 +65,7 @@ func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
 	w.sim = stripesim.New(stripesim.Config{APIKeys: []string{stripeKey}})
 	w.sim.Seed(spec)
 	w.stripeTelemetry = &atomic.Int64{}
-	w.stripe, w.stripeConns = countingServer(t, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	w.stripe, w.stripeConns = vaulttest.CountingServer(t, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Stripe-Client-Telemetry") != "" {
 			w.stripeTelemetry.Add(1)
 		}
@@ -75,22 +74,6 @@ func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
 	w.tenant, w.key = vaulttest.Tenant(t, w.svc)
 	w.actor = vaulttest.Actor(t, w.svc, w.key)
 	return w
-}
-
-// countingServer serves h on loopback, closed when t ends, and counts the
-// connections it accepts.
-func countingServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int64) {
-	t.Helper()
-	var conns atomic.Int64
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv, &conns
 }
 
 type lockedWriter struct {

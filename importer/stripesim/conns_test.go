@@ -2,36 +2,20 @@ package stripesim
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-)
 
-// countingServer serves h on loopback and counts the connections it accepts.
-func countingServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int64) {
-	t.Helper()
-	var conns atomic.Int64
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv, &conns
-}
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
+)
 
 func TestConcurrentForwardsReuseTheirConnectionsToTheDestination(t *testing.T) {
 	const forwarders, rounds = 16, 6
 	sim, _, sc := startSim(t, Config{}, testSpec)
 	d := &destination{status: http.StatusCreated, body: `{"id":"tok_1"}`}
-	dest, conns := countingServer(t, http.HandlerFunc(d.serve))
+	dest, conns := vaulttest.CountingServer(t, http.HandlerFunc(d.serve))
 	cards, _ := cardPMs(t, sim)
 
 	var wg sync.WaitGroup

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
 // echoServer answers every request with its method, path, API key,
@@ -19,8 +20,7 @@ import (
 // request with ?close answers with Connection: close.
 func echoServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
-	var conns atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return vaulttest.CountingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if r.URL.Query().Has("close") {
 			w.Header().Set("Connection", "close")
@@ -28,21 +28,21 @@ func echoServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, r.Method+" "+r.URL.Path+" "+r.Header.Get("X-API-Key")+" "+r.Header.Get("Content-Type")+" "+string(body))
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv, &conns
+}
+
+// echoConn starts an echoServer and returns a connection to it sending
+// apiKey, closed when t ends.
+func echoConn(t *testing.T, apiKey string) (*Conn, *httptest.Server, *atomic.Int64) {
+	t.Helper()
+	srv, conns := echoServer(t)
+	c, err := NewConn(srv.URL, apiKey, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c, srv, conns
 }
 
 func TestConnSendsRequestsOnOneConnection(t *testing.T) {
-	srv, conns := echoServer(t)
-	c, err := NewConn(srv.URL, "k_1", 5*time.Second)
-	require.NoError(t, err)
-	defer c.Close()
+	c, _, conns := echoConn(t, "k_1")
 	ctx := context.Background()
 	tests := []struct {
 		method, path string
@@ -62,12 +62,9 @@ func TestConnSendsRequestsOnOneConnection(t *testing.T) {
 }
 
 func TestConnReconnectsWhenTheServerClosed(t *testing.T) {
-	srv, conns := echoServer(t)
-	c, err := NewConn(srv.URL, "", 5*time.Second)
-	require.NoError(t, err)
-	defer c.Close()
+	c, srv, conns := echoConn(t, "")
 	ctx := context.Background()
-	_, err = c.Call(ctx, http.MethodGet, "/healthz?close", nil, http.StatusCreated)
+	_, err := c.Call(ctx, http.MethodGet, "/healthz?close", nil, http.StatusCreated)
 	require.NoError(t, err)
 	out, err := c.Call(ctx, http.MethodGet, "/healthz", nil, http.StatusCreated)
 	require.NoError(t, err)
@@ -84,11 +81,8 @@ func TestConnReconnectsWhenTheServerClosed(t *testing.T) {
 }
 
 func TestConnErrors(t *testing.T) {
-	srv, _ := echoServer(t)
-	c, err := NewConn(srv.URL, "", 5*time.Second)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.Call(context.Background(), http.MethodGet, "/tokens/3f6c9a2e-0d7b-4c1e-9a55-6b1f2e8d4c10", nil, http.StatusOK)
+	c, _, _ := echoConn(t, "")
+	_, err := c.Call(context.Background(), http.MethodGet, "/tokens/3f6c9a2e-0d7b-4c1e-9a55-6b1f2e8d4c10", nil, http.StatusOK)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "GET /tokens/{id}: HTTP 201")
 
