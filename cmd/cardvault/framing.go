@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 )
 
@@ -49,21 +50,35 @@ const maxWatchedLine = 32
 // Read reads from the connection and watches what it read.
 func (c *framingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	for _, b := range p[:n] {
-		c.watch(b)
-	}
+	c.watch(p[:n])
 	return n, err
 }
 
-// watch takes one byte of the stream.
-func (c *framingConn) watch(b byte) {
-	if b != '\n' {
-		if len(c.line) < maxWatchedLine {
-			c.line = append(c.line, b)
+// watch takes the next bytes of the stream, a line end at a time.
+func (c *framingConn) watch(b []byte) {
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			c.keep(b)
+			return
 		}
-		return
+		c.keep(b[:i])
+		c.endLine()
+		b = b[i+1:]
 	}
-	line := bytes.ToLower(bytes.TrimRight(c.line, "\r"))
+}
+
+// keep adds b to the current line, up to maxWatchedLine bytes of it.
+func (c *framingConn) keep(b []byte) {
+	if room := maxWatchedLine - len(c.line); room > 0 {
+		c.line = append(c.line, b[:min(room, len(b))]...)
+	}
+}
+
+// endLine takes the end of the current line: a header naming either length
+// is noted, and the empty line ending a header block judges the block.
+func (c *framingConn) endLine() {
+	line := bytes.TrimRight(c.line, "\r")
 	c.line = c.line[:0]
 	switch {
 	case len(line) == 0:
@@ -71,11 +86,16 @@ func (c *framingConn) watch(b byte) {
 			c.ambiguous.Store(true)
 		}
 		c.sawLength, c.sawChunks = false, false
-	case bytes.HasPrefix(line, []byte("content-length:")):
+	case hasPrefixFold(line, "content-length:"):
 		c.sawLength = true
-	case bytes.HasPrefix(line, []byte("transfer-encoding:")):
+	case hasPrefixFold(line, "transfer-encoding:"):
 		c.sawChunks = true
 	}
+}
+
+// hasPrefixFold reports whether b begins with prefix, in any case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
 }
 
 // framingKey is the context key of a request's framingConn.

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -91,4 +92,31 @@ func TestStartingBackfillsTheKeyVersionsOfOldTenants(t *testing.T) {
 		(SELECT count(*) FROM tenant_sealing_keys WHERE tenant_id = $1)`, tenant).Scan(&versions, &sealing))
 	assert.Equal(t, 2, versions, "a data and a fingerprint key")
 	assert.Equal(t, 1, sealing, "the data key may seal again")
+}
+
+// TestFramingWatchSeesHeadersSplitAcrossReads: the watch judges a header
+// block the same however the stream was cut into reads, a line longer than
+// it keeps included.
+func TestFramingWatchSeesHeadersSplitAcrossReads(t *testing.T) {
+	long := "X-Padding: " + strings.Repeat("a", 3*maxWatchedLine) + "\r\n"
+	tests := []struct {
+		name, stream string
+		ambiguous    bool
+	}{
+		{"both", "POST / HTTP/1.1\r\nContent-Length: 5\r\n" + long + "TRANSFER-ENCODING: chunked\r\n\r\n0\r\n\r\n", true},
+		{"bare line feeds", "POST / HTTP/1.1\ncontent-length: 5\ntransfer-encoding: chunked\n\n", true},
+		{"in two blocks", "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello" + "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false},
+		{"a long line naming neither", "POST / HTTP/1.1\r\nX-Content-Length: 5\r\nTransfer-Encoding: chunked\r\n" + long + "\r\n", false},
+	}
+	for _, tt := range tests {
+		for _, size := range []int{1, 3, 17, len(tt.stream)} {
+			t.Run(fmt.Sprintf("%s/%d", tt.name, size), func(t *testing.T) {
+				c := &framingConn{}
+				for b := []byte(tt.stream); len(b) > 0; b = b[min(size, len(b)):] {
+					c.watch(b[:min(size, len(b))])
+				}
+				assert.Equal(t, tt.ambiguous, c.ambiguous.Load())
+			})
+		}
+	}
 }
