@@ -2,7 +2,7 @@ package postgres
 
 import (
 	"context"
-	"strings"
+	"slices"
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/cardvault/cardvault/vault/card"
@@ -75,20 +75,9 @@ func newTokenBatchOf(ctx context.Context, s *Service, a vault.Actor, ins []vault
 			return nil, err
 		}
 		if bad && i == len(ins)-1 {
-			nt.args[tokenColumn("iin")] = "not an IIN"
+			nt.args[slices.Index(splitColumns(tokenColumns), "iin")] = "not an IIN"
 		}
 		batch = append(batch, nt)
 	}
 	return batch, nil
-}
-
-// tokenColumn returns the index of column name in tokenColumns, and so in
-// a new token's args.
-func tokenColumn(name string) int {
-	for i, c := range strings.Split(tokenColumns, ",") {
-		if strings.TrimSpace(c) == name {
-			return i
-		}
-	}
-	panic("no token column " + name)
 }
