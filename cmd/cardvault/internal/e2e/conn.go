@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,11 +21,11 @@ import (
 // baseline-http) on the machine it shares with the vault. A Conn is not
 // safe for concurrent use.
 type Conn struct {
-	addr, host, apiKey string
-	timeout            time.Duration
-	c                  net.Conn
-	r                  *bufio.Reader
-	req                []byte
+	host, apiKey string // host is also the address dialled
+	timeout      time.Duration
+	c            net.Conn
+	r            *bufio.Reader
+	req          []byte
 }
 
 // NewConn returns a connection to the vault at baseURL (http only) that
@@ -38,7 +37,7 @@ func NewConn(baseURL, apiKey string, timeout time.Duration) (*Conn, error) {
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("e2e: a keep-alive connection needs an http:// URL, not %q", baseURL)
 	}
-	return &Conn{addr: u.Host, host: u.Host, apiKey: apiKey, timeout: timeout}, nil
+	return &Conn{host: u.Host, apiKey: apiKey, timeout: timeout}, nil
 }
 
 // Close closes the connection, if one is open.
@@ -93,7 +92,7 @@ func (c *Conn) dial(ctx context.Context) error {
 		return nil
 	}
 	d := net.Dialer{Timeout: c.timeout}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	conn, err := d.DialContext(ctx, "tcp", c.host)
 	if err != nil {
 		return err
 	}
@@ -144,7 +143,7 @@ func readBody(resp *http.Response) ([]byte, error) {
 	}
 	out := make([]byte, resp.ContentLength)
 	if _, err := io.ReadFull(resp.Body, out); err != nil {
-		return nil, errors.Join(errors.New("a short answer"), err)
+		return nil, fmt.Errorf("a short answer: %w", err)
 	}
 	return out, nil
 }
