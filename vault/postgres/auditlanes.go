@@ -437,8 +437,9 @@ func (w *auditWrite) queue(b *pgx.Batch, now time.Time) {
 // they call for (each of one of tenants), which are then chained and
 // inserted with the COMMIT in one more round trip. Without tenants, the
 // lanes are locked in a round trip of their own before that. The
-// transaction commits only when read returns nil. Errors are returned
-// untranslated.
+// transaction commits only when read returns nil; when read returns
+// errWroteNothing it is rolled back and inAuditedTx returns nil. Errors are
+// returned untranslated.
 func (s *Service) inAuditedTx(ctx context.Context, end laneEnd, sql string, args []any, tenants []uuid.UUID, read func(pgx.Rows) ([]vault.AuditEvent, error)) error {
 	var pre *lockedLanes
 	if tenants != nil {
@@ -460,8 +461,19 @@ func (s *Service) inAuditedTx(ctx context.Context, end laneEnd, sql string, args
 	if err != nil {
 		rollback(conn)
 	}
+	if errors.Is(err, errWroteNothing) {
+		return nil
+	}
 	return err
 }
+
+// errWroteNothing, returned by an inAuditedTx read, says its statement
+// wrote nothing and calls for no audit row: the transaction, which then
+// holds nothing but its lanes' locks (and the WAL records of those), is
+// rolled back rather than committed, so no durable commit (a WAL flush to
+// the disk) is spent on it. A statement that wrote anything must not
+// return it, even with no audit row to write.
+var errWroteNothing = errors.New("vault: the statement wrote nothing")
 
 // lockedLanes are lanes locked with a transaction's first statement: a
 // lane of each of chains, their keys and, once read, their heads.

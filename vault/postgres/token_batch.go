@@ -111,7 +111,11 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken, release b
 		if release {
 			releaseTaken(batch)
 		}
-		return newTokenAudits(batch), nil
+		events := newTokenAudits(batch)
+		if len(events) == 0 {
+			return nil, errWroteNothing // every key taken by another card
+		}
+		return events, nil
 	})
 	if err != nil {
 		for _, nt := range batch {

@@ -104,3 +104,24 @@ func TestTokenBatchReleasesUpdatesBeforeItsCommit(t *testing.T) {
 	assert.Equal(t, []bool{false, true, true, false, false}, inserted)
 	assert.Equal(t, []bool{true, false, false, false, false}, released)
 }
+
+// TestTokenBatchOfTakenKeysIsRolledBack: a new tokens' batch whose every
+// business key holds another card wrote nothing (each request reconciles
+// its token in an update batch), so its transaction, which only locked an
+// audit lane, is rolled back instead of spending a durable commit: the
+// lane it locked names an aborted transaction.
+func TestTokenBatchOfTakenKeysIsRolledBack(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.tokenize(t, cardOf("pm_taken_a", testNumber(1), "04"))
+	e.tokenize(t, cardOf("pm_taken_b", testNumber(2), "04"))
+	ins := []vault.TokenizeInput{cardOf("pm_taken_a", testNumber(3), "04"), cardOf("pm_taken_b", testNumber(4), "04")}
+	inserted, errs, err := postgres.WriteTokenBatch(ctx, e.svc, e.actor, ins, false)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{false, false}, inserted)
+	assert.Equal(t, []error{nil, nil}, errs)
+	var lockers []string
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT coalesce(array_agg(pg_xact_status(xmax::text::xid8)), '{}')
+		FROM audit_lanes WHERE chain_id = $1 AND xmax::text <> '0'`, e.actor.TenantID).Scan(&lockers))
+	assert.Equal(t, []string{"aborted"}, lockers, "the lane the batch locked")
+}
