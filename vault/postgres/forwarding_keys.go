@@ -34,12 +34,12 @@ func forwardingRowsUnderKey(ctx context.Context, q querier, tenantID uuid.UUID, 
 // no row is left off the primary key (or ctx ends). It returns how many
 // rows it re-sealed.
 func (s *Service) resealForwarding(ctx context.Context, tenantID uuid.UUID, tk *tenantKeys) (int, error) {
-	total := 0
+	total, after := 0, "" // after: the walk's cursor (see reencryptOnce)
 	for {
 		var n int
 		err := s.inTx(ctx, "forwarding request", func(tx pgx.Tx) error {
 			var err error
-			n, err = s.resealForwardBatch(ctx, tx, tenantID, tk)
+			n, after, err = s.resealForwardBatch(ctx, tx, tenantID, tk, after)
 			return err
 		})
 		total += n
@@ -49,6 +49,7 @@ func (s *Service) resealForwarding(ctx context.Context, tenantID uuid.UUID, tk *
 			}
 			continue
 		}
+		after = "" // a later pass takes the records forwards held
 		left, err := forwardingRowsOffKey(ctx, s.db, tenantID, tk.sealer.PrimaryKeyID())
 		if err != nil || left == 0 {
 			return total, dbError(err, "forwarding request")
@@ -71,13 +72,16 @@ func forwardingRowsOffKey(ctx context.Context, q querier, tenantID uuid.UUID, ke
 }
 
 // resealForwardBatch re-seals up to forwardResealBatch of the tenant's
-// records not under tk's primary key.
-func (s *Service) resealForwardBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys) (int, error) {
+// records not under tk's primary key with ids after after, in id order, and
+// returns how many and the last one's id; once the records after after
+// are done, the destinations' secrets (the id then after).
+func (s *Service) resealForwardBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys, after string) (int, string, error) {
 	primary := int64(tk.sealer.PrimaryKeyID())
 	rows, err := tx.Query(ctx, `SELECT id, request_ct, response_ct FROM forwarding_requests
-		WHERE tenant_id = $1 AND key_id <> $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`, tenantID, primary, forwardResealBatch)
+		WHERE tenant_id = $1 AND key_id <> $2 AND id > $4 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`,
+		tenantID, primary, forwardResealBatch, after)
 	if err != nil {
-		return 0, err
+		return 0, after, err
 	}
 	type sealed struct {
 		id        string
@@ -88,24 +92,25 @@ func (s *Service) resealForwardBatch(ctx context.Context, tx pgx.Tx, tenantID uu
 		return x, r.Scan(&x.id, &x.req, &x.resp)
 	})
 	if err != nil {
-		return 0, err
+		return 0, after, err
 	}
 	for i, x := range batch {
 		if batch[i].req, err = s.resealSide(tk, tenantID, x.id, fieldForwardRequest, x.req); err != nil {
-			return 0, err
+			return 0, after, err
 		}
 		if batch[i].resp, err = s.resealSide(tk, tenantID, x.id, fieldForwardResponse, x.resp); err != nil {
-			return 0, err
+			return 0, after, err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE forwarding_requests SET request_ct = $3, response_ct = $4, key_id = $5
 			WHERE tenant_id = $1 AND id = $2`, tenantID, x.id, batch[i].req, batch[i].resp, primary); err != nil {
-			return 0, err
+			return 0, after, err
 		}
 	}
 	if len(batch) > 0 {
-		return len(batch), nil
+		return len(batch), batch[len(batch)-1].id, nil
 	}
-	return s.resealDestinations(ctx, tx, tenantID, tk)
+	n, err := s.resealDestinations(ctx, tx, tenantID, tk)
+	return n, after, err
 }
 
 // resealDestinations re-seals the secrets of the tenant's destinations not

@@ -125,15 +125,18 @@ func (s *Service) runReencrypt(ctx context.Context, owner string, job vault.KeyJ
 	if err != nil {
 		return s.failKeyJob(owner, job, err)
 	}
+	var after uuid.UUID // the walk's cursor (see reencryptOnce)
 	for {
-		n, err := s.reencryptOnce(ctx, owner, job, tk)
+		n, last, err := s.reencryptOnce(ctx, owner, job, tk, after)
 		if err != nil {
 			return err
 		}
 		s.metrics.Reencrypted(n)
 		if n > 0 {
+			after = last
 			continue
 		}
+		after = uuid.Nil // a later pass takes the tokens requests held
 		left, err := s.tokensOffKey(ctx, job.TenantID, tk.sealer.PrimaryKeyID())
 		if err != nil {
 			return err
@@ -185,12 +188,27 @@ func (s *Service) tokensOffKey(ctx context.Context, tenantID uuid.UUID, keyID ui
 	return n, dbError(err, "token")
 }
 
-// reencryptOnce re-seals up to reencryptBatch tokens in one transaction that
-// also renews the lease and counts progress. Rows a request holds are
-// skipped for a later batch; rows it locks cannot change under it, so a
-// concurrent update is never overwritten.
-func (s *Service) reencryptOnce(ctx context.Context, owner string, job vault.KeyJob, tk *tenantKeys) (int, error) {
+// Walking a tenant's tokens (the re-encryption and refingerprint jobs,
+// and the forwarding records' re-seal): each batch locks the next rows by
+// id after the last batch's last one, which a pass keeps in memory, so a
+// batch reads only the rows it takes and the rows it passes over since
+// the last batch. A batch that looked for the rows left off the key from
+// the first id on skipped every row the batches before it had done: at
+// half of 1,000,000 tokens, 500,000 rows read and filtered to lock 500
+// (0.4–1.3 s a batch; 1.9–15 ms from the cursor), so a job took time
+// quadratic in the tenant's tokens. Rows a request held when the pass
+// reached them are left behind the cursor: once a pass ends and some are
+// left off the key, another pass starts from the first id. A job resumed
+// by another worker starts a pass from the first id too.
+
+// reencryptOnce re-seals up to reencryptBatch tokens with ids after after
+// in one transaction that also renews the lease and counts progress, and
+// returns how many it re-sealed and the last one's id. Rows a request
+// holds are skipped for a later pass; rows it locks cannot change under
+// it, so a concurrent update is never overwritten.
+func (s *Service) reencryptOnce(ctx context.Context, owner string, job vault.KeyJob, tk *tenantKeys, after uuid.UUID) (int, uuid.UUID, error) {
 	var n int
+	var last uuid.UUID
 	err := s.inTx(ctx, "key job", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE key_jobs SET lease_expires_at = $3, updated_at = $4
 			WHERE id = $1 AND lease_owner = $2 AND status = 'running'`, job.ID, owner, s.clock().Add(s.leaseTTL), s.clock())
@@ -200,7 +218,7 @@ func (s *Service) reencryptOnce(ctx context.Context, owner string, job vault.Key
 		if tag.RowsAffected() == 0 {
 			return errLeaseLost
 		}
-		batch, err := s.resealBatch(ctx, tx, job.TenantID, tk)
+		batch, err := s.resealBatch(ctx, tx, job.TenantID, tk, after)
 		if err != nil {
 			return err
 		}
@@ -208,13 +226,14 @@ func (s *Service) reencryptOnce(ctx context.Context, owner string, job vault.Key
 		if n == 0 {
 			return nil
 		}
+		last = batch.ids[n-1]
 		if err := batch.write(ctx, tx, tk.sealer.PrimaryKeyID()); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE key_jobs SET done = done + $2 WHERE id = $1`, job.ID, n)
 		return err
 	})
-	return n, err
+	return n, last, err
 }
 
 // resealed is a batch of tokens' fresh ciphertexts.
@@ -223,12 +242,13 @@ type resealed struct {
 	pan, name, cvc [][]byte
 }
 
-// resealBatch locks a batch of the tenant's tokens under old keys and
-// re-seals their fields under the primary key, with the same associated data.
-func (s *Service) resealBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys) (resealed, error) {
+// resealBatch locks a batch of the tenant's tokens under old keys with ids
+// after after, in id order, and re-seals their fields under the primary
+// key, with the same associated data.
+func (s *Service) resealBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys, after uuid.UUID) (resealed, error) {
 	rows, err := tx.Query(ctx, `SELECT id, pan_ct, name_ct, cvc_ct FROM tokens
-		WHERE tenant_id = $1 AND key_id <> $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`,
-		tenantID, int64(tk.sealer.PrimaryKeyID()), reencryptBatch)
+		WHERE tenant_id = $1 AND key_id <> $2 AND id > $4 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`,
+		tenantID, int64(tk.sealer.PrimaryKeyID()), reencryptBatch, after)
 	if err != nil {
 		return resealed{}, err
 	}

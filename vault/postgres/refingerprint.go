@@ -81,14 +81,17 @@ func (s *Service) runRefingerprint(ctx context.Context, owner string, job vault.
 	if err != nil {
 		return s.failKeyJob(owner, job, err)
 	}
+	var after uuid.UUID // the walk's cursor (see reencryptOnce)
 	for {
-		n, err := s.refingerprintOnce(ctx, owner, job, tk)
+		n, last, err := s.refingerprintOnce(ctx, owner, job, tk, after)
 		if err != nil {
 			return err
 		}
 		if n > 0 {
+			after = last
 			continue
 		}
+		after = uuid.Nil // a later pass takes the tokens requests held
 		var left int64
 		if err := s.db.QueryRow(ctx, `SELECT count(*) FROM tokens WHERE tenant_id = $1 AND fingerprint_key_id <> $2`,
 			job.TenantID, int64(tk.fp.KeyID())).Scan(&left); err != nil {
@@ -103,12 +106,14 @@ func (s *Service) runRefingerprint(ctx context.Context, owner string, job vault.
 	}
 }
 
-// refingerprintOnce recomputes up to reencryptBatch fingerprints in one
-// transaction that renews the lease and counts progress; each token keeps
+// refingerprintOnce recomputes up to reencryptBatch fingerprints of tokens
+// with ids after after in one transaction that renews the lease and counts
+// progress, and returns how many and the last one's id; each token keeps
 // its former fingerprint as previous_fingerprint. Rows a request holds are
-// left for a later batch.
-func (s *Service) refingerprintOnce(ctx context.Context, owner string, job vault.KeyJob, tk *tenantKeys) (int, error) {
+// left for a later pass.
+func (s *Service) refingerprintOnce(ctx context.Context, owner string, job vault.KeyJob, tk *tenantKeys, after uuid.UUID) (int, uuid.UUID, error) {
 	var n int
+	var last uuid.UUID
 	err := s.inTx(ctx, "key job", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE key_jobs SET lease_expires_at = $3, updated_at = $4
 			WHERE id = $1 AND lease_owner = $2 AND status = 'running'`, job.ID, owner, s.clock().Add(s.leaseTTL), s.clock())
@@ -118,11 +123,11 @@ func (s *Service) refingerprintOnce(ctx context.Context, owner string, job vault
 		if tag.RowsAffected() == 0 {
 			return errLeaseLost
 		}
-		ids, fps, err := s.refingerprintBatch(ctx, tx, job.TenantID, tk)
+		ids, fps, err := s.refingerprintBatch(ctx, tx, job.TenantID, tk, after)
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		n = len(ids)
+		n, last = len(ids), ids[len(ids)-1]
 		if _, err := tx.Exec(ctx, `
 			UPDATE tokens t SET previous_fingerprint = t.fingerprint, fingerprint = v.fp, fingerprint_key_id = $2
 			FROM unnest($1::uuid[], $3::bytea[]) AS v(id, fp) WHERE t.id = v.id`,
@@ -132,16 +137,16 @@ func (s *Service) refingerprintOnce(ctx context.Context, owner string, job vault
 		_, err = tx.Exec(ctx, `UPDATE key_jobs SET done = done + $2 WHERE id = $1`, job.ID, n)
 		return err
 	})
-	return n, err
+	return n, last, err
 }
 
-// refingerprintBatch locks a batch of the tenant's tokens whose fingerprint
-// was made with another PRF key, opens each PAN and returns the ids with
-// their fingerprints under the primary key.
-func (s *Service) refingerprintBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys) ([]uuid.UUID, [][]byte, error) {
+// refingerprintBatch locks a batch of the tenant's tokens with ids after
+// after, in id order, whose fingerprint was made with another PRF key, opens
+// each PAN and returns the ids with their fingerprints under the primary key.
+func (s *Service) refingerprintBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys, after uuid.UUID) ([]uuid.UUID, [][]byte, error) {
 	rows, err := tx.Query(ctx, `SELECT id, pan_ct FROM tokens
-		WHERE tenant_id = $1 AND fingerprint_key_id <> $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`,
-		tenantID, int64(tk.fp.KeyID()), reencryptBatch)
+		WHERE tenant_id = $1 AND fingerprint_key_id <> $2 AND id > $4 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED`,
+		tenantID, int64(tk.fp.KeyID()), reencryptBatch, after)
 	if err != nil {
 		return nil, nil, err
 	}
