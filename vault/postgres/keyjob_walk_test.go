@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -30,12 +31,7 @@ func TestKeyJobBatchesWalkOnFromTheirCursor(t *testing.T) {
 			} else {
 				e.rotateFingerprintKeyOnly(t)
 			}
-			var ids []uuid.UUID
-			for id := range cards {
-				ids = append(ids, id)
-			}
-			slices.SortFunc(ids, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
-
+			ids := sortedIDs(cards)
 			all, err := postgres.WalkBatchAfter(ctx, e.svc, e.actor.TenantID, walk, uuid.Nil)
 			require.NoError(t, err)
 			assert.Equal(t, ids, all, "a pass starts at the first id")
@@ -44,6 +40,13 @@ func TestKeyJobBatchesWalkOnFromTheirCursor(t *testing.T) {
 			assert.Equal(t, ids[3:], rest, "the next batch starts after the cursor")
 		})
 	}
+}
+
+// sortedIDs returns the ids of cards in the order PostgreSQL sorts uuids.
+func sortedIDs(cards map[uuid.UUID]string) []uuid.UUID {
+	ids := slices.Collect(maps.Keys(cards))
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	return ids
 }
 
 // rotateFingerprintKeyOnly adds and promotes a new PRF key and leaves the
@@ -62,17 +65,8 @@ func (e *env) rotateFingerprintKeyOnly(t *testing.T) {
 func TestReencryptPassesAgainOverATokenARequestHeld(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	cards := e.seed(t, 4)
-	_, err := e.svc.RotateDataKey(ctx, e.actor, 0)
-	require.NoError(t, err)
-	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
-	require.NoError(t, err)
-	var first uuid.UUID
-	for id := range cards {
-		if first == uuid.Nil || slices.Compare(id[:], first[:]) < 0 {
-			first = id
-		}
-	}
+	cards, job := e.seedRotated(t, 4)
+	first := sortedIDs(cards)[0]
 	held, err := e.pool.Begin(ctx)
 	require.NoError(t, err)
 	_, err = held.Exec(ctx, `SELECT 1 FROM tokens WHERE id = $1 FOR UPDATE`, first)

@@ -33,6 +33,18 @@ func (e *env) seed(t *testing.T, n int) map[uuid.UUID]string {
 	return out
 }
 
+// seedRotated seeds n cards, rotates the tenant's data key and starts the
+// re-encryption job, which it returns pending with the cards.
+func (e *env) seedRotated(t *testing.T, n int) (map[uuid.UUID]string, vault.KeyJob) {
+	t.Helper()
+	cards := e.seed(t, n)
+	_, err := e.svc.RotateDataKey(context.Background(), e.actor, 0)
+	require.NoError(t, err)
+	job, _, err := e.svc.StartReencrypt(context.Background(), e.actor)
+	require.NoError(t, err)
+	return cards, job
+}
+
 // status returns the tenant's key versions by state.
 func (e *env) keyStatus(t *testing.T) vault.TenantKeyStatus {
 	t.Helper()
@@ -118,11 +130,7 @@ func TestRotateReencryptRetireDestroy(t *testing.T) {
 func TestReencryptResumesAfterTheWorkerStops(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	cards := e.seed(t, 2000) // four batches
-	_, err := e.svc.RotateDataKey(ctx, e.actor, 0)
-	require.NoError(t, err)
-	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
-	require.NoError(t, err)
+	cards, job := e.seedRotated(t, 2000) // four batches
 
 	// Stop the first worker as soon as it has done one batch.
 	stopCtx, stop := context.WithCancel(ctx)
@@ -136,7 +144,7 @@ func TestReencryptResumesAfterTheWorkerStops(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	_, err = e.svc.RunOneKeyJob(stopCtx, "worker-1", job.ID)
+	_, err := e.svc.RunOneKeyJob(stopCtx, "worker-1", job.ID)
 	require.ErrorIs(t, err, context.Canceled)
 	mid, err := e.svc.GetKeyJob(ctx, e.actor.TenantID, job.ID)
 	require.NoError(t, err)
@@ -157,11 +165,7 @@ func TestReencryptResumesAfterTheWorkerStops(t *testing.T) {
 func TestReencryptWithTwoWorkersAndConcurrentImports(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	cards := e.seed(t, 1500)
-	_, err := e.svc.RotateDataKey(ctx, e.actor, 0)
-	require.NoError(t, err)
-	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
-	require.NoError(t, err)
+	cards, job := e.seedRotated(t, 1500)
 
 	// Two processes: two services with their own pools and key caches, and
 	// one clock (with its own, worker-b found worker-a's lease, set by the
@@ -359,13 +363,9 @@ func seedConcurrently(b *testing.B, svc *postgres.Service, a vault.Actor, n int)
 func TestAKilledWorkersJobIsResumedWhenItsLeaseRunsOut(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	cards := e.seed(t, 30)
-	_, err := e.svc.RotateDataKey(ctx, e.actor, 0)
-	require.NoError(t, err)
-	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
-	require.NoError(t, err)
+	cards, job := e.seedRotated(t, 30)
 	// A worker took the job and was SIGKILLed: its lease stays behind.
-	_, err = e.pool.Exec(ctx, `UPDATE key_jobs SET status = 'running', lease_owner = 'killed', lease_expires_at = $2 WHERE id = $1`,
+	_, err := e.pool.Exec(ctx, `UPDATE key_jobs SET status = 'running', lease_owner = 'killed', lease_expires_at = $2 WHERE id = $1`,
 		job.ID, e.clock.Now().Add(postgres.DefaultLeaseTTL))
 	require.NoError(t, err)
 
@@ -437,12 +437,8 @@ func TestOneRotationPerTenantAtATime(t *testing.T) {
 func TestAWorkerResumesItsOwnJobAfterAnError(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	cards := e.seed(t, 30)
-	_, err := e.svc.RotateDataKey(ctx, e.actor, 0)
-	require.NoError(t, err)
-	job, _, err := e.svc.StartReencrypt(ctx, e.actor)
-	require.NoError(t, err)
-	_, err = e.pool.Exec(ctx, `UPDATE key_jobs SET status = 'running', lease_owner = 'worker-1', lease_expires_at = $2 WHERE id = $1`,
+	cards, job := e.seedRotated(t, 30)
+	_, err := e.pool.Exec(ctx, `UPDATE key_jobs SET status = 'running', lease_owner = 'worker-1', lease_expires_at = $2 WHERE id = $1`,
 		job.ID, e.clock.Now().Add(postgres.DefaultLeaseTTL))
 	require.NoError(t, err)
 
