@@ -73,8 +73,9 @@ func forwardingRowsOffKey(ctx context.Context, q querier, tenantID uuid.UUID, ke
 
 // resealForwardBatch re-seals up to forwardResealBatch of the tenant's
 // records not under tk's primary key with ids after after, in id order, and
-// returns how many and the last one's id; once the records after after
-// are done, the destinations' secrets (the id then after).
+// returns how many and the last one's id. When no such record is left it
+// re-seals the destinations' secrets instead and returns their count, with
+// after unchanged.
 func (s *Service) resealForwardBatch(ctx context.Context, tx pgx.Tx, tenantID uuid.UUID, tk *tenantKeys, after string) (int, string, error) {
 	primary := int64(tk.sealer.PrimaryKeyID())
 	rows, err := tx.Query(ctx, `SELECT id, request_ct, response_ct FROM forwarding_requests
