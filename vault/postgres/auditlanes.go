@@ -441,6 +441,24 @@ func (w *auditWrite) queue(b *pgx.Batch, now time.Time) {
 // errWroteNothing it is rolled back and inAuditedTx returns nil. Errors are
 // returned untranslated.
 func (s *Service) inAuditedTx(ctx context.Context, end laneEnd, sql string, args []any, tenants []uuid.UUID, read func(pgx.Rows) ([]vault.AuditEvent, error)) error {
+	return s.inAuditedTxWrites(ctx, end, sql, args, tenants, func(rows pgx.Rows) ([]vault.AuditEvent, batchWrite, error) {
+		events, err := read(rows)
+		return events, nil, err
+	})
+}
+
+// batchWrite is what a transaction writes in its commit's round trip
+// before its audit rows (inAuditedTxWrites).
+type batchWrite interface {
+	// queue adds its statements to b and returns how many it added.
+	queue(b *pgx.Batch) int
+	// read reads their answers; it returns the first error.
+	read(br pgx.BatchResults) error
+}
+
+// inAuditedTxWrites is inAuditedTx whose read may also return writes (nil
+// for none) that the commit's round trip sends before the audit rows.
+func (s *Service) inAuditedTxWrites(ctx context.Context, end laneEnd, sql string, args []any, tenants []uuid.UUID, read func(pgx.Rows) ([]vault.AuditEvent, batchWrite, error)) error {
 	var pre *lockedLanes
 	if tenants != nil {
 		chains, keys, err := s.auditChains(ctx, tenants)
@@ -454,9 +472,9 @@ func (s *Service) inAuditedTx(ctx context.Context, end laneEnd, sql string, args
 		return err
 	}
 	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
-	events, err := s.runAudited(ctx, conn, end, sql, args, pre, read)
+	events, side, err := s.runAudited(ctx, conn, end, sql, args, pre, read)
 	if err == nil {
-		err = s.commitAudited(ctx, conn, end, events, pre)
+		err = s.commitAudited(ctx, conn, end, events, pre, side)
 	}
 	if err != nil {
 		rollback(conn)
@@ -488,7 +506,7 @@ type lockedLanes struct {
 // round trip, and returns what read makes of sql's rows; pre gets the
 // heads. A chain left without lanes (its tables emptied under the
 // process) makes pre's heads nil: commitAudited then sets it up again.
-func (s *Service) runAudited(ctx context.Context, conn *pgxpool.Conn, end laneEnd, sql string, args []any, pre *lockedLanes, read func(pgx.Rows) ([]vault.AuditEvent, error)) ([]vault.AuditEvent, error) {
+func (s *Service) runAudited(ctx context.Context, conn *pgxpool.Conn, end laneEnd, sql string, args []any, pre *lockedLanes, read func(pgx.Rows) ([]vault.AuditEvent, batchWrite, error)) ([]vault.AuditEvent, batchWrite, error) {
 	var b pgx.Batch
 	queueBeginGeneric(&b)
 	b.Queue(sql, args...)
@@ -498,11 +516,12 @@ func (s *Service) runAudited(ctx context.Context, conn *pgxpool.Conn, end laneEn
 	}
 	br := conn.SendBatch(ctx, &b)
 	var events []vault.AuditEvent
+	var side batchWrite
 	err := readBeginGeneric(br)
 	if err == nil {
 		var rows pgx.Rows
 		if rows, err = br.Query(); err == nil {
-			events, err = read(rows)
+			events, side, err = read(rows)
 		}
 	}
 	if err == nil && pre != nil {
@@ -521,7 +540,7 @@ func (s *Service) runAudited(ctx context.Context, conn *pgxpool.Conn, end laneEn
 		s.forgetAuditKeys()
 		pre.heads, err = nil, nil
 	}
-	return events, err
+	return events, side, err
 }
 
 // errRolledBack means COMMIT answered ROLLBACK: the transaction had failed.
@@ -529,10 +548,15 @@ var errRolledBack = errors.New("vault: the transaction was rolled back")
 
 // commitAudited chains and inserts events in conn's transaction, after
 // the heads of pre's lanes when it holds them, else on lanes it locks from
-// end, and commits it, the insert and the COMMIT in one round trip. A read
-// batch's heads (readerLanes) are then kept idle.
-func (s *Service) commitAudited(ctx context.Context, conn *pgxpool.Conn, end laneEnd, events []vault.AuditEvent, pre *lockedLanes) error {
+// end, and commits it, side's statements (when side is not nil), the
+// insert and the COMMIT in one round trip. A read batch's heads
+// (readerLanes) are then kept idle.
+func (s *Service) commitAudited(ctx context.Context, conn *pgxpool.Conn, end laneEnd, events []vault.AuditEvent, pre *lockedLanes, side batchWrite) error {
 	var b pgx.Batch
+	sideN := 0
+	if side != nil {
+		sideN = side.queue(&b)
+	}
 	var w *auditWrite
 	if len(events) > 0 {
 		var err error
@@ -547,22 +571,31 @@ func (s *Service) commitAudited(ctx context.Context, conn *pgxpool.Conn, end lan
 		w.queue(&b, s.clock())
 	}
 	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, &b)
-	var tag pgconn.CommandTag
+	err := readCommit(conn.SendBatch(ctx, &b), side, sideN, b.Len())
+	if err == nil && w != nil && end == readerLanes {
+		s.audit.idle.put(w.heads)
+	}
+	return err
+}
+
+// readCommit reads and closes the n answers of a round trip that ends
+// with COMMIT: side's first (sideN of them), then each statement's, the
+// last the COMMIT's. It returns the first error, errRolledBack when the
+// COMMIT answered that the transaction was rolled back.
+func readCommit(br pgx.BatchResults, side batchWrite, sideN, n int) error {
 	var err error
-	for range b.Len() {
-		if tag, err = br.Exec(); err != nil {
-			break
-		}
+	if sideN > 0 {
+		err = side.read(br)
+	}
+	var tag pgconn.CommandTag
+	for i := sideN; i < n && err == nil; i++ {
+		tag, err = br.Exec()
 	}
 	if closeErr := br.Close(); err == nil {
 		err = closeErr
 	}
 	if err == nil && tag.String() != "COMMIT" {
 		err = errRolledBack
-	}
-	if err == nil && w != nil && end == readerLanes {
-		s.audit.idle.put(w.heads)
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strings"
 
 	"github.com/cardvault/cardvault/vault"
 	"github.com/google/uuid"
@@ -28,9 +29,14 @@ const newTokenBatchTimeout = batchTimeout
 // for it here. The audit columns $20–$28 are not written here either: the
 // batch writes the audit rows of the rows inserted, and of the replays
 // (naming the existing token, with "existing": true), once it knows them
-// (inAuditedTx). It answers, for each row inserted, its id and whether its
-// event was enqueued; for each replay, its id, false, and the existing
-// token's id, timestamps, fingerprint and whether its CVC is live.
+// (inAuditedTx). A row whose business key's token holds another card
+// (taken) has that token locked, in id order as an update batch locks its
+// tokens (token_update.go), so that the batch reconciles it in the same
+// transaction (reconcileTaken). It answers, for each row, its id, then:
+// for each row inserted, whether its event was enqueued; for each replay,
+// false, and the existing token's id, timestamps, fingerprint and whether
+// its CVC is live; for each taken row, the locked token's tokenColumns
+// (NULL for the others).
 var insertTokensSQL = `
 	WITH r AS (
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::bigint[], $6::bigint[],
@@ -49,6 +55,12 @@ var insertTokensSQL = `
 		FROM r JOIN tokens k ON k.tenant_id = r.tenant_id AND k.business_key = r.business_key
 		WHERE k.card_digest = r.digest AND k.metadata = r.metadata
 		  AND (r.cvc_ct IS NULL OR (k.cvc_ct IS NOT NULL AND k.cvc_expires_at > r.a_at))
+	), taken AS MATERIALIZED (
+		SELECT r.id AS req_id, ` + qualified("k", tokenColumns) + `
+		FROM r JOIN tokens k ON k.tenant_id = r.tenant_id AND k.business_key = r.business_key
+		WHERE r.id NOT IN (SELECT req_id FROM rep)
+		ORDER BY k.id
+		FOR UPDATE OF k
 	), ins AS (
 		INSERT INTO tokens (` + tokenColumns + `, card_digest)
 		SELECT ` + tokenColumns + `, digest FROM r
@@ -64,11 +76,17 @@ var insertTokensSQL = `
 		FROM r JOIN ins USING (id) JOIN webhooks w ON w.tenant_id = r.tenant_id
 		RETURNING id
 	)
-	SELECT r.id, r.e_id IN (SELECT id FROM event), NULL::uuid, NULL::timestamptz, NULL::timestamptz,
-	       NULL::bytea, false
+	SELECT req_id, false, NULL::uuid, NULL::timestamptz, NULL::timestamptz, NULL::bytea, false, ` + tokenColumns + `
+	FROM taken
+	UNION ALL
+	SELECT r.id, r.e_id IN (SELECT id FROM event), NULL, NULL, NULL, NULL, false, ` + noTokenColumns + `
 	FROM r JOIN ins USING (id)
 	UNION ALL
-	SELECT req_id, false, id, created_at, updated_at, fingerprint, cvc_live FROM replayed`
+	SELECT req_id, false, id, created_at, updated_at, fingerprint, cvc_live, ` + noTokenColumns + ` FROM replayed`
+
+// noTokenColumns stands for tokenColumns in insertTokensSQL's rows that
+// are not a taken token's.
+var noTokenColumns = strings.TrimSuffix(strings.Repeat("NULL, ", strings.Count(tokenColumns, ",")+1), ", ")
 
 // writeNewTokens writes a batch in one statement. When that fails for a
 // reason other than the database being unavailable, it writes the tokens
@@ -92,10 +110,12 @@ func (s *Service) writeNewTokens(batch []*newToken) error {
 }
 
 // insertTokens runs insertTokensSQL for batch and records which rows were
-// inserted and enqueued, and which were replays of the card their
-// business key holds (their replay found, with the existing token). With
-// release, the requests whose business key holds another card are let go
-// as soon as the statement answered (releaseTaken).
+// inserted and enqueued, which were replays of the card their business
+// key holds (their replay found, with the existing token), and which
+// reconciled the token their business key holds (reconcileTaken). With
+// release, the requests whose business key holds another card and which
+// were not reconciled here are let go as soon as the statement answered
+// (releaseTaken).
 func (s *Service) insertTokens(ctx context.Context, batch []*newToken, release bool) error {
 	byID := make(map[uuid.UUID]*newToken, len(batch))
 	for _, nt := range batch {
@@ -104,32 +124,77 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken, release b
 			nt.replay.checked = true
 		}
 	}
-	err := s.inAuditedTx(ctx, writerLanes, insertTokensSQL, insertTokensArgs(batch), tenantsOf(batch, func(nt *newToken) uuid.UUID { return nt.tenantID }), func(rows pgx.Rows) ([]vault.AuditEvent, error) {
-		if err := scanNewTokens(rows, byID); err != nil {
-			return nil, err
+	var settled []*tokenUpdate
+	err := s.inAuditedTxWrites(ctx, writerLanes, insertTokensSQL, insertTokensArgs(batch), tenantsOf(batch, func(nt *newToken) uuid.UUID { return nt.tenantID }), func(rows pgx.Rows) ([]vault.AuditEvent, batchWrite, error) {
+		taken, err := scanNewTokens(rows, byID)
+		if err != nil {
+			return nil, nil, err
 		}
+		var w *updateWrites
+		w, settled = s.reconcileTaken(ctx, batch, taken)
 		if release {
 			releaseTaken(batch)
 		}
-		events := newTokenAudits(batch)
+		events := append(newTokenAudits(batch), w.audits...)
 		if len(events) == 0 {
-			return nil, errWroteNothing // every key taken by another card
+			return nil, nil, errWroteNothing // every key taken by another card, none reconciled here
 		}
-		return events, nil
+		return events, w, nil
 	})
 	if err != nil {
 		for _, nt := range batch {
-			if isClosed(nt.release) {
-				continue
-			}
-			nt.inserted, nt.enqueued = false, false
-			if nt.replay != nil {
-				*nt.replay = replay{ev: nt.replay.ev, businessKey: nt.replay.businessKey, digest: nt.replay.digest,
-					metadata: nt.replay.metadata, hasCVC: nt.replay.hasCVC}
+			if !isClosed(nt.release) {
+				nt.forget()
 			}
 		}
+		return dbError(err, "token")
 	}
-	return dbError(err, "token")
+	for _, u := range settled {
+		if u.enqueued {
+			s.usage.add(u.out.TenantID, u.eventKey)
+		}
+	}
+	return nil
+}
+
+// forget clears what a failed batch recorded of nt, so that nt can be
+// written again.
+func (nt *newToken) forget() {
+	nt.inserted, nt.enqueued, nt.locked, nt.reconciled = false, false, false, false
+	if nt.replay != nil {
+		*nt.replay = replay{ev: nt.replay.ev, businessKey: nt.replay.businessKey, digest: nt.replay.digest,
+			metadata: nt.replay.metadata, hasCVC: nt.replay.hasCVC}
+	}
+	if nt.update != nil {
+		nt.update.out, nt.update.enqueued, nt.update.alone = tokenRow{}, false, false
+	}
+}
+
+// reconcileTaken reconciles, in the new tokens' batch, each request of
+// batch that asks for it (nt.update) and whose business key's token the
+// statement locked (taken, by tenant and business key), as a batch of
+// updates would (buildUpdates): a replaced card kept as a version, the
+// token's new card, its token.updated event and audit row, written with
+// the batch's commit. A request it cannot settle so is left to reconcile
+// in a batch of updates afterwards. It returns the writes and the requests
+// it settled.
+func (s *Service) reconcileTaken(ctx context.Context, batch []*newToken, taken map[tokenKey]tokenRow) (*updateWrites, []*tokenUpdate) {
+	var ups []*tokenUpdate
+	for _, nt := range batch {
+		if nt.update != nil && nt.locked && !nt.inserted {
+			nt.update.out, nt.update.enqueued, nt.update.alone = tokenRow{}, false, false
+			ups = append(ups, nt.update)
+		}
+	}
+	w := s.buildUpdates(ctx, ups, taken)
+	settled := ups[:0]
+	for _, nt := range batch {
+		if nt.update != nil && nt.locked && !nt.inserted && !nt.update.alone {
+			nt.reconciled = true
+			settled = append(settled, nt.update)
+		}
+	}
+	return w, settled
 }
 
 // insertTokensTx runs insertTokensSQL for batch in tx (a file import's
@@ -146,7 +211,7 @@ func (s *Service) insertTokensTx(ctx context.Context, tx pgx.Tx, batch []*newTok
 	for _, nt := range batch {
 		byID[nt.args[0].(uuid.UUID)] = nt
 	}
-	if err := scanNewTokens(rows, byID); err != nil {
+	if _, err := scanNewTokens(rows, byID); err != nil {
 		return dbError(err, "token")
 	}
 	var events []vault.AuditEvent
@@ -158,14 +223,33 @@ func (s *Service) insertTokensTx(ctx context.Context, tx pgx.Tx, batch []*newTok
 	return dbError(s.insertAudits(ctx, tx, events), "token")
 }
 
-// scanNewTokens reads insertTokensSQL's rows into the tokens of byID: which
-// were inserted and enqueued, and which replays found their token.
-func scanNewTokens(rows pgx.Rows, byID map[uuid.UUID]*newToken) error {
-	var id uuid.UUID
-	var enqueued bool
-	var existing replayedToken
-	_, err := pgx.ForEachRow(rows, []any{&id, &enqueued, &existing.id, &existing.createdAt, &existing.updatedAt,
-		&existing.fingerprint, &existing.cvcLive}, func() error {
+// scanNewTokens reads insertTokensSQL's rows into the tokens of byID:
+// which were inserted and enqueued, which replays found their token, and
+// which found their business key's token holding another card, locked. It
+// returns those tokens, by tenant and business key.
+func scanNewTokens(rows pgx.Rows, byID map[uuid.UUID]*newToken) (map[tokenKey]tokenRow, error) {
+	defer rows.Close()
+	taken := map[tokenKey]tokenRow{}
+	skipToken := make([]any, strings.Count(tokenColumns, ",")+1)
+	for rows.Next() {
+		var id uuid.UUID
+		var enqueued bool
+		var existing replayedToken
+		lead := []any{&id, &enqueued, &existing.id, &existing.createdAt, &existing.updatedAt, &existing.fingerprint, &existing.cvcLive}
+		if rows.RawValues()[len(lead)] != nil {
+			row, err := scanToken(rows, lead...)
+			if err != nil {
+				return nil, err
+			}
+			taken[tokenKey{row.TenantID, row.BusinessKey}] = row
+			if nt := byID[id]; nt != nil {
+				nt.locked = true
+			}
+			continue
+		}
+		if err := rows.Scan(append(lead, skipToken...)...); err != nil {
+			return nil, err
+		}
 		nt := byID[id]
 		switch {
 		case nt == nil:
@@ -174,16 +258,15 @@ func scanNewTokens(rows pgx.Rows, byID map[uuid.UUID]*newToken) error {
 		case nt.replay != nil:
 			nt.replay.found, nt.replay.existing = true, existing
 		}
-		existing = replayedToken{}
-		return nil
-	})
-	return err
+	}
+	return taken, rows.Err()
 }
 
 // releaseTaken lets go, before the batch commits, each request of a
 // written batch whose business key holds a committed token with another
-// card: it wrote nothing here, and reconciles that token in a batch of
-// its own, whose commit its answer waits for. A request whose key an
+// card that the batch did not reconcile (reconcileTaken): it wrote nothing
+// here, and reconciles that token in a batch of updates, whose commit its
+// answer waits for. A request whose key an
 // earlier row of this batch took waits for the commit, which makes that
 // token visible to it.
 func releaseTaken(batch []*newToken) {
@@ -195,7 +278,7 @@ func releaseTaken(batch []*newToken) {
 	}
 	for _, nt := range batch {
 		k := tokenKey{nt.tenantID, nt.businessKey}
-		if nt.inserted || nt.businessKey == "" || (nt.replay != nil && nt.replay.found) || taken[k] {
+		if nt.inserted || nt.reconciled || nt.businessKey == "" || (nt.replay != nil && nt.replay.found) || taken[k] {
 			continue
 		}
 		close(nt.release)

@@ -13,7 +13,7 @@ import (
 // is one the table refuses (an IIN its CHECK constraint rejects). It
 // returns, per row, whether it was inserted and its own error.
 func WriteTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, bad bool) ([]bool, []error, error) {
-	batch, err := newTokenBatchOf(ctx, s, a, ins, bad)
+	batch, err := newTokenBatchOf(ctx, s, a, ins, bad, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -31,7 +31,7 @@ func WriteTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []vault
 // and returns, per row, whether it was inserted and whether the batch let
 // its request go before committing.
 func ReleasedByTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput) ([]bool, []bool, error) {
-	batch, err := newTokenBatchOf(ctx, s, a, ins, false)
+	batch, err := newTokenBatchOf(ctx, s, a, ins, false, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -45,9 +45,30 @@ func ReleasedByTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []
 	return inserted, released, nil
 }
 
+// ReconciledByTokenBatch writes ins for a as one batch, as Tokenize's
+// requests would be (each may reconcile, in the batch, the token its
+// business key holds with another card), and returns, per row, whether it
+// was inserted, reconciled in the batch, and let go before the commit.
+func ReconciledByTokenBatch(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput) (inserted, reconciled, released []bool, err error) {
+	batch, err := newTokenBatchOf(ctx, s, a, ins, false, true)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := s.writeNewTokens(batch); err != nil {
+		return nil, nil, nil, err
+	}
+	for _, nt := range batch {
+		inserted, reconciled = append(inserted, nt.inserted), append(reconciled, nt.reconciled)
+		released = append(released, isClosed(nt.release))
+	}
+	return inserted, reconciled, released, nil
+}
+
 // newTokenBatchOf prepares ins for a as the rows of a new tokens' batch
-// (see WriteTokenBatch for bad).
-func newTokenBatchOf(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, bad bool) ([]*newToken, error) {
+// (see WriteTokenBatch for bad); with reconcile, each row reconciles in
+// the batch the token its business key holds with another card, as
+// Tokenize's do.
+func newTokenBatchOf(ctx context.Context, s *Service, a vault.Actor, ins []vault.TokenizeInput, bad, reconcile bool) ([]*newToken, error) {
 	tk, err := s.keys.get(ctx, a.TenantID)
 	if err != nil {
 		return nil, err
@@ -76,6 +97,9 @@ func newTokenBatchOf(ctx context.Context, s *Service, a vault.Actor, ins []vault
 		}
 		if bad && i == len(ins)-1 {
 			nt.args[slices.Index(splitColumns(tokenColumns), "iin")] = "not an IIN"
+		}
+		if reconcile {
+			nt.update = &tokenUpdate{a: a, tk: tk, row: row, card: card}
 		}
 		batch = append(batch, nt)
 	}

@@ -106,9 +106,11 @@ func TestTokenBatchReleasesUpdatesBeforeItsCommit(t *testing.T) {
 }
 
 // TestTokenBatchOfTakenKeysIsRolledBack: a new tokens' batch whose every
-// business key holds another card wrote nothing (each request reconciles
-// its token in an update batch), so its transaction, which only locked an
-// audit lane, is rolled back instead of spending a durable commit: the
+// business key holds another card, none of which it reconciles itself
+// (these requests were prepared without, as a request the batch cannot
+// settle is), wrote nothing (each request reconciles its token in an
+// update batch), so its transaction, which only locked an audit lane and
+// those tokens, is rolled back instead of spending a durable commit: the
 // lane it locked names an aborted transaction.
 func TestTokenBatchOfTakenKeysIsRolledBack(t *testing.T) {
 	e := newEnv(t)
@@ -124,4 +126,49 @@ func TestTokenBatchOfTakenKeysIsRolledBack(t *testing.T) {
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT coalesce(array_agg(pg_xact_status(xmax::text::xid8)), '{}')
 		FROM audit_lanes WHERE chain_id = $1 AND xmax::text <> '0'`, e.actor.TenantID).Scan(&lockers))
 	assert.Equal(t, []string{"aborted"}, lockers, "the lane the batch locked")
+}
+
+// TestTokenBatchReconcilesTakenKeysInItsTransaction: a request of a new
+// tokens' batch whose business key holds a committed token with another
+// card reconciles that token in the batch's own transaction (the replaced
+// card kept as a version, the update audited, all committed with the new
+// tokens), instead of in a batch of updates after it; a row naming the key
+// an earlier row of the batch took waits for the commit, and a request
+// whose actor may not replace the card number is let go to reconcile (and
+// be refused) on its own.
+func TestTokenBatchReconcilesTakenKeysInItsTransaction(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	held, _ := e.tokenize(t, cardOf("pm_rec_held", testNumber(1), "04"))
+	e.tokenize(t, cardOf("pm_rec_same", testNumber(2), "04"))
+	ins := []vault.TokenizeInput{
+		cardOf("pm_rec_held", testNumber(3), "05"), // another card: reconciled here
+		cardOf("pm_rec_new", testNumber(4), "04"),  // a new token
+		cardOf("pm_rec_same", testNumber(2), "04"), // the card the key holds: a replay
+		cardOf("pm_rec_new", testNumber(5), "04"),  // the key the second row took
+	}
+	inserted, reconciled, released, err := postgres.ReconciledByTokenBatch(ctx, e.svc, e.actor, ins)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{false, true, false, false}, inserted)
+	assert.Equal(t, []bool{true, false, false, false}, reconciled)
+	assert.Equal(t, []bool{false, false, false, false}, released)
+
+	var xmins []string
+	var last4 string
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT array_agg(DISTINCT xmin::text), max(last_four) FILTER (WHERE id = $2)
+		FROM tokens WHERE tenant_id = $1 AND business_key IN ('pm_rec_held', 'pm_rec_new')`,
+		e.actor.TenantID, held.ID).Scan(&xmins, &last4))
+	assert.Len(t, xmins, 1, "the updated token and the new one were written by one transaction")
+	assert.Equal(t, testNumber(3)[12:], last4, "the token holds the new card")
+	versions, err := e.svc.ListTokenVersions(ctx, e.actor, held.ID)
+	require.NoError(t, err)
+	assert.Len(t, versions, 1, "the replaced card is kept")
+	assert.Equal(t, 1, e.auditCount(t, held.ID, vault.ActionTokenUpdate))
+
+	createOnly := e.actorWith(t, vault.ScopeTokensCreate)
+	_, reconciled, released, err = postgres.ReconciledByTokenBatch(ctx, e.svc, createOnly, []vault.TokenizeInput{
+		cardOf("pm_rec_held", testNumber(6), "05"), cardOf("pm_rec_other", testNumber(7), "04")})
+	require.NoError(t, err)
+	assert.Equal(t, []bool{false, false}, reconciled, "a number change needs tokens:update")
+	assert.Equal(t, []bool{true, false}, released)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cardvault/cardvault/vault"
+	"github.com/cardvault/cardvault/vault/card"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -36,7 +37,13 @@ type newToken struct {
 	// business key with this card (nil without a business key).
 	replay *replay
 
+	// update, when set, reconciles in the batch the token that holds the
+	// business key with another card (reconcileTaken).
+	update *tokenUpdate
+
 	inserted, enqueued bool
+	locked             bool  // the statement locked the token holding its business key with another card
+	reconciled         bool  // update settled in the batch: update.out is the token as written
 	err                error // this token's own error when its batch fell back to one by one
 	// release is closed when the batch lets the request go before its
 	// commit (see releaseTaken); the batch no longer touches it then.
@@ -96,7 +103,7 @@ func (s *Service) prepareNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, t
 // it seals the row again with the tenant's current keys and retries; after
 // maxSealAttempts it returns a KindUnavailable error.
 func (s *Service) insertTokenAudited(a vault.Actor, tk *tenantKeys, row tokenRow, tok vault.Token) (bool, bool, error) {
-	nt, err := s.storeNewToken(a, tk, row, tok)
+	nt, err := s.storeNewToken(a, tk, row, tok, nil)
 	if err != nil {
 		return false, false, err
 	}
@@ -105,12 +112,18 @@ func (s *Service) insertTokenAudited(a vault.Actor, tk *tenantKeys, row tokenRow
 
 // storeNewToken is insertTokenAudited answering the written newToken: a
 // row whose business key is taken was also looked for as a replay of the
-// card that key holds (nt.replay.found, with its audit row committed).
-func (s *Service) storeNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, tok vault.Token) (*newToken, error) {
+// card that key holds (nt.replay.found, with its audit row committed)
+// and, with c (the row's card; nil for none), reconciled when that key
+// holds another card and the batch could (nt.reconciled, the token
+// written in nt.update.out).
+func (s *Service) storeNewToken(a vault.Actor, tk *tenantKeys, row tokenRow, tok vault.Token, c *card.Card) (*newToken, error) {
 	for attempt := 1; ; attempt++ {
 		nt, err := s.prepareNewToken(a, tk, row, tok)
 		if err != nil {
 			return nil, err
+		}
+		if c != nil && row.BusinessKey != "" {
+			nt.update = &tokenUpdate{a: a, tk: tk, row: row, card: *c}
 		}
 		if err = s.newTokens.do(nt, s.writeNewTokens); err == nil {
 			err = nt.err

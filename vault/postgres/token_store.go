@@ -245,15 +245,16 @@ func (s *Service) Tokenize(ctx context.Context, a vault.Actor, in vault.Tokenize
 }
 
 // tokenizeOnce inserts row with its audit and webhook events in one
-// statement (insertTokenAudited) or, when its business key is taken,
-// reconciles the existing token with card in a transaction with its audit
-// event.
+// statement (insertTokenAudited) or, when its business key is taken by
+// another card, reconciles the existing token with card, with its audit
+// event: in the new tokens' batch when it can (reconcileTaken), else in a
+// batch of updates (updateToken).
 func (s *Service) tokenizeOnce(ctx context.Context, a vault.Actor, tk *tenantKeys, row tokenRow, card card.Card) (vault.Token, bool, error) {
 	tok, err := s.masked(tk, row)
 	if err != nil {
 		return vault.Token{}, false, err
 	}
-	nt, err := s.storeNewToken(a, tk, row, tok)
+	nt, err := s.storeNewToken(a, tk, row, tok, &card)
 	if err != nil {
 		return vault.Token{}, false, err
 	}
@@ -266,8 +267,11 @@ func (s *Service) tokenizeOnce(ctx context.Context, a vault.Actor, tk *tenantKey
 	if tok, ok, err := s.replayed(tk, nt.replay, tok); err != nil || ok {
 		return tok, false, err
 	}
-	out, enqueued, err := s.updateToken(ctx, a, tk, row, card)
-	if err != nil {
+	var out tokenRow
+	var enqueued bool
+	if nt.reconciled { // in the batch, with the keys its last attempt sealed with
+		tk, out, enqueued = nt.update.tk, nt.update.out, nt.update.enqueued
+	} else if out, enqueued, err = s.updateToken(ctx, a, tk, row, card); err != nil {
 		return vault.Token{}, false, err
 	}
 	if enqueued {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/google/uuid"
@@ -171,12 +170,7 @@ func (s *Service) buildUpdates(ctx context.Context, batch []*tokenUpdate, locked
 // webhook event.
 func (w *updateWrites) send(ctx context.Context, conn *pgxpool.Conn, l updateLocks, now time.Time) error {
 	var b pgx.Batch
-	sets := len(w.versions)+len(w.cards)+len(w.events) > 0
-	if sets {
-		args := append(columnsOf(w.versions, versionArgCount), columnsOf(w.cards, cardArgCount)...)
-		args = append(args, columnsOf(w.events, eventArgCount)...)
-		b.Queue(updateSetSQL, append(args, string(vault.EventTokenUpdated))...)
-	}
+	n := w.queue(&b)
 	if len(w.audits) > 0 {
 		aw, err := chainEvents(w.audits, l.heads, l.keys)
 		if err != nil {
@@ -185,11 +179,30 @@ func (w *updateWrites) send(ctx context.Context, conn *pgxpool.Conn, l updateLoc
 		aw.queue(&b, now)
 	}
 	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, &b)
-	written, err := readUpdateSet(br, sets, b.Len())
-	if closeErr := br.Close(); err == nil {
-		err = closeErr
+	return readCommit(conn.SendBatch(ctx, &b), w, n, b.Len())
+}
+
+// queue adds updateSetSQL with w's sets to b, when it has any, and returns
+// how many statements it added (batchWrite).
+func (w *updateWrites) queue(b *pgx.Batch) int {
+	if len(w.versions)+len(w.cards)+len(w.events) == 0 {
+		return 0
 	}
+	args := append(columnsOf(w.versions, versionArgCount), columnsOf(w.cards, cardArgCount)...)
+	args = append(args, columnsOf(w.events, eventArgCount)...)
+	b.Queue(updateSetSQL, append(args, string(vault.EventTokenUpdated))...)
+	return 1
+}
+
+// read reads updateSetSQL's answer, the ids of the events written, and
+// records which requests enqueued one (batchWrite). It returns the
+// driver's error.
+func (w *updateWrites) read(br pgx.BatchResults) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	written, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return err
 	}
@@ -199,33 +212,6 @@ func (w *updateWrites) send(ctx context.Context, conn *pgxpool.Conn, l updateLoc
 		}
 	}
 	return nil
-}
-
-// readUpdateSet reads send's n answers: the ids of the events written
-// (when sets were sent), then each statement's, the last the COMMIT's. It
-// returns the first error, or one when the transaction was rolled back.
-func readUpdateSet(br pgx.BatchResults, sets bool, n int) ([]string, error) {
-	var written []string
-	if sets {
-		rows, err := br.Query()
-		if err != nil {
-			return nil, err
-		}
-		if written, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-			return nil, err
-		}
-		n--
-	}
-	for i := range n {
-		tag, err := br.Exec()
-		if err != nil {
-			return nil, err
-		}
-		if i == n-1 && tag.String() != "COMMIT" {
-			return nil, errors.New("vault: the update batch's transaction was rolled back")
-		}
-	}
-	return written, nil
 }
 
 // columnsOf lays rows of n values each out as n columns (each a []any),
