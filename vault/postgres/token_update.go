@@ -14,7 +14,12 @@ import (
 
 // A tokenization whose business key is taken by a token holding another
 // card (an account updater's new card, a changed name or metadata, a CVC
-// forwarded again) reconciles that token. Concurrent reconciliations are
+// forwarded again) reconciles that token: most in the new tokens' batch
+// that found the key taken, whose statement locked the token
+// (reconcileTaken, token_batch.go), with the same buildUpdates and
+// updateSetSQL as below; the rest (a request that batch could not settle,
+// a key an earlier row of the batch took) in a batch of updates.
+// Concurrent reconciliations are
 // written together (see groupCommit): one transaction per batch, on one
 // connection, in two round trips. The first begins it, locks every token
 // the batch names, in id order, and a lane of each of its tenants' audit
