@@ -84,9 +84,12 @@ var insertTokensSQL = `
 	UNION ALL
 	SELECT req_id, false, id, created_at, updated_at, fingerprint, cvc_live, ` + noTokenColumns + ` FROM replayed`
 
+// tokenColumnCount is how many columns tokenColumns names.
+var tokenColumnCount = len(splitColumns(tokenColumns))
+
 // noTokenColumns stands for tokenColumns in insertTokensSQL's rows that
 // are not a taken token's.
-var noTokenColumns = strings.TrimSuffix(strings.Repeat("NULL, ", strings.Count(tokenColumns, ",")+1), ", ")
+var noTokenColumns = strings.TrimSuffix(strings.Repeat("NULL, ", tokenColumnCount), ", ")
 
 // writeNewTokens writes a batch in one statement. When that fails for a
 // reason other than the database being unavailable, it writes the tokens
@@ -179,17 +182,17 @@ func (nt *newToken) forget() {
 // in a batch of updates afterwards. It returns the writes and the requests
 // it settled.
 func (s *Service) reconcileTaken(ctx context.Context, batch []*newToken, taken map[tokenKey]tokenRow) (*updateWrites, []*tokenUpdate) {
+	var nts []*newToken
 	var ups []*tokenUpdate
 	for _, nt := range batch {
-		if nt.update != nil && nt.locked && !nt.inserted {
-			nt.update.out, nt.update.enqueued, nt.update.alone = tokenRow{}, false, false
-			ups = append(ups, nt.update)
+		if nt.update != nil && nt.locked { // locked: its key's token exists, so nothing was inserted for it
+			nts, ups = append(nts, nt), append(ups, nt.update)
 		}
 	}
 	w := s.buildUpdates(ctx, ups, taken)
-	settled := ups[:0]
-	for _, nt := range batch {
-		if nt.update != nil && nt.locked && !nt.inserted && !nt.update.alone {
+	var settled []*tokenUpdate
+	for _, nt := range nts {
+		if !nt.update.alone {
 			nt.reconciled = true
 			settled = append(settled, nt.update)
 		}
@@ -230,12 +233,13 @@ func (s *Service) insertTokensTx(ctx context.Context, tx pgx.Tx, batch []*newTok
 func scanNewTokens(rows pgx.Rows, byID map[uuid.UUID]*newToken) (map[tokenKey]tokenRow, error) {
 	defer rows.Close()
 	taken := map[tokenKey]tokenRow{}
-	skipToken := make([]any, strings.Count(tokenColumns, ",")+1)
+	var id uuid.UUID
+	var enqueued bool
+	var existing replayedToken
+	lead := []any{&id, &enqueued, &existing.id, &existing.createdAt, &existing.updatedAt, &existing.fingerprint, &existing.cvcLive}
+	scan := append(lead, make([]any, tokenColumnCount)...) // nil: the token columns are skipped
 	for rows.Next() {
-		var id uuid.UUID
-		var enqueued bool
-		var existing replayedToken
-		lead := []any{&id, &enqueued, &existing.id, &existing.createdAt, &existing.updatedAt, &existing.fingerprint, &existing.cvcLive}
+		existing = replayedToken{}
 		if rows.RawValues()[len(lead)] != nil {
 			row, err := scanToken(rows, lead...)
 			if err != nil {
@@ -247,7 +251,7 @@ func scanNewTokens(rows pgx.Rows, byID map[uuid.UUID]*newToken) (map[tokenKey]to
 			}
 			continue
 		}
-		if err := rows.Scan(append(lead, skipToken...)...); err != nil {
+		if err := rows.Scan(scan...); err != nil {
 			return nil, err
 		}
 		nt := byID[id]
