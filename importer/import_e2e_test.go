@@ -99,6 +99,22 @@ func TestImportCopiesEveryCardOfTheAccount(t *testing.T) {
 	require.NotContains(t, string(body), stripeKey)
 }
 
+// TestImportListsEveryPageOfACustomersPaymentMethods: a customer holding
+// more payment methods than one list page (100) has all of them imported,
+// the wallet card and Link ones skipped, through the importer's own paging.
+func TestImportListsEveryPageOfACustomersPaymentMethods(t *testing.T) {
+	w := newWorld(t, stripesim.SeedSpec{Customers: 1, PaymentMethods: 250, LinkEvery: 60, Seed: 11})
+	w.runner("r1", nil)
+
+	got := w.await(w.start().ID, time.Minute)
+
+	require.Equal(t, "finished", got.Status)
+	require.Equal(t, int64(250), got.Counts.Total, "every page listed")
+	require.Equal(t, int64(250/60), got.Counts.Skipped, "the Link payment methods")
+	require.Equal(t, int64(250-250/60), got.Counts.Successes)
+	w.requireExactlyImported()
+}
+
 func TestImportFinishesThroughRateLimitsServerErrorsAndExpiredCVCs(t *testing.T) {
 	w := newWorld(t, stripesim.SeedSpec{Customers: 30, PaymentMethods: 300, Seed: 2})
 	w.sim.SetFaults(stripesim.Faults{RateLimitEvery: 9, RateLimitBurst: 4, ServerErrorEvery: 13, ExpiredCVC: true})

@@ -15,14 +15,15 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/card"
 )
 
 // jobClient is a job's Stripe client with its credentials, throttled to the
-// job's request rate.
+// job's request rate; backend is the client's API backend, for the lists
+// the importer decodes itself (customerItems).
 type jobClient struct {
-	creds  vault.ImportCredentials
-	stripe *stripe.Client
+	creds   vault.ImportCredentials
+	stripe  *stripe.Client
+	backend stripe.Backend
 }
 
 // client returns the job's Stripe client, opening its credentials on first
@@ -49,7 +50,9 @@ func (r *Runner) remember(creds vault.ImportCredentials) *jobClient {
 	if jc, ok := r.clients[creds.JobID]; ok {
 		return jc
 	}
-	jc := &jobClient{creds: creds, stripe: r.newStripe(creds.ProviderKey)}
+	backends := r.stripeBackends()
+	jc := &jobClient{creds: creds, backend: backends.API,
+		stripe: stripe.NewClient(creds.ProviderKey.Reveal(), stripe.WithBackends(backends))}
 	r.clients[creds.JobID] = jc
 	return jc
 }
@@ -72,10 +75,10 @@ func (r *Runner) forget(jobID uuid.UUID) {
 	delete(r.clients, jobID)
 }
 
-// newStripe returns a stripe-go client for key on the configured API base,
+// stripeBackends returns stripe-go's backends on the configured API base,
 // without client telemetry. stripe-go's own retries are off: GETs are retried by retryGets, forwards
 // by the item's durable attempts, each with a fresh idempotency key.
-func (r *Runner) newStripe(key card.Secret) *stripe.Client {
+func (r *Runner) stripeBackends() *stripe.Backends {
 	limit := rate.Limit(r.cfg.Rate)
 	if r.cfg.Rate < 0 {
 		limit = rate.Inf
@@ -85,7 +88,7 @@ func (r *Runner) newStripe(key card.Secret) *stripe.Client {
 		next:  &throttle{next: r.cfg.HTTPClient.Transport, limiter: rate.NewLimiter(limit, 1)},
 		tries: r.cfg.MaxAttempts, base: r.cfg.RetryBase, cap: r.cfg.RetryCap,
 	}
-	backends := stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+	return stripe.NewBackendsWithConfig(&stripe.BackendConfig{
 		URL:               stripe.String(r.cfg.StripeAPIBase),
 		HTTPClient:        &hc,
 		MaxNetworkRetries: stripe.Int64(0),
@@ -95,7 +98,6 @@ func (r *Runner) newStripe(key card.Secret) *stripe.Client {
 		// forward.
 		EnableTelemetry: stripe.Bool(false),
 	})
-	return stripe.NewClient(key.Reveal(), stripe.WithBackends(backends))
 }
 
 // throttle spaces requests to a job's Stripe rate.
