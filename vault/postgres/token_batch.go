@@ -152,11 +152,7 @@ func (s *Service) insertTokens(ctx context.Context, batch []*newToken, release b
 		}
 		return dbError(err, "token")
 	}
-	for _, u := range settled {
-		if u.enqueued {
-			s.usage.add(u.out.TenantID, u.eventKey)
-		}
-	}
+	s.countUpdateEvents(settled)
 	return nil
 }
 

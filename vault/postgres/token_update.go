@@ -130,12 +130,18 @@ func (s *Service) updateTogether(ctx context.Context, batch []*tokenUpdate) erro
 		rollback(conn)
 		return err
 	}
+	s.countUpdateEvents(batch)
+	return nil
+}
+
+// countUpdateEvents counts the token.updated events the committed updates
+// of batch enqueued, on the keys that sealed them.
+func (s *Service) countUpdateEvents(batch []*tokenUpdate) {
 	for _, u := range batch {
 		if u.enqueued {
 			s.usage.add(u.out.TenantID, u.eventKey)
 		}
 	}
-	return nil
 }
 
 // tokenKey names a token by tenant and business key.
