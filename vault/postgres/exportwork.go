@@ -98,6 +98,16 @@ func (s *Service) ClaimExportItems(ctx context.Context, owner string, n int, ttl
 	return items, dbError(err, "export item")
 }
 
+// countExportSendSQL counts a send on the item ($1, $2) still leased to
+// $3 and pending (stillPending) of a running job, at $4, and answers the
+// item's attempts.
+var countExportSendSQL = `
+	UPDATE export_items i SET attempts = i.attempts + 1, updated_at = $4
+	FROM export_jobs j
+	WHERE i.job_id = $1 AND i.token_id = $2 AND i.lease_owner = $3 AND ` + stillPending("i") + `
+	  AND j.id = i.job_id AND j.status = 'running'
+	RETURNING i.attempts`
+
 // AuditExportItem counts owner's next send of w on the item and the job
 // and commits its token.export audit row (with the job id), before
 // anything is sent. It returns vault.ErrExportEnded when the job is no
@@ -105,12 +115,7 @@ func (s *Service) ClaimExportItems(ctx context.Context, owner string, n int, ttl
 func (s *Service) AuditExportItem(ctx context.Context, owner string, w vault.ExportWork) error {
 	err := s.inTx(ctx, "export item", func(tx pgx.Tx) error {
 		var attempt int
-		err := tx.QueryRow(ctx, `
-			UPDATE export_items i SET attempts = i.attempts + 1, updated_at = $4
-			FROM export_jobs j
-			WHERE i.job_id = $1 AND i.token_id = $2 AND i.lease_owner = $3 AND i.status = 'pending'
-			  AND j.id = i.job_id AND j.status = 'running'
-			RETURNING i.attempts`, w.JobID, w.TokenID, owner, s.clock()).Scan(&attempt)
+		err := tx.QueryRow(ctx, countExportSendSQL, w.JobID, w.TokenID, owner, s.clock()).Scan(&attempt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return vault.ErrExportEnded
 		}
@@ -134,6 +139,14 @@ func (s *Service) AuditExportItem(ctx context.Context, owner string, w vault.Exp
 // vault's token id holds what looks like a card number: it is not kept.
 const errRemoteIDLooksLikePAN = "the destination's token id looks like a card number: not kept"
 
+// recordExportAttemptSQL stores the outcome of a send on the item ($1,
+// $2) still leased to $3 and pending (stillPending): its status $4, error
+// $5, remote id $6 and next attempt $7, at $8, and releases its lease.
+var recordExportAttemptSQL = `
+	UPDATE export_items SET status = $4, last_error = $5, remote_id = $6, next_attempt_at = $7,
+	       lease_owner = NULL, lease_until = NULL, updated_at = $8
+	WHERE job_id = $1 AND token_id = $2 AND lease_owner = $3 AND ` + stillPending("export_items")
+
 // RecordExportAttempt stores the outcome of owner's send of w, releases
 // its lease and counts a success or a failure on the job, in one
 // transaction. A remote token id that looks like a card number (UUIDs
@@ -154,10 +167,7 @@ func (s *Service) RecordExportAttempt(ctx context.Context, owner string, w vault
 		remote = &at.RemoteID
 	}
 	err := s.inTx(ctx, "export item", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE export_items SET status = $4, last_error = $5, remote_id = $6, next_attempt_at = $7,
-			       lease_owner = NULL, lease_until = NULL, updated_at = $8
-			WHERE job_id = $1 AND token_id = $2 AND lease_owner = $3 AND status = 'pending'`,
+		tag, err := tx.Exec(ctx, recordExportAttemptSQL,
 			w.JobID, w.TokenID, owner, string(at.Status), card.MaskPANs(at.Error), remote, next, now)
 		if err != nil {
 			return err
@@ -184,6 +194,13 @@ func (s *Service) ReleaseExportItem(ctx context.Context, owner string, w vault.E
 	return dbError(err, "export item")
 }
 
+// renewExportLeasesSQL extends $1's leases to $2 on the items named by $3
+// and $4 that are still pending (stillPending).
+var renewExportLeasesSQL = `
+	UPDATE export_items i SET lease_until = $2
+	FROM unnest($3::uuid[], $4::uuid[]) AS h(job_id, token_id)
+	WHERE i.job_id = h.job_id AND i.token_id = h.token_id AND i.lease_owner = $1 AND ` + stillPending("i")
+
 // RenewExportLeases extends by ttl owner's leases on held, the items it is
 // working on: the worker's heartbeat. It returns a domain error when the
 // database fails.
@@ -192,10 +209,7 @@ func (s *Service) RenewExportLeases(ctx context.Context, owner string, held []va
 	for i, w := range held {
 		jobs[i], tokens[i] = w.JobID, w.TokenID
 	}
-	_, err := s.db.Exec(ctx, `UPDATE export_items i SET lease_until = $2
-		FROM unnest($3::uuid[], $4::uuid[]) AS h(job_id, token_id)
-		WHERE i.job_id = h.job_id AND i.token_id = h.token_id AND i.lease_owner = $1 AND i.status = 'pending'`,
-		owner, s.clock().Add(ttl), jobs, tokens)
+	_, err := s.db.Exec(ctx, renewExportLeasesSQL, owner, s.clock().Add(ttl), jobs, tokens)
 	return dbError(err, "export item")
 }
 

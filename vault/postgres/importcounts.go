@@ -60,11 +60,11 @@ func (s *Service) writeAttempts(ctx context.Context, batch []*recordedAttempt) e
 }
 
 // writeAttemptsSQL updates the batch's items ($1–$8, one element per
-// attempt) that are still pending and leased to the attempt's owner, adds
-// what was written to the counters of jobs still active (in job id order,
-// so that concurrent writers lock the jobs in the same order) and returns
-// the items written.
-const writeAttemptsSQL = `
+// attempt) that are still pending (stillPending) and leased to the
+// attempt's owner, adds what was written to the counters of jobs still
+// active (in job id order, so that concurrent writers lock the jobs in the
+// same order) and returns the items written.
+var writeAttemptsSQL = `
 	WITH d AS (
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[],
 		                     $7::timestamptz[], $8::int[]) AS d(job_id, pm, owner, status, token_id, err, next_at, throttled)),
@@ -72,7 +72,7 @@ const writeAttemptsSQL = `
 		UPDATE import_items i SET attempts = i.attempts + 1, throttled = i.throttled + d.throttled, status = d.status,
 		       token_id = NULLIF(d.token_id, '00000000-0000-0000-0000-000000000000'), last_error = d.err,
 		       next_attempt_at = d.next_at, lease_owner = NULL, lease_until = NULL, updated_at = $9
-		FROM d WHERE i.job_id = d.job_id AND i.payment_method = d.pm AND i.lease_owner = d.owner AND i.status = 'pending'
+		FROM d WHERE i.job_id = d.job_id AND i.payment_method = d.pm AND i.lease_owner = d.owner AND ` + stillPending("i") + `
 		RETURNING i.job_id, i.payment_method, i.status),
 	n AS (
 		SELECT job_id, count(*) AS a, count(*) FILTER (WHERE status = 'succeeded') AS s,

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,14 +25,70 @@ func ClaimRowsRead(ctx context.Context, s *Service, n int, now time.Time) (int, 
 		Scan(&out); err != nil {
 		return 0, err
 	}
-	var plans []struct{ Plan planNode }
-	if err := json.Unmarshal(out, &plans); err != nil {
-		return 0, err
-	}
-	return plans[0].Plan.itemRowsRead(), nil
+	return rowsRead(out, "import_items")
 }
 
-// planNode is the part of an EXPLAIN (FORMAT JSON) node ClaimRowsRead reads.
+// rowsRead returns how many rows of table the plan of an EXPLAIN (ANALYZE,
+// FORMAT JSON) answer read.
+func rowsRead(explained []byte, table string) (int, error) {
+	var plans []struct{ Plan planNode }
+	if err := json.Unmarshal(explained, &plans); err != nil {
+		return 0, err
+	}
+	return plans[0].Plan.rowsRead(table), nil
+}
+
+// ItemLookupRowsRead returns, by statement, how many rows of its item table
+// each statement that looks up owner's leased items by their key reads
+// (EXPLAIN ANALYZE, each in a transaction that is rolled back): an attempt
+// batch and a lease renewal of the import items ws, and a send counted, an
+// attempt written and a lease renewal of the export item x.
+func ItemLookupRowsRead(ctx context.Context, s *Service, owner string, ws []vault.ItemWork, x vault.ExportWork) (map[string]int, error) {
+	now := s.clock()
+	n := len(ws)
+	jobs, pms, owners := make([]uuid.UUID, n), make([]string, n), make([]string, n)
+	statuses, tokens, errs := make([]string, n), make([]uuid.UUID, n), make([]string, n)
+	next, throttled := make([]time.Time, n), make([]int32, n)
+	for i, w := range ws {
+		jobs[i], pms[i], owners[i], statuses[i], next[i] = w.JobID, w.PaymentMethod, owner, "failed", now
+	}
+	lookups := []struct {
+		name, table, sql string
+		args             []any
+	}{
+		{"import attempts", "import_items", writeAttemptsSQL, []any{jobs, pms, owners, statuses, tokens, errs, next, throttled, now}},
+		{"import lease renewal", "import_items", renewItemLeasesSQL, []any{owner, now.Add(time.Minute), jobs, pms}},
+		{"export send counted", "export_items", countExportSendSQL, []any{x.JobID, x.TokenID, owner, now}},
+		{"export attempt", "export_items", recordExportAttemptSQL, []any{x.JobID, x.TokenID, owner, "failed", "", nil, now, now}},
+		{"export lease renewal", "export_items", renewExportLeasesSQL, []any{owner, now.Add(time.Minute), []uuid.UUID{x.JobID}, []uuid.UUID{x.TokenID}}},
+	}
+	out := map[string]int{}
+	for _, l := range lookups {
+		read, err := explainRowsRead(ctx, s, l.table, l.sql, l.args)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		out[l.name] = read
+	}
+	return out, nil
+}
+
+// explainRowsRead runs sql with args under EXPLAIN ANALYZE in a
+// transaction it rolls back and returns how many rows of table it read.
+func explainRowsRead(ctx context.Context, s *Service, table, sql string, args []any) (int, error) {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // nothing to keep
+	var out []byte
+	if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+sql, args...).Scan(&out); err != nil {
+		return 0, err
+	}
+	return rowsRead(out, table)
+}
+
+// planNode is the part of an EXPLAIN (FORMAT JSON) node rowsRead reads.
 type planNode struct {
 	Relation string     `json:"Relation Name"`
 	Rows     float64    `json:"Actual Rows"`
@@ -40,14 +97,15 @@ type planNode struct {
 	Plans    []planNode `json:"Plans"`
 }
 
-// itemRowsRead sums the rows the scans of import_items under p read.
-func (p planNode) itemRowsRead() int {
+// rowsRead sums the rows the scans of table under p read, kept or
+// filtered out.
+func (p planNode) rowsRead(table string) int {
 	n := 0
-	if p.Relation == "import_items" {
+	if p.Relation == table {
 		n = int(p.Rows*p.Loops + p.Removed)
 	}
 	for _, c := range p.Plans {
-		n += c.itemRowsRead()
+		n += c.rowsRead(table)
 	}
 	return n
 }

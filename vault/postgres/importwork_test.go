@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardvault/cardvault/vault"
@@ -364,4 +365,62 @@ func TestLeaseRenewalExtendsTheHeldItemsAndThePreparation(t *testing.T) {
 	require.WithinDuration(t, want, leaseUntil(itemSQL, job, items[1].PaymentMethod), time.Millisecond)
 	require.True(t, leaseUntil(itemSQL, job, items[2].PaymentMethod).Before(want), "an item not held keeps its lease")
 	require.WithinDuration(t, want, leaseUntil(`SELECT lease_until FROM import_jobs WHERE id = $1`, job), time.Millisecond)
+}
+
+// TestLeasedItemLookupsReadOnlyTheirItems: the statements that look up a
+// worker's leased items by their key (an import attempt batch, an export
+// send counted and its attempt written, both lease renewals) read those
+// items through the primary key also when PostgreSQL's statistics say the
+// queues are empty, as they do after a VACUUM of an empty queue until
+// autovacuum analyses it again. With a plain status = 'pending' test they
+// probed the claim index by job instead, and read the job's whole queue
+// for every item looked up.
+func TestLeasedItemLookupsReadOnlyTheirItems(t *testing.T) {
+	ctx := context.Background()
+	url, drop, err := vaulttest.NewDatabase(ctx, "itemlookups")
+	require.NoError(t, err)
+	t.Cleanup(drop)
+	pool := vaulttest.Pool(t, url)
+	for _, table := range []string{"import_items", "export_items"} { // analysed empty, and not again meanwhile
+		_, err := pool.Exec(ctx, "ALTER TABLE "+table+" SET (autovacuum_enabled = off)")
+		require.NoError(t, err)
+		_, err = pool.Exec(ctx, "ANALYZE "+table)
+		require.NoError(t, err)
+	}
+	clock := vaulttest.NewClock(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+	e := &env{svc: vaulttest.NewService(t, url, vaulttest.Options{Now: clock.Now}), pool: pool, clock: clock}
+	const queued = 2000
+	e.importJob(t, vault.ImportRunning, "queued", queued)
+	e.exportJob(t, queued)
+	clock.Advance(time.Hour) // every item is due
+	items, err := e.svc.ClaimItems(ctx, "me", 4, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, items, 4)
+	exports, err := e.svc.ClaimExportItems(ctx, "me", 1, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, exports, 1)
+
+	read, err := postgres.ItemLookupRowsRead(ctx, e.svc, "me", items, exports[0])
+
+	require.NoError(t, err)
+	require.Len(t, read, 5)
+	for name, n := range read {
+		assert.LessOrEqualf(t, n, 2*len(items), "%s: rows of its item table read, %d items queued", name, queued)
+	}
+}
+
+// exportJob inserts a running export job of a new tenant with n pending
+// items due at e's clock and returns its id.
+func (e *env) exportJob(t *testing.T, n int) uuid.UUID {
+	t.Helper()
+	ctx := context.Background()
+	id, now := uuid.New(), e.clock.Now()
+	tenant, _ := vaulttest.Tenant(t, e.svc)
+	_, err := e.pool.Exec(ctx, `INSERT INTO export_jobs (id, tenant_id, destination_id, url, rate_limit, status, created_at, updated_at)
+		VALUES ($1, $2, 'fd_1', 'https://vault.example.test/tokens', 10, 'running', $3, $3)`, id, tenant, now)
+	require.NoError(t, err)
+	_, err = e.pool.Exec(ctx, `INSERT INTO export_items (job_id, token_id, status, next_attempt_at, updated_at)
+		SELECT $1, gen_random_uuid(), 'pending', $2, $2 FROM generate_series(1, $3)`, id, now, n)
+	require.NoError(t, err)
+	return id
 }
