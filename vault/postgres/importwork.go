@@ -259,10 +259,10 @@ func (s *Service) RenewImportLeases(ctx context.Context, owner string, held []va
 // renewItemLeasesSQL extends owner's ($1) leases to $2 on the items named
 // by $3 and $4 that are still pending (stillPending), skipping any another
 // transaction has locked: an attempt being written (which releases the
-// lease) or an item given back. Waiting for those, with the items locked so far held and the
-// job row next, deadlocked with attempt batches, which lock their items and
-// then the job row to count on it; the job row is updated last for the same
-// reason.
+// lease) or an item given back. Waiting for those, with the items locked so
+// far held and the job row next, deadlocked with attempt batches, which
+// lock their items and then the job row to count on it; the job row is
+// updated last for the same reason.
 var renewItemLeasesSQL = `
 	UPDATE import_items i SET lease_until = $2
 	FROM (SELECT l.job_id, l.payment_method FROM import_items l

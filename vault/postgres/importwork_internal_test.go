@@ -15,17 +15,7 @@ import (
 // due at now reads (every scan's rows, kept or filtered out), measured with
 // EXPLAIN ANALYZE in a transaction that is rolled back.
 func ClaimRowsRead(ctx context.Context, s *Service, n int, now time.Time) (int, error) {
-	tx, err := s.db.Begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // nothing to keep
-	var out []byte
-	if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+claimItemsSQL, now, n, "explain", now.Add(time.Minute)).
-		Scan(&out); err != nil {
-		return 0, err
-	}
-	return rowsRead(out, "import_items")
+	return explainRowsRead(ctx, s, "import_items", claimItemsSQL, []any{now, n, "explain", now.Add(time.Minute)})
 }
 
 // rowsRead returns how many rows of table the plan of an EXPLAIN (ANALYZE,
