@@ -12,9 +12,11 @@ import "github.com/jackc/pgx/v5"
 // planning a call, about a seventh of PostgreSQL's CPU per update and per
 // forward. Their generic plans execute as fast as the custom ones (index
 // probes per element; measured per statement with a 100,000-token
-// preload), so those transactions keep the generic plan. Not every statement's does: the
-// forward outcome update's and the import attempt batch's executed slower
-// than their custom plans, and they are planned at every call (planNow).
+// preload), so those transactions keep the generic plan, and so does the
+// import attempt batch (importcounts.go), once its lookups could no longer
+// be served by the claim index (stillPending). The forward outcome
+// update's executed slower than its custom plans, and it is planned at
+// every call (planNow).
 
 // A generic plan is made once per connection and kept until the tables it
 // reads are analysed again, and one made while a table is nearly empty
@@ -64,7 +66,7 @@ func readBeginGeneric(br pgx.BatchResults) error {
 // the unnamed statement, described in a first round trip) instead of
 // running a plan cached on the connection. The statements on tables that
 // fill within seconds of a job's start use it: the import and export item
-// claims, the import attempt batch and the forward outcome update. A plan a
+// claims and the forward outcome update. A plan a
 // connection cached while such a table was nearly empty, or empty according
 // to its statistics (a vacuum or ANALYZE that found it so, until autovacuum
 // analyses it again), read and sorted every pending item of the job at each

@@ -15,7 +15,7 @@ var groupCommittedStatements = map[string]string{
 	"reveals": revealTokensSQL, "audit rows": insertAuditRowsSQL, "audit lanes": lockLanesSQL[writerLanes],
 	"audit lane": lockLaneSQL[writerLanes], "update locks": lockTokensSQL, "update writes": updateSetSQL,
 	"forward locks": lockForwardsSQL, "forward destinations": batchDestinationsSQL,
-	"forward writes": writeForwardsSQL,
+	"forward writes": writeForwardsSQL, "import attempts": writeAttemptsSQL,
 }
 
 // WholeReads returns, by statement name, the scans of the generic plan

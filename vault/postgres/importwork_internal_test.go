@@ -122,12 +122,12 @@ func WriteAttempts(ctx context.Context, s *Service, owner string, ws []vault.Ite
 
 // PreparedPlannedNow returns how many statements prepared on the
 // connection s's pool hands out (the only one, in a pool of one) are
-// statements run with planNow: the item claims, the import attempt batch
-// and the forward outcome update.
+// statements run with planNow: the item claims and the forward outcome
+// update.
 func PreparedPlannedNow(ctx context.Context, s *Service) (int, error) {
 	var n int
 	err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement = ANY($1)`,
-		[]string{claimItemsSQL, writeAttemptsSQL, claimExportSQL, writeOutcomesSQL}).Scan(&n)
+		[]string{claimItemsSQL, claimExportSQL, writeOutcomesSQL}).Scan(&n)
 	return n, err
 }
 

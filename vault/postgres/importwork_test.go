@@ -267,13 +267,15 @@ func TestConcurrentActiveImportsEachGetTheirOwnJobs(t *testing.T) {
 	require.Equal(t, map[uuid.UUID]bool{preparing: true}, after)
 }
 
-// Claims, import attempts and forward outcomes are planned for their
-// tables as they are when they run, never from a plan cached on the
-// connection: a cached plan made while import_items was (or was last
-// analysed) empty read and sorted every pending item of the job at each
-// claim, and one made while forwarding_requests was small scanned all of
-// it for each outcome batch. So the one connection that ran them holds no
-// prepared statement of them, while the lookups it ran are prepared.
+// Claims and forward outcomes are planned for their tables as they are
+// when they run, never from a plan cached on the connection: a cached plan
+// made while import_items was (or was last analysed) empty read and sorted
+// every pending item of the job at each claim, and one made while
+// forwarding_requests was small scanned all of it for each outcome batch.
+// So the one connection that ran them holds no prepared statement of them,
+// while the lookups it ran (and the import attempt batch, whose generic
+// plan probes keys: TestGenericPlansProbeIndexesWhenMadeOnEmptyTables) are
+// prepared.
 func TestQueueStatementsAreNotRunFromCachedPlans(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
