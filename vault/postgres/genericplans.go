@@ -1,6 +1,10 @@
 package postgres
 
-import "github.com/jackc/pgx/v5"
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
 
 // PostgreSQL plans a prepared statement anew at each execution (a custom
 // plan) when its generic plan costs more than the custom plans it has
@@ -57,6 +61,26 @@ func readBeginGeneric(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// inGenericTx runs sql with args and read on its rows in a transaction of
+// its own, in one round trip: BEGIN and genericPlansSQL, sql, COMMIT. It
+// returns the first error, read's or the driver's, after rolling back.
+func (s *Service) inGenericTx(ctx context.Context, sql string, args []any, read func(pgx.Rows) error) error {
+	conn, err := s.db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
+	var b pgx.Batch
+	queueBeginGeneric(&b)
+	b.Queue(sql, args...).Query(read)
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, &b).Close(); err != nil {
+		rollback(conn)
+		return err
 	}
 	return nil
 }

@@ -84,9 +84,8 @@ var writeAttemptsSQL = `
 		FROM n WHERE j.id = n.job_id AND (j.status IN ('preparing', 'running')) IS TRUE)
 	SELECT job_id, payment_method FROM u`
 
-// writeAttemptsOnce runs writeAttemptsSQL for batch, with its generic plan
-// (genericplans.go), in one round trip that begins its transaction, runs
-// it and commits. Its lookups probe the items' and jobs' keys whatever the
+// writeAttemptsOnce runs writeAttemptsSQL for batch with its generic plan
+// (inGenericTx). Its lookups probe the items' and jobs' keys whatever the
 // statistics (stillPending, and the active job's status tested the same
 // way, so that import_jobs_active cannot serve it either); it was planned
 // at each call, 0.28–0.41 ms a call (pg_stat_statements over a 10,000-card
@@ -101,25 +100,17 @@ func (s *Service) writeAttemptsOnce(ctx context.Context, batch []*recordedAttemp
 		jobs[i], pms[i], owners[i], statuses[i] = a.job, a.pm, a.owner, string(a.status)
 		tokens[i], errs[i], next[i], throttled[i] = a.token, a.err, a.retryAt, int32(a.throttled)
 	}
-	conn, err := s.db.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release() // a connection left inside a transaction is destroyed, never reused
-	var b pgx.Batch
-	queueBeginGeneric(&b)
 	var written []itemKey
-	b.Queue(writeAttemptsSQL, jobs, pms, owners, statuses, tokens, errs, next, throttled, s.clock()).Query(func(rows pgx.Rows) error {
-		var err error
-		written, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (itemKey, error) {
-			var k itemKey
-			return k, r.Scan(&k.job, &k.pm)
+	err := s.inGenericTx(ctx, writeAttemptsSQL, []any{jobs, pms, owners, statuses, tokens, errs, next, throttled, s.clock()},
+		func(rows pgx.Rows) error {
+			var err error
+			written, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (itemKey, error) {
+				var k itemKey
+				return k, r.Scan(&k.job, &k.pm)
+			})
+			return err
 		})
-		return err
-	})
-	b.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, &b).Close(); err != nil {
-		rollback(conn)
+	if err != nil {
 		return err
 	}
 	markWritten(batch, written)
