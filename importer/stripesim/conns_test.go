@@ -11,6 +11,9 @@ import (
 	"github.com/cardvault/cardvault/vault/postgres/vaulttest"
 )
 
+// TestConcurrentForwardsReuseTheirConnectionsToTheDestination: 16
+// forwarders sending 6 forwards each reuse their connections to the
+// destination.
 func TestConcurrentForwardsReuseTheirConnectionsToTheDestination(t *testing.T) {
 	const forwarders, rounds = 16, 6
 	sim, _, sc := startSim(t, Config{}, testSpec)
@@ -38,5 +41,9 @@ func TestConcurrentForwardsReuseTheirConnectionsToTheDestination(t *testing.T) {
 	}
 
 	require.Len(t, d.requests(), forwarders*rounds)
-	require.LessOrEqual(t, conns.Load(), int64(forwarders+4), "connections for %d forwards", forwarders*rounds)
+	// Without reuse each forward opens its own (96). A connection per
+	// forwarder is what reuse gives; the Transport may dial a few more when
+	// a request starts while an answered one is still being handed back
+	// (21 on a loaded machine), so the bound leaves room for that.
+	require.LessOrEqual(t, conns.Load(), int64(2*forwarders), "connections for %d forwards", forwarders*rounds)
 }

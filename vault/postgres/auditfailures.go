@@ -164,12 +164,14 @@ func foldedOutcome(action vault.Action) vault.Outcome {
 
 // requestedID is id as a row keeps it: at most maxRequestedID printable
 // ASCII characters, and "[card number removed]" when it holds a card
-// number.
+// number outside a UUID (a token id's digit groups joined by '-' pass for
+// one now and then: 0849-…-8848-5846613604 did, and the refused reveal of a
+// real token lost its id in the trail).
 func requestedID(id string) string {
 	if id == "" {
 		return ""
 	}
-	if card.ContainsPAN(id) {
+	if card.ContainsPAN(uuidPattern.ReplaceAllLiteralString(id, " ")) {
 		return "[card number removed]"
 	}
 	return printable(id, maxRequestedID)
