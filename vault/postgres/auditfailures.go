@@ -8,7 +8,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/card"
 )
 
 // DefaultAccessFailureWindow is how long repeated refusals of one source
@@ -164,14 +163,13 @@ func foldedOutcome(action vault.Action) vault.Outcome {
 
 // requestedID is id as a row keeps it: at most maxRequestedID printable
 // ASCII characters, and "[card number removed]" when it holds a card
-// number outside a UUID (a token id's digit groups joined by '-' pass for
-// one now and then: 0849-…-8848-5846613604 did, and the refused reveal of a
-// real token lost its id in the trail).
+// number outside a UUID (holdsPAN: a refused reveal of a token whose id
+// passed for one lost the id in the trail).
 func requestedID(id string) string {
 	if id == "" {
 		return ""
 	}
-	if card.ContainsPAN(uuidPattern.ReplaceAllLiteralString(id, " ")) {
+	if holdsPAN(id) {
 		return "[card number removed]"
 	}
 	return printable(id, maxRequestedID)

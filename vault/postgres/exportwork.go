@@ -155,7 +155,7 @@ var recordExportAttemptSQL = `
 // no longer holds w, and a domain error when the database fails.
 func (s *Service) RecordExportAttempt(ctx context.Context, owner string, w vault.ExportWork, at vault.ExportAttempt) error {
 	now := s.clock()
-	if at.Status == vault.ItemSucceeded && card.ContainsPAN(uuidPattern.ReplaceAllString(at.RemoteID, " ")) {
+	if at.Status == vault.ItemSucceeded && holdsPAN(at.RemoteID) {
 		at = vault.ExportAttempt{Status: vault.ItemFailed, Error: errRemoteIDLooksLikePAN}
 	}
 	next := now

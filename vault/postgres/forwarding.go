@@ -473,27 +473,16 @@ func checkForwardInput(in vault.ForwardInput) error {
 	if len(in.Replacements) == 0 {
 		return missingParam("replacements")
 	}
-	if err := checkIDText(in.PaymentMethod, vault.MaxBusinessKeyLen, "payment_method"); err != nil {
+	if err := checkText(in.PaymentMethod, vault.MaxBusinessKeyLen, "payment_method"); err != nil {
 		return asBadRequest(err)
 	}
-	if err := checkIDText(in.URL, vault.MaxForwardURLLen, "url"); err != nil {
+	if err := checkText(in.URL, vault.MaxForwardURLLen, "url"); err != nil {
 		return asBadRequest(err)
 	}
 	if err := checkAttributes("", in.Metadata); err != nil {
 		return asBadRequest(err)
 	}
 	return checkForwardHeaders(in.Headers)
-}
-
-// checkIDText is checkText for text that names things by id (a payment
-// method, a URL's path): a UUID, such as a token id, is not taken for a card
-// number even when its digit groups would pass for one.
-func checkIDText(s string, max int, param string) error {
-	err := checkText(s, max, param)
-	if err != nil && vault.AsError(err).Code == vault.CodeSensitiveData && !card.ContainsPAN(uuidPattern.ReplaceAllString(s, " ")) {
-		return nil
-	}
-	return err
 }
 
 // hopHeaders are the headers a merchant may not set: the transport's own.

@@ -313,7 +313,7 @@ func (s *Service) destinationOf(in vault.DestinationInput) (forwarding.Destinati
 	if err != nil {
 		return d, err
 	}
-	if err := checkIDText(d.URL, vault.MaxForwardURLLen, "url"); err != nil {
+	if err := checkText(d.URL, vault.MaxForwardURLLen, "url"); err != nil {
 		return d, err
 	}
 	if err := withSignatureKey(&d, in.SignatureSecret); err != nil {

@@ -344,6 +344,25 @@ func TestTokenizeRejectsCardDataInAttributes(t *testing.T) {
 	}
 }
 
+// TestTokenizeTakesUUIDsWhoseDigitsPassForACardNumber: a merchant's own
+// UUID as a business key or a metadata value is stored, even one whose
+// digit groups joined by '-' pass for a card number (about 1 % of random
+// UUIDs), while a card number elsewhere in the same value is refused.
+func TestTokenizeTakesUUIDsWhoseDigitsPassForACardNumber(t *testing.T) {
+	e := newEnv(t)
+	in := visa(passesForAPAN)
+	in.Metadata = map[string]string{"order": passesForAPAN}
+	tok, created := e.tokenize(t, in)
+	assert.True(t, created)
+	assert.Equal(t, passesForAPAN, tok.BusinessKey)
+	assert.Equal(t, passesForAPAN, tok.Metadata["order"])
+
+	in = visa("pm_uuid_and_card")
+	in.Metadata = map[string]string{"order": passesForAPAN + " 4242 4242 4242 4242"}
+	_, _, err := e.svc.Tokenize(context.Background(), e.actor, in)
+	assert.Equal(t, "metadata.order", vault.AsError(err).Param, "the card number beside the UUID is refused")
+}
+
 func TestCiphertextIsBoundToItsRow(t *testing.T) {
 	e := newEnv(t)
 	a, _ := e.tokenize(t, visa("pm_row_a"))

@@ -6,7 +6,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/card"
 )
 
 // checkAttributes validates a business key and metadata. It returns a
@@ -35,7 +34,9 @@ func checkAttributes(businessKey string, metadata map[string]string) error {
 
 // checkText returns a KindInvalid error for param when s is not valid UTF-8,
 // is longer than max runes, holds a control character or holds something
-// that looks like a card number.
+// that looks like a card number outside a UUID (holdsPAN: a merchant's own
+// UUID as a business key or metadata value was refused about once in a
+// hundred).
 func checkText(s string, max int, param string) error {
 	switch {
 	case !utf8.ValidString(s):
@@ -44,7 +45,7 @@ func checkText(s string, max int, param string) error {
 		return vault.InvalidParam(vault.CodeStringTooLong, param, param+" is too long")
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return vault.InvalidParam(vault.CodeInvalidString, param, param+" must not contain control characters")
-	case card.ContainsPAN(s):
+	case holdsPAN(s):
 		return vault.InvalidParam(vault.CodeSensitiveData, param, param+" must not contain a card number")
 	}
 	return nil
