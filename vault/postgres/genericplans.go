@@ -90,11 +90,11 @@ func (s *Service) inGenericTx(ctx context.Context, sql string, args []any, read 
 // the unnamed statement, described in a first round trip) instead of
 // running a plan cached on the connection. The statements on tables that
 // fill within seconds of a job's start use it: the import and export item
-// claims and the forward outcome update. A plan a
-// connection cached while such a table was nearly empty, or empty according
-// to its statistics (a vacuum or ANALYZE that found it so, until autovacuum
-// analyses it again), read and sorted every pending item of the job at each
-// claim (auto_explain: a sequential scan and a sort; 4.8 ms a claim at
-// 10,000 items instead of 0.3–0.7 ms through the claim index) and scanned
-// every forward record for each outcome batch.
+// claims and the forward outcome update. A plan a connection cached while
+// such a table was nearly empty, or empty according to its statistics (a
+// vacuum or ANALYZE that found it so, until autovacuum analyses it again),
+// read and sorted every pending item of the job at each claim
+// (auto_explain: a sequential scan and a sort; 4.8 ms a claim at 10,000
+// items instead of 0.3–0.7 ms through the claim index) and scanned every
+// forward record for each outcome batch.
 const planNow = pgx.QueryExecModeDescribeExec

@@ -6,12 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"regexp"
 	"time"
 
 	"github.com/cardvault/cardvault/crypto"
 	"github.com/cardvault/cardvault/vault"
-	"github.com/cardvault/cardvault/vault/card"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
@@ -328,19 +326,6 @@ func (s *Service) resealAnswers(ctx context.Context, tx pgx.Tx, tenantID uuid.UU
 		FROM unnest($3::bytea[], $4::bytea[]) AS v(h, ct) WHERE k.tenant_id = $1 AND k.key_hash = v.h`,
 		tenantID, int64(primary), hashes, cts)
 	return len(hashes), err
-}
-
-// uuidPattern matches canonical UUIDs, whose digit groups joined by '-' can
-// look like a card number to ContainsPAN.
-var uuidPattern = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
-
-// holdsPAN reports whether s holds something that looks like a card number
-// outside its UUIDs: a UUID's digit groups joined by '-' pass for one in
-// about 1 % of random UUIDs (12,345 of a million version 4, 6,681 of a
-// million version 7), so token ids and a merchant's own UUIDs are set
-// aside first.
-func holdsPAN(s string) bool {
-	return card.ContainsPAN(uuidPattern.ReplaceAllLiteralString(s, " "))
 }
 
 // unstorable returns why res may not be kept, or "".

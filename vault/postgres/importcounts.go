@@ -81,13 +81,13 @@ var writeAttemptsSQL = `
 	c AS (
 		UPDATE import_jobs j SET attempts = j.attempts + n.a, successes = j.successes + n.s, failures = j.failures + n.f,
 		       updated_at = $9
-		FROM n WHERE j.id = n.job_id AND (j.status IN ('preparing', 'running')) IS TRUE)
+		FROM n WHERE j.id = n.job_id AND ` + checkedOnly("j.status IN ('preparing', 'running')") + `)
 	SELECT job_id, payment_method FROM u`
 
 // writeAttemptsOnce runs writeAttemptsSQL for batch with its generic plan
 // (inGenericTx). Its lookups probe the items' and jobs' keys whatever the
-// statistics (stillPending, and the active job's status tested the same
-// way, so that import_jobs_active cannot serve it either); it was planned
+// statistics (stillPending, and the active job's status checkedOnly, so
+// that import_jobs_active cannot serve it either); it was planned
 // at each call, 0.28–0.41 ms a call (pg_stat_statements over a 10,000-card
 // import, three alternating pairs: the statement's planning and execution
 // 841–1,186 → 530–761 ms, PostgreSQL's CPU per card 0.323–0.468 →

@@ -163,21 +163,27 @@ func (s *Service) ClaimItems(ctx context.Context, owner string, n int, ttl time.
 	return items, dbError(err, "import item")
 }
 
+// checkedOnly returns cond written so that PostgreSQL checks it on the
+// rows a statement finds but never takes it to imply a partial index's
+// predicate, so that such an index cannot serve the statement: (cond) IS
+// TRUE, which holds exactly when cond does.
+func checkedOnly(cond string) string { return "(" + cond + ") IS TRUE" }
+
 // stillPending returns the condition "the item is still pending" on the
 // item table named a, for the statements that look items up by their key
 // (an attempt written, a send counted, a lease renewed): a lease is only
 // ever taken on a pending item and given back when its status changes, and
-// this checks it once more. It is written so that it does not imply the
-// claim indexes' predicate (status = 'pending'). With the plain comparison
-// PostgreSQL probed import_items_claim (export_items_claim) by job and read
-// every pending item of the job for each item looked up, instead of the
-// primary key by job and item, whenever its statistics said the table was
-// nearly empty and it held a few thousand items (after a VACUUM of an
-// empty queue, until autovacuum next analysed it; past about 10,000 the
-// estimate, which grows with the table's pages, chose the key again): in
-// the bench's 10,000-card import, attempt batches of 13–28 items read
-// 1,597–5,547 index entries each.
-func stillPending(a string) string { return "(" + a + ".status = 'pending') IS TRUE" }
+// this checks it once more. It is checkedOnly: with the plain comparison,
+// which implies the claim indexes' predicate, PostgreSQL probed
+// import_items_claim (export_items_claim) by job and read every pending
+// item of the job for each item looked up, instead of the primary key by
+// job and item, whenever its statistics said the table was nearly empty
+// and it held a few thousand items (after a VACUUM of an empty queue,
+// until autovacuum next analysed it; past about 10,000 the estimate, which
+// grows with the table's pages, chose the key again): in the bench's
+// 10,000-card import, attempt batches of 13–28 items read 1,597–5,547
+// index entries each.
+func stillPending(a string) string { return checkedOnly(a + ".status = 'pending'") }
 
 // claimItemsSQL leases ($3 until $4) up to $2 items due at $1. Each active
 // job (running, or still preparing: its items are forwarded as soon as they
