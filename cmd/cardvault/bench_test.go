@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -120,6 +121,10 @@ func TestBenchRunsEveryPhase(t *testing.T) {
 	assert.True(t, audit.Pass)
 	assert.Regexp(t, `^fsync=(on|off) synchronous_commit=\w+ shared_buffers=\S+ max_wal_size=\S+ wal_compression=\S+$`, rep.Machine.Durability, "the server's durability is reported")
 	assert.Contains(t, table.String(), "\ntargets:\n")
+	for _, tgt := range rep.Targets {
+		onRates := strings.Contains(tgt.Name, " × ") && !strings.Contains(tgt.Name, "p99")
+		assert.Equal(t, onRates, tgt.CPUCeiling != nil, "%s: a CPU ceiling exactly on the targets on two phases' rates", tgt.Name)
+	}
 
 	f, err := os.Open(filepath.Join(out, "bench.csv"))
 	require.NoError(t, err)

@@ -43,14 +43,14 @@ func TestOptionsValidate(t *testing.T) {
 // (the import without latencies), the ratios, and the targets with their
 // verdicts under a plain "targets:" heading.
 func TestPrintReportSpeaksOfTargets(t *testing.T) {
-	p50, p99 := 1.25, 6.5
+	p50, p99, ceiling := 1.25, 6.5, 0.25
 	rep := &Report{
 		Phases: []PhaseResult{{Name: PhaseTokenize, Unit: "requests", Requests: 10, RPS: 5, P99Ms: 12.5},
 			{Name: PhaseForward, Unit: "requests", Requests: 8, RPS: 4, P99Ms: 9, OverheadP50Ms: &p50, OverheadP99Ms: &p99},
 			{Name: PhaseImport, Unit: "items", Requests: 20, RPS: 2, P99Ms: 777.25}},
 		Ratios: []Ratio{{"import/tokenize", 0.4}},
 		Targets: []Target{{Name: "tokenize p99", Want: "≤ 25 ms", Got: "12.5 ms", Pass: true},
-			{Name: "import ≥ 0.3 × tokenize", Want: "≥ 0.3", Got: "0.2"},
+			{Name: "import ≥ 0.3 × tokenize", Want: "≥ 0.3", Got: "0.2", CPUCeiling: &ceiling},
 			{Name: "read ≥ 0.5 × baseline-http", Want: "≥ 0.5", Got: "-", Skipped: true}},
 		AuditWrites:  AuditWrites{Rows: 30, Inserted: 30},
 		TokenUpdates: TokenUpdates{Updated: 12, HOT: 9},
@@ -59,7 +59,9 @@ func TestPrintReportSpeaksOfTargets(t *testing.T) {
 	printReport(&out, rep)
 	table := out.String()
 	for _, want := range []string{"tokenize", "12.5", "import", "ratios:\n  import/tokenize", "\ntargets:\n",
-		"PASS  tokenize p99", "FAIL  import ≥ 0.3 × tokenize", "SKIP  read ≥ 0.5 × baseline-http",
+		"PASS  tokenize p99                                 got 12.5 ms    want ≤ 25 ms\n",
+		"FAIL  import ≥ 0.3 × tokenize                      got 0.2        want ≥ 0.3     CPU ceiling 0.25\n",
+		"SKIP  read ≥ 0.5 × baseline-http", "(CPU ceiling, beside a target on two phases' rates: ",
 		"(audit: 30 rows, 30 inserted and 0 updated according to pg_stat_user_tables)",
 		"(tokens: 12 row versions rewritten, 9 of them HOT, within their page and with no index entry)",
 		"forward: the vault's own overhead, latency minus the answer's destination_duration: p50 1.25 ms, p99 6.5 ms"} {
@@ -147,6 +149,29 @@ func TestReadCeiling(t *testing.T) {
 	assert.Nil(t, rep.readCeiling(), "no baseline-audit, no ceiling")
 	rep.Phases = []PhaseResult{{Name: PhaseBaselineHTTP, RPS: 1}, audit}
 	assert.Nil(t, rep.readCeiling(), "baseline-http's CPU unmeasured, no ceiling")
+}
+
+// TestCPUCeiling: a phase's ceiling is the machine's CPUs over the CPU
+// one of its requests took in every process, as a multiple of its
+// reference's rate; without the phase's CPU or the reference's rate there
+// is none.
+func TestCPUCeiling(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	measured := PhaseResult{Name: PhaseFileImport, RPS: 9_000, VaultCPUPer1k: f(0.05), PostgresCPUPer1k: f(0.1), BenchCPUPer1k: f(0.01)}
+	tokenize := PhaseResult{Name: PhaseTokenize, RPS: 5_000}
+	tests := []struct {
+		name   string
+		phases []PhaseResult
+		want   *float64
+	}{
+		{"measured", []PhaseResult{measured, tokenize}, f(2.5)}, // 2 CPUs × 1000 ms / 0.16 ms = 12,500/s
+		{"no reference", []PhaseResult{measured}, nil},
+		{"no CPU", []PhaseResult{{Name: PhaseFileImport, RPS: 9_000, VaultCPUPer1k: f(0.05)}, tokenize}, nil},
+	}
+	for _, tc := range tests {
+		rep := &Report{Machine: Machine{CPUs: 2}, Phases: tc.phases}
+		assert.Equal(t, tc.want, rep.cpuCeiling(PhaseFileImport, PhaseTokenize), tc.name)
+	}
 }
 
 // TestATargetOnAPhaseWithErrorsFails: a phase whose requests fail at once
