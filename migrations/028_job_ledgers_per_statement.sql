@@ -82,60 +82,44 @@ CREATE TRIGGER export_items_job_update BEFORE UPDATE OF job_id ON export_items
     FOR EACH ROW WHEN (NEW.job_id IS DISTINCT FROM OLD.job_id)
     EXECUTE FUNCTION cardvault_ledger_row_moved('export_jobs', 'export_items_job_id_fkey');
 
--- After a statement deleting import jobs: their ledger rows go with them.
-CREATE FUNCTION cardvault_import_jobs_deleted() RETURNS trigger
+-- After a statement deleting jobs: their rows in each ledger named in
+-- TG_ARGV go with them.
+CREATE FUNCTION cardvault_jobs_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM import_items WHERE job_id IN (SELECT id FROM gone_jobs);
-    DELETE FROM import_file_rows WHERE job_id IN (SELECT id FROM gone_jobs);
+    FOR i IN 0 .. TG_NARGS - 1 LOOP
+        EXECUTE format('DELETE FROM %I WHERE job_id IN (SELECT id FROM gone_jobs)', TG_ARGV[i]);
+    END LOOP;
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER import_jobs_ledgers_delete AFTER DELETE ON import_jobs
     REFERENCING OLD TABLE AS gone_jobs
-    FOR EACH STATEMENT EXECUTE FUNCTION cardvault_import_jobs_deleted();
-
-CREATE FUNCTION cardvault_export_jobs_deleted() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM export_items WHERE job_id IN (SELECT id FROM gone_jobs);
-    RETURN NULL;
-END $$;
-
+    FOR EACH STATEMENT EXECUTE FUNCTION cardvault_jobs_deleted('import_items', 'import_file_rows');
 CREATE TRIGGER export_jobs_ledgers_delete AFTER DELETE ON export_jobs
     REFERENCING OLD TABLE AS gone_jobs
-    FOR EACH STATEMENT EXECUTE FUNCTION cardvault_export_jobs_deleted();
+    FOR EACH STATEMENT EXECUTE FUNCTION cardvault_jobs_deleted('export_items');
 
--- Before an update changing a job's id: refused while a ledger row names
--- it.
-CREATE FUNCTION cardvault_import_job_renamed() RETURNS trigger
+-- Before an update changing a job's id: refused while a row of a ledger
+-- named in TG_ARGV names it, with that ledger's foreign key's error.
+CREATE FUNCTION cardvault_job_renamed() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    named boolean;
 BEGIN
-    IF EXISTS (SELECT 1 FROM import_items WHERE job_id = OLD.id) THEN
-        RAISE foreign_key_violation USING CONSTRAINT = 'import_items_job_id_fkey',
-            MESSAGE = format('import job %s is still named by its items', OLD.id);
-    END IF;
-    IF EXISTS (SELECT 1 FROM import_file_rows WHERE job_id = OLD.id) THEN
-        RAISE foreign_key_violation USING CONSTRAINT = 'import_file_rows_job_id_fkey',
-            MESSAGE = format('import job %s is still named by its file rows', OLD.id);
-    END IF;
+    FOR i IN 0 .. TG_NARGS - 1 LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I WHERE job_id = $1)', TG_ARGV[i]) INTO named USING OLD.id;
+        IF named THEN
+            RAISE foreign_key_violation USING CONSTRAINT = TG_ARGV[i] || '_job_id_fkey',
+                MESSAGE = format('job %s is still named by rows of %s', OLD.id, TG_ARGV[i]);
+        END IF;
+    END LOOP;
     RETURN NEW;
 END $$;
 
 CREATE TRIGGER import_jobs_id_update BEFORE UPDATE OF id ON import_jobs
     FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id)
-    EXECUTE FUNCTION cardvault_import_job_renamed();
-
-CREATE FUNCTION cardvault_export_job_renamed() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM export_items WHERE job_id = OLD.id) THEN
-        RAISE foreign_key_violation USING CONSTRAINT = 'export_items_job_id_fkey',
-            MESSAGE = format('export job %s is still named by its items', OLD.id);
-    END IF;
-    RETURN NEW;
-END $$;
-
+    EXECUTE FUNCTION cardvault_job_renamed('import_items', 'import_file_rows');
 CREATE TRIGGER export_jobs_id_update BEFORE UPDATE OF id ON export_jobs
     FOR EACH ROW WHEN (NEW.id IS DISTINCT FROM OLD.id)
-    EXECUTE FUNCTION cardvault_export_job_renamed();
+    EXECUTE FUNCTION cardvault_job_renamed('export_items');
