@@ -167,6 +167,8 @@ func TestCPUCeiling(t *testing.T) {
 		{"measured", []PhaseResult{measured, tokenize}, f(2.5)}, // 2 CPUs × 1000 ms / 0.16 ms = 12,500/s
 		{"no reference", []PhaseResult{measured}, nil},
 		{"no CPU", []PhaseResult{{Name: PhaseFileImport, RPS: 9_000, VaultCPUPer1k: f(0.05)}, tokenize}, nil},
+		{"less than a clock tick", []PhaseResult{{Name: PhaseFileImport, RPS: 9_000, VaultCPUPer1k: f(0), PostgresCPUPer1k: f(0),
+			BenchCPUPer1k: f(0)}, tokenize}, nil},
 	}
 	for _, tc := range tests {
 		rep := &Report{Machine: Machine{CPUs: 2}, Phases: tc.phases}
