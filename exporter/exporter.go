@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/time/rate"
 
 	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/internal/metrics"
@@ -99,11 +98,11 @@ type Runner struct {
 type heldKey struct{ job, token uuid.UUID }
 
 // job is what this process keeps of a running job: how to send its items,
-// and its rate limit here.
+// and the send slots it reserved of the job's rate.
 type job struct {
-	setup   vault.ExportSetup
-	plan    plan
-	limiter *rate.Limiter
+	setup vault.ExportSetup
+	plan  plan
+	pace  *pacer
 }
 
 // New returns a Runner for cfg, or an error when cfg lacks a required value.
@@ -257,7 +256,7 @@ func (r *Runner) job(ctx context.Context, id uuid.UUID) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
-	j = &job{setup: setup, plan: p, limiter: rate.NewLimiter(rate.Limit(setup.RateLimit), 1)}
+	j = &job{setup: setup, plan: p, pace: newPacer(r.svc, id, setup.RateLimit)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur := r.jobs[id]; cur != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +35,12 @@ type receiver struct {
 	byKey map[string]int
 	keys  map[string]string // business key → Idempotency-Key sent
 	cards map[string]string // business key → number received
+	at    []time.Time       // when each send arrived
+}
+
+// newReceiver returns an empty receiver.
+func newReceiver() *receiver {
+	return &receiver{byKey: map[string]int{}, keys: map[string]string{}, cards: map[string]string{}}
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -50,6 +57,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.byKey[bk]++
 	rc.keys[bk] = r.Header.Get("Idempotency-Key")
 	rc.cards[bk] = body.Card.Number + body.Card.CVC
+	rc.at = append(rc.at, time.Now())
 	rc.mu.Unlock()
 	time.Sleep(5 * time.Millisecond) // a receiver's work: lets sends of both workers overlap
 	w.Header().Set("Content-Type", "application/json")
@@ -71,40 +79,22 @@ func remoteIDOf(bk string) string {
 // token.export audit row naming the job, and that one export.finished
 // webhook event is queued.
 func TestTwoWorkersOnOneJobNeverSendATokenTwice(t *testing.T) {
-	rc := &receiver{byKey: map[string]int{}, keys: map[string]string{}, cards: map[string]string{}}
+	rc := newReceiver()
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
 	svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Egress: vaulttest.LoopbackEgress(0), AllowLoopback: true})
 	tenant, secret := vaulttest.Tenant(t, svc)
 	a := vaulttest.Actor(t, svc, secret)
 	const n = 60
-	numbers := map[string]string{}
-	for i := range n {
-		bk := fmt.Sprintf("two-%02d", i)
-		numbers[bk] = vaulttest.LuhnNumber("424242", 16, i)
-		_, _, err := svc.Tokenize(context.Background(), a, vault.TokenizeInput{BusinessKey: bk,
-			Card: card.CardInput{Number: numbers[bk], ExpMonth: "12", ExpYear: "2031", CVC: "123"}})
-		require.NoError(t, err)
-	}
+	numbers := tokenizeCards(t, svc, a, n)
 	_, _, err := svc.SetWebhook(context.Background(), a, "https://hooks.example.com/cardvault")
 	require.NoError(t, err)
-	dest, err := svc.CreateDestination(context.Background(), a, vault.DestinationInput{URL: srv.URL + "/cde-import", Preset: "stripe_own_vault"})
-	require.NoError(t, err)
-	job, err := svc.CreateExport(context.Background(), a, vault.CreateExportInput{DestinationID: dest.ID, RateLimit: vault.MaxExportRate})
-	require.NoError(t, err)
+	job := createExport(t, svc, a, srv.URL, vault.MaxExportRate)
 	require.EqualValues(t, n, job.Total)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, owner := range []string{"replica-a", "replica-b"} {
-		r, err := exporter.New(exporter.Config{Service: svc, Owner: owner, Poll: 20 * time.Millisecond})
-		require.NoError(t, err)
-		wg.Add(1)
-		go func() { defer wg.Done(); r.Run(ctx) }()
-	}
+	stop := runReplicas(t, svc, "replica-a", "replica-b")
 	got := awaitEnd(t, svc, a, job.ID, 30*time.Second)
-	cancel()
-	wg.Wait()
+	stop()
 
 	require.Equal(t, vault.ExportFinished, got.Status)
 	assert.EqualValues(t, n, got.Successes)
@@ -130,6 +120,77 @@ func TestTwoWorkersOnOneJobNeverSendATokenTwice(t *testing.T) {
 	require.NoError(t, vaulttest.Pool(t, dbURL).QueryRow(context.Background(), `SELECT count(*) FROM webhook_events
 		WHERE tenant_id = $1 AND type = 'export.finished' AND payload->>'id' = $2`, tenant, job.ID.String()).Scan(&events))
 	assert.Equal(t, 1, events, "one export.finished webhook, however many replicas")
+}
+
+// TestAJobsRateHoldsAcrossReplicas: two runners (two replicas, four
+// senders each) on one job of 30 tokens at 20 sends a second send them
+// over at least 29 slot lengths (1.45 s; asserted with a fifth of slack for
+// the first send's lateness), not at twice the rate as a limit per process
+// would (about 0.73 s).
+func TestAJobsRateHoldsAcrossReplicas(t *testing.T) {
+	rc := newReceiver()
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Egress: vaulttest.LoopbackEgress(0), AllowLoopback: true})
+	_, secret := vaulttest.Tenant(t, svc)
+	a := vaulttest.Actor(t, svc, secret)
+	const n, rate = 30, 20.0
+	tokenizeCards(t, svc, a, n)
+	job := createExport(t, svc, a, srv.URL, rate)
+
+	stop := runReplicas(t, svc, "replica-a", "replica-b")
+	got := awaitEnd(t, svc, a, job.ID, 30*time.Second)
+	stop()
+
+	require.Equal(t, vault.ExportFinished, got.Status)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	require.Len(t, rc.at, n)
+	slices.SortFunc(rc.at, time.Time.Compare)
+	spread := rc.at[n-1].Sub(rc.at[0])
+	least := time.Duration(float64(n-1) / rate * 0.8 * 1e9) // 1.16 s
+	assert.GreaterOrEqual(t, spread, least, "%d sends at %g a second arrived within %s", n, rate, spread)
+}
+
+// tokenizeCards stores n public test cards under business keys two-00,
+// two-01, … and returns each key's number.
+func tokenizeCards(t *testing.T, svc *postgres.Service, a vault.Actor, n int) map[string]string {
+	t.Helper()
+	numbers := map[string]string{}
+	for i := range n {
+		bk := fmt.Sprintf("two-%02d", i)
+		numbers[bk] = vaulttest.LuhnNumber("424242", 16, i)
+		_, _, err := svc.Tokenize(context.Background(), a, vault.TokenizeInput{BusinessKey: bk,
+			Card: card.CardInput{Number: numbers[bk], ExpMonth: "12", ExpYear: "2031", CVC: "123"}})
+		require.NoError(t, err)
+	}
+	return numbers
+}
+
+// createExport starts an export of every token of a's tenant to the
+// receiver at url, at rate sends a second.
+func createExport(t *testing.T, svc *postgres.Service, a vault.Actor, url string, rate float64) vault.ExportJob {
+	t.Helper()
+	dest, err := svc.CreateDestination(context.Background(), a, vault.DestinationInput{URL: url + "/cde-import", Preset: "stripe_own_vault"})
+	require.NoError(t, err)
+	job, err := svc.CreateExport(context.Background(), a, vault.CreateExportInput{DestinationID: dest.ID, RateLimit: rate})
+	require.NoError(t, err)
+	return job
+}
+
+// runReplicas runs a Runner per owner, as that many replicas would, and
+// returns what stops them and waits for them.
+func runReplicas(t *testing.T, svc *postgres.Service, owners ...string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, owner := range owners {
+		r, err := exporter.New(exporter.Config{Service: svc, Owner: owner, Poll: 20 * time.Millisecond})
+		require.NoError(t, err)
+		wg.Add(1)
+		go func() { defer wg.Done(); r.Run(ctx) }()
+	}
+	return func() { cancel(); wg.Wait() }
 }
 
 // awaitEnd polls the job until it ends or within passes.

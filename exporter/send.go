@@ -40,7 +40,11 @@ func (r *Runner) send(ctx context.Context, w vault.ExportWork) {
 		r.jobUnusable(ctx, w, err)
 		return
 	}
-	if err := j.limiter.Wait(ctx); err != nil {
+	if err := j.pace.wait(ctx); err != nil {
+		if vault.IsExportEnded(err) {
+			r.drop(w)
+			return
+		}
 		r.giveBack(ctx, w)
 		return
 	}

@@ -46,7 +46,7 @@ const (
 
 // Export job limits.
 const (
-	DefaultExportRate = 20.0   // sends per second of one job, per process
+	DefaultExportRate = 20.0   // sends per second of one job, across every process
 	MaxExportRate     = 1000.0 // the highest rate a job may ask for
 	MaxExportHeaders  = 10     // headers a job may send along
 )
@@ -138,8 +138,8 @@ type CreateExportInput struct {
 	// Headers are sent with every card (the other vault's API key); they
 	// are kept sealed while the job runs.
 	Headers []ForwardHeader
-	// RateLimit is the sends per second of the job in each process;
-	// DefaultExportRate when 0.
+	// RateLimit is the sends per second of the job, however many
+	// processes send its cards; DefaultExportRate when 0.
 	RateLimit float64
 }
 

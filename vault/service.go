@@ -396,6 +396,11 @@ type ExportQueue interface {
 	// owner, skipping items other workers hold. It returns a domain error
 	// when the database fails.
 	ClaimExportItems(ctx context.Context, owner string, n int, ttl time.Duration) ([]ExportWork, error)
+	// ReserveExportSends reserves the job's next n send slots, whichever
+	// process sends them, and returns how long to wait before the first;
+	// the others follow at the job's rate. It returns ErrExportEnded once
+	// the job has ended, and a domain error when the database fails.
+	ReserveExportSends(ctx context.Context, jobID uuid.UUID, n int) (time.Duration, error)
 	// AuditExportItem commits the token.export audit row of owner's next
 	// send of w and counts the attempt, before anything is sent. It returns
 	// ErrExportEnded when the job ended or owner no longer holds w.

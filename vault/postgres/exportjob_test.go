@@ -116,3 +116,35 @@ func TestRetiringAKeyWaitsForAnExportsHeaders(t *testing.T) {
 	require.NoError(t, err, "the export's headers open under the new key")
 	assert.Equal(t, []vault.ForwardHeader{{Name: "X-API-Key", Value: "cvk_theirs"}}, setup.Headers)
 }
+
+// TestExportSendSlotsFollowEachOtherAtTheJobsRate: reservations of a job's
+// send slots, from any process, follow each other at the job's rate (10 a
+// second here: a block of 5 slots lasts 0.5 s); idle time is not banked
+// for a later burst, and a job that ended reserves nothing.
+func TestExportSendSlotsFollowEachOtherAtTheJobsRate(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	job := e.exportJob(t, 1) // rate 10
+	tests := []struct {
+		name    string
+		advance time.Duration
+		n       int
+		want    time.Duration
+	}{
+		{"the first block starts now", 0, 5, 0},
+		{"the next waits for the first to pass", 0, 5, 500 * time.Millisecond},
+		{"later, it waits for what is left", 700 * time.Millisecond, 1, 300 * time.Millisecond},
+		{"after an idle while it starts now, not earlier", 10 * time.Second, 1, 0},
+		{"and the next one a slot later", 0, 1, 100 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		e.clock.Advance(tt.advance)
+		got, err := e.svc.ReserveExportSends(ctx, job, tt.n)
+		require.NoError(t, err, tt.name)
+		assert.InDelta(t, tt.want.Seconds(), got.Seconds(), 1e-6, tt.name)
+	}
+	_, err := e.pool.Exec(ctx, `UPDATE export_jobs SET status = 'aborted' WHERE id = $1`, job)
+	require.NoError(t, err)
+	_, err = e.svc.ReserveExportSends(ctx, job, 1)
+	assert.ErrorIs(t, err, vault.ErrExportEnded)
+}

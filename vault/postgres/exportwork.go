@@ -65,6 +65,31 @@ func (s *Service) ExportSetup(ctx context.Context, jobID uuid.UUID) (vault.Expor
 	return out, nil
 }
 
+// reserveExportSendsSQL moves the running job $1's next send slot past $2
+// more slots at its rate, from $3 (now) when the job had no slot reserved
+// beyond it, and answers how many seconds from $3 the first starts.
+const reserveExportSendsSQL = `
+	UPDATE export_jobs SET next_send_at = greatest(next_send_at, $3) + make_interval(secs => $2 / rate_limit)
+	WHERE id = $1 AND status = 'running'
+	RETURNING extract(epoch FROM next_send_at - $3)::float8 - $2 / rate_limit`
+
+// ReserveExportSends reserves the job's next n send slots (at least one)
+// for this process and returns how long to wait before the first; the
+// job's row orders the reservations of every process, so the job's rate
+// holds across replicas. It returns vault.ErrExportEnded once the job has
+// ended, and a domain error when the database fails.
+func (s *Service) ReserveExportSends(ctx context.Context, jobID uuid.UUID, n int) (time.Duration, error) {
+	var wait float64
+	err := s.db.QueryRow(ctx, reserveExportSendsSQL, jobID, float64(max(n, 1)), s.clock()).Scan(&wait)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, vault.ErrExportEnded
+	}
+	if err != nil {
+		return 0, dbError(err, "export")
+	}
+	return time.Duration(max(wait, 0) * float64(time.Second)), nil
+}
+
 // claimExportSQL leases ($3 until $4) up to $2 items due at $1 of running
 // jobs, each job giving its first $2 due unleased items no other claim has
 // locked, read from export_items_claim.

@@ -1,0 +1,15 @@
+-- An export job's rate holds across replicas.
+--
+-- Before: each process that worked on a job kept its own token bucket at
+-- the job's rate_limit, so N replicas sent up to N times the rate a
+-- merchant set for the vault that receives the cards.
+--
+-- Now the job's row holds when its next send slot starts (next_send_at,
+-- NULL until the first reservation): a process reserves a block of slots
+-- by moving it forward by the block's length at the job's rate, in one
+-- UPDATE, and sends each reserved card no earlier than its slot. The row
+-- lock orders the reservations, so no two processes hold the same slot and
+-- the job never sends faster than its rate; a slot reserved and not used
+-- (a process stopped, the job ran out of cards) is lost, which only slows
+-- the job.
+ALTER TABLE export_jobs ADD COLUMN next_send_at timestamptz;
