@@ -164,8 +164,9 @@ func (s *Service) writeFileRows(ctx context.Context, a vault.Actor, tk *tenantKe
 		// The lock waits for the batch before to commit, then reads the job
 		// as it left it (READ COMMITTED reads the newest version of a row it
 		// locks), so the resume point checked is the one that batch wrote.
-		// NO KEY UPDATE: the ledger lines' foreign key holds KEY SHARE on the
-		// job row in every batch in flight, which FOR UPDATE would wait for.
+		// NO KEY UPDATE: the ledger lines' check of their job (migration
+		// 028) holds KEY SHARE on the job row in every batch in flight,
+		// which FOR UPDATE would wait for.
 		var done int64
 		var leaseOwner *string
 		var status string
