@@ -13,8 +13,8 @@ import (
 
 // reserveAhead is how much of a job's sends a process reserves at once: a
 // block of slots covering this long at the job's rate (at least one slot).
-// Longer blocks cost fewer reservations; a block another process could
-// have used waits for nobody but this process.
+// Longer blocks cost fewer reservations, but a slot a process reserved and
+// did not use (it stopped, or the job ran out of cards) is lost to the job.
 const reserveAhead = 250 * time.Millisecond
 
 // pacer spaces a job's sends from this process on the slots it reserved
@@ -31,8 +31,12 @@ type pacer struct {
 	left int       // reserved slots not yet taken
 }
 
-// newPacer returns the pacer of job at rate sends a second.
+// newPacer returns the pacer of job at rate sends a second
+// (vault.DefaultExportRate when not above 0).
 func newPacer(svc vault.ExportQueue, job uuid.UUID, rate float64) *pacer {
+	if rate <= 0 {
+		rate = vault.DefaultExportRate
+	}
 	return &pacer{svc: svc, job: job, every: time.Duration(float64(time.Second) / rate),
 		block: max(1, int(math.Floor(rate*reserveAhead.Seconds())))}
 }

@@ -179,7 +179,7 @@ func (r *Report) readCeiling() *Ceiling {
 // ref's rate on this machine's CPUs at the CPU its requests took in this
 // run (the vault's, PostgreSQL's and the bench's together: the three share
 // the machine), or nil when either phase did not run or phase's CPU was
-// not measured. A target above it was out of reach in this run whatever
+// not measured (or came to less than a clock tick). A target above it was out of reach in this run whatever
 // the vault's batching or concurrency, unless a request cost less CPU.
 func (r *Report) cpuCeiling(phase, ref string) *float64 {
 	ms, ok := cpuMs(r.Phase(phase))
