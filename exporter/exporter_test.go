@@ -79,17 +79,12 @@ func remoteIDOf(bk string) string {
 // token.export audit row naming the job, and that one export.finished
 // webhook event is queued.
 func TestTwoWorkersOnOneJobNeverSendATokenTwice(t *testing.T) {
-	rc := newReceiver()
-	srv := httptest.NewServer(rc)
-	defer srv.Close()
-	svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Egress: vaulttest.LoopbackEgress(0), AllowLoopback: true})
-	tenant, secret := vaulttest.Tenant(t, svc)
-	a := vaulttest.Actor(t, svc, secret)
+	rc, url, svc, tenant, a := exportSetup(t)
 	const n = 60
 	numbers := tokenizeCards(t, svc, a, n)
 	_, _, err := svc.SetWebhook(context.Background(), a, "https://hooks.example.com/cardvault")
 	require.NoError(t, err)
-	job := createExport(t, svc, a, srv.URL, vault.MaxExportRate)
+	job := createExport(t, svc, a, url, vault.MaxExportRate)
 	require.EqualValues(t, n, job.Total)
 
 	stop := runReplicas(t, svc, "replica-a", "replica-b")
@@ -128,15 +123,10 @@ func TestTwoWorkersOnOneJobNeverSendATokenTwice(t *testing.T) {
 // the first send's lateness), not at twice the rate as a limit per process
 // would (about 0.73 s).
 func TestAJobsRateHoldsAcrossReplicas(t *testing.T) {
-	rc := newReceiver()
-	srv := httptest.NewServer(rc)
-	defer srv.Close()
-	svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Egress: vaulttest.LoopbackEgress(0), AllowLoopback: true})
-	_, secret := vaulttest.Tenant(t, svc)
-	a := vaulttest.Actor(t, svc, secret)
+	rc, url, svc, _, a := exportSetup(t)
 	const n, rate = 30, 20.0
 	tokenizeCards(t, svc, a, n)
-	job := createExport(t, svc, a, srv.URL, rate)
+	job := createExport(t, svc, a, url, rate)
 
 	stop := runReplicas(t, svc, "replica-a", "replica-b")
 	got := awaitEnd(t, svc, a, job.ID, 30*time.Second)
@@ -150,6 +140,19 @@ func TestAJobsRateHoldsAcrossReplicas(t *testing.T) {
 	spread := rc.at[n-1].Sub(rc.at[0])
 	least := time.Duration(float64(n-1) / rate * 0.8 * 1e9) // 1.16 s
 	assert.GreaterOrEqual(t, spread, least, "%d sends at %g a second arrived within %s", n, rate, spread)
+}
+
+// exportSetup starts a receiver (closed when the test ends) and a service
+// that may forward to loopback, and returns them with a new tenant and an
+// actor of it holding every scope.
+func exportSetup(t *testing.T) (*receiver, string, *postgres.Service, uuid.UUID, vault.Actor) {
+	t.Helper()
+	rc := newReceiver()
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	svc := vaulttest.NewService(t, dbURL, vaulttest.Options{Egress: vaulttest.LoopbackEgress(0), AllowLoopback: true})
+	tenant, secret := vaulttest.Tenant(t, svc)
+	return rc, srv.URL, svc, tenant, vaulttest.Actor(t, svc, secret)
 }
 
 // tokenizeCards stores n public test cards under business keys two-00,
