@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -44,24 +45,13 @@ func newPacer(svc vault.ExportQueue, job uuid.UUID, rate float64) *pacer {
 // wait takes this process's next slot of the job, reserving a block when
 // none is left, and returns once the slot has started. It returns
 // vault.ErrExportEnded once the job has ended, the reservation's error, or
-// ctx's.
+// ctx's when it ends before the slot starts.
 func (p *pacer) wait(ctx context.Context) error {
 	at, err := p.take(ctx)
 	if err != nil {
 		return err
 	}
-	d := time.Until(at)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return loop.Sleep(ctx, time.Until(at))
 }
 
 // take returns when this process's next slot starts.

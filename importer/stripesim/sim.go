@@ -28,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cardvault/cardvault/internal/loop"
 )
 
 // DefaultAPIKey is the secret key the simulator accepts when Config.APIKeys
@@ -255,7 +257,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header.Get("Stripe-Version"); v != "" {
 		w.Header().Set("Stripe-Version", v)
 	}
-	if faults.Delay > 0 && !wait(r.Context(), faults.Delay) {
+	if loop.Sleep(r.Context(), faults.Delay) != nil {
 		return
 	}
 	apiKey, ok := bearer(r)
@@ -372,18 +374,6 @@ func bearer(r *http.Request) (string, bool) {
 	k, ok := strings.CutPrefix(h, "Bearer ")
 	k = strings.TrimSpace(k)
 	return k, ok && k != ""
-}
-
-// wait sleeps d unless ctx ends first; it reports whether d elapsed.
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // write sends an answer.

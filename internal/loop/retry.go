@@ -25,12 +25,8 @@ func Retry(ctx context.Context, retryable func(error) bool, op func(context.Cont
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if Sleep(ctx, wait) != nil {
 			return err
-		case <-t.C:
 		}
 		wait = min(2*wait, retryCap)
 	}

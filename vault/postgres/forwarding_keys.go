@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cardvault/cardvault/internal/loop"
 )
 
 // Forwarding rows under the key hierarchy: the re-encryption job re-seals
@@ -54,7 +56,7 @@ func (s *Service) resealForwarding(ctx context.Context, tenantID uuid.UUID, tk *
 		if err != nil || left == 0 {
 			return total, dbError(err, "forwarding request")
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil { // the rest is being written by forwards
+		if err := loop.Sleep(ctx, 50*time.Millisecond); err != nil { // the rest is being written by forwards
 			return total, err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -150,7 +151,7 @@ func (s *Service) runReencrypt(ctx context.Context, owner string, job vault.KeyJ
 			}
 			return s.finishKeyJob(ctx, owner, job)
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil { // the rest is locked by requests
+		if err := loop.Sleep(ctx, 50*time.Millisecond); err != nil { // the rest is locked by requests
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -210,7 +211,7 @@ func (s *Service) rotateDataKey(ctx context.Context, a vault.Actor, propagate ti
 	if err != nil {
 		return 0, err
 	}
-	if err := sleep(ctx, propagate); err != nil {
+	if err := loop.Sleep(ctx, propagate); err != nil {
 		return 0, err
 	}
 	_, err = s.editKeyset(ctx, a, crypto.PurposeData, func(h *keyset.Handle) (*keyset.Handle, keyChange, error) {
@@ -220,22 +221,7 @@ func (s *Service) rotateDataKey(ctx context.Context, a vault.Actor, propagate ti
 	if err != nil {
 		return 0, err
 	}
-	return added.keyID, sleep(ctx, propagate)
-}
-
-// sleep waits d or until ctx ends, returning ctx's error then.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return added.keyID, loop.Sleep(ctx, propagate)
 }
 
 // sideRowsUnderKey counts the tenant's webhook rows, active import jobs and

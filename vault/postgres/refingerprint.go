@@ -10,6 +10,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/cardvault/cardvault/crypto"
+	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -33,7 +34,7 @@ func (s *Service) RotateFingerprintKey(ctx context.Context, a vault.Actor, propa
 	if err != nil {
 		return vault.KeyJob{}, err
 	}
-	if err := sleep(ctx, propagate); err != nil {
+	if err := loop.Sleep(ctx, propagate); err != nil {
 		return vault.KeyJob{}, err
 	}
 	if _, err = s.editKeyset(ctx, a, crypto.PurposeFingerprint, func(h *keyset.Handle) (*keyset.Handle, keyChange, error) {
@@ -42,7 +43,7 @@ func (s *Service) RotateFingerprintKey(ctx context.Context, a vault.Actor, propa
 	}); err != nil {
 		return vault.KeyJob{}, err
 	}
-	if err := sleep(ctx, propagate); err != nil {
+	if err := loop.Sleep(ctx, propagate); err != nil {
 		return vault.KeyJob{}, err
 	}
 	return s.startRefingerprint(ctx, a, added.keyID)
@@ -100,7 +101,7 @@ func (s *Service) runRefingerprint(ctx context.Context, owner string, job vault.
 		if left == 0 {
 			return s.finishKeyJob(ctx, owner, job)
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil { // the rest is locked by requests
+		if err := loop.Sleep(ctx, 50*time.Millisecond); err != nil { // the rest is locked by requests
 			return err
 		}
 	}
