@@ -23,6 +23,7 @@ import (
 
 	"github.com/cardvault/cardvault/internal/loop"
 	"github.com/cardvault/cardvault/internal/metrics"
+	"github.com/cardvault/cardvault/internal/pace"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -102,7 +103,19 @@ type heldKey struct{ job, token uuid.UUID }
 type job struct {
 	setup vault.ExportSetup
 	plan  plan
-	pace  *pacer
+	pace  *pace.Pacer
+}
+
+// newPacer returns the pacer of job at rate sends a second
+// (vault.DefaultExportRate when not above 0), on send slots reserved in
+// the job's row, so that the rate holds across replicas.
+func newPacer(svc vault.ExportQueue, job uuid.UUID, rate float64) *pace.Pacer {
+	if rate <= 0 {
+		rate = vault.DefaultExportRate
+	}
+	return pace.New(func(ctx context.Context, n int) (time.Duration, error) {
+		return svc.ReserveExportSends(ctx, job, n)
+	}, rate)
 }
 
 // New returns a Runner for cfg, or an error when cfg lacks a required value.

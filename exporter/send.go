@@ -40,7 +40,7 @@ func (r *Runner) send(ctx context.Context, w vault.ExportWork) {
 		r.jobUnusable(ctx, w, err)
 		return
 	}
-	if err := j.pace.wait(ctx); err != nil {
+	if err := j.pace.Wait(ctx); err != nil {
 		if vault.IsExportEnded(err) {
 			r.drop(w)
 			return

@@ -172,6 +172,27 @@ func TestTwoReplicasForwardEachItemOnce(t *testing.T) {
 	w.requireExactlyImported()
 }
 
+// TestAJobsStripeRateHoldsAcrossReplicas: two replicas working on one job
+// together send to Stripe no faster than the job's rate, the listing's
+// calls and the forwards alike (each replica spacing its own requests
+// would send up to twice as fast).
+func TestAJobsStripeRateHoldsAcrossReplicas(t *testing.T) {
+	const rate = 20.0
+	w := newWorld(t, stripesim.SeedSpec{Customers: 4, PaymentMethods: 40, Seed: 12})
+	atRate := func(c *importer.Config) { c.Rate = rate }
+	w.runner("replica-a", atRate)
+	w.runner("replica-b", atRate)
+
+	got := w.await(w.start().ID, time.Minute)
+
+	require.Equal(t, "finished", got.Status)
+	n, spread := w.stripeAt.spread()
+	require.Greater(t, n, 40, "the listing's calls and a forward per payment method")
+	least := time.Duration(float64(n-1) / rate * 0.9 * float64(time.Second))
+	require.GreaterOrEqual(t, spread, least, "%d requests at %g a second arrived within %s", n, rate, spread)
+	w.requireExactlyImported()
+}
+
 func TestForwardersKeepTheirConnectionsToStripeAndSendNoTelemetry(t *testing.T) {
 	const concurrency = 8
 	w := newWorld(t, stripesim.SeedSpec{Customers: 30, PaymentMethods: 300, Seed: 9})

@@ -42,8 +42,10 @@ type Config struct {
 	// StripeAPIBase is Stripe's API base URL (VAULT_STRIPE_API_BASE);
 	// DefaultStripeAPIBase when "".
 	StripeAPIBase string
-	// Rate is the Stripe requests per second of one job in this process
-	// (default 20); a negative rate turns throttling off.
+	// Rate is the Stripe requests per second of one job, across every
+	// process working on it: each reserves its requests' slots in the job's
+	// row (vault.ImportQueue.ReserveImportRequests). Default 20; a negative
+	// rate turns throttling off.
 	Rate float64
 	// Concurrency is how many forwards run at once (default 4).
 	Concurrency int

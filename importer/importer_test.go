@@ -46,6 +46,8 @@ type world struct {
 	// stripeTelemetry counts the requests to the simulator that carried
 	// stripe-go's client telemetry header.
 	stripeTelemetry *atomic.Int64
+	// stripeAt records when each request reached the simulator.
+	stripeAt *arrivals
 	tenant          uuid.UUID
 	key             string
 	actor           vault.Actor
@@ -65,7 +67,9 @@ func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
 	w.sim = stripesim.New(stripesim.Config{APIKeys: []string{stripeKey}})
 	w.sim.Seed(spec)
 	w.stripeTelemetry = &atomic.Int64{}
+	w.stripeAt = &arrivals{}
 	w.stripe, w.stripeConns = vaulttest.CountingServer(t, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.stripeAt.add(time.Now())
 		if r.Header.Get("X-Stripe-Client-Telemetry") != "" {
 			w.stripeTelemetry.Add(1)
 		}
@@ -74,6 +78,47 @@ func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
 	w.tenant, w.key = vaulttest.Tenant(t, w.svc)
 	w.actor = vaulttest.Actor(t, w.svc, w.key)
 	return w
+}
+
+// arrivals records when requests arrived.
+type arrivals struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (a *arrivals) add(at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.at = append(a.at, at)
+}
+
+// spread returns how many requests arrived and the time from the first to
+// the last.
+func (a *arrivals) spread() (int, time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.at) == 0 {
+		return 0, 0
+	}
+	first, last := a.at[0], a.at[0]
+	for _, at := range a.at {
+		first, last = minTime(first, at), maxTime(last, at)
+	}
+	return len(a.at), last.Sub(first)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 type lockedWriter struct {

@@ -12,8 +12,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v85"
-	"golang.org/x/time/rate"
 
+	"github.com/cardvault/cardvault/internal/pace"
 	"github.com/cardvault/cardvault/vault"
 )
 
@@ -24,6 +24,20 @@ type jobClient struct {
 	creds   vault.ImportCredentials
 	stripe  *stripe.Client
 	backend stripe.Backend
+	// pace spaces the job's requests across every process working on it;
+	// nil when the rate is off. List calls take their slots in the
+	// client's transport (throttle), a forward before it is sent (wait).
+	pace *pace.Pacer
+}
+
+// wait returns once the job's next request slot has started (at once when
+// the rate is off). It returns vault.ErrImportEnded once the job has
+// ended, the database's error, or ctx's when ctx ends first.
+func (jc *jobClient) wait(ctx context.Context) error {
+	if jc.pace == nil {
+		return nil
+	}
+	return jc.pace.Wait(ctx)
 }
 
 // client returns the job's Stripe client, opening its credentials on first
@@ -50,8 +64,9 @@ func (r *Runner) remember(creds vault.ImportCredentials) *jobClient {
 	if jc, ok := r.clients[creds.JobID]; ok {
 		return jc
 	}
-	backends := r.stripeBackends()
-	jc := &jobClient{creds: creds, backend: backends.API,
+	p := r.pacer(creds.JobID)
+	backends := r.stripeBackends(p)
+	jc := &jobClient{creds: creds, backend: backends.API, pace: p,
 		stripe: stripe.NewClient(creds.ProviderKey.Reveal(), stripe.WithBackends(backends))}
 	r.clients[creds.JobID] = jc
 	return jc
@@ -76,16 +91,14 @@ func (r *Runner) forget(jobID uuid.UUID) {
 }
 
 // stripeBackends returns stripe-go's backends on the configured API base,
-// without client telemetry. stripe-go's own retries are off: GETs are retried by retryGets, forwards
-// by the item's durable attempts, each with a fresh idempotency key.
-func (r *Runner) stripeBackends() *stripe.Backends {
-	limit := rate.Limit(r.cfg.Rate)
-	if r.cfg.Rate < 0 {
-		limit = rate.Inf
-	}
+// without client telemetry, their list calls spaced by p (nil: not
+// spaced). stripe-go's own retries are off: GETs are retried by
+// retryGets, forwards by the item's durable attempts, each with a fresh
+// idempotency key.
+func (r *Runner) stripeBackends(p *pace.Pacer) *stripe.Backends {
 	hc := *r.cfg.HTTPClient
 	hc.Transport = &retryGets{
-		next:  &throttle{next: r.cfg.HTTPClient.Transport, limiter: rate.NewLimiter(limit, 1)},
+		next:  &throttle{next: r.cfg.HTTPClient.Transport, pace: p},
 		tries: r.cfg.MaxAttempts, base: r.cfg.RetryBase, cap: r.cfg.RetryCap,
 	}
 	return stripe.NewBackendsWithConfig(&stripe.BackendConfig{
@@ -100,16 +113,33 @@ func (r *Runner) stripeBackends() *stripe.Backends {
 	})
 }
 
-// throttle spaces requests to a job's Stripe rate.
-type throttle struct {
-	next    http.RoundTripper
-	limiter *rate.Limiter
+// pacer returns job's pacer at the configured rate, on request slots
+// reserved in the job's row so that the rate holds across every process
+// working on the job, or nil when the rate is off (negative).
+func (r *Runner) pacer(job uuid.UUID) *pace.Pacer {
+	if r.cfg.Rate < 0 {
+		return nil
+	}
+	rate := r.cfg.Rate
+	return pace.New(func(ctx context.Context, n int) (time.Duration, error) {
+		return r.svc.ReserveImportRequests(ctx, job, n, rate)
+	}, rate)
 }
 
-// RoundTrip waits for the limiter, then sends req.
+// throttle spaces a job's list calls to Stripe (GETs) at the job's rate;
+// a forward takes its slot before it is sent (jobClient.wait).
+type throttle struct {
+	next http.RoundTripper
+	pace *pace.Pacer // nil: not spaced
+}
+
+// RoundTrip waits for the job's next request slot when req is a GET, then
+// sends req. It returns vault.ErrImportEnded once the job has ended.
 func (t *throttle) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := t.limiter.Wait(req.Context()); err != nil {
-		return nil, err
+	if t.pace != nil && req.Method == http.MethodGet {
+		if err := t.pace.Wait(req.Context()); err != nil {
+			return nil, err
+		}
 	}
 	return t.next.RoundTrip(req)
 }
@@ -136,7 +166,7 @@ func (t *retryGets) RoundTrip(req *http.Request) (*http.Response, error) {
 		var err error
 		resp, err = t.next.RoundTrip(req)
 		if err != nil {
-			if req.Context().Err() != nil {
+			if req.Context().Err() != nil || vault.IsImportEnded(err) {
 				return backoff.Permanent(err)
 			}
 			return err

@@ -275,6 +275,12 @@ type ImportQueue interface {
 	// Credentials returns an active job's credentials. It returns vault.ErrImportEnded
 	// (see IsImportEnded) once the job has ended and its credentials are wiped.
 	Credentials(ctx context.Context, jobID uuid.UUID) (ImportCredentials, error)
+	// ReserveImportRequests reserves the active job's next n Stripe request
+	// slots at rate requests a second, whichever process sends them, and
+	// returns how long to wait before the first; the others follow at that
+	// rate. It returns ErrImportEnded (IsImportEnded) once the job has
+	// ended, and a domain error when the database fails.
+	ReserveImportRequests(ctx context.Context, jobID uuid.UUID, n int, rate float64) (time.Duration, error)
 	// RecordAttempt stores the outcome of owner's attempt on an item, releases
 	// its lease and counts it on the job, in one statement and one commit
 	// together with the attempts other forwarders record meanwhile

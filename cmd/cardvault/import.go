@@ -48,7 +48,7 @@ func (r *rawImport) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&r.publicURL, "public-url", os.Getenv("VAULT_PUBLIC_URL"), "the vault's public base URL Stripe forwards to, https in production (env VAULT_PUBLIC_URL; default http://localhost:<port>)")
 	hideDefault(fs, "public-url")
 	fs.StringVar(&r.stripeAPIBase, "stripe-api-base", envOr("VAULT_STRIPE_API_BASE", importer.DefaultStripeAPIBase), "Stripe's API base URL (env VAULT_STRIPE_API_BASE)")
-	fs.StringVar(&r.rate, "import-rate", envOr("VAULT_IMPORT_RATE", "20"), "Stripe requests per second per import job; 0 for unthrottled (env VAULT_IMPORT_RATE)")
+	fs.StringVar(&r.rate, "import-rate", envOr("VAULT_IMPORT_RATE", "20"), "Stripe requests per second per import job, across replicas; 0 for unthrottled (env VAULT_IMPORT_RATE)")
 	fs.StringVar(&r.concurrency, "import-concurrency", envOr("VAULT_IMPORT_CONCURRENCY", "4"), "forwards in flight per process (env VAULT_IMPORT_CONCURRENCY)")
 	r.bindFile(fs)
 	fs.StringVar(&r.maxAttempts, "import-max-attempts", envOr("VAULT_IMPORT_MAX_ATTEMPTS", "5"), "forward attempts before a payment method is given up (env VAULT_IMPORT_MAX_ATTEMPTS)")

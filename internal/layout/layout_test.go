@@ -25,8 +25,9 @@ func deps(t *testing.T, pkg string) []string {
 // forbids: the card logic stands alone, the vocabulary holds no SQL, the
 // callers depend on the vocabulary's interfaces and never on the PostgreSQL
 // implementation (only cmd wires it in), the metrics vocabulary imports
-// nothing of the vault (every package records through it), and nothing
-// imports httpapi or cmd.
+// nothing of the vault (every package records through it), the pacer knows
+// no job or database (its callers reserve the slots), and nothing imports
+// httpapi or cmd.
 func TestImportRules(t *testing.T) {
 	rules := []struct {
 		pkg       string
@@ -44,6 +45,7 @@ func TestImportRules(t *testing.T) {
 		{"/egress", []string{module + "/", "github.com/jackc/"}},
 		{"/forwarding", []string{module + "/vault/postgres", module + "/httpapi", module + "/importer", module + "/cmd", "github.com/jackc/"}},
 		{"/internal/metrics", []string{module + "/"}},
+		{"/internal/pace", []string{module + "/vault", module + "/crypto", module + "/httpapi", module + "/importer", module + "/exporter", module + "/cmd", "github.com/jackc/"}},
 	}
 	for _, r := range rules {
 		for _, d := range deps(t, module+r.pkg) {

@@ -125,6 +125,18 @@ func TestExportSendSlotsFollowEachOtherAtTheJobsRate(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	job := e.exportJob(t, 1) // rate 10
+	e.checkSlotsAtTenASecond(t, func(n int) (time.Duration, error) { return e.svc.ReserveExportSends(ctx, job, n) })
+	_, err := e.pool.Exec(ctx, `UPDATE export_jobs SET status = 'aborted' WHERE id = $1`, job)
+	require.NoError(t, err)
+	_, err = e.svc.ReserveExportSends(ctx, job, 1)
+	assert.ErrorIs(t, err, vault.ErrExportEnded)
+}
+
+// checkSlotsAtTenASecond checks that reserve, a job's slot reservation at
+// ten slots a second on a job nothing has reserved yet, answers each
+// block's wait from e's clock as the blocks follow each other.
+func (e *env) checkSlotsAtTenASecond(t *testing.T, reserve func(n int) (time.Duration, error)) {
+	t.Helper()
 	tests := []struct {
 		name    string
 		advance time.Duration
@@ -139,12 +151,8 @@ func TestExportSendSlotsFollowEachOtherAtTheJobsRate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		e.clock.Advance(tt.advance)
-		got, err := e.svc.ReserveExportSends(ctx, job, tt.n)
+		got, err := reserve(tt.n)
 		require.NoError(t, err, tt.name)
 		assert.InDelta(t, tt.want.Seconds(), got.Seconds(), 1e-6, tt.name)
 	}
-	_, err := e.pool.Exec(ctx, `UPDATE export_jobs SET status = 'aborted' WHERE id = $1`, job)
-	require.NoError(t, err)
-	_, err = e.svc.ReserveExportSends(ctx, job, 1)
-	assert.ErrorIs(t, err, vault.ErrExportEnded)
 }

@@ -79,13 +79,21 @@ const reserveExportSendsSQL = `
 // holds across replicas. It returns vault.ErrExportEnded once the job has
 // ended, and a domain error when the database fails.
 func (s *Service) ReserveExportSends(ctx context.Context, jobID uuid.UUID, n int) (time.Duration, error) {
-	var wait float64
-	err := s.db.QueryRow(ctx, reserveExportSendsSQL, jobID, float64(max(n, 1)), s.clock()).Scan(&wait)
+	wait, err := s.reserveSlots(ctx, reserveExportSendsSQL, jobID, float64(max(n, 1)), s.clock())
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, vault.ErrExportEnded
 	}
-	if err != nil {
-		return 0, dbError(err, "export")
+	return wait, dbError(err, "export")
+}
+
+// reserveSlots runs a job's slot reservation, query (ReserveExportSends,
+// ReserveImportRequests), and returns how long from now the first
+// reserved slot starts. It returns pgx.ErrNoRows when the job is not
+// active, and the driver's error when the database fails.
+func (s *Service) reserveSlots(ctx context.Context, query string, args ...any) (time.Duration, error) {
+	var wait float64
+	if err := s.db.QueryRow(ctx, query, args...).Scan(&wait); err != nil {
+		return 0, err
 	}
 	return time.Duration(max(wait, 0) * float64(time.Second)), nil
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -69,6 +70,32 @@ func (s *Service) Credentials(ctx context.Context, jobID uuid.UUID) (vault.Impor
 		return vault.ImportCredentials{}, dbError(err, "import")
 	}
 	return s.credentials(ctx, tenantID, jobID, providerCT, forwardCT)
+}
+
+// reserveImportRequestsSQL moves the active job $1's next Stripe request
+// slot past $2 more slots at $4 a second, from $3 (now) when the job had
+// no slot reserved beyond it, and answers how many seconds from $3 the
+// first starts.
+const reserveImportRequestsSQL = `
+	UPDATE import_jobs SET next_request_at = greatest(next_request_at, $3) + make_interval(secs => $2 / $4::float8)
+	WHERE id = $1 AND status IN ('preparing', 'running')
+	RETURNING extract(epoch FROM next_request_at - $3)::float8 - $2 / $4::float8`
+
+// ReserveImportRequests reserves the job's next n Stripe request slots (at
+// least one) at rate a second for this process and returns how long to
+// wait before the first; the job's row orders the reservations of every
+// process, so the rate holds across replicas. It returns
+// vault.ErrImportEnded once the job has ended, and a domain error when
+// the rate is not above 0 or the database fails.
+func (s *Service) ReserveImportRequests(ctx context.Context, jobID uuid.UUID, n int, rate float64) (time.Duration, error) {
+	if !(rate > 0) {
+		return 0, vault.Internal(fmt.Errorf("import request rate %g is not above 0", rate))
+	}
+	wait, err := s.reserveSlots(ctx, reserveImportRequestsSQL, jobID, float64(max(n, 1)), s.clock(), rate)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, vault.ErrImportEnded
+	}
+	return wait, dbError(err, "import")
 }
 
 // RecordFound stores one page of found payment methods as items (pending, or

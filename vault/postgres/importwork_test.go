@@ -121,6 +121,25 @@ type itemRow struct {
 	NextAttemptAt       time.Time
 }
 
+// TestImportRequestSlotsFollowEachOtherAtTheRate: an import job's Stripe
+// request slots are reserved in its row, a preparing or running job's,
+// whichever process asks; an ended job has none, and a rate that is not
+// above 0 reserves nothing.
+func TestImportRequestSlotsFollowEachOtherAtTheRate(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, status := range []vault.ImportStatus{vault.ImportPreparing, vault.ImportRunning} {
+		job := e.importJob(t, status, "slots_"+string(status), 0)
+		e.checkSlotsAtTenASecond(t, func(n int) (time.Duration, error) { return e.svc.ReserveImportRequests(ctx, job, n, 10) })
+		_, err := e.svc.ReserveImportRequests(ctx, job, 1, 0)
+		assert.Error(t, err, "rate 0")
+		_, err = e.pool.Exec(ctx, `UPDATE import_jobs SET status = 'finished' WHERE id = $1`, job)
+		require.NoError(t, err)
+		_, err = e.svc.ReserveImportRequests(ctx, job, 1, 10)
+		assert.ErrorIs(t, err, vault.ErrImportEnded, string(status))
+	}
+}
+
 func (e *env) item(t *testing.T, job uuid.UUID, pm string) itemRow {
 	t.Helper()
 	var r itemRow

@@ -1,0 +1,13 @@
+-- An import job's Stripe request rate holds across replicas.
+--
+-- Before: each process that worked on a job spaced the job's requests to
+-- Stripe with its own token bucket at VAULT_IMPORT_RATE, so N replicas
+-- sent up to N times that rate to the merchant's Stripe account (which
+-- answers 429 past its own limit, and the attempts are retried).
+--
+-- Now the job's row holds when its next request slot starts
+-- (next_request_at, NULL until the first reservation): a process reserves
+-- a block of slots by moving it forward by the block's length at its rate,
+-- in one UPDATE, and sends each request no earlier than its slot, as
+-- export jobs do with next_send_at (029).
+ALTER TABLE import_jobs ADD COLUMN next_request_at timestamptz;
