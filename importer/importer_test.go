@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,12 +49,12 @@ type world struct {
 	stripeTelemetry *atomic.Int64
 	// stripeAt records when each request reached the simulator.
 	stripeAt *arrivals
-	tenant          uuid.UUID
-	key             string
-	actor           vault.Actor
-	log             *bytes.Buffer
-	logMu           *sync.Mutex
-	logger          *slog.Logger
+	tenant   uuid.UUID
+	key      string
+	actor    vault.Actor
+	log      *bytes.Buffer
+	logMu    *sync.Mutex
+	logger   *slog.Logger
 }
 
 func newWorld(t *testing.T, spec stripesim.SeedSpec) *world {
@@ -100,25 +101,8 @@ func (a *arrivals) spread() (int, time.Duration) {
 	if len(a.at) == 0 {
 		return 0, 0
 	}
-	first, last := a.at[0], a.at[0]
-	for _, at := range a.at {
-		first, last = minTime(first, at), maxTime(last, at)
-	}
+	first, last := slices.MinFunc(a.at, time.Time.Compare), slices.MaxFunc(a.at, time.Time.Compare)
 	return len(a.at), last.Sub(first)
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 type lockedWriter struct {
