@@ -94,7 +94,7 @@ func (r *Runner) forward(ctx context.Context, w vault.ItemWork) {
 	}
 	jc, err := r.client(ctx, w.JobID)
 	if err == nil {
-		err = jc.wait(ctx) // the job's next request slot, before the item's attempt is under way
+		err = jc.pace.Wait(ctx) // the job's next request slot, before the item's attempt is under way
 	}
 	if err != nil {
 		r.giveBack(ctx, w, err)

@@ -26,18 +26,8 @@ type jobClient struct {
 	backend stripe.Backend
 	// pace spaces the job's requests across every process working on it;
 	// nil when the rate is off. List calls take their slots in the
-	// client's transport (throttle), a forward before it is sent (wait).
+	// client's transport (throttle), a forward before it is sent.
 	pace *pace.Pacer
-}
-
-// wait returns once the job's next request slot has started (at once when
-// the rate is off). It returns vault.ErrImportEnded once the job has
-// ended, the database's error, or ctx's when ctx ends first.
-func (jc *jobClient) wait(ctx context.Context) error {
-	if jc.pace == nil {
-		return nil
-	}
-	return jc.pace.Wait(ctx)
 }
 
 // client returns the job's Stripe client, opening its credentials on first
@@ -130,13 +120,13 @@ func (r *Runner) pacer(job uuid.UUID) *pace.Pacer {
 // a forward takes its slot before it is sent (jobClient.wait).
 type throttle struct {
 	next http.RoundTripper
-	pace *pace.Pacer // nil: not spaced
+	pace *pace.Pacer
 }
 
 // RoundTrip waits for the job's next request slot when req is a GET, then
 // sends req. It returns vault.ErrImportEnded once the job has ended.
 func (t *throttle) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.pace != nil && req.Method == http.MethodGet {
+	if req.Method == http.MethodGet {
 		if err := t.pace.Wait(req.Context()); err != nil {
 			return nil, err
 		}

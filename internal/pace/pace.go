@@ -48,9 +48,13 @@ func New(reserve Reserve, rate float64) *Pacer {
 }
 
 // Wait takes this process's next slot of the job, reserving a block when
-// none is left, and returns once the slot has started. It returns the
-// reservation's error, or ctx's when ctx ends before the slot starts.
+// none is left, and returns once the slot has started; a nil Pacer (a job
+// not paced) returns at once. It returns the reservation's error, or
+// ctx's when ctx ends before the slot starts.
 func (p *Pacer) Wait(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
 	at, err := p.take(ctx)
 	if err != nil {
 		return err

@@ -64,4 +64,5 @@ func TestWaitReturnsTheReservationsErrorAndTheContexts(t *testing.T) {
 		"a slot an hour away is not waited for once the context has ended")
 
 	assert.NoError(t, New((&reservations{}).reserve, 20).Wait(context.Background()), "a slot that has started")
+	assert.NoError(t, (*Pacer)(nil).Wait(ctx), "a job not paced")
 }
